@@ -1,0 +1,44 @@
+"""User-facing errors.
+
+Every error a user can cause (bad config, bad data, bad model files) is a
+:class:`BacktestError`. Its message is one line that names the file or config
+key and says how to fix it; the CLI prints it and exits with status 2.
+
+A retrain that fails (NaN loss, a numerical failure in a fit) is not fatal:
+strategies raise :class:`FailedRetrain`, the provider keeps the previous model
+and records the failure. :class:`FatalError` stops the run at once.
+"""
+
+from __future__ import annotations
+
+
+class BacktestError(Exception):
+    """Base class for errors caused by user input; the message is one line."""
+
+
+class ConfigError(BacktestError):
+    """The config file or a ``--set`` override is invalid."""
+
+
+class DataError(BacktestError):
+    """The input data cannot be used."""
+
+
+class OutputError(BacktestError):
+    """The output directory cannot be written as asked."""
+
+
+class FailedRetrain(Exception):
+    """A single retrain failed; the previous model is kept.
+
+    Examples
+    --------
+    >>> raise FailedRetrain("training loss is NaN")
+    Traceback (most recent call last):
+    ...
+    backtester.errors.FailedRetrain: training loss is NaN
+    """
+
+
+class FatalError(BacktestError):
+    """The run cannot go on (for example, too many consecutive failed retrains)."""

@@ -1,0 +1,205 @@
+"""The Python API behind ``backtest run``: config in, results directory out.
+
+``results/<name>/`` is built in a hidden staging directory beside it and moved
+into place only when complete, so a failed or interrupted run never leaves a
+directory that looks finished, and ``--force`` replaces an old run only once the
+new one is whole.
+
+Examples
+--------
+>>> from backtester.config import load_config            # doctest: +SKIP
+>>> result = run(load_config("configs/smoke.yaml"))       # doctest: +SKIP
+>>> result.metrics.head()                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import yaml
+
+from . import __version__
+from .engine import run_engine
+from .errors import OutputError
+from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
+from .plan import Plan, check_plan, make_plan
+from .provider import ModelProvider
+from .rv import PreparedBars, prepare_bars
+from .series import BarSeries
+
+PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "arch", "exchange-calendars", "pydantic")
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    forecasts: pd.DataFrame
+    retrains: pd.DataFrame
+    metrics: pd.DataFrame
+    manifest: dict
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "backtester": __version__}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return res.stdout.strip() or None if res.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare(cfg) -> tuple[PreparedBars, Plan]:
+    """Load the data, build RV bars and resolve the plan (no training)."""
+    prepared = prepare_bars(cfg.data)
+    plan = make_plan(cfg, prepared.bars.index)
+    check_plan(cfg, plan)
+    return prepared, plan
+
+
+def target_dir(cfg) -> Path:
+    return Path(cfg.output.dir) / cfg.name
+
+
+def guard_output(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        finished = (out / "manifest.json").is_file()
+        what = "a finished run" if finished else "a directory"
+        raise OutputError(f"{out}: {what} is already there; pass --force to replace it, or change 'name' in the config")
+
+
+def run(cfg, force: bool = False, progress: Callable[[int], Callable[[str, pd.Timestamp], None]] | None = None,
+        log: Callable[[str], None] = lambda msg: None) -> RunResult:
+    """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``."""
+    out = target_dir(cfg)
+    guard_output(out, force)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    prepared, plan = prepare(cfg)
+    timings["prepare"] = time.perf_counter() - t0
+    log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
+    log(f"plan: {len(plan.retrains)} retrains, {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+        series = BarSeries.from_frame(prepared.bars)
+        providers = [
+            ModelProvider(name, params, series, plan.bars, cfg.backtest.window, cfg.seed, plan.horizon,
+                          cfg.backtest.max_failed_retrains)
+            for name, params in cfg.strategies.items()
+        ]
+        t0 = time.perf_counter()
+        on_event = progress(len(plan.issue_times) + len(plan.retrains)) if progress else None
+        forecasts, records = run_engine(plan, providers, on_event)
+        timings["engine"] = time.perf_counter() - t0
+        timings["train"] = sum(p.fit_seconds for p in providers)
+        timings["predict"] = sum(p.predict_seconds for p in providers)
+        timings["engine_overhead"] = timings["engine"] - timings["train"] - timings["predict"]
+
+        t0 = time.perf_counter()
+        rows = join_actuals(forecasts, prepared.bars)
+        retrains = pd.DataFrame([r.__dict__ for r in records])
+        retrains["strategy"] = retrains["strategy"].astype("string")
+        scores = metrics(rows)
+        rows.to_parquet(stage / "forecasts.parquet", index=False)
+        retrains.to_parquet(stage / "retrains.parquet", index=False)
+        scores.to_parquet(stage / "metrics.parquet", index=False)
+        if cfg.output.plots and len(rows):
+            plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
+            plot_error_by_horizon(scores, stage / "error_by_horizon.png")
+        (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores))
+        timings["evaluate"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+
+        manifest = {
+            "name": cfg.name,
+            "config_id": cfg.config_id(),
+            "seed": cfg.seed,
+            "created": pd.Timestamp.now(tz="UTC").isoformat(),
+            "command": " ".join(sys.argv),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "data": {
+                "path": str(cfg.data.path),
+                "sha256": prepared.fingerprint,
+                "bars_key": prepared.cache_key,
+                "bars": len(prepared.bars),
+                "missing_bars": [str(t) for t in prepared.missing],
+                "first_bar": str(prepared.bars.index[0]),
+                "last_bar": str(prepared.bars.index[-1]),
+            },
+            "plan": {"retrains": len(plan.retrains), "issue_times": len(plan.issue_times), "horizon": plan.horizon},
+            "rows": len(rows),
+            "failed_retrains": int((retrains["status"] != "ok").sum()),
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+            "status": "complete",
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _swap_in(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return RunResult(out, rows, retrains, scores, manifest)
+
+
+def _swap_in(stage: Path, out: Path) -> None:
+    """Move the finished staging directory to ``out``; an old run is removed only after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """A short Markdown report of the run."""
+    s = summary(scores)
+    h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
+    lines = [
+        f"# Backtest `{cfg.name}`",
+        "",
+        f"- data: `{cfg.data.path}` — {prepared.describe()}",
+        f"- test period: {plan.issue_times[0]} .. {plan.issue_times[-1]}, horizons 1..{plan.horizon}",
+        f"- retrain rule: `{cfg.backtest.retrain.rule}`, {len(plan.retrains)} retrains, window `{cfg.backtest.window.kind}`",
+        f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
+        "",
+        "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
+        "",
+        "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in s.iterrows():
+        lines.append(
+            f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | {h1.loc[name, 'mse']:.3e} |"
+        )
+    lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`.", ""]
+    return "\n".join(lines)

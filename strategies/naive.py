@@ -1,0 +1,48 @@
+"""Naive baselines: the last value, or the mean of the last ``window`` bars, held flat.
+
+Examples
+--------
+>>> import numpy as np
+>>> from backtester.series import BarSeries
+>>> s = BarSeries(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4), np.ones(4, bool))
+>>> NaiveParams().build(0).forecast(s, 2).tolist(), RollingMeanParams(window=2).build(0).forecast(s, 2).tolist()
+([4.0, 4.0], [3.5, 3.5])
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from backtester.series import BarSeries
+
+from .base import FitInfo, Params
+
+
+class Naive:
+    def __init__(self, window: int):
+        self.window = window
+
+    def fit(self, train: BarSeries, horizon: int) -> FitInfo:
+        return FitInfo(samples=len(train))
+
+    def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
+        return np.full(horizon, history.rv[-self.window :].mean())
+
+
+class NaiveParams(Params):
+    type: Literal["naive"] = "naive"
+    window: int = Field(default=1, ge=1)
+
+    def build(self, seed: int) -> Naive:
+        return Naive(self.window)
+
+    def min_train_bars(self, horizon: int) -> int:
+        return self.window
+
+
+class RollingMeanParams(NaiveParams):
+    type: Literal["rolling_mean"] = "rolling_mean"  # type: ignore[assignment]
+    window: int = Field(default=24, ge=1)
