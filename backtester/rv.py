@@ -87,7 +87,7 @@ def session_keys(ns: np.ndarray, calendar: str) -> np.ndarray:
     first = pd.Timestamp(int(ns.min()), tz="UTC").normalize() - pd.Timedelta("7D")
     last = pd.Timestamp(int(ns.max()), tz="UTC").normalize() + pd.Timedelta("7D")
     cal = _exchange(calendar, first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d"))
-    minutes = cal.minutes_in_range(first, last)
+    minutes = cal.minutes
     floor = ns - ns % NS_MIN
     inside = np.isin(floor, minutes.asi8)
     keys = np.full(len(ns), -1, dtype="int64")

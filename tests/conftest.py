@@ -1,0 +1,46 @@
+"""Shared fixtures: small synthetic minute data and config builders. Every test is seeded."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtester.synth import synth_bars
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_LSTM = {"type": "lstm", "memory": 12, "layers": [{"units": 4, "dropout": 0.0}], "epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="session")
+def minute_bars() -> pd.DataFrame:
+    """26 days of synthetic 1-minute bars (about 37,000 rows, a few gaps)."""
+    return synth_bars(start="2024-01-01", days=26, seed=3)
+
+
+@pytest.fixture
+def minute_file(tmp_path, minute_bars) -> Path:
+    path = tmp_path / "bars.parquet"
+    minute_bars.to_parquet(path, index=False)
+    return path
+
+
+def base_config(path: Path, tmp_path: Path, **strategies) -> dict:
+    """A small valid config dict over ``path`` (weekly retrains from 2024-01-08)."""
+    return copy.deepcopy(
+        {
+            "name": "t",
+            "seed": 1,
+            "data": {"path": str(path), "cache_dir": str(tmp_path / "cache")},
+            "backtest": {
+                "start": "2024-01-08 00:00",
+                "horizon": 4,
+                "retrain": {"rule": "weekly", "weekday": "mon"},
+            },
+            "strategies": strategies or {"naive": {}},
+            "output": {"dir": str(tmp_path / "results"), "plots": False},
+        }
+    )

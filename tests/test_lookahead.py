@@ -1,0 +1,88 @@
+"""No look-ahead: forecasts issued up to T do not change when the data after T is cut off or
+overwritten with junk, for every built-in strategy, through the whole pipeline (minute bars ->
+RV bars -> schedule -> engine)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.config import parse_config
+from backtester.engine import run_engine
+from backtester.errors import FatalError
+from backtester.plan import make_plan
+from backtester.provider import ModelProvider
+from backtester.recorder import ForecastRecorder, LookAheadError
+from backtester.rv import prepare_bars
+from backtester.series import BarSeries
+from strategies import REGISTRY
+
+from .conftest import TINY_LSTM, base_config
+
+CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
+
+STRATEGIES = {
+    "lstm": TINY_LSTM,
+    "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
+    "har": {"type": "har"},
+    "har_iterated": {"type": "har", "mode": "iterated"},
+    "garch": {"type": "garch"},
+    "ewma": {"type": "ewma"},
+    "naive": {"type": "naive"},
+    "rolling_mean": {"type": "rolling_mean"},
+}
+
+
+def test_every_builtin_strategy_is_covered():
+    assert {p["type"] for p in STRATEGIES.values()} == set(REGISTRY)
+
+
+def forecasts_for(minute: pd.DataFrame, tmp_path, name: str) -> pd.DataFrame:
+    path = tmp_path / f"{name}-{len(minute)}-{hash(minute['close'].sum())}.parquet"
+    minute.to_parquet(path, index=False)
+    cfg = parse_config(base_config(path, tmp_path, **{name: STRATEGIES[name]}))
+    bars = prepare_bars(cfg.data).bars
+    plan = make_plan(cfg, bars.index)
+    series = BarSeries.from_frame(bars)
+    provider = ModelProvider(name, cfg.strategies[name], series, plan.bars, cfg.backtest.window, cfg.seed, plan.horizon)
+    frame, _ = run_engine(plan, [provider])
+    return frame
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_truncating_or_poisoning_after_t_changes_nothing_up_to_t(name, minute_bars, tmp_path):
+    known = minute_bars["timestamp"] + pd.Timedelta("1min") <= CUT  # bars closed at or before CUT
+    full = forecasts_for(minute_bars, tmp_path, name)
+
+    truncated = forecasts_for(minute_bars[known], tmp_path, name)
+    poisoned_bars = minute_bars.copy()
+    rng = np.random.default_rng(0)
+    junk = rng.uniform(1, 1e6, (~known).sum())
+    for col in ("open", "high", "low", "close"):
+        poisoned_bars.loc[~known, col] = junk
+    poisoned = forecasts_for(poisoned_bars, tmp_path, name)
+
+    upto = full[full["issued_at"] <= CUT].reset_index(drop=True)
+    assert len(upto) > 0 and upto["issued_at"].max() == CUT
+    # poisoned: every row issued up to T, every horizon, identical
+    pd.testing.assert_frame_equal(poisoned[poisoned["issued_at"] <= CUT].reset_index(drop=True), upto, check_exact=True)
+    # truncated: the rows whose target still lies inside the cut data are identical
+    within = upto[upto["target_time"] <= CUT].reset_index(drop=True)
+    pd.testing.assert_frame_equal(truncated.reset_index(drop=True), within, check_exact=True)
+    # and the poison really reached the later forecasts (the test can fail)
+    later_full = full[full["issued_at"] > CUT + pd.Timedelta("1h")]["forecast"].to_numpy()
+    later_poisoned = poisoned[poisoned["issued_at"] > CUT + pd.Timedelta("1h")]["forecast"].to_numpy()
+    assert not np.allclose(later_full, later_poisoned)
+
+
+def test_no_row_was_trained_after_it_was_issued(minute_bars, tmp_path):
+    frame = forecasts_for(minute_bars, tmp_path, "har")
+    assert (frame["trained_through"] <= frame["issued_at"]).all()
+    assert set(frame["horizon"]) == {1, 2, 3, 4}
+
+
+def test_recorder_refuses_look_ahead():
+    bars = pd.date_range("2024-01-01 01:00", periods=5, freq="h", tz="UTC")
+    rec = ForecastRecorder(bars)
+    with pytest.raises(LookAheadError, match="cannot issue a forecast"):
+        rec.add("x", 1, np.ones(2), model_version=1, trained_through=bars[2].value)
+    assert issubclass(LookAheadError, FatalError)
