@@ -11,8 +11,8 @@ with both positive.
 Examples
 --------
 >>> import numpy as np
->>> float(qlike(np.array([2.0]), np.array([2.0])))
-0.0
+>>> qlike(np.array([2.0, 1.0]), np.array([2.0, 0.0])).tolist()
+[0.0, nan]
 """
 
 from __future__ import annotations

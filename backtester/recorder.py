@@ -10,8 +10,8 @@ Examples
 >>> bars = pd.date_range("2024-01-01 01:00", periods=4, freq="h", tz="UTC")
 >>> rec = ForecastRecorder(bars)
 >>> rec.add("naive", 1, np.array([1.0, 2.0, 3.0]), model_version=1, trained_through=bars[1].value)
->>> rec.frame()[["horizon", "forecast"]].values.tolist()
-[[1, 1.0], [2, 2.0]]
+>>> rec.frame()[["horizon", "forecast"]].to_dict("list")
+{'horizon': [1, 2], 'forecast': [1.0, 2.0]}
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Examples
 >>> p = pd.Series(np.exp(np.arange(120) * 0.001), index=t)
 >>> bars = realized_volatility(p, pd.Timedelta("1min"), pd.Timedelta("1h"))
 >>> bars["n_returns"].tolist(), np.round(bars["rv"].to_numpy(), 6).tolist()
-[59, 60], [0.007681, 0.007746]
+([59, 60], [0.007681, 0.007746])
 """
 
 from __future__ import annotations

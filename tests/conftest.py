@@ -29,14 +29,14 @@ def minute_file(tmp_path, minute_bars) -> Path:
 
 
 def base_config(path: Path, tmp_path: Path, **strategies) -> dict:
-    """A small valid config dict over ``path`` (weekly retrains from 2024-01-08)."""
+    """A small valid config dict over ``path`` (first fit 2024-01-09, then weekly on Mondays)."""
     return copy.deepcopy(
         {
             "name": "t",
             "seed": 1,
             "data": {"path": str(path), "cache_dir": str(tmp_path / "cache")},
             "backtest": {
-                "start": "2024-01-08 00:00",
+                "start": "2024-01-09 00:00",
                 "horizon": 4,
                 "retrain": {"rule": "weekly", "weekday": "mon"},
             },

@@ -1,0 +1,107 @@
+"""Strict config validation: one line naming the key and the fix."""
+
+import pytest
+import yaml
+
+from backtester.config import apply_override, load_config, parse_config
+from backtester.errors import ConfigError
+
+
+def valid() -> dict:
+    return {
+        "name": "x",
+        "data": {"path": "bars.parquet"},
+        "backtest": {"start": "2024-02-05", "retrain": {"rule": "weekly", "weekday": "mon"}},
+        "strategies": {"har": {}, "net": {"type": "lstm", "layers": [{"units": 8}]}},
+    }
+
+
+def fails(raw, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        parse_config(raw, source="c.yaml")
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_valid_config_fills_defaults_and_hashes():
+    cfg = parse_config(valid())
+    assert cfg.backtest.horizon == 24 and cfg.data.bar.total_seconds() == 3600
+    assert cfg.strategies["net"].memory == 60 and cfg.strategies["har"].lags == [1, 24, 168]
+    resolved = cfg.resolved()
+    assert resolved["strategies"]["net"]["layers"] == [{"units": 8, "dropout": 0.1}]
+    assert parse_config(resolved).config_id() == cfg.config_id()
+    yaml.safe_dump(resolved)  # plain data
+
+
+def test_misspelt_key_names_path_and_valid_keys():
+    raw = valid()
+    raw["backtest"]["horizn"] = 6
+    msg = fails(raw, r"c.yaml: backtest.horizn: unknown key \(did you mean 'horizon'\?\); valid keys here: start, end, horizon")
+    assert "retrain" in msg
+
+
+def test_unknown_key_inside_retrain_rule_and_strategy():
+    raw = valid()
+    raw["backtest"]["retrain"]["weekdy"] = "tue"
+    fails(raw, r"backtest.retrain.weekdy: unknown key \(did you mean 'weekday'\?\); valid keys here: rule, weekday, time, timezone")
+    raw = valid()
+    raw["strategies"]["net"]["layers"][0]["unitz"] = 3
+    fails(raw, r"strategies.net.layers.0.unitz: unknown key \(did you mean 'units'\?\)")
+    raw = valid()
+    raw["strategies"]["net"]["epoch"] = 3
+    fails(raw, r"strategies.net.epoch: unknown key \(did you mean 'epochs'\?\)")
+
+
+def test_unknown_strategy_lists_names():
+    raw = valid()
+    raw["strategies"] = {"m": {"type": "lsmt"}}
+    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, lstm, naive, rolling_mean")
+
+
+@pytest.mark.parametrize(
+    "path, value, pattern",
+    [
+        (("backtest", "retrain"), {"rule": "fortnightly"}, r"backtest.retrain: .*'weekly'"),
+        (("backtest", "retrain"), {"rule": "weekly", "weekday": "monday"}, r"backtest.retrain.weekday: .*'mon'"),
+        (("backtest", "retrain"), {"rule": "weekly", "time": "25:00"}, r"backtest.retrain.time: .*time of day"),
+        (("backtest", "retrain"), {"rule": "weekly", "timezone": "Mars/Olympus"}, r"backtest.retrain.timezone: unknown timezone"),
+        (("backtest", "retrain"), {"rule": "monthly", "day": 32}, r"backtest.retrain.day: .*1..31"),
+        (("backtest", "window"), {"kind": "rolling"}, r"backtest.window: .*exactly one of 'length'"),
+        (("backtest", "start"), "yesterday-ish", r"backtest.start: .*not a timestamp"),
+        (("backtest", "horizon"), 0, r"backtest.horizon: .*greater than or equal to 1"),
+        (("data", "interval"), "7min", r"data: data.bar \(1h\) must be a multiple of data.interval \(7min\)"),
+        (("data", "interval"), "soon", r"data.interval: .*not a duration"),
+        (("strategies", "net"), {"type": "lstm", "layers": []}, r"strategies.net.layers: .*at least 1"),
+        (("strategies", "net"), {"type": "lstm", "layers": [{}, {}, {}]}, r"strategies.net.layers: .*at most 2"),
+        (("strategies", "h"), {"type": "har", "lags": [24, 1]}, r"strategies.h.lags: .*increasing"),
+    ],
+)
+def test_bad_values_name_the_key(path, value, pattern):
+    raw = valid()
+    node = raw
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    fails(raw, pattern)
+
+
+def test_missing_required_key():
+    raw = valid()
+    del raw["data"]
+    fails(raw, r"c.yaml: data: required key is missing")
+
+
+def test_overrides_and_load(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(valid()))
+    cfg = load_config(path, ["backtest.horizon=6", "strategies.net.epochs=2", "backtest.retrain={rule: daily}"])
+    assert cfg.backtest.horizon == 6 and cfg.strategies["net"].epochs == 2 and cfg.backtest.retrain.rule == "daily"
+    with pytest.raises(ConfigError, match=r"--set 'horizon': write it as key.path=value"):
+        apply_override({}, "horizon")
+    with pytest.raises(ConfigError, match=r"c.yaml: backtest.horizn: unknown key"):
+        load_config(path, ["backtest.horizn=3"])
+    with pytest.raises(ConfigError, match=r"nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    path.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match=r"c.yaml \(line \d+\): not valid YAML"):
+        load_config(path)
