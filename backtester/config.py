@@ -112,6 +112,8 @@ class DataConfig(Strict):
     bar: Duration = pd.Timedelta("1h")
     min_returns: int | None = Field(default=None, ge=1)
     max_gap: Duration = pd.Timedelta("15min")
+    start: Timestamp | None = None  # keep only bars closing at or after this time
+    end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
 
     @model_validator(mode="after")

@@ -79,9 +79,9 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
     sel = rows[rows["horizon"] == horizon]
     fig, ax = plt.subplots(figsize=(13, 5))
     first = sel[sel["strategy"] == sel["strategy"].iloc[0]]
-    ax.plot(first["target_time"], first["actual"], color="black", lw=0.8, label="realized volatility")
+    ax.plot(first["target_time"], first["actual"], color="black", lw=1.0, alpha=0.55, label="realized volatility", zorder=1)
     for name, part in sel.groupby("strategy", observed=True):
-        ax.plot(part["target_time"], part["forecast"], lw=0.9, alpha=0.8, label=f"{name}")
+        ax.plot(part["target_time"], part["forecast"], lw=1.0, alpha=0.9, label=f"{name}", zorder=2)
     for t in retrains["retrain_time"].drop_duplicates():
         ax.axvline(t, color="grey", lw=0.6, ls=":", alpha=0.7)
     ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility (dotted lines: retrains)")

@@ -213,23 +213,29 @@ def prepare_bars(cfg) -> PreparedBars:
     fingerprint = file_fingerprint(path)
     key = hashlib.sha256((fingerprint + json.dumps(_params_key(cfg), sort_keys=True)).encode()).hexdigest()[:24]
     cache_file = Path(cfg.cache_dir) / f"rv-{key}.parquet" if cfg.cache_dir else None
+    bars, from_cache = None, False
     if cache_file is not None and cache_file.is_file():
         try:
-            bars = pd.read_parquet(cache_file)
-            return PreparedBars(bars, fingerprint, key, True)
+            bars, from_cache = pd.read_parquet(cache_file), True
         except Exception:
-            pass  # a damaged cache entry is rebuilt below
-    if cfg.kind == "rv":
-        bars = load_rv_bars(cfg)
-    else:
-        bars = realized_volatility(load_prices(cfg), cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+            bars = None  # a damaged cache entry is rebuilt below
+    if bars is None:
+        if cfg.kind == "rv":
+            bars = load_rv_bars(cfg)
+        else:
+            bars = realized_volatility(load_prices(cfg), cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+        if cache_file is not None:
+            _write_atomic(bars, cache_file)
+    if cfg.start is not None or cfg.end is not None:
+        bars = bars.loc[cfg.start : cfg.end]
     observed = np.flatnonzero(bars["rv"].notna().to_numpy())
     if len(observed) == 0:
-        raise DataError(f"{path}: no bar has enough returns; lower data.min_returns or check data.interval")
-    bars = bars.iloc[observed[0]:]  # leading missing bars carry nothing
-    if cache_file is not None:
-        _write_atomic(bars, cache_file)
-    return PreparedBars(bars, fingerprint, key, False)
+        raise DataError(
+            f"{path}: no bar with enough returns (between data.start and data.end); "
+            "lower data.min_returns or check data.interval and the dates"
+        )
+    bars = bars.iloc[observed[0] :]  # leading missing bars carry nothing
+    return PreparedBars(bars, fingerprint, key, from_cache)
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
