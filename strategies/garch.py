@@ -1,5 +1,10 @@
 """GARCH(1,1) on bar returns, fitted with the ``arch`` package at every retrain.
 
+Intraday bars have a strong time-of-day volatility pattern that a plain GARCH(1,1)
+mistakes for volatility clustering (on BTC hourly returns it fits alpha near 0.4
+and forecasts explode). With ``seasonal: true`` (the default) returns are divided
+by the training window's volatility profile by bar of day (UTC) before the fit,
+and the forecasts multiplied back by the profile of each target bar.
 Returns are scaled to percent for the optimiser. Between retrains the fitted
 parameters stay fixed and the variance recursion runs forward over the bars
 that closed since, so the forecast at T uses returns up to T only. The h-step
@@ -33,16 +38,40 @@ from .base import FitInfo, Params
 SCALE = 100.0
 
 
+DAY_NS = 86400 * 10**9
+
+
+def bar_of_day(time_ns: np.ndarray, bar_ns: int) -> np.ndarray:
+    """Position of each bar within its UTC day (0 .. bars_per_day - 1)."""
+    return (time_ns % DAY_NS) // bar_ns
+
+
 class Garch:
-    def __init__(self, dist: str):
-        self.dist = dist
+    def __init__(self, dist: str, seasonal: bool):
+        self.dist, self.seasonal = dist, seasonal
+
+    def _season(self, time_ns: np.ndarray) -> np.ndarray:
+        if self.profile is None:
+            return np.ones(len(time_ns))
+        return self.profile[bar_of_day(time_ns, self.bar_ns)]
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
         from arch import arch_model
 
-        r = train.ret * SCALE
-        if not np.all(np.isfinite(r)):
+        if not np.all(np.isfinite(train.ret)):
             raise FailedRetrain("GARCH needs bar returns; this data has none (data.kind: rv)")
+        self.bar_ns = int(np.median(np.diff(train.time))) if len(train) > 1 else DAY_NS
+        self.profile = None
+        per_day = DAY_NS // self.bar_ns if self.bar_ns and DAY_NS % self.bar_ns == 0 else 0
+        if self.seasonal and per_day > 1:
+            # intraday volatility profile of the training window (mean RV**2 by bar of day, normalised)
+            slot = bar_of_day(train.time[train.observed], self.bar_ns)
+            power = np.bincount(slot, weights=train.rv[train.observed] ** 2, minlength=per_day)
+            count = np.bincount(slot, minlength=per_day)
+            if (count >= 2).all() and (power > 0).all():
+                level = power / count
+                self.profile = np.sqrt(level / level.mean())
+        r = train.ret * SCALE / self._season(train.time)
         try:
             res = arch_model(r, mean="Zero", vol="GARCH", p=1, q=1, dist=self.dist, rescale=False).fit(disp="off")
         except (ValueError, np.linalg.LinAlgError) as exc:
@@ -57,12 +86,13 @@ class Garch:
         return FitInfo(
             samples=len(r),
             train_loss=float(-res.loglikelihood / len(r)),
-            extra={"omega": self.omega, "alpha": self.alpha, "beta": self.beta, "converged": int(res.convergence_flag) == 0},
+            extra={"omega": self.omega, "alpha": self.alpha, "beta": self.beta, "seasonal": self.profile is not None,
+                   "converged": int(res.convergence_flag) == 0},
         )
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
         since = int(np.searchsorted(history.time, self.train_end, side="right"))
-        eps2 = (history.ret[since:] * SCALE) ** 2
+        eps2 = (history.ret[since:] * SCALE / self._season(history.time[since:])) ** 2
         var = self.next_var
         if len(eps2):
             drive = self.omega + self.alpha * eps2
@@ -75,15 +105,17 @@ class Garch:
             path = uncond + persistence**h * (var - uncond)
         else:
             path = var + self.omega * h
-        return np.sqrt(np.maximum(path, 0.0)) / SCALE
+        targets = int(history.time[-1]) + (h + 1) * self.bar_ns
+        return np.sqrt(np.maximum(path, 0.0)) * self._season(targets) / SCALE
 
 
 class GarchParams(Params):
     type: Literal["garch"] = "garch"
     dist: Literal["normal", "t"] = "normal"
+    seasonal: bool = True
 
     def build(self, seed: int) -> Garch:
-        return Garch(self.dist)
+        return Garch(self.dist, self.seasonal)
 
     def min_train_bars(self, horizon: int) -> int:
         return 100

@@ -1,0 +1,93 @@
+"""Baselines against reference computations (fast path == plain path)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.series import BarSeries
+from strategies import REGISTRY, validate_params
+from strategies.ewma import EwmaParams
+from strategies.garch import GarchParams
+from strategies.har import HarParams
+
+
+def series(n: int, seed: int = 0, start: str = "2024-01-01 01:00") -> BarSeries:
+    rng = np.random.default_rng(seed)
+    vol = np.exp(np.cumsum(rng.normal(0, 0.05, n)) * 0.3) * 0.01
+    ret = vol * rng.standard_normal(n)
+    t = pd.date_range(start, periods=n, freq="h", tz="UTC").asi8
+    return BarSeries(t, np.abs(ret) + vol * 0.5, ret, np.ones(n, dtype=bool))
+
+
+def test_har_direct_equals_pandas_ols():
+    s = series(600)
+    h = 3
+    model = HarParams(lags=[1, 5, 20]).build(0)
+    model.fit(s, h)
+    rv = pd.Series(s.rv)
+    x = pd.DataFrame({"c": 1.0, "d": rv, "w": rv.rolling(5).mean(), "m": rv.rolling(20).mean()})
+    for step in range(1, h + 1):
+        frame = x.assign(y=rv.shift(-step)).dropna()
+        beta = np.linalg.lstsq(frame[["c", "d", "w", "m"]].to_numpy(), frame["y"].to_numpy(), rcond=None)[0]
+        np.testing.assert_allclose(model.coef[:, step - 1], beta, rtol=1e-10)
+    last = x.iloc[-1].to_numpy()
+    want = np.array([last @ model.coef[:, k] for k in range(h)])
+    np.testing.assert_allclose(model.forecast(s, h), np.maximum(want, model.floor))
+
+
+def test_har_iterated_feeds_forecasts_back():
+    s = series(400, seed=1)
+    model = HarParams(lags=[1, 3], mode="iterated").build(0)
+    model.fit(s, 2)
+    f = model.forecast(s, 2)
+    b = model.coef[:, 0]
+    f1 = b @ [1, s.rv[-1], s.rv[-3:].mean()]
+    f2 = b @ [1, f1, np.mean([s.rv[-2], s.rv[-1], f1])]
+    np.testing.assert_allclose(f, [f1, f2])
+
+
+def test_garch_recursion_equals_arch_forecast_with_fixed_params():
+    from arch import arch_model
+
+    s = series(900, seed=2)
+    train = s.upto(700)
+    model = GarchParams(seasonal=False).build(0)
+    model.fit(train, 5)
+    got = model.forecast(s.upto(760), 5)
+    am = arch_model(s.ret[:760] * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)
+    fixed = am.fix([model.omega, model.alpha, model.beta])
+    want = np.sqrt(fixed.forecast(horizon=5, reindex=False).variance.to_numpy()[-1]) / 100
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
+def test_garch_seasonal_profile_scales_by_hour_of_target():
+    s = series(24 * 30, seed=3)
+    hour = (s.time // 3_600_000_000_000) % 24
+    boost = np.where(hour == 14, 4.0, 1.0)
+    s = BarSeries(s.time, s.rv * boost, s.ret * boost, s.observed)
+    model = GarchParams().build(0)
+    info = model.fit(s, 24)
+    assert info.extra["seasonal"]
+    f = model.forecast(s, 24)
+    target_hours = ((s.time[-1] + np.arange(1, 25) * 3_600_000_000_000) // 3_600_000_000_000) % 24
+    assert f[target_hours == 14][0] > 2.5 * np.median(f)
+
+
+def test_ewma_matches_plain_recursion():
+    s = series(1000, seed=4)
+    lam = 0.9
+    model = EwmaParams(lam=lam).build(0)
+    x = s.rv[-model.span :] ** 2
+    var = x[:24].mean()
+    for v in x:
+        var = lam * var + (1 - lam) * v
+    np.testing.assert_allclose(model.forecast(s, 3), np.full(3, np.sqrt(var)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"lstm"}))
+def test_every_baseline_gives_h_positive_finite_forecasts(name):
+    s = series(500, seed=5)
+    model = validate_params(name, {}).build(0)
+    model.fit(s, 6)
+    f = model.forecast(s, 6)
+    assert f.shape == (6,) and np.all(np.isfinite(f)) and np.all(f > 0)
