@@ -16,7 +16,8 @@ Examples
 >>> import numpy as np
 >>> from backtester.series import BarSeries
 >>> rng = np.random.default_rng(0); r = rng.standard_normal(600) * 0.01
->>> s = BarSeries(np.arange(600), np.abs(r), r, np.ones(600, bool))
+>>> t = np.arange(1, 601) * 3_600_000_000_000  # hourly bar closes, ns
+>>> s = BarSeries(t, np.abs(r), r, np.ones(600, bool))
 >>> m = GarchParams().build(0); _ = m.fit(s, 4)
 >>> bool(np.all(m.forecast(s, 4) > 0))
 True
@@ -62,7 +63,8 @@ class Garch:
             raise FailedRetrain("GARCH needs bar returns; this data has none (data.kind: rv)")
         self.bar_ns = int(np.median(np.diff(train.time))) if len(train) > 1 else DAY_NS
         self.profile = None
-        per_day = DAY_NS // self.bar_ns if self.bar_ns and DAY_NS % self.bar_ns == 0 else 0
+        per_day = DAY_NS // self.bar_ns if 0 < self.bar_ns and DAY_NS % self.bar_ns == 0 else 0
+        per_day = per_day if per_day <= 1440 else 0  # a profile only for bars of a minute or longer
         if self.seasonal and per_day > 1:
             # intraday volatility profile of the training window (mean RV**2 by bar of day, normalised)
             slot = bar_of_day(train.time[train.observed], self.bar_ns)
