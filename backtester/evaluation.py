@@ -69,25 +69,36 @@ def loss_matrix(rows: pd.DataFrame, loss: str = "qlike", horizon: int = 1) -> pd
 # --------------------------------------------------------------------------- plots
 
 
-def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1) -> None:
-    """Forecast vs actual at one horizon, with retrain times marked."""
+def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168) -> None:
+    """Forecast vs actual at one horizon, with retrain times marked.
+
+    Top: the whole test period as daily means (readable over months). Bottom: the
+    last ``zoom_bars`` bars as they are.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sel = rows[rows["horizon"] == horizon]
-    fig, ax = plt.subplots(figsize=(13, 5))
-    first = sel[sel["strategy"] == sel["strategy"].iloc[0]]
-    ax.plot(first["target_time"], first["actual"], color="black", lw=1.0, alpha=0.55, label="realized volatility", zorder=1)
-    for name, part in sel.groupby("strategy", observed=True):
-        ax.plot(part["target_time"], part["forecast"], lw=1.0, alpha=0.9, label=f"{name}", zorder=2)
-    for t in retrains["retrain_time"].drop_duplicates():
-        ax.axvline(t, color="grey", lw=0.6, ls=":", alpha=0.7)
-    ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility (dotted lines: retrains)")
-    ax.set_ylabel("volatility per bar")
-    ax.legend(loc="upper right", fontsize=8, ncol=2)
-    fig.autofmt_xdate()
+    wide = sel.pivot_table(index="target_time", columns="strategy", values="forecast", observed=True)
+    actual = sel.drop_duplicates("target_time").set_index("target_time")["actual"].reindex(wide.index)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8))
+    panels = (
+        (top, wide.resample("1D").mean(), actual.resample("1D").mean(), "daily means"),
+        (bottom, wide.iloc[-zoom_bars:], actual.iloc[-zoom_bars:], f"last {min(zoom_bars, len(wide))} bars"),
+    )
+    for ax, fc, act, label in panels:
+        ax.plot(act.index, act, color="black", lw=1.6, alpha=0.6, label="realized volatility", zorder=1)
+        for name in fc.columns:
+            ax.plot(fc.index, fc[name], lw=1.0, alpha=0.9, label=str(name), zorder=2)
+        for t in retrains["retrain_time"].drop_duplicates():
+            if fc.index[0] <= t <= fc.index[-1]:
+                ax.axvline(t, color="grey", lw=0.7, ls=":", alpha=0.8)
+        ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility, {label} (dotted: retrains)")
+        ax.set_ylabel("volatility per bar")
+        ax.grid(alpha=0.25)
+    top.legend(loc="upper right", fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,6 +11,7 @@ model and is recorded; more than ``max_failed`` failures in a row stop the run.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class RetrainRecord:
     seconds: float
     status: str
     seed: int
+    details: str  # JSON of what the fit reported beyond the losses (coefficients, loss history, ...)
 
 
 class ModelProvider:
@@ -103,6 +105,7 @@ class ModelProvider:
             seconds=seconds,
             status=status,
             seed=seed,
+            details=json.dumps(info.extra if info else {}, default=float),
         )
 
     def forecast(self, index: int) -> np.ndarray | None:

@@ -15,7 +15,7 @@ from .conftest import ROOT, base_config
 
 FORECAST_COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through", "actual"]
 RETRAIN_COLUMNS = ["strategy", "model_version", "retrain_time", "window_start", "window_end", "train_bars", "samples",
-                   "train_loss", "val_loss", "seconds", "status", "seed"]
+                   "train_loss", "val_loss", "seconds", "status", "seed", "details"]
 
 
 def invoke(*args):
@@ -52,6 +52,9 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert list(r.columns) == RETRAIN_COLUMNS
     assert sorted(r["retrain_time"].unique()) == [pd.Timestamp("2024-02-19", tz="UTC"), pd.Timestamp("2024-02-26", tz="UTC")]
     assert (r["status"] == "ok").all() and (r["window_end"] == r["retrain_time"]).all()
+    garch = json.loads(r.loc[r["strategy"] == "garch", "details"].iloc[0])
+    assert {"omega", "alpha", "beta"} <= set(garch) and garch["alpha"] + garch["beta"] < 1
+    assert len(json.loads(r.loc[r["strategy"] == "lstm", "details"].iloc[0])["loss_history"]) == 1
     # the model version in each row is the latest retrain at or before its issue time
     lstm = f[f["strategy"] == "lstm"]
     assert (lstm.loc[lstm["issued_at"] < "2024-02-26", "model_version"] == 1).all()
