@@ -131,3 +131,25 @@ def test_training_windows_end_at_retrain_time(window, expected):
     w = training_window(window, bars, bars[50])
     assert (w.start, w.stop) == expected
     assert bars[w.stop - 1] == bars[50]
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(5, 500), at=st.integers(0, 499), kind=st.sampled_from(["expanding", "length", "bars"]),
+       size=st.integers(2, 300), holes=st.lists(st.integers(0, 499), max_size=50))
+def test_training_window_property(n, at, kind, size, holes):
+    bars = hourly("2024-01-01", 30)[:n]
+    bars = bars.delete(sorted({h for h in holes if h < len(bars) - 1}))
+    at_time = bars[min(at, len(bars) - 1)] + pd.Timedelta("10min")  # between bars: only earlier closes count
+    window = {"expanding": WindowConfig(), "length": WindowConfig(kind="rolling", length=pd.Timedelta(hours=size)),
+              "bars": WindowConfig(kind="rolling", bars=size)}[kind]
+    w = training_window(window, bars, at_time)
+    chosen = bars[w.start : w.stop]
+    assert (chosen <= at_time).all()
+    assert w.stop == len(bars) or bars[w.stop] > at_time  # nothing known is left out at the end
+    if kind == "expanding":
+        assert w.start == 0
+    elif kind == "length":
+        assert (chosen > at_time - pd.Timedelta(hours=size)).all()
+        assert w.start == 0 or bars[w.start - 1] <= at_time - pd.Timedelta(hours=size)
+    else:
+        assert len(chosen) == min(size, w.stop)
