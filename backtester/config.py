@@ -286,7 +286,7 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc, RunConfig)}") from None
+        raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
     from strategies import validate_params  # late import: strategies depend on this module
 
     strategies = {}
@@ -300,11 +300,7 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """One line for the first error in ``exc``, naming the key path."""
-    return _describe(exc, model, prefix)
-
-
-def _describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line for the first error in ``exc``, naming the key path (and the valid keys for an unknown one)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     shown = _shown_path(loc, model)
@@ -336,6 +332,12 @@ def _union_members(annotation: Any) -> list[Any]:
     return out
 
 
+def _tag(model: type[BaseModel]) -> str | None:
+    """The discriminator value of a retrain-rule model (``MonthlyRule`` -> ``'monthly'``)."""
+    field = model.model_fields.get("rule")
+    return field.annotation.__args__[0] if field is not None else None
+
+
 def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
     """Follow a pydantic error location to the model class that holds its last key."""
     current: Any = model
@@ -357,7 +359,7 @@ def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
             i += 1
             continue
         tag = loc[i + 1] if i + 1 < len(loc) else None
-        chosen = [m for m in members if "rule" in m.model_fields and m.model_fields["rule"].default == tag]
+        chosen = [m for m in members if _tag(m) == tag]
         chosen = chosen or [m for m in members if m.__name__ == tag]
         if not chosen:
             return None
@@ -368,8 +370,8 @@ def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
 
 def _shown_path(loc: list[str], model: type[BaseModel]) -> list[str]:
     """Drop the union tags pydantic inserts (``retrain.weekly.time`` -> ``retrain.time``)."""
-    tags = {"weekly", "monthly", "daily", "every_n_bars", "dates", "never"}
-    tags |= {"WeeklyRule", "MonthlyRule", "DailyRule", "EveryNBarsRule", "DatesRule", "NeverRule"}
+    rules = _union_members(RetrainRule.__origin__)
+    tags = {_tag(m) for m in rules} | {m.__name__ for m in rules}
     out = []
     for i, part in enumerate(loc):
         if i > 0 and loc[i - 1] == "retrain" and part in tags:

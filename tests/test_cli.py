@@ -1,6 +1,7 @@
 """The CLI end to end: the smoke config, the output files and columns, and every kind of bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -115,8 +116,6 @@ BAD_DATA = [
 
 @pytest.mark.parametrize("label, edit, pattern", BAD_DATA, ids=[b[0] for b in BAD_DATA])
 def test_bad_data_is_one_line_exit_2_and_no_run_dir(label, edit, pattern, tmp_path, minute_bars):
-    import re
-
     raw = base_config(csv_with(tmp_path, minute_bars, edit), tmp_path, naive={})
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 2
@@ -140,7 +139,7 @@ def test_bad_inputs_each_give_one_line(tmp_path, minute_file):
         res = invoke("run", write_config(tmp_path, raw), "-q")
         assert res.exit_code == 2, (patch, res.output)
         assert res.output.count("\n") == 1, res.output
-        assert __import__("re").search(pattern, res.output), res.output
+        assert re.search(pattern, res.output), res.output
     res = invoke("run", tmp_path / "nope.yaml")
     assert res.exit_code == 2 and "nope.yaml: config file not found" in res.output
 

@@ -45,6 +45,9 @@ def test_unknown_key_inside_retrain_rule_and_strategy():
     raw["backtest"]["retrain"]["weekdy"] = "tue"
     fails(raw, r"backtest.retrain.weekdy: unknown key \(did you mean 'weekday'\?\); valid keys here: rule, weekday, time, timezone")
     raw = valid()
+    raw["backtest"]["retrain"] = {"rule": "monthly", "dya": 3}
+    fails(raw, r"backtest.retrain.dya: unknown key \(did you mean 'day'\?\); valid keys here: rule, day, time, timezone")
+    raw = valid()
     raw["strategies"]["net"]["layers"][0]["unitz"] = 3
     fails(raw, r"strategies.net.layers.0.unitz: unknown key \(did you mean 'units'\?\)")
     raw = valid()
