@@ -91,14 +91,12 @@ def guard_output(out: Path, force: bool) -> None:
 def run(cfg, force: bool = False, progress: Callable[[int], Callable[[str, pd.Timestamp], None]] | None = None,
         log: Callable[[str], None] = lambda msg: None) -> RunResult:
     """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``."""
-    out = target_dir(cfg)
-    guard_output(out, force)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    prepared, plan = prepare(cfg)
-    timings["prepare"] = time.perf_counter() - t0
+    prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
+    timings["prepare"] = time.perf_counter() - t_start
+    out = target_dir(cfg)
+    guard_output(out, force)
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
     log(f"plan: {len(plan.retrains)} retrains, {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}")
 
