@@ -110,7 +110,7 @@ class DataConfig(Strict):
     interval: Duration = pd.Timedelta("1min")
     calendar: str = "24/7"
     bar: Duration = pd.Timedelta("1h")
-    min_returns: int | None = Field(default=None, ge=1)
+    min_returns: int | None = Field(default=None, ge=1)  # default: half the input bars a bar holds in session
     max_gap: Duration = pd.Timedelta("15min")
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time

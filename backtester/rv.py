@@ -5,7 +5,8 @@ RV of a bar = sqrt(sum of squared intrabar log returns). A bar is keyed by its
 (09:00, 10:00]. Returns are close-to-close between consecutive input bars, and
 a return is dropped (never counted) when it crosses a session break or a gap
 longer than ``max_gap``. A bar with fewer than ``min_returns`` returns is
-*missing* (NaN), not zero. Bars that lie wholly outside the calendar's
+*missing* (NaN), not zero; by default ``min_returns`` is half the input bars the
+bar holds in session (so the half-hour bar at an exchange's 09:30 open counts). Bars that lie wholly outside the calendar's
 sessions (FX weekends, exchange nights) do not exist at all.
 
 Calendars: ``24/7`` (one endless session), ``fx`` (weeks from Sunday 17:00 to
@@ -111,8 +112,6 @@ def realized_volatility(
     ``ret`` (sum of the bar's returns) and ``n_returns``; missing bars have NaN
     ``rv`` and ``ret``.
     """
-    if min_returns is None:
-        min_returns = max(1, int(bar / interval) // 2)
     t = prices.index.asi8
     logp = np.log(prices.to_numpy(dtype="float64"))
     keys = session_keys(t, calendar)
@@ -127,14 +126,15 @@ def realized_volatility(
     close = -(-end // bar_ns) * bar_ns  # ceil to the bar grid
     r, close = r[keep], close[keep]
 
-    grid = _bar_grid(t, interval, bar, calendar)
+    grid, expected = _bar_grid(t, interval, bar, calendar)
     pos = np.searchsorted(grid, close)
     inside = (pos < len(grid)) & (grid[np.minimum(pos, len(grid) - 1)] == close)
     pos, r = pos[inside], r[inside]
     n = np.bincount(pos, minlength=len(grid))
     ss = np.bincount(pos, weights=r * r, minlength=len(grid))
     total = np.bincount(pos, weights=r, minlength=len(grid))
-    missing = n < min_returns
+    threshold = np.maximum(1, expected // 2) if min_returns is None else min_returns
+    missing = n < threshold
     out = pd.DataFrame(
         {
             "rv": np.where(missing, np.nan, np.sqrt(ss)),
@@ -146,18 +146,20 @@ def realized_volatility(
     return out
 
 
-def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str) -> np.ndarray:
-    """Close times of every bar from the first to the last input bar that overlaps a session."""
+def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str) -> tuple[np.ndarray, np.ndarray]:
+    """Close times of every bar from the first to the last input bar that overlaps a session,
+    and how many input bars each would hold if none were missing."""
     bar_ns = bar.value
     first = (t[0] // bar_ns) * bar_ns + bar_ns
     last = (t[-1] // bar_ns) * bar_ns + bar_ns
-    grid = np.arange(first, last + 1, bar_ns, dtype="int64")
     if calendar == "24/7":
-        return grid
+        grid = np.arange(first, last + 1, bar_ns, dtype="int64")
+        return grid, np.full(len(grid), bar_ns // interval.value, dtype="int64")
     slots = np.arange(first - bar_ns, last, interval.value, dtype="int64")
     live = session_keys(slots, calendar) >= 0
     slot_close = (slots[live] // bar_ns) * bar_ns + bar_ns
-    return np.unique(slot_close)
+    grid, counts = np.unique(slot_close, return_counts=True)
+    return grid, counts.astype("int64")
 
 
 # --------------------------------------------------------------------------- prepared bars

@@ -132,3 +132,15 @@ def test_prepare_bars_caches_by_content(tmp_path, minute_bars):
 def test_unknown_calendar_lists_options(tmp_path, minute_file):
     with pytest.raises(ConfigError, match=r"data.calendar: unknown calendar 'NYSEE'.*'24/7', 'fx'"):
         prepare_bars(DataConfig(path=minute_file, calendar="NYSEE", cache_dir=None))
+
+
+def test_default_min_returns_is_relative_to_the_session_part_of_the_bar():
+    # XNYS opens 14:30 UTC in January: the bar closing 15:00 spans 30 session minutes (29 returns)
+    t = pd.date_range("2024-01-03 14:30", "2024-01-03 20:59", freq="min", tz="UTC")
+    p = pd.Series(np.exp(np.sin(np.arange(len(t)) / 7.0) * 0.01), index=t)
+    bars = realized_volatility(p, MIN, pd.Timedelta("1h"), calendar="XNYS")
+    assert bars.index[0] == pd.Timestamp("2024-01-03 15:00", tz="UTC") and len(bars) == 7
+    assert bars["n_returns"].tolist() == [29] + [60] * 6
+    assert bars["rv"].notna().all()
+    strict = realized_volatility(p, MIN, pd.Timedelta("1h"), calendar="XNYS", min_returns=30)
+    assert strict["rv"].isna().tolist() == [True] + [False] * 6
