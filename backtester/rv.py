@@ -152,10 +152,13 @@ def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar
     bar_ns = bar.value
     first = (t[0] // bar_ns) * bar_ns + bar_ns
     last = (t[-1] // bar_ns) * bar_ns + bar_ns
+    # integer steps: np.arange(start, stop, step) sizes itself in floating point and can drop the
+    # last bar when the nanosecond numbers are large (it did, on two years of 1-minute data)
+    n_bars = (last - first) // bar_ns + 1
     if calendar == "24/7":
-        grid = np.arange(first, last + 1, bar_ns, dtype="int64")
+        grid = first + bar_ns * np.arange(n_bars, dtype="int64")
         return grid, np.full(len(grid), bar_ns // interval.value, dtype="int64")
-    slots = np.arange(first - bar_ns, last, interval.value, dtype="int64")
+    slots = (first - bar_ns) + interval.value * np.arange(n_bars * (bar_ns // interval.value), dtype="int64")
     live = session_keys(slots, calendar) >= 0
     slot_close = (slots[live] // bar_ns) * bar_ns + bar_ns
     grid, counts = np.unique(slot_close, return_counts=True)

@@ -144,3 +144,13 @@ def test_default_min_returns_is_relative_to_the_session_part_of_the_bar():
     assert bars["rv"].notna().all()
     strict = realized_volatility(p, MIN, pd.Timedelta("1h"), calendar="XNYS", min_returns=30)
     assert strict["rv"].isna().tolist() == [True] + [False] * 6
+
+
+@pytest.mark.parametrize("calendar", ["24/7", "fx"])
+def test_long_series_keeps_its_last_bar(calendar):
+    # regression: a float-sized np.arange dropped the last bar of two years of minute data
+    t = pd.DatetimeIndex(["2022-01-03 00:00", "2022-01-03 00:01", "2023-12-29 20:58", "2023-12-29 20:59"], tz="UTC")
+    bars = realized_volatility(pd.Series([1.0, 1.1, 1.2, 1.3], index=t), MIN, pd.Timedelta("1h"), calendar=calendar, min_returns=1)
+    assert bars.index[-1] == pd.Timestamp("2023-12-29 21:00", tz="UTC")
+    assert bars.index[0] == pd.Timestamp("2022-01-03 01:00", tz="UTC")
+    assert bars["rv"].notna().sum() == 2
