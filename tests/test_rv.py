@@ -154,3 +154,18 @@ def test_long_series_keeps_its_last_bar(calendar):
     assert bars.index[-1] == pd.Timestamp("2023-12-29 21:00", tz="UTC")
     assert bars.index[0] == pd.Timestamp("2022-01-03 01:00", tz="UTC")
     assert bars["rv"].notna().sum() == 2
+
+
+def test_five_minute_close_stamped_local_time_csv(tmp_path, minute_bars):
+    # the same prices as 5-minute bars, stamped by their close in naive New York time
+    five = minute_bars.set_index("timestamp")["close"].resample("5min", label="left").last().dropna()
+    local_close = (five.index + pd.Timedelta("5min")).tz_convert("America/New_York").tz_localize(None)
+    path = tmp_path / "five.csv"
+    pd.DataFrame({"time": local_close.strftime("%Y-%m-%d %H:%M"), "px": five.to_numpy()}).to_csv(path, index=False)
+    cfg = DataConfig(path=path, timestamp_column="time", price_column="px", timezone="America/New_York",
+                     timestamp_is="close", interval="5min", cache_dir=None)
+    got = prepare_bars(cfg).bars
+    want = realized_volatility(five, pd.Timedelta("5min"), pd.Timedelta("1h"))
+    want = want.iloc[np.flatnonzero(want["rv"].notna())[0]:]
+    pd.testing.assert_frame_equal(got, want, check_freq=False)
+    assert got["n_returns"].max() == 12 and got.index[0].minute == 0
