@@ -303,7 +303,7 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], pref
     """One line for the first error in ``exc``, naming the key path (and the valid keys for an unknown one)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
-    shown = _shown_path(loc, model)
+    shown = _shown_path(loc)
     path = ".".join(([prefix] if prefix else []) + shown) or "(top level)"
     if err["type"] == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
@@ -368,7 +368,7 @@ def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _shown_path(loc: list[str], model: type[BaseModel]) -> list[str]:
+def _shown_path(loc: list[str]) -> list[str]:
     """Drop the union tags pydantic inserts (``retrain.weekly.time`` -> ``retrain.time``)."""
     rules = _union_members(RetrainRule.__origin__)
     tags = {_tag(m) for m in rules} | {m.__name__ for m in rules}
