@@ -28,6 +28,8 @@ def _load(config: str, overrides: tuple[str, ...]):
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override a config key, e.g. --set backtest.horizon=6 (repeatable).")
+backend_option = click.option("--backend", type=click.Choice(["tensorflow", "jax"]), default=None,
+                              help="Keras backend (overrides the config's 'backend').")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,13 +41,14 @@ def main() -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
+@backend_option
 @click.option("--force", is_flag=True, help="Replace an existing results directory of the same name.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
-def run(config: str, overrides: tuple[str, ...], force: bool, dry_run: bool, quiet: bool) -> None:
+def run(config: str, overrides: tuple[str, ...], backend: str | None, force: bool, dry_run: bool, quiet: bool) -> None:
     """Run the backtest described by CONFIG and write results/<name>/."""
     try:
-        cfg = _load(config, overrides)
+        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()))
         if dry_run:
             _print_plan(cfg)
             return
@@ -63,17 +66,19 @@ def run(config: str, overrides: tuple[str, ...], force: bool, dry_run: bool, qui
         click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s, predict {secs['predict']:.1f}s)")
 
 
-def _progress(total: int):
+def _progress(plan):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="ev", desc="walk-forward", file=sys.stderr, mininterval=0.5, leave=False)
+    bar = tqdm(total=len(plan.segments()), unit="segment", desc="walk-forward", file=sys.stderr, mininterval=0.5,
+               leave=False)
 
-    def on_event(kind, t):
+    def on_segment(seg):
         bar.update(1)
-        if kind == "retrain":
-            bar.set_postfix_str(f"retrain {t:%Y-%m-%d %H:%M}")
+        bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}")
+        if bar.n == bar.total:
+            bar.close()
 
-    return on_event
+    return on_segment
 
 
 def _print_plan(cfg) -> None:
@@ -81,7 +86,7 @@ def _print_plan(cfg) -> None:
 
     prepared, plan = prepare(cfg)
     click.echo(f"data: {prepared.describe()}")
-    click.echo(plan.describe(list(cfg.strategies)))
+    click.echo(plan.describe())
 
 
 @main.command()
@@ -138,6 +143,49 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         prepared.bars.to_parquet(out)
+        click.echo(f"wrote {out}")
+
+
+@main.group()
+def model() -> None:
+    """Reload the model a retrain saved (results/<run>/models/<strategy>/<version>/)."""
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="The run's data file, if it has moved since the run.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the forecasts to this Parquet file.")
+@backend_option
+def predict(model_dir: str, data_path: str | None, out: str | None, backend: str | None) -> None:
+    """Reload MODEL_DIR and forecast every issue time it served; compare with the run's rows."""
+    try:
+        if backend:
+            from .backend import select_backend
+
+            select_backend(backend)
+        from .artifacts import predict as predict_artifact
+
+        rows = predict_artifact(model_dir, data_path=data_path, backend=backend)
+    except BacktestError as exc:
+        _fail(exc)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(out, index=False)
+    first, last = rows["issued_at"].min(), rows["issued_at"].max()
+    click.echo(f"{len(rows):,} forecasts issued {first} .. {last}")
+    recorded, diff = rows.attrs["recorded"], rows.attrs["max_abs_diff"]
+    if recorded == 0:
+        click.echo("no recorded forecasts to compare with (forecasts.parquet not found)")
+    elif diff != diff:  # NaN: different row sets
+        click.echo(f"recorded: {recorded:,} rows, a different set of rows")
+        sys.exit(1)
+    elif diff == 0:
+        click.echo(f"identical to the {recorded:,} recorded forecasts of this model")
+    else:
+        click.echo(f"differs from the {recorded:,} recorded forecasts by at most {diff:.3g}")
+        sys.exit(1)
+    if out:
         click.echo(f"wrote {out}")
 
 

@@ -17,9 +17,9 @@ Examples
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -36,7 +36,11 @@ from pydantic import (
     model_validator,
 )
 
+from strategies import Params, validate_params
+
+from .backend import select_backend
 from .errors import ConfigError
+from .validation import describe_validation_error
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -205,23 +209,70 @@ class BacktestConfig(Strict):
 class OutputConfig(Strict):
     dir: Path = Path("results")
     plots: bool = True
+    save_models: bool = True  # an artifact folder per retrain under results/<name>/models/
+
+
+class StrategySchedule(Strict):
+    """A strategy's own retrain rule and training window (default: those of ``backtest``)."""
+
+    retrain: RetrainRule | None = None
+    window: WindowConfig | None = None
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One ``strategies.<name>`` entry: its parameters and the schedule it actually runs on.
+
+    ``own_retrain`` / ``own_window`` say whether the strategy set them itself (else
+    they are the ``backtest`` defaults).
+    """
+
+    name: str
+    type: str
+    params: Params
+    retrain: Any
+    window: WindowConfig
+    own_retrain: bool = False
+    own_window: bool = False
+
+    def resolved(self) -> dict[str, Any]:
+        out = {"type": self.type, **self.params.model_dump(mode="json")}
+        if self.own_retrain:
+            out["retrain"] = self.retrain.model_dump(mode="json")
+        if self.own_window:
+            out["window"] = self.window.model_dump(mode="json")
+        return out
+
+    def schedule_label(self) -> str:
+        """``weekly mon 00:00 UTC, expanding`` and the like."""
+        r = self.retrain
+        rule = {"weekly": lambda: f"weekly {r.weekday} {r.time} {r.timezone}",
+                "monthly": lambda: f"monthly day {r.day} {r.time} {r.timezone}",
+                "daily": lambda: f"daily {r.time} {r.timezone}",
+                "every_n_bars": lambda: f"every {r.n} bars",
+                "dates": lambda: f"{len(r.dates)} dates",
+                "never": lambda: "never (trained once at the start)"}[r.rule]()
+        w = self.window
+        size = "" if w.kind == "expanding" else f" {_fmt_td(w.length)}" if w.length is not None else f" {w.bars} bars"
+        return f"{rule}; window {w.kind}{size}"
 
 
 class RunConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
+    backend: Literal["tensorflow", "jax"] = "tensorflow"  # the Keras backend, set before Keras is imported
     data: DataConfig
     backtest: BacktestConfig
-    strategies: dict[str, Any] = Field(min_length=1)  # validated per strategy by strategies.validate_params
+    strategies: dict[str, Any] = Field(min_length=1)  # StrategySpec per name once parsed
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain YAML-ready data, with every default filled in."""
         out = self.model_dump(mode="json", exclude={"strategies"})
         out["strategies"] = {
-            name: p.model_dump(mode="json") if isinstance(p, BaseModel) else p for name, p in self.strategies.items()
+            name: s.resolved() if isinstance(s, StrategySpec) else s for name, s in self.strategies.items()
         }
-        order = ["name", "seed", "data", "backtest", "strategies", "output"]
+        order = ["name", "seed", "backend", "data", "backtest", "strategies", "output"]
         out = {k: out[k] for k in order}
         return out
 
@@ -281,102 +332,40 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw dict (shape, then strategies, then cross-field rules)."""
+    """Validate a raw dict (shape, then each strategy's schedule and parameters)."""
     raw = copy.deepcopy(raw)
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
-    from strategies import validate_params  # late import: strategies depend on this module
-
-    strategies = {}
-    for name, params in cfg.strategies.items():
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{source}: strategies.{name}: must be a mapping of parameters, e.g. {{type: {name}}}")
-        strategies[name] = validate_params(name, params, source)
-    return cfg.model_copy(update={"strategies": strategies})
+    select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
+    specs = {name: parse_strategy(name, params, cfg.backtest, source) for name, params in cfg.strategies.items()}
+    return cfg.model_copy(update={"strategies": specs})
 
 
-def describe_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """One line for the first error in ``exc``, naming the key path (and the valid keys for an unknown one)."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    shown = _shown_path(loc)
-    path = ".".join(([prefix] if prefix else []) + shown) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        bad = loc[-1]
-        if parent is not None:
-            valid = list(parent.model_fields)
-            close = difflib.get_close_matches(bad, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"{path}: unknown key{hint}; valid keys here: {', '.join(valid)}"
-        return f"{path}: unknown key; remove it"
-    if err["type"] == "missing":
-        return f"{path}: required key is missing; add it"
-    if err["type"] == "union_tag_invalid":
-        return f"{path}: {err['msg']}"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{path}: {msg} (got {err.get('input')!r})" if not isinstance(err.get("input"), dict) else f"{path}: {msg}"
-
-
-def _union_members(annotation: Any) -> list[Any]:
-    args = getattr(annotation, "__args__", None)
-    if args is None:
-        return [annotation]
-    out = []
-    for a in args:
-        out.extend(_union_members(a) if getattr(a, "__args__", None) and not isinstance(a, type) else [a])
-    return out
-
-
-def _tag(model: type[BaseModel]) -> str | None:
-    """The discriminator value of a retrain-rule model (``MonthlyRule`` -> ``'monthly'``)."""
-    field = model.model_fields.get("rule")
-    return field.annotation.__args__[0] if field is not None else None
-
-
-def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    """Follow a pydantic error location to the model class that holds its last key."""
-    current: Any = model
-    i = 0
-    while i < len(loc):
-        if loc[i].isdigit():  # a list index
-            i += 1
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(loc[i])
-        if field is None:
-            return None
-        members = [m for m in _union_members(field.annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
-        if not members:
-            return None
-        if len(members) == 1:
-            current = members[0]
-            i += 1
-            continue
-        tag = loc[i + 1] if i + 1 < len(loc) else None
-        chosen = [m for m in members if _tag(m) == tag]
-        chosen = chosen or [m for m in members if m.__name__ == tag]
-        if not chosen:
-            return None
-        current = chosen[0]
-        i += 2
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _shown_path(loc: list[str]) -> list[str]:
-    """Drop the union tags pydantic inserts (``retrain.weekly.time`` -> ``retrain.time``)."""
-    rules = _union_members(RetrainRule.__origin__)
-    tags = {_tag(m) for m in rules} | {m.__name__ for m in rules}
-    out = []
-    for i, part in enumerate(loc):
-        if i > 0 and loc[i - 1] == "retrain" and part in tags:
-            continue
-        if part in {"int", "literal['first','last']"}:
-            continue
-        out.append(part)
-    return out
+def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config") -> StrategySpec:
+    """One ``strategies.<name>`` entry: ``retrain`` / ``window`` override the backtest's, the rest are params."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: strategies.{name}: must be a mapping of parameters, e.g. {{type: {name}}}")
+    raw = dict(raw)
+    if "window" in raw and not isinstance(raw["window"], dict):
+        raise ConfigError(f"{source}: strategies.{name}.window: is this strategy's training window, a mapping such as "
+                          f"{{kind: rolling, length: 30D}}; for how many bars naive/rolling_mean average, write 'bars: "
+                          f"{raw['window']}'")
+    schedule = {k: raw.pop(k) for k in ("retrain", "window") if k in raw}
+    try:
+        own = StrategySchedule.model_validate(schedule)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc, StrategySchedule, prefix=f'strategies.{name}')}") from None
+    kind, params = validate_params(name, raw, source)
+    return StrategySpec(
+        name=name,
+        type=kind,
+        params=params,
+        retrain=own.retrain or backtest.retrain,
+        window=own.window or backtest.window,
+        own_retrain=own.retrain is not None,
+        own_window=own.window is not None,
+    )

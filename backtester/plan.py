@@ -1,7 +1,22 @@
-"""The walk-forward plan, known before anything trains: retrain times, windows, forecast count.
+"""The walk-forward plan, known before anything trains: issue times, each strategy's schedule, the segments.
 
-Because the schedule depends only on the calendar and the config, the whole plan
-is fixed up front (which is what lets retrains later run as independent jobs).
+Every strategy forecasts at the same issue times (each bar close of the test
+period); each has its own retrain rule and training window (the ``backtest``
+defaults unless the strategy sets its own). Because all of this depends only on
+the calendar and the config, the plan is fixed up front and splits into
+**segments** (one strategy x one retrain interval) that run as independent jobs.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from backtester.config import parse_config
+>>> cfg = parse_config({"name": "d", "data": {"path": "x.parquet"},
+...                     "backtest": {"start": "2024-01-08", "horizon": 2, "retrain": {"rule": "weekly"}},
+...                     "strategies": {"naive": {}, "once": {"type": "naive", "retrain": {"rule": "never"}}}})
+>>> bars = pd.date_range("2024-01-01 01:00", "2024-01-21 00:00", freq="h", tz="UTC")
+>>> plan = make_plan(cfg, bars)
+>>> [(s.strategy, s.model_version, str(s.retrain_time), s.issues) for s in plan.segments()]
+[('naive', 1, '2024-01-08 00:00:00+00:00', 168), ('naive', 2, '2024-01-15 00:00:00+00:00', 145), ('once', 1, '2024-01-08 00:00:00+00:00', 313)]
 """
 
 from __future__ import annotations
@@ -12,6 +27,17 @@ import pandas as pd
 
 from .errors import ConfigError
 from .schedule import TrainWindow, retrain_times, training_window
+from .segment import Segment
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One strategy's retrain times and the training window of each."""
+
+    strategy: str
+    label: str
+    retrains: pd.DatetimeIndex
+    windows: tuple[TrainWindow, ...]
 
 
 @dataclass(frozen=True)
@@ -19,13 +45,29 @@ class Plan:
     bars: pd.DatetimeIndex  # every bar close in the data
     first: int  # position of the first test bar
     stop: int  # one past the last test bar
-    retrains: pd.DatetimeIndex
-    windows: tuple[TrainWindow, ...]
     horizon: int
+    schedules: dict[str, Schedule]
 
     @property
     def issue_times(self) -> pd.DatetimeIndex:
         return self.bars[self.first : self.stop]
+
+    @property
+    def retrain_count(self) -> int:
+        return sum(len(s.retrains) for s in self.schedules.values())
+
+    def segments(self, strategy: str | None = None) -> list[Segment]:
+        """Every segment in run order (strategy by strategy, in time order); or one strategy's."""
+        out = []
+        for name, sched in self.schedules.items():
+            if strategy is not None and name != strategy:
+                continue
+            starts = [int(self.bars.searchsorted(t)) for t in sched.retrains]
+            for k, (start, window) in enumerate(zip(starts, sched.windows)):
+                stop = starts[k + 1] if k + 1 < len(starts) else self.stop
+                out.append(Segment(strategy=name, model_version=k + 1, retrain_time=sched.retrains[k],
+                                   window=window, first=start, stop=stop, horizon=self.horizon))
+        return out
 
     def forecast_rows(self, strategies: int = 1) -> int:
         """Rows with a target inside the data, per strategy count."""
@@ -33,31 +75,45 @@ class Plan:
         per_bar = sum(min(self.horizon, n - 1 - i) for i in range(self.first, self.stop))
         return per_bar * strategies
 
-    def table(self) -> pd.DataFrame:
+    def table(self, strategy: str) -> pd.DataFrame:
+        sched = self.schedules[strategy]
         return pd.DataFrame(
             {
-                "retrain_time": [w.time for w in self.windows],
-                "window_start": [self.bars[w.start] if w.stop > w.start else None for w in self.windows],
-                "window_end": [self.bars[w.stop - 1] if w.stop > 0 else None for w in self.windows],
-                "train_bars": [w.stop - w.start for w in self.windows],
+                "retrain_time": [w.time for w in sched.windows],
+                "window_start": [self.bars[w.start] if w.stop > w.start else None for w in sched.windows],
+                "window_end": [self.bars[w.stop - 1] if w.stop > 0 else None for w in sched.windows],
+                "train_bars": [w.stop - w.start for w in sched.windows],
             }
         )
 
-    def describe(self, strategies: list[str]) -> str:
+    def describe(self) -> str:
+        names = list(self.schedules)
         lines = [
             f"test period: {self.issue_times[0]} .. {self.issue_times[-1]} ({len(self.issue_times):,} issue times)",
-            f"horizons: 1..{self.horizon}; strategies: {', '.join(strategies)}",
-            f"forecast rows: {self.forecast_rows(len(strategies)):,} ({self.forecast_rows():,} per strategy)",
-            f"retrains: {len(self.retrains)}",
-            "  retrain time                 window start                 window end                   bars",
+            f"horizons: 1..{self.horizon}; strategies: {', '.join(names)}",
+            f"forecast rows: {self.forecast_rows(len(names)):,} ({self.forecast_rows():,} per strategy)",
+            f"retrains: {self.retrain_count} in all",
         ]
-        for row in self.table().itertuples():
-            lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}")
+        for group in self._groups():
+            sched = self.schedules[group[0]]
+            lines.append("")
+            lines.append(f"{', '.join(group)}: {len(sched.retrains)} retrains ({sched.label})")
+            lines.append("  retrain time                 window start                 window end                   bars")
+            for row in self.table(group[0]).itertuples():
+                lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}")
         return "\n".join(lines)
+
+    def _groups(self) -> list[list[str]]:
+        """Strategies with identical schedules, listed together."""
+        groups: dict[tuple, list[str]] = {}
+        for name, s in self.schedules.items():
+            key = (tuple(s.retrains.asi8), tuple((w.start, w.stop) for w in s.windows), s.label)
+            groups.setdefault(key, []).append(name)
+        return list(groups.values())
 
 
 def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
-    """Resolve the schedule of ``cfg.backtest`` against the bar grid."""
+    """Resolve every strategy's schedule against the bar grid."""
     bt = cfg.backtest
     first = int(bars.searchsorted(bt.start, side="left"))
     stop = len(bars) if bt.end is None else int(bars.searchsorted(bt.end, side="right"))
@@ -69,17 +125,23 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
         raise ConfigError(
             f"backtest.start: {bt.start} leaves no training data (first bar closes {bars[0]}); start later"
         )
-    retrains = retrain_times(bt.retrain, bars, bt.start, bt.end)
-    windows = tuple(training_window(bt.window, bars, t) for t in retrains)
-    return Plan(bars=bars, first=first, stop=stop, retrains=retrains, windows=windows, horizon=bt.horizon)
+    schedules = {}
+    for name, spec in cfg.strategies.items():
+        where = f"strategies.{name}.retrain" if spec.own_retrain else "backtest.retrain"
+        retrains = retrain_times(spec.retrain, bars, bt.start, bt.end)
+        if len(retrains) == 0:  # pragma: no cover - the first test bar always retrains
+            raise ConfigError(f"{where}: no retrain falls in the test period")
+        windows = tuple(training_window(spec.window, bars, t) for t in retrains)
+        schedules[name] = Schedule(name, spec.schedule_label(), retrains, windows)
+    return Plan(bars=bars, first=first, stop=stop, horizon=bt.horizon, schedules=schedules)
 
 
 def check_plan(cfg, plan: Plan) -> None:
-    """Cross-field check: the first retrain's window holds enough bars for every strategy."""
-    first = plan.windows[0]
-    have = first.stop - first.start
-    for name, params in cfg.strategies.items():
-        need = params.min_train_bars(cfg.backtest.horizon)
+    """Cross-field check: each strategy's first training window holds enough bars for it."""
+    for name, spec in cfg.strategies.items():
+        first = plan.schedules[name].windows[0]
+        have = first.stop - first.start
+        need = spec.params.min_train_bars(cfg.backtest.horizon)
         if have < need:
             raise ConfigError(
                 f"backtest.start: the first training window ({plan.bars[first.start]} .. {plan.bars[first.stop - 1]}) "

@@ -26,6 +26,9 @@ class LookAheadError(FatalError):
     """A forecast row would depend on data from after its issue time."""
 
 
+COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through"]
+
+
 class ForecastRecorder:
     def __init__(self, bars: pd.DatetimeIndex):
         self.bar_ns = bars.asi8
@@ -45,9 +48,8 @@ class ForecastRecorder:
         self._parts.append((strategy, issued, self.bar_ns[index + h], h, values[keep], model_version, trained_through))
 
     def frame(self) -> pd.DataFrame:
-        cols = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through"]
         if not self._parts:
-            return pd.DataFrame({c: [] for c in cols})
+            return pd.DataFrame({c: [] for c in COLUMNS})
         sizes = [len(p[3]) for p in self._parts]
         df = pd.DataFrame(
             {

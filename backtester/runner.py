@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -34,8 +34,8 @@ from .engine import run_engine
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
 from .plan import Plan, check_plan, make_plan
-from .provider import ModelProvider
 from .rv import PreparedBars, prepare_bars
+from .segment import FitRecord, Segment
 from .series import BarSeries
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "arch", "exchange-calendars", "pydantic")
@@ -88,17 +88,24 @@ def guard_output(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: {what} is already there; pass --force to replace it, or change 'name' in the config")
 
 
-def run(cfg, force: bool = False, progress: Callable[[int], Callable[[str, pd.Timestamp], None]] | None = None,
+def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment], None]] | None = None,
         log: Callable[[str], None] = lambda msg: None) -> RunResult:
-    """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``."""
+    """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``.
+
+    Steps: prepare (data, plan, preflight) -> segments (each written to the
+    staging directory when done) -> assemble and evaluate -> manifest -> swap in.
+    """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
+    for spec in cfg.strategies.values():
+        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
     timings["prepare"] = time.perf_counter() - t_start
     out = target_dir(cfg)
     guard_output(out, force)
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
-    log(f"plan: {len(plan.retrains)} retrains, {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}")
+    log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
+        f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -107,64 +114,82 @@ def run(cfg, force: bool = False, progress: Callable[[int], Callable[[str, pd.Ti
     stage.mkdir()
     try:
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        series = BarSeries.from_frame(prepared.bars)
-        providers = [
-            ModelProvider(name, params, series, plan.bars, cfg.backtest.window, cfg.seed, plan.horizon,
-                          cfg.backtest.max_failed_retrains)
-            for name, params in cfg.strategies.items()
-        ]
         t0 = time.perf_counter()
-        on_event = progress(len(plan.issue_times) + len(plan.retrains)) if progress else None
-        forecasts, records = run_engine(plan, providers, on_event)
+        engine = run_engine(
+            plan, cfg.strategies, BarSeries.from_frame(prepared.bars), cfg.seed,
+            max_failed=cfg.backtest.max_failed_retrains, stage=stage, context=segment_context(cfg, prepared, plan),
+            save_models=cfg.output.save_models, on_segment=progress(plan) if progress else None,
+        )
         timings["engine"] = time.perf_counter() - t0
-        timings["train"] = sum(p.fit_seconds for p in providers)
-        timings["predict"] = sum(p.predict_seconds for p in providers)
+        timings["train"] = engine.fit_seconds
+        timings["predict"] = engine.predict_seconds
         timings["engine_overhead"] = timings["engine"] - timings["train"] - timings["predict"]
-
         t0 = time.perf_counter()
-        rows = join_actuals(forecasts, prepared.bars)
-        retrains = pd.DataFrame([r.__dict__ for r in records])
-        retrains["strategy"] = retrains["strategy"].astype("string")
-        scores = metrics(rows)
-        rows.to_parquet(stage / "forecasts.parquet", index=False)
-        retrains.to_parquet(stage / "retrains.parquet", index=False)
-        scores.to_parquet(stage / "metrics.parquet", index=False)
-        if cfg.output.plots and len(rows):
-            plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
-            plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-        (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores))
+        rows, retrains, scores = write_results(cfg, prepared, plan, engine, stage)
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-
-        manifest = {
-            "name": cfg.name,
-            "config_id": cfg.config_id(),
-            "seed": cfg.seed,
-            "created": pd.Timestamp.now(tz="UTC").isoformat(),
-            "command": " ".join(sys.argv),
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "data": {
-                "path": str(cfg.data.path),
-                "sha256": prepared.fingerprint,
-                "bars_key": prepared.cache_key,
-                "bars": len(prepared.bars),
-                "missing_bars": [str(t) for t in prepared.missing],
-                "first_bar": str(prepared.bars.index[0]),
-                "last_bar": str(prepared.bars.index[-1]),
-            },
-            "plan": {"retrains": len(plan.retrains), "issue_times": len(plan.issue_times), "horizon": plan.horizon},
-            "rows": len(rows),
-            "failed_retrains": int((retrains["status"] != "ok").sum()),
-            "seconds": {k: round(v, 3) for k, v in timings.items()},
-            "status": "complete",
-        }
+        manifest = make_manifest(cfg, prepared, plan, rows, retrains, timings)
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         _swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return RunResult(out, rows, retrains, scores, manifest)
+
+
+def data_record(cfg, prepared: PreparedBars) -> dict:
+    """The data fingerprint recorded in the manifest and in every artifact."""
+    return {
+        "path": str(cfg.data.path),
+        "sha256": prepared.fingerprint,
+        "bars_key": prepared.cache_key,
+        "bars": len(prepared.bars),
+        "first_bar": str(prepared.bars.index[0]),
+        "last_bar": str(prepared.bars.index[-1]),
+    }
+
+
+def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> dict:
+    """What every segment's artifact records about the run."""
+    return {"run": cfg.name, "bars": plan.bars, "data": data_record(cfg, prepared), "backend": cfg.backend,
+            "versions": versions()}
+
+
+def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
+    """Forecasts with actuals, retrains, metrics, plots and the report, into ``stage``."""
+    rows = join_actuals(engine.forecasts, prepared.bars)
+    retrains = pd.DataFrame([asdict(r) for r in engine.records], columns=[f.name for f in fields(FitRecord)])
+    retrains["strategy"] = retrains["strategy"].astype("string")
+    scores = metrics(rows)
+    rows.to_parquet(stage / "forecasts.parquet", index=False)
+    retrains.to_parquet(stage / "retrains.parquet", index=False)
+    scores.to_parquet(stage / "metrics.parquet", index=False)
+    if cfg.output.plots and len(rows):
+        plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
+        plot_error_by_horizon(scores, stage / "error_by_horizon.png")
+    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores))
+    return rows, retrains, scores
+
+
+def make_manifest(cfg, prepared: PreparedBars, plan: Plan, rows: pd.DataFrame, retrains: pd.DataFrame,
+                  timings: dict[str, float]) -> dict:
+    return {
+        "name": cfg.name,
+        "config_id": cfg.config_id(),
+        "seed": cfg.seed,
+        "backend": cfg.backend,
+        "created": pd.Timestamp.now(tz="UTC").isoformat(),
+        "command": " ".join(sys.argv),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "data": {**data_record(cfg, prepared), "missing_bars": [str(t) for t in prepared.missing]},
+        "plan": {"retrains": plan.retrain_count, "segments": len(plan.segments()), "issue_times": len(plan.issue_times),
+                 "horizon": plan.horizon},
+        "rows": len(rows),
+        "failed_retrains": int((retrains["status"] != "ok").sum()),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "status": "complete",
+    }
 
 
 def _swap_in(stage: Path, out: Path) -> None:
@@ -187,8 +212,13 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         "",
         f"- data: `{cfg.data.path}` — {prepared.describe()}",
         f"- test period: {plan.issue_times[0]} .. {plan.issue_times[-1]}, horizons 1..{plan.horizon}",
-        f"- retrain rule: `{cfg.backtest.retrain.rule}`, {len(plan.retrains)} retrains, window `{cfg.backtest.window.kind}`",
         f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
+        "",
+        "## Schedules",
+        "",
+        "| strategy | retrains | schedule |",
+        "|---|---|---|",
+        *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |" for name, spec in cfg.strategies.items()],
         "",
         "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
         "",

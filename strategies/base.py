@@ -1,15 +1,22 @@
 """The strategy Protocol: fit on a training window, forecast H steps from what is known.
 
 A strategy is built fresh for every retrain by its params' ``build(seed)``
-(a pure factory), fitted once, then asked for forecasts at each bar until the
-next retrain. ``history`` always ends at the issue time: the provider never
-hands a strategy a bar that closed later.
+(a pure factory), fitted once, then asked for forecasts at each bar of its
+segment (until the next retrain). ``history`` always ends at the issue time: a
+segment never hands a strategy a bar that closed later.
+
+Optionally a strategy saves its fitted state into an artifact folder
+(``save(folder)``) and restores it into a freshly built instance
+(``load(folder)``); :class:`JsonState` does this for strategies whose state is a
+few numbers or arrays (written as ``params.json``, never pickled).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +43,29 @@ class Strategy(Protocol):
         """Volatility forecasts for the next ``horizon`` bars after ``history[-1]``."""
 
 
+class JsonState:
+    """Save / load the attributes named in ``STATE`` as ``params.json`` (arrays as lists).
+
+    JSON keeps every float exactly (shortest round-trip repr), so a reloaded
+    strategy reproduces its forecasts bit for bit.
+    """
+
+    STATE: ClassVar[tuple[str, ...]] = ()
+
+    def save(self, folder: Path) -> None:
+        state = {}
+        for name in self.STATE:
+            value = getattr(self, name)
+            state[name] = {"array": value.tolist()} if isinstance(value, np.ndarray) else value
+        (Path(folder) / "params.json").write_text(json.dumps(state, indent=2))
+
+    def load(self, folder: Path) -> None:
+        state = json.loads((Path(folder) / "params.json").read_text())
+        for name in self.STATE:
+            value = state[name]
+            setattr(self, name, np.array(value["array"], dtype="float64") if isinstance(value, dict) and "array" in value else value)
+
+
 class Params(BaseModel):
     """Base for strategy parameters: strict, frozen, and a factory for fresh strategies."""
 
@@ -47,6 +77,9 @@ class Params(BaseModel):
     def min_train_bars(self, horizon: int) -> int:
         """The fewest training bars this strategy can fit on."""
         return 2
+
+    def preflight(self, horizon: int) -> None:
+        """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
 
 
 def positive_floor(values: np.ndarray) -> float:

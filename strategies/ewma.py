@@ -23,10 +23,12 @@ from scipy.signal import lfilter
 
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params
+from .base import FitInfo, JsonState, Params
 
 
-class Ewma:
+class Ewma(JsonState):
+    STATE = ("lam", "span")
+
     def __init__(self, lam: float):
         self.lam = lam
         self.span = max(2, math.ceil(math.log(1e-12) / math.log(lam)))

@@ -34,7 +34,7 @@ from scipy.signal import lfilter
 from backtester.errors import FailedRetrain
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params
+from .base import FitInfo, JsonState, Params
 
 SCALE = 100.0
 
@@ -47,7 +47,9 @@ def bar_of_day(time_ns: np.ndarray, bar_ns: int) -> np.ndarray:
     return (time_ns % DAY_NS) // bar_ns
 
 
-class Garch:
+class Garch(JsonState):
+    STATE = ("omega", "alpha", "beta", "bar_ns", "profile", "train_end", "next_var")
+
     def __init__(self, dist: str, seasonal: bool):
         self.dist, self.seasonal = dist, seasonal
 

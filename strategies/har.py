@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from backtester.errors import FailedRetrain
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params, positive_floor
+from .base import FitInfo, JsonState, Params, positive_floor
 
 
 def har_features(rv: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
@@ -43,7 +43,9 @@ def har_features(rv: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-class Har:
+class Har(JsonState):
+    STATE = ("coef", "floor")
+
     def __init__(self, lags: tuple[int, ...], mode: str):
         self.lags, self.mode = lags, mode
         self.coef: np.ndarray | None = None

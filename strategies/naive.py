@@ -1,11 +1,11 @@
-"""Naive baselines: the last value, or the mean of the last ``window`` bars, held flat.
+"""Naive baselines: the last value, or the mean of the last ``bars`` bars, held flat.
 
 Examples
 --------
 >>> import numpy as np
 >>> from backtester.series import BarSeries
 >>> s = BarSeries(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4), np.ones(4, bool))
->>> NaiveParams().build(0).forecast(s, 2).tolist(), RollingMeanParams(window=2).build(0).forecast(s, 2).tolist()
+>>> NaiveParams().build(0).forecast(s, 2).tolist(), RollingMeanParams(bars=2).build(0).forecast(s, 2).tolist()
 ([4.0, 4.0], [3.5, 3.5])
 """
 
@@ -18,31 +18,33 @@ from pydantic import Field
 
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params
+from .base import FitInfo, JsonState, Params
 
 
-class Naive:
-    def __init__(self, window: int):
-        self.window = window
+class Naive(JsonState):
+    STATE = ("bars",)
+
+    def __init__(self, bars: int):
+        self.bars = bars
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
         return FitInfo(samples=len(train))
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
-        return np.full(horizon, history.rv[-self.window :].mean())
+        return np.full(horizon, history.rv[-self.bars :].mean())
 
 
 class NaiveParams(Params):
     type: Literal["naive"] = "naive"
-    window: int = Field(default=1, ge=1)
+    bars: int = Field(default=1, ge=1)
 
     def build(self, seed: int) -> Naive:
-        return Naive(self.window)
+        return Naive(self.bars)
 
     def min_train_bars(self, horizon: int) -> int:
-        return self.window
+        return self.bars
 
 
 class RollingMeanParams(NaiveParams):
     type: Literal["rolling_mean"] = "rolling_mean"  # type: ignore[assignment]
-    window: int = Field(default=24, ge=1)
+    bars: int = Field(default=24, ge=1)

@@ -13,6 +13,8 @@ from backtester.synth import synth_bars
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY_LSTM = {"type": "lstm", "memory": 12, "layers": [{"units": 4, "dropout": 0.0}], "epochs": 1, "batch_size": 16}
+TINY_GRU = {"type": "keras", "builder": "tests.user_models:build_gru", "hyperparameters": {"units": 3},
+            "memory": 12, "epochs": 1}
 
 
 @pytest.fixture(scope="session")

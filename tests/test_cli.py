@@ -16,7 +16,7 @@ from .conftest import ROOT, base_config
 
 FORECAST_COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through", "actual"]
 RETRAIN_COLUMNS = ["strategy", "model_version", "retrain_time", "window_start", "window_end", "train_bars", "samples",
-                   "train_loss", "val_loss", "seconds", "status", "seed", "details"]
+                   "train_loss", "val_loss", "seconds", "status", "seed", "details", "artifact"]
 
 
 def invoke(*args):
@@ -35,7 +35,7 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_every_output(smoke_run):
     names = {p.name for p in smoke_run.iterdir()}
     assert names == {"config.yaml", "manifest.json", "forecasts.parquet", "retrains.parquet", "metrics.parquet",
-                     "report.md", "forecast_vs_actual.png", "error_by_horizon.png"}
+                     "report.md", "forecast_vs_actual.png", "error_by_horizon.png", "models", "segments"}
     f = pd.read_parquet(smoke_run / "forecasts.parquet")
     assert list(f.columns) == FORECAST_COLUMNS
     assert (f["trained_through"] <= f["issued_at"]).all()
@@ -85,7 +85,8 @@ def test_plan_prints_retrains_before_training():
     res = invoke("plan", ROOT / "configs/weekly.yaml", "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}",
                  "--set", "data.cache_dir=null")
     assert res.exit_code == 0, res.output
-    assert "retrains: 8" in res.output and "2024-03-25 00:00:00+00:00" in res.output
+    assert "retrains: 48 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output
+    assert "lstm, har, garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; window expanding)" in res.output
     assert "forecast rows: 188,424" in res.output
 
 

@@ -26,7 +26,7 @@ def fails(raw, pattern):
 def test_valid_config_fills_defaults_and_hashes():
     cfg = parse_config(valid())
     assert cfg.backtest.horizon == 24 and cfg.data.bar.total_seconds() == 3600
-    assert cfg.strategies["net"].memory == 60 and cfg.strategies["har"].lags == [1, 24, 168]
+    assert cfg.strategies["net"].params.memory == 60 and cfg.strategies["har"].params.lags == [1, 24, 168]
     resolved = cfg.resolved()
     assert resolved["strategies"]["net"]["layers"] == [{"units": 8, "dropout": 0.1}]
     assert parse_config(resolved).config_id() == cfg.config_id()
@@ -58,7 +58,7 @@ def test_unknown_key_inside_retrain_rule_and_strategy():
 def test_unknown_strategy_lists_names():
     raw = valid()
     raw["strategies"] = {"m": {"type": "lsmt"}}
-    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, lstm, naive, rolling_mean")
+    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, keras, lstm, naive, rolling_mean, or a path")
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_overrides_and_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(valid()))
     cfg = load_config(path, ["backtest.horizon=6", "strategies.net.epochs=2", "backtest.retrain={rule: daily}"])
-    assert cfg.backtest.horizon == 6 and cfg.strategies["net"].epochs == 2 and cfg.backtest.retrain.rule == "daily"
+    assert cfg.backtest.horizon == 6 and cfg.strategies["net"].params.epochs == 2 and cfg.backtest.retrain.rule == "daily"
     with pytest.raises(ConfigError, match=r"--set 'horizon': write it as key.path=value"):
         apply_override({}, "horizon")
     with pytest.raises(ConfigError, match=r"c.yaml: backtest.horizn: unknown key"):

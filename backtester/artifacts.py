@@ -1,0 +1,157 @@
+"""Reload a retrain's artifact and reproduce its forecasts.
+
+Every retrain of a run with ``output.save_models: true`` leaves
+``results/<name>/models/<strategy>/<model_version>/``: ``artifact.json`` (what it
+is, its training window, the data fingerprint, the issue times it served) and
+what the strategy saves (a Keras model: ``model.keras``, ``scaler.json``,
+``config.json``, ``history.json``, ``summary.txt``; a baseline: ``params.json``).
+
+Examples
+--------
+>>> art = load_artifact("results/weekly/models/lstm/3")            # doctest: +SKIP
+>>> art.strategy.forecast(history, art.horizon)                    # doctest: +SKIP
+>>> rows = predict("results/weekly/models/lstm/3")                 # doctest: +SKIP
+>>> rows.attrs["max_abs_diff"]                                     # doctest: +SKIP
+0.0
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import BacktestError
+from .recorder import ForecastRecorder
+
+
+class ArtifactError(BacktestError):
+    """A model folder that is not a usable artifact."""
+
+
+@dataclass
+class Artifact:
+    folder: Path
+    meta: dict[str, Any]
+    strategy: Any  # a fitted strategy, restored
+    params: Any
+
+    @property
+    def horizon(self) -> int:
+        return int(self.meta["horizon"])
+
+    @property
+    def run_dir(self) -> Path:
+        """``results/<name>/`` (the artifact lives in ``models/<strategy>/<version>/`` under it)."""
+        return self.folder.parents[2]
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    meta_path = folder / "artifact.json"
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: no such folder; pass an artifact folder such as results/<run>/models/<strategy>/<version>")
+    if not meta_path.is_file():
+        raise ArtifactError(f"{folder}: not a model artifact (no artifact.json); pass a folder such as "
+                            "results/<run>/models/<strategy>/<version>")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the artifact is damaged") from None
+    if not str(meta.get("format", "")).startswith("backtester-artifact/"):
+        raise ArtifactError(f"{meta_path}: not a backtester artifact (format {meta.get('format')!r})")
+    return meta
+
+
+def load_artifact(folder: str | Path) -> Artifact:
+    """Rebuild the strategy from the artifact's params and restore its fitted state."""
+    from strategies import validate_params
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    _, params = validate_params(meta["strategy"], {"type": meta["type"], **meta["params"]}, source=str(folder / "artifact.json"))
+    if not meta.get("restorable", False):
+        raise ArtifactError(f"{folder}: strategy {meta['strategy']!r} ({meta['type']}) does not save its fitted state "
+                            "(it has no save/load methods), so it cannot be reloaded")
+    missing = [f for f in meta.get("files", []) if not (folder / f).is_file()]
+    if missing:
+        raise ArtifactError(f"{folder}: artifact is incomplete, missing {', '.join(missing)}; rerun the backtest")
+    strategy = params.build(int(meta["seed"]))
+    try:
+        strategy.load(folder)
+    except BacktestError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(f"{folder}: could not load the saved model ({type(exc).__name__}: {exc})") from None
+    return Artifact(folder, meta, strategy, params)
+
+
+def run_bars(run_dir: Path, data_path: str | Path | None = None, backend: str | None = None):
+    """The run's RV bars, rebuilt from its config (and checked against the recorded fingerprint)."""
+    from .config import load_config
+    from .rv import prepare_bars
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise ArtifactError(f"{run_dir}: no config.yaml beside the models folder; the artifact must stay inside its run directory")
+    overrides = [f"data.path={data_path}"] if data_path is not None else []
+    overrides += [f"backend={backend}"] if backend is not None else []
+    cfg = load_config(config, overrides)
+    return prepare_bars(cfg.data), cfg.data.path
+
+
+def predict(folder: str | Path, data_path: str | Path | None = None, backend: str | None = None) -> pd.DataFrame:
+    """Reload an artifact and forecast at every issue time it served in its run.
+
+    Returns the rows (same columns as ``forecasts.parquet`` without ``actual``);
+    ``rows.attrs`` holds ``recorded`` (rows of the run's forecasts.parquet for this
+    model and period) and ``max_abs_diff`` against them (0.0 = reproduced exactly).
+    """
+    from .series import BarSeries
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    prepared, path = run_bars(folder.parents[2], data_path, backend)  # applies the backend before Keras loads
+    art = load_artifact(folder)
+    assert art.meta == meta
+    if prepared.fingerprint != art.meta["data"]["sha256"]:
+        raise ArtifactError(f"{path}: not the data this model was trained on "
+                            f"(sha256 {prepared.fingerprint[:12]} vs {art.meta['data']['sha256'][:12]}); "
+                            "pass the original file with --data")
+    bars = prepared.bars.index
+    series = BarSeries.from_frame(prepared.bars)
+    first = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["first"])))
+    last = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["last"])))
+    trained = pd.Timestamp(art.meta["trained_through"]).value
+    recorder = ForecastRecorder(bars)
+    for i in range(first, last + 1):
+        values = np.asarray(art.strategy.forecast(series.upto(i + 1), art.horizon), dtype="float64")
+        recorder.add(art.meta["strategy"], i, values, int(art.meta["model_version"]), trained)
+    rows = recorder.frame()
+    recorded = recorded_rows(art, rows)
+    rows.attrs["recorded"] = len(recorded)
+    rows.attrs["max_abs_diff"] = _max_abs_diff(rows, recorded)
+    return rows
+
+
+def recorded_rows(art: Artifact, rows: pd.DataFrame) -> pd.DataFrame:
+    path = art.run_dir / "forecasts.parquet"
+    if not path.is_file() or rows.empty:
+        return rows.iloc[:0]
+    f = pd.read_parquet(path)
+    sel = f[(f["strategy"] == art.meta["strategy"]) & (f["model_version"] == int(art.meta["model_version"]))
+            & (f["issued_at"] >= rows["issued_at"].min()) & (f["issued_at"] <= rows["issued_at"].max())]
+    return sel.drop(columns=["actual"], errors="ignore").reset_index(drop=True)
+
+
+def _max_abs_diff(rows: pd.DataFrame, recorded: pd.DataFrame) -> float:
+    if len(recorded) != len(rows):
+        return float("nan")
+    keys = ["issued_at", "horizon"]
+    a = rows.sort_values(keys)["forecast"].to_numpy()
+    b = recorded.sort_values(keys)["forecast"].to_numpy()
+    return float(np.max(np.abs(a - b))) if len(a) else 0.0

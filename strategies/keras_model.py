@@ -1,0 +1,346 @@
+"""Keras forecasters: a lookback window of scaled RV -> your ``build(hp, memory, steps)`` -> H forecasts.
+
+Every Keras strategy, our ``lstm`` included, goes through the same path:
+
+- ``memory`` bars of RV, scaled by a ``MinMaxScaler(0, 1)`` fitted on the training
+  window only, are the input, shape ``(batch, memory, 1)``; the targets are the
+  next ``steps`` bars' scaled RV (``steps = H`` for ``multistep: direct``, 1 for
+  ``recursive``, where each forecast is fed back in).
+- The model comes from a **builder** ``build(hp, memory, steps) -> compiled keras.Model``,
+  the keras-tuner ``build(hp)`` seam: ``hp`` is a ``keras_tuner.HyperParameters`` whose
+  values are fixed from the config's ``hyperparameters`` (any value the builder asks
+  for that the config does not fix takes the builder's default).
+- Before each build the Keras session is cleared and every random seed set from the
+  retrain's seed; training is ``fit`` with ``batch_size``/``epochs``, the last
+  ``validation_split`` of samples (in time order) giving the validation loss.
+- Forecasts are floored at the smallest positive RV of the training window.
+
+Keras is imported on first use, after the backend is chosen, so configs without a
+Keras strategy never load TensorFlow.
+
+A user's builder (``type: keras``)::
+
+    def build(hp, memory, steps):
+        import keras
+        model = keras.Sequential([keras.Input((memory, 1)),
+                                  keras.layers.GRU(hp.Int("units", 8, 64, default=16)),
+                                  keras.layers.Dense(steps)])
+        model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 1e-4, 1e-2, default=1e-3)), loss="mse")
+        return model
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from backtester.errors import BacktestError, FailedRetrain
+from backtester.series import BarSeries
+
+from .base import FitInfo, Params, positive_floor
+from .loading import import_object
+
+HyperValue = int | float | str | bool
+
+
+class BuilderError(BacktestError):
+    """A builder returned something that is not a compiled Keras model of the right shape."""
+
+
+def _silenced(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with file descriptor 2 pointed at /dev/null (TensorFlow's C++ start-up chatter)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            return fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def keras_module():
+    """Import Keras (and keras-tuner) quietly, once, on the backend chosen by the config."""
+    if not getattr(keras_module, "_configured", False):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+        def load():
+            if os.environ["KERAS_BACKEND"] == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.experimental.enable_op_determinism()
+                tf.constant(0.0) + 1.0  # first op: device probing happens here, still silenced
+            import keras  # noqa: F401
+            import keras_tuner  # noqa: F401
+
+        _silenced(load)
+        keras_module._configured = True
+    import keras
+
+    return keras
+
+
+def windows(values: np.ndarray, memory: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Supervised samples: X[i] = values[i:i+memory], y[i] = values[i+memory:i+memory+steps].
+
+    >>> x, y = windows(np.arange(6.0), 3, 2)
+    >>> x.tolist(), y.tolist()
+    ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [[3.0, 4.0], [4.0, 5.0]])
+    """
+    n = len(values) - memory - steps + 1
+    if n <= 0:
+        return np.empty((0, memory)), np.empty((0, steps))
+    idx = np.arange(n)[:, None]
+    x = values[idx + np.arange(memory)]
+    y = values[idx + memory + np.arange(steps)]
+    return x, y
+
+
+def fixed_hyperparameters(values: dict[str, HyperValue]):
+    """A ``keras_tuner.HyperParameters`` with each value fixed (what a builder sees outside tuning)."""
+    keras_module()
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+class KerasForecaster:
+    """A fitted Keras model with its scaler; built fresh for every retrain."""
+
+    def __init__(self, params: WindowedKerasParams, seed: int):
+        self.params, self.seed = params, seed
+        self.model = None
+        self.hp_values: dict[str, Any] = {}
+        self.history: dict[str, list[float]] = {}
+
+    def steps(self, horizon: int) -> int:
+        return horizon if self.params.multistep == "direct" else 1
+
+    def build_model(self, steps: int):
+        """Clear the session, seed everything, call the builder and check what it returned."""
+        keras = keras_module()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(self.seed)
+        p = self.params
+        hp = fixed_hyperparameters(p.fixed_values())
+        builder = p.builder_function()
+        model = builder(hp, p.memory, steps)
+        check_model(model, p.builder_path(), p.memory, steps)
+        self.hp_values = dict(hp.values)
+        return model
+
+    def fit(self, train: BarSeries, horizon: int) -> FitInfo:
+        from sklearn.preprocessing import MinMaxScaler
+
+        p = self.params
+        steps = self.steps(horizon)
+        values = train.rv.reshape(-1, 1)
+        self.scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
+        scaled = self.scaler.transform(values)[:, 0].astype("float32")
+        x, y = windows(scaled, p.memory, steps)
+        if len(x) < 2:
+            raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
+        n_val = int(len(x) * p.validation_split)
+        x_tr, y_tr, x_val, y_val = x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :]
+        self.model = self.build_model(steps)
+        hist = self.model.fit(
+            x_tr[..., None],
+            y_tr,
+            batch_size=p.batch_size,
+            epochs=p.epochs,
+            validation_data=(x_val[..., None], y_val) if n_val else None,
+            shuffle=True,
+            verbose=0,
+        )
+        self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        train_loss = float(hist.history["loss"][-1])
+        val_loss = float(hist.history["val_loss"][-1]) if n_val else float("nan")
+        if not math.isfinite(train_loss):
+            raise FailedRetrain("training loss is not finite")
+        self.floor = positive_floor(train.rv)
+        self.samples = len(x_tr)
+        return FitInfo(
+            samples=len(x_tr),
+            train_loss=train_loss,
+            val_loss=val_loss,
+            extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values},
+        )
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(x[None, :, None].astype("float32")))[0]
+
+    def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
+        p = self.params
+        window = self.scaler.transform(history.rv[-p.memory :].reshape(-1, 1))[:, 0]
+        if p.multistep == "direct":
+            scaled = self._predict(window)[:horizon]
+        else:
+            buf = list(window)
+            scaled = np.empty(horizon)
+            for h in range(horizon):
+                scaled[h] = self._predict(np.asarray(buf[-p.memory :]))[0]
+                buf.append(scaled[h])
+        out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1))[:, 0]
+        return np.maximum(out, self.floor)
+
+    # ------------------------------------------------------------------ artifacts
+
+    def save(self, folder: Path) -> None:
+        """``model.keras``, ``scaler.json``, ``config.json``, ``history.json``, ``summary.txt``."""
+        folder = Path(folder)
+        self.model.save(folder / "model.keras")
+        s = self.scaler
+        scaler = {
+            "kind": "MinMaxScaler",
+            "feature_range": list(s.feature_range),
+            "data_min": s.data_min_.tolist(),
+            "data_max": s.data_max_.tolist(),
+            "data_range": s.data_range_.tolist(),
+            "scale": s.scale_.tolist(),
+            "min": s.min_.tolist(),
+            "n_samples_seen": int(s.n_samples_seen_),
+            "output_floor": self.floor,
+        }
+        (folder / "scaler.json").write_text(json.dumps(scaler, indent=2))
+        trainable = int(sum(int(np.prod(w.shape)) for w in self.model.trainable_weights))
+        config = {
+            "builder": self.params.builder_path(),
+            "hyperparameters": self.hp_values,
+            "layers": describe_layers(self.model),
+            "learning_rate": learning_rate(self.model),
+            "memory": self.params.memory,
+            "batch_size": self.params.batch_size,
+            "epochs": self.params.epochs,
+            "multistep": self.params.multistep,
+            "validation_split": self.params.validation_split,
+            "seed": self.seed,
+            "samples": self.samples,
+            "params_total": int(self.model.count_params()),
+            "params_trainable": trainable,
+        }
+        (folder / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        (folder / "history.json").write_text(json.dumps(self.history, indent=2))
+        lines: list[str] = []
+        self.model.summary(print_fn=lambda line, **kw: lines.append(line))
+        (folder / "summary.txt").write_text("".join(lines))
+
+    def load(self, folder: Path) -> None:
+        """Restore a saved model and scaler (on whichever Keras backend is active)."""
+        from sklearn.preprocessing import MinMaxScaler
+
+        folder = Path(folder)
+        keras = keras_module()
+        self.model = keras.saving.load_model(folder / "model.keras", compile=False)
+        d = json.loads((folder / "scaler.json").read_text())
+        s = MinMaxScaler(feature_range=tuple(d["feature_range"]))
+        s.data_min_, s.data_max_ = np.array(d["data_min"]), np.array(d["data_max"])
+        s.data_range_, s.scale_, s.min_ = np.array(d["data_range"]), np.array(d["scale"]), np.array(d["min"])
+        s.n_samples_seen_, s.n_features_in_ = d["n_samples_seen"], 1
+        self.scaler, self.floor = s, float(d["output_floor"])
+
+
+def check_model(model: Any, builder: str, memory: int, steps: int) -> None:
+    """Refuse a builder result that is not a compiled Keras model mapping (memory, 1) to (steps,)."""
+    keras = keras_module()
+    if not isinstance(model, keras.Model):
+        raise BuilderError(f"builder {builder!r} returned {type(model).__name__}, not a keras.Model; "
+                           "return the model from build(hp, memory, steps)")
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise BuilderError(f"builder {builder!r} returned a model that is not compiled; "
+                           "call model.compile(optimizer=..., loss='mse') before returning it")
+    try:
+        out = model.compute_output_shape((None, memory, 1))
+    except Exception as exc:
+        raise BuilderError(f"builder {builder!r}: the model does not take input (batch, {memory}, 1) "
+                           f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, 1))") from None
+    if tuple(out)[1:] != (steps,):
+        raise BuilderError(f"builder {builder!r}: the model's output shape is {tuple(out)}, expected (None, {steps}); "
+                           "end it with keras.layers.Dense(steps)")
+
+
+def describe_layers(model) -> list[dict[str, Any]]:
+    """Each layer's class and its main sizes (units, dropout rate)."""
+    out = []
+    for layer in model.layers:
+        entry: dict[str, Any] = {"layer": type(layer).__name__}
+        for attr in ("units", "rate", "dropout", "recurrent_dropout", "return_sequences"):
+            if hasattr(layer, attr):
+                value = getattr(layer, attr)
+                entry[attr] = value if isinstance(value, (int, float, bool)) else str(value)
+        out.append(entry)
+    return out
+
+
+def learning_rate(model) -> float | None:
+    try:
+        return float(np.asarray(model.optimizer.learning_rate))
+    except Exception:
+        return None
+
+
+class WindowedKerasParams(Params):
+    """What every Keras strategy shares: lookback, training loop, multi-step scheme."""
+
+    memory: int = Field(default=60, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    epochs: int = Field(default=5, ge=1)
+    multistep: Literal["direct", "recursive"] = "direct"
+    validation_split: float = Field(default=0.1, ge=0, lt=0.5)
+
+    def builder_path(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def builder_function(self) -> Callable:
+        return import_object(self.builder_path(), "builder", "a function build(hp, memory, steps)")
+
+    def fixed_values(self) -> dict[str, HyperValue]:
+        """Hyperparameter values fixed for the builder."""
+        return {}
+
+    def build(self, seed: int) -> KerasForecaster:
+        return KerasForecaster(self, seed)
+
+    def min_train_bars(self, horizon: int) -> int:
+        steps = horizon if self.multistep == "direct" else 1
+        return self.memory + steps + 20
+
+    def preflight(self, horizon: int) -> None:
+        """Build the model once (no training) so a bad builder fails before any fit."""
+        KerasForecaster(self, 0).build_model(horizon if self.multistep == "direct" else 1)
+
+
+class KerasParams(WindowedKerasParams):
+    """``type: keras``: your own builder, ``"package.module:function"``."""
+
+    type: Literal["keras"] = "keras"
+    builder: str
+    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+
+    @field_validator("builder")
+    @classmethod
+    def _importable(cls, v: str) -> str:
+        from backtester.errors import ConfigError
+
+        try:
+            fn = import_object(v, "builder", "a function build(hp, memory, steps)")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("builder: ")) from None
+        if not callable(fn):
+            raise ValueError(f"{v!r} is {type(fn).__name__}, not a function build(hp, memory, steps)")
+        return v
+
+    def builder_path(self) -> str:
+        return self.builder
+
+    def fixed_values(self) -> dict[str, HyperValue]:
+        return dict(self.hyperparameters)

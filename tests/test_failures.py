@@ -1,0 +1,110 @@
+"""Failed retrains keep the previous model and are recorded; too many in a row stop the run;
+a strategy that raises or returns junk gets a one-line error naming it; a run that dies leaves no
+directory that looks finished and never harms an earlier run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.config import WindowConfig, parse_config
+from backtester.engine import run_engine
+from backtester.errors import FailedRetrain, FatalError
+from backtester.plan import Plan, Schedule
+from backtester.runner import run
+from backtester.schedule import training_window
+from backtester.segment import StrategyError
+from backtester.series import BarSeries
+from strategies.base import FitInfo, Params
+
+from .conftest import base_config
+
+BARS = pd.date_range("2024-01-01 01:00", periods=100, freq="h", tz="UTC")
+SERIES = BarSeries(BARS.asi8, np.linspace(1, 2, 100), np.zeros(100), np.ones(100, dtype=bool))
+RETRAINS = BARS[[10, 20, 30, 40]]
+
+
+class Flaky:
+    def __init__(self, fail: bool, mode: str):
+        self.fail, self.mode = fail, mode
+
+    def fit(self, train, horizon):
+        if self.fail:
+            if self.mode == "raise":
+                raise ValueError("bad shapes")
+            raise FailedRetrain("loss is NaN")
+        self.level = train.rv[-1]
+        return FitInfo(samples=len(train))
+
+    def forecast(self, history, horizon):
+        return np.full(horizon + (self.mode == "shape"), self.level)
+
+
+class FlakyParams(Params):
+    fail_at: tuple = ()  # retrain ordinals (1-based) whose fit fails
+    mode: str = "fail"
+
+
+class Spec:
+    def __init__(self, params):
+        self.params, self.type = params, "flaky"
+
+
+def run_flaky(fail_at=(), max_failed=3, mode="fail"):
+    class Params_(FlakyParams):
+        def build(self, seed):
+            version = self._versions.pop(0)
+            return Flaky(version in self.fail_at, self.mode)
+
+    params = Params_(fail_at=fail_at, mode=mode)
+    object.__setattr__(params, "_versions", [1, 2, 3, 4])
+    windows = tuple(training_window(WindowConfig(), BARS, t) for t in RETRAINS)
+    plan = Plan(BARS, first=10, stop=50, horizon=2, schedules={"flaky": Schedule("flaky", "test", RETRAINS, windows)})
+    return run_engine(plan, {"flaky": Spec(params)}, SERIES, run_seed=0, max_failed=max_failed)
+
+
+def test_failed_retrain_keeps_previous_model_and_is_recorded():
+    res = run_flaky(fail_at=(2,))
+    rec = {r.retrain_time: r for r in res.records}
+    first, failed, third = rec[BARS[10]], rec[BARS[20]], rec[BARS[30]]
+    assert (first.status, first.model_version) == ("ok", 1)
+    assert failed.status == "failed: loss is NaN" and failed.model_version == 1 and failed.artifact is None
+    assert (third.status, third.model_version) == ("ok", 3)  # versions number the retrains, so 2 never served
+    f = res.forecasts
+    during = f[(f["issued_at"] >= BARS[20]) & (f["issued_at"] < BARS[30])]
+    assert (during["model_version"] == 1).all() and (during["trained_through"] == BARS[10]).all()
+    np.testing.assert_array_equal(during["forecast"], SERIES.rv[10])
+    assert set(f["model_version"]) == {1, 3, 4}
+
+
+def test_no_model_yet_means_no_forecast():
+    res = run_flaky(fail_at=(1,))
+    assert res.forecasts["issued_at"].min() == BARS[20]
+    assert res.records[0].status.startswith("failed") and res.records[0].model_version == 1
+
+
+def test_too_many_failures_in_a_row_are_fatal():
+    with pytest.raises(FatalError, match=r"strategy 'flaky': 2 retrains in a row failed \(last: failed: loss is NaN\)"):
+        run_flaky(fail_at=(2, 3), max_failed=1)
+
+
+def test_a_strategy_that_raises_or_returns_the_wrong_shape_is_named():
+    with pytest.raises(StrategyError, match=r"^strategy 'flaky': fit\(\) raised ValueError: bad shapes; fix the strategy"):
+        run_flaky(fail_at=(1,), mode="raise")
+    with pytest.raises(StrategyError, match=r"strategy 'flaky' returned \(3,\) forecasts, expected \(2,\)"):
+        run_flaky(mode="shape")
+
+
+def test_a_crashed_run_leaves_the_earlier_run_intact(minute_file, tmp_path, monkeypatch):
+    cfg = parse_config(base_config(minute_file, tmp_path, naive={}))
+    done = run(cfg)
+    before = {p.relative_to(done.out_dir): p.read_bytes() for p in done.out_dir.rglob("*") if p.is_file()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr("backtester.runner.write_results", boom)
+    with pytest.raises(RuntimeError):
+        run(cfg, force=True)
+    after = {p.relative_to(done.out_dir): p.read_bytes() for p in done.out_dir.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in done.out_dir.parent.iterdir()] == [done.out_dir.name]  # no staging left behind
