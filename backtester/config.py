@@ -251,7 +251,7 @@ class StrategySpec:
                 "daily": lambda: f"daily {r.time} {r.timezone}",
                 "every_n_bars": lambda: f"every {r.n} bars",
                 "dates": lambda: f"{len(r.dates)} dates",
-                "never": lambda: "never (trained once at the start)"}[r.rule]()
+                "never": lambda: "never: trained once at the start"}[r.rule]()
         w = self.window
         size = "" if w.kind == "expanding" else f" {_fmt_td(w.length)}" if w.length is not None else f" {w.bars} bars"
         return f"{rule}; window {w.kind}{size}"

@@ -97,7 +97,8 @@ class Plan:
         for group in self._groups():
             sched = self.schedules[group[0]]
             lines.append("")
-            lines.append(f"{', '.join(group)}: {len(sched.retrains)} retrains ({sched.label})")
+            n = len(sched.retrains)
+            lines.append(f"{', '.join(group)}: {n} retrain{'s' if n != 1 else ''} ({sched.label})")
             lines.append("  retrain time                 window start                 window end                   bars")
             for row in self.table(group[0]).itertuples():
                 lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}")

@@ -127,4 +127,4 @@ def test_plan_and_run_of_several_schemes(minute_file, tmp_path):
     config = (res.out_dir / "config.yaml").read_text()
     assert "lstm_once:" in config and "rule: never" in config
     report = (res.out_dir / "report.md").read_text()
-    assert "| lstm_once | 1 | never (trained once at the start); window expanding |" in report
+    assert "| lstm_once | 1 | never: trained once at the start; window expanding |" in report
