@@ -5,7 +5,7 @@ Every error a user can cause (bad config, bad data, bad model files) is a
 key and says how to fix it; the CLI prints it and exits with status 2.
 
 A retrain that fails (NaN loss, a numerical failure in a fit) is not fatal:
-strategies raise :class:`FailedRetrain`, the provider keeps the previous model
+strategies raise :class:`FailedRetrain`, the segment keeps the previous model
 and records the failure. :class:`FatalError` stops the run at once.
 """
 

@@ -1,6 +1,6 @@
 """The bar series handed to strategies: plain numpy arrays keyed by bar close time.
 
-Strategies never see a DataFrame with future rows: the provider slices a
+Strategies never see a DataFrame with future rows: a segment slices a
 :class:`BarSeries` to the bars that closed at or before the time in question.
 
 Examples

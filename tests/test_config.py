@@ -1,5 +1,6 @@
 """Strict config validation: one line naming the key and the fix."""
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -108,3 +109,19 @@ def test_overrides_and_load(tmp_path):
     path.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match=r"c.yaml \(line \d+\): not valid YAML"):
         load_config(path)
+
+
+def test_strategy_schedules_override_the_backtest_ones_and_round_trip():
+    raw = valid()
+    raw["strategies"]["once"] = {"type": "naive", "retrain": {"rule": "never"}}
+    raw["strategies"]["roll"] = {"type": "har", "window": {"kind": "rolling", "length": "30D"}}
+    cfg = parse_config(raw)
+    once, roll, net = cfg.strategies["once"], cfg.strategies["roll"], cfg.strategies["net"]
+    assert (once.retrain.rule, once.window.kind) == ("never", "expanding")
+    assert (roll.retrain.rule, roll.window.length) == ("weekly", pd.Timedelta("30D"))
+    assert (net.retrain, net.window) == (cfg.backtest.retrain, cfg.backtest.window)
+    resolved = cfg.resolved()
+    assert resolved["strategies"]["once"]["retrain"] == {"rule": "never"} and "retrain" not in resolved["strategies"]["net"]
+    assert parse_config(resolved).config_id() == cfg.config_id()
+    raw["strategies"]["once"]["retrain"] = {"rule": "monthly", "day": 3}
+    assert parse_config(raw).config_id() != cfg.config_id()

@@ -12,6 +12,7 @@ from .conftest import TINY_LSTM, base_config
 def test_same_seed_same_forecasts_and_another_seed_differs(minute_file, tmp_path):
     dropout = {**TINY_LSTM, "layers": [{"units": 4, "dropout": 0.2}]}
     raw = base_config(minute_file, tmp_path, lstm=TINY_LSTM, lstm_dropout=dropout, har={"type": "har"}, garch={"type": "garch"})
+    raw["backtest"]["end"] = "2024-01-20 00:00"
     first = run(parse_config(raw)).forecasts
     second = run(parse_config(raw), force=True).forecasts
     pd.testing.assert_frame_equal(first, second, check_exact=True)
