@@ -212,6 +212,23 @@ class OutputConfig(Strict):
     save_models: bool = True  # an artifact folder per retrain under results/<name>/models/
 
 
+class EvaluationConfig(Strict):
+    """Tests of predictive accuracy run at the end of every run."""
+
+    benchmark: str | None = "har"  # DM tests against it; default har where the run has it
+    loss: Literal["qlike", "mse", "mae", "mse_var", "mse_log"] = "qlike"  # the loss the tests and the MCS use
+    mcs_sizes: list[float] = Field(default_factory=lambda: [0.10, 0.25], min_length=1)  # 0.10 = the 90 % set
+    mcs_reps: int = Field(default=1000, ge=100)
+    block_size: int | None = Field(default=None, ge=1)  # MCS bootstrap block; default: arch's choice
+
+    @field_validator("mcs_sizes")
+    @classmethod
+    def _sizes(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x < 1 for x in v):
+            raise ValueError("sizes are test sizes between 0 and 1, e.g. [0.10, 0.25] for the 90 % and 75 % sets")
+        return v
+
+
 class StrategySchedule(Strict):
     """A strategy's own retrain rule and training window (default: those of ``backtest``)."""
 
@@ -265,6 +282,7 @@ class RunConfig(Strict):
     backtest: BacktestConfig
     strategies: dict[str, Any] = Field(min_length=1)  # StrategySpec per name once parsed
     output: OutputConfig = Field(default_factory=OutputConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain YAML-ready data, with every default filled in."""
@@ -272,7 +290,7 @@ class RunConfig(Strict):
         out["strategies"] = {
             name: s.resolved() if isinstance(s, StrategySpec) else s for name, s in self.strategies.items()
         }
-        order = ["name", "seed", "backend", "data", "backtest", "strategies", "output"]
+        order = ["name", "seed", "backend", "data", "backtest", "strategies", "output", "evaluation"]
         out = {k: out[k] for k in order}
         return out
 
@@ -340,7 +358,13 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
     select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
     specs = {name: parse_strategy(name, params, cfg.backtest, source) for name, params in cfg.strategies.items()}
-    return cfg.model_copy(update={"strategies": specs})
+    ev = cfg.evaluation
+    if ev.benchmark is not None and ev.benchmark not in specs:
+        if "benchmark" in ev.model_fields_set:
+            raise ConfigError(f"{source}: evaluation.benchmark: {ev.benchmark!r} is not a strategy of this run; "
+                              f"use one of {', '.join(specs)} or null")
+        ev = ev.model_copy(update={"benchmark": None})  # the default har, absent: pairwise tests only
+    return cfg.model_copy(update={"strategies": specs, "evaluation": ev})
 
 
 def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config") -> StrategySpec:

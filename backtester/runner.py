@@ -33,6 +33,8 @@ from . import __version__
 from .engine import run_engine
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
+from .evaluation.accuracy import dm_table, model_confidence_set
+from .evaluation.losses import coverage, loss_table
 from .plan import Plan, check_plan, make_plan
 from .rv import PreparedBars, prepare_bars
 from .segment import FitRecord, Segment
@@ -161,14 +163,31 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     retrains = pd.DataFrame([asdict(r) for r in engine.records], columns=[f.name for f in fields(FitRecord)])
     retrains["strategy"] = retrains["strategy"].astype("string")
     scores = metrics(rows)
+    losses = loss_table(rows)
+    tests = accuracy_tests(cfg, losses)
     rows.to_parquet(stage / "forecasts.parquet", index=False)
     retrains.to_parquet(stage / "retrains.parquet", index=False)
     scores.to_parquet(stage / "metrics.parquet", index=False)
+    losses.to_parquet(stage / "losses.parquet", index=False)
+    tests.to_parquet(stage / "tests.parquet", index=False)
     if cfg.output.plots and len(rows):
         plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
         plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores))
+    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows)))
     return rows, retrains, scores
+
+
+def accuracy_tests(cfg, losses: pd.DataFrame) -> pd.DataFrame:
+    """DM tests (against the benchmark and pairwise) and the MCS, in one tidy frame (``test`` column)."""
+    ev = cfg.evaluation
+    dm = dm_table(losses, ev.loss, ev.benchmark).assign(test="dm")
+    t = losses[losses["loss"] == ev.loss]
+    per_issue = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
+    mcs = model_confidence_set(per_issue, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
+    mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)
+    return pd.concat([dm, mcs], ignore_index=True)[
+        ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "size", "mcs_pvalue",
+         "in_set", "note"]]
 
 
 def make_manifest(cfg, prepared: PreparedBars, plan: Plan, rows: pd.DataFrame, retrains: pd.DataFrame,
@@ -203,7 +222,8 @@ def _swap_in(stage: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame) -> str:
+def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
+           tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None) -> str:
     """A short Markdown report of the run."""
     s = summary(scores)
     h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
@@ -229,5 +249,45 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         lines.append(
             f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | {h1.loc[name, 'mse']:.3e} |"
         )
+    if tests is not None:
+        lines += accuracy_lines(cfg, tests)
+    if cover is not None and (cover[["missing_actual", "zero_actual", "nonpositive_forecast"]].to_numpy().sum() > 0):
+        lines += ["", "## Rows not scored", "", "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
+                  for r in cover.itertuples()]
     lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`.", ""]
     return "\n".join(lines)
+
+
+def accuracy_lines(cfg, tests: pd.DataFrame) -> list[str]:
+    """Report section: DM against the benchmark (horizon-averaged and h=1) and MCS membership."""
+    ev = cfg.evaluation
+    out = []
+    dm = tests[(tests["test"] == "dm") & (tests["against"] == ev.benchmark)]
+    if ev.benchmark is not None and len(dm):
+        out += ["", f"## Diebold–Mariano against `{ev.benchmark}` ({ev.loss}; HLN-corrected, two-sided; "
+                    "negative = lower loss than the benchmark)", "",
+                "| strategy | all horizons: DM | p | h=1: DM | p |", "|---|---|---|---|---|"]
+        for model, part in dm.groupby("model", sort=True):
+            avg, h1 = part[part["horizon"] == 0].iloc[0], part[part["horizon"] == 1]
+            h1 = h1.iloc[0] if len(h1) else None
+            cells = [f"{avg.statistic:.2f}", f"{avg.pvalue:.3g}"] if avg.note in ("rectangular", "bartlett") else [avg.note, ""]
+            cells += ([f"{h1.statistic:.2f}", f"{h1.pvalue:.3g}"] if h1 is not None and h1.note in ("rectangular", "bartlett")
+                      else ["not computed", ""])
+            out.append(f"| {model} | " + " | ".join(cells) + " |")
+    mcs = tests[tests["test"] == "mcs"]
+    if len(mcs):
+        sizes = sorted(mcs["size"].unique())
+        out += ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; stationary bootstrap, "
+                    f"{ev.mcs_reps} reps, seed {cfg.seed})", "",
+                "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
+                "|---|---|" + "---|" * len(sizes)]
+        for model, part in mcs.groupby("model", sort=True):
+            part = part.set_index("size")
+            if part["note"].iloc[0]:
+                out.append(f"| {model} | {part['note'].iloc[0]} |" + " |" * len(sizes))
+                continue
+            marks = ["**yes**" if part.loc[s, "in_set"] else "no" for s in sizes]
+            out.append(f"| {model} | {part['mcs_pvalue'].iloc[0]:.3f} | " + " | ".join(marks) + " |")
+    return out

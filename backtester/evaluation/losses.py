@@ -1,0 +1,138 @@
+"""The volatility loss suite, per forecast row, and the tidy loss table.
+
+With ``a`` the realized volatility at the target bar and ``f`` the forecast volatility:
+
+=========  =====================================  ==================================
+loss       per row                                defined where
+=========  =====================================  ==================================
+mse        (f - a)**2                             a known
+mae        |f - a|                                a known
+mse_var    (f**2 - a**2)**2                       a known
+qlike      a**2/f**2 - ln(a**2/f**2) - 1          a > 0 and f > 0
+mse_log    (ln f - ln a)**2                       a > 0 and f > 0
+=========  =====================================  ==================================
+
+QLIKE is the variance loss of Patton (2011), robust to a noisy volatility proxy; it
+is 0 for a perfect forecast. Rows where a loss is undefined are left out of that
+loss and counted (:func:`coverage`), never turned into inf or NaN means.
+
+Examples
+--------
+>>> import numpy as np
+>>> row_losses(np.array([2.0, 0.0]), np.array([1.0, 1.0]))["qlike"].round(4).tolist()
+[1.6137, nan]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LOSSES = ("mse", "mae", "mse_var", "qlike", "mse_log")
+
+
+def row_losses(actual: np.ndarray, forecast: np.ndarray) -> dict[str, np.ndarray]:
+    """Each loss per row (NaN where undefined; see the module table)."""
+    a = np.asarray(actual, dtype="float64")
+    f = np.asarray(forecast, dtype="float64")
+    known = np.isfinite(a)
+    pos = known & (a > 0) & (f > 0)
+    ratio = np.divide(a**2, f**2, out=np.ones_like(a), where=pos)
+    logdiff = np.log(np.where(pos, f, 1.0)) - np.log(np.where(pos, a, 1.0))
+    return {
+        "mse": np.where(known, (f - a) ** 2, np.nan),
+        "mae": np.where(known, np.abs(f - a), np.nan),
+        "mse_var": np.where(known, (f**2 - a**2) ** 2, np.nan),
+        "qlike": np.where(pos, ratio - np.log(ratio) - 1, np.nan),
+        "mse_log": np.where(pos, logdiff**2, np.nan),
+    }
+
+
+def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The tidy loss table: one row per (target_time, strategy, horizon, loss) where the loss is defined.
+
+    Columns: ``strategy, issued_at, target_time, horizon, model_version, loss, value``.
+    """
+    losses = row_losses(rows["actual"].to_numpy(), rows["forecast"].to_numpy())
+    keys = rows[["strategy", "issued_at", "target_time", "horizon", "model_version"]].reset_index(drop=True)
+    parts = []
+    for name in LOSSES:
+        values = losses[name]
+        ok = np.isfinite(values)
+        part = keys[ok].copy()
+        part["loss"] = name
+        part["value"] = values[ok]
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["strategy"] = out["strategy"].astype("string")
+    out["loss"] = pd.Categorical(out["loss"], categories=list(LOSSES))
+    return out.sort_values(["loss", "strategy", "horizon", "target_time"], kind="stable").reset_index(drop=True)
+
+
+def coverage(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: rows, rows scored, and why the others are not (missing actual, zero actual,
+    non-positive forecast)."""
+    a, f = rows["actual"], rows["forecast"]
+    frame = pd.DataFrame({
+        "strategy": rows["strategy"].astype("string"),
+        "rows": 1,
+        "missing_actual": a.isna().astype(int),
+        "zero_actual": (a == 0).astype(int),
+        "nonpositive_forecast": (f <= 0).astype(int),
+        "scored_qlike": (a.notna() & (a > 0) & (f > 0)).astype(int),
+    })
+    return frame.groupby("strategy", observed=True).sum().reset_index()
+
+
+def mean_losses(table: pd.DataFrame, by: list[str] | tuple[str, ...] = ("strategy", "horizon")) -> pd.DataFrame:
+    """Mean and count of each loss by ``by`` (wide: one column per loss, plus ``n_<loss>``)."""
+    by = list(by)
+    g = table.groupby(by + ["loss"], observed=True)["value"].agg(["mean", "size"]).reset_index()
+    means = g.pivot_table(index=by, columns="loss", values="mean", observed=True)
+    counts = g.pivot_table(index=by, columns="loss", values="size", observed=True).add_prefix("n_")
+    return pd.concat([means, counts], axis=1).reset_index()
+
+
+def breakdowns(table: pd.DataFrame, loss: str = "qlike", window: str = "7D") -> dict[str, pd.DataFrame]:
+    """Mean ``loss`` per strategy by retrain segment, hour of day, weekday, and rolling over ``window``."""
+    t = table[table["loss"] == loss]
+    times = pd.DatetimeIndex(t["target_time"])
+    out = {
+        "segment": t.groupby(["strategy", "model_version"], observed=True)["value"].agg(["mean", "size"]).reset_index(),
+        "hour": t.assign(hour=times.hour).groupby(["strategy", "hour"], observed=True)["value"].mean().unstack(0),
+        "weekday": t.assign(weekday=times.dayofweek).groupby(["strategy", "weekday"], observed=True)["value"].mean().unstack(0),
+    }
+    per_time = t.groupby(["target_time", "strategy"], observed=True)["value"].mean().unstack("strategy")
+    out["rolling"] = per_time.rolling(window, min_periods=1).mean()
+    return out
+
+
+def mincer_zarnowitz(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy and horizon: OLS of actual on forecast volatility; intercept, slope, R², n.
+
+    An unbiased forecast has intercept 0 and slope 1.
+    """
+    out = []
+    known = rows[rows["actual"].notna()]
+    for (strategy, h), part in known.groupby(["strategy", "horizon"], observed=True):
+        f, a = part["forecast"].to_numpy(), part["actual"].to_numpy()
+        if len(part) < 3 or np.ptp(f) == 0:
+            out.append((strategy, h, np.nan, np.nan, np.nan, len(part)))
+            continue
+        x = np.column_stack([np.ones_like(f), f])
+        beta, *_ = np.linalg.lstsq(x, a, rcond=None)
+        resid = a - x @ beta
+        r2 = 1 - resid @ resid / np.sum((a - a.mean()) ** 2)
+        out.append((strategy, h, float(beta[0]), float(beta[1]), float(r2), len(part)))
+    return pd.DataFrame(out, columns=["strategy", "horizon", "mz_intercept", "mz_slope", "mz_r2", "n"])
+
+
+def oos_r2(table: pd.DataFrame, benchmark: str, loss: str = "mse") -> pd.DataFrame:
+    """Out-of-sample R² per strategy and horizon: 1 - mean loss / benchmark's mean loss, on common rows."""
+    t = table[table["loss"] == loss]
+    wide = t.pivot_table(index=["target_time", "horizon"], columns="strategy", values="value", observed=True).dropna()
+    if benchmark not in wide:
+        return pd.DataFrame(columns=["strategy", "horizon", "oos_r2"])
+    means = wide.groupby(level="horizon").mean()
+    r2 = 1 - means.div(means[benchmark], axis=0)
+    return r2.stack().rename("oos_r2").reset_index().rename(columns={"level_1": "strategy"})
