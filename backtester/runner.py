@@ -34,7 +34,7 @@ from .engine import run_engine
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
 from .evaluation.accuracy import dm_table, model_confidence_set
-from .evaluation.losses import coverage, loss_table
+from .evaluation.losses import cost_table, coverage, loss_table
 from .plan import Plan, check_plan, make_plan
 from .rv import PreparedBars, prepare_bars
 from .segment import FitRecord, Segment
@@ -165,16 +165,26 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     scores = metrics(rows)
     losses = loss_table(rows)
     tests = accuracy_tests(cfg, losses)
+    cost = cost_table(retrains, losses, cfg.evaluation.loss, cfg.evaluation.benchmark, artifact_sizes(stage))
     rows.to_parquet(stage / "forecasts.parquet", index=False)
     retrains.to_parquet(stage / "retrains.parquet", index=False)
     scores.to_parquet(stage / "metrics.parquet", index=False)
     losses.to_parquet(stage / "losses.parquet", index=False)
     tests.to_parquet(stage / "tests.parquet", index=False)
+    cost.to_parquet(stage / "cost.parquet", index=False)
     if cfg.output.plots and len(rows):
         plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
         plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows)))
+    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost))
     return rows, retrains, scores
+
+
+def artifact_sizes(run_dir: Path) -> dict[str, int]:
+    """Bytes of each strategy's artifact folders under ``run_dir/models``."""
+    models = run_dir / "models"
+    if not models.is_dir():
+        return {}
+    return {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in models.iterdir() if d.is_dir()}
 
 
 def accuracy_tests(cfg, losses: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +233,8 @@ def _swap_in(stage: Path, out: Path) -> None:
 
 
 def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
-           tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None) -> str:
+           tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None,
+           cost: pd.DataFrame | None = None) -> str:
     """A short Markdown report of the run."""
     s = summary(scores)
     h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
@@ -251,6 +262,8 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         )
     if tests is not None:
         lines += accuracy_lines(cfg, tests)
+    if cost is not None and len(cost):
+        lines += cost_lines(cfg, cost)
     if cover is not None and (cover[["missing_actual", "zero_actual", "nonpositive_forecast"]].to_numpy().sum() > 0):
         lines += ["", "## Rows not scored", "", "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
                   "|---|---|---|---|---|"]
@@ -258,6 +271,23 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
                   for r in cover.itertuples()]
     lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`.", ""]
     return "\n".join(lines)
+
+
+def cost_lines(cfg, cost: pd.DataFrame) -> list[str]:
+    """Report section: training cost against accuracy, per strategy."""
+    ev = cfg.evaluation
+    gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
+    out = ["", f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
+               "strategy's, on common rows)", "",
+           f"| strategy | retrains | training s | s per retrain | artifacts kB | mean {ev.loss} | {gain.replace('_', ' ')} "
+           "| gain per training minute |", "|---|---|---|---|---|---|---|---|"]
+    for r in cost.itertuples(index=False):
+        d = r._asdict()
+        per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
+        g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
+        out.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
+                   f"{r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
+    return out
 
 
 def accuracy_lines(cfg, tests: pd.DataFrame) -> list[str]:

@@ -149,7 +149,11 @@ def test_a_run_writes_losses_and_tests_and_checks_the_benchmark(minute_file, tmp
     dm = tests[tests["test"] == "dm"]
     assert set(dm.loc[dm["against"] == "har", "model"]) == {"naive", "ewma"}
     assert set(tests.loc[tests["test"] == "mcs", "model"]) == {"har", "naive", "ewma"}
+    cost = pd.read_parquet(res.out_dir / "cost.parquet").set_index("strategy")
+    assert cost.loc["har", "gain_vs_har"] == 0 and cost.loc["naive", "retrains"] == 3
+    assert cost.loc["har", "artifact_bytes"] > 0 and cost.loc["har", "train_seconds"] > 0
     report = (res.out_dir / "report.md").read_text()
+    assert "## Cost and accuracy" in report
     assert "## Diebold–Mariano against `har`" in report and "## Model Confidence Set" in report
     raw["evaluation"] = {"benchmark": "garch"}
     with pytest.raises(ConfigError, match=r"evaluation.benchmark: 'garch' is not a strategy of this run; use one of har, naive, ewma"):

@@ -136,3 +136,35 @@ def oos_r2(table: pd.DataFrame, benchmark: str, loss: str = "mse") -> pd.DataFra
     means = wide.groupby(level="horizon").mean()
     r2 = 1 - means.div(means[benchmark], axis=0)
     return r2.stack().rename("oos_r2").reset_index().rename(columns={"level_1": "strategy"})
+
+
+def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark: str | None,
+               artifact_bytes: dict[str, int] | None = None) -> pd.DataFrame:
+    """What each strategy cost and what it bought: retrains, training seconds, artifact size, mean loss,
+    the gain over the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored)
+    and that gain per minute of training."""
+    t = table[table["loss"] == loss]
+    wide = t.pivot_table(index=["target_time", "horizon"], columns="strategy", values="value", observed=True)
+    rows = []
+    for strategy, part in retrains.groupby("strategy", observed=True, sort=False):
+        seconds = float(part["seconds"].sum())
+        mean = float(wide[strategy].mean()) if strategy in wide else np.nan
+        gain = np.nan
+        if strategy == benchmark:
+            gain = 0.0
+        elif benchmark is not None and benchmark in wide and strategy in wide:
+            both = wide[[strategy, benchmark]].dropna()
+            gain = float(both[benchmark].mean() - both[strategy].mean())
+        rows.append({
+            "strategy": str(strategy),
+            "retrains": int(len(part)),
+            "failed": int((part["status"] != "ok").sum()),
+            "train_seconds": seconds,
+            "seconds_per_retrain": seconds / len(part),
+            "artifact_bytes": int((artifact_bytes or {}).get(str(strategy), 0)),
+            f"mean_{loss}": mean,
+            f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
+            # per minute of training, for strategies that train for at least a second (else it means nothing)
+            "gain_per_train_minute": gain / (seconds / 60) if seconds >= 1.0 and np.isfinite(gain) else np.nan,
+        })
+    return pd.DataFrame(rows)
