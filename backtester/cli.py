@@ -146,6 +146,49 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
         click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="results/compare", show_default=True,
+              help="Where the comparison goes.")
+@click.option("--benchmark", default=None, help="Strategy the DM tests compare against (default: har if present).")
+@click.option("--loss", default="qlike", show_default=True, help="Loss of the tests: qlike, mse, mae, mse_var, mse_log.")
+@click.option("--force", is_flag=True, help="Replace --out, and rerun a config whose results hold another config's run.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
+def compare(runs: tuple[str, ...], out: str, benchmark: str | None, loss: str, force: bool, quiet: bool) -> None:
+    """Compare RUNS (run directories, or configs: run first unless already run) on their common forecast rows."""
+    try:
+        dirs = [_run_dir_for(arg, force, quiet) for arg in runs]
+        from .compare import compare as compare_runs
+
+        result = compare_runs(dirs, out, benchmark=benchmark, loss=loss, force=force)
+    except BacktestError as exc:
+        _fail(exc)
+    if not quiet:
+        click.echo((result.out_dir / "compare.md").read_text())
+    click.echo(f"wrote {result.out_dir}/ ({result.rows:,} common rows)")
+
+
+def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
+    """A run directory as it is; a config: its results directory, run first if missing or of another config."""
+    path = Path(arg)
+    if path.is_dir() or path.suffix not in (".yaml", ".yml"):
+        return path
+    import json
+
+    from .runner import run as run_backtest, target_dir
+
+    cfg = _load(arg, ())
+    out = target_dir(cfg)
+    manifest = out / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("config_id") == cfg.config_id():
+        if not quiet:
+            click.echo(f"{arg}: reusing the finished run in {out}/", err=True)
+        return out
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    run_backtest(cfg, force=force, progress=None if quiet else _progress, log=log)
+    return out
+
+
 @main.group()
 def model() -> None:
     """Reload the model a retrain saved (results/<run>/models/<strategy>/<version>/)."""

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,11 +114,30 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
         note = f"not computed: {len(clean)} common rows, {clean.shape[1]} strategies"
         return pd.DataFrame([(s, size, np.nan, None, note) for size in sizes for s in losses.columns],
                             columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
+    twins = {}  # a strategy whose losses equal an earlier one's (e.g. the same baseline in two runs) shares its result
+    unique = []
+    for s in clean.columns:
+        match = next((u for u in unique if np.array_equal(clean[s].to_numpy(), clean[u].to_numpy())), None)
+        if match is None:
+            unique.append(s)
+        else:
+            twins[s] = match
+    if len(unique) < 2:
+        return pd.DataFrame([(str(s), size, 1.0, True, "identical losses") for size in sizes for s in clean.columns],
+                            columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
     for size in sizes:
-        mcs = MCS(clean, size=size, reps=reps, block_size=block_size, bootstrap="stationary", seed=seed)
-        mcs.compute()
+        mcs = MCS(clean[unique], size=size, reps=reps, block_size=block_size, bootstrap="stationary", seed=seed)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mcs.compute()
+        except (IndexError, ValueError, np.linalg.LinAlgError) as exc:
+            rows += [(str(s), size, np.nan, None, f"not computed: {type(exc).__name__}") for s in clean.columns]
+            continue
         pvalues = mcs.pvalues["Pvalue"]
         included = set(mcs.included)
         for s in clean.columns:
-            rows.append((str(s), size, float(pvalues[s]), s in included, ""))
+            u = twins.get(s, s)
+            note = f"identical losses to {u}" if s in twins else ""
+            rows.append((str(s), size, float(pvalues[u]), u in included, note))
     return pd.DataFrame(rows, columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
