@@ -189,6 +189,27 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
     return out
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report(run_dir: str) -> None:
+    """Redraw the figures of RUN_DIR and write its self-contained report.html."""
+    import yaml
+
+    from .evaluation.report import write_figures, write_html
+
+    path = Path(run_dir)
+    try:
+        if not (path / "manifest.json").is_file() or not (path / "report.md").is_file():
+            raise BacktestError(f"{path}: not a finished run (no manifest.json or report.md); pass results/<name>")
+        ev = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("evaluation") or {}
+        if (path / "losses.parquet").is_file():
+            write_figures(path, ev.get("loss", "qlike"), ev.get("benchmark"))
+        out = write_html(path)
+    except BacktestError as exc:
+        _fail(exc)
+    click.echo(f"wrote {out}")
+
+
 @main.group()
 def model() -> None:
     """Reload the model a retrain saved (results/<run>/models/<strategy>/<version>/)."""

@@ -35,6 +35,7 @@ from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
 from .evaluation.accuracy import dm_table, model_confidence_set
 from .evaluation.losses import cost_table, coverage, loss_table
+from .evaluation.report import headline, write_figures, write_html
 from .plan import Plan, check_plan, make_plan
 from .rv import PreparedBars, prepare_bars
 from .segment import FitRecord, Segment
@@ -176,6 +177,9 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
         plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
         plot_error_by_horizon(scores, stage / "error_by_horizon.png")
     (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost))
+    if cfg.output.plots and len(rows):
+        write_figures(stage, cfg.evaluation.loss, cfg.evaluation.benchmark)
+    write_html(stage)
     return rows, retrains, scores
 
 
@@ -245,6 +249,10 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         f"- test period: {plan.issue_times[0]} .. {plan.issue_times[-1]}, horizons 1..{plan.horizon}",
         f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
         "",
+        "## The answer",
+        "",
+        *(headline(scores, tests, cost, cfg.evaluation.loss, cfg.evaluation.benchmark) if tests is not None and cost is not None else []),
+        "",
         "## Schedules",
         "",
         "| strategy | retrains | schedule |",
@@ -269,7 +277,9 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
                   "|---|---|---|---|---|"]
         lines += [f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
                   for r in cover.itertuples()]
-    lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`.", ""]
+    lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "
+              "`cumulative_loss_difference.png`, `loss_by_segment.png`, `loss_by_hour.png`, `cost_vs_accuracy.png`; "
+              "all in `report.html`.", ""]
     return "\n".join(lines)
 
 

@@ -161,3 +161,38 @@ def test_a_run_writes_losses_and_tests_and_checks_the_benchmark(minute_file, tmp
     del raw["evaluation"]
     raw["strategies"] = {"naive": {}, "ewma": {}}
     assert parse_config(raw).evaluation.benchmark is None  # the default har, absent: pairwise only
+
+
+def test_html_report_embeds_every_figure_and_renders_offline(minute_file, tmp_path):
+    import shutil
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from backtester.cli import main
+
+    raw = base_config(minute_file, tmp_path, har={"type": "har"}, naive={}, ewma={"type": "ewma"})
+    raw["output"]["plots"] = True
+    raw["evaluation"] = {"mcs_reps": 200}
+    res = run(parse_config(raw))
+    pngs = sorted(p.name for p in res.out_dir.glob("*.png"))
+    assert len(pngs) == 7
+    page = (res.out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "<h2>The answer</h2>" in page and "Best overall" in page
+    (res.out_dir / "report.html").unlink()
+    out = CliRunner().invoke(main, ["report", str(res.out_dir)], catch_exceptions=False)
+    assert out.exit_code == 0 and (res.out_dir / "report.html").read_text() == page
+    bad = CliRunner().invoke(main, ["report", str(tmp_path)], catch_exceptions=False)
+    assert bad.exit_code == 2 and "not a finished run" in bad.output
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,2400",
+                    f"--screenshot={shot}", (res.out_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    from matplotlib.image import imread
+
+    img = imread(shot)
+    assert img.shape[0] >= 2000 and img.std() > 0.05  # a page with content, not a blank one
