@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -251,9 +251,18 @@ class StrategySpec:
     window: WindowConfig
     own_retrain: bool = False
     own_window: bool = False
+    repeats: int = 1  # >1: run with that many derived seeds (members name#1..name#N) plus their mean, `name`
+
+    def members(self) -> list[StrategySpec]:
+        """The strategies that actually run: itself, or its ``repeats`` seed members ``name#k``."""
+        if self.repeats == 1:
+            return [self]
+        return [replace(self, name=f"{self.name}#{k}", repeats=1) for k in range(1, self.repeats + 1)]
 
     def resolved(self) -> dict[str, Any]:
         out = {"type": self.type, **self.params.model_dump(mode="json")}
+        if self.repeats > 1:
+            out["repeats"] = self.repeats
         if self.own_retrain:
             out["retrain"] = self.retrain.model_dump(mode="json")
         if self.own_window:
@@ -293,6 +302,14 @@ class RunConfig(Strict):
         order = ["name", "seed", "backend", "data", "backtest", "strategies", "output", "evaluation"]
         out = {k: out[k] for k in order}
         return out
+
+    def run_strategies(self) -> dict[str, StrategySpec]:
+        """Every strategy that runs, with ``repeats`` expanded into seed members (``lstm#1``, ``lstm#2``, ...)."""
+        return {m.name: m for spec in self.strategies.values() for m in spec.members()}
+
+    def ensembles(self) -> dict[str, list[str]]:
+        """Strategies with ``repeats`` > 1: name -> its members (their mean forecast is reported as ``name``)."""
+        return {name: [m.name for m in s.members()] for name, s in self.strategies.items() if s.repeats > 1}
 
     def config_id(self) -> str:
         """sha256 of the resolved config: two runs with the same id ran the same thing."""
@@ -359,7 +376,8 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
     specs = {name: parse_strategy(name, params, cfg.backtest, source) for name, params in cfg.strategies.items()}
     ev = cfg.evaluation
-    if ev.benchmark is not None and ev.benchmark not in specs:
+    if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
+            m.name for sp in specs.values() for m in sp.members()}:
         if "benchmark" in ev.model_fields_set:
             raise ConfigError(f"{source}: evaluation.benchmark: {ev.benchmark!r} is not a strategy of this run; "
                               f"use one of {', '.join(specs)} or null")
@@ -379,6 +397,12 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
                           f"{{kind: rolling, length: 30D}}; for how many bars naive/rolling_mean average, write 'bars: "
                           f"{raw['window']}'")
     schedule = {k: raw.pop(k) for k in ("retrain", "window") if k in raw}
+    repeats = raw.pop("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 100:
+        raise ConfigError(f"{source}: strategies.{name}.repeats: must be a whole number of seeds from 1 to 100 "
+                          f"(got {repeats!r})")
+    if "#" in name:
+        raise ConfigError(f"{source}: strategies.{name}: '#' is reserved for seed members (name#1); rename it")
     try:
         own = StrategySchedule.model_validate(schedule)
     except ValidationError as exc:
@@ -392,4 +416,5 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
         window=own.window or backtest.window,
         own_retrain=own.retrain is not None,
         own_window=own.window is not None,
+        repeats=repeats,
     )

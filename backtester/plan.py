@@ -127,7 +127,7 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
             f"backtest.start: {bt.start} leaves no training data (first bar closes {bars[0]}); start later"
         )
     schedules = {}
-    for name, spec in cfg.strategies.items():
+    for name, spec in cfg.run_strategies().items():
         where = f"strategies.{name}.retrain" if spec.own_retrain else "backtest.retrain"
         retrains = retrain_times(spec.retrain, bars, bt.start, bt.end)
         if len(retrains) == 0:  # pragma: no cover - the first test bar always retrains
@@ -139,7 +139,7 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
 
 def check_plan(cfg, plan: Plan) -> None:
     """Cross-field check: each strategy's first training window holds enough bars for it."""
-    for name, spec in cfg.strategies.items():
+    for name, spec in cfg.run_strategies().items():
         first = plan.schedules[name].windows[0]
         have = first.stop - first.start
         need = spec.params.min_train_bars(cfg.backtest.horizon)

@@ -101,7 +101,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
-    for spec in cfg.strategies.values():
+    for spec in cfg.strategies.values():  # members share their params: one preflight each
         spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
     timings["prepare"] = time.perf_counter() - t_start
     out = target_dir(cfg)
@@ -119,7 +119,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
         t0 = time.perf_counter()
         engine = run_engine(
-            plan, cfg.strategies, BarSeries.from_frame(prepared.bars), cfg.seed,
+            plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), cfg.seed,
             max_failed=cfg.backtest.max_failed_retrains, stage=stage, context=segment_context(cfg, prepared, plan),
             save_models=cfg.output.save_models, on_segment=progress(plan) if progress else None,
         )
@@ -160,13 +160,17 @@ def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> dict:
 
 def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     """Forecasts with actuals, retrains, metrics, plots and the report, into ``stage``."""
-    rows = join_actuals(engine.forecasts, prepared.bars)
+    rows = join_actuals(add_ensembles(engine.forecasts, cfg.ensembles()), prepared.bars)
     retrains = pd.DataFrame([asdict(r) for r in engine.records], columns=[f.name for f in fields(FitRecord)])
     retrains["strategy"] = retrains["strategy"].astype("string")
     scores = metrics(rows)
     losses = loss_table(rows)
     tests = accuracy_tests(cfg, losses)
-    cost = cost_table(retrains, losses, cfg.evaluation.loss, cfg.evaluation.benchmark, artifact_sizes(stage))
+    cost = cost_table(retrains, losses, cfg.evaluation.loss, cfg.evaluation.benchmark, artifact_sizes(stage),
+                      cfg.ensembles())
+    spread = seed_spread(cfg, scores)
+    if len(spread):
+        spread.to_parquet(stage / "seeds.parquet", index=False)
     rows.to_parquet(stage / "forecasts.parquet", index=False)
     retrains.to_parquet(stage / "retrains.parquet", index=False)
     scores.to_parquet(stage / "metrics.parquet", index=False)
@@ -176,11 +180,39 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     if cfg.output.plots and len(rows):
         plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
         plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost))
+    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost, spread))
     if cfg.output.plots and len(rows):
         write_figures(stage, cfg.evaluation.loss, cfg.evaluation.benchmark)
     write_html(stage)
     return rows, retrains, scores
+
+
+def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> pd.DataFrame:
+    """Append each seed ensemble (the mean forecast of its members) as a strategy of its own."""
+    from .engine import combine_rows
+
+    parts = [forecasts]
+    for name, members in ensembles.items():
+        m = forecasts[forecasts["strategy"].isin(members)]
+        g = m.groupby(["issued_at", "target_time", "horizon"], observed=True)
+        ens = g.agg(forecast=("forecast", "mean"), model_version=("model_version", "max"),
+                    trained_through=("trained_through", "max"), members=("strategy", "nunique")).reset_index()
+        ens = ens[ens["members"] == len(members)].drop(columns="members")  # only where every member forecast
+        parts.append(ens.assign(strategy=name))
+    return combine_rows(parts) if ensembles else forecasts
+
+
+def seed_spread(cfg, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the ensemble's."""
+    out = []
+    per = scores.groupby("strategy", observed=True)[["mse", "mae", "qlike"]].mean()
+    for name, members in cfg.ensembles().items():
+        m = per.loc[per.index.intersection(members)]
+        for loss in ("qlike", "mse", "mae"):
+            out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": m[loss].std(ddof=1),
+                        "min": m[loss].min(), "max": m[loss].max(),
+                        "ensemble": per.loc[name, loss] if name in per.index else float("nan")})
+    return pd.DataFrame(out)
 
 
 def artifact_sizes(run_dir: Path) -> dict[str, int]:
@@ -238,7 +270,7 @@ def _swap_in(stage: Path, out: Path) -> None:
 
 def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
            tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None,
-           cost: pd.DataFrame | None = None) -> str:
+           cost: pd.DataFrame | None = None, spread: pd.DataFrame | None = None) -> str:
     """A short Markdown report of the run."""
     s = summary(scores)
     h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
@@ -257,7 +289,7 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         "",
         "| strategy | retrains | schedule |",
         "|---|---|---|",
-        *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |" for name, spec in cfg.strategies.items()],
+        *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |" for name, spec in cfg.run_strategies().items()],
         "",
         "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
         "",
@@ -268,6 +300,12 @@ def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scor
         lines.append(
             f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | {h1.loc[name, 'mse']:.3e} |"
         )
+    if spread is not None and len(spread):
+        lines += ["", "## Seed spread (each loss averaged over horizons; one row per seed ensemble)", "",
+                  "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
+                  f"{r.ensemble:.4g} |" for r in spread.itertuples()]
     if tests is not None:
         lines += accuracy_lines(cfg, tests)
     if cost is not None and len(cost):

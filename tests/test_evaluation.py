@@ -196,3 +196,31 @@ def test_html_report_embeds_every_figure_and_renders_offline(minute_file, tmp_pa
 
     img = imread(shot)
     assert img.shape[0] >= 2000 and img.std() > 0.05  # a page with content, not a blank one
+
+
+def test_repeats_run_seed_members_and_their_ensemble(minute_file, tmp_path):
+    from .conftest import TINY_LSTM
+
+    raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2}, har={"type": "har"})
+    raw["backtest"]["end"] = "2024-01-16 00:00"
+    raw["evaluation"] = {"mcs_reps": 200}
+    cfg = parse_config(raw)
+    assert list(cfg.run_strategies()) == ["lstm#1", "lstm#2", "har"] and cfg.ensembles() == {"lstm": ["lstm#1", "lstm#2"]}
+    assert parse_config(cfg.resolved()).config_id() == cfg.config_id() and cfg.resolved()["strategies"]["lstm"]["repeats"] == 2
+    res = run(cfg)
+    f = res.forecasts
+    a, b, ens = (f[f["strategy"] == s].set_index(["issued_at", "horizon"])["forecast"] for s in ("lstm#1", "lstm#2", "lstm"))
+    assert not np.array_equal(a.to_numpy(), b.to_numpy())  # different seeds
+    np.testing.assert_allclose(ens.to_numpy(), ((a + b) / 2).to_numpy(), rtol=1e-12)
+    assert {p.name for p in (res.out_dir / "models").iterdir()} == {"lstm#1", "lstm#2", "har"}
+    seeds = pd.read_parquet(res.out_dir / "seeds.parquet").set_index("loss")
+    assert seeds.loc["qlike", "seeds"] == 2 and seeds.loc["qlike", "std"] > 0
+    assert "## Seed spread" in (res.out_dir / "report.md").read_text()
+    cost = pd.read_parquet(res.out_dir / "cost.parquet").set_index("strategy")
+    assert cost.loc["lstm", "retrains"] == cost.loc["lstm#1", "retrains"] + cost.loc["lstm#2", "retrains"]
+    for bad, pattern in (({"repeats": 0}, r"strategies.lstm.repeats: must be a whole number"),):
+        raw2 = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, **bad})
+        with pytest.raises(ConfigError, match=pattern):
+            parse_config(raw2)
+    with pytest.raises(ConfigError, match=r"'#' is reserved for seed members"):
+        parse_config(base_config(minute_file, tmp_path, **{"a#1": {"type": "naive"}}))

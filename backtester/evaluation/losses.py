@@ -139,14 +139,19 @@ def oos_r2(table: pd.DataFrame, benchmark: str, loss: str = "mse") -> pd.DataFra
 
 
 def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark: str | None,
-               artifact_bytes: dict[str, int] | None = None) -> pd.DataFrame:
+               artifact_bytes: dict[str, int] | None = None, ensembles: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """What each strategy cost and what it bought: retrains, training seconds, artifact size, mean loss,
     the gain over the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored)
     and that gain per minute of training."""
     t = table[table["loss"] == loss]
     wide = t.pivot_table(index=["target_time", "horizon"], columns="strategy", values="value", observed=True)
     rows = []
-    for strategy, part in retrains.groupby("strategy", observed=True, sort=False):
+    artifact_bytes = dict(artifact_bytes or {})
+    groups = list(retrains.groupby("strategy", observed=True, sort=False))
+    for name, members in (ensembles or {}).items():  # a seed ensemble costs all its members
+        groups.append((name, retrains[retrains["strategy"].isin(members)]))
+        artifact_bytes[name] = sum(artifact_bytes.get(m, 0) for m in members)
+    for strategy, part in groups:
         seconds = float(part["seconds"].sum())
         mean = float(wide[strategy].mean()) if strategy in wide else np.nan
         gain = np.nan
@@ -161,7 +166,7 @@ def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark
             "failed": int((part["status"] != "ok").sum()),
             "train_seconds": seconds,
             "seconds_per_retrain": seconds / len(part),
-            "artifact_bytes": int((artifact_bytes or {}).get(str(strategy), 0)),
+            "artifact_bytes": int(artifact_bytes.get(str(strategy), 0)),
             f"mean_{loss}": mean,
             f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
             # per minute of training, for strategies that train for at least a second (else it means nothing)

@@ -140,8 +140,12 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
 
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
-    seg = seg.merge(retrains[retrains["status"] == "ok"][["strategy", "model_version", "retrain_time"]],
-                    on=["strategy", "model_version"], how="left")
+    ok = retrains[retrains["status"] == "ok"]
+    when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
+    # a seed ensemble's segments are those of its first member
+    seg["retrain_time"] = [when.get((s, v), when.get((f"{s}#1", v))) for s, v in zip(seg["strategy"].astype(str),
+                                                                                  seg["model_version"])]
+    seg = seg.dropna(subset=["retrain_time"])
     end = pd.Timestamp(t["target_time"].max())
     fig, ax = _figure()
     for name, part in seg.groupby("strategy", observed=True):
