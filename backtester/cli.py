@@ -148,19 +148,19 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", type=click.Path(file_okay=False), default="results/compare", show_default=True,
-              help="Where the comparison goes.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where the comparison goes (default: RUN/comparison for one run, else results/compare_<runs>).")
 @click.option("--benchmark", default=None, help="Strategy the DM tests compare against (default: har if present).")
 @click.option("--loss", default="qlike", show_default=True, help="Loss of the tests: qlike, mse, mae, mse_var, mse_log.")
 @click.option("--force", is_flag=True, help="Replace --out, and rerun a config whose results hold another config's run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
-def compare(runs: tuple[str, ...], out: str, benchmark: str | None, loss: str, force: bool, quiet: bool) -> None:
+def compare(runs: tuple[str, ...], out: str | None, benchmark: str | None, loss: str, force: bool, quiet: bool) -> None:
     """Compare RUNS (run directories, or configs: run first unless already run) on their common forecast rows."""
     try:
         dirs = [_run_dir_for(arg, force, quiet) for arg in runs]
-        from .compare import compare as compare_runs
+        from .compare import compare as compare_runs, default_out
 
-        result = compare_runs(dirs, out, benchmark=benchmark, loss=loss, force=force)
+        result = compare_runs(dirs, out or default_out(dirs), benchmark=benchmark, loss=loss, force=force)
     except BacktestError as exc:
         _fail(exc)
     if not quiet:

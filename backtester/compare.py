@@ -6,7 +6,7 @@ horizon) that every strategy of every run forecast. Runs must share their data
 
 Writes ``<out>/``: ``comparison.parquet`` (mean losses per strategy and horizon),
 ``losses.parquet``, ``tests.parquet`` (DM against the benchmark and pairwise, MCS),
-``cost.parquet``, ``loss_by_horizon.png``, ``cost_vs_accuracy.png`` and ``compare.md``.
+``cost.parquet``, ``loss_by_horizon.png``, ``cost_vs_accuracy.png``, ``compare.md`` and ``report.html``.
 
 Examples
 --------
@@ -89,6 +89,14 @@ def common_rows(forecasts: pd.DataFrame) -> pd.DataFrame:
     return forecasts.set_index(KEYS).loc[keep].reset_index()
 
 
+def default_out(run_dirs: list[str | Path]) -> Path:
+    """``RUN/comparison`` for one run; ``<parent>/compare_<a>_<b>...`` for several."""
+    dirs = [Path(d) for d in run_dirs]
+    if len(dirs) == 1:
+        return dirs[0] / "comparison"
+    return dirs[0].parent / ("compare_" + "_".join(d.name for d in dirs))
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | None = None, loss: str = "qlike",
             seed: int = 0, mcs_reps: int = 1000, force: bool = False) -> CompareResult:
     """Compare finished runs; see the module docstring."""
@@ -112,6 +120,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         spans = "; ".join(f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs)
         raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
     out = Path(out_dir)
+    for r in runs:  # never replace a run with its comparison
+        if out.resolve() == r.path.resolve() or out.resolve() in r.path.resolve().parents:
+            raise CompareError(f"--out {out}: would replace the run in {r.path}; choose another folder")
     if out.exists() and not force:
         raise CompareError(f"{out}: already there; pass --force to replace it or choose another --out")
     table = loss_table(rows)
@@ -136,6 +147,10 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png")
         plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png")
         (stage / "compare.md").write_text(markdown(runs, rows, comparison, tests, cost, loss, benchmark))
+        from .evaluation.report import write_html
+
+        write_html(stage, "compare.md", {"loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
+                                         "cost_vs_accuracy.png": "Accuracy against training cost"})
         if out.exists():
             shutil.rmtree(out)
         os.replace(stage, out)

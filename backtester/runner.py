@@ -34,7 +34,7 @@ from .engine import run_engine
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
 from .evaluation.accuracy import dm_table, model_confidence_set
-from .evaluation.losses import cost_table, coverage, loss_table
+from .evaluation.losses import breakdown_table, cost_table, coverage, loss_table, score_table
 from .evaluation.report import headline, write_figures, write_html
 from .plan import Plan, check_plan, make_plan
 from .rv import PreparedBars, prepare_bars
@@ -175,6 +175,8 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     retrains.to_parquet(stage / "retrains.parquet", index=False)
     scores.to_parquet(stage / "metrics.parquet", index=False)
     losses.to_parquet(stage / "losses.parquet", index=False)
+    score_table(losses, rows, cfg.evaluation.benchmark).to_parquet(stage / "scores.parquet", index=False)
+    breakdown_table(losses).to_parquet(stage / "breakdowns.parquet", index=False)
     tests.to_parquet(stage / "tests.parquet", index=False)
     cost.to_parquet(stage / "cost.parquet", index=False)
     if cfg.output.plots and len(rows):

@@ -36,7 +36,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     names = {p.name for p in smoke_run.iterdir()}
     assert names == {"config.yaml", "manifest.json", "forecasts.parquet", "retrains.parquet", "metrics.parquet",
                      "report.md", "forecast_vs_actual.png", "error_by_horizon.png", "models", "segments",
-                     "losses.parquet", "tests.parquet", "cost.parquet", "report.html", "rolling_loss.png",
+                     "losses.parquet", "tests.parquet", "cost.parquet", "report.html", "scores.parquet", "breakdowns.parquet", "rolling_loss.png",
                      "cumulative_loss_difference.png", "loss_by_segment.png", "loss_by_hour.png", "cost_vs_accuracy.png"}
     f = pd.read_parquet(smoke_run / "forecasts.parquet")
     assert list(f.columns) == FORECAST_COLUMNS

@@ -47,7 +47,8 @@ def test_compare_aligns_on_common_rows_and_labels_shared_names(two_runs):
     dm = res.tests[(res.tests["test"] == "dm") & (res.tests["against"] == "har")]
     assert set(dm["model"]) == {"a:naive", "b:naive", "ewma"} and (dm["n"] > 0).all()
     assert {"compare.md", "comparison.parquet", "tests.parquet", "cost.parquet", "loss_by_horizon.png",
-            "cost_vs_accuracy.png"} <= {p.name for p in res.out_dir.iterdir()}
+            "cost_vs_accuracy.png", "report.html"} <= {p.name for p in res.out_dir.iterdir()}
+    assert (res.out_dir / "report.html").read_text().count("data:image/png;base64,") == 2
     assert "## Model Confidence Set" in (res.out_dir / "compare.md").read_text()
 
 
@@ -68,6 +69,10 @@ def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):
         compare([a.out_dir, c.out_dir], tmp / "c5")
     with pytest.raises(CompareError, match=r"already there; pass --force"):
         compare([a.out_dir, b.out_dir], tmp / "cmp")
+    for out in (a.out_dir, a.out_dir.parent):
+        with pytest.raises(CompareError, match=r"would replace the run in"):
+            compare([a.out_dir, b.out_dir], out, force=True)
+    assert (a.out_dir / "manifest.json").is_file()
 
 
 def test_compare_cli_runs_a_config_first_then_reuses_it(two_runs, tmp_path):
@@ -78,8 +83,9 @@ def test_compare_cli_runs_a_config_first_then_reuses_it(two_runs, tmp_path):
     config = tmp_path / "schemes.yaml"
     config.write_text(yaml.safe_dump(raw))
     runner = CliRunner()
-    res = runner.invoke(main, ["compare", str(config), "--out", str(tmp_path / "cmp"), "-q"], catch_exceptions=False)
+    res = runner.invoke(main, ["compare", str(config), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    assert (tmp_path / "results" / "t" / "comparison" / "report.html").is_file()
     first = (tmp_path / "results" / "t" / "manifest.json").read_text()
     res = runner.invoke(main, ["compare", str(config), "--out", str(tmp_path / "cmp"), "--force"], catch_exceptions=False)
     assert res.exit_code == 0 and "reusing the finished run" in res.output, res.output

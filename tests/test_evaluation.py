@@ -149,6 +149,11 @@ def test_a_run_writes_losses_and_tests_and_checks_the_benchmark(minute_file, tmp
     dm = tests[tests["test"] == "dm"]
     assert set(dm.loc[dm["against"] == "har", "model"]) == {"naive", "ewma"}
     assert set(tests.loc[tests["test"] == "mcs", "model"]) == {"har", "naive", "ewma"}
+    scores = pd.read_parquet(res.out_dir / "scores.parquet")
+    assert {"qlike", "n_qlike", "mse_log", "mz_intercept", "mz_slope", "mz_r2", "oos_r2"} <= set(scores.columns)
+    assert (scores.loc[scores["strategy"] == "har", "oos_r2"] == 0).all()
+    br = pd.read_parquet(res.out_dir / "breakdowns.parquet")
+    assert set(br["by"]) == {"segment", "hour", "weekday"} and set(br.loc[br["by"] == "hour", "key"]) == set(range(24))
     cost = pd.read_parquet(res.out_dir / "cost.parquet").set_index("strategy")
     assert cost.loc["har", "gain_vs_har"] == 0 and cost.loc["naive", "retrains"] == 3
     assert cost.loc["har", "artifact_bytes"] > 0 and cost.loc["har", "train_seconds"] > 0

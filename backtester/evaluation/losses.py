@@ -93,6 +93,29 @@ def mean_losses(table: pd.DataFrame, by: list[str] | tuple[str, ...] = ("strateg
     return pd.concat([means, counts], axis=1).reset_index()
 
 
+def breakdown_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Tidy breakdowns of every loss: mean and count per strategy by retrain segment (``model_version``),
+    by hour of day and by weekday (0 = Monday) of the target bar. Columns: ``by, key, strategy, loss, mean, n``."""
+    times = pd.DatetimeIndex(table["target_time"])
+    keyed = {"segment": table["model_version"].to_numpy(), "hour": times.hour.to_numpy(), "weekday": times.dayofweek.to_numpy()}
+    parts = []
+    for by, key in keyed.items():
+        g = table.assign(key=key).groupby(["key", "strategy", "loss"], observed=True)["value"].agg(["mean", "size"])
+        parts.append(g.reset_index().rename(columns={"size": "n"}).assign(by=by))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["by", "key", "strategy", "loss", "mean", "n"]]
+
+
+def score_table(table: pd.DataFrame, rows: pd.DataFrame, benchmark: str | None) -> pd.DataFrame:
+    """Per strategy and horizon: every mean loss with its count, Mincer–Zarnowitz intercept/slope/R², and
+    out-of-sample R² (MSE) against the benchmark."""
+    out = mean_losses(table).merge(mincer_zarnowitz(rows).drop(columns="n"), on=["strategy", "horizon"], how="left")
+    if benchmark is not None:
+        out = out.merge(oos_r2(table, benchmark), on=["strategy", "horizon"], how="left")
+    out.columns.name = None
+    return out
+
+
 def breakdowns(table: pd.DataFrame, loss: str = "qlike", window: str = "7D") -> dict[str, pd.DataFrame]:
     """Mean ``loss`` per strategy by retrain segment, hour of day, weekday, and rolling over ``window``."""
     t = table[table["loss"] == loss]

@@ -232,12 +232,12 @@ figure{margin:18px 0}figcaption{font-weight:600;margin-bottom:4px}img{max-width:
 h1{border-bottom:2px solid #333}h2{margin-top:28px;border-bottom:1px solid #ddd}"""
 
 
-def write_html(run_dir: Path) -> Path:
-    """``report.html``: ``report.md`` as HTML, then every figure of the run embedded."""
+def write_html(run_dir: Path, markdown: str = "report.md", figures: dict[str, str] | None = None) -> Path:
+    """``report.html``: ``markdown`` as HTML, then every figure of the run embedded."""
     run_dir = Path(run_dir)
-    md = (run_dir / "report.md").read_text()
+    md = (run_dir / markdown).read_text()
     body = [md_to_html(md.replace("Plots: ", "Figures below: "))]
-    for name, caption in FIGURES.items():
+    for name, caption in (figures or FIGURES).items():
         path = run_dir / name
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
