@@ -11,15 +11,13 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
     Top: the whole test period as daily means (readable over months). Bottom: the
     last ``zoom_bars`` bars as they are.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sel = rows[rows["horizon"] == horizon]
     wide = sel.pivot_table(index="target_time", columns="strategy", values="forecast", observed=True)
     actual = sel.drop_duplicates("target_time").set_index("target_time")["actual"].reindex(wide.index)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8))
+    fig = Figure(figsize=(13, 8))
+    top, bottom = fig.subplots(2, 1)
     panels = (
         (top, wide.resample("1D").mean(), actual.resample("1D").mean(), "daily means"),
         (bottom, wide.iloc[-zoom_bars:], actual.iloc[-zoom_bars:], f"last {min(zoom_bars, len(wide))} bars"),
@@ -37,17 +35,14 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
     top.legend(loc="upper right", fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_error_by_horizon(metric_rows: pd.DataFrame, path) -> None:
     """MSE and QLIKE against horizon, one line per strategy."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2)
     for name, part in metric_rows.groupby("strategy", observed=True):
         axes[0].plot(part["horizon"], part["mse"], marker=".", label=name)
         axes[1].plot(part["horizon"], part["qlike"], marker=".", label=name)
@@ -59,4 +54,3 @@ def plot_error_by_horizon(metric_rows: pd.DataFrame, path) -> None:
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
