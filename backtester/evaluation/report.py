@@ -34,11 +34,16 @@ FIGURES = {
 
 
 def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
-    """A few sentences that answer the run's question, for the top of the report."""
+    """A few sentences that answer the run's question, for the top of the report.
+
+    Seed members (``lstm#2``) are left out: one seed is one draw, their mean forecast speaks for them.
+    """
     if loss not in scores:
         loss_col = "qlike"
     else:
         loss_col = loss
+    scores = scores[~scores["strategy"].astype(str).str.contains("#")]  # seed members are draws: judge their ensemble
+    tests = tests[~tests["model"].astype(str).str.contains("#") & ~tests["against"].astype(str).str.contains("#")]
     wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
     overall = wide.mean().sort_values()
     best = str(overall.index[0])
