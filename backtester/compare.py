@@ -180,7 +180,9 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
     for name, row in per.iterrows():
         lines.append(f"| {name} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
     dm = tests[(tests["test"] == "dm") & (tests["horizon"] == 0)]
-    lines += ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss)",
+    dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
+    lines += ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
+                  "seed members' tests are in tests.parquet)",
               "", "| model | against | DM | p-value | n |", "|---|---|---|---|---|"]
     for r in dm.itertuples():
         stat = f"{r.statistic:.2f}" if np.isfinite(r.statistic) else r.note

@@ -67,6 +67,11 @@ def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):
     c = small_run(other, tmp, "c", "2024-01-09 00:00", naive={})
     with pytest.raises(CompareError, match=r"runs used different data: .*sha256"):
         compare([a.out_dir, c.out_dir], tmp / "c5")
+    early = base_config(tmp / "bars.parquet", tmp, naive={})
+    early["name"], early["backtest"]["end"] = "early", "2024-01-11 00:00"
+    late = small_run(tmp / "bars.parquet", tmp, "late", "2024-01-15 00:00", naive={})
+    with pytest.raises(CompareError, match=r"the runs share no forecast rows .*early: 2024-01-09.*late: 2024-01-15"):
+        compare([run(parse_config(early)).out_dir, late.out_dir], tmp / "c6")
     with pytest.raises(CompareError, match=r"already there; pass --force"):
         compare([a.out_dir, b.out_dir], tmp / "cmp")
     for out in (a.out_dir, a.out_dir.parent):
