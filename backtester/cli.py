@@ -44,8 +44,8 @@ def main() -> None:
 @backend_option
 @click.option("--force", is_flag=True, help="Replace an existing results directory of the same name.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")
-def run(config: str, overrides: tuple[str, ...], backend: str | None, force: bool, dry_run: bool, quiet: bool) -> None:
+@click.option("-q", "--quiet", count=True, help="No progress bar or tables, only where the results went; -qq: nothing.")
+def run(config: str, overrides: tuple[str, ...], backend: str | None, force: bool, dry_run: bool, quiet: int) -> None:
     """Run the backtest described by CONFIG and write results/<name>/."""
     try:
         cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()))
@@ -64,6 +64,8 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, force: boo
         click.echo(summary(result.metrics).to_string(float_format=lambda v: f"{v:.4g}"))
         secs = result.manifest["seconds"]
         click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s, predict {secs['predict']:.1f}s)")
+    elif quiet == 1:
+        click.echo(f"wrote {result.out_dir}/")
 
 
 def _progress(plan):

@@ -40,7 +40,7 @@ from strategies import Params, validate_params
 
 from .backend import select_backend
 from .errors import ConfigError
-from .validation import describe_validation_error
+from .validation import describe_validation_error, did_you_mean
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -369,6 +369,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a raw dict (shape, then each strategy's schedule and parameters)."""
     raw = copy.deepcopy(raw)
+    stray = [k for k in raw if k not in RunConfig.model_fields]
+    if stray:  # name a misspelt section before pydantic reports the section it hides as missing
+        valid = list(RunConfig.model_fields)
+        raise ConfigError(f"{source}: {stray[0]}: unknown key{did_you_mean(stray[0], valid)}; valid keys here: {', '.join(valid)}")
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:

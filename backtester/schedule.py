@@ -95,13 +95,15 @@ def carry_to_bars(nominal: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> pd.Datet
 def retrain_times(rule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """Bar close times at which retrains happen, for bars in ``[start, end]``.
 
-    The first bar at or after ``start`` always retrains (the initial fit).
+    The first bar at or after ``start`` always retrains (the initial fit). No retrain is
+    scheduled on the last bar of the data: nothing could be forecast after it.
     """
     test = bars[(bars >= start) & ((bars <= end) if end is not None else True)]
     if len(test) == 0:
         return pd.DatetimeIndex([], tz="UTC")
     nominal = nominal_times(rule, bars, start, test[-1])
     carried = carry_to_bars(nominal, test)
+    carried = carried[carried != bars[-1]]  # on the data's last bar a retrain could serve no forecast: skip it
     return carried.union(test[:1])
 
 

@@ -165,3 +165,11 @@ def test_data_prepare_and_synth(tmp_path):
     assert "72 bars" in res.output and "1 missing" in res.output
     bars = pd.read_parquet(tmp_path / "rv.parquet")
     assert list(bars.columns) == ["rv", "ret", "n_returns"] and len(bars) == 72
+
+
+def test_quiet_prints_where_the_results_went_and_qq_nothing(tmp_path, minute_file):
+    raw = base_config(minute_file, tmp_path, naive={})
+    res = invoke("run", write_config(tmp_path, raw), "-q")
+    assert res.exit_code == 0 and res.output == f"wrote {tmp_path / 'results' / 't'}/\n"
+    res = invoke("run", write_config(tmp_path, raw), "-qq", "--force")
+    assert res.exit_code == 0 and res.output == ""

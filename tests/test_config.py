@@ -89,6 +89,12 @@ def test_bad_values_name_the_key(path, value, pattern):
     fails(raw, pattern)
 
 
+def test_a_misspelt_section_is_named_not_reported_missing():
+    raw = valid()
+    raw["strategys"] = raw.pop("strategies")
+    fails(raw, r"c.yaml: strategys: unknown key \(did you mean 'strategies'\?\); valid keys here: name, seed")
+
+
 def test_missing_required_key():
     raw = valid()
     del raw["data"]

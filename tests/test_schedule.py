@@ -83,8 +83,9 @@ def test_retrains_are_bars_carried_from_nominal_times(start, span, weekday, at, 
     assert times[0] == begin  # the initial fit
     assert times.isin(bars).all() and times.is_monotonic_increasing and times.is_unique
     nominal = nominal_times(rule, bars, begin, bars[-1])
-    for n in nominal:  # each nominal time is carried to the first bar at or after it
-        assert bars[bars.searchsorted(n)] in times
+    for n in nominal:  # each nominal time is carried to the first bar at or after it (but never to the last bar)
+        carried = bars[bars.searchsorted(n)]
+        assert (carried in times) == (carried != bars[-1] or carried == begin)
 
 
 def test_missing_bar_carries_to_next_bar():
@@ -99,6 +100,16 @@ def test_missing_bar_carries_to_next_bar():
     ]
 
 
+def test_no_retrain_on_the_last_bar_of_the_data():
+    bars = hourly("2024-01-01", 10)  # the last bar closes 2024-01-11 00:00, where a daily 00:00 retrain would fall
+    begin = pd.Timestamp("2024-01-05", tz="UTC")
+    daily = retrain_times(DailyRule(rule="daily", time="00:00"), bars, begin)
+    assert daily[-1] == pd.Timestamp("2024-01-10", tz="UTC") and bars[-1] not in daily
+    # a test period that ends earlier keeps its last day: forecasts can follow it
+    cut = retrain_times(DailyRule(rule="daily", time="00:00"), bars, begin, pd.Timestamp("2024-01-09", tz="UTC"))
+    assert cut[-1] == pd.Timestamp("2024-01-09", tz="UTC")
+
+
 def test_other_rules():
     bars = hourly("2024-01-01", 10)
     begin = pd.Timestamp("2024-01-05", tz="UTC")
@@ -106,7 +117,8 @@ def test_other_rules():
     daily = retrain_times(DailyRule(rule="daily", time="06:00"), bars, begin)
     assert list(daily.hour) == [0] + [6] * 6
     every = retrain_times(EveryNBarsRule(rule="every_n_bars", n=48), bars, begin)
-    assert list(every) == list(bars[bars >= begin][::48])
+    every_48 = bars[bars >= begin][::48]
+    assert every_48[-1] == bars[-1] and list(every) == list(every_48[:-1])  # none on the data's last bar
     dates = retrain_times(DatesRule(rule="dates", dates=["2024-01-07 10:30", "2024-01-20"]), bars, begin)
     assert list(dates) == [begin, pd.Timestamp("2024-01-07 11:00", tz="UTC")]
 
