@@ -58,6 +58,12 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, force: boo
         result = run_backtest(cfg, force=force, progress=None if quiet else _progress, log=log)
     except BacktestError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        from .runner import target_dir
+
+        click.echo(f"\ninterrupted: nothing was written to {target_dir(cfg)}/ and any earlier run there is untouched; "
+                   "run the same command again to start over", err=True)
+        sys.exit(130)
     if not quiet:
         from .evaluation import summary
 

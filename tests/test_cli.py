@@ -173,3 +173,17 @@ def test_quiet_prints_where_the_results_went_and_qq_nothing(tmp_path, minute_fil
     assert res.exit_code == 0 and res.output == f"wrote {tmp_path / 'results' / 't'}/\n"
     res = invoke("run", write_config(tmp_path, raw), "-qq", "--force")
     assert res.exit_code == 0 and res.output == ""
+
+
+def test_ctrl_c_exits_130_and_keeps_nothing_half_written(tmp_path, minute_file, monkeypatch):
+    raw = base_config(minute_file, tmp_path, naive={})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("backtester.runner.run_engine", interrupted)
+    res = invoke("run", write_config(tmp_path, raw), "-q")
+    assert res.exit_code == 130
+    assert res.output.strip() == (f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/ and any earlier run "
+                                  "there is untouched; run the same command again to start over")
+    assert list((tmp_path / "results").iterdir()) == []  # the staging directory is gone
