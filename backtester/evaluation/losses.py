@@ -116,20 +116,6 @@ def score_table(table: pd.DataFrame, rows: pd.DataFrame, benchmark: str | None) 
     return out
 
 
-def breakdowns(table: pd.DataFrame, loss: str = "qlike", window: str = "7D") -> dict[str, pd.DataFrame]:
-    """Mean ``loss`` per strategy by retrain segment, hour of day, weekday, and rolling over ``window``."""
-    t = table[table["loss"] == loss]
-    times = pd.DatetimeIndex(t["target_time"])
-    out = {
-        "segment": t.groupby(["strategy", "model_version"], observed=True)["value"].agg(["mean", "size"]).reset_index(),
-        "hour": t.assign(hour=times.hour).groupby(["strategy", "hour"], observed=True)["value"].mean().unstack(0),
-        "weekday": t.assign(weekday=times.dayofweek).groupby(["strategy", "weekday"], observed=True)["value"].mean().unstack(0),
-    }
-    per_time = t.groupby(["target_time", "strategy"], observed=True)["value"].mean().unstack("strategy")
-    out["rolling"] = per_time.rolling(window, min_periods=1).mean()
-    return out
-
-
 def mincer_zarnowitz(rows: pd.DataFrame) -> pd.DataFrame:
     """Per strategy and horizon: OLS of actual on forecast volatility; intercept, slope, R², n.
 

@@ -102,9 +102,15 @@ def _dates(ax) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _save(fig, path: Path) -> None:
+def _finish(fig, ax, title: str, ylabel: str, path: Path, made: list[str]) -> None:
+    """Title, label, grid and legend, then save the figure and note its name."""
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    made.append(path.name)
 
 
 def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
@@ -120,13 +126,8 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     fig, ax = _figure()
     for name in per_time:
         ax.plot(per_time.index, per_time[name].rolling("7D", min_periods=24).mean(), lw=1.2, label=name)
-    ax.set_title(f"Rolling 7-day mean {loss} (all horizons); lower is better")
     _dates(ax)
-    ax.set_ylabel(f"{loss}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=3)
-    _save(fig, run_dir / "rolling_loss.png")
-    made.append("rolling_loss.png")
+    _finish(fig, ax, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss, run_dir / "rolling_loss.png", made)
 
     if benchmark is not None and benchmark in per_time:
         fig, ax = _figure()
@@ -136,12 +137,8 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
                 ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), lw=1.2, label=name)
         ax.axhline(0, color="black", lw=0.8)
         _dates(ax)
-        ax.set_title(f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it")
-        ax.set_ylabel(f"cumulative {loss} - {benchmark}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=3)
-        _save(fig, run_dir / "cumulative_loss_difference.png")
-        made.append("cumulative_loss_difference.png")
+        _finish(fig, ax, f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
+                f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
 
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
@@ -159,25 +156,17 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
         ax.step(x, y, where="post", label=str(name))
         ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=ax.lines[-1].get_color())
     _dates(ax)
-    ax.set_title(f"Mean {loss} of each retrain segment (from its retrain to the next)")
-    ax.set_ylabel(f"mean {loss}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=3)
-    _save(fig, run_dir / "loss_by_segment.png")
-    made.append("loss_by_segment.png")
+    _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next)", f"mean {loss}",
+            run_dir / "loss_by_segment.png", made)
 
     hours = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour).groupby(["hour", "strategy"], observed=True)["value"].mean()
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
         ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", label=str(name))
-    ax.set_title(f"Mean {loss} by hour of day of the target bar (UTC)")
     ax.set_xlabel("hour of day (UTC)")
-    ax.set_ylabel(f"mean {loss}")
     ax.set_xticks(range(0, 24, 2))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=3)
-    _save(fig, run_dir / "loss_by_hour.png")
-    made.append("loss_by_hour.png")
+    _finish(fig, ax, f"Mean {loss} by hour of day of the target bar (UTC)", f"mean {loss}", run_dir / "loss_by_hour.png",
+            made)
 
     cost_path = run_dir / "cost.parquet"
     if cost_path.is_file():

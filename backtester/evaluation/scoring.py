@@ -23,12 +23,9 @@ import pandas as pd
 
 def qlike(actual_vol: np.ndarray, forecast_vol: np.ndarray) -> np.ndarray:
     """QLIKE loss of variance per row (NaN where actual or forecast is not positive)."""
-    a = np.asarray(actual_vol, dtype="float64") ** 2
-    f = np.asarray(forecast_vol, dtype="float64") ** 2
-    ok = (a > 0) & (f > 0)
-    ratio = np.divide(a, f, out=np.ones_like(a), where=ok)
-    out = ratio - np.log(ratio) - 1
-    return np.where(ok, out, np.nan)
+    from .losses import row_losses
+
+    return row_losses(actual_vol, forecast_vol)["qlike"]
 
 
 def join_actuals(forecasts: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
