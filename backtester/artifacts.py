@@ -27,6 +27,7 @@ import pandas as pd
 
 from .errors import BacktestError
 from .recorder import ForecastRecorder
+from .segment import Segment, segment_forecasts
 
 
 class ArtifactError(BacktestError):
@@ -127,8 +128,9 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
     last = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["last"])))
     trained = pd.Timestamp(art.meta["trained_through"]).value
     recorder = ForecastRecorder(bars)
-    for i in range(first, last + 1):
-        values = np.asarray(art.strategy.forecast(series.upto(i + 1), art.horizon), dtype="float64")
+    seg = Segment(art.meta["strategy"], int(art.meta["model_version"]), pd.Timestamp(art.meta["retrain_time"]),
+                  None, first, last + 1, art.horizon)
+    for i, values in zip(range(first, last + 1), segment_forecasts(seg, art.strategy, series.upto(last + 1))):
         recorder.add(art.meta["strategy"], i, values, int(art.meta["model_version"]), trained)
     rows = recorder.frame()
     recorded = recorded_rows(art, rows)

@@ -45,6 +45,7 @@ def run_engine(
     context: dict[str, Any] | None = None,
     save_models: bool = False,
     on_segment: Callable[[Segment], None] | None = None,
+    batched: bool = True,
 ) -> EngineResult:
     """Run every segment of ``plan``; write each to ``stage`` when one is given."""
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
@@ -52,7 +53,7 @@ def run_engine(
         live: LiveModel | None = None
         records: list[FitRecord] = []
         for seg in plan.segments(name):
-            res = run_segment(seg, spec.params, series, plan.bars, run_seed, fallback=live)
+            res = run_segment(seg, spec.params, series, plan.bars, run_seed, fallback=live, batched=batched)
             record = res.record
             if stage is not None:
                 record = write_segment(stage, res, spec, context or {}, save_models)

@@ -140,13 +140,37 @@ def _call(strategy_name: str, what: str, fn, *args):
                             "fix the strategy or its parameters") from None
 
 
+def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = True) -> np.ndarray:
+    """The forecasts issued at bars ``seg.first .. seg.stop - 1``, shape (issues, horizon).
+
+    One ``forecast_batch`` call when the strategy has it and ``batched``; else one
+    ``forecast`` call per issue time (the per-bar reference path).
+    """
+    ends = np.arange(seg.first + 1, seg.stop + 1)
+    batch = getattr(strategy, "forecast_batch", None) if batched else None
+    if batch is not None:
+        values = np.asarray(_call(seg.strategy, "forecast_batch()", batch, known, ends, seg.horizon), dtype="float64")
+        if values.shape != (len(ends), seg.horizon):
+            raise StrategyError(f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
+                                f"expected ({len(ends)}, {seg.horizon})")
+        return values
+    out = np.empty((len(ends), seg.horizon))
+    for j, end in enumerate(ends):
+        values = np.asarray(_call(seg.strategy, "forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
+                            dtype="float64")
+        if values.shape != (seg.horizon,):
+            raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
+        out[j] = values
+    return out
+
+
 def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex, run_seed: int,
-                fallback: LiveModel | None = None) -> SegmentResult:
+                fallback: LiveModel | None = None, batched: bool = True) -> SegmentResult:
     """Fit the segment's model and issue its forecasts; see the module docstring.
 
     ``series`` is cut to the segment's last issue time before anything else, so
     nothing after it can reach the fit or a forecast. ``bars`` (the bar grid)
-    only supplies target times.
+    only supplies target times. ``batched=False`` forecasts bar by bar (the reference path).
     """
     known = series.upto(seg.stop)
     w: TrainWindow = seg.window
@@ -172,11 +196,7 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
     recorder = ForecastRecorder(bars)
     t0 = time.perf_counter()
     if model is not None:
-        for i in range(seg.first, seg.stop):
-            values = _call(seg.strategy, "forecast()", model.strategy.forecast, known.upto(i + 1), seg.horizon)
-            values = np.asarray(values, dtype="float64")
-            if values.shape != (seg.horizon,):
-                raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
+        for i, values in zip(range(seg.first, seg.stop), segment_forecasts(seg, model.strategy, known, batched)):
             recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
     predict_seconds = time.perf_counter() - t0
 

@@ -43,6 +43,36 @@ class Strategy(Protocol):
         """Volatility forecasts for the next ``horizon`` bars after ``history[-1]``."""
 
 
+# Optional, for speed: ``forecast_batch(history, ends, horizon) -> (len(ends), horizon)``,
+# row j being what ``forecast(history.upto(ends[j]), horizon)`` returns (to float
+# tolerance). A segment calls it once for all its issue times when the strategy has it;
+# :func:`forecast_each` is the per-bar reference it must equal.
+
+
+def forecast_each(strategy, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+    """The per-bar reference for ``forecast_batch``: one ``forecast`` call per issue time.
+
+    >>> from strategies.naive import Naive
+    >>> s = BarSeries(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4), np.ones(4, bool))
+    >>> forecast_each(Naive(1), s, np.array([2, 4]), 2).tolist()
+    [[2.0, 2.0], [4.0, 4.0]]
+    """
+    return np.array([np.asarray(strategy.forecast(history.upto(int(e)), horizon), dtype="float64") for e in ends])
+
+
+def trailing_windows(values: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray | None:
+    """Row j = ``values[ends[j] - width : ends[j]]`` (a read-only view), or None if some window
+    would start before the first value.
+
+    >>> trailing_windows(np.arange(5.0), np.array([2, 5]), 2).tolist()
+    [[0.0, 1.0], [3.0, 4.0]]
+    """
+    ends = np.asarray(ends)
+    if len(ends) == 0 or ends.min() < width:
+        return None
+    return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width)[ends - width]
+
+
 class JsonState:
     """Save / load the attributes named in ``STATE`` as ``params.json`` (arrays as lists).
 

@@ -23,7 +23,7 @@ from scipy.signal import lfilter
 
 from backtester.series import BarSeries
 
-from .base import FitInfo, JsonState, Params
+from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
 
 
 class Ewma(JsonState):
@@ -41,6 +41,15 @@ class Ewma(JsonState):
         seed = x[: min(len(x), 24)].mean()
         y, _ = lfilter([1 - self.lam], [1, -self.lam], x, zi=[self.lam * seed])
         return np.full(horizon, math.sqrt(y[-1]))
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        x = trailing_windows(history.rv, ends, self.span)
+        if x is None:
+            return forecast_each(self, history, ends, horizon)
+        x = x**2
+        seed = x[:, :24].mean(axis=1)
+        y, _ = lfilter([1 - self.lam], [1, -self.lam], x, axis=1, zi=(self.lam * seed)[:, None])
+        return np.repeat(np.sqrt(y[:, -1])[:, None], horizon, axis=1)
 
 
 class EwmaParams(Params):

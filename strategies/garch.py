@@ -95,22 +95,30 @@ class Garch(JsonState):
         )
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
-        since = int(np.searchsorted(history.time, self.train_end, side="right"))
-        eps2 = (history.ret[since:] * SCALE / self._season(history.time[since:])) ** 2
-        var = self.next_var
+        return self.forecast_batch(history, np.array([len(history)]), horizon)[0]
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        """The variance recursion runs once from the training window's end to the last issue time;
+        the forecast issued after bar ``end - 1`` starts from the variance it had reached there."""
+        ends = np.asarray(ends, dtype="int64")
+        last = int(ends.max())
+        since = int(np.searchsorted(history.time[:last], self.train_end, side="right"))
+        eps2 = (history.ret[since:last] * SCALE / self._season(history.time[since:last])) ** 2
+        var = np.full(len(ends), float(self.next_var))
         if len(eps2):
             drive = self.omega + self.alpha * eps2
             path, _ = lfilter([1.0], [1.0, -self.beta], drive, zi=[self.beta * self.next_var])
-            var = path[-1]
+            seen = ends > since
+            var[seen] = path[ends[seen] - since - 1]
         persistence = self.alpha + self.beta
         h = np.arange(horizon)
         if persistence < 1:
             uncond = self.omega / (1 - persistence)
-            path = uncond + persistence**h * (var - uncond)
+            paths = uncond + persistence**h[None, :] * (var[:, None] - uncond)
         else:
-            path = var + self.omega * h
-        targets = int(history.time[-1]) + (h + 1) * self.bar_ns
-        return np.sqrt(np.maximum(path, 0.0)) * self._season(targets) / SCALE
+            paths = var[:, None] + self.omega * h[None, :]
+        targets = history.time[ends - 1][:, None] + (h[None, :] + 1) * self.bar_ns
+        return np.sqrt(np.maximum(paths, 0.0)) * self._season(targets.ravel()).reshape(targets.shape) / SCALE
 
 
 class GarchParams(Params):

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from backtester.errors import FailedRetrain
 from backtester.series import BarSeries
 
-from .base import FitInfo, JsonState, Params, positive_floor
+from .base import FitInfo, JsonState, Params, forecast_each, positive_floor, trailing_windows
 
 
 def har_features(rv: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
@@ -85,6 +85,22 @@ class Har(JsonState):
                 out[h] = max(float(x @ self.coef[:, 0]), self.floor)
                 buf.append(out[h])
         return np.maximum(out, self.floor)
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        buf = trailing_windows(history.rv, ends, max(self.lags))
+        if buf is None:
+            return forecast_each(self, history, ends, horizon)
+        if self.mode == "direct":
+            return np.maximum(self._features(buf) @ self.coef[:, :horizon], self.floor)
+        out = np.empty((len(ends), horizon))
+        for h in range(horizon):
+            out[:, h] = np.maximum(self._features(buf) @ self.coef[:, 0], self.floor)
+            buf = np.column_stack([buf[:, 1:], out[:, h]])
+        return out
+
+    def _features(self, windows: np.ndarray) -> np.ndarray:
+        """[1, mean of the last l values for each lag] for each row of trailing windows."""
+        return np.column_stack([np.ones(len(windows))] + [windows[:, -lag:].mean(axis=1) for lag in self.lags])
 
 
 class HarParams(Params):

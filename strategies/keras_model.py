@@ -43,10 +43,11 @@ from pydantic import Field, field_validator
 from backtester.errors import BacktestError, FailedRetrain
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params, positive_floor
+from .base import FitInfo, Params, forecast_each, positive_floor, trailing_windows
 from .loading import import_object
 
 HyperValue = int | float | str | bool
+PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
 
 
 class BuilderError(BacktestError):
@@ -192,6 +193,35 @@ class KerasForecaster:
                 buf.append(scaled[h])
         out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1))[:, 0]
         return np.maximum(out, self.floor)
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        """One batched model call for all issue times (per horizon step if ``recursive``)."""
+        p = self.params
+        rv = trailing_windows(history.rv, ends, p.memory)
+        if rv is None:
+            return forecast_each(self, history, ends, horizon)
+        window = self.scaler.transform(rv.reshape(-1, 1)).reshape(rv.shape)
+        if p.multistep == "direct":
+            scaled = self._predict_many(window)[:, :horizon]
+        else:
+            scaled = np.empty((len(ends), horizon))
+            for h in range(horizon):
+                scaled[:, h] = self._predict_many(window)[:, 0]
+                window = np.column_stack([window[:, 1:], scaled[:, h]])
+        out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(scaled.shape)
+        return np.maximum(out, self.floor)
+
+    def _predict_many(self, windows: np.ndarray) -> np.ndarray:
+        """Predict in chunks of PREDICT_CHUNK rows, the last one padded, so one input shape serves every call."""
+        x = windows.astype("float32")[..., None]
+        n = len(x)
+        out = []
+        for start in range(0, n, PREDICT_CHUNK):
+            chunk = x[start : start + PREDICT_CHUNK]
+            if len(chunk) < PREDICT_CHUNK:
+                chunk = np.concatenate([chunk, np.zeros((PREDICT_CHUNK - len(chunk), *chunk.shape[1:]), "float32")])
+            out.append(np.asarray(self.model.predict_on_batch(chunk)))
+        return np.concatenate(out)[:n]
 
     # ------------------------------------------------------------------ artifacts
 

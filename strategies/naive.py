@@ -18,7 +18,7 @@ from pydantic import Field
 
 from backtester.series import BarSeries
 
-from .base import FitInfo, JsonState, Params
+from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
 
 
 class Naive(JsonState):
@@ -32,6 +32,12 @@ class Naive(JsonState):
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
         return np.full(horizon, history.rv[-self.bars :].mean())
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        w = trailing_windows(history.rv, ends, self.bars)
+        if w is None:
+            return forecast_each(self, history, ends, horizon)
+        return np.repeat(w.mean(axis=1)[:, None], horizon, axis=1)
 
 
 class NaiveParams(Params):

@@ -73,10 +73,23 @@ def every_type(minute_bars, tmp_path_factory):
 
 
 def test_segments_equal_the_per_bar_oracle_for_every_builtin_strategy(every_type):
-    cfg, plan, series, result = every_type
+    cfg, plan, series, _ = every_type
+    per_bar = run_engine(plan, cfg.strategies, series, cfg.seed, batched=False)
     want = oracle_forecasts(plan, cfg.strategies, series, cfg.seed)
-    pd.testing.assert_frame_equal(result.forecasts, want, check_exact=True)
-    assert set(result.forecasts["strategy"]) == set(EVERY_TYPE)
+    pd.testing.assert_frame_equal(per_bar.forecasts, want, check_exact=True)
+    assert set(per_bar.forecasts["strategy"]) == set(EVERY_TYPE)
+
+
+def test_batched_inference_equals_the_per_bar_path_for_every_builtin_strategy(every_type):
+    cfg, plan, series, batched = every_type
+    per_bar = run_engine(plan, cfg.strategies, series, cfg.seed, batched=False).forecasts
+    got = batched.forecasts
+    pd.testing.assert_frame_equal(got.drop(columns="forecast"), per_bar.drop(columns="forecast"), check_exact=True)
+    for name in EVERY_TYPE:
+        a, b = got.loc[got["strategy"] == name, "forecast"], per_bar.loc[per_bar["strategy"] == name, "forecast"]
+        keras = cfg.strategies[name].type in ("lstm", "keras")
+        # Keras runs in float32 and a batch of 256 may round differently from a batch of 1
+        np.testing.assert_allclose(a, b, rtol=1e-5 if keras else 1e-10, atol=0, err_msg=name)
 
 
 def test_a_segment_run_alone_equals_its_part_of_the_run(every_type):
