@@ -35,6 +35,7 @@ import json
 import math
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -153,19 +154,13 @@ class KerasForecaster:
             raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
         n_val = int(len(x) * p.validation_split)
         x_tr, y_tr, x_val, y_val = x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :]
-        self.model = self.build_model(steps)
-        hist = self.model.fit(
-            x_tr[..., None],
-            y_tr,
-            batch_size=p.batch_size,
-            epochs=p.epochs,
-            validation_data=(x_val[..., None], y_val) if n_val else None,
-            shuffle=True,
-            verbose=0,
-        )
-        self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        train_loss = float(hist.history["loss"][-1])
-        val_loss = float(hist.history["val_loss"][-1]) if n_val else float("nan")
+        fresh = self.build_model(steps)
+        self.model = self._twin_of(fresh, steps) if p.reuse_compiled else fresh
+        self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, p.epochs, self.seed)
+        self._weights = self.model.get_weights()
+        object.__setattr__(self.model, "_backtester_owner", self)
+        train_loss = float(self.history["loss"][-1])
+        val_loss = float(self.history["val_loss"][-1]) if n_val else float("nan")
         if not math.isfinite(train_loss):
             raise FailedRetrain("training loss is not finite")
         self.floor = positive_floor(train.rv)
@@ -177,8 +172,41 @@ class KerasForecaster:
             extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values},
         )
 
+    def _twin_of(self, fresh, steps: int):
+        """An already-compiled model of the same architecture, given ``fresh``'s initial state.
+
+        Retrains of one strategy share an architecture, so instead of tracing a new
+        model's train and predict functions every time, the first model built in this
+        process is kept (per builder, hyperparameters and shapes) and every later cold
+        start copies the freshly built model's variables (weights and dropout seed state)
+        into it and resets its optimizer to its initial state. Forecasts are identical
+        to training ``fresh`` itself (tested).
+        """
+        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps], default=str)
+        twin = _TWINS.get(key)
+        new = [tuple(v.shape) for v in fresh.variables]
+        if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
+            fresh.optimizer.build(fresh.trainable_variables)
+            _TWINS[key] = _Twin(fresh, [np.array(v) for v in fresh.optimizer.variables])
+            while len(_TWINS) > 8:
+                _TWINS.pop(next(iter(_TWINS)))
+            return fresh
+        for dst, src in zip(twin.model.variables, fresh.variables):
+            dst.assign(src)
+        for var, value in zip(twin.model.optimizer.variables, twin.optimizer_state):
+            var.assign(value)
+        return twin.model
+
+    def _live_model(self):
+        """The model holding this forecaster's weights (a shared twin is reloaded if another retrain used it)."""
+        owner = getattr(self.model, "_backtester_owner", None)
+        if getattr(self, "_weights", None) is not None and owner is not self:
+            self.model.set_weights(self._weights)
+            object.__setattr__(self.model, "_backtester_owner", self)
+        return self.model
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(x[None, :, None].astype("float32")))[0]
+        return np.asarray(self._live_model().predict_on_batch(x[None, :, None].astype("float32")))[0]
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
         p = self.params
@@ -215,12 +243,13 @@ class KerasForecaster:
         """Predict in chunks of PREDICT_CHUNK rows, the last one padded, so one input shape serves every call."""
         x = windows.astype("float32")[..., None]
         n = len(x)
+        model = self._live_model()
         out = []
         for start in range(0, n, PREDICT_CHUNK):
             chunk = x[start : start + PREDICT_CHUNK]
             if len(chunk) < PREDICT_CHUNK:
                 chunk = np.concatenate([chunk, np.zeros((PREDICT_CHUNK - len(chunk), *chunk.shape[1:]), "float32")])
-            out.append(np.asarray(self.model.predict_on_batch(chunk)))
+            out.append(np.asarray(model.predict_on_batch(chunk)))
         return np.concatenate(out)[:n]
 
     # ------------------------------------------------------------------ artifacts
@@ -228,7 +257,7 @@ class KerasForecaster:
     def save(self, folder: Path) -> None:
         """``model.keras``, ``scaler.json``, ``config.json``, ``history.json``, ``summary.txt``."""
         folder = Path(folder)
-        self.model.save(folder / "model.keras")
+        self._live_model().save(folder / "model.keras")
         s = self.scaler
         scaler = {
             "kind": "MinMaxScaler",
@@ -279,6 +308,70 @@ class KerasForecaster:
         self.scaler, self.floor = s, float(d["output_floor"])
 
 
+@dataclass
+class _Twin:
+    model: Any
+    optimizer_state: list[np.ndarray]
+
+
+_TWINS: dict[str, _Twin] = {}  # compiled models kept for reuse in this process, by architecture
+
+
+def padded_batches(x: np.ndarray, y: np.ndarray, batch: int, weights: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad ``x``, ``y`` with zero-weight rows to a whole number of batches, so every batch has one shape.
+
+    ``weights="batch"``: the real rows of the last, partial batch weigh ``batch / real``,
+    so that batch's mean loss (and gradient) is the mean over its real rows, as without
+    padding. ``weights="mean"``: every real row weighs ``padded / n``, so the mean of the
+    batch means is the mean over all real rows (an exact validation loss).
+
+    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "batch")
+    >>> w.tolist()
+    [1.0, 1.0, 1.0, 1.0, 4.0, 0.0, 0.0, 0.0]
+    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "mean")
+    >>> w.tolist()
+    [1.6, 1.6, 1.6, 1.6, 1.6, 0.0, 0.0, 0.0]
+    """
+    n = len(x)
+    total = -(-n // batch) * batch
+    w = np.zeros(total, "float32")
+    if weights == "batch":
+        w[:n] = 1.0
+        tail = n % batch
+        if tail:
+            w[n - tail : n] = batch / tail
+    else:
+        w[:n] = total / n
+    pad = total - n
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+    return x, y, w
+
+
+def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) -> dict[str, list[float]]:
+    """``fit`` epoch by epoch on samples shuffled by a generator seeded with ``seed``, each epoch padded
+    to whole batches (:func:`padded_batches`), so no call brings a new input shape to compile.
+
+    Returns the per-epoch history (``loss``, ``val_loss`` when there is validation data).
+    The epoch's training loss weighs the padded last batch as a full one (its mean is still
+    over its real rows only); the validation loss is the exact mean.
+    """
+    rng = np.random.default_rng(seed)
+    val = None
+    if len(x_val):
+        xv, yv, wv = padded_batches(x_val, y_val, batch, "mean")
+        val = (xv[..., None], yv, wv)
+    history: dict[str, list[float]] = {}
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
+        h = model.fit(xe[..., None], ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
+                      validation_data=val, verbose=0)
+        for k, vals in h.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vals)
+    return history
+
+
 def check_model(model: Any, builder: str, memory: int, steps: int) -> None:
     """Refuse a builder result that is not a compiled Keras model mapping (memory, 1) to (steps,)."""
     keras = keras_module()
@@ -326,6 +419,7 @@ class WindowedKerasParams(Params):
     epochs: int = Field(default=5, ge=1)
     multistep: Literal["direct", "recursive"] = "direct"
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
+    reuse_compiled: bool = True  # keep one compiled model per architecture and reset it per retrain
 
     def builder_path(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -91,3 +91,40 @@ def test_every_baseline_gives_h_positive_finite_forecasts(name):
     model.fit(s, 6)
     f = model.forecast(s, 6)
     assert f.shape == (6,) and np.all(np.isfinite(f)) and np.all(f > 0)
+
+
+def test_reusing_a_compiled_model_gives_the_rebuild_paths_forecasts():
+    """Cold starts in one compiled twin equal building and compiling a new model per retrain, bit for bit,
+    and a forecaster whose twin was retrained since still forecasts from its own weights."""
+    from strategies.lstm import LstmParams
+
+    s = series(700, seed=3)
+
+    def walk(reuse: bool):
+        p = LstmParams(memory=12, layers=[{"units": 4, "dropout": 0.2}], epochs=1, batch_size=16,
+                       validation_split=0.1, reuse_compiled=reuse)
+        fitted = []
+        for k, n in enumerate([300, 371, 460]):  # 3 remainders mod 16: the padding is exercised
+            m = p.build(100 + k)
+            info = m.fit(s.upto(n), 3)
+            fitted.append((m, info))
+        ends = np.arange(470, 700)
+        return [m.forecast_batch(s, ends, 3) for m, _ in fitted], [(i.train_loss, i.val_loss) for _, i in fitted]
+
+    rebuilt, reused = walk(False), walk(True)
+    for a, b in zip(rebuilt[0], reused[0]):
+        np.testing.assert_array_equal(a, b)
+    assert rebuilt[1] == reused[1]
+    assert not np.array_equal(rebuilt[0][0], rebuilt[0][1])  # the retrains did differ
+
+
+def test_padded_batches_keep_each_batch_mean_and_the_validation_mean():
+    from strategies.keras_model import padded_batches
+
+    loss = np.arange(1.0, 38.0)  # 37 per-sample losses
+    x, y, w = padded_batches(loss[:, None], loss[:, None], 16, "batch")
+    assert len(x) == 48 and (w[37:] == 0).all()
+    batch_means = [(w[b : b + 16] * x[b : b + 16, 0]).sum() / 16 for b in range(0, 48, 16)]
+    np.testing.assert_allclose(batch_means, [loss[:16].mean(), loss[16:32].mean(), loss[32:].mean()], rtol=1e-6)
+    x, y, w = padded_batches(loss[:, None], loss[:, None], 16, "mean")
+    assert np.isclose(np.mean([(w[b : b + 16] * x[b : b + 16, 0]).sum() / 16 for b in range(0, 48, 16)]), loss.mean())
