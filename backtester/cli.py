@@ -42,13 +42,20 @@ def main() -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
+@click.option("--jobs", "-j", type=int, default=None, metavar="N",
+              help="Run segments on N local worker processes (overrides execution.jobs).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (overrides execution.scheduler).")
 @click.option("--force", is_flag=True, help="Replace an existing results directory of the same name.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
 @click.option("-q", "--quiet", count=True, help="No progress bar or tables, only where the results went; -qq: nothing.")
-def run(config: str, overrides: tuple[str, ...], backend: str | None, force: bool, dry_run: bool, quiet: int) -> None:
+def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int | None, scheduler: str | None,
+        force: bool, dry_run: bool, quiet: int) -> None:
     """Run the backtest described by CONFIG and write results/<name>/."""
     try:
-        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()))
+        extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
+        extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
+        cfg = _load(config, overrides + extra)
         if dry_run:
             _print_plan(cfg)
             return

@@ -212,6 +212,13 @@ class OutputConfig(Strict):
     save_models: bool = True  # an artifact folder per retrain under results/<name>/models/
 
 
+class ExecutionConfig(Strict):
+    """Where segments run: ``jobs`` local worker processes, or the Dask scheduler at ``scheduler``."""
+
+    jobs: int = Field(default=1, ge=1)  # 1: in this process
+    scheduler: str | None = None  # e.g. tcp://10.0.0.5:8786; the results dir must be on a path the workers share
+
+
 class EvaluationConfig(Strict):
     """Tests of predictive accuracy run at the end of every run."""
 
@@ -292,6 +299,7 @@ class RunConfig(Strict):
     strategies: dict[str, Any] = Field(min_length=1)  # StrategySpec per name once parsed
     output: OutputConfig = Field(default_factory=OutputConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain YAML-ready data, with every default filled in."""
@@ -299,7 +307,7 @@ class RunConfig(Strict):
         out["strategies"] = {
             name: s.resolved() if isinstance(s, StrategySpec) else s for name, s in self.strategies.items()
         }
-        order = ["name", "seed", "backend", "data", "backtest", "strategies", "output", "evaluation"]
+        order = ["name", "seed", "backend", "data", "backtest", "strategies", "output", "evaluation", "execution"]
         out = {k: out[k] for k in order}
         return out
 

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,7 @@ def file_fingerprint(path: Path) -> str:
 def read_table(path: Path, fmt: str, columns: list[str]) -> pd.DataFrame:
     """Read the named columns of a CSV or Parquet file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found; check data.path in the config")
-    if fmt == "auto":
-        suffix = path.suffix.lower()
-        fmt = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".txt", ".gz") else ""
-        if not fmt:
-            raise DataError(f"{path}: cannot tell the format from the suffix; set data.format to csv or parquet")
+    fmt = source_format(path, fmt)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -60,6 +55,19 @@ def read_table(path: Path, fmt: str, columns: list[str]) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
 
 
+def source_format(path: Path, fmt: str) -> str:
+    """``csv`` or ``parquet``: ``fmt``, or read from the suffix when ``fmt`` is ``auto``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found; check data.path in the config")
+    if fmt == "auto":
+        suffix = path.suffix.lower()
+        fmt = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".txt", ".gz") else ""
+        if not fmt:
+            raise DataError(f"{path}: cannot tell the format from the suffix; set data.format to csv or parquet")
+    return fmt
+
+
 def _check_columns(path: Path, have: list[str], need: list[str]) -> None:
     for col in need:
         if col not in have:
@@ -69,14 +77,25 @@ def _check_columns(path: Path, have: list[str], need: list[str]) -> None:
             )
 
 
-def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str) -> pd.DatetimeIndex:
-    """Parse a timestamp column into a UTC DatetimeIndex (epoch numbers: unit by magnitude)."""
+def _magnitude(values: pd.Series) -> float:
+    """Largest absolute epoch number of a numeric timestamp column (NaN ignored)."""
+    return float(np.nanmax(np.abs(values.to_numpy(dtype="float64")))) if len(values) else 0.0
+
+
+def _epoch_unit(mag: float) -> str:
+    return "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+
+
+def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, unit: str | None = None) -> pd.DatetimeIndex:
+    """Parse a timestamp column into a UTC DatetimeIndex.
+
+    Epoch numbers are read in ``unit``, by default the unit their magnitude suggests.
+    """
     try:
         if pd.api.types.is_datetime64_any_dtype(values):
             idx = pd.DatetimeIndex(values)
         elif pd.api.types.is_numeric_dtype(values):
-            mag = float(np.nanmax(np.abs(values.to_numpy(dtype="float64")))) if len(values) else 0.0
-            unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+            unit = unit or _epoch_unit(_magnitude(values))
             idx = pd.DatetimeIndex(pd.to_datetime(values, unit=unit, utc=True))
         else:
             idx = pd.DatetimeIndex(pd.to_datetime(values, utc=False, format="mixed"))
@@ -106,10 +125,12 @@ def _check_order(idx: pd.DatetimeIndex, path: Path, column: str) -> None:
         raise DataError(f"{path}: timestamps are not sorted ({idx[row]} at row {row} comes after {idx[row - 1]}); sort the file by {column!r}")
 
 
-def validate_prices(df: pd.DataFrame, ts_col: str, price_col: str, timezone: str, path: Path | str) -> pd.Series:
+def validate_prices(
+    df: pd.DataFrame, ts_col: str, price_col: str, timezone: str, path: Path | str, unit: str | None = None
+) -> pd.Series:
     """Return the price column as a Series indexed by UTC timestamps, after validation."""
     path = Path(path)
-    idx = parse_timestamps(df[ts_col], timezone, path, ts_col)
+    idx = parse_timestamps(df[ts_col], timezone, path, ts_col, unit)
     _check_order(idx, path, ts_col)
     try:
         prices = pd.to_numeric(df[price_col], errors="raise").to_numpy(dtype="float64")
@@ -134,6 +155,45 @@ def load_prices(cfg) -> pd.Series:
     if cfg.timestamp_is == "close":
         prices.index = prices.index - cfg.interval
     return prices
+
+
+def price_batches(cfg, batch_rows: int = 1 << 16) -> Iterator[pd.Series]:
+    """Yield a Parquet source's prices in time order, about ``batch_rows`` rows at a time.
+
+    Each batch is what :func:`load_prices` returns for those rows; only the timestamp and price
+    columns are read. Batches are validated one by one and against the previous batch's last
+    timestamp, so a problem raises DataError when its batch is reached, with row numbers that
+    count from the batch (``prepare_bars`` then re-reads the file whole to word the error).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(cfg.path)
+    ts_col, price_col = cfg.timestamp_column, cfg.price_column
+    try:
+        source = pq.ParquetFile(path)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
+    _check_columns(path, source.schema_arrow.names, [ts_col, price_col])
+    if source.metadata.num_rows < 2:
+        raise DataError(f"{path}: only {source.metadata.num_rows} row(s); need at least two bars")
+    unit = None
+    ts_type = source.schema_arrow.field(ts_col).type
+    if pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type):
+        # epoch numbers: one unit for the whole file, from the whole column's magnitude
+        mags = [_magnitude(b.column(0).to_pandas()) for b in source.iter_batches(batch_rows, columns=[ts_col])]
+        unit = _epoch_unit(float(np.fmax.reduce(mags)))
+    last = None
+    for batch in source.iter_batches(batch_rows, columns=[ts_col, price_col]):
+        if batch.num_rows == 0:
+            continue
+        prices = validate_prices(batch.to_pandas(), ts_col, price_col, cfg.timezone, path, unit)
+        if last is not None and prices.index[0] <= last:
+            raise DataError(f"{path}: timestamps are not sorted or repeat at {prices.index[0]}; sort the file by {ts_col!r}")
+        last = prices.index[-1]
+        if cfg.timestamp_is == "close":
+            prices.index = prices.index - cfg.interval
+        yield prices
 
 
 def load_rv_bars(cfg) -> pd.DataFrame:

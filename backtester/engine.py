@@ -14,12 +14,14 @@ next retrain of its strategy (``tests/test_segment.py`` checks this against the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from .executors import JobResult, cost_order, run_jobs, segment_job
 from .plan import Plan
 from .segment import FitRecord, LiveModel, Segment, check_failures, run_segment, write_segment
 from .series import BarSeries
@@ -33,6 +35,18 @@ class EngineResult:
     predict_seconds: float = 0.0
     segments: int = 0
     parts: list[pd.DataFrame] = field(default_factory=list, repr=False)
+    workers: dict[str, float] = field(default_factory=dict)  # busy seconds per worker (parallel runs)
+
+    def add(self, res) -> None:
+        self.parts.append(res.rows)
+        self.fit_seconds += res.fit_seconds
+        self.predict_seconds += res.predict_seconds
+        self.segments += 1
+
+    @property
+    def compute_seconds(self) -> float:
+        """Seconds of fitting and forecasting on the critical path: the busiest worker's, or all of them."""
+        return max(self.workers.values()) if self.workers else self.fit_seconds + self.predict_seconds
 
 
 def run_engine(
@@ -46,8 +60,17 @@ def run_engine(
     save_models: bool = False,
     on_segment: Callable[[Segment], None] | None = None,
     batched: bool = True,
+    jobs: int = 1,
+    scheduler: str | None = None,
 ) -> EngineResult:
-    """Run every segment of ``plan``; write each to ``stage`` when one is given."""
+    """Run every segment of ``plan``; write each to ``stage`` when one is given.
+
+    ``jobs > 1`` runs segments on that many local worker processes, ``scheduler`` on a
+    Dask cluster; the results are the same as in this process.
+    """
+    if jobs > 1 or scheduler is not None:
+        return _run_parallel(plan, specs, series, run_seed, max_failed, stage, context or {}, save_models,
+                             on_segment, batched, jobs, scheduler)
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
     for name, spec in specs.items():
         live: LiveModel | None = None
@@ -61,12 +84,50 @@ def run_engine(
                 live = res.model
             records.append(record)
             check_failures(records, max_failed)
-            out.parts.append(res.rows)
-            out.fit_seconds += res.fit_seconds
-            out.predict_seconds += res.predict_seconds
-            out.segments += 1
+            out.add(res)
             if on_segment is not None:
                 on_segment(seg)
+        out.records.extend(records)
+    out.forecasts = combine_rows(out.parts)
+    return out
+
+
+def _run_parallel(plan, specs, series, run_seed, max_failed, stage, context, save_models, on_segment, batched,
+                  jobs, scheduler) -> EngineResult:
+    """All segments of all strategies as independent jobs, longest first; then, in time order, a
+    failed fit's forecasts from the strategy's previous model (refitted here: fits are deterministic)."""
+    segs = {s.key: s for s in plan.segments()}
+    order = cost_order((k, specs[s.strategy].params.fit_cost(s.window.stop - s.window.start)) for k, s in segs.items())
+    jobs_list = [(k, (segs[k], specs[segs[k].strategy], series, plan.bars, run_seed, batched, stage, context, save_models))
+                 for k in order]
+    out = EngineResult(forecasts=pd.DataFrame(), records=[])
+    done: dict[str, JobResult] = {}
+
+    def finished(key: str, job: JobResult) -> None:
+        done[key] = job
+        out.workers[job.worker] = out.workers.get(job.worker, 0.0) + job.result.fit_seconds + job.result.predict_seconds
+        if on_segment is not None:
+            on_segment(segs[key])
+
+    backend = context.get("backend") or os.environ.get("KERAS_BACKEND", "tensorflow")
+    keras = any(hasattr(spec.params, "builder_path") for spec in specs.values())
+    run_jobs(jobs_list, segment_job, min(jobs, len(segs)), scheduler, backend, finished, keras=keras)
+    for name, spec in specs.items():
+        records: list[FitRecord] = []
+        last_ok: Segment | None = None
+        live: LiveModel | None = None
+        for seg in plan.segments(name):
+            res, record = done[seg.key].result, done[seg.key].record
+            if not res.ok and last_ok is not None:
+                if live is None or live.model_version != last_ok.model_version:
+                    live = run_segment(last_ok, spec.params, series, plan.bars, run_seed, batched=batched).model
+                res = run_segment(seg, spec.params, series, plan.bars, run_seed, fallback=live, batched=batched)
+                record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
+            if res.ok:
+                last_ok = seg
+            records.append(record)
+            check_failures(records, max_failed)
+            out.add(res)
         out.records.extend(records)
     out.forecasts = combine_rows(out.parts)
     return out

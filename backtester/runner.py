@@ -109,6 +109,16 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
     log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
         f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
+    ex = cfg.execution
+    if ex.scheduler:
+        from .executors import dask_client
+
+        dask_client(ex.scheduler).close()  # unreachable: say so before anything starts
+        log(f"execution: segments on the Dask scheduler at {ex.scheduler}")
+    elif ex.jobs > 1:
+        used = min(ex.jobs, len(plan.segments()))
+        log(f"execution: {used} worker processes" + (f" (jobs: {ex.jobs} asked, but there are only {used} segments)"
+                                                      if used < ex.jobs else ""))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -122,11 +132,12 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
             plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), cfg.seed,
             max_failed=cfg.backtest.max_failed_retrains, stage=stage, context=segment_context(cfg, prepared, plan),
             save_models=cfg.output.save_models, on_segment=progress(plan) if progress else None,
+            jobs=cfg.execution.jobs, scheduler=cfg.execution.scheduler,
         )
         timings["engine"] = time.perf_counter() - t0
         timings["train"] = engine.fit_seconds
         timings["predict"] = engine.predict_seconds
-        timings["engine_overhead"] = timings["engine"] - timings["train"] - timings["predict"]
+        timings["engine_overhead"] = timings["engine"] - engine.compute_seconds
         t0 = time.perf_counter()
         rows, retrains, scores = write_results(cfg, prepared, plan, engine, stage)
         timings["evaluate"] = time.perf_counter() - t0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import file_fingerprint, load_prices, load_rv_bars
+from .data import file_fingerprint, load_prices, load_rv_bars, price_batches, source_format
 from .errors import ConfigError, DataError
 
 NS_MIN = 60 * 10**9
@@ -87,10 +88,14 @@ def session_keys(ns: np.ndarray, calendar: str) -> np.ndarray:
         return np.zeros(0, dtype="int64")
     first = pd.Timestamp(int(ns.min()), tz="UTC").normalize() - pd.Timedelta("7D")
     last = pd.Timestamp(int(ns.max()), tz="UTC").normalize() + pd.Timedelta("7D")
-    cal = _exchange(calendar, first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d"))
-    minutes = cal.minutes
+    try:  # whole decades, so that the batches of one file share one cached calendar
+        cal = _exchange(calendar, f"{first.year // 10 * 10}-01-01", f"{last.year // 10 * 10 + 9}-12-31")
+    except ValueError:  # the calendar is defined for part of the decade only
+        cal = _exchange(calendar, first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d"))
+    minutes = cal.minutes.asi8  # sorted
     floor = ns - ns % NS_MIN
-    inside = np.isin(floor, minutes.asi8)
+    at = np.minimum(np.searchsorted(minutes, floor), len(minutes) - 1)
+    inside = minutes[at] == floor
     keys = np.full(len(ns), -1, dtype="int64")
     if inside.any():
         sessions = cal.minutes_to_sessions(pd.DatetimeIndex(floor[inside], tz="UTC"))
@@ -112,27 +117,102 @@ def realized_volatility(
     ``ret`` (sum of the bar's returns) and ``n_returns``; missing bars have NaN
     ``rv`` and ``ret``.
     """
+    t, logp, keys = _in_session(prices, calendar)
+    if len(t) < 2:
+        raise DataError(TOO_FEW)
+    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+    r, close = r[keep], close[keep]
+
+    grid, expected = _bar_grid(t, interval, bar, calendar)
+    pos, inside = _on_grid(grid, close)
+    pos, r = pos[inside], r[inside]
+    n = np.bincount(pos, minlength=len(grid))
+    ss = np.bincount(pos, weights=r * r, minlength=len(grid))
+    total = np.bincount(pos, weights=r, minlength=len(grid))
+    return _frame(grid, expected, n, ss, total, min_returns)
+
+
+def realized_volatility_batches(
+    batches: Iterable[pd.Series],
+    interval: pd.Timedelta,
+    bar: pd.Timedelta,
+    calendar: str = "24/7",
+    min_returns: int | None = None,
+    max_gap: pd.Timedelta = pd.Timedelta("15min"),
+) -> pd.DataFrame:
+    """:func:`realized_volatility` of prices that arrive in time-ordered batches: the same frame, bit for bit.
+
+    Only one batch and the running per-bar sums are held in memory. Each bar's returns are summed
+    by one ``bincount`` in time order, as in the one-piece path: the input bars of a batch's last
+    (perhaps unfinished) bar are carried over to the next batch, which also gives the return that
+    crosses the batch boundary.
+    """
+    t = np.zeros(0, dtype="int64")
+    logp = np.zeros(0)
+    keys = np.zeros(0, dtype="int64")
+    first = None
+    parts: list[tuple[np.ndarray, ...]] = []  # per batch: bar closes, n, sum r^2, sum r of its finished bars
+    for prices in batches:
+        bt, blogp, bkeys = _in_session(prices, calendar)
+        t, logp, keys = np.concatenate([t, bt]), np.concatenate([logp, blogp]), np.concatenate([keys, bkeys])
+        if len(t) < 2:
+            continue
+        first = t[0] if first is None else first
+        r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+        done = int(np.searchsorted(close, close[-1]))  # returns before the last bar's first one
+        parts.append(_bar_sums(r[:done], close[:done], keep[:done]))
+        t, logp, keys = t[done:], logp[done:], keys[done:]  # row done starts return done
+    if first is None:
+        raise DataError(TOO_FEW)
+    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+    parts.append(_bar_sums(r, close, keep))
+
+    grid, expected = _bar_grid(np.array([first, t[-1]]), interval, bar, calendar)
+    close, count, square, total = (np.concatenate(col) for col in zip(*parts))
+    pos, inside = _on_grid(grid, close)
+    n = np.zeros(len(grid), dtype="int64")
+    ss, tot = np.zeros(len(grid)), np.zeros(len(grid))
+    n[pos[inside]], ss[pos[inside]], tot[pos[inside]] = count[inside], square[inside], total[inside]
+    return _frame(grid, expected, n, ss, tot, min_returns)
+
+
+TOO_FEW = "fewer than two input bars fall inside the calendar's sessions; check data.calendar"
+
+
+def _in_session(prices: pd.Series, calendar: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Open times (ns), log prices and session keys of the input bars that lie in a session."""
     t = prices.index.asi8
     logp = np.log(prices.to_numpy(dtype="float64"))
     keys = session_keys(t, calendar)
     ok_row = keys >= 0
-    t, logp, keys = t[ok_row], logp[ok_row], keys[ok_row]
-    if len(t) < 2:
-        raise DataError("fewer than two input bars fall inside the calendar's sessions; check data.calendar")
+    return t[ok_row], logp[ok_row], keys[ok_row]
+
+
+def _returns(t, logp, keys, interval: pd.Timedelta, bar: pd.Timedelta, max_gap: pd.Timedelta):
+    """Log returns between consecutive input bars, the close of the bar each ends in, and whether it counts."""
     r = np.diff(logp)
     keep = (keys[1:] == keys[:-1]) & (np.diff(t) <= max_gap.value)
     end = t[1:] + interval.value  # a return ends at the close of its later bar
     bar_ns = bar.value
     close = -(-end // bar_ns) * bar_ns  # ceil to the bar grid
-    r, close = r[keep], close[keep]
+    return r, close, keep
 
-    grid, expected = _bar_grid(t, interval, bar, calendar)
+
+def _bar_sums(r: np.ndarray, close: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per distinct bar close: number of counted returns, sum of their squares, their sum."""
+    r, close = r[keep], close[keep]
+    closes, idx = np.unique(close, return_inverse=True)
+    m = len(closes)
+    return closes, np.bincount(idx, minlength=m), np.bincount(idx, weights=r * r, minlength=m), np.bincount(idx, weights=r, minlength=m)
+
+
+def _on_grid(grid: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pos = np.searchsorted(grid, close)
     inside = (pos < len(grid)) & (grid[np.minimum(pos, len(grid) - 1)] == close)
-    pos, r = pos[inside], r[inside]
-    n = np.bincount(pos, minlength=len(grid))
-    ss = np.bincount(pos, weights=r * r, minlength=len(grid))
-    total = np.bincount(pos, weights=r, minlength=len(grid))
+    return pos, inside
+
+
+def _frame(grid, expected, n, ss, total, min_returns: int | None) -> pd.DataFrame:
     threshold = np.maximum(1, expected // 2) if min_returns is None else min_returns
     missing = n < threshold
     out = pd.DataFrame(
@@ -158,11 +238,18 @@ def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar
     if calendar == "24/7":
         grid = first + bar_ns * np.arange(n_bars, dtype="int64")
         return grid, np.full(len(grid), bar_ns // interval.value, dtype="int64")
-    slots = (first - bar_ns) + interval.value * np.arange(n_bars * (bar_ns // interval.value), dtype="int64")
-    live = session_keys(slots, calendar) >= 0
-    slot_close = (slots[live] // bar_ns) * bar_ns + bar_ns
-    grid, counts = np.unique(slot_close, return_counts=True)
-    return grid, counts.astype("int64")
+    per_bar = bar_ns // interval.value
+    step = max(1, (1 << 20) // per_bar)  # bars per block of about a million input-bar slots
+    grids, counts = [], []
+    for b0 in range(0, n_bars, step):
+        b1 = min(b0 + step, n_bars)
+        slots = (first - bar_ns) + interval.value * np.arange(b0 * per_bar, b1 * per_bar, dtype="int64")
+        live = session_keys(slots, calendar) >= 0
+        slot_close = (slots[live] // bar_ns) * bar_ns + bar_ns
+        block_grid, block_counts = np.unique(slot_close, return_counts=True)
+        grids.append(block_grid)
+        counts.append(block_counts)
+    return np.concatenate(grids), np.concatenate(counts).astype("int64")
 
 
 # --------------------------------------------------------------------------- prepared bars
@@ -228,7 +315,7 @@ def prepare_bars(cfg) -> PreparedBars:
         if cfg.kind == "rv":
             bars = load_rv_bars(cfg)
         else:
-            bars = realized_volatility(load_prices(cfg), cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+            bars = minute_rv_bars(cfg)
         if cache_file is not None:
             _write_atomic(bars, cache_file)
     if cfg.start is not None or cfg.end is not None:
@@ -241,6 +328,21 @@ def prepare_bars(cfg) -> PreparedBars:
         )
     bars = bars.iloc[observed[0] :]  # leading missing bars carry nothing
     return PreparedBars(bars, fingerprint, key, from_cache)
+
+
+def minute_rv_bars(cfg, batch_rows: int = 1 << 16) -> pd.DataFrame:
+    """RV bars of ``cfg``'s minute bars: Parquet streamed in batches of ``batch_rows`` rows, CSV read whole.
+
+    A problem found while streaming is reported as the one-piece path words it (row numbers over the
+    whole file), by reading the file again whole.
+    """
+    args = (cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+    if source_format(cfg.path, cfg.format) == "parquet":
+        try:
+            return realized_volatility_batches(price_batches(cfg, batch_rows), *args)
+        except DataError:
+            pass
+    return realized_volatility(load_prices(cfg), *args)
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:

@@ -108,6 +108,10 @@ class Params(BaseModel):
         """The fewest training bars this strategy can fit on."""
         return 2
 
+    def fit_cost(self, train_bars: int) -> float:
+        """A rough relative cost of one fit (to start the slowest segments first)."""
+        return train_bars * 1e-3
+
     def preflight(self, horizon: int) -> None:
         """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
 

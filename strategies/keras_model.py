@@ -78,6 +78,10 @@ def keras_module():
                 import tensorflow as tf
 
                 tf.config.experimental.enable_op_determinism()
+                threads = int(os.environ.get("BACKTESTER_THREADS", "0"))
+                if threads:  # a worker process gets its share of the cores
+                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(threads)
                 tf.constant(0.0) + 1.0  # first op: device probing happens here, still silenced
             import keras  # noqa: F401
             import keras_tuner  # noqa: F401
@@ -437,6 +441,9 @@ class WindowedKerasParams(Params):
     def min_train_bars(self, horizon: int) -> int:
         steps = horizon if self.multistep == "direct" else 1
         return self.memory + steps + 20
+
+    def fit_cost(self, train_bars: int) -> float:
+        return float(train_bars * self.epochs)
 
     def preflight(self, horizon: int) -> None:
         """Build the model once (no training) so a bad builder fails before any fit."""

@@ -82,3 +82,37 @@ class NotAStrategyParams(Params):
 
 class NotParams:
     pass
+
+
+class Level:
+    """The last RV of the training window, held flat; the fit fails on the days in ``fail_days``
+    and the process dies (once, leaving ``die_marker``) if ``die_marker`` is set."""
+
+    def __init__(self, fail_days: list[int], die_marker: str | None):
+        self.fail_days, self.die_marker = fail_days, die_marker
+
+    def fit(self, train, horizon):
+        import os
+
+        import pandas as pd
+
+        from backtester.errors import FailedRetrain
+
+        if self.die_marker and not os.path.exists(self.die_marker):
+            open(self.die_marker, "w").close()
+            os._exit(3)  # a worker lost mid-segment
+        if pd.Timestamp(int(train.time[-1]), tz="UTC").day in self.fail_days:
+            raise FailedRetrain("a planned failure")
+        self.level = float(train.rv[-1])
+        return FitInfo(samples=len(train))
+
+    def forecast(self, history, horizon):
+        return np.full(horizon, self.level)
+
+
+class LevelParams(Params):
+    fail_days: list[int] = []
+    die_marker: str | None = None
+
+    def build(self, seed):
+        return Level(self.fail_days, self.die_marker)
