@@ -217,6 +217,7 @@ class ExecutionConfig(Strict):
 
     jobs: int = Field(default=1, ge=1)  # 1: in this process
     scheduler: str | None = None  # e.g. tcp://10.0.0.5:8786; the results dir must be on a path the workers share
+    batched: bool = True  # one model call per segment; false: one per issue time (the slow reference path)
 
 
 class EvaluationConfig(Strict):

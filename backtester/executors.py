@@ -49,7 +49,14 @@ def worker_threads(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // jobs)
 
 
-def _init_worker(backend: str, threads: int, keras: bool) -> None:
+def _init_worker(backend: str, threads: int, keras: bool, counter) -> None:
+    if threads == 1 and hasattr(os, "sched_setaffinity"):
+        # one core each: workers that float between cores run each step slower (measured, bench/README.md)
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
     os.environ["KERAS_BACKEND"] = backend
     os.environ["BACKTESTER_THREADS"] = str(threads)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -80,9 +87,10 @@ def run_jobs(jobs: list[tuple], fn: Callable, workers: int, scheduler: str | Non
         return
     import multiprocessing
 
+    ctx = multiprocessing.get_context("spawn")
     for attempt in range(RETRIES + 1):
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(backend, worker_threads(workers), keras))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(backend, worker_threads(workers), keras, ctx.Value("i", 0)))
         try:
             _drain(pool, pending, fn, on_done)
             return

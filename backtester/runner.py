@@ -101,6 +101,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
+    if cfg.data.cache_dir is not None:  # JAX's compiled steps are cached beside the bars (workers inherit it)
+        os.environ.setdefault("BACKTESTER_XLA_CACHE", str(Path(cfg.data.cache_dir).resolve() / "xla"))
     for spec in cfg.strategies.values():  # members share their params: one preflight each
         spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
     timings["prepare"] = time.perf_counter() - t_start
@@ -132,7 +134,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
             plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), cfg.seed,
             max_failed=cfg.backtest.max_failed_retrains, stage=stage, context=segment_context(cfg, prepared, plan),
             save_models=cfg.output.save_models, on_segment=progress(plan) if progress else None,
-            jobs=cfg.execution.jobs, scheduler=cfg.execution.scheduler,
+            jobs=cfg.execution.jobs, scheduler=cfg.execution.scheduler, batched=cfg.execution.batched,
         )
         timings["engine"] = time.perf_counter() - t0
         timings["train"] = engine.fit_seconds

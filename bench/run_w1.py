@@ -1,58 +1,95 @@
-"""Workload W1 (../shared/bench/W1.md): time the weekly-retrained LSTM walk-forward on BTCUSDT 2023 H1.
+"""Workload W1 (../shared/bench/W1.md): the weekly-retrained LSTM walk-forward on BTCUSDT 2023 H1.
 
-    python bench/run_w1.py [--reps 3] [--set key=value ...]
+    python bench/run_w1.py [--reps 3] [--variants jax,jax-2,tf,...] [--baseline jax]
 
-Prints, per run and as medians: wall seconds, training, prediction, engine overhead
-(everything else in the event loop), data preparation, MSE of volatility and QLIKE of
-variance over all rows with actual and forecast > 0.
+Each run is ``backtest run bench/w1.yaml ... -qq`` in a fresh process, so the wall time is
+what a user waits for, start-up included. Variants run interleaved, round by round.
+Prints per run and as medians: wall seconds, training, prediction, engine overhead
+(engine wall minus the busiest worker's fit and forecast time), data preparation,
+evaluation, MSE of volatility and QLIKE of variance (rows with actual and forecast > 0),
+and each variant's median wall as a ratio to the baseline's. ``floor-jax`` / ``floor-tf``
+run ``bench/fit_floor.py`` (the same fits with nothing around them; train seconds only).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared/data/real/btcusdt_1m_2022_2023.parquet"
+VARIANTS = {
+    "jax": ["backend=jax"],
+    "jax-2": ["backend=jax", "execution.jobs=2"],
+    "tf": ["backend=tensorflow"],
+    "tf-2": ["backend=tensorflow", "execution.jobs=2"],
+    "tf-xla": ["backend=tensorflow", "strategies.lstm.jit_compile=true"],
+    "jax-per-bar": ["backend=jax", "execution.batched=false", "strategies.lstm.reuse_compiled=false"],
+    "tf-per-bar": ["backend=tensorflow", "execution.batched=false", "strategies.lstm.reuse_compiled=false"],
+}
 
-from backtester.config import load_config  # noqa: E402
-from backtester.evaluation import qlike  # noqa: E402
-from backtester.runner import run  # noqa: E402
+
+def qlike(a: np.ndarray, f: np.ndarray) -> float:
+    ok = (a > 0) & (f > 0)
+    r = a[ok] ** 2 / f[ok] ** 2
+    return float(np.mean(r - np.log(r) - 1))
+
+
+def run_once(variant: str, out: Path) -> dict:
+    if variant.startswith("floor-"):
+        env = {**os.environ, "KERAS_BACKEND": {"floor-jax": "jax", "floor-tf": "tensorflow"}[variant]}
+        t0 = time.perf_counter()
+        line = subprocess.run([sys.executable, str(ROOT / "bench/fit_floor.py")], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        return {"wall": time.perf_counter() - t0, **json.loads(line)}
+    sets = [f"output.dir={out}", "output.plots=false", f"data.path={DATA}", f"name={variant}", *VARIANTS[variant]]
+    cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(ROOT / "bench/w1.yaml"), "--force", "-qq"]
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    run_dir = out / variant
+    s = json.loads((run_dir / "manifest.json").read_text())["seconds"]
+    f = pd.read_parquet(run_dir / "forecasts.parquet").dropna(subset=["actual"])
+    a, fc = f["actual"].to_numpy(), f["forecast"].to_numpy()
+    return {"wall": wall, "prepare": s["prepare"], "train": s["train"], "predict": s["predict"],
+            "overhead": s["engine_overhead"], "evaluate": s["evaluate"],
+            "mse": float(np.mean((fc - a) ** 2)), "qlike": qlike(a, fc), "rows": len(f)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--variants", default="jax,jax-2")
+    ap.add_argument("--baseline", default=None, help="variant the ratios are against (default: the first)")
     args = ap.parse_args()
-    rows = []
+    variants = args.variants.split(",")
+    rows: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            cfg = load_config(ROOT / "bench/w1.yaml", [f"output.dir={tmp}", "output.plots=false",
-                                                       f"data.path={ROOT.parent / 'shared/data/real/btcusdt_1m_2022_2023.parquet'}",
-                                                       *args.overrides])
-            t0 = time.perf_counter()
-            res = run(cfg, force=True)
-            wall = time.perf_counter() - t0
-            f = res.forecasts.dropna(subset=["actual"])
-            s = res.manifest["seconds"]
-            rows.append({
-                "wall": wall, "prepare": s["prepare"], "train": s["train"], "predict": s["predict"],
-                "overhead": s["engine_overhead"], "evaluate": s["evaluate"],
-                "mse": float(np.mean((f["forecast"] - f["actual"]) ** 2)),
-                "qlike": float(np.nanmean(qlike(f["actual"], f["forecast"]))),
-                "rows": len(res.forecasts), "retrains": int(len(res.retrains)),
-            })
-            print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
-    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print("median:", json.dumps({k: round(v, 6) for k, v in med.items()}))
+            for v in variants:
+                r = run_once(v, Path(tmp))
+                rows[v].append(r)
+                print(json.dumps({"variant": v, "rep": rep + 1, **{k: round(x, 6) if isinstance(x, float) else x
+                                                                   for k, x in r.items()}}), flush=True)
+    base = args.baseline or variants[0]
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
+           for v, rs in rows.items()}
+    print(f"\nmedians of {args.reps} (ratio: median wall / {base}'s)")
+    for v, m in med.items():
+        print(json.dumps({"variant": v, **{k: round(x, 6) for k, x in m.items()},
+                          "ratio": round(m["wall"] / med[base]["wall"], 3)}))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -87,6 +88,19 @@ def keras_module():
             import keras_tuner  # noqa: F401
 
         _silenced(load)
+        if os.environ["KERAS_BACKEND"] != "tensorflow" and "tensorflow" not in sys.modules:
+            # Keras would import TensorFlow (seconds, and its thread pools) only to seed it and for
+            # isinstance checks when saving: neither matters on another backend.
+            from keras.src.utils import module_utils
+
+            module_utils.tensorflow._available = False
+        cache = os.environ.get("BACKTESTER_XLA_CACHE")
+        if os.environ["KERAS_BACKEND"] == "jax" and cache:
+            # compiled train/predict steps persist across processes and runs (workers compile once)
+            import jax
+
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
         keras_module._configured = True
     import keras
 
@@ -142,6 +156,8 @@ class KerasForecaster:
         builder = p.builder_function()
         model = builder(hp, p.memory, steps)
         check_model(model, p.builder_path(), p.memory, steps)
+        if p.jit_compile is not None:
+            model.jit_compile = p.jit_compile
         self.hp_values = dict(hp.values)
         return model
 
@@ -186,7 +202,8 @@ class KerasForecaster:
         into it and resets its optimizer to its initial state. Forecasts are identical
         to training ``fresh`` itself (tested).
         """
-        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps], default=str)
+        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile],
+                         default=str)
         twin = _TWINS.get(key)
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
@@ -424,6 +441,7 @@ class WindowedKerasParams(Params):
     multistep: Literal["direct", "recursive"] = "direct"
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
     reuse_compiled: bool = True  # keep one compiled model per architecture and reset it per retrain
+    jit_compile: bool | None = None  # XLA-compile the train step (None: Keras' choice, on for jax, off for TF on CPU)
 
     def builder_path(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
