@@ -1,10 +1,13 @@
 """Runs the plan's segments and writes each one as soon as it is done.
 
 The plan splits every strategy's walk-forward into segments (one retrain
-interval each); the engine runs them strategy by strategy in time order,
-hands a failed fit the previous model (:class:`~backtester.segment.LiveModel`)
-and stops once more than ``max_failed_retrains`` fits in a row fail. It owns no
-calendar logic and knows nothing of Keras.
+interval each). In one process the engine runs them strategy by strategy in time
+order, hands a failed fit the previous model (:class:`~backtester.segment.LiveModel`)
+and stops once more than ``max_failed_retrains`` fits in a row fail. With
+``jobs > 1`` or a Dask ``scheduler`` every segment is an independent job
+(:mod:`backtester.executors`), run longest first; the fallbacks for failed fits
+are then made here, in time order, with the same results. It owns no calendar
+logic and knows nothing of Keras.
 
 The event semantics are those of :func:`~backtester.clock.clock`: a retrain at T
 sees the bars closed at or before T and comes before the forecast issued at T.

@@ -37,8 +37,11 @@ class JobResult:
 
 def segment_job(seg, spec, series, bars, run_seed: int, batched: bool, stage, context: dict, save_models: bool) -> JobResult:
     """Fit one segment (no fallback model), write it under ``stage`` and return it without the model."""
+    from .backend import select_backend
     from .segment import run_segment, write_segment
 
+    if context.get("backend"):
+        select_backend(context["backend"])  # a Dask worker: the run's backend (refused if it has another loaded)
     res = run_segment(seg, spec.params, series, bars, run_seed, batched=batched)
     record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
     return JobResult(replace(res, model=None), record, f"{os.uname().nodename}:{os.getpid()}")

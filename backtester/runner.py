@@ -123,7 +123,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
                                                       if used < ex.jobs else ""))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    stage = out.parent.resolve() / f".{out.name}.partial-{os.getpid()}"  # absolute: workers may run elsewhere
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()

@@ -36,6 +36,7 @@ VARIANTS = {
     "tf-xla": ["backend=tensorflow", "strategies.lstm.jit_compile=true"],
     "jax-per-bar": ["backend=jax", "execution.batched=false", "strategies.lstm.reuse_compiled=false"],
     "tf-per-bar": ["backend=tensorflow", "execution.batched=false", "strategies.lstm.reuse_compiled=false"],
+    "naive-year": [],  # bench/naive_year.yaml: engine overhead alone
 }
 
 
@@ -53,7 +54,8 @@ def run_once(variant: str, out: Path) -> dict:
                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
         return {"wall": time.perf_counter() - t0, **json.loads(line)}
     sets = [f"output.dir={out}", "output.plots=false", f"data.path={DATA}", f"name={variant}", *VARIANTS[variant]]
-    cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(ROOT / "bench/w1.yaml"), "--force", "-qq"]
+    config = ROOT / ("bench/naive_year.yaml" if variant == "naive-year" else "bench/w1.yaml")
+    cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(config), "--force", "-qq"]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -64,7 +66,7 @@ def run_once(variant: str, out: Path) -> dict:
     f = pd.read_parquet(run_dir / "forecasts.parquet").dropna(subset=["actual"])
     a, fc = f["actual"].to_numpy(), f["forecast"].to_numpy()
     return {"wall": wall, "prepare": s["prepare"], "train": s["train"], "predict": s["predict"],
-            "overhead": s["engine_overhead"], "evaluate": s["evaluate"],
+            "overhead": s["engine_overhead"], "engine": s["engine"], "evaluate": s["evaluate"],
             "mse": float(np.mean((fc - a) ** 2)), "qlike": qlike(a, fc), "rows": len(f)}
 
 

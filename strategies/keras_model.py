@@ -151,6 +151,7 @@ class KerasForecaster:
         keras = keras_module()
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.seed)
+        _private_python_random(self.seed)
         p = self.params
         hp = fixed_hyperparameters(p.fixed_values())
         builder = p.builder_function()
@@ -327,6 +328,22 @@ class KerasForecaster:
         s.data_range_, s.scale_, s.min_ = np.array(d["data_range"]), np.array(d["scale"]), np.array(d["min"])
         s.n_samples_seen_, s.n_features_in_ = d["n_samples_seen"], 1
         self.scaler, self.floor = s, float(d["output_floor"])
+
+
+def _private_python_random(seed: int) -> None:
+    """Give Keras' default seeds (layers built with ``seed=None``) their own ``random.Random(seed)``.
+
+    Keras draws them from Python's global ``random``, which ``set_random_seed`` has just seeded:
+    the same numbers, unless another thread uses ``random`` meanwhile, as a Dask worker's
+    event loop does. A private generator seeded the same way keeps the weights deterministic there.
+    """
+    import random
+
+    try:
+        from keras.src.random import seed_generator
+    except ImportError:  # pragma: no cover - a Keras without this module
+        return
+    seed_generator.python_random = random.Random(seed)
 
 
 @dataclass
