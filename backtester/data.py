@@ -181,19 +181,32 @@ def price_batches(cfg, batch_rows: int = 1 << 16) -> Iterator[pd.Series]:
     ts_type = source.schema_arrow.field(ts_col).type
     if pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type):
         # epoch numbers: one unit for the whole file, from the whole column's magnitude
-        mags = [_magnitude(b.column(0).to_pandas()) for b in source.iter_batches(batch_rows, columns=[ts_col])]
+        mags = [_magnitude(b[ts_col]) for b in _read_batches(source, path, batch_rows, [ts_col])]
         unit = _epoch_unit(float(np.fmax.reduce(mags)))
     last = None
-    for batch in source.iter_batches(batch_rows, columns=[ts_col, price_col]):
-        if batch.num_rows == 0:
-            continue
-        prices = validate_prices(batch.to_pandas(), ts_col, price_col, cfg.timezone, path, unit)
+    for batch in _read_batches(source, path, batch_rows, [ts_col, price_col]):
+        prices = validate_prices(batch, ts_col, price_col, cfg.timezone, path, unit)
         if last is not None and prices.index[0] <= last:
             raise DataError(f"{path}: timestamps are not sorted or repeat at {prices.index[0]}; sort the file by {ts_col!r}")
         last = prices.index[-1]
         if cfg.timestamp_is == "close":
             prices.index = prices.index - cfg.interval
         yield prices
+
+
+def _read_batches(source, path: Path, batch_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+    """The non-empty record batches of a ParquetFile as frames; a read failure is a one-line DataError."""
+    batches = source.iter_batches(batch_rows, columns=columns)
+    while True:
+        try:
+            batch = next(batches, None)
+            frame = None if batch is None else batch.to_pandas()
+        except Exception as exc:  # damaged file: name it, keep one line
+            raise DataError(f"{path}: cannot read as parquet: {str(exc).splitlines()[0]}") from None
+        if frame is None:
+            return
+        if len(frame):
+            yield frame
 
 
 def load_rv_bars(cfg) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 
 def intraday_pattern(hours: np.ndarray) -> np.ndarray:
@@ -45,11 +46,10 @@ def synth_bars(
     weights = np.array([0.25, 0.35, 0.45])  # stationary std of each component
     phi = np.exp(-np.log(2) / half_lives)
     shocks = rng.standard_normal((n, 3)) * weights * np.sqrt(1 - phi**2)
-    comp = np.zeros((n, 3))
     state = rng.standard_normal(3) * weights
-    for i in range(n):  # 1e5 steps; fast enough for a data generator
-        state = phi * state + shocks[i]
-        comp[i] = state
+    comp = np.empty((n, 3))
+    for k in range(3):  # x[i] = phi * x[i-1] + shock[i] as a linear filter: same arithmetic, no Python loop
+        comp[:, k] = lfilter([1.0], [1.0, -phi[k]], shocks[:, k], zi=[phi[k] * state[k]])[0]
     log_vol = comp.sum(axis=1) - 0.5 * (weights**2).sum()
 
     minute_vol = daily_vol / np.sqrt(1440) * np.exp(log_vol) * intraday_pattern(t.hour.to_numpy() + t.minute.to_numpy() / 60)

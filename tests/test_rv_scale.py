@@ -99,3 +99,17 @@ def test_prepare_bars_streams_parquet(tmp_path, minute_bars, monkeypatch):
 
     monkeypatch.setattr("backtester.rv.load_prices", whole_file)
     pd.testing.assert_frame_equal(prepare_bars(DataConfig(path=path, cache_dir=None)).bars, want, check_exact=True)
+
+
+def test_a_damaged_batch_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "damaged.parquet"
+    gappy_frame().to_parquet(path, index=False, row_group_size=100, compression="snappy")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 400] = b"\xab" * 400  # garbage inside the compressed pages
+    path.write_bytes(bytes(data))
+    cfg = DataConfig(path=path, cache_dir=None)
+    with pytest.raises(DataError, match=r"damaged.parquet: cannot read as parquet: ") as streamed:
+        list(price_batches(cfg, 100))
+    assert "\n" not in str(streamed.value)
+    with pytest.raises(DataError, match=r"damaged.parquet: cannot read as parquet: "):
+        prepare_bars(cfg)
