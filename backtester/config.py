@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -330,7 +331,13 @@ class RunConfig(Strict):
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a YAML config, apply ``a.b=value`` overrides and validate it."""
+    """Read a YAML config, apply ``a.b=value`` overrides and validate it.
+
+    An error caused by an override's value names the override (``--set execution.jobs=0: ...``),
+    any other names the file. A relative ``data.path`` written in the file is looked for in the
+    working directory, then in the config file's folder and that folder's parent (see
+    :func:`resolve_data_path`); one given by ``--set`` is relative to the working directory only.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path")
@@ -342,9 +349,137 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping with keys name, data, backtest, strategies")
-    for item in overrides:
+    source = str(path)
+    merged = with_overrides(raw, overrides)
+    try:
+        cfg = parse_config(merged, source=source)
+    except ConfigError as exc:
+        raise _blame_overrides(exc, raw, list(overrides), source) from None
+    given = [item for item in overrides if _override_key(item) in (["data"], ["data", "path"])]
+    data_path = cfg.data.path
+    if not given:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolve_data_path(data_path, path)})})
+    elif not data_path.is_absolute() and not data_path.exists():
+        raise ConfigError(f"--set {given[-1]}: data.path: {data_path} not found (looked in {os.path.abspath(data_path)}); "
+                          "paths given with --set are relative to the working directory")
+    return cfg
+
+
+def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
+    """Where a relative ``data.path`` written in the config file ``config_path`` is.
+
+    Tried in order: the working directory (so commands run from the repository root work as
+    written), the config file's folder, and that folder's parent (configs in ``configs/``, data in
+    ``data/``). An absolute path is returned as it is (a missing one is reported when it is read).
+    """
+    data_path = Path(data_path)
+    if data_path.is_absolute() or data_path.exists():
+        return data_path
+    folder = Path(os.path.abspath(config_path)).parent
+    tried = [Path(os.path.abspath(data_path))]
+    for base in (folder, folder.parent):
+        candidate = Path(os.path.normpath(base / data_path))
+        if candidate not in tried:
+            tried.append(candidate)
+    for candidate in tried[1:]:
+        if candidate.exists():
+            rel = os.path.relpath(candidate)
+            return Path(rel) if not rel.startswith(os.path.join(os.pardir, os.pardir)) else candidate
+    places = ", ".join(map(str, tried[:-1])) + f" and {tried[-1]}" if len(tried) > 1 else str(tried[0])
+    raise ConfigError(f"{config_path}: data.path: {data_path} not found (looked in {places}); paths are relative to "
+                      "the working directory, the config file's folder or its parent")
+
+
+# The blocks whose keys depend on a discriminator: block name -> (discriminator, its default, kind -> keys).
+_KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, set[str]]]] = {
+    "retrain": ("rule", "weekly", {m.model_fields["rule"].annotation.__args__[0]: set(m.model_fields)
+                                   for m in (WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule)}),
+    "window": ("kind", "expanding", {"expanding": {"kind", "start"}, "rolling": {"kind", "start", "length", "bars"}}),
+}
+
+
+def _override_key(item: str) -> list[str]:
+    return [p for p in item.partition("=")[0].strip().split(".") if p]
+
+
+def with_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``raw`` with the overrides applied in order.
+
+    An override that switches a retrain rule or window kind (``backtest.retrain.rule=monthly``,
+    ``strategies.lstm.window.kind=expanding``) drops the keys of that block the new kind does not
+    take (``weekday``), so the new kind's defaults apply; keys it also takes (``time``,
+    ``timezone``) and keys set by another override stay.
+
+    >>> raw = {"backtest": {"retrain": {"rule": "weekly", "weekday": "tue", "time": "06:00"}}}
+    >>> with_overrides(raw, ["backtest.retrain.rule=monthly"])["backtest"]
+    {'retrain': {'rule': 'monthly', 'time': '06:00'}}
+    """
+    raw = copy.deepcopy(raw)
+    keys = [_override_key(item) for item in overrides]
+    for item, parts in zip(overrides, keys):
+        block = _node(raw, parts[:-1]) if _is_switch(parts) else None
+        if not isinstance(block, dict):
+            apply_override(raw, item)
+            continue
+        block_path, leaf = parts[:-1], parts[-1]
+        _, default, accepts = _KINDED_BLOCKS[block_path[-1]]
+        old = block.get(leaf, default)
         apply_override(raw, item)
-    return parse_config(raw, source=str(path))
+        new = block.get(leaf)
+        if new == old or not isinstance(new, str) or new not in accepts:
+            continue  # the same kind, or an unknown one (validation names it)
+        kept = {k[len(block_path)] for k in keys if len(k) > len(block_path) and k[:len(block_path)] == block_path}
+        for key in [key for key in block if key not in accepts[new] and key not in kept]:
+            del block[key]
+    return raw
+
+
+def _node(raw: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = raw
+    for part in parts:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _blame_overrides(exc: ConfigError, raw: dict[str, Any], overrides: list[str], source: str) -> ConfigError:
+    """``exc`` naming the overrides that caused it instead of the file, where they did.
+
+    An override is a suspect when its key and the failing key path lie on one branch
+    (``execution.jobs``, or a block the error names as a whole, ``backtest.window``); it is
+    blamed when the config without the suspects no longer gives the same error.
+    """
+    message = str(exc)
+    detail = message.removeprefix(f"{source}: ")
+    failing = detail.partition(": ")[0].split(".")
+    suspects = [item for item in overrides if _on_one_branch(_override_key(item), failing)]
+    exact = [item for item in suspects if _override_key(item) == failing]
+    switches = [item for item in overrides
+                if _is_switch(_override_key(item)) and _on_one_branch(_override_key(item)[:-1], failing)]
+    suspects = exact or suspects or switches  # a switched kind may miss a key of its own (every_n_bars: n)
+    if not suspects:
+        return exc
+    try:
+        parse_config(with_overrides(raw, [item for item in overrides if item not in suspects]), source=source)
+    except ConfigError as other:
+        if str(other).removeprefix(f"{source}: ") == detail:
+            return exc  # the file gives it too
+    return ConfigError(", ".join(f"--set {item}" for item in suspects) + f": {detail}")
+
+
+def _is_switch(key: list[str]) -> bool:
+    """Whether ``key`` is a retrain rule or window kind (``backtest.retrain.rule``, ``strategies.x.window.kind``)."""
+    block = key[:-1]
+    if not (block[:-1] == ["backtest"] or (len(block) == 3 and block[0] == "strategies")):
+        return False
+    switch = _KINDED_BLOCKS.get(block[-1])
+    return switch is not None and key[-1] == switch[0]
+
+
+def _on_one_branch(a: list[str], b: list[str]) -> bool:
+    n = min(len(a), len(b))
+    return n > 0 and a[:n] == b[:n]
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

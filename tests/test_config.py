@@ -1,10 +1,12 @@
 """Strict config validation: one line naming the key and the fix."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
 
-from backtester.config import apply_override, load_config, parse_config
+from backtester.config import apply_override, load_config, parse_config, with_overrides
 from backtester.errors import ConfigError
 
 
@@ -104,11 +106,12 @@ def test_missing_required_key():
 def test_overrides_and_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(valid()))
+    (tmp_path / "bars.parquet").touch()  # data.path: bars.parquet, beside the config
     cfg = load_config(path, ["backtest.horizon=6", "strategies.net.epochs=2", "backtest.retrain={rule: daily}"])
     assert cfg.backtest.horizon == 6 and cfg.strategies["net"].params.epochs == 2 and cfg.backtest.retrain.rule == "daily"
     with pytest.raises(ConfigError, match=r"--set 'horizon': write it as key.path=value"):
         apply_override({}, "horizon")
-    with pytest.raises(ConfigError, match=r"c.yaml: backtest.horizn: unknown key"):
+    with pytest.raises(ConfigError, match=r"^--set backtest.horizn=3: backtest.horizn: unknown key"):
         load_config(path, ["backtest.horizn=3"])
     with pytest.raises(ConfigError, match=r"nope.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
@@ -131,3 +134,74 @@ def test_strategy_schedules_override_the_backtest_ones_and_round_trip():
     assert parse_config(resolved).config_id() == cfg.config_id()
     raw["strategies"]["once"]["retrain"] = {"rule": "monthly", "day": 3}
     assert parse_config(raw).config_id() != cfg.config_id()
+
+
+def test_switching_a_rule_or_window_kind_drops_the_old_kinds_keys():
+    raw = valid()
+    raw["backtest"]["retrain"] = {"rule": "weekly", "weekday": "tue", "time": "06:00", "timezone": "Europe/London"}
+    raw["backtest"]["window"] = {"kind": "rolling", "length": "30D", "start": "2024-01-01"}
+    raw["strategies"]["har"] = {"retrain": {"rule": "monthly", "day": "last"}, "window": {"kind": "rolling", "bars": 500}}
+    out = with_overrides(raw, ["backtest.retrain.rule=monthly", "backtest.window.kind=expanding",
+                               "strategies.har.retrain.rule=every_n_bars", "strategies.har.retrain.n=24",
+                               "strategies.har.window.kind=expanding"])
+    assert out["backtest"]["retrain"] == {"rule": "monthly", "time": "06:00", "timezone": "Europe/London"}
+    assert out["backtest"]["window"] == {"kind": "expanding", "start": "2024-01-01"}
+    assert out["strategies"]["har"] == {"retrain": {"rule": "every_n_bars", "n": 24}, "window": {"kind": "expanding"}}
+    assert raw["backtest"]["retrain"]["weekday"] == "tue"  # the input is left alone
+    cfg = parse_config(out)
+    assert cfg.backtest.retrain.day == 1 and cfg.strategies["har"].retrain.n == 24
+    # a key set by another override stays, whichever comes first; the same kind drops nothing
+    out = with_overrides(raw, ["backtest.retrain.day=15", "backtest.retrain.rule=monthly"])
+    assert out["backtest"]["retrain"]["day"] == 15 and "weekday" not in out["backtest"]["retrain"]
+    assert with_overrides(raw, ["backtest.retrain.rule=weekly"]) == raw
+    raw["backtest"]["window"] = {"kind": "expanding"}
+    out = with_overrides(raw, ["backtest.window.length=30D", "backtest.window.kind=rolling"])
+    assert parse_config(out).backtest.window.length == pd.Timedelta("30D")
+
+
+def test_override_errors_name_the_override_and_file_errors_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(valid()))
+    (tmp_path / "bars.parquet").touch()
+
+    def message(overrides):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, overrides)
+        return str(info.value)
+
+    assert message(["execution.jobs=0"]) == \
+        "--set execution.jobs=0: execution.jobs: Input should be greater than or equal to 1 (got 0)"
+    assert message(["backtest.retrain.rule=every_n_bars"]) == \
+        "--set backtest.retrain.rule=every_n_bars: backtest.retrain.n: required key is missing; add it"
+    assert message(["backtest.end=2024-01-01"]) == \
+        "--set backtest.end=2024-01-01: backtest: backtest.end must be after backtest.start"
+    assert message(["strategies.net.layers=[]"]).startswith("--set strategies.net.layers=[]: strategies.net.layers: ")
+    bad = valid()
+    bad["backtest"]["horizon"] = 0
+    path.write_text(yaml.safe_dump(bad))
+    assert message(["backtest.start=2024-03-01"]).startswith(f"{path}: backtest.horizon: ")  # not the override's
+    assert message(["backtest.horizon=0"]).startswith(f"{path}: backtest.horizon: ")  # the file says it too
+
+
+def test_relative_data_path_is_found_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "configs" / "c.yaml"
+    raw = valid()
+    raw["data"]["path"] = "data/bars.parquet"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path / "configs")
+    with pytest.raises(ConfigError) as info:
+        load_config("c.yaml")
+    assert str(info.value) == (
+        f"c.yaml: data.path: data/bars.parquet not found (looked in {tmp_path}/configs/data/bars.parquet and "
+        f"{tmp_path}/data/bars.parquet); paths are relative to the working directory, the config file's folder or its parent")
+    (tmp_path / "data" / "bars.parquet").touch()
+    assert load_config("c.yaml").data.path == Path("../data/bars.parquet")  # the config file's parent
+    (tmp_path / "configs" / "data").mkdir()
+    (tmp_path / "configs" / "data" / "bars.parquet").touch()
+    assert load_config("c.yaml").data.path == Path("data/bars.parquet")  # the working directory first
+    monkeypatch.chdir(tmp_path)
+    assert load_config("configs/c.yaml").data.path == Path("data/bars.parquet")
+    with pytest.raises(ConfigError, match=r"^--set data.path=elsewhere.parquet: data.path: elsewhere.parquet not found"):
+        load_config("configs/c.yaml", ["data.path=elsewhere.parquet"])

@@ -1,0 +1,115 @@
+"""Issue 9, as a new user meets it: the exact commands and the messages they give (plans only, no training)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+BACKTEST = str(Path(sys.executable).with_name("backtest"))
+
+
+def backtest(*args, cwd=ROOT):
+    """Run the installed ``backtest`` command in a fresh process, as a user would."""
+    return subprocess.run([BACKTEST, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def plan(*sets):
+    return backtest("plan", "configs/weekly.yaml", *[a for s in sets for a in ("--set", s)])
+
+
+# --------------------------------------------------------------------------- --set on a rule or window block
+
+
+@pytest.mark.parametrize("rule, label", [("monthly", "monthly day 1 00:00 UTC"), ("daily", "daily 00:00 UTC")])
+def test_set_switches_the_retrain_rule_of_a_weekly_config(rule, label):
+    # was: error: configs/weekly.yaml: backtest.retrain.weekday: unknown key (did you mean 'day'?)
+    proc = plan(f"backtest.retrain.rule={rule}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"lstm, har, garch, ewma, naive, rolling_mean: " in proc.stdout
+    assert f"({label}; window expanding)" in proc.stdout
+
+
+def test_set_switches_the_window_from_expanding_to_rolling():
+    proc = plan("backtest.window.kind=rolling", "backtest.window.length=30D")
+    assert proc.returncode == 0, proc.stderr
+    assert "8 retrains (weekly mon 00:00 UTC; window rolling 30D)" in proc.stdout
+    assert "  2024-02-05 00:00:00+00:00    2024-01-06 01:00:00+00:00    2024-02-05 00:00:00+00:00       720" in proc.stdout
+
+
+def test_an_error_caused_by_an_override_names_the_override():
+    cases = [
+        (["execution.jobs=0"],
+         "error: --set execution.jobs=0: execution.jobs: Input should be greater than or equal to 1 (got 0)"),
+        (["backtest.retrain.rule=monthly", "backtest.retrain.weekday=tue"],
+         "error: --set backtest.retrain.weekday=tue: backtest.retrain.weekday: unknown key (did you mean 'day'?); "
+         "valid keys here: rule, day, time, timezone"),
+        (["backtest.window.kind=rolling"],
+         "error: --set backtest.window.kind=rolling: backtest.window: a rolling window needs exactly one of "
+         "'length' (e.g. 30D) or 'bars' (e.g. 2000)"),
+    ]
+    for sets, message in cases:
+        proc = plan(*sets)
+        assert (proc.returncode, proc.stderr.strip()) == (2, message), sets
+
+
+# --------------------------------------------------------------------------- paths relative to the config file
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """The repository's layout in a temporary folder: configs/smoke.yaml and data/sample_1m.parquet."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "configs" / "smoke.yaml").write_text((ROOT / "configs" / "smoke.yaml").read_text())
+    (tmp_path / "data" / "sample_1m.parquet").symlink_to(ROOT / "data" / "sample_1m.parquet")
+    return tmp_path
+
+
+def test_plan_from_the_configs_folder_finds_the_data(layout):
+    # was: error: data/sample_1m.parquet: data file not found
+    proc = backtest("plan", "smoke.yaml", cwd=layout / "configs")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("data: 2,160 bars from 2024-01-01 01:00:00+00:00")
+
+
+def test_plan_from_the_real_configs_folder():
+    proc = backtest("plan", "smoke.yaml", "--set", "data.cache_dir=null", cwd=ROOT / "configs")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_missing_data_file_names_every_place_tried(layout):
+    (layout / "data" / "sample_1m.parquet").unlink()
+    work = layout / "configs"
+    proc = backtest("plan", "smoke.yaml", cwd=work)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: smoke.yaml: data.path: data/sample_1m.parquet not found (looked in {work}/data/sample_1m.parquet and "
+        f"{layout}/data/sample_1m.parquet); paths are relative to the working directory, the config file's folder or "
+        "its parent")
+
+
+def test_a_data_path_given_by_set_is_relative_to_the_working_directory(layout):
+    work = layout / "configs"
+    proc = backtest("plan", "smoke.yaml", "--set", "data.path=data/sample_1m.parquet", cwd=work)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: --set data.path=data/sample_1m.parquet: data.path: data/sample_1m.parquet not found (looked in "
+        f"{work}/data/sample_1m.parquet); paths given with --set are relative to the working directory")
+    proc = backtest("plan", "smoke.yaml", "--set", "data.path=../data/sample_1m.parquet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_naive_run_from_the_configs_folder_writes_results_under_the_working_directory(layout):
+    work = layout / "configs"
+    proc = backtest("run", "smoke.yaml", "-q", "--set", "strategies={naive: {type: naive}}", "--set", "output.plots=false",
+                    "--set", "output.save_models=false", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "wrote results/smoke/"
+    out = work / "results" / "smoke"
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["path"] == "../data/sample_1m.parquet"
+    assert pd.read_parquet(out / "forecasts.parquet")["issued_at"].nunique() == 14 * 24
