@@ -124,8 +124,11 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
                             "pass the original file with --data")
     bars = prepared.bars.index
     series = BarSeries.from_frame(prepared.bars)
-    first = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["first"])))
-    last = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["last"])))
+    if art.meta["issued"]["count"]:
+        first = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["first"])))
+        last = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["last"])))
+    else:  # a model from `backtest train`: its forecast from the bar it was trained at
+        first = last = int(bars.searchsorted(pd.Timestamp(art.meta["retrain_time"])))
     trained = pd.Timestamp(art.meta["trained_through"]).value
     recorder = ForecastRecorder(bars)
     seg = Segment(art.meta["strategy"], int(art.meta["model_version"]), pd.Timestamp(art.meta["retrain_time"]),

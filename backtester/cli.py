@@ -115,6 +115,39 @@ def plan(config: str, overrides: tuple[str, ...]) -> None:
         _fail(exc)
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@set_option
+@backend_option
+@click.option("--until", default=None, metavar="DATE",
+              help="Train on the bars closed at or before DATE (a date alone: the whole day); default: all data.")
+@click.option("--strategy", "only", multiple=True, metavar="NAME", help="Train only this strategy (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where to write the model folder (default: results/<name>-model).")
+@click.option("--force", is_flag=True, help="Replace an existing model folder.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the folder written.")
+def train(config: str, overrides: tuple[str, ...], backend: str | None, until: str | None, only: tuple[str, ...],
+          out: str | None, force: bool, quiet: bool) -> None:
+    """Tune (if configured) and train each strategy of CONFIG once, as a retrain at --until would;
+    write the artifacts (results/<name>-model/models/<strategy>/1/)."""
+    try:
+        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()))
+        from .train import train as train_models
+
+        log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+        done = train_models(cfg, until=until, only=only, out=out, force=force, log=log)
+    except BacktestError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: nothing was written; run the same command again", err=True)
+        sys.exit(130)
+    if not quiet:
+        for name, folder in done.models.items():
+            click.echo(f"{name}: {folder}")
+        click.echo(f"trained through {done.at} in {done.seconds:.1f}s")
+    click.echo(f"wrote {done.out_dir}/")
+
+
 @main.group()
 def data() -> None:
     """Make sample data and prepare realized-volatility bars."""
@@ -227,7 +260,7 @@ def report(run_dir: str) -> None:
 
 @main.group()
 def model() -> None:
-    """Reload the model a retrain saved (results/<run>/models/<strategy>/<version>/)."""
+    """Saved models: reload a retrain's artifact (results/<run>/models/<strategy>/<version>/) or inspect a .h5/.keras file."""
 
 
 @model.command()
@@ -269,6 +302,27 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
         sys.exit(1)
     if out:
         click.echo(f"wrote {out}")
+
+
+@model.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write model_config.json (default: beside the model file).")
+@click.option("--scaler", "scaler_path", type=click.Path(dir_okay=False), default=None,
+              help="A pickled scikit-learn MinMaxScaler to convert to scaler.json (beside model_config.json).")
+@click.option("--trust-pickle", is_flag=True, help="Allow unpickling --scaler (unpickling runs code from the file).")
+def inspect(path: str, out: str | None, scaler_path: str | None, trust_pickle: bool) -> None:
+    """Describe a .h5 (Keras 2 or 3) or .keras model file and write its model_config.json."""
+    from strategies.keras_import import inspect_model, summary_lines
+
+    try:
+        found = inspect_model(path, out=out, scaler_path=scaler_path, trust_pickle=trust_pickle)
+    except BacktestError as exc:
+        _fail(exc)
+    for line in summary_lines(found.info, found.scaler):
+        click.echo(line)
+    for written in found.written:
+        click.echo(f"wrote {written}")
 
 
 if __name__ == "__main__":  # pragma: no cover

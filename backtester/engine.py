@@ -18,16 +18,17 @@ next retrain of its strategy (``tests/test_segment.py`` checks this against the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from .executors import JobResult, cost_order, run_jobs, segment_job
+from .executors import JobResult, chain_job, cost_order, run_jobs, tune_job
 from .plan import Plan
 from .segment import FitRecord, LiveModel, Segment, check_failures, run_segment, write_segment
 from .series import BarSeries
+from .tuning import TuneResult, params_by_segment, tune_segment
 
 
 @dataclass
@@ -39,6 +40,7 @@ class EngineResult:
     segments: int = 0
     parts: list[pd.DataFrame] = field(default_factory=list, repr=False)
     workers: dict[str, float] = field(default_factory=dict)  # busy seconds per worker (parallel runs)
+    tunings: dict[str, TuneResult] = field(default_factory=dict)  # by segment key
 
     def add(self, res) -> None:
         self.parts.append(res.rows)
@@ -78,11 +80,18 @@ def run_engine(
     for name, spec in specs.items():
         live: LiveModel | None = None
         records: list[FitRecord] = []
+        params = spec.params
+        warm = _warm(spec)
         for seg in plan.segments(name):
-            res = run_segment(seg, spec.params, series, plan.bars, run_seed, fallback=live, batched=batched)
+            if seg.tune:
+                tuned = tune_segment(seg, spec.params, series, run_seed, stage)
+                out.tunings[seg.key] = tuned
+                params = params_by_segment(spec.params, [seg], {seg.key: tuned})[seg.key] if tuned.best else params
+            res = run_segment(seg, params, series, plan.bars, run_seed, fallback=live, batched=batched,
+                              start_from=live if warm else None)
             record = res.record
             if stage is not None:
-                record = write_segment(stage, res, spec, context or {}, save_models)
+                record = write_segment(stage, res, replace(spec, params=params), context or {}, save_models)
             if res.ok:
                 live = res.model
             records.append(record)
@@ -95,37 +104,61 @@ def run_engine(
     return out
 
 
+def _warm(spec) -> bool:
+    """Does this strategy continue the previous retrain's model (a sequential chain)?"""
+    return getattr(spec.params, "warm_start", None) is not None
+
+
 def _run_parallel(plan, specs, series, run_seed, max_failed, stage, context, save_models, on_segment, batched,
                   jobs, scheduler) -> EngineResult:
-    """All segments of all strategies as independent jobs, longest first; then, in time order, a
-    failed fit's forecasts from the strategy's previous model (refitted here: fits are deterministic)."""
-    segs = {s.key: s for s in plan.segments()}
-    order = cost_order((k, specs[s.strategy].params.fit_cost(s.window.stop - s.window.start)) for k, s in segs.items())
-    jobs_list = [(k, (segs[k], specs[segs[k].strategy], series, plan.bars, run_seed, batched, stage, context, save_models))
-                 for k in order]
+    """All tunings, then all segments of all strategies as independent jobs, longest first (a warm-start
+    strategy's segments as one chain job); then, in time order, a failed fit's forecasts from the
+    strategy's previous model (refitted here: fits are deterministic)."""
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
-    done: dict[str, JobResult] = {}
-
-    def finished(key: str, job: JobResult) -> None:
-        done[key] = job
-        out.workers[job.worker] = out.workers.get(job.worker, 0.0) + job.result.fit_seconds + job.result.predict_seconds
-        if on_segment is not None:
-            on_segment(segs[key])
-
     backend = context.get("backend") or os.environ.get("KERAS_BACKEND", "tensorflow")
     keras = any(hasattr(spec.params, "builder_path") for spec in specs.values())
-    run_jobs(jobs_list, segment_job, min(jobs, len(segs)), scheduler, backend, finished, keras=keras)
+    all_segs = plan.segments()
+    tuning = [(s.key, (s, specs[s.strategy].params, series, run_seed, stage, context.get("backend")))
+              for s in all_segs if s.tune]
+    if tuning:
+        run_jobs(tuning, tune_job, min(jobs, len(tuning)), scheduler, backend,
+                 lambda key, t: out.tunings.__setitem__(key, t), keras=keras)
+    seg_params: dict[str, Any] = {}
+    for name, spec in specs.items():
+        seg_params.update(params_by_segment(spec.params, plan.segments(name), out.tunings))
+    segs = {s.key: s for s in all_segs}
+    chains: dict[str, list[Segment]] = {}
+    for s in all_segs:  # a warm strategy is one chain; any other segment is a chain of one
+        chains.setdefault(s.strategy if _warm(specs[s.strategy]) else s.key, []).append(s)
+    cost = {k: sum(seg_params[s.key].fit_cost(s.window.stop - s.window.start) for s in c) for k, c in chains.items()}
+    jobs_list = [(k, ([(s, replace(specs[s.strategy], params=seg_params[s.key])) for s in chains[k]], series,
+                      plan.bars, run_seed, batched, stage, context, save_models))
+                 for k in cost_order(cost.items())]
+    done: dict[str, JobResult] = {}
+
+    def finished(key: str, results: list[JobResult]) -> None:
+        for job in results:
+            done[job.result.segment.key] = job
+            out.workers[job.worker] = (out.workers.get(job.worker, 0.0) + job.result.fit_seconds
+                                       + job.result.predict_seconds)
+            if on_segment is not None:
+                on_segment(segs[job.result.segment.key])
+
+    run_jobs(jobs_list, chain_job, min(jobs, len(jobs_list)), scheduler, backend, finished, keras=keras)
     for name, spec in specs.items():
         records: list[FitRecord] = []
         last_ok: Segment | None = None
         live: LiveModel | None = None
         for seg in plan.segments(name):
             res, record = done[seg.key].result, done[seg.key].record
-            if not res.ok and last_ok is not None:
+            if not res.ok and last_ok is not None and not _warm(spec):  # a chain made its own fallbacks
+                params = seg_params[seg.key]
                 if live is None or live.model_version != last_ok.model_version:
-                    live = run_segment(last_ok, spec.params, series, plan.bars, run_seed, batched=batched).model
-                res = run_segment(seg, spec.params, series, plan.bars, run_seed, fallback=live, batched=batched)
-                record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
+                    live = run_segment(last_ok, seg_params[last_ok.key], series, plan.bars, run_seed,
+                                       batched=batched).model
+                res = run_segment(seg, params, series, plan.bars, run_seed, fallback=live, batched=batched)
+                record = (write_segment(stage, res, replace(spec, params=params), context, save_models)
+                          if stage is not None else res.record)
             if res.ok:
                 last_ok = seg
             records.append(record)

@@ -37,14 +37,41 @@ class JobResult:
 
 def segment_job(seg, spec, series, bars, run_seed: int, batched: bool, stage, context: dict, save_models: bool) -> JobResult:
     """Fit one segment (no fallback model), write it under ``stage`` and return it without the model."""
+    return chain_job([(seg, spec)], series, bars, run_seed, batched, stage, context, save_models)[0]
+
+
+def chain_job(items: list, series, bars, run_seed: int, batched: bool, stage, context: dict,
+              save_models: bool) -> list[JobResult]:
+    """Fit segments in order, each written under ``stage``; returned without their models.
+
+    ``items`` is ``[(segment, spec), ...]``: one segment, or a warm-start strategy's whole
+    chain, where each fit continues the last good model (and a failed fit falls back on it).
+    """
     from .backend import select_backend
     from .segment import run_segment, write_segment
 
     if context.get("backend"):
         select_backend(context["backend"])  # a Dask worker: the run's backend (refused if it has another loaded)
-    res = run_segment(seg, spec.params, series, bars, run_seed, batched=batched)
-    record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
-    return JobResult(replace(res, model=None), record, f"{os.uname().nodename}:{os.getpid()}")
+    out, live = [], None
+    for seg, spec in items:
+        warm = getattr(spec.params, "warm_start", None) is not None
+        res = run_segment(seg, spec.params, series, bars, run_seed, batched=batched, fallback=live,
+                          start_from=live if warm else None)
+        record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
+        if res.ok:
+            live = res.model
+        out.append(JobResult(replace(res, model=None), record, f"{os.uname().nodename}:{os.getpid()}"))
+    return out
+
+
+def tune_job(seg, params, series, run_seed: int, stage, backend: str | None):
+    """A tuning retrain's search (:func:`backtester.tuning.tune_segment`) on a worker."""
+    from .backend import select_backend
+    from .tuning import tune_segment
+
+    if backend:
+        select_backend(backend)
+    return tune_segment(seg, params, series, run_seed, stage)
 
 
 def worker_threads(jobs: int, cores: int | None = None) -> int:

@@ -38,6 +38,7 @@ class Schedule:
     label: str
     retrains: pd.DatetimeIndex
     windows: tuple[TrainWindow, ...]
+    tunes: tuple[bool, ...] = ()  # per retrain: does it tune first (strategies with a tuning block)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class Plan:
             starts = [int(self.bars.searchsorted(t)) for t in sched.retrains]
             for k, (start, window) in enumerate(zip(starts, sched.windows)):
                 stop = starts[k + 1] if k + 1 < len(starts) else self.stop
+                tune = bool(sched.tunes[k]) if sched.tunes else False
                 out.append(Segment(strategy=name, model_version=k + 1, retrain_time=sched.retrains[k],
-                                   window=window, first=start, stop=stop, horizon=self.horizon))
+                                   window=window, first=start, stop=stop, horizon=self.horizon, tune=tune))
         return out
 
     def forecast_rows(self, strategies: int = 1) -> int:
@@ -98,17 +100,20 @@ class Plan:
             sched = self.schedules[group[0]]
             lines.append("")
             n = len(sched.retrains)
-            lines.append(f"{', '.join(group)}: {n} retrain{'s' if n != 1 else ''} ({sched.label})")
+            tunes = sum(sched.tunes)
+            tuned = f"; tuning at {tunes} of them (marked *)" if tunes else ""
+            lines.append(f"{', '.join(group)}: {n} retrain{'s' if n != 1 else ''} ({sched.label}){tuned}")
             lines.append("  retrain time                 window start                 window end                   bars")
-            for row in self.table(group[0]).itertuples():
-                lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}")
+            for k, row in enumerate(self.table(group[0]).itertuples()):
+                mark = " *" if tunes and sched.tunes[k] else ""
+                lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}{mark}")
         return "\n".join(lines)
 
     def _groups(self) -> list[list[str]]:
         """Strategies with identical schedules, listed together."""
         groups: dict[tuple, list[str]] = {}
         for name, s in self.schedules.items():
-            key = (tuple(s.retrains.asi8), tuple((w.start, w.stop) for w in s.windows), s.label)
+            key = (tuple(s.retrains.asi8), tuple((w.start, w.stop) for w in s.windows), s.label, s.tunes)
             groups.setdefault(key, []).append(name)
         return list(groups.values())
 
@@ -133,8 +138,20 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
         if len(retrains) == 0:  # pragma: no cover - the first test bar always retrains
             raise ConfigError(f"{where}: no retrain falls in the test period")
         windows = tuple(training_window(spec.window, bars, t) for t in retrains)
-        schedules[name] = Schedule(name, spec.schedule_label(), retrains, windows)
+        tunes = tuple(tuning_schedule(getattr(spec.params, "tuning", None), retrains, bars, bt))
+        schedules[name] = Schedule(name, spec.schedule_label(), retrains, windows, tunes)
     return Plan(bars=bars, first=first, stop=stop, horizon=bt.horizon, schedules=schedules)
+
+
+def tuning_schedule(tuning, retrains: pd.DatetimeIndex, bars: pd.DatetimeIndex, bt) -> list[bool]:
+    """Which retrains tune first: none without a tuning block; else the first, then per ``every``."""
+    if tuning is None:
+        return [False] * len(retrains)
+    from strategies.keras_tuning import tuning_points
+
+    rule = tuning.rule()
+    times = retrain_times(rule, bars, bt.start, bt.end) if rule is not None else None
+    return tuning_points(tuning.every, list(retrains), times)
 
 
 def check_plan(cfg, plan: Plan) -> None:

@@ -31,6 +31,7 @@ import yaml
 
 from . import __version__
 from .engine import run_engine
+from .tuning import read_trials
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
 from .evaluation.accuracy import dm_table, model_confidence_set
@@ -186,6 +187,9 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
         spread.to_parquet(stage / "seeds.parquet", index=False)
     rows.to_parquet(stage / "forecasts.parquet", index=False)
     retrains.to_parquet(stage / "retrains.parquet", index=False)
+    trials = read_trials(stage)
+    if len(trials):
+        trials.to_parquet(stage / "tuning.parquet", index=False)
     scores.to_parquet(stage / "metrics.parquet", index=False)
     losses.to_parquet(stage / "losses.parquet", index=False)
     score_table(losses, rows, cfg.evaluation.benchmark).to_parquet(stage / "scores.parquet", index=False)

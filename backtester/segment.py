@@ -72,6 +72,7 @@ class Segment:
     first: int
     stop: int
     horizon: int
+    tune: bool = False  # a tuning retrain: search hyperparameters on this window first (backtester.tuning)
 
     @property
     def issues(self) -> int:
@@ -165,12 +166,14 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
 
 
 def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex, run_seed: int,
-                fallback: LiveModel | None = None, batched: bool = True) -> SegmentResult:
+                fallback: LiveModel | None = None, batched: bool = True,
+                start_from: LiveModel | None = None) -> SegmentResult:
     """Fit the segment's model and issue its forecasts; see the module docstring.
 
     ``series`` is cut to the segment's last issue time before anything else, so
     nothing after it can reach the fit or a forecast. ``bars`` (the bar grid)
     only supplies target times. ``batched=False`` forecasts bar by bar (the reference path).
+    ``start_from``: a warm start, the fit continues that model (strategies with ``start_from``).
     """
     known = series.upto(seg.stop)
     w: TrainWindow = seg.window
@@ -186,6 +189,8 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         if not (callable(getattr(strategy, "fit", None)) and callable(getattr(strategy, "forecast", None))):
             raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
                                 f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
+        if start_from is not None and callable(getattr(strategy, "start_from", None)):
+            strategy.start_from(start_from.strategy, start_from.model_version)
         info = _call(seg.strategy, "fit()", strategy.fit, train, seg.horizon)
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
     except FailedRetrain as exc:
@@ -195,7 +200,7 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
 
     recorder = ForecastRecorder(bars)
     t0 = time.perf_counter()
-    if model is not None:
+    if model is not None and seg.issues > 0:
         for i, values in zip(range(seg.first, seg.stop), segment_forecasts(seg, model.strategy, known, batched)):
             recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
     predict_seconds = time.perf_counter() - t0
@@ -282,7 +287,8 @@ def artifact_meta(result: SegmentResult, spec, context: dict[str, Any]) -> dict[
         "window": {"kind": spec.window.kind, "start": str(rec.window_start), "end": str(rec.window_end),
                    "bars": rec.train_bars},
         "trained_through": str(pd.Timestamp(result.model.trained_through, tz="UTC")),
-        "issued": {"first": str(bars[seg.first]), "last": str(bars[seg.stop - 1]), "count": seg.issues},
+        "issued": ({"first": str(bars[seg.first]), "last": str(bars[seg.stop - 1]), "count": seg.issues}
+                   if seg.issues else {"first": None, "last": None, "count": 0}),
         "data": context["data"],
         "train_loss": rec.train_loss,
         "val_loss": rec.val_loss,

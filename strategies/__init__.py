@@ -1,6 +1,6 @@
 """Forecasting strategies behind one small Protocol, and an open registry of their types.
 
-Built in: ``lstm``, ``keras`` (your own Keras builder), ``naive``, ``rolling_mean``,
+Built in: ``lstm``, ``keras`` (your own Keras builder), ``imported`` (a saved model), ``naive``, ``rolling_mean``,
 ``ewma``, ``har``, ``garch``. A strategy ``type`` may also be
 
 - the name an installed package registers in the entry-point group
@@ -16,7 +16,7 @@ Examples
 >>> validate_params("x", {"type": "lsmt"})
 Traceback (most recent call last):
 ...
-backtester.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, keras, lstm, naive, rolling_mean, or a path 'package.module:ParamsClass'
+backtester.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, naive, rolling_mean, or a path 'package.module:ParamsClass'
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .base import FitInfo, Params, Strategy
 from .ewma import EwmaParams
 from .garch import GarchParams
 from .har import HarParams
+from .imported import ImportedParams
 from .keras_model import KerasParams
 from .loading import import_object
 from .lstm import LstmParams
@@ -44,6 +45,7 @@ REGISTRY: dict[str, type[Params]] = {
     "ewma": EwmaParams,
     "garch": GarchParams,
     "har": HarParams,
+    "imported": ImportedParams,
     "keras": KerasParams,
     "lstm": LstmParams,
     "naive": NaiveParams,

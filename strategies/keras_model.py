@@ -40,16 +40,24 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backtester.errors import BacktestError, FailedRetrain
 from backtester.series import BarSeries
 
 from .base import FitInfo, Params, forecast_each, positive_floor, trailing_windows
+from .keras_tuning import TuningConfig
 from .loading import import_object
 
 HyperValue = int | float | str | bool
 PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
+
+
+class WarmStart(BaseModel):
+    """``warm_start: {epochs: N}``: each retrain continues the previous retrain's model for N epochs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(default=2, ge=1)
 
 
 class BuilderError(BacktestError):
@@ -167,7 +175,8 @@ class KerasForecaster:
 
         p = self.params
         steps = self.steps(horizon)
-        values = train.rv.reshape(-1, 1)
+        self.floor = positive_floor(train.rv)
+        values = self._to_target(train.rv).reshape(-1, 1)
         self.scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
         scaled = self.scaler.transform(values)[:, 0].astype("float32")
         x, y = windows(scaled, p.memory, steps)
@@ -177,21 +186,44 @@ class KerasForecaster:
         x_tr, y_tr, x_val, y_val = x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :]
         fresh = self.build_model(steps)
         self.model = self._twin_of(fresh, steps) if p.reuse_compiled else fresh
-        self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, p.epochs, self.seed)
+        epochs = p.epochs
+        self.started_from: Any = None
+        start = getattr(self, "_start", None)
+        if start is not None:
+            saved = getattr(start[0], "_weights", None)
+            weights = saved if saved is not None else start[0]._live_model().get_weights()
+            if [w.shape for w in weights] == [tuple(v.shape) for v in self.model.weights]:
+                self.model.set_weights(weights)
+                epochs, self.started_from = p.warm_start.epochs if p.warm_start else p.epochs, start[1]
+            else:
+                self.started_from = f"cold: model {start[1]} has another architecture"
+        self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, epochs, self.seed)
         self._weights = self.model.get_weights()
         object.__setattr__(self.model, "_backtester_owner", self)
         train_loss = float(self.history["loss"][-1])
         val_loss = float(self.history["val_loss"][-1]) if n_val else float("nan")
         if not math.isfinite(train_loss):
             raise FailedRetrain("training loss is not finite")
-        self.floor = positive_floor(train.rv)
         self.samples = len(x_tr)
         return FitInfo(
             samples=len(x_tr),
             train_loss=train_loss,
             val_loss=val_loss,
-            extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values},
+            extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values,
+                   "started_from": self.started_from},
         )
+
+    def start_from(self, previous: KerasForecaster, version: Any) -> None:
+        """Warm start: the next ``fit`` continues ``previous``'s weights (model ``version``) for
+        ``warm_start.epochs`` epochs, with a fresh optimizer and the scaler refitted on the new window."""
+        self._start = (previous, version)
+
+    def _to_target(self, rv: np.ndarray) -> np.ndarray:
+        """RV in the unit the model learns (``target``): as is, its log, or variance (RV squared)."""
+        return to_target(rv, self.params.target, self.floor)
+
+    def _from_target(self, values: np.ndarray) -> np.ndarray:
+        return from_target(values, self.params.target)
 
     def _twin_of(self, fresh, steps: int):
         """An already-compiled model of the same architecture, given ``fresh``'s initial state.
@@ -217,6 +249,7 @@ class KerasForecaster:
             dst.assign(src)
         for var, value in zip(twin.model.optimizer.variables, twin.optimizer_state):
             var.assign(value)
+        object.__setattr__(twin.model, "_backtester_owner", None)  # it holds no forecaster's weights now
         return twin.model
 
     def _live_model(self):
@@ -232,7 +265,7 @@ class KerasForecaster:
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
         p = self.params
-        window = self.scaler.transform(history.rv[-p.memory :].reshape(-1, 1))[:, 0]
+        window = self.scaler.transform(self._to_target(history.rv[-p.memory :]).reshape(-1, 1))[:, 0]
         if p.multistep == "direct":
             scaled = self._predict(window)[:horizon]
         else:
@@ -242,7 +275,7 @@ class KerasForecaster:
                 scaled[h] = self._predict(np.asarray(buf[-p.memory :]))[0]
                 buf.append(scaled[h])
         out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1))[:, 0]
-        return np.maximum(out, self.floor)
+        return np.maximum(self._from_target(out), self.floor)
 
     def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
         """One batched model call for all issue times (per horizon step if ``recursive``)."""
@@ -250,7 +283,7 @@ class KerasForecaster:
         rv = trailing_windows(history.rv, ends, p.memory)
         if rv is None:
             return forecast_each(self, history, ends, horizon)
-        window = self.scaler.transform(rv.reshape(-1, 1)).reshape(rv.shape)
+        window = self.scaler.transform(self._to_target(rv).reshape(-1, 1)).reshape(rv.shape)
         if p.multistep == "direct":
             scaled = self._predict_many(window)[:, :horizon]
         else:
@@ -259,7 +292,7 @@ class KerasForecaster:
                 scaled[:, h] = self._predict_many(window)[:, 0]
                 window = np.column_stack([window[:, 1:], scaled[:, h]])
         out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(scaled.shape)
-        return np.maximum(out, self.floor)
+        return np.maximum(self._from_target(out), self.floor)
 
     def _predict_many(self, windows: np.ndarray) -> np.ndarray:
         """Predict in chunks of PREDICT_CHUNK rows, the last one padded, so one input shape serves every call."""
@@ -280,18 +313,9 @@ class KerasForecaster:
         """``model.keras``, ``scaler.json``, ``config.json``, ``history.json``, ``summary.txt``."""
         folder = Path(folder)
         self._live_model().save(folder / "model.keras")
-        s = self.scaler
-        scaler = {
-            "kind": "MinMaxScaler",
-            "feature_range": list(s.feature_range),
-            "data_min": s.data_min_.tolist(),
-            "data_max": s.data_max_.tolist(),
-            "data_range": s.data_range_.tolist(),
-            "scale": s.scale_.tolist(),
-            "min": s.min_.tolist(),
-            "n_samples_seen": int(s.n_samples_seen_),
-            "output_floor": self.floor,
-        }
+        from .keras_import import scaler_to_json
+
+        scaler = {**scaler_to_json(self.scaler), "output_floor": self.floor, "target": self.params.target}
         (folder / "scaler.json").write_text(json.dumps(scaler, indent=2))
         trainable = int(sum(int(np.prod(w.shape)) for w in self.model.trainable_weights))
         config = {
@@ -303,8 +327,10 @@ class KerasForecaster:
             "batch_size": self.params.batch_size,
             "epochs": self.params.epochs,
             "multistep": self.params.multistep,
+            "target": self.params.target,
             "validation_split": self.params.validation_split,
             "seed": self.seed,
+            "started_from": getattr(self, "started_from", None),
             "samples": self.samples,
             "params_total": int(self.model.count_params()),
             "params_trainable": trainable,
@@ -317,17 +343,43 @@ class KerasForecaster:
 
     def load(self, folder: Path) -> None:
         """Restore a saved model and scaler (on whichever Keras backend is active)."""
-        from sklearn.preprocessing import MinMaxScaler
+        from .keras_import import scaler_from_json
 
         folder = Path(folder)
         keras = keras_module()
         self.model = keras.saving.load_model(folder / "model.keras", compile=False)
         d = json.loads((folder / "scaler.json").read_text())
-        s = MinMaxScaler(feature_range=tuple(d["feature_range"]))
-        s.data_min_, s.data_max_ = np.array(d["data_min"]), np.array(d["data_max"])
-        s.data_range_, s.scale_, s.min_ = np.array(d["data_range"]), np.array(d["scale"]), np.array(d["min"])
-        s.n_samples_seen_, s.n_features_in_ = d["n_samples_seen"], 1
+        s = scaler_from_json(d)
         self.scaler, self.floor = s, float(d["output_floor"])
+
+
+def to_target(rv: np.ndarray, target: str, floor: float) -> np.ndarray:
+    """RV as the model learns it: ``rv`` as is, ``log`` (of RV floored at ``floor``, the training
+    window's smallest positive RV, so a flat hour is not -inf) or ``variance`` (RV squared).
+
+    >>> to_target(np.array([0.0, 2.0]), "log", 0.5).round(3).tolist()
+    [-0.693, 0.693]
+    >>> to_target(np.array([3.0]), "variance", 1.0).tolist()
+    [9.0]
+    """
+    if target == "log":
+        return np.log(np.maximum(rv, floor))
+    if target == "variance":
+        return np.square(rv)
+    return np.asarray(rv, dtype="float64")
+
+
+def from_target(values: np.ndarray, target: str) -> np.ndarray:
+    """Back to volatility: the inverse of :func:`to_target` (a negative variance forecast gives 0).
+
+    >>> from_target(np.array([0.0]), "log").tolist(), from_target(np.array([-1.0, 4.0]), "variance").tolist()
+    ([1.0], [0.0, 2.0])
+    """
+    if target == "log":
+        return np.exp(values)
+    if target == "variance":
+        return np.sqrt(np.maximum(values, 0.0))
+    return values
 
 
 def _private_python_random(seed: int) -> None:
@@ -456,7 +508,10 @@ class WindowedKerasParams(Params):
     batch_size: int = Field(default=16, ge=1)
     epochs: int = Field(default=5, ge=1)
     multistep: Literal["direct", "recursive"] = "direct"
+    target: Literal["rv", "log", "variance"] = "rv"  # what the model learns; forecasts are always volatility
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
+    tuning: TuningConfig | None = None  # keras-tuner at the first retrain, then on its cadence
+    warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
     reuse_compiled: bool = True  # keep one compiled model per architecture and reset it per retrain
     jit_compile: bool | None = None  # XLA-compile the train step (None: Keras' choice, on for jax, off for TF on CPU)
 
@@ -472,6 +527,21 @@ class WindowedKerasParams(Params):
 
     def build(self, seed: int) -> KerasForecaster:
         return KerasForecaster(self, seed)
+
+    def space_names(self, key: str) -> list[str]:
+        """The hyperparameter names a ``tuning.space`` key stands for (itself, by default)."""
+        return [key]
+
+    def tuning_fixed(self) -> dict[str, HyperValue]:
+        """Values that stay fixed while tuning (unless the space searches them)."""
+        return {}
+
+    def with_hyperparameters(self, values: dict[str, HyperValue]) -> WindowedKerasParams:
+        """These params with tuned (or imported) hyperparameter values fixed; ``memory`` among them sets the lookback."""
+        update: dict[str, Any] = {}
+        if "memory" in values:
+            update["memory"] = int(values["memory"])
+        return self.model_copy(update=update)
 
     def min_train_bars(self, horizon: int) -> int:
         steps = horizon if self.multistep == "direct" else 1
@@ -510,3 +580,11 @@ class KerasParams(WindowedKerasParams):
 
     def fixed_values(self) -> dict[str, HyperValue]:
         return dict(self.hyperparameters)
+
+    def tuning_fixed(self) -> dict[str, HyperValue]:
+        return dict(self.hyperparameters)
+
+    def with_hyperparameters(self, values: dict[str, HyperValue]) -> KerasParams:
+        base = super().with_hyperparameters(values)
+        hp = {**self.hyperparameters, **{k: v for k, v in values.items() if k != "memory"}}
+        return base.model_copy(update={"hyperparameters": hp})

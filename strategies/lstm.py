@@ -58,6 +58,27 @@ class LstmParams(WindowedKerasParams):
     def builder_path(self) -> str:
         return "strategies.lstm:build_lstm"
 
+    def space_names(self, key: str) -> list[str]:
+        """``units`` and ``dropout`` in a tuning space mean every layer's (``units_0``, ``units_1``)."""
+        return [f"{key}_0", f"{key}_1"] if key in ("units", "dropout") else [key]
+
+    def with_hyperparameters(self, values: dict[str, HyperValue]) -> LstmParams:
+        """The layers and learning rate that ``values`` (tuned or imported, builder names) describe.
+
+        >>> LstmParams().with_hyperparameters({"num_layers": 2, "units_0": 64, "dropout_0": 0.2,
+        ...     "units_1": 16, "dropout_1": 0.0, "learning_rate": 0.005}).fixed_values()
+        {'num_layers': 2, 'units_0': 64, 'dropout_0': 0.2, 'units_1': 16, 'dropout_1': 0.0, 'learning_rate': 0.005}
+        """
+        base = super().with_hyperparameters(values)
+        n = int(values.get("num_layers", len(self.layers)))
+        layers = []
+        for k in range(n):
+            old = self.layers[k] if k < len(self.layers) else LayerSpec()
+            layers.append(LayerSpec(units=int(values.get(f"units_{k}", old.units)),
+                                    dropout=float(values.get(f"dropout_{k}", old.dropout))))
+        lr = float(values.get("learning_rate", self.learning_rate))
+        return base.model_copy(update={"layers": layers, "learning_rate": lr})
+
     def fixed_values(self) -> dict[str, HyperValue]:
         out: dict[str, HyperValue] = {"num_layers": len(self.layers)}
         for k, spec in enumerate(self.layers):

@@ -61,7 +61,7 @@ def test_unknown_key_inside_retrain_rule_and_strategy():
 def test_unknown_strategy_lists_names():
     raw = valid()
     raw["strategies"] = {"m": {"type": "lsmt"}}
-    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, keras, lstm, naive, rolling_mean, or a path")
+    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, naive, rolling_mean, or a path")
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def test_ewma_matches_plain_recursion():
     np.testing.assert_allclose(model.forecast(s, 3), np.full(3, np.sqrt(var)), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"lstm", "keras"}))
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"lstm", "keras", "imported"}))
 def test_every_baseline_gives_h_positive_finite_forecasts(name):
     s = series(500, seed=5)
     model = validate_params(name, {})[1].build(0)

@@ -1,0 +1,125 @@
+"""``backtest train``: tune (if the config says so) and train each strategy once, on the data up to a date.
+
+The model is fitted exactly as a retrain at that time would be (same training window
+rule, seed derivation, tuning and artifact files), and written as a run-like folder::
+
+    results/<name>-model/
+      config.yaml  manifest.json  tuning.parquet (when tuned)
+      models/<strategy>/1/   model.keras, scaler.json, config.json, artifact.json, ...
+      tuning/<strategy>/0001/ the tuner's state and trials
+
+so ``backtest model inspect`` / :func:`backtester.artifacts.load_artifact` read it like
+any retrain's artifact. Nothing is written unless every strategy trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .errors import ConfigError, FatalError, OutputError
+from .schedule import training_window
+from .segment import Segment, run_segment, write_segment
+from .series import BarSeries
+from .tuning import params_by_segment, read_trials, tune_segment
+
+
+@dataclass
+class Trained:
+    out_dir: Path
+    at: pd.Timestamp
+    models: dict[str, Path]  # strategy -> artifact folder
+    seconds: float
+
+
+def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | Path | None = None,
+          force: bool = False, log=lambda msg: None) -> Trained:
+    """Train every strategy of ``cfg`` (or those in ``only``) on the bars closed at or before ``until``."""
+    from .runner import data_record, guard_output, versions
+    from .rv import prepare_bars
+
+    t0 = time.perf_counter()
+    prepared = prepare_bars(cfg.data)
+    bars = prepared.bars.index
+    at = _train_time(bars, until)
+    specs = cfg.run_strategies()
+    unknown = [n for n in only if n not in specs]
+    if unknown:
+        raise ConfigError(f"--strategy {unknown[0]}: no such strategy in the config; choose from {', '.join(specs)}")
+    specs = {n: s for n, s in specs.items() if not only or n in only}
+    for spec in specs.values():
+        spec.params.preflight(cfg.backtest.horizon)
+    out_dir = Path(out) if out is not None else Path(cfg.output.dir) / f"{cfg.name}-model"
+    guard_output(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = out_dir.parent.resolve() / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        series = BarSeries.from_frame(prepared.bars)
+        position = int(bars.get_loc(at))
+        context = {"run": cfg.name, "bars": bars, "data": data_record(cfg, prepared), "backend": cfg.backend,
+                   "versions": versions()}
+        models = {}
+        for name, spec in specs.items():
+            window = training_window(spec.window, bars, at)
+            seg = Segment(name, 1, at, window, first=position + 1, stop=position + 1, horizon=cfg.backtest.horizon,
+                          tune=getattr(spec.params, "tuning", None) is not None)
+            params = spec.params
+            if seg.tune:
+                log(f"{name}: tuning on {window.stop - window.start:,} bars ...")
+                tuned = tune_segment(seg, params, series, cfg.seed, stage)
+                if tuned.best is None:
+                    raise FatalError(f"strategy {name!r}: tuning failed ({tuned.status}); train on more data (--until later)")
+                params = params_by_segment(params, [seg], {seg.key: tuned})[seg.key]
+            log(f"{name}: training on {window.stop - window.start:,} bars "
+                f"({bars[window.start]} .. {bars[window.stop - 1]}) ...")
+            res = run_segment(seg, params, series, bars, cfg.seed)
+            if not res.ok:
+                raise FatalError(f"strategy {name!r}: training failed ({res.record.status}); "
+                                 "train on more data (--until later) or check its parameters")
+            record = write_segment(stage, res, replace(spec, params=params), context, save_model=True)
+            if record.artifact is None:  # pragma: no cover - write_segment saves every ok fit here
+                raise FatalError(f"strategy {name!r}: no artifact written")
+            models[name] = out_dir / record.artifact
+        shutil.rmtree(stage / "segments", ignore_errors=True)  # no forecasts: only the fit matters here
+        trials = read_trials(stage)
+        if len(trials):
+            trials.to_parquet(stage / "tuning.parquet", index=False)
+        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+        manifest = {"kind": "train", "name": cfg.name, "trained_at": str(at), "strategies": list(models),
+                    "config_id": cfg.config_id(), "seed": cfg.seed, "backend": cfg.backend,
+                    "data": context["data"], "versions": context["versions"],
+                    "seconds": round(time.perf_counter() - t0, 3)}
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return Trained(out_dir, at, models, time.perf_counter() - t0)
+
+
+def _train_time(bars: pd.DatetimeIndex, until: str | None) -> pd.Timestamp:
+    """The last bar closed at or before ``until`` (UTC unless it says otherwise); the last bar without it."""
+    if until is None:
+        return bars[-1]
+    try:
+        t = pd.Timestamp(until)
+    except (ValueError, TypeError):
+        raise ConfigError(f"--until {until}: not a date or time; write e.g. 2023-06-30 or '2023-06-30 23:00'") from None
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if len(until.strip()) <= 10:  # a date alone means the whole day
+        t = t + pd.Timedelta(days=1)
+    pos = int(bars.searchsorted(t, side="right")) - 1
+    if pos < 0:
+        raise ConfigError(f"--until {until}: before the first bar ({bars[0]}); pick a later date")
+    return bars[pos]

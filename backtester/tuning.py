@@ -1,0 +1,90 @@
+"""Tuning jobs: a keras-tuner search at a tuning retrain, and the params every later retrain uses.
+
+A tuning at retrain time T is, like a segment, a pure job: it sees the bars of that
+retrain's training window (all closed at or before T) and nothing else, and writes
+its tuner state and trials under ``<run>/tuning/<strategy>/<version>/``. The best
+values then fix the strategy's hyperparameters for that retrain and every later one
+until the next tuning (:func:`params_by_segment`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import FailedRetrain
+from .segment import Segment, retrain_seed
+from .series import BarSeries
+
+TRIAL_COLUMNS = ["strategy", "model_version", "tuned_at", "trial", "status", "score", "best", "hyperparameters",
+                 "tuning_seconds"]  # tuning_seconds: the whole search's
+
+
+@dataclass
+class TuneResult:
+    segment: Segment
+    best: dict[str, Any] | None  # None: the search failed (the retrain keeps the hyperparameters it had)
+    trials: pd.DataFrame
+    seconds: float
+    status: str
+
+
+def tuning_dir(stage: Path, seg: Segment) -> Path:
+    return Path(stage) / "tuning" / seg.key
+
+
+def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None) -> TuneResult:
+    """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``."""
+    from strategies.keras_tuning import tune
+
+    train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
+    seed = retrain_seed(run_seed, f"{seg.strategy}/tuning", seg.retrain_time)
+    folder = tuning_dir(stage, seg) if stage is not None else Path(tempfile.mkdtemp(prefix="backtester-tune-"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        need = params.min_train_bars(seg.horizon)
+        if len(train) < need:
+            raise FailedRetrain(f"{len(train)} training bars, need {need}")
+        best, trials = tune(params, train, seg.horizon, seed, folder)
+        status = "ok"
+    except FailedRetrain as exc:
+        best, trials, status = None, pd.DataFrame(columns=TRIAL_COLUMNS[3:-1]), f"failed: {exc}"
+    seconds = time.perf_counter() - t0
+    trials = trials.assign(strategy=seg.strategy, model_version=seg.model_version, tuned_at=seg.retrain_time,
+                           tuning_seconds=seconds)[TRIAL_COLUMNS] if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS)
+    if stage is not None:
+        trials.to_parquet(folder / "trials.parquet", index=False)
+        (folder / "best.json").write_text(json.dumps({"status": status, "best": best, "seconds": seconds},
+                                                     indent=2, default=str))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    return TuneResult(seg, best, trials, seconds, status)
+
+
+def params_by_segment(params, segments: list[Segment], tunings: dict[str, TuneResult]) -> dict[str, Any]:
+    """Each segment's params: those of the latest tuning at or before it (the config's before any)."""
+    out, current = {}, params
+    for seg in segments:
+        t = tunings.get(seg.key)
+        if t is not None and t.best is not None:
+            current = params.with_hyperparameters(t.best)
+        out[seg.key] = current
+    return out
+
+
+def read_trials(stage: Path) -> pd.DataFrame:
+    """Every tuning's trials under a run directory, in (strategy, version, trial) order."""
+    parts = [pd.read_parquet(p) for p in sorted((Path(stage) / "tuning").glob("*/*/trials.parquet"))]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    return pd.concat(parts, ignore_index=True)

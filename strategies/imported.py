@@ -1,0 +1,218 @@
+"""``type: imported``: the notebook's saved model (Keras-2 ``.h5`` or ``.keras``) in the walk-forward.
+
+Three ways to use it (``use``):
+
+- ``as_is``: forecast with the saved weights and the saved scaler, no training at all.
+  Only as leak-free as the notebook was: if the model saw the test period, so do these
+  forecasts (the run log says so).
+- ``warm_start``: the first retrain continues the saved weights for ``warm_start.epochs``
+  epochs, each later retrain the previous retrain's model; the scaler is refitted on
+  every training window.
+- ``architecture``: cold retrains of the saved architecture (fresh weights every retrain),
+  compiled with Adam at the saved learning rate (or ``learning_rate``), MSE.
+
+The lookback is the model's input length (``memory`` may be left out; if given it must
+match). The scaler is a pickled scikit-learn scaler, unpickled only with
+``trust_pickle: true`` (unpickling runs code), or a ``scaler.json`` from ``backtest model inspect``.
+
+Example::
+
+    strategies:
+      notebook:
+        type: imported
+        model: notebook/volatility_lstm_model.h5
+        scaler: notebook/volatility_scaler.pkl
+        trust_pickle: true
+        use: as_is
+        retrain: {rule: never}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from backtester.errors import BacktestError
+from backtester.series import BarSeries
+
+from .base import FitInfo, positive_floor
+from .keras_model import KerasForecaster, WarmStart, WindowedKerasParams, keras_module
+
+_LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
+
+
+def _loaded(path: str):
+    from .keras_import import load_model_file
+
+    key = str(Path(path).resolve())
+    if key not in _LOADED:
+        _LOADED[key] = load_model_file(path)
+    return _LOADED[key]
+
+
+def _input_steps(path: str) -> int | None:
+    """The model's lookback, read from the file's stored config without Keras (None if not found)."""
+    import zipfile
+
+    p = Path(path)
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                config = json.loads(z.read("config.json"))
+        else:
+            import h5py
+
+            with h5py.File(p, "r") as f:
+                raw = f.attrs.get("model_config")
+                config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
+    except Exception:
+        return None  # the full load (preflight) names the problem
+    found: list[Any] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("batch_input_shape", "batch_shape"):
+                if isinstance(node.get(key), list) and len(node[key]) == 3:
+                    found.append(node[key][1])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return int(found[0]) if found and isinstance(found[0], int) else None
+
+
+def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float):
+    """The saved architecture with fresh (seeded) weights, compiled with Adam(learning_rate) and MSE."""
+    from .keras_model import BuilderError
+
+    keras = keras_module()
+    saved = _loaded(path)
+    out = saved.output_shape[-1]
+    if out != steps:
+        raise BuilderError(f"{path}: the model forecasts {out} step(s) but {steps} are needed; "
+                           f"use multistep: recursive for a 1-step model, or set backtest.horizon: {out}")
+    model = keras.models.clone_model(saved)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+class ImportedParams(WindowedKerasParams):
+    type: Literal["imported"] = "imported"
+    model: str  # .h5 (Keras 2 or 3) or .keras
+    scaler: str | None = None  # pickled scikit-learn scaler (.pkl) or our scaler.json
+    trust_pickle: bool = False  # unpickling runs code: say yes only for files you made
+    use: Literal["as_is", "warm_start", "architecture"] = "as_is"
+    learning_rate: float | None = Field(default=None, gt=0, le=1)  # default: the one saved with the model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return data
+        path = Path(data["model"])
+        if not path.is_file():
+            raise ValueError(f"model: {path}: file not found; give the path of the saved .h5 or .keras file")
+        steps = _input_steps(str(path))
+        data = dict(data)
+        if steps is not None:
+            if "memory" in data and data["memory"] != steps:
+                raise ValueError(f"memory: {data['memory']} but the model in {path} takes {steps} bars "
+                                 f"(input shape (None, {steps}, 1)); set memory: {steps} or leave it out")
+            data["memory"] = steps
+        if data.get("use") == "warm_start" and data.get("warm_start") is None:
+            data["warm_start"] = {}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImportedParams:
+        if self.scaler is not None and not Path(self.scaler).is_file():
+            raise ValueError(f"scaler: {self.scaler}: file not found")
+        if self.use == "as_is" and self.target != "rv":
+            raise ValueError("target: an imported model used as_is learned RV as is; leave target: rv")
+        if self.use == "as_is" and self.tuning is not None:
+            raise ValueError("tuning: a model used as_is is not trained; use 'architecture' to tune and retrain it")
+        return self
+
+    def builder_path(self) -> str:
+        return f"imported:{self.model}"
+
+    def builder_function(self):
+        return partial(build_imported, path=self.model, learning_rate=self.saved_learning_rate())
+
+    def saved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        info = self.describe()
+        lr = info.get("learning_rate")
+        return float(lr) if lr is not None and math.isfinite(float(lr)) else 1e-3
+
+    def describe(self) -> dict[str, Any]:
+        from .keras_import import describe_model
+
+        return describe_model(_loaded(self.model), self.model)
+
+    def scaler_state(self) -> dict[str, Any] | None:
+        """The saved scaler in our JSON form (None: fit one on the training window)."""
+        if self.scaler is None:
+            return None
+        if self.scaler.endswith(".json"):
+            return json.loads(Path(self.scaler).read_text())
+        from .keras_import import load_scaler
+
+        return load_scaler(self.scaler, trusted=self.trust_pickle)
+
+    def build(self, seed: int) -> ImportedForecaster:
+        return ImportedForecaster(self, seed)
+
+    def min_train_bars(self, horizon: int) -> int:
+        return self.memory + 1 if self.use == "as_is" else super().min_train_bars(horizon)
+
+    def preflight(self, horizon: int) -> None:
+        """Load the model and the scaler now: a bad file fails before anything runs."""
+        self.scaler_state()
+        super().preflight(horizon)
+
+
+class _Saved:
+    """The imported weights as a warm start's starting point."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _live_model(self):
+        return _loaded(self.path)
+
+
+class ImportedForecaster(KerasForecaster):
+    def fit(self, train: BarSeries, horizon: int) -> FitInfo:
+        p: ImportedParams = self.params  # type: ignore[assignment]
+        if p.use == "warm_start" and getattr(self, "_start", None) is None:
+            self._start = (_Saved(p.model), f"imported {p.model}")
+        if p.use != "as_is":
+            return super().fit(train, horizon)
+        from sklearn.preprocessing import MinMaxScaler
+
+        from .keras_import import scaler_from_json
+
+        self.model = self.build_model(self.steps(horizon))
+        self.model.set_weights(_loaded(p.model).get_weights())
+        state = p.scaler_state()
+        self.floor = positive_floor(train.rv)
+        if state is not None:
+            self.scaler = scaler_from_json(state)
+        else:
+            self.scaler = MinMaxScaler(feature_range=(0, 1)).fit(train.rv.reshape(-1, 1))
+        self._weights = self.model.get_weights()
+        object.__setattr__(self.model, "_backtester_owner", self)
+        self.history, self.samples, self.started_from = {}, 0, f"imported {p.model} (as is)"
+        return FitInfo(samples=0, extra={"hyperparameters": self.hp_values, "started_from": self.started_from,
+                                         "scaler": "saved" if state is not None else "fitted on the training window"})

@@ -1,0 +1,309 @@
+"""keras-tuner inside the walk-forward: a search at a retrain, on that retrain's training window only.
+
+A Keras strategy with a ``tuning`` block is tuned at its first retrain and then on
+its own cadence (``every``: ``first``, ``each``, every K retrains, or a calendar rule
+such as ``{rule: monthly, day: 1}``); between tunings its retrains reuse the last
+best hyperparameters. A search drives the same ``build(hp, memory, steps)`` builder
+as training does, over the config's ``space`` (default: the ranges the builder
+declares, for ``lstm`` the notebook's: 1-2 layers, 16-64 units step 16, dropout
+0-0.3 step 0.1, learning rate 1e-3..1e-2 log-sampled).
+
+Validation is the most recent ``validation_split`` of the window's samples, in time
+order and never shuffled; the training samples stop ``steps - 1`` samples earlier so
+that no training target falls in the validation period (a purge gap). Every trial
+starts from the same seed, so trials differ by their hyperparameters, not by luck.
+
+Examples
+--------
+>>> cfg = TuningConfig(space={"units": {"min": 16, "max": 64, "step": 16}, "memory": {"values": [30, 60]}})
+>>> cfg.tuner, cfg.max_trials, cfg.every
+('random', 10, 'first')
+>>> tuning_points("first", [0, 1, 2]), tuning_points(2, [0, 1, 2, 3, 4])
+([True, False, False], [True, False, True, False, True])
+>>> TuningConfig(space={"units": {"min": 64, "max": 16}})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for TuningConfig
+space
+  Value error, units: min 64 is above max 16; swap them ...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backtester.series import BarSeries
+
+HyperValue = int | float | str | bool
+
+
+class Range(BaseModel):
+    """One searched hyperparameter: ``{min, max[, step][, sampling]}`` or ``{values: [...]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min: float | None = None
+    max: float | None = None
+    step: float | None = Field(default=None, gt=0)
+    sampling: Literal["linear", "log"] = "linear"
+    values: list[HyperValue] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Range:
+        if self.values is not None:
+            if self.min is not None or self.max is not None:
+                raise ValueError("give either values: [...] or min/max, not both")
+            return self
+        if self.min is None or self.max is None:
+            raise ValueError("give min and max (e.g. {min: 16, max: 64, step: 16}) or values: [...]")
+        if self.min > self.max:
+            raise ValueError(f"min {_num(self.min)} is above max {_num(self.max)}; swap them")
+        if self.sampling == "log" and self.min <= 0:
+            raise ValueError(f"log sampling needs min > 0 (got {_num(self.min)})")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(v is None or float(v).is_integer() for v in (self.min, self.max, self.step)) and self.sampling != "log"
+
+    def declare(self, hp, name: str) -> None:
+        """Declare this range as ``name`` on a ``keras_tuner.HyperParameters``."""
+        if self.values is not None:
+            hp.Choice(name, self.values)
+        elif self.integer:
+            hp.Int(name, int(self.min), int(self.max), step=int(self.step or 1))
+        else:
+            hp.Float(name, float(self.min), float(self.max), step=self.step, sampling=self.sampling)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+class TuningConfig(BaseModel):
+    """``strategies.<name>.tuning``: the tuner, its budget, its objective, its cadence and its space."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    max_trials: int = Field(default=10, ge=1)  # random / bayesian; hyperband's budget is epochs and factor
+    epochs: int = Field(default=5, ge=1)  # per trial (hyperband: the most any trial gets)
+    objective: Literal["val_loss", "val_qlike"] = "val_loss"
+    every: Literal["first", "each"] | int | dict[str, Any] = "first"
+    space: dict[str, Any] = Field(default_factory=dict)  # name -> Range or a fixed value
+    validation_split: float | None = Field(default=None, gt=0, lt=0.5)  # default: the strategy's, or 0.2
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _ranges(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        from pydantic import ValidationError
+
+        out = {}
+        for name, spec in v.items():
+            if isinstance(spec, dict):
+                try:
+                    out[name] = Range.model_validate(spec)
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    msg = err["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{name}{'.' + where if where else ''}: {msg}") from None
+            elif isinstance(spec, (int, float, str, bool)):
+                out[name] = spec
+            else:
+                raise ValueError(f"{name}: give {{min, max[, step][, sampling]}}, {{values: [...]}} or one fixed value")
+        return out
+
+    @field_validator("every")
+    @classmethod
+    def _cadence(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("every: 'first', 'each', a number of retrains K, or a rule such as {rule: monthly}")
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"every {v} retrains: give K >= 1 (1 tunes at every retrain)")
+        if isinstance(v, dict):
+            from pydantic import TypeAdapter, ValidationError
+
+            from backtester.config import RetrainRule
+
+            try:
+                TypeAdapter(RetrainRule).validate_python(v)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"][1:])
+                raise ValueError(f"rule{'.' + where if where else ''}: {err['msg']}") from None
+        return v
+
+    def rule(self):
+        """The calendar rule of ``every`` (None when ``every`` counts retrains)."""
+        if not isinstance(self.every, dict):
+            return None
+        from pydantic import TypeAdapter
+
+        from backtester.config import RetrainRule
+
+        return TypeAdapter(RetrainRule).validate_python(self.every)
+
+
+def tuning_points(every: str | int, retrains: list, tune_times: pd.DatetimeIndex | None = None) -> list[bool]:
+    """Which retrains tune: always the first; then per ``every`` (or at the first retrain at or
+    after each time of ``tune_times``, a calendar rule's times)."""
+    n = len(retrains)
+    if tune_times is not None:
+        out = [False] * n
+        pos = pd.DatetimeIndex(retrains).searchsorted(tune_times, side="left")
+        for p in pos:
+            if p < n:
+                out[p] = True
+    elif every == "each":
+        out = [True] * n
+    elif every == "first":
+        out = [False] * n
+    else:
+        out = [k % int(every) == 0 for k in range(n)]
+    if n:
+        out[0] = True
+    return out
+
+
+def declare_space(hp, params) -> None:
+    """The config's space on ``hp`` (``units``/``dropout`` on ``lstm`` mean every layer's), and
+    the strategy's fixed values that the space does not search."""
+    space = params.tuning.space
+    names: dict[str, Range | HyperValue] = {}
+    for key, spec in space.items():
+        for name in params.space_names(key):
+            names[name] = spec
+    for name, spec in names.items():
+        if isinstance(spec, Range):
+            spec.declare(hp, name)
+        else:
+            hp.Fixed(name, spec)
+    for name, value in params.tuning_fixed().items():
+        if name not in names:
+            hp.Fixed(name, value)
+
+
+def qlike(actual: np.ndarray, forecast: np.ndarray) -> float:
+    """QLIKE of variances, mean(a/f - ln(a/f) - 1) over a, f > 0, from volatilities.
+
+    >>> qlike(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    0.0
+    """
+    a, f = np.square(actual).ravel(), np.square(forecast).ravel()
+    ok = (a > 0) & (f > 0) & np.isfinite(a) & np.isfinite(f)
+    if not ok.any():
+        return float("nan")
+    r = a[ok] / f[ok]
+    return float(np.mean(r - np.log(r) - 1))
+
+
+def _quiet(tuner_class):
+    """The tuner without its TensorBoard hook (it imports tensorboard on the TF backend; we pass no TensorBoard)."""
+    return type(tuner_class.__name__, (tuner_class,),
+                {"_configure_tensorboard_dir": lambda self, callbacks, trial, execution=0: None})
+
+
+def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> tuple[dict[str, HyperValue], pd.DataFrame]:
+    """Search ``params.tuning.space`` on the training window ``train``; return the best values and every trial.
+
+    The tuner's state lives in ``directory`` (a fresh search each time). Seeded: the same
+    window, params and seed give the same trials and the same choice.
+    """
+    from sklearn.preprocessing import MinMaxScaler
+
+    from .base import positive_floor
+    from .keras_model import _private_python_random, check_model, from_target, keras_module, to_target, windows
+
+    keras = keras_module()
+    import keras_tuner as kt
+
+    cfg = params.tuning
+    steps = horizon if params.multistep == "direct" else 1
+    floor = positive_floor(train.rv)
+    scaler = MinMaxScaler(feature_range=(0, 1)).fit(to_target(train.rv, params.target, floor).reshape(-1, 1))
+    scaled = scaler.transform(to_target(train.rv, params.target, floor).reshape(-1, 1))[:, 0].astype("float32")
+    val_share = cfg.validation_split or params.validation_split or 0.2
+    builder = params.builder_function()
+
+    def to_vol(v: np.ndarray) -> np.ndarray:
+        back = scaler.inverse_transform(np.asarray(v, "float64").reshape(-1, 1)).reshape(np.shape(v))
+        return np.maximum(from_target(back, params.target), floor)
+
+    class QlikeOnValidation(keras.callbacks.Callback):
+        """Adds ``val_qlike`` (QLIKE of the volatility forecasts on the validation samples) to each epoch's logs."""
+
+        def __init__(self, x_val, rv_val):
+            super().__init__()
+            self.x_val, self.rv_val = x_val, rv_val
+
+        def on_epoch_end(self, epoch, logs=None):
+            pred = np.asarray(self.model.predict(self.x_val, verbose=0, batch_size=256))
+            if logs is not None:
+                logs["val_qlike"] = qlike(self.rv_val, to_vol(pred))
+
+    class Windowed(kt.HyperModel):
+        def build(self, hp):
+            keras.utils.set_random_seed(seed)
+            _private_python_random(seed)
+            memory = int(hp.get("memory")) if "memory" in hp.values else params.memory
+            model = builder(hp, memory, steps)
+            check_model(model, params.builder_path(), memory, steps)
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            memory = int(hp.get("memory")) if "memory" in hp.values else params.memory
+            x, y = windows(scaled, memory, steps)
+            _, rv_y = windows(train.rv, memory, steps)
+            n_val = max(1, int(len(x) * val_share))
+            n_tr = len(x) - n_val - (steps - 1)
+            if n_tr < 1:
+                raise kt.errors.FailedTrialError(f"memory {memory}: too few samples to train and validate")
+            callbacks = list(kwargs.get("callbacks") or [])
+            if cfg.objective == "val_qlike":
+                callbacks.insert(0, QlikeOnValidation(x[-n_val:, :, None], rv_y[-n_val:]))
+            return model.fit(x[:n_tr, :, None], y[:n_tr], validation_data=(x[-n_val:, :, None], y[-n_val:]),
+                             batch_size=params.batch_size, epochs=kwargs.get("epochs", cfg.epochs),
+                             initial_epoch=kwargs.get("initial_epoch", 0), shuffle=True, callbacks=callbacks,
+                             verbose=0)
+
+    hp = kt.HyperParameters()
+    declare_space(hp, params)
+    common = dict(hypermodel=Windowed(), objective=kt.Objective(cfg.objective, direction="min"), seed=seed,
+                  hyperparameters=hp, tune_new_entries=True, directory=str(directory), project_name="tuner",
+                  overwrite=True)
+    if cfg.tuner == "random":
+        tuner = _quiet(kt.RandomSearch)(max_trials=cfg.max_trials, **common)
+    elif cfg.tuner == "bayesian":
+        tuner = _quiet(kt.BayesianOptimization)(max_trials=cfg.max_trials, **common)
+    else:
+        tuner = _quiet(kt.Hyperband)(max_epochs=cfg.epochs, factor=3, hyperband_iterations=1, **common)
+    tuner.search(epochs=cfg.epochs, verbose=0)
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        score = trial.score
+        rows.append({"trial": trial.trial_id, "status": str(trial.status),
+                     "score": float(score) if score is not None else float("nan"),
+                     "hyperparameters": json.dumps(trial.hyperparameters.values, sort_keys=True, default=str)})
+    trials = pd.DataFrame(rows, columns=["trial", "status", "score", "hyperparameters"])
+    done = trials[np.isfinite(trials["score"])] if len(trials) else trials
+    if not len(done):
+        from backtester.errors import FailedRetrain
+
+        raise FailedRetrain("tuning: no trial finished")
+    best = dict(tuner.get_best_hyperparameters(1)[0].values)
+    trials["best"] = trials["hyperparameters"] == json.dumps(best, sort_keys=True, default=str)
+    if trials["best"].sum() > 1:  # the same values twice: the first with the best score is the one
+        first = int(trials.index[trials["best"] & (trials["score"] == done["score"].min())][0])
+        trials["best"] = trials.index == first
+    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in best.values()):  # pragma: no cover - defensive
+        raise ValueError("tuning returned a non-finite hyperparameter")
+    return best, trials
