@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from strategies import Params, validate_params
+from strategies import Params, strategy_class, validate_params
 
 from .backend import select_backend
 from .errors import ConfigError
@@ -522,7 +522,8 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
     select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
-    specs = {name: parse_strategy(name, params, cfg.backtest, source) for name, params in cfg.strategies.items()}
+    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar)
+             for name, params in cfg.strategies.items()}
     ev = cfg.evaluation
     if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
             m.name for sp in specs.values() for m in sp.members()}:
@@ -533,7 +534,46 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     return cfg.model_copy(update={"strategies": specs, "evaluation": ev})
 
 
-def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config") -> StrategySpec:
+def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
+    """A bar count from a count or a duration on bars of ``bar`` (lists element by element).
+
+    >>> bars_in(["1h", "1D", 3], pd.Timedelta("1h"), "lags"), bars_in("2h", pd.Timedelta("30min"), "memory")
+    ([1, 24, 3], 4)
+    >>> bars_in("90min", pd.Timedelta("1h"), "strategies.har.lags")
+    Traceback (most recent call last):
+    ...
+    ValueError: strategies.har.lags: 90min is not a whole number of 1h bars; give a multiple of 1h or a bar count
+    """
+    if isinstance(value, list):
+        return [bars_in(v, bar, where) for v in value]
+    if not isinstance(value, str) or value.strip().lstrip("-").isdigit():
+        return int(value) if isinstance(value, str) else value
+    try:
+        td = _to_timedelta(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}; or give a bar count") from None
+    n = td / bar
+    if n < 1 or abs(n - round(n)) > 1e-9:
+        raise ValueError(f"{where}: {value} is not a whole number of {_fmt_td(bar)} bars; give a multiple of "
+                         f"{_fmt_td(bar)} or a bar count")
+    return int(round(n))
+
+
+def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, where: str) -> dict[str, Any]:
+    """Fields a strategy declares in ``DURATION_FIELDS`` may be durations ('1h', '1D', '7D'): turn them into
+    bar counts; a strategy's ``bar_defaults(bar)`` gives defaults that mean the same time on any bar size."""
+    out = dict(raw)
+    for field in getattr(cls, "DURATION_FIELDS", ()):
+        if field in out:
+            out[field] = bars_in(out[field], bar, f"{where}.{field}")
+    defaults = getattr(cls, "bar_defaults", None)
+    if defaults is not None:
+        out = {**defaults(bar), **out}
+    return out
+
+
+def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config",
+                   bar: pd.Timedelta | None = None) -> StrategySpec:
     """One ``strategies.<name>`` entry: ``retrain`` / ``window`` override the backtest's, the rest are params."""
     if raw is None:
         raw = {}
@@ -555,6 +595,13 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
         own = StrategySchedule.model_validate(schedule)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, StrategySchedule, prefix=f'strategies.{name}')}") from None
+    kind = raw.get("type", name)
+    if bar is not None and isinstance(kind, str):
+        try:
+            raw = _bars_from_durations(strategy_class(kind, f"{source}: strategies.{name}.type"), raw, bar,
+                                       f"strategies.{name}")
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     kind, params = validate_params(name, raw, source)
     return StrategySpec(
         name=name,

@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -155,13 +156,44 @@ def tuning_schedule(tuning, retrains: pd.DatetimeIndex, bars: pd.DatetimeIndex, 
 
 
 def check_plan(cfg, plan: Plan) -> None:
-    """Cross-field check: each strategy's first training window holds enough bars for it."""
+    """Cross-field check: each strategy's first training window holds enough bars for it.
+
+    Every strategy that cannot fit is named in one message, with the fix that helps: a
+    rolling window that is too short says by how much; a window cut short by the start
+    of the data says from when the test can start.
+    """
+    from .config import _fmt_td
+
+    short: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (key, what) -> [(strategy, bars needed)]
+    fixes: dict[tuple[str, str], str] = {}
     for name, spec in cfg.run_strategies().items():
         first = plan.schedules[name].windows[0]
         have = first.stop - first.start
         need = spec.params.min_train_bars(cfg.backtest.horizon)
-        if have < need:
-            raise ConfigError(
-                f"backtest.start: the first training window ({plan.bars[first.start]} .. {plan.bars[first.stop - 1]}) "
-                f"has {have} bars but strategy {name!r} needs {need}; start later or shrink its lookback/lags"
-            )
+        if have >= need:
+            continue
+        w = spec.window
+        where = f"strategies.{name}.window" if spec.own_window else "backtest.window"
+        if w.kind == "rolling" and w.bars is not None and w.bars < need:
+            key = (where, f"a rolling window of {w.bars} bars is too short")
+            short.setdefault(key, []).append((name, need))
+            fixes[key] = f"set bars: {max(n for _, n in short[key])} or more"
+        elif w.kind == "rolling" and w.length is not None and first.start > 0:
+            key = (where, f"a rolling window of {_fmt_td(w.length)} holds {have} bars, too few")
+            short.setdefault(key, []).append((name, need))
+            hours = math.ceil(max(n for _, n in short[key]) * pd.Timedelta(cfg.data.bar) / pd.Timedelta(hours=1))
+            longer = pd.Timedelta(days=math.ceil(hours / 24)) if hours > 24 else pd.Timedelta(hours=hours)
+            fixes[key] = f"set length: {_fmt_td(longer)} or more"
+        else:
+            key = ("backtest.start", f"the first training window ({plan.bars[first.start]} .. "
+                   f"{plan.bars[first.stop - 1]}) has {have} bars, too few")
+            short.setdefault(key, []).append((name, need))
+            most = max(n for _, n in short[key])
+            ready = plan.bars[min(first.start + most - 1, len(plan.bars) - 1)]
+            fixes[key] = f"start at {ready} or later, or shrink the lookback/lags"
+    if short:
+        parts = []
+        for (where, what), names in short.items():
+            listed = ", ".join(f"strategy {n!r} needs {k}" for n, k in names)
+            parts.append(f"{where}: {what} ({listed}); {fixes[(where, what)]}")
+        raise ConfigError("; ".join(parts))

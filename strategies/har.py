@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -107,6 +107,21 @@ class HarParams(Params):
     type: Literal["har"] = "har"
     lags: list[int] = Field(default_factory=lambda: [1, 24, 168], min_length=1)
     mode: Literal["direct", "iterated"] = "direct"
+
+    DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("lags",)  # lags: [1h, 1D, 7D] as well as bar counts
+
+    @staticmethod
+    def bar_defaults(bar) -> dict[str, Any]:
+        """Default lags: the last bar, the last day and the last week, on any bar size.
+
+        >>> import pandas as pd
+        >>> HarParams.bar_defaults(pd.Timedelta("1h")), HarParams.bar_defaults(pd.Timedelta("1D"))
+        ({'lags': [1, 24, 168]}, {'lags': [1, 7]})
+        """
+        import pandas as pd
+
+        lags = {1, max(1, round(pd.Timedelta("1D") / bar)), max(1, round(pd.Timedelta("7D") / bar))}
+        return {"lags": sorted(lags)}
 
     @field_validator("lags")
     @classmethod

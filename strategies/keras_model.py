@@ -37,7 +37,7 @@ import os
 import sys
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -504,7 +504,7 @@ def learning_rate(model) -> float | None:
 class WindowedKerasParams(Params):
     """What every Keras strategy shares: lookback, training loop, multi-step scheme."""
 
-    memory: int = Field(default=60, ge=1)
+    memory: int = Field(default=60, ge=1)  # lookback in bars (or a duration such as 60h, 5D in a config)
     batch_size: int = Field(default=16, ge=1)
     epochs: int = Field(default=5, ge=1)
     multistep: Literal["direct", "recursive"] = "direct"
@@ -514,6 +514,8 @@ class WindowedKerasParams(Params):
     warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
     reuse_compiled: bool = True  # keep one compiled model per architecture and reset it per retrain
     jit_compile: bool | None = None  # XLA-compile the train step (None: Keras' choice, on for jax, off for TF on CPU)
+
+    DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("memory",)
 
     def builder_path(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -11,7 +11,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -54,3 +54,12 @@ class NaiveParams(Params):
 class RollingMeanParams(NaiveParams):
     type: Literal["rolling_mean"] = "rolling_mean"  # type: ignore[assignment]
     bars: int = Field(default=24, ge=1)
+
+    DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("bars",)  # bars: 1D as well as 24
+
+    @staticmethod
+    def bar_defaults(bar) -> dict[str, Any]:
+        """Default: the mean of the last day, on any bar size."""
+        import pandas as pd
+
+        return {"bars": max(1, round(pd.Timedelta("1D") / bar))}

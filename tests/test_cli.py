@@ -131,7 +131,7 @@ def test_bad_inputs_each_give_one_line(tmp_path, minute_file):
     cases = [
         ({"data": {"path": str(tmp_path / "missing.parquet")}}, r"missing.parquet: data file not found"),
         ({"backtest": {"start": "2030-01-01"}}, r"backtest.start: .* is after the last bar"),
-        ({"backtest": {"start": "2024-01-01 02:00"}}, r"backtest.start: the first training window .* has \d+ bars but strategy 'h' needs"),
+        ({"backtest": {"start": "2024-01-01 02:00"}}, r"backtest.start: the first training window .* has \d+ bars, too few \(strategy .h. needs"),
         ({"strategies": {"m": {"type": "lsmt"}}}, r"unknown strategy 'lsmt' \(did you mean 'lstm'\?\)"),
         ({"backtest": {"retrain": {"rule": "weekly", "weekday": "someday"}}}, r"backtest.retrain.weekday"),
     ]

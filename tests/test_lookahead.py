@@ -30,34 +30,53 @@ STRATEGIES = {
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
     "rolling_mean": {"type": "rolling_mean"},
+    "lstm_tuned": {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "every": "each",
+                                           "space": {"units": {"values": [3, 4]}}}},
+    "lstm_warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},
+    "imported": {"type": "imported", "model": "SAVED_MODEL", "use": "warm_start", "epochs": 1},
 }
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory):
+    """A small saved Keras model (lookback 12, 4 steps) for ``type: imported``."""
+    from strategies.keras_model import keras_module
+
+    keras = keras_module()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 1)), keras.layers.LSTM(3), keras.layers.Dense(4)])
+    model.compile(optimizer="adam", loss="mse")
+    path = tmp_path_factory.mktemp("saved") / "model.keras"
+    model.save(path)
+    return str(path)
 
 
 def test_every_builtin_strategy_is_covered():
     assert {p["type"] for p in STRATEGIES.values()} >= set(REGISTRY)
 
 
-def forecasts_for(minute: pd.DataFrame, tmp_path, name: str) -> pd.DataFrame:
+def forecasts_for(minute: pd.DataFrame, tmp_path, name: str, saved: str | None = None) -> pd.DataFrame:
     path = tmp_path / f"{name}-{len(minute)}-{hash(minute['close'].sum())}.parquet"
     minute.to_parquet(path, index=False)
-    cfg = parse_config(base_config(path, tmp_path, **{name: STRATEGIES[name]}))
+    spec = {k: (saved if v == "SAVED_MODEL" else v) for k, v in STRATEGIES[name].items()}
+    cfg = parse_config(base_config(path, tmp_path, **{name: spec}))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
     return run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), cfg.seed).forecasts
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_truncating_or_poisoning_after_t_changes_nothing_up_to_t(name, minute_bars, tmp_path):
+def test_truncating_or_poisoning_after_t_changes_nothing_up_to_t(name, minute_bars, tmp_path, saved_model):
     known = minute_bars["timestamp"] + pd.Timedelta("1min") <= CUT  # bars closed at or before CUT
-    full = forecasts_for(minute_bars, tmp_path, name)
+    full = forecasts_for(minute_bars, tmp_path, name, saved_model)
 
-    truncated = forecasts_for(minute_bars[known], tmp_path, name)
+    truncated = forecasts_for(minute_bars[known], tmp_path, name, saved_model)
     poisoned_bars = minute_bars.copy()
     rng = np.random.default_rng(0)
     junk = rng.uniform(1, 1e6, (~known).sum())
     for col in ("open", "high", "low", "close"):
         poisoned_bars.loc[~known, col] = junk
-    poisoned = forecasts_for(poisoned_bars, tmp_path, name)
+    poisoned = forecasts_for(poisoned_bars, tmp_path, name, saved_model)
 
     upto = full[full["issued_at"] <= CUT].reset_index(drop=True)
     assert len(upto) > 0 and upto["issued_at"].max() == CUT

@@ -20,6 +20,8 @@ STRATEGIES = {
     "har": {"type": "har", "lags": [1, 6, 24], "retrain": {"rule": "daily"}},
     "level": LEVEL,
     "naive": {"type": "naive"},
+    "tuned": {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "every": 2, "space": {"units": {"values": [3, 4]}}}},
+    "warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},  # a chain: its segments in order in one worker
 }
 
 
@@ -33,6 +35,8 @@ def run_with(path, tmp, name, **execution):
 def same_results(a, b):
     pd.testing.assert_frame_equal(a.forecasts, b.forecasts, check_exact=True)
     pd.testing.assert_frame_equal(a.retrains.drop(columns="seconds"), b.retrains.drop(columns="seconds"), check_exact=True)
+    tuning = lambda r: pd.read_parquet(r.out_dir / "tuning.parquet").drop(columns="tuning_seconds")
+    pd.testing.assert_frame_equal(tuning(a), tuning(b), check_exact=True)
     files = lambda r: sorted(str(p.relative_to(r.out_dir)) for p in (r.out_dir / "models").rglob("*"))
     assert files(a) == files(b)
     for art in (a.out_dir / "models").rglob("params.json"):

@@ -113,3 +113,61 @@ def test_a_naive_run_from_the_configs_folder_writes_results_under_the_working_di
     out = work / "results" / "smoke"
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["path"] == "../data/sample_1m.parquet"
     assert pd.read_parquet(out / "forecasts.parquet")["issued_at"].nunique() == 14 * 24
+
+
+# --------------------------------------------------------------------------- hints that help (item 3)
+
+
+def test_a_rolling_window_too_short_says_by_how_much_for_every_strategy_at_once():
+    # was: "... has 50 bars but strategy 'har' needs 179; start later ..." (one strategy per run; cannot help)
+    proc = plan("backtest.window.kind=rolling", "backtest.window.bars=50")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: backtest.window: a rolling window of 50 bars is too short (strategy 'lstm' needs 104, "
+        "strategy 'har' needs 197, strategy 'garch' needs 100); set bars: 197 or more")
+    proc = plan("backtest.window.kind=rolling", "backtest.window.length=2D")
+    assert proc.stderr.strip() == (
+        "error: backtest.window: a rolling window of 2D holds 48 bars, too few (strategy 'lstm' needs 104, "
+        "strategy 'har' needs 197, strategy 'garch' needs 100); set length: 9D or more")
+
+
+def test_a_start_too_early_lists_every_strategy_and_the_first_start_that_works():
+    proc = plan("backtest.start=2024-01-03 00:00")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: backtest.start: the first training window (2024-01-01 01:00:00+00:00 .. 2024-01-03 00:00:00+00:00) "
+        "has 48 bars, too few (strategy 'lstm' needs 104, strategy 'har' needs 197, strategy 'garch' needs 100); "
+        "start at 2024-01-09 05:00:00+00:00 or later, or shrink the lookback/lags")
+
+
+# --------------------------------------------------------------------------- lags and windows in time (item 4)
+
+
+def test_har_defaults_mean_last_bar_day_and_week_on_daily_bars():
+    # was: HAR's lags 1/24/168 were bar counts, so on daily bars HAR asked for 178+ bars
+    proc = plan("data.bar=1D", "backtest.start=2024-03-31", "strategies.lstm.memory=7D", "strategies.garch.type=naive")
+    assert proc.returncode == 0, proc.stderr
+    proc = backtest("data", "prepare", "configs/weekly.yaml", "--set", "data.bar=1D")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["strategies.har.lags=[1h, 1D, 90min]"],
+     "strategies.har.lags: 90min is not a whole number of 1h bars; give a multiple of 1h or a bar count"),
+    (["strategies.lstm.memory=soon"], "strategies.lstm.memory: 'soon' is not a duration"),
+])
+def test_durations_that_are_not_whole_bars_are_one_line(sets, message):
+    proc = plan(*sets)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_lags_windows_and_lookbacks_as_durations_equal_the_bar_counts(tmp_path):
+    from backtester.config import load_config
+
+    as_time = load_config(ROOT / "configs/weekly.yaml", ["strategies.har.lags=[1h, 1D, 7D]", "strategies.lstm.memory=60h",
+                                                       "strategies.rolling_mean.bars=1D"])
+    as_bars = load_config(ROOT / "configs/weekly.yaml", [])
+    assert as_time.resolved()["strategies"] == as_bars.resolved()["strategies"]
+    assert as_bars.strategies["har"].params.lags == [1, 24, 168] and as_bars.strategies["rolling_mean"].params.bars == 24
+    five = load_config(ROOT / "configs/weekly.yaml", ["data.bar=15min"])
+    assert five.strategies["har"].params.lags == [1, 96, 672] and five.strategies["rolling_mean"].params.bars == 96
