@@ -107,9 +107,13 @@ class DataConfig(Strict):
     path: Path
     kind: Literal["minute", "rv"] = "minute"
     format: Literal["auto", "csv", "parquet"] = "auto"
-    timestamp_column: str = "timestamp"
-    price_column: str = "close"
-    rv_column: str = "rv"
+    timestamp_column: str | int = "timestamp"  # a column name, or its position (0 = first) when header: false
+    price_column: str | int = "close"
+    rv_column: str | int = "rv"
+    timestamp_format: str | None = None  # strftime format of text timestamps, e.g. '%d/%m/%Y %H:%M' (default: ISO-like)
+    epoch_unit: Literal["s", "ms", "us", "ns"] | None = None  # numeric timestamps (default: from their magnitude)
+    separator: str = Field(default=",", min_length=1)  # CSV field separator, e.g. ';' or '\t'
+    header: bool = True  # false: the CSV has no header row; name columns by position
     timezone: TimeZone = "UTC"
     timestamp_is: Literal["open", "close"] = "open"
     interval: Duration = pd.Timedelta("1min")
@@ -120,6 +124,23 @@ class DataConfig(Strict):
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
+
+    @model_validator(mode="after")
+    def _columns_by_position(self) -> DataConfig:
+        cols = {"timestamp_column": self.timestamp_column, "price_column": self.price_column}
+        if self.kind == "rv":
+            cols = {"timestamp_column": self.timestamp_column, "rv_column": self.rv_column}
+        if not self.header:
+            named = [k for k, v in cols.items() if not isinstance(v, int)]
+            if named:
+                raise ValueError(f"header: false: give data.{named[0]} as a column position (0 = the first column), "
+                                 f"not a name")
+        else:
+            positions = [k for k, v in cols.items() if isinstance(v, int)]
+            if positions:
+                raise ValueError(f"{positions[0]}: a position ({cols[positions[0]]}) needs header: false; "
+                                 "give the column's name, or set data.header: false if the file has no header row")
+        return self
 
     @model_validator(mode="after")
     def _bar_is_multiple(self) -> DataConfig:

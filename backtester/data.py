@@ -35,8 +35,8 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_table(path: Path, fmt: str, columns: list[str]) -> pd.DataFrame:
-    """Read the named columns of a CSV or Parquet file."""
+def read_table(path: Path, fmt: str, columns: list, separator: str = ",", header: bool = True) -> pd.DataFrame:
+    """Read the named columns (positions when ``header`` is False) of a CSV or Parquet file."""
     path = Path(path)
     fmt = source_format(path, fmt)
     try:
@@ -46,13 +46,24 @@ def read_table(path: Path, fmt: str, columns: list[str]) -> pd.DataFrame:
             names = pq.read_schema(path).names
             _check_columns(path, names, columns)
             return pd.read_parquet(path, columns=columns)
-        header = pd.read_csv(path, nrows=0).columns.tolist()
-        _check_columns(path, header, columns)
-        return pd.read_csv(path, usecols=columns)
+        if not header:
+            first = pd.read_csv(path, sep=separator, header=None, nrows=1)
+            _check_positions(path, first.shape[1], columns)
+            return pd.read_csv(path, sep=separator, header=None, usecols=columns)
+        head = pd.read_csv(path, sep=separator, nrows=1)
+        _check_columns(path, head.columns.tolist(), columns, csv=separator, first_row=head)
+        return pd.read_csv(path, sep=separator, usecols=columns)
     except DataError:
         raise
     except Exception as exc:  # unreadable file: name it, keep one line
         raise DataError(f"{path}: cannot read as {fmt}: {str(exc).splitlines()[0]}") from None
+
+
+def _check_positions(path: Path, width: int, columns: list) -> None:
+    for col in columns:
+        if not 0 <= col < width:
+            raise DataError(f"{path}: no column at position {col}; the file has {width} column(s) (0 = the first); "
+                            "set data.timestamp_column / data.price_column / data.rv_column")
 
 
 def source_format(path: Path, fmt: str) -> str:
@@ -68,13 +79,31 @@ def source_format(path: Path, fmt: str) -> str:
     return fmt
 
 
-def _check_columns(path: Path, have: list[str], need: list[str]) -> None:
+def _check_columns(path: Path, have: list, need: list, csv: str | None = None,
+                   first_row: pd.DataFrame | None = None) -> None:
     for col in need:
         if col not in have:
-            raise DataError(
-                f"{path}: no column {col!r}; columns are {', '.join(map(str, have))}; "
-                "set data.timestamp_column / data.price_column / data.rv_column"
-            )
+            hint = "set data.timestamp_column / data.price_column / data.rv_column"
+            if csv is not None:
+                hint = _dialect_hint(have, csv, first_row) or hint
+            raise DataError(f"{path}: no column {col!r}; columns are {', '.join(map(str, have))}; {hint}")
+
+
+def _dialect_hint(have: list, separator: str, first_row: pd.DataFrame | None) -> str | None:
+    """Why a CSV's columns are not the ones expected, if it looks like another dialect."""
+    if len(have) == 1:
+        for sep, name in ((";", "';'"), ("\t", "'\\t' (tab)"), ("|", "'|'"), (",", "','")):
+            if sep != separator and sep in str(have[0]):
+                return f"the file seems to be separated by {name}: set data.separator: {name.split()[0]}"
+    try:  # a header that reads as a timestamp is a first data row
+        pd.Timestamp(str(have[0]))
+        looks_like_data = not str(have[0]).strip().isalpha()
+    except (ValueError, TypeError):
+        looks_like_data = False
+    if looks_like_data:
+        return ("the file seems to have no header row (its first row reads as data): set data.header: false and give "
+                "data.timestamp_column / data.price_column as positions (0 = the first column)")
+    return None
 
 
 def _magnitude(values: pd.Series) -> float:
@@ -86,21 +115,40 @@ def _epoch_unit(mag: float) -> str:
     return "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
 
 
-def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, unit: str | None = None) -> pd.DatetimeIndex:
+def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, unit: str | None = None,
+                     fmt: str | None = None) -> pd.DatetimeIndex:
     """Parse a timestamp column into a UTC DatetimeIndex.
 
-    Epoch numbers are read in ``unit``, by default the unit their magnitude suggests.
+    Text is read with ``fmt`` (a strftime format) when given, else as ISO-like dates;
+    epoch numbers in ``unit``, by default the unit their magnitude suggests. A failure
+    suggests the ``data.timestamp_format`` or ``data.epoch_unit`` that would work.
     """
     try:
         if pd.api.types.is_datetime64_any_dtype(values):
             idx = pd.DatetimeIndex(values)
         elif pd.api.types.is_numeric_dtype(values):
+            guessed = unit is None
             unit = unit or _epoch_unit(_magnitude(values))
             idx = pd.DatetimeIndex(pd.to_datetime(values, unit=unit, utc=True))
+            years = idx[~idx.isna()].year
+            if len(years) and (years.min() < 1970 or years.max() > 2200):
+                raise DataError(f"{path}: column {column!r} read as epoch {unit} gives dates from {idx.min()} to "
+                                f"{idx.max()}; set data.epoch_unit (s, ms, us or ns) to the unit of the numbers"
+                                + (" (the magnitude suggested " + unit + ")" if guessed else ""))
+        elif fmt is not None:
+            idx = pd.DatetimeIndex(pd.to_datetime(values, format=fmt, utc=False))
         else:
             idx = pd.DatetimeIndex(pd.to_datetime(values, utc=False, format="mixed"))
     except (ValueError, TypeError, OverflowError) as exc:
-        raise DataError(f"{path}: column {column!r} has unparseable timestamps ({str(exc).splitlines()[0]})") from None
+        what = str(exc).splitlines()[0]
+        if fmt is not None:
+            raise DataError(f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
+                            f"fix the format (e.g. '%d/%m/%Y %H:%M')") from None
+        if pd.api.types.is_numeric_dtype(values):
+            raise DataError(f"{path}: column {column!r} has epoch numbers out of range ({what}); "
+                            "set data.epoch_unit (s, ms, us or ns)") from None
+        raise DataError(f"{path}: column {column!r} has unparseable timestamps ({what}); "
+                        f"{_format_hint(values)}") from None
     if idx.hasnans:
         row = int(np.flatnonzero(idx.isna())[0])
         raise DataError(f"{path}: column {column!r} has an empty or unparseable timestamp at row {row}")
@@ -115,8 +163,45 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
     return idx.tz_convert("UTC").as_unit("ns")
 
 
-def _check_order(idx: pd.DatetimeIndex, path: Path, column: str) -> None:
+def _format_hint(values: pd.Series) -> str:
+    """The ``data.timestamp_format`` to set, guessed from the first value (day first if month first fails)."""
+    from pandas.tseries.api import guess_datetime_format
+
+    sample = str(values.iloc[0]) if len(values) else ""
+    for dayfirst in (False, True):
+        guess = guess_datetime_format(sample, dayfirst=dayfirst)
+        if guess:
+            try:
+                pd.to_datetime(values, format=guess)
+                return f"set data.timestamp_format: '{guess}'"
+            except (ValueError, TypeError):
+                continue
+    return "set data.timestamp_format to their strftime format, e.g. '%d/%m/%Y %H:%M'"
+
+
+def _dayfirst_hint(values: pd.Series) -> str | None:
+    """If text timestamps read as sorted day-first, the format that reads them so."""
+    from pandas.tseries.api import guess_datetime_format
+
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values) or not len(values):
+        return None
+    guess = guess_datetime_format(str(values.iloc[0]), dayfirst=True)
+    if not guess or "%d" not in guess or "%m" not in guess or guess.index("%d") > guess.index("%m"):
+        return None  # only a day-before-month format can be the misreading
+    try:
+        idx = pd.DatetimeIndex(pd.to_datetime(values, format=guess))
+    except (ValueError, TypeError):
+        return None
+    return guess if (np.diff(idx.asi8) > 0).all() else None
+
+
+def _check_order(idx: pd.DatetimeIndex, path: Path, column: str, raw: pd.Series | None = None) -> None:
     diffs = np.diff(idx.asi8)
+    if (diffs <= 0).any() and raw is not None:
+        guess = _dayfirst_hint(raw)
+        if guess:
+            raise DataError(f"{path}: timestamps in {column!r} read month-first are out of order, but read day-first "
+                            f"they are sorted: set data.timestamp_format: '{guess}'")
     if (diffs == 0).any():
         row = int(np.flatnonzero(diffs == 0)[0]) + 1
         raise DataError(f"{path}: duplicate timestamp {idx[row]} at row {row} in {column!r}; remove duplicate rows")
@@ -126,12 +211,13 @@ def _check_order(idx: pd.DatetimeIndex, path: Path, column: str) -> None:
 
 
 def validate_prices(
-    df: pd.DataFrame, ts_col: str, price_col: str, timezone: str, path: Path | str, unit: str | None = None
+    df: pd.DataFrame, ts_col, price_col, timezone: str, path: Path | str, unit: str | None = None,
+    fmt: str | None = None,
 ) -> pd.Series:
     """Return the price column as a Series indexed by UTC timestamps, after validation."""
     path = Path(path)
-    idx = parse_timestamps(df[ts_col], timezone, path, ts_col, unit)
-    _check_order(idx, path, ts_col)
+    idx = parse_timestamps(df[ts_col], timezone, path, ts_col, unit, fmt)
+    _check_order(idx, path, ts_col, df[ts_col] if fmt is None else None)
     try:
         prices = pd.to_numeric(df[price_col], errors="raise").to_numpy(dtype="float64")
     except (ValueError, TypeError):
@@ -148,10 +234,11 @@ def validate_prices(
 
 def load_prices(cfg) -> pd.Series:
     """Load N-minute bars from ``cfg`` (a DataConfig) as a price Series keyed by bar open time (UTC)."""
-    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.price_column])
+    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.price_column], cfg.separator, cfg.header)
     if len(df) < 2:
         raise DataError(f"{cfg.path}: only {len(df)} row(s); need at least two bars")
-    prices = validate_prices(df, cfg.timestamp_column, cfg.price_column, cfg.timezone, cfg.path)
+    prices = validate_prices(df, cfg.timestamp_column, cfg.price_column, cfg.timezone, cfg.path, cfg.epoch_unit,
+                             cfg.timestamp_format)
     if cfg.timestamp_is == "close":
         prices.index = prices.index - cfg.interval
     return prices
@@ -177,15 +264,15 @@ def price_batches(cfg, batch_rows: int = 1 << 16) -> Iterator[pd.Series]:
     _check_columns(path, source.schema_arrow.names, [ts_col, price_col])
     if source.metadata.num_rows < 2:
         raise DataError(f"{path}: only {source.metadata.num_rows} row(s); need at least two bars")
-    unit = None
+    unit = cfg.epoch_unit
     ts_type = source.schema_arrow.field(ts_col).type
-    if pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type):
+    if unit is None and (pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type)):
         # epoch numbers: one unit for the whole file, from the whole column's magnitude
         mags = [_magnitude(b[ts_col]) for b in _read_batches(source, path, batch_rows, [ts_col])]
         unit = _epoch_unit(float(np.fmax.reduce(mags)))
     last = None
     for batch in _read_batches(source, path, batch_rows, [ts_col, price_col]):
-        prices = validate_prices(batch, ts_col, price_col, cfg.timezone, path, unit)
+        prices = validate_prices(batch, ts_col, price_col, cfg.timezone, path, unit, cfg.timestamp_format)
         if last is not None and prices.index[0] <= last:
             raise DataError(f"{path}: timestamps are not sorted or repeat at {prices.index[0]}; sort the file by {ts_col!r}")
         last = prices.index[-1]
@@ -211,9 +298,10 @@ def _read_batches(source, path: Path, batch_rows: int, columns: list[str]) -> It
 
 def load_rv_bars(cfg) -> pd.DataFrame:
     """Load ready-made volatility bars (``data.kind: rv``), keyed by bar close time."""
-    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.rv_column])
-    idx = parse_timestamps(df[cfg.timestamp_column], cfg.timezone, cfg.path, cfg.timestamp_column)
-    _check_order(idx, cfg.path, cfg.timestamp_column)
+    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.rv_column], cfg.separator, cfg.header)
+    idx = parse_timestamps(df[cfg.timestamp_column], cfg.timezone, cfg.path, cfg.timestamp_column, cfg.epoch_unit,
+                           cfg.timestamp_format)
+    _check_order(idx, cfg.path, cfg.timestamp_column, df[cfg.timestamp_column] if cfg.timestamp_format is None else None)
     if cfg.timestamp_is == "open":
         idx = idx + cfg.bar
     rv = pd.to_numeric(df[cfg.rv_column], errors="coerce").to_numpy(dtype="float64")

@@ -289,6 +289,9 @@ def _params_key(cfg) -> dict:
         "min_returns": cfg.min_returns,
         "max_gap": str(cfg.max_gap),
         "version": 1,
+        **({"timestamp_format": cfg.timestamp_format, "epoch_unit": cfg.epoch_unit, "separator": cfg.separator,
+            "header": cfg.header} if (cfg.timestamp_format, cfg.epoch_unit, cfg.separator, cfg.header)
+           != (None, None, ",", True) else {}),  # CSV dialect options (absent when default: old keys stay valid)
     }
 
 

@@ -171,3 +171,55 @@ def test_lags_windows_and_lookbacks_as_durations_equal_the_bar_counts(tmp_path):
     assert as_bars.strategies["har"].params.lags == [1, 24, 168] and as_bars.strategies["rolling_mean"].params.bars == 24
     five = load_config(ROOT / "configs/weekly.yaml", ["data.bar=15min"])
     assert five.strategies["har"].params.lags == [1, 96, 672] and five.strategies["rolling_mean"].params.bars == 96
+
+
+# --------------------------------------------------------------------------- CSV dialects (item 6)
+
+
+@pytest.fixture(scope="module")
+def csv_files(tmp_path_factory):
+    from backtester.synth import synth_bars
+
+    out = tmp_path_factory.mktemp("csv")
+    df = synth_bars(start="2024-01-01", days=14, seed=1)[["timestamp", "close"]]  # past the 12th: month-first fails
+    ts = pd.to_datetime(df["timestamp"])
+    dmy = df.assign(timestamp=ts.dt.strftime("%d/%m/%Y %H:%M"))
+    dmy.to_csv(out / "dmy.csv", index=False)
+    dmy.to_csv(out / "semi.csv", index=False, sep=";")
+    df.assign(timestamp=ts.dt.strftime("%Y-%m-%d %H:%M")).to_csv(out / "nohead.csv", index=False, header=False)
+    df.assign(timestamp=ts.astype("int64") // 10**6).to_csv(out / "ms.csv", index=False)
+    df.to_csv(out / "iso.csv", index=False)
+    return out
+
+
+def prepare(csv_files, name, *sets):
+    args = ["data", "prepare", "configs/smoke.yaml", "--set", f"data.path={csv_files / name}",
+            "--set", f"data.cache_dir={csv_files / 'cache'}"]
+    return backtest(*args, *[a for s in sets for a in ("--set", s)])
+
+
+@pytest.mark.parametrize("name, message, fix", [
+    # was: read month-first, then "timestamps are not sorted" (a wrong lead)
+    ("dmy.csv", "read month-first are out of order, but read day-first they are sorted: "
+                "set data.timestamp_format: '%d/%m/%Y %H:%M'", ["data.timestamp_format=%d/%m/%Y %H:%M"]),
+    ("semi.csv", "the file seems to be separated by ';': set data.separator: ';'",
+     ["data.separator=;", "data.timestamp_format=%d/%m/%Y %H:%M"]),
+    ("nohead.csv", "the file seems to have no header row (its first row reads as data): set data.header: false",
+     ["data.header=false", "data.timestamp_column=0", "data.price_column=1"]),
+    ("ms.csv", "has epoch numbers out of range", []),  # milliseconds are recognised by their magnitude
+])
+def test_a_csv_dialect_is_read_with_its_option_and_a_failure_suggests_it(csv_files, name, message, fix):
+    expected = prepare(csv_files, "iso.csv")
+    assert expected.returncode == 0, expected.stderr
+    if name == "ms.csv":
+        proc = prepare(csv_files, name, "data.epoch_unit=s")  # the wrong unit, said explicitly
+        assert proc.returncode == 2 and message in proc.stderr and "set data.epoch_unit" in proc.stderr
+        same = lambda out: out.strip().removesuffix(" (from cache)")
+        assert same(prepare(csv_files, name).stdout) == same(expected.stdout)
+        return
+    proc = prepare(csv_files, name)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    fixed = prepare(csv_files, name, *fix)
+    assert fixed.returncode == 0, fixed.stderr
+    same = lambda out: out.strip().removesuffix(" (from cache)")
+    assert same(fixed.stdout) == same(expected.stdout)  # the same bars as the ISO file
