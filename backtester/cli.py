@@ -96,21 +96,34 @@ def _progress(plan):
     return on_segment
 
 
-def _print_plan(cfg) -> None:
+def _print_plan(cfg, estimate: bool = False) -> None:
+    from .estimate import estimate_table, format_table
     from .runner import prepare
+    from .series import BarSeries
 
     prepared, plan = prepare(cfg)
+    if estimate and cfg.data.cache_dir is not None:  # time fits as a run would: with its compile cache
+        import os
+
+        os.environ.setdefault("BACKTESTER_XLA_CACHE", str(Path(cfg.data.cache_dir).resolve() / "xla"))
     click.echo(f"data: {prepared.describe()}")
     click.echo(plan.describe())
+    click.echo("")
+    click.echo("cost per strategy:")
+    if estimate:
+        click.echo("  timing one small fit per strategy ...", err=True)
+    click.echo(format_table(estimate_table(cfg, plan, BarSeries.from_frame(prepared.bars), estimate)))
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
-def plan(config: str, overrides: tuple[str, ...]) -> None:
-    """Print the walk-forward plan of CONFIG: retrain dates, windows, forecast count."""
+@click.option("--estimate", is_flag=True,
+              help="Estimate each strategy's run time from a quick timing of one small fit (seconds).")
+def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
+    """Print the walk-forward plan of CONFIG: retrain dates, windows, forecast count, cost per strategy."""
     try:
-        _print_plan(_load(config, overrides))
+        _print_plan(_load(config, overrides), estimate)
     except BacktestError as exc:
         _fail(exc)
 

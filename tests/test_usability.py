@@ -223,3 +223,24 @@ def test_a_csv_dialect_is_read_with_its_option_and_a_failure_suggests_it(csv_fil
     assert fixed.returncode == 0, fixed.stderr
     same = lambda out: out.strip().removesuffix(" (from cache)")
     assert same(fixed.stdout) == same(expected.stdout)  # the same bars as the ISO file
+
+
+# --------------------------------------------------------------------------- plan estimates (item 8)
+
+
+def test_plan_shows_retrains_samples_and_an_estimated_time_per_strategy(tmp_path):
+    sets = ["--set", f"output.dir={tmp_path}", "--set", f"data.cache_dir={tmp_path}/cache"]
+    proc = backtest("plan", "configs/smoke.yaml", *sets)
+    assert proc.returncode == 0, proc.stderr
+    assert "  strategy         retrains tunings training samples  est. time" in proc.stdout
+    assert "  lstm                    2       0" in proc.stdout  # retrains and tunings; no time without --estimate
+    assert "run time: `backtest plan --estimate` times one small fit per strategy" in proc.stdout
+    proc = backtest("plan", "configs/smoke.yaml", "--estimate", *sets)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ") and "(timing)" in line}
+    assert set(lines) == {"lstm", "har", "garch", "ewma", "naive", "rolling_mean"}
+    assert "estimated fit time in one process:" in proc.stdout
+    run = backtest("run", "configs/smoke.yaml", "-qq", *sets)
+    assert run.returncode == 0, run.stderr
+    proc = backtest("plan", "configs/smoke.yaml", *sets)
+    assert proc.stdout.count("(last run)") == 6  # an earlier run of the same config gives the figures
