@@ -123,7 +123,7 @@ def format_table(table: pd.DataFrame) -> str:
 def _duration(seconds: float) -> str:
     """
     >>> _duration(4.2), _duration(95), _duration(4000)
-    ('4.2 s', '1 min 35 s', '1 h 07 min')
+    ('4.2 s', '1 min 35 s', '1 h 06 min')
     """
     if seconds < 60:
         return f"{seconds:.1f} s"
