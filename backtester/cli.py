@@ -62,7 +62,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         from .runner import run as run_backtest
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-        result = run_backtest(cfg, force=force, progress=None if quiet else _progress, log=log)
+        result = run_backtest(cfg, force=force, progress=None if quiet else _progress(cfg), log=log)
     except BacktestError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -72,28 +72,64 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
                    "run the same command again to start over", err=True)
         sys.exit(130)
     if not quiet:
-        from .evaluation import summary
-
-        click.echo(summary(result.metrics).to_string(float_format=lambda v: f"{v:.4g}"))
+        click.echo(_summary_table(result))
         secs = result.manifest["seconds"]
         click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s, predict {secs['predict']:.1f}s)")
     elif quiet == 1:
         click.echo(f"wrote {result.out_dir}/")
 
 
-def _progress(plan):
-    from tqdm import tqdm
+def _progress(cfg):
+    """A progress bar over the plan's retrains, its time left estimated from the fits' expected cost."""
 
-    bar = tqdm(total=len(plan.segments()), unit="segment", desc="walk-forward", file=sys.stderr, mininterval=0.5,
-               leave=False)
+    def start(plan):
+        from tqdm import tqdm
 
-    def on_segment(seg):
-        bar.update(1)
-        bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}")
-        if bar.n == bar.total:
-            bar.close()
+        specs = cfg.run_strategies()
+        costs = {}
+        for seg in plan.segments():
+            params = specs[seg.strategy].params
+            cost = params.fit_cost(seg.window.stop - seg.window.start) + 1e-4 * seg.issues  # forecasting: cheap
+            tuning = getattr(params, "tuning", None)
+            if seg.tune and tuning is not None:
+                cost += tuning.max_trials * tuning.epochs * (seg.window.stop - seg.window.start)
+            costs[seg.key] = cost
+        total = sum(costs.values()) or 1.0
+        state = {"done": 0.0}
+        bar = tqdm(total=len(costs), unit="retrain", desc="walk-forward", file=sys.stderr, mininterval=0.5,
+                   leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}")
 
-    return on_segment
+        def on_segment(seg):
+            state["done"] += costs.get(seg.key, 0.0)
+            elapsed = bar.format_dict["elapsed"]
+            left = elapsed * (total - state["done"]) / state["done"] if state["done"] > 0 else float("nan")
+            eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""
+            bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
+            bar.update(1)
+            if bar.n == bar.total:
+                bar.close()
+
+        return on_segment
+
+    return start
+
+
+def _seconds(secs: float) -> str:
+    return f"{secs:.0f} s" if secs < 90 else f"{secs / 60:.0f} min" if secs < 5400 else f"{secs / 3600:.1f} h"
+
+
+def _summary_table(result) -> str:
+    """The run's scores, one format per column, saying what they average over."""
+    from .evaluation import summary
+
+    table = summary(result.metrics)
+    m = result.metrics
+    horizons = f"{int(m['horizon'].min())}..{int(m['horizon'].max())}" if len(m) else "-"
+    lines = [f"mean over horizons {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
+             f"  {'strategy':<16} {'QLIKE':>8} {'MSE (vol)':>11} {'MAE (vol)':>11}"]
+    for name, row in table.iterrows():
+        lines.append(f"  {name!s:<16} {row['qlike']:>8.4f} {row['mse']:>11.3e} {row['mae']:>11.3e}")
+    return "\n".join(lines)
 
 
 def _print_plan(cfg, estimate: bool = False) -> None:

@@ -240,7 +240,15 @@ def test_plan_shows_retrains_samples_and_an_estimated_time_per_strategy(tmp_path
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("  ") and "(timing)" in line}
     assert set(lines) == {"lstm", "har", "garch", "ewma", "naive", "rolling_mean"}
     assert "estimated fit time in one process:" in proc.stdout
-    run = backtest("run", "configs/smoke.yaml", "-qq", *sets)
+    run = backtest("run", "configs/smoke.yaml", *sets)
     assert run.returncode == 0, run.stderr
+    # item 9: progress counts retrains (what the plan shows), tables say what they average and keep one format per column
+    assert "walk-forward: 0/12 retrains" in run.stderr and "s left" in run.stderr
+    out = run.stdout.splitlines()
+    assert out[0] == "mean over horizons 1..6 of each horizon's mean over its forecasts with an actual; best QLIKE first"
+    assert out[1] == "  strategy            QLIKE   MSE (vol)   MAE (vol)"
+    for line in out[2:8]:
+        _, qlike, mse, mae = line.split()
+        assert len(qlike.split(".")[1]) == 4 and "e-" in mse and "e-" in mae
     proc = backtest("plan", "configs/smoke.yaml", *sets)
     assert proc.stdout.count("(last run)") == 6  # an earlier run of the same config gives the figures
