@@ -119,6 +119,7 @@ class DataConfig(Strict):
     interval: Duration = pd.Timedelta("1min")
     calendar: str = "24/7"
     bar: Duration = pd.Timedelta("1h")
+    anchor: Literal["session", "utc"] = "session"  # fx daily bars close at 17:00 New York (session) or 00:00 UTC
     min_returns: int | None = Field(default=None, ge=1)  # default: half the input bars a bar holds in session
     max_gap: Duration = pd.Timedelta("15min")
     start: Timestamp | None = None  # keep only bars closing at or after this time
@@ -231,6 +232,7 @@ class BacktestConfig(Strict):
 class OutputConfig(Strict):
     dir: Path = Path("results")
     plots: bool = True
+    plot_unit: Literal["bar", "percent", "annualized"] = "bar"  # volatility per bar, in %, or annualized %
     save_models: bool = True  # an artifact folder per retrain under results/<name>/models/
 
 
@@ -543,7 +545,7 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
     select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
-    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar)
+    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar, data=cfg.data)
              for name, params in cfg.strategies.items()}
     ev = cfg.evaluation
     if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
@@ -580,7 +582,7 @@ def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
     return int(round(n))
 
 
-def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, where: str) -> dict[str, Any]:
+def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, where: str, data=None) -> dict[str, Any]:
     """Fields a strategy declares in ``DURATION_FIELDS`` may be durations ('1h', '1D', '7D'): turn them into
     bar counts; a strategy's ``bar_defaults(bar)`` gives defaults that mean the same time on any bar size."""
     out = dict(raw)
@@ -590,11 +592,14 @@ def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, wher
     defaults = getattr(cls, "bar_defaults", None)
     if defaults is not None:
         out = {**defaults(bar), **out}
+    data_defaults = getattr(cls, "data_defaults", None)
+    if data_defaults is not None and data is not None:
+        out = {**data_defaults(data), **out}
     return out
 
 
 def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config",
-                   bar: pd.Timedelta | None = None) -> StrategySpec:
+                   bar: pd.Timedelta | None = None, data=None) -> StrategySpec:
     """One ``strategies.<name>`` entry: ``retrain`` / ``window`` override the backtest's, the rest are params."""
     if raw is None:
         raw = {}
@@ -620,7 +625,7 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
     if bar is not None and isinstance(kind, str):
         try:
             raw = _bars_from_durations(strategy_class(kind, f"{source}: strategies.{name}.type"), raw, bar,
-                                       f"strategies.{name}")
+                                       f"strategies.{name}", data)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     kind, params = validate_params(name, raw, source)

@@ -197,7 +197,7 @@ def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
     tests.to_parquet(stage / "tests.parquet", index=False)
     cost.to_parquet(stage / "cost.parquet", index=False)
     if cfg.output.plots and len(rows):
-        plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1)
+        plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1, unit=cfg.output.plot_unit)
         plot_error_by_horizon(scores, stage / "error_by_horizon.png")
     (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost, spread))
     if cfg.output.plots and len(rows):

@@ -110,8 +110,12 @@ def realized_volatility(
     calendar: str = "24/7",
     min_returns: int | None = None,
     max_gap: pd.Timedelta = pd.Timedelta("15min"),
+    anchor: tuple[str, int] | None = None,
 ) -> pd.DataFrame:
     """Build RV bars from prices keyed by input-bar open time (UTC).
+
+    ``anchor``: ``(timezone, offset_ns)``: bars close at that local time of day (FX daily
+    bars at 17:00 New York, see :func:`bar_anchor`) instead of on the UTC grid.
 
     Returns a frame indexed by bar close time (``time``) with columns ``rv``,
     ``ret`` (sum of the bar's returns) and ``n_returns``; missing bars have NaN
@@ -120,10 +124,10 @@ def realized_volatility(
     t, logp, keys = _in_session(prices, calendar)
     if len(t) < 2:
         raise DataError(TOO_FEW)
-    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
     r, close = r[keep], close[keep]
 
-    grid, expected = _bar_grid(t, interval, bar, calendar)
+    grid, expected = _bar_grid(t, interval, bar, calendar, anchor)
     pos, inside = _on_grid(grid, close)
     pos, r = pos[inside], r[inside]
     n = np.bincount(pos, minlength=len(grid))
@@ -139,6 +143,7 @@ def realized_volatility_batches(
     calendar: str = "24/7",
     min_returns: int | None = None,
     max_gap: pd.Timedelta = pd.Timedelta("15min"),
+    anchor: tuple[str, int] | None = None,
 ) -> pd.DataFrame:
     """:func:`realized_volatility` of prices that arrive in time-ordered batches: the same frame, bit for bit.
 
@@ -158,16 +163,16 @@ def realized_volatility_batches(
         if len(t) < 2:
             continue
         first = t[0] if first is None else first
-        r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+        r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
         done = int(np.searchsorted(close, close[-1]))  # returns before the last bar's first one
         parts.append(_bar_sums(r[:done], close[:done], keep[:done]))
         t, logp, keys = t[done:], logp[done:], keys[done:]  # row done starts return done
     if first is None:
         raise DataError(TOO_FEW)
-    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap)
+    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
     parts.append(_bar_sums(r, close, keep))
 
-    grid, expected = _bar_grid(np.array([first, t[-1]]), interval, bar, calendar)
+    grid, expected = _bar_grid(np.array([first, t[-1]]), interval, bar, calendar, anchor)
     close, count, square, total = (np.concatenate(col) for col in zip(*parts))
     pos, inside = _on_grid(grid, close)
     n = np.zeros(len(grid), dtype="int64")
@@ -188,13 +193,42 @@ def _in_session(prices: pd.Series, calendar: str) -> tuple[np.ndarray, np.ndarra
     return t[ok_row], logp[ok_row], keys[ok_row]
 
 
-def _returns(t, logp, keys, interval: pd.Timedelta, bar: pd.Timedelta, max_gap: pd.Timedelta):
+def bar_anchor(calendar: str, bar: pd.Timedelta, anchor: str = "session") -> tuple[str, int] | None:
+    """Where daily bars close: FX days end at 17:00 New York (the market's roll), so ``bar: 1d`` (or
+    any whole number of days) on ``calendar: fx`` is anchored there unless ``anchor`` is ``utc``.
+
+    >>> bar_anchor("fx", pd.Timedelta("1D")), bar_anchor("fx", pd.Timedelta("1h")), bar_anchor("24/7", pd.Timedelta("1D"))
+    (('America/New_York', 61200000000000), None, None)
+    """
+    day = pd.Timedelta("1D")
+    if anchor == "session" and calendar == "fx" and bar >= day and bar % day == pd.Timedelta(0):
+        return ("America/New_York", 17 * 3600 * 10**9)
+    return None
+
+
+def bar_close(end: np.ndarray, bar_ns: int, anchor: tuple[str, int] | None = None) -> np.ndarray:
+    """The close (ns) of the bar each time ``end`` (ns, a return's end) falls in: ceil to the grid.
+
+    >>> h = 3600 * 10**9
+    >>> t = pd.DatetimeIndex(["2024-01-08 21:30", "2024-01-08 22:00", "2024-07-08 21:30"], tz="UTC").asi8
+    >>> pd.DatetimeIndex(bar_close(t, 24 * h, ("America/New_York", 17 * h)), tz="UTC").strftime("%m-%d %H:%M").tolist()
+    ['01-08 22:00', '01-08 22:00', '07-09 21:00']
+    """
+    if anchor is None:
+        return -(-end // bar_ns) * bar_ns
+    tz, offset = anchor
+    local = pd.DatetimeIndex(end, tz="UTC").tz_convert(tz).tz_localize(None).asi8
+    close_local = -(-(local - offset) // bar_ns) * bar_ns + offset
+    return pd.DatetimeIndex(close_local).tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").tz_convert("UTC").asi8
+
+
+def _returns(t, logp, keys, interval: pd.Timedelta, bar: pd.Timedelta, max_gap: pd.Timedelta,
+             anchor: tuple[str, int] | None = None):
     """Log returns between consecutive input bars, the close of the bar each ends in, and whether it counts."""
     r = np.diff(logp)
     keep = (keys[1:] == keys[:-1]) & (np.diff(t) <= max_gap.value)
     end = t[1:] + interval.value  # a return ends at the close of its later bar
-    bar_ns = bar.value
-    close = -(-end // bar_ns) * bar_ns  # ceil to the bar grid
+    close = bar_close(end, bar.value, anchor)
     return r, close, keep
 
 
@@ -226,10 +260,27 @@ def _frame(grid, expected, n, ss, total, min_returns: int | None) -> pd.DataFram
     return out
 
 
-def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str) -> tuple[np.ndarray, np.ndarray]:
+def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str,
+              anchor: tuple[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Close times of every bar from the first to the last input bar that overlaps a session,
     and how many input bars each would hold if none were missing."""
     bar_ns = bar.value
+    if anchor is not None:  # closes at a local time of day: count the session's input-bar slots per close
+        first_close, last_close = bar_close(np.array([t[0] + interval.value, t[-1] + interval.value]), bar_ns, anchor)
+        closes, counts = [], []
+        step = (1 << 20) * interval.value
+        for s0 in range(int(first_close - bar_ns - 2 * 3600 * 10**9), int(last_close), step):
+            slots = s0 + interval.value * np.arange(1 << 20, dtype="int64")
+            slots = slots[slots < last_close]
+            live = session_keys(slots, calendar) >= 0
+            c = bar_close(slots[live] + interval.value, bar_ns, anchor)
+            c = c[(c >= first_close) & (c <= last_close)]
+            u, n = np.unique(c, return_counts=True)
+            closes.append(u)
+            counts.append(n)
+        grid, idx = np.unique(np.concatenate(closes), return_inverse=True)
+        total = np.bincount(idx, weights=np.concatenate(counts).astype("float64"), minlength=len(grid))
+        return grid, total.astype("int64")
     first = (t[0] // bar_ns) * bar_ns + bar_ns
     last = (t[-1] // bar_ns) * bar_ns + bar_ns
     # integer steps: np.arange(start, stop, step) sizes itself in floating point and can drop the
@@ -289,6 +340,8 @@ def _params_key(cfg) -> dict:
         "min_returns": cfg.min_returns,
         "max_gap": str(cfg.max_gap),
         "version": 1,
+        **({"anchor": list(bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))}
+           if bar_anchor(cfg.calendar, cfg.bar, cfg.anchor) else {}),
         **({"timestamp_format": cfg.timestamp_format, "epoch_unit": cfg.epoch_unit, "separator": cfg.separator,
             "header": cfg.header} if (cfg.timestamp_format, cfg.epoch_unit, cfg.separator, cfg.header)
            != (None, None, ",", True) else {}),  # CSV dialect options (absent when default: old keys stay valid)
@@ -339,7 +392,7 @@ def minute_rv_bars(cfg, batch_rows: int = 1 << 16) -> pd.DataFrame:
     A problem found while streaming is reported as the one-piece path words it (row numbers over the
     whole file), by reading the file again whole.
     """
-    args = (cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+    args = (cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap, bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))
     if source_format(cfg.path, cfg.format) == "parquet":
         try:
             return realized_volatility_batches(price_batches(cfg, batch_rows), *args)

@@ -3,7 +3,8 @@
 Intraday bars have a strong time-of-day volatility pattern that a plain GARCH(1,1)
 mistakes for volatility clustering (on BTC hourly returns it fits alpha near 0.4
 and forecasts explode). With ``seasonal: true`` (the default) returns are divided
-by the training window's volatility profile by bar of day (UTC) before the fit,
+by the training window's volatility profile by bar of day (in session time: New York
+for FX, the exchange's zone for an exchange calendar, else UTC) before the fit,
 and the forecasts multiplied back by the profile of each target bar.
 Returns are scaled to percent for the optimiser. Between retrains the fitted
 parameters stay fixed and the variance recursion runs forward over the bars
@@ -25,7 +26,7 @@ True
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -42,21 +43,32 @@ SCALE = 100.0
 DAY_NS = 86400 * 10**9
 
 
-def bar_of_day(time_ns: np.ndarray, bar_ns: int) -> np.ndarray:
-    """Position of each bar within its UTC day (0 .. bars_per_day - 1)."""
+def bar_of_day(time_ns: np.ndarray, bar_ns: int, tz: str = "UTC") -> np.ndarray:
+    """Position of each bar within its day in timezone ``tz`` (0 .. bars_per_day - 1): session time, so
+    an FX or exchange profile does not shift by an hour when daylight saving starts or ends.
+
+    >>> import pandas as pd
+    >>> t = pd.DatetimeIndex(["2017-01-09 15:00", "2017-07-10 14:00"], tz="UTC").asi8  # 10:00 New York, both
+    >>> bar_of_day(t, 3600 * 10**9).tolist(), bar_of_day(t, 3600 * 10**9, "America/New_York").tolist()
+    ([15, 14], [10, 10])
+    """
+    if tz != "UTC":
+        import pandas as pd
+
+        time_ns = pd.DatetimeIndex(time_ns, tz="UTC").tz_convert(tz).tz_localize(None).asi8
     return (time_ns % DAY_NS) // bar_ns
 
 
 class Garch(JsonState):
     STATE = ("omega", "alpha", "beta", "bar_ns", "profile", "train_end", "next_var")
 
-    def __init__(self, dist: str, seasonal: bool):
-        self.dist, self.seasonal = dist, seasonal
+    def __init__(self, dist: str, seasonal: bool, tz: str = "UTC"):
+        self.dist, self.seasonal, self.tz = dist, seasonal, tz
 
     def _season(self, time_ns: np.ndarray) -> np.ndarray:
         if self.profile is None:
             return np.ones(len(time_ns))
-        return self.profile[bar_of_day(time_ns, self.bar_ns)]
+        return self.profile[bar_of_day(time_ns, self.bar_ns, self.tz)]
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
         from arch import arch_model
@@ -69,7 +81,7 @@ class Garch(JsonState):
         per_day = per_day if per_day <= 1440 else 0  # a profile only for bars of a minute or longer
         if self.seasonal and per_day > 1:
             # intraday volatility profile of the training window (mean RV**2 by bar of day, normalised)
-            slot = bar_of_day(train.time[train.observed], self.bar_ns)
+            slot = bar_of_day(train.time[train.observed], self.bar_ns, self.tz)
             power = np.bincount(slot, weights=train.rv[train.observed] ** 2, minlength=per_day)
             count = np.bincount(slot, minlength=per_day)
             if (count >= 2).all() and (power > 0).all():
@@ -125,9 +137,24 @@ class GarchParams(Params):
     type: Literal["garch"] = "garch"
     dist: Literal["normal", "t"] = "normal"
     seasonal: bool = True
+    session_timezone: str = "UTC"  # bar of day for the profile in this zone (default: the data calendar's)
+
+    @staticmethod
+    def data_defaults(data) -> dict[str, Any]:
+        """The profile follows session time: New York for ``fx``, the exchange's zone for an exchange calendar."""
+        if data.calendar == "fx":
+            return {"session_timezone": "America/New_York"}
+        if data.calendar == "24/7":
+            return {}
+        try:
+            import exchange_calendars as xcals
+
+            return {"session_timezone": str(xcals.get_calendar(data.calendar).tz)}
+        except Exception:  # an unknown calendar is reported where the bars are built
+            return {}
 
     def build(self, seed: int) -> Garch:
-        return Garch(self.dist, self.seasonal)
+        return Garch(self.dist, self.seasonal, self.session_timezone)
 
     def min_train_bars(self, horizon: int) -> int:
         return 100

@@ -252,3 +252,33 @@ def test_plan_shows_retrains_samples_and_an_estimated_time_per_strategy(tmp_path
         assert len(qlike.split(".")[1]) == 4 and "e-" in mse and "e-" in mae
     proc = backtest("plan", "configs/smoke.yaml", *sets)
     assert proc.stdout.count("(last run)") == 6  # an earlier run of the same config gives the figures
+
+
+# --------------------------------------------------------------------------- FX days (item 11)
+
+
+def test_fx_daily_bars_close_at_five_pm_new_york_across_daylight_saving(tmp_path):
+    import numpy as np
+
+    t = pd.date_range("2024-03-03 22:00", "2024-03-16 00:00", freq="min", tz="UTC")  # DST starts 2024-03-10
+    prices = pd.DataFrame({"timestamp": t, "close": 1.1 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 1e-4, len(t))))})
+    prices.to_parquet(tmp_path / "fx.parquet", index=False)
+    sets = ["--set", f"data.path={tmp_path / 'fx.parquet'}", "--set", "data.calendar=fx", "--set", "data.bar=1d",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "backtest.start=2024-03-12"]
+    proc = backtest("data", "prepare", "configs/weekly.yaml", *sets, "--out", tmp_path / "bars.parquet")
+    assert proc.returncode == 0, proc.stderr
+    closes = pd.read_parquet(tmp_path / "bars.parquet").index
+    assert [c.strftime("%a %m-%d %H:%M") for c in closes] == [
+        "Mon 03-04 22:00", "Tue 03-05 22:00", "Wed 03-06 22:00", "Thu 03-07 22:00", "Fri 03-08 22:00",  # 17:00 EST
+        "Mon 03-11 21:00", "Tue 03-12 21:00", "Wed 03-13 21:00", "Thu 03-14 21:00", "Fri 03-15 21:00"]  # 17:00 EDT
+    utc = backtest("data", "prepare", "configs/weekly.yaml", *sets, "--set", "data.anchor=utc", "--out", tmp_path / "u.parquet")
+    assert utc.returncode == 0, utc.stderr
+    assert {c.strftime("%H:%M") for c in pd.read_parquet(tmp_path / "u.parquet").index} == {"00:00"}
+
+
+def test_garch_profile_follows_the_calendars_session_time():
+    from backtester.config import load_config
+
+    fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx"])
+    assert fx.strategies["garch"].params.session_timezone == "America/New_York"
+    assert load_config(ROOT / "configs/weekly.yaml", []).strategies["garch"].params.session_timezone == "UTC"

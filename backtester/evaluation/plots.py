@@ -2,38 +2,99 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
-def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168) -> None:
+UNITS = {"bar": "volatility per bar", "percent": "volatility per bar, %", "annualized": "annualized volatility, %"}
+
+
+def unit_scale(unit: str, times: pd.DatetimeIndex) -> float:
+    """Factor from volatility per bar to ``unit``: 1, 100, or 100 x sqrt(bars per year).
+
+    Bars per year are counted from ``times`` (so an FX or exchange calendar's closed hours
+    do not count): 8,760 for hourly bars around the clock.
+
+    >>> t = pd.date_range("2024-01-01", periods=8761, freq="h", tz="UTC")
+    >>> round(unit_scale("annualized", t), 1), unit_scale("percent", t)
+    (9359.5, 100.0)
+    """
+    if unit == "percent":
+        return 100.0
+    if unit == "annualized":
+        years = (times[-1] - times[0]) / pd.Timedelta(days=365)
+        per_year = (len(times) - 1) / years if years > 0 else 0.0
+        return 100.0 * float(np.sqrt(per_year))
+    return 1.0
+
+
+def full_days(frame: pd.DataFrame | pd.Series, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Days holding at least half as many bars as the fullest day (a partial first or last day would
+    make a daily mean of a few bars: a false spike at an edge)."""
+    counts = pd.Series(1, index=index).resample("1D").sum()
+    return counts.index[counts >= 0.5 * counts.max()]
+
+
+def with_gaps(frame, step: pd.Timedelta | None = None):
+    """``frame`` with a NaN row in every gap longer than 1.5 bars, so a line breaks there (FX weekends)."""
+    if len(frame) < 3:
+        return frame
+    idx = frame.index
+    if step is None:
+        step = pd.Series(idx[1:] - idx[:-1]).median()
+    gaps = np.flatnonzero((idx[1:] - idx[:-1]) > 1.5 * step)
+    if not len(gaps):
+        return frame
+    breaks = pd.DatetimeIndex(idx[gaps] + step)
+    return pd.concat([frame, frame.iloc[:0].reindex(breaks)]).sort_index()
+
+
+def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168,
+                   unit: str = "bar") -> None:
     """Forecast vs actual at one horizon, with retrain times marked.
 
-    Top: the whole test period as daily means (readable over months). Bottom: the
-    last ``zoom_bars`` bars as they are.
+    Top: the whole test period as daily means of full days (readable over months);
+    retrains as lines, or as ticks along the top edge when there are many. Bottom: the
+    last ``zoom_bars`` bars as they are, the line broken where the market was closed.
+    ``unit``: ``bar`` (volatility per bar), ``percent`` or ``annualized`` (%).
     """
     from matplotlib.figure import Figure
 
     sel = rows[rows["horizon"] == horizon]
     wide = sel.pivot_table(index="target_time", columns="strategy", values="forecast", observed=True)
     actual = sel.drop_duplicates("target_time").set_index("target_time")["actual"].reindex(wide.index)
-    fig = Figure(figsize=(13, 8))
+    scale = unit_scale(unit, wide.index)
+    wide, actual = wide * scale, actual * scale
+    days = full_days(wide, wide.index)
+    daily_fc = wide.resample("1D").mean().reindex(days)
+    daily_act = actual.resample("1D").mean().reindex(days)
+    fig = Figure(figsize=(13, 8), layout="constrained")
     top, bottom = fig.subplots(2, 1)
+    step = pd.Series(wide.index[1:] - wide.index[:-1]).median() if len(wide) > 2 else None
     panels = (
-        (top, wide.resample("1D").mean(), actual.resample("1D").mean(), "daily means"),
-        (bottom, wide.iloc[-zoom_bars:], actual.iloc[-zoom_bars:], f"last {min(zoom_bars, len(wide))} bars"),
+        (top, with_gaps(daily_fc, pd.Timedelta("1D")), with_gaps(daily_act, pd.Timedelta("1D")), "daily means"),
+        (bottom, with_gaps(wide.iloc[-zoom_bars:], step), with_gaps(actual.iloc[-zoom_bars:], step),
+         f"last {min(zoom_bars, len(wide))} bars"),
     )
+    times = pd.DatetimeIndex(retrains["retrain_time"].drop_duplicates())
     for ax, fc, act, label in panels:
         ax.plot(act.index, act, color="black", lw=1.6, alpha=0.6, label="realized volatility", zorder=1)
         for name in fc.columns:
             ax.plot(fc.index, fc[name], lw=1.0, alpha=0.9, label=str(name), zorder=2)
-        for t in retrains["retrain_time"].drop_duplicates():
-            if fc.index[0] <= t <= fc.index[-1]:
+        shown = times[(times >= fc.index[0]) & (times <= fc.index[-1])] if len(fc) else times[:0]
+        if len(shown) > 12:  # many retrains: ticks along the top edge instead of lines across the data
+            ax.plot(shown, np.ones(len(shown)), ls="none", marker="|", ms=9, color="grey",
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+            marks = "ticks on top: retrains"
+        else:
+            for t in shown:
                 ax.axvline(t, color="grey", lw=0.7, ls=":", alpha=0.8)
-        ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility, {label} (dotted: retrains)")
-        ax.set_ylabel("volatility per bar")
+            marks = "dotted: retrains"
+        ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility, {label} ({marks})", pad=10)
+        ax.set_ylabel(UNITS[unit])
         ax.grid(alpha=0.25)
-    top.legend(loc="upper right", fontsize=8, ncol=3)
-    fig.tight_layout()
+    handles, labels = top.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)  # beside the data, never on it
     fig.savefig(path, dpi=110)
 
 
