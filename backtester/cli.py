@@ -15,9 +15,24 @@ from .errors import BacktestError
 EXIT_USAGE = 2
 
 
-def _fail(exc: BacktestError) -> None:
-    click.echo(f"error: {exc}", err=True)
+def _fail(exc: BacktestError, overrides: tuple[str, ...] = ()) -> None:
+    click.echo(f"error: {_blame(str(exc), overrides)}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def _blame(message: str, overrides: tuple[str, ...]) -> str:
+    """Name the ``--set`` behind an error found after loading (e.g. ``backtest.start`` after the last bar).
+
+    >>> _blame("backtest.start: 2030-01-01 is after the last bar", ("backtest.start=2030-01-01",))
+    '--set backtest.start=2030-01-01: backtest.start: 2030-01-01 is after the last bar'
+    >>> _blame("backtest.start: too early", ("seed=1",))
+    'backtest.start: too early'
+    """
+    if message.startswith("--set "):
+        return message
+    key = message.split(":", 1)[0].strip()
+    hits = [o for o in overrides if o.split("=", 1)[0].strip() == key]
+    return f"--set {hits[-1]}: {message}" if hits else message
 
 
 def _load(config: str, overrides: tuple[str, ...]):
@@ -64,7 +79,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
         result = run_backtest(cfg, force=force, progress=None if quiet else _progress(cfg), log=log)
     except BacktestError as exc:
-        _fail(exc)
+        _fail(exc, overrides + extra)
     except KeyboardInterrupt:
         from .runner import target_dir
 
@@ -161,7 +176,7 @@ def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
     try:
         _print_plan(_load(config, overrides), estimate)
     except BacktestError as exc:
-        _fail(exc)
+        _fail(exc, overrides)
 
 
 @main.command()
@@ -186,7 +201,7 @@ def train(config: str, overrides: tuple[str, ...], backend: str | None, until: s
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
         done = train_models(cfg, until=until, only=only, out=out, force=force, log=log)
     except BacktestError as exc:
-        _fail(exc)
+        _fail(exc, overrides)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: nothing was written; run the same command again", err=True)
         sys.exit(130)

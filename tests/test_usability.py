@@ -282,3 +282,10 @@ def test_garch_profile_follows_the_calendars_session_time():
     fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx"])
     assert fx.strategies["garch"].params.session_timezone == "America/New_York"
     assert load_config(ROOT / "configs/weekly.yaml", []).strategies["garch"].params.session_timezone == "UTC"
+
+
+def test_an_error_found_after_loading_names_the_override_too():
+    proc = plan("backtest.start=2030-01-01")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --set backtest.start=2030-01-01: backtest.start: 2030-01-01 00:00:00+00:00 "
+                                  "is after the last bar")
