@@ -135,7 +135,8 @@ def test_a_start_too_early_lists_every_strategy_and_the_first_start_that_works()
     proc = plan("backtest.start=2024-01-03 00:00")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: backtest.start: the first training window (2024-01-01 01:00:00+00:00 .. 2024-01-03 00:00:00+00:00) "
+        "error: --set backtest.start=2024-01-03 00:00: backtest.start: the first training window "
+        "(2024-01-01 01:00:00+00:00 .. 2024-01-03 00:00:00+00:00) "
         "has 48 bars, too few (strategy 'lstm' needs 104, strategy 'har' needs 197, strategy 'garch' needs 100); "
         "start at 2024-01-09 05:00:00+00:00 or later, or shrink the lookback/lags")
 
