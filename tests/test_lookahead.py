@@ -30,8 +30,7 @@ STRATEGIES = {
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
     "rolling_mean": {"type": "rolling_mean"},
-    "lstm_tuned": {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "every": "each",
-                                           "space": {"units": {"values": [3, 4]}}}},
+    # tuned strategies: tests/test_tuning.py poisons the data after a mid-run tuning
     "lstm_warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},
     "imported": {"type": "imported", "model": "SAVED_MODEL", "use": "warm_start", "epochs": 1},
 }

@@ -79,9 +79,9 @@ def engine_run(minute, tmp_path, strategies, name="x"):
 
 
 def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
-    """The monthly-rule tuning at the 3rd retrain sees only its window: poisoning every bar after
+    """The tuning at the 3rd retrain (every 2 retrains) sees only its window: poisoning every bar after
     that retrain leaves its trials, its choice and every forecast issued up to it unchanged."""
-    tuned = {"lstm": {**TUNED, "tuning": {**TUNED["tuning"], "every": 2}}}
+    tuned = {"lstm": {**TUNED, "tuning": {**TUNED["tuning"], "every": 2, "max_trials": 2}}}
     plan, full = engine_run(minute_bars, tmp_path, tuned, "full")
     segs = plan.segments("lstm")
     assert [s.tune for s in segs] == [True, False, True]
