@@ -89,7 +89,9 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
     if not quiet:
         click.echo(_summary_table(result))
         secs = result.manifest["seconds"]
-        click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s, predict {secs['predict']:.1f}s)")
+        tuning = f", tuning {secs['tuning']:.1f}s" if "tuning" in secs else ""
+        click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s{tuning}, "
+                   f"predict {secs['predict']:.1f}s)")
     elif quiet == 1:
         click.echo(f"wrote {result.out_dir}/")
 

@@ -140,6 +140,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
         timings["engine"] = time.perf_counter() - t0
         timings["train"] = engine.fit_seconds
         timings["predict"] = engine.predict_seconds
+        if engine.tunings:
+            timings["tuning"] = sum(t.seconds for t in engine.tunings.values())
         timings["engine_overhead"] = timings["engine"] - engine.compute_seconds
         t0 = time.perf_counter()
         rows, retrains, scores = write_results(cfg, prepared, plan, engine, stage)
