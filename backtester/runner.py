@@ -110,6 +110,10 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     out = target_dir(cfg)
     guard_output(out, force)
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
+    for name, spec in cfg.strategies.items():
+        if getattr(spec.params, "use", None) == "as_is":
+            log(f"note: {name} forecasts with a saved model as is: leak-free only if that model was trained "
+                f"on data before {plan.issue_times[0]}")
     log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
         f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
     ex = cfg.execution
