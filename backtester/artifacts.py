@@ -127,8 +127,8 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
     if art.meta["issued"]["count"]:
         first = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["first"])))
         last = int(bars.searchsorted(pd.Timestamp(art.meta["issued"]["last"])))
-    else:  # a model from `backtest train`: its forecast from the bar it was trained at
-        first = last = int(bars.searchsorted(pd.Timestamp(art.meta["retrain_time"])))
+    else:  # a model from `backtest train`: its forecast from the bar it was trained at, into the future
+        return _future_rows(art, series, bars, int(bars.searchsorted(pd.Timestamp(art.meta["retrain_time"]))))
     trained = pd.Timestamp(art.meta["trained_through"]).value
     recorder = ForecastRecorder(bars)
     seg = Segment(art.meta["strategy"], int(art.meta["model_version"]), pd.Timestamp(art.meta["retrain_time"]),
@@ -139,6 +139,23 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
     recorded = recorded_rows(art, rows)
     rows.attrs["recorded"] = len(recorded)
     rows.attrs["max_abs_diff"] = _max_abs_diff(rows, recorded)
+    return rows
+
+
+def _future_rows(art: Artifact, series, bars: pd.DatetimeIndex, at: int) -> pd.DataFrame:
+    """The forecast issued at bar ``at`` for horizons 1..H, targets on the bar grid's step (may lie past the data)."""
+    from .recorder import COLUMNS
+
+    issued = bars[at]
+    step = pd.Series(bars[1:] - bars[:-1]).median() if len(bars) > 1 else pd.Timedelta("1h")
+    values = np.asarray(art.strategy.forecast(series.upto(at + 1), art.horizon), dtype="float64")
+    rows = pd.DataFrame({
+        "strategy": art.meta["strategy"], "issued_at": issued,
+        "target_time": [issued + (h + 1) * step for h in range(art.horizon)], "horizon": np.arange(1, art.horizon + 1),
+        "forecast": values, "model_version": int(art.meta["model_version"]),
+        "trained_through": pd.Timestamp(art.meta["trained_through"]),
+    })[COLUMNS]
+    rows.attrs["recorded"], rows.attrs["max_abs_diff"] = 0, 0.0
     return rows
 
 

@@ -352,6 +352,10 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
         rows.to_parquet(out, index=False)
     first, last = rows["issued_at"].min(), rows["issued_at"].max()
     click.echo(f"{len(rows):,} forecasts issued {first} .. {last}")
+    if len(rows) and rows["target_time"].max() > rows["trained_through"].max() and rows.attrs["recorded"] == 0 \
+            and first == last:  # a `backtest train` model: show its forecast
+        for r in rows.itertuples():
+            click.echo(f"  h={r.horizon:<3} {r.target_time}  {r.forecast:.6g}")
     recorded, diff = rows.attrs["recorded"], rows.attrs["max_abs_diff"]
     scale = float(rows["forecast"].abs().max()) if len(rows) else 1.0
     if recorded == 0:
