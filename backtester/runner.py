@@ -146,7 +146,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
         timings["predict"] = engine.predict_seconds
         if engine.tunings:
             timings["tuning"] = sum(t.seconds for t in engine.tunings.values())
-        timings["engine_overhead"] = timings["engine"] - engine.compute_seconds
+        tuning_wall = timings.get("tuning", 0.0) / max(1, min(cfg.execution.jobs, len(engine.tunings) or 1))
+        timings["engine_overhead"] = timings["engine"] - engine.compute_seconds - tuning_wall
         t0 = time.perf_counter()
         rows, retrains, scores = write_results(cfg, prepared, plan, engine, stage)
         timings["evaluate"] = time.perf_counter() - t0
