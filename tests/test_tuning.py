@@ -80,7 +80,8 @@ def engine_run(minute, tmp_path, strategies, name="x"):
 
 def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
     """The tuning at the 3rd retrain (every 2 retrains) sees only its window: poisoning every bar after
-    that retrain leaves its trials, its choice and every forecast issued up to it unchanged."""
+    that retrain, or cutting the data off soon after it, leaves its trials and its choice unchanged
+    (and, poisoned, every forecast issued up to it)."""
     tuned = {"lstm": {**TUNED, "tuning": {**TUNED["tuning"], "every": 2, "max_trials": 2}}}
     plan, full = engine_run(minute_bars, tmp_path, tuned, "full")
     segs = plan.segments("lstm")
@@ -92,9 +93,13 @@ def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
     for col in ("open", "high", "low", "close"):
         poisoned.loc[~known, col] = junk
     _, bad = engine_run(poisoned, tmp_path, tuned, "poisoned")
-    for key in (segs[0].key, segs[2].key):
-        pd.testing.assert_frame_equal(bad.tunings[key].trials.drop(columns="tuning_seconds"),
-                                      full.tunings[key].trials.drop(columns="tuning_seconds"), check_exact=True)
+    # cut off 6 hours after it (a retrain is never scheduled on the data's last bar)
+    shortly_after = minute_bars["timestamp"] + pd.Timedelta("1min") <= cut + pd.Timedelta("6h")
+    _, cut_off = engine_run(minute_bars[shortly_after], tmp_path, tuned, "truncated")
+    for other in (bad, cut_off):
+        for key in (segs[0].key, segs[2].key):
+            pd.testing.assert_frame_equal(other.tunings[key].trials.drop(columns="tuning_seconds"),
+                                          full.tunings[key].trials.drop(columns="tuning_seconds"), check_exact=True)
     upto = lambda f: f[f["issued_at"] <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(upto(bad.forecasts), upto(full.forecasts), check_exact=True)
     assert not np.allclose(bad.forecasts["forecast"], full.forecasts["forecast"])  # the poison did reach later rows
