@@ -79,7 +79,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
         result = run_backtest(cfg, force=force, progress=None if quiet else _progress(cfg), log=log)
     except BacktestError as exc:
-        _fail(exc, overrides + extra)
+        _fail(exc, overrides)
     except KeyboardInterrupt:
         from .runner import target_dir
 

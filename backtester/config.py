@@ -591,7 +591,7 @@ def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, wher
             out[field] = bars_in(out[field], bar, f"{where}.{field}")
     defaults = getattr(cls, "bar_defaults", None)
     if defaults is not None:
-        out = {**defaults(bar), **out}
+        out = {**defaults(bar, data), **out}
     data_defaults = getattr(cls, "data_defaults", None)
     if data_defaults is not None and data is not None:
         out = {**data_defaults(data), **out}

@@ -70,7 +70,10 @@ def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.D
         if past is not None and name in past:
             row["seconds"], row["from"] = past[name], "last run"
         elif estimate:
-            row["seconds"], row["from"] = _quick_estimate(spec.params, sched, n_samples, series, plan.horizon), "timing"
+            try:
+                row["seconds"], row["from"] = _quick_estimate(spec.params, sched, n_samples, series, plan.horizon), "timing"
+            except Exception as exc:  # a fit that fails here fails in the run too; the plan still prints
+                row["from"] = f"no estimate: the timing fit failed ({type(exc).__name__})"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -111,8 +111,9 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     guard_output(out, force)
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
     for name, spec in cfg.strategies.items():
-        if getattr(spec.params, "use", None) == "as_is":
-            log(f"note: {name} forecasts with a saved model as is: leak-free only if that model was trained "
+        if getattr(spec.params, "use", None) in ("as_is", "warm_start"):
+            how = "as is" if spec.params.use == "as_is" else "as the start of its warm retrains"
+            log(f"note: {name} uses a saved model {how}: leak-free only if that model was trained "
                 f"on data before {plan.issue_times[0]}")
     log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
         f"{plan.retrain_count} retrains in {len(plan.segments())} segments")

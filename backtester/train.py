@@ -1,7 +1,8 @@
 """``backtest train``: tune (if the config says so) and train each strategy once, on the data up to a date.
 
-The model is fitted exactly as a retrain at that time would be (same training window
-rule, seed derivation, tuning and artifact files), and written as a run-like folder::
+The model is fitted as a retrain at that time would be (same training window rule,
+seed derivation, tuning and artifact files; a warm-start strategy starts cold, as a
+chain's first retrain does), and written as a run-like folder::
 
     results/<name>-model/
       config.yaml  manifest.json  tuning.parquet (when tuned)
@@ -117,7 +118,12 @@ def _train_time(bars: pd.DatetimeIndex, until: str | None) -> pd.Timestamp:
     except (ValueError, TypeError):
         raise ConfigError(f"--until {until}: not a date or time; write e.g. 2023-06-30 or '2023-06-30 23:00'") from None
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    if len(until.strip()) <= 10:  # a date alone means the whole day
+    text = until.strip()
+    if len(text) == 4 and text.isdigit():  # a year: the whole year
+        t = t + pd.DateOffset(years=1)
+    elif len(text) == 7:  # a month (2023-06): the whole month
+        t = t + pd.DateOffset(months=1)
+    elif len(text) <= 10:  # a date alone means the whole day
         t = t + pd.Timedelta(days=1)
     pos = int(bars.searchsorted(t, side="right")) - 1
     if pos < 0:

@@ -116,6 +116,30 @@ class Params(BaseModel):
         """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
 
 
+def trading_day_and_week(data=None) -> tuple[Any, Any]:
+    """How long a trading day and a trading week are on ``data``'s calendar (clock time, as Timedeltas):
+    1 and 7 days around the clock; 1 and 5 days on ``fx``; a regular session and five of them on an exchange.
+
+    >>> trading_day_and_week(None)
+    (Timedelta('1 days 00:00:00'), Timedelta('7 days 00:00:00'))
+    """
+    import pandas as pd
+
+    calendar = getattr(data, "calendar", "24/7")
+    if calendar == "fx":
+        return pd.Timedelta("1D"), pd.Timedelta("5D")
+    if calendar != "24/7":
+        try:
+            import exchange_calendars as xcals
+
+            sched = xcals.get_calendar(calendar).schedule
+            day = (sched["close"] - sched["open"]).median()
+            return day, 5 * day
+        except Exception:  # an unknown calendar is reported where the bars are built
+            pass
+    return pd.Timedelta("1D"), pd.Timedelta("7D")
+
+
 def positive_floor(values: np.ndarray) -> float:
     """Smallest positive finite value (a floor for forecasts of a positive quantity)."""
     pos = values[np.isfinite(values) & (values > 0)]

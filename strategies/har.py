@@ -111,17 +111,21 @@ class HarParams(Params):
     DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("lags",)  # lags: [1h, 1D, 7D] as well as bar counts
 
     @staticmethod
-    def bar_defaults(bar) -> dict[str, Any]:
-        """Default lags: the last bar, the last day and the last week, on any bar size.
+    def bar_defaults(bar, data=None) -> dict[str, Any]:
+        """Default lags: the last bar, the last trading day and the last trading week, on any bar size and
+        calendar (:func:`~strategies.base.trading_day_and_week`).
 
         >>> import pandas as pd
         >>> HarParams.bar_defaults(pd.Timedelta("1h")), HarParams.bar_defaults(pd.Timedelta("1D"))
         ({'lags': [1, 24, 168]}, {'lags': [1, 7]})
+        >>> class Fx: calendar = "fx"
+        >>> HarParams.bar_defaults(pd.Timedelta("1h"), Fx()), HarParams.bar_defaults(pd.Timedelta("1D"), Fx())
+        ({'lags': [1, 24, 120]}, {'lags': [1, 5]})
         """
-        import pandas as pd
+        from .base import trading_day_and_week
 
-        lags = {1, max(1, round(pd.Timedelta("1D") / bar)), max(1, round(pd.Timedelta("7D") / bar))}
-        return {"lags": sorted(lags)}
+        day, week = trading_day_and_week(data)
+        return {"lags": sorted({1, max(1, round(day / bar)), max(1, round(week / bar))})}
 
     @field_validator("lags")
     @classmethod

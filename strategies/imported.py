@@ -138,8 +138,9 @@ class ImportedParams(WindowedKerasParams):
             raise ValueError(f"scaler: {self.scaler}: file not found")
         if self.use == "as_is" and self.target != "rv":
             raise ValueError("target: an imported model used as_is learned RV as is; leave target: rv")
-        if self.use == "as_is" and self.tuning is not None:
-            raise ValueError("tuning: a model used as_is is not trained; use 'architecture' to tune and retrain it")
+        if self.tuning is not None:
+            raise ValueError("tuning: an imported model keeps its saved architecture; to tune around it, use type: lstm "
+                             "with the hyperparameters `backtest model inspect` prints, and a tuning block")
         return self
 
     def builder_path(self) -> str:
@@ -165,7 +166,17 @@ class ImportedParams(WindowedKerasParams):
         if self.scaler is None:
             return None
         if self.scaler.endswith(".json"):
-            return json.loads(Path(self.scaler).read_text())
+            from .keras_import import ModelFileError, scaler_from_json
+
+            try:
+                state = json.loads(Path(self.scaler).read_text())
+                scaler_from_json(state)
+            except ModelFileError as exc:
+                raise ModelFileError(f"{self.scaler}: {exc}") from None
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelFileError(f"{self.scaler}: not a scaler.json ({type(exc).__name__}: {exc}); write it with "
+                                     "`backtest model inspect MODEL --scaler PKL --trust-pickle`") from None
+            return state
         from .keras_import import load_scaler
 
         return load_scaler(self.scaler, trusted=self.trust_pickle)

@@ -197,6 +197,7 @@ class KerasForecaster:
                 epochs, self.started_from = p.warm_start.epochs if p.warm_start else p.epochs, start[1]
             else:
                 self.started_from = f"cold: model {start[1]} has another architecture"
+            self._start = None  # keep no reference to the previous model (a long warm chain would hold them all)
         self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, epochs, self.seed)
         self._weights = self.model.get_weights()
         object.__setattr__(self.model, "_backtester_owner", self)
@@ -235,8 +236,8 @@ class KerasForecaster:
         into it and resets its optimizer to its initial state. Forecasts are identical
         to training ``fresh`` itself (tested).
         """
-        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile],
-                         default=str)
+        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
+                          learning_rate(fresh)], default=str)
         twin = _TWINS.get(key)
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:

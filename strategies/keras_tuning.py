@@ -278,14 +278,22 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     declare_space(hp, params)
     common = dict(hypermodel=Windowed(), objective=kt.Objective(cfg.objective, direction="min"), seed=seed,
                   hyperparameters=hp, tune_new_entries=True, directory=str(directory), project_name="tuner",
-                  overwrite=True)
+                  overwrite=True, max_consecutive_failed_trials=10**6)  # a failed trial is recorded, not fatal
     if cfg.tuner == "random":
         tuner = _quiet(kt.RandomSearch)(max_trials=cfg.max_trials, **common)
     elif cfg.tuner == "bayesian":
         tuner = _quiet(kt.BayesianOptimization)(max_trials=cfg.max_trials, **common)
     else:
         tuner = _quiet(kt.Hyperband)(max_epochs=cfg.epochs, factor=3, hyperband_iterations=1, **common)
-    tuner.search(epochs=cfg.epochs, verbose=0)
+    from backtester.errors import BacktestError, FailedRetrain
+
+    try:
+        tuner.search(epochs=cfg.epochs, verbose=0)
+    except BacktestError:
+        raise
+    except Exception as exc:  # keras-tuner gives up (e.g. every trial failed): this tuning failed, the run goes on
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FailedRetrain(f"tuning: {text}") from None
     rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         score = trial.score
@@ -295,11 +303,12 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     trials = pd.DataFrame(rows, columns=["trial", "status", "score", "hyperparameters"])
     done = trials[np.isfinite(trials["score"])] if len(trials) else trials
     if not len(done):
-        from backtester.errors import FailedRetrain
-
         raise FailedRetrain("tuning: no trial finished")
-    best = dict(tuner.get_best_hyperparameters(1)[0].values)
-    trials["best"] = trials["hyperparameters"] == json.dumps(best, sort_keys=True, default=str)
+    best = {k: v for k, v in tuner.get_best_hyperparameters(1)[0].values.items()
+            if not k.startswith("tuner/")}  # Hyperband's bookkeeping (tuner/epochs, tuner/round, ...)
+    trials["best"] = trials["hyperparameters"].map(
+        lambda h: {k: v for k, v in json.loads(h).items() if not k.startswith("tuner/")}) == json.loads(
+        json.dumps(best, default=str))
     if trials["best"].sum() > 1:  # the same values twice: the first with the best score is the one
         first = int(trials.index[trials["best"] & (trials["score"] == done["score"].min())][0])
         trials["best"] = trials.index == first

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .keras_model import HyperValue, KerasForecaster, WindowedKerasParams, keras_module, windows
 
@@ -57,6 +57,25 @@ class LstmParams(WindowedKerasParams):
 
     def builder_path(self) -> str:
         return "strategies.lstm:build_lstm"
+
+    @model_validator(mode="after")
+    def _space_fits_layers(self) -> LstmParams:
+        """A tuning space for ``units``/``dropout`` must stay within what a layer takes (1..1024 units, dropout < 1)."""
+        if self.tuning is None:
+            return self
+        limits = {"units": (1, 1024), "dropout": (0, 0.999), "num_layers": (1, 2)}
+        for key, spec in self.tuning.space.items():
+            base = key.rsplit("_", 1)[0] if key.rsplit("_", 1)[-1].isdigit() else key
+            if base not in limits:
+                continue
+            values = spec.values if getattr(spec, "values", None) is not None else (
+                [spec.min, spec.max] if hasattr(spec, "min") else [spec])
+            lo, hi = limits[base]
+            bad = [v for v in values if not isinstance(v, (int, float)) or not lo <= v <= hi]
+            if bad:
+                shown = f"{bad[0]:g}" if isinstance(bad[0], (int, float)) else repr(bad[0])
+                raise ValueError(f"tuning.space.{key}: {shown} is outside {lo}..{hi}; narrow the range")
+        return self
 
     def space_names(self, key: str) -> list[str]:
         """``units`` and ``dropout`` in a tuning space mean every layer's (``units_0``, ``units_1``)."""

@@ -58,8 +58,8 @@ class RollingMeanParams(NaiveParams):
     DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("bars",)  # bars: 1D as well as 24
 
     @staticmethod
-    def bar_defaults(bar) -> dict[str, Any]:
-        """Default: the mean of the last day, on any bar size."""
-        import pandas as pd
+    def bar_defaults(bar, data=None) -> dict[str, Any]:
+        """Default: the mean of the last trading day, on any bar size and calendar."""
+        from .base import trading_day_and_week
 
-        return {"bars": max(1, round(pd.Timedelta("1D") / bar))}
+        return {"bars": max(1, round(trading_day_and_week(data)[0] / bar))}

@@ -165,12 +165,13 @@ def test_durations_that_are_not_whole_bars_are_one_line(sets, message):
 def test_lags_windows_and_lookbacks_as_durations_equal_the_bar_counts(tmp_path):
     from backtester.config import load_config
 
+    tf = "backend=tensorflow"  # this test process already runs Keras on TensorFlow
     as_time = load_config(ROOT / "configs/weekly.yaml", ["strategies.har.lags=[1h, 1D, 7D]", "strategies.lstm.memory=60h",
-                                                       "strategies.rolling_mean.bars=1D"])
-    as_bars = load_config(ROOT / "configs/weekly.yaml", [])
+                                                       "strategies.rolling_mean.bars=1D", tf])
+    as_bars = load_config(ROOT / "configs/weekly.yaml", [tf])
     assert as_time.resolved()["strategies"] == as_bars.resolved()["strategies"]
     assert as_bars.strategies["har"].params.lags == [1, 24, 168] and as_bars.strategies["rolling_mean"].params.bars == 24
-    five = load_config(ROOT / "configs/weekly.yaml", ["data.bar=15min"])
+    five = load_config(ROOT / "configs/weekly.yaml", ["data.bar=15min", tf])
     assert five.strategies["har"].params.lags == [1, 96, 672] and five.strategies["rolling_mean"].params.bars == 96
 
 
@@ -280,9 +281,10 @@ def test_fx_daily_bars_close_at_five_pm_new_york_across_daylight_saving(tmp_path
 def test_garch_profile_follows_the_calendars_session_time():
     from backtester.config import load_config
 
-    fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx"])
+    fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx", "backend=tensorflow"])
     assert fx.strategies["garch"].params.session_timezone == "America/New_York"
-    assert load_config(ROOT / "configs/weekly.yaml", []).strategies["garch"].params.session_timezone == "UTC"
+    utc = load_config(ROOT / "configs/weekly.yaml", ["backend=tensorflow"])
+    assert utc.strategies["garch"].params.session_timezone == "UTC"
 
 
 def test_an_error_found_after_loading_names_the_override_too():
