@@ -30,8 +30,7 @@ STRATEGIES = {
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
     "rolling_mean": {"type": "rolling_mean"},
-    # tuned strategies: tests/test_tuning.py poisons the data after a mid-run tuning
-    "lstm_warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},
+    # tuned strategies: tests/test_tuning.py poisons the data after a mid-run tuning; warm chains: imported below
     "imported": {"type": "imported", "model": "SAVED_MODEL", "use": "warm_start", "epochs": 1},
 }
 

@@ -20,13 +20,16 @@ STRATEGIES = {
     "har": {"type": "har", "lags": [1, 6, 24], "retrain": {"rule": "daily"}},
     "level": LEVEL,
     "naive": {"type": "naive"},
-    "tuned": {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "every": 2, "space": {"units": {"values": [3, 4]}}}},
-    "warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},  # a chain: its segments in order in one worker
+}
+CHAINED = {  # tunings first (as jobs), then segments with the tuned values; a warm chain in one worker
+    "tuned": {**TINY_LSTM, "tuning": {"max_trials": 1, "epochs": 1, "every": 2, "space": {"units": {"values": [3]}}}},
+    "warm": {**TINY_LSTM, "warm_start": {"epochs": 1}},
+    "level": LEVEL,  # a failed fit inside the warm strategy's neighbour
 }
 
 
-def run_with(path, tmp, name, **execution):
-    raw = base_config(path, tmp, **STRATEGIES)
+def run_with(path, tmp, name, strategies=STRATEGIES, **execution):
+    raw = base_config(path, tmp, **strategies)
     raw["name"] = name
     raw["execution"] = execution
     return run(parse_config(raw))
@@ -35,8 +38,9 @@ def run_with(path, tmp, name, **execution):
 def same_results(a, b):
     pd.testing.assert_frame_equal(a.forecasts, b.forecasts, check_exact=True)
     pd.testing.assert_frame_equal(a.retrains.drop(columns="seconds"), b.retrains.drop(columns="seconds"), check_exact=True)
-    tuning = lambda r: pd.read_parquet(r.out_dir / "tuning.parquet").drop(columns="tuning_seconds")
-    pd.testing.assert_frame_equal(tuning(a), tuning(b), check_exact=True)
+    if (a.out_dir / "tuning.parquet").exists():
+        tuning = lambda r: pd.read_parquet(r.out_dir / "tuning.parquet").drop(columns="tuning_seconds")
+        pd.testing.assert_frame_equal(tuning(a), tuning(b), check_exact=True)
     files = lambda r: sorted(str(p.relative_to(r.out_dir)) for p in (r.out_dir / "models").rglob("*"))
     assert files(a) == files(b)
     for art in (a.out_dir / "models").rglob("params.json"):
@@ -67,6 +71,15 @@ def test_dask_workers_give_the_same_results(sequential):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         dask = run_with(path, tmp, "dask", scheduler=cluster.scheduler_address)
     same_results(one, dask)
+
+
+def test_tunings_and_warm_chains_on_two_workers_give_the_same_results(sequential):
+    path, tmp, _ = sequential
+    one = run_with(path, tmp, "chained-one", CHAINED)
+    two = run_with(path, tmp, "chained-two", CHAINED, jobs=2)
+    same_results(one, two)
+    started = [json.loads(d)["started_from"] for d in two.retrains.query("strategy == 'warm'")["details"]]
+    assert started == [None, 1, 2]
 
 
 def test_a_worker_lost_mid_segment_is_retried_and_the_result_is_identical(minute_file, tmp_path):

@@ -27,6 +27,7 @@ from .conftest import TINY_LSTM, base_config
 SPACE = {"units": {"values": [3, 5]}, "num_layers": 1, "dropout": 0.0,
          "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}
 TUNED = {**TINY_LSTM, "tuning": {"max_trials": 3, "epochs": 1, "space": SPACE}}
+TUNED_2 = {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": SPACE}}
 WARM = {**TINY_LSTM, "warm_start": {"epochs": 1}}
 
 
@@ -39,14 +40,14 @@ def series_of(n=400, seed=0):
 
 def test_tuning_picks_only_from_the_configured_space_and_repeats_with_its_seed(tmp_path):
     params = LstmParams.model_validate(TUNED)
-    best, trials = tune(params, series_of(), 4, seed=5, directory=tmp_path / "a")
+    best, trials = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "a")
     assert len(trials) == 3 and trials["best"].sum() == 1
     for values in [json.loads(h) for h in trials["hyperparameters"]] + [best]:
         assert values["units_0"] in (3, 5) and values["num_layers"] == 1 and values["dropout_0"] == 0.0
         assert 1e-3 <= values["learning_rate"] <= 1e-2
     chosen = json.loads(trials.loc[trials["best"], "hyperparameters"].iloc[0])
     assert chosen == best and trials.loc[trials["best"], "score"].iloc[0] == trials["score"].min()
-    again_best, again = tune(params, series_of(), 4, seed=5, directory=tmp_path / "b")
+    again_best, again = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "b")
     assert again_best == best
     pd.testing.assert_frame_equal(again, trials, check_exact=True)
 
@@ -93,12 +94,17 @@ def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
     for col in ("open", "high", "low", "close"):
         poisoned.loc[~known, col] = junk
     _, bad = engine_run(poisoned, tmp_path, tuned, "poisoned")
-    # cut off 6 hours after it (a retrain is never scheduled on the data's last bar)
-    shortly_after = minute_bars["timestamp"] + pd.Timedelta("1min") <= cut + pd.Timedelta("6h")
-    _, cut_off = engine_run(minute_bars[shortly_after], tmp_path, tuned, "truncated")
-    for other in (bad, cut_off):
-        for key in (segs[0].key, segs[2].key):
-            pd.testing.assert_frame_equal(other.tunings[key].trials.drop(columns="tuning_seconds"),
+    # the data cut off right after the retrain: the same two searches, run on their own
+    from backtester.tuning import tune_segment
+
+    path = tmp_path / "cut.parquet"
+    minute_bars[known].to_parquet(path, index=False)
+    cfg = parse_config(base_config(path, tmp_path, **tuned))
+    series = BarSeries.from_frame(prepare_bars(cfg.data).bars)
+    cut_off = {s.key: tune_segment(s, cfg.strategies["lstm"].params, series, cfg.seed, None) for s in (segs[0], segs[2])}
+    for key in (segs[0].key, segs[2].key):
+        for other in (bad.tunings[key], cut_off[key]):
+            pd.testing.assert_frame_equal(other.trials.drop(columns="tuning_seconds"),
                                           full.tunings[key].trials.drop(columns="tuning_seconds"), check_exact=True)
     upto = lambda f: f[f["issued_at"] <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(upto(bad.forecasts), upto(full.forecasts), check_exact=True)
@@ -130,11 +136,11 @@ def test_warm_start_continues_from_the_previous_weights(minute_bars, tmp_path, m
 
 
 def test_a_run_with_tuning_and_warm_starts_writes_tuning_parquet_and_artifacts(minute_file, tmp_path):
-    raw = base_config(minute_file, tmp_path, lstm=TUNED, warm=WARM)
+    raw = base_config(minute_file, tmp_path, lstm=TUNED_2, warm=WARM)
     raw["output"]["save_models"] = True
     result = run(parse_config(raw))
     trials = pd.read_parquet(result.out_dir / "tuning.parquet")
-    assert list(trials["model_version"].unique()) == [1] and len(trials) == 3
+    assert list(trials["model_version"].unique()) == [1] and len(trials) == 2
     best = json.loads(trials.loc[trials["best"], "hyperparameters"].iloc[0])
     for version in (1, 2, 3):
         config = json.loads((result.out_dir / "models" / "lstm" / str(version) / "config.json").read_text())
