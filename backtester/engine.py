@@ -86,7 +86,8 @@ def run_engine(
             if seg.tune:
                 tuned = tune_segment(seg, spec.params, series, run_seed, stage)
                 out.tunings[seg.key] = tuned
-                params = params_by_segment(spec.params, [seg], {seg.key: tuned})[seg.key] if tuned.best else params
+                if tuned.best is not None:
+                    params = spec.params.with_hyperparameters(tuned.best)
             res = run_segment(seg, params, series, plan.bars, run_seed, fallback=live, batched=batched,
                               start_from=live if warm else None)
             record = res.record

@@ -29,7 +29,7 @@ from .errors import ConfigError, FatalError, OutputError
 from .schedule import training_window
 from .segment import Segment, run_segment, write_segment
 from .series import BarSeries
-from .tuning import params_by_segment, read_trials, tune_segment
+from .tuning import read_trials, tune_segment
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Trained:
 def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | Path | None = None,
           force: bool = False, log=lambda msg: None) -> Trained:
     """Train every strategy of ``cfg`` (or those in ``only``) on the bars closed at or before ``until``."""
-    from .runner import data_record, guard_output, versions
+    from .runner import _swap_in, data_record, guard_output, versions
     from .rv import prepare_bars
 
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
                 tuned = tune_segment(seg, params, series, cfg.seed, stage)
                 if tuned.best is None:
                     raise FatalError(f"strategy {name!r}: tuning failed ({tuned.status}); train on more data (--until later)")
-                params = params_by_segment(params, [seg], {seg.key: tuned})[seg.key]
+                params = params.with_hyperparameters(tuned.best)
             log(f"{name}: training on {window.stop - window.start:,} bars "
                 f"({bars[window.start]} .. {bars[window.stop - 1]}) ...")
             res = run_segment(seg, params, series, bars, cfg.seed)
@@ -100,9 +100,7 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
                     "data": context["data"], "versions": context["versions"],
                     "seconds": round(time.perf_counter() - t0, 3)}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(stage, out_dir)
+        _swap_in(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

@@ -228,8 +228,9 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     cfg = params.tuning
     steps = horizon if params.multistep == "direct" else 1
     floor = positive_floor(train.rv)
-    scaler = MinMaxScaler(feature_range=(0, 1)).fit(to_target(train.rv, params.target, floor).reshape(-1, 1))
-    scaled = scaler.transform(to_target(train.rv, params.target, floor).reshape(-1, 1))[:, 0].astype("float32")
+    target = to_target(train.rv, params.target, floor).reshape(-1, 1)
+    scaler = MinMaxScaler(feature_range=(0, 1)).fit(target)
+    scaled = scaler.transform(target)[:, 0].astype("float32")
     val_share = cfg.validation_split or params.validation_split or 0.2
     builder = params.builder_function()
 
