@@ -77,7 +77,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         from .runner import run as run_backtest
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-        result = run_backtest(cfg, force=force, progress=None if quiet else _progress(cfg), log=log)
+        result = run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log)
     except BacktestError as exc:
         _fail(exc, overrides)
     except KeyboardInterrupt:
@@ -96,39 +96,50 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         click.echo(f"wrote {result.out_dir}/")
 
 
-def _progress(cfg):
-    """A progress bar over the plan's retrains, its time left estimated from the fits' expected cost."""
+class ProgressBar:
+    """A progress bar over a run's retrains, its time left estimated from the fits' expected cost.
 
-    def start(plan):
+    The run calls it as ``progress(plan, None)`` once the plan is known, then ``progress(plan, segment)``
+    as each segment finishes.
+    """
+
+    def __init__(self, cfg):
+        self.specs = cfg.run_strategies()
+        self.bar = None
+
+    def __call__(self, plan, segment) -> None:
+        if segment is None:
+            self._start(plan)
+        elif self.bar is not None:
+            self._advance(segment)
+
+    def _start(self, plan) -> None:
         from tqdm import tqdm
 
-        specs = cfg.run_strategies()
-        costs = {}
+        self.costs = {}
         for seg in plan.segments():
-            params = specs[seg.strategy].params
-            cost = params.fit_cost(seg.window.stop - seg.window.start) + 1e-4 * seg.issues  # forecasting: cheap
-            tuning = getattr(params, "tuning", None)
-            if seg.tune and tuning is not None:
-                cost += tuning.max_trials * tuning.epochs * (seg.window.stop - seg.window.start)
-            costs[seg.key] = cost
-        total = sum(costs.values()) or 1.0
-        state = {"done": 0.0}
-        bar = tqdm(total=len(costs), unit="retrain", desc="walk-forward", file=sys.stderr, mininterval=0.5,
-                   leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}")
+            params = self.specs[seg.strategy].params
+            bars = seg.window.stop - seg.window.start
+            cost = params.fit_cost(bars) + 1e-4 * seg.issues  # forecasting: cheap
+            if seg.tune:
+                trials, epochs = params.tuning_budget()
+                cost += trials * epochs * bars
+            self.costs[seg.key] = cost
+        self.total = sum(self.costs.values()) or 1.0
+        self.done = 0.0
+        self.bar = tqdm(total=len(self.costs), unit="retrain", desc="walk-forward", file=sys.stderr, mininterval=0.5,
+                        leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}")
 
-        def on_segment(seg):
-            state["done"] += costs.get(seg.key, 0.0)
-            elapsed = bar.format_dict["elapsed"]
-            left = elapsed * (total - state["done"]) / state["done"] if state["done"] > 0 else float("nan")
-            eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""
-            bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
-            bar.update(1)
-            if bar.n == bar.total:
-                bar.close()
-
-        return on_segment
-
-    return start
+    def _advance(self, seg) -> None:
+        bar = self.bar
+        self.done += self.costs.get(seg.key, 0.0)
+        elapsed = bar.format_dict["elapsed"]
+        left = elapsed * (self.total - self.done) / self.done if self.done > 0 else float("nan")
+        eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""
+        bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
+        bar.update(1)
+        if bar.n == bar.total:
+            bar.close()
 
 
 def _seconds(secs: float) -> str:
@@ -299,7 +310,7 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
             click.echo(f"{arg}: reusing the finished run in {out}/", err=True)
         return out
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    run_backtest(cfg, force=force, progress=None if quiet else _progress, log=log)
+    run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log)
     return out
 
 

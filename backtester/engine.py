@@ -1,34 +1,113 @@
-"""Runs the plan's segments and writes each one as soon as it is done.
+"""Runs a plan's segments, one path for every executor: plan -> chains -> executor -> assemble.
 
-The plan splits every strategy's walk-forward into segments (one retrain
-interval each). In one process the engine runs them strategy by strategy in time
-order, hands a failed fit the previous model (:class:`~backtester.segment.LiveModel`)
-and stops once more than ``max_failed_retrains`` fits in a row fail. With
-``jobs > 1`` or a Dask ``scheduler`` every segment is an independent job
-(:mod:`backtester.executors`), run longest first; the fallbacks for failed fits
-are then made here, in time order, with the same results. It owns no calendar
-logic and knows nothing of Keras.
+1. **Tunings.** Retrains that search hyperparameters first (``Params.tuning_points``) run as
+   jobs of their own; each segment then gets the params of the latest tuning at or before it.
+2. **Chains.** A strategy that continues its previous model (``Params.chains()``, a warm start)
+   is one chain of all its segments, run in order in one worker; every other segment is a chain
+   of one. A :class:`ChainJob` is a frozen value: its segments, their params, the bars, the run's
+   settings and where to write.
+3. **Executor.** :mod:`backtester.executors` runs :func:`run_chain` for every chain (longest
+   first) in this process, on local worker processes or on a Dask cluster; each finished segment
+   is written to the staging directory at once (its rows, fit record and artifact).
+4. **Assemble.** :func:`assemble` reads every segment back from disk in time order, strategy by
+   strategy; a failed fit that has no forecasts yet gets them from the strategy's previous good
+   model, reloaded from that segment's artifact (or refitted, which is deterministic, where it
+   saved none), and more than ``max_failed`` failed fits in a row stop the run.
 
-The event semantics are those of :func:`~backtester.clock.clock`: a retrain at T
-sees the bars closed at or before T and comes before the forecast issued at T.
-A segment starts with its retrain event and holds every forecast event until the
-next retrain of its strategy (``tests/test_segment.py`` checks this against the clock).
+The engine keeps no fitted model between segments that it could not reload from disk, so where
+a segment ran (and whether it ran in this process at all) never changes a number. It owns no
+calendar logic and knows nothing of Keras. The event semantics are those of
+:func:`~backtester.clock.clock`: a retrain at T sees the bars closed at or before T and comes
+before the forecast issued at T; a segment starts with its retrain event and holds every
+forecast event until the next retrain of its strategy (``tests/test_segment.py``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from .executors import JobResult, chain_job, cost_order, run_jobs, tune_job
+from .artifacts import read_meta
+from .executors import Executor, InProcess, cost_order
 from .plan import Plan
-from .segment import FitRecord, LiveModel, Segment, check_failures, run_segment, write_segment
+from .recorder import combine_rows
+from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
+                      check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
-from .tuning import TuneResult, params_by_segment, tune_segment
+from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run's segments are fitted and written."""
+
+    run_seed: int
+    max_failed: int = 3  # more failed fits in a row than this, for one strategy, stop the run
+    batched: bool = True  # one forecast_batch call per segment (False: the per-bar reference path)
+    save_models: bool = False  # an artifact folder per retrain
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What every step of one engine run shares: the plan and its strategies, the bars, the settings,
+    the staging directory and what the artifacts record about the run."""
+
+    plan: Plan
+    specs: dict[str, Any]  # strategy name -> StrategySpec (params, type, window)
+    series: BarSeries
+    settings: Settings
+    stage: Path
+    context: RunContext | None = None
+
+
+@dataclass(frozen=True)
+class ChainJob:
+    """Segments of one strategy, run in order in one worker, each written to ``stage`` when done."""
+
+    segments: tuple[Segment, ...]
+    params: tuple[Any, ...]  # each segment's params (tuned values fixed)
+    spec: Any  # the StrategySpec (its type and window go into the artifacts)
+    series: BarSeries
+    bars: pd.DatetimeIndex
+    settings: Settings
+    stage: Path
+    context: RunContext | None = None
+
+
+@dataclass(frozen=True)
+class ChainDone:
+    """What a worker sends back: who ran the chain, and the busy seconds of each segment."""
+
+    worker: str
+    seconds: tuple[tuple[str, float], ...]  # (segment key, fit + forecast seconds)
+
+
+def run_chain(job: ChainJob) -> ChainDone:
+    """Fit and forecast the chain's segments in order; write each under ``job.stage``.
+
+    In a chain of several (a warm start) each fit continues the last good model, and a failed
+    fit's forecasts come from it; a chain of one leaves a failed fit without forecasts for
+    :func:`assemble` to fill in.
+    """
+    live: LiveModel | None = None
+    done = []
+    for seg, params in zip(job.segments, job.params):
+        chained = params.chains()
+        res = run_segment(seg, params, job.series, job.bars, job.settings.run_seed, fallback=live,
+                          batched=job.settings.batched, start_from=live if chained else None)
+        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models)
+        if res.ok:
+            live = res.model
+        done.append((seg.key, res.fit_seconds + res.predict_seconds))
+    return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done))
 
 
 @dataclass
@@ -38,145 +117,129 @@ class EngineResult:
     fit_seconds: float = 0.0
     predict_seconds: float = 0.0
     segments: int = 0
-    parts: list[pd.DataFrame] = field(default_factory=list, repr=False)
-    workers: dict[str, float] = field(default_factory=dict)  # busy seconds per worker (parallel runs)
+    workers: dict[str, float] = field(default_factory=dict)  # busy seconds per worker
     tunings: dict[str, TuneResult] = field(default_factory=dict)  # by segment key
-
-    def add(self, res) -> None:
-        self.parts.append(res.rows)
-        self.fit_seconds += res.fit_seconds
-        self.predict_seconds += res.predict_seconds
-        self.segments += 1
 
     @property
     def compute_seconds(self) -> float:
-        """Seconds of fitting and forecasting on the critical path: the busiest worker's, or all of them."""
+        """Seconds of fitting and forecasting on the critical path: the busiest worker's."""
         return max(self.workers.values()) if self.workers else self.fit_seconds + self.predict_seconds
 
 
-def run_engine(
-    plan: Plan,
-    specs: dict[str, Any],
-    series: BarSeries,
-    run_seed: int,
-    max_failed: int = 3,
-    stage: Path | None = None,
-    context: dict[str, Any] | None = None,
-    save_models: bool = False,
-    on_segment: Callable[[Segment], None] | None = None,
-    batched: bool = True,
-    jobs: int = 1,
-    scheduler: str | None = None,
-) -> EngineResult:
-    """Run every segment of ``plan``; write each to ``stage`` when one is given.
+def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: Settings, stage: Path | None = None,
+               context: RunContext | None = None, executor: Executor | None = None,
+               on_segment: Callable[[Segment], None] | None = None) -> EngineResult:
+    """Run every segment of ``plan`` on ``executor`` (default: this process), writing each to ``stage``
+    (default: a temporary directory), and assemble the result.
 
-    ``jobs > 1`` runs segments on that many local worker processes, ``scheduler`` on a
-    Dask cluster; the results are the same as in this process.
+    >>> from backtester.config import parse_config                     # doctest: +SKIP
+    >>> res = run_engine(plan, cfg.run_strategies(), series, Settings(run_seed=0))  # doctest: +SKIP
+    >>> res.forecasts.columns[:3].tolist()                              # doctest: +SKIP
+    ['strategy', 'issued_at', 'target_time']
     """
-    if jobs > 1 or scheduler is not None:
-        return _run_parallel(plan, specs, series, run_seed, max_failed, stage, context or {}, save_models,
-                             on_segment, batched, jobs, scheduler)
-    out = EngineResult(forecasts=pd.DataFrame(), records=[])
-    for name, spec in specs.items():
-        live: LiveModel | None = None
-        records: list[FitRecord] = []
-        params = spec.params
-        warm = _warm(spec)
-        for seg in plan.segments(name):
-            if seg.tune:
-                tuned = tune_segment(seg, spec.params, series, run_seed, stage)
-                out.tunings[seg.key] = tuned
-                if tuned.best is not None:
-                    params = spec.params.with_hyperparameters(tuned.best)
-            res = run_segment(seg, params, series, plan.bars, run_seed, fallback=live, batched=batched,
-                              start_from=live if warm else None)
-            record = res.record
-            if stage is not None:
-                record = write_segment(stage, res, replace(spec, params=params), context or {}, save_models)
-            if res.ok:
-                live = res.model
-            records.append(record)
-            check_failures(records, max_failed)
-            out.add(res)
-            if on_segment is not None:
-                on_segment(seg)
-        out.records.extend(records)
-    out.forecasts = combine_rows(out.parts)
+    executor = executor or InProcess()
+    with _staging(stage) as where:
+        walk = Walk(plan, specs, series, settings, where, context)
+        tunings = run_tunings(walk, executor)
+        params = {}
+        for name, spec in specs.items():
+            params.update(params_by_segment(spec.params, plan.segments(name), tunings))
+        workers: dict[str, float] = {}
+        segments = {s.key: s for s in plan.segments()}
+
+        def finished(job: ChainJob, done: ChainDone) -> None:
+            for key, seconds in done.seconds:
+                workers[done.worker] = workers.get(done.worker, 0.0) + seconds
+                if on_segment is not None:
+                    on_segment(segments[key])
+
+        executor.run(run_chain, chains(walk, params), finished)
+        out = assemble(walk, params)
+    out.workers, out.tunings = workers, tunings
     return out
 
 
-def _warm(spec) -> bool:
-    """Does this strategy continue the previous retrain's model (a sequential chain)?"""
-    return getattr(spec.params, "warm_start", None) is not None
+@contextmanager
+def _staging(stage: Path | None) -> Iterator[Path]:
+    if stage is not None:
+        yield Path(stage)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="backtester-stage-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_parallel(plan, specs, series, run_seed, max_failed, stage, context, save_models, on_segment, batched,
-                  jobs, scheduler) -> EngineResult:
-    """All tunings, then all segments of all strategies as independent jobs, longest first (a warm-start
-    strategy's segments as one chain job); then, in time order, a failed fit's forecasts from the
-    strategy's previous model (refitted here: fits are deterministic)."""
-    out = EngineResult(forecasts=pd.DataFrame(), records=[])
-    backend = context.get("backend") or os.environ.get("KERAS_BACKEND", "tensorflow")
-    keras = any(hasattr(spec.params, "builder_path") for spec in specs.values())
-    all_segs = plan.segments()
-    tuning = [(s.key, (s, specs[s.strategy].params, series, run_seed, stage, context.get("backend")))
-              for s in all_segs if s.tune]
-    if tuning:
-        run_jobs(tuning, tune_job, min(jobs, len(tuning)), scheduler, backend,
-                 lambda key, t: out.tunings.__setitem__(key, t), keras=keras)
-    seg_params: dict[str, Any] = {}
-    for name, spec in specs.items():
-        seg_params.update(params_by_segment(spec.params, plan.segments(name), out.tunings))
-    segs = {s.key: s for s in all_segs}
-    chains: dict[str, list[Segment]] = {}
-    for s in all_segs:  # a warm strategy is one chain; any other segment is a chain of one
-        chains.setdefault(s.strategy if _warm(specs[s.strategy]) else s.key, []).append(s)
-    cost = {k: sum(seg_params[s.key].fit_cost(s.window.stop - s.window.start) for s in c) for k, c in chains.items()}
-    jobs_list = [(k, ([(s, replace(specs[s.strategy], params=seg_params[s.key])) for s in chains[k]], series,
-                      plan.bars, run_seed, batched, stage, context, save_models))
-                 for k in cost_order(cost.items())]
-    done: dict[str, JobResult] = {}
-
-    def finished(key: str, results: list[JobResult]) -> None:
-        for job in results:
-            done[job.result.segment.key] = job
-            out.workers[job.worker] = (out.workers.get(job.worker, 0.0) + job.result.fit_seconds
-                                       + job.result.predict_seconds)
-            if on_segment is not None:
-                on_segment(segs[job.result.segment.key])
-
-    run_jobs(jobs_list, chain_job, min(jobs, len(jobs_list)), scheduler, backend, finished, keras=keras)
-    for name, spec in specs.items():
-        records: list[FitRecord] = []
-        last_ok: Segment | None = None
-        live: LiveModel | None = None
-        for seg in plan.segments(name):
-            res, record = done[seg.key].result, done[seg.key].record
-            if not res.ok and last_ok is not None and not _warm(spec):  # a chain made its own fallbacks
-                params = seg_params[seg.key]
-                if live is None or live.model_version != last_ok.model_version:
-                    live = run_segment(last_ok, seg_params[last_ok.key], series, plan.bars, run_seed,
-                                       batched=batched).model
-                res = run_segment(seg, params, series, plan.bars, run_seed, fallback=live, batched=batched)
-                record = (write_segment(stage, res, replace(spec, params=params), context, save_models)
-                          if stage is not None else res.record)
-            if res.ok:
-                last_ok = seg
-            records.append(record)
-            check_failures(records, max_failed)
-            out.add(res)
-        out.records.extend(records)
-    out.forecasts = combine_rows(out.parts)
+def run_tunings(walk: Walk, executor: Executor) -> dict[str, TuneResult]:
+    """Every tuning retrain's search, as jobs on ``executor``; results by segment key."""
+    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage)
+            for s in walk.plan.segments() if s.tune]
+    out: dict[str, TuneResult] = {}
+    executor.run(run_tuning, jobs, lambda job, result: out.__setitem__(job.segment.key, result))
     return out
 
 
-def combine_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate segment rows in the canonical order (strategy, issued_at, horizon)."""
-    from .recorder import ForecastRecorder, COLUMNS
+def chains(walk: Walk, params: dict[str, Any]) -> list[ChainJob]:
+    """The plan's segments as chains (a chaining strategy's in one, any other segment alone), longest first."""
+    groups: dict[str, list[Segment]] = {}
+    for s in walk.plan.segments():
+        groups.setdefault(s.strategy if walk.specs[s.strategy].params.chains() else s.key, []).append(s)
+    cost = {k: sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in segs) for k, segs in groups.items()}
+    return [ChainJob(tuple(groups[k]), tuple(params[s.key] for s in groups[k]), walk.specs[groups[k][0].strategy],
+                     walk.series, walk.plan.bars, walk.settings, walk.stage, walk.context)
+            for k in cost_order(cost.items())]
 
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return ForecastRecorder(pd.DatetimeIndex([], tz="UTC")).frame()
-    df = pd.concat(parts, ignore_index=True)
-    df["strategy"] = df["strategy"].astype("string")
-    return df[COLUMNS].sort_values(["strategy", "issued_at", "horizon"], kind="stable").reset_index(drop=True)
+
+def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
+    """Read every finished segment back from the staging directory, strategy by strategy in time order;
+    give a failed fit without forecasts those of the strategy's previous good model; stop the run once
+    more than ``max_failed`` fits in a row failed."""
+    out = EngineResult(forecasts=pd.DataFrame(), records=[])
+    parts = []
+    for name in walk.specs:
+        records: list[FitRecord] = []
+        last_ok: tuple[Segment, StoredSegment] | None = None
+        live: LiveModel | None = None
+        for seg in walk.plan.segments(name):
+            stored = read_segment(walk.stage, seg)
+            # a failed fit of a chain of one has no forecasts yet (a chain made its own from its last good model)
+            if not stored.ok and last_ok is not None and stored.record.model_version == seg.model_version:
+                if live is None or live.model_version != last_ok[0].model_version:
+                    live = previous_model(walk, *last_ok, params[last_ok[0].key])
+                stored = fall_back(walk, seg, stored, live, params[seg.key])
+            if stored.ok:
+                last_ok = (seg, stored)
+            records.append(stored.record)
+            check_failures(records, walk.settings.max_failed)
+            parts.append(stored.rows)
+            out.fit_seconds += stored.fit_seconds
+            out.predict_seconds += stored.predict_seconds
+            out.segments += 1
+        out.records.extend(records)
+    out.forecasts = combine_rows(parts)
+    return out
+
+
+def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any) -> LiveModel:
+    """The model a finished segment fitted: reloaded from its artifact, else fitted again (deterministic)."""
+    folder = artifact_dir(walk.stage, seg.strategy, seg.model_version)
+    if stored.record.artifact is not None and (folder / "artifact.json").is_file():
+        if read_meta(folder).get("restorable", False):
+            strategy = params.build(stored.record.seed)
+            strategy.load(folder)
+            return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
+    fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
+    refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
+    return refit.model
+
+
+def fall_back(walk: Walk, seg: Segment, stored: StoredSegment, live: LiveModel, params: Any) -> StoredSegment:
+    """A failed fit's segment with the forecasts of ``live`` (the previous good model), written back."""
+    t0 = time.perf_counter()
+    rows = issue_forecasts(seg, live, walk.series.upto(seg.stop), walk.plan.bars, walk.settings.batched)
+    seconds = time.perf_counter() - t0
+    record = replace(stored.record, model_version=live.model_version)
+    res = SegmentResult(seg, record, rows, live, stored.fit_seconds, seconds)
+    write_segment(walk.stage, res, replace(walk.specs[seg.strategy], params=params), walk.context, False)
+    return StoredSegment(record, rows, stored.fit_seconds, seconds)

@@ -23,16 +23,6 @@ from .series import BarSeries
 SLICE = 3000  # bars beyond the strategy's minimum in the larger timing fit
 
 
-def samples(params, bars: int, horizon: int) -> int:
-    """Training samples a window of ``bars`` gives (windows for Keras models, else bars)."""
-    memory = getattr(params, "memory", None)
-    if memory is None:
-        return bars
-    steps = horizon if getattr(params, "multistep", "direct") == "direct" else 1
-    n = max(0, bars - memory - steps + 1)
-    return n - int(n * getattr(params, "validation_split", 0.0))
-
-
 def earlier_run(cfg) -> dict[str, float] | None:
     """Seconds per strategy (fits + tuning) of the last finished run of this very config, if any."""
     run_dir = Path(cfg.output.dir) / cfg.name
@@ -64,7 +54,7 @@ def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.D
     rows = []
     for name, spec in cfg.run_strategies().items():
         sched = plan.schedules[name]
-        n_samples = [samples(spec.params, w.stop - w.start, plan.horizon) for w in sched.windows]
+        n_samples = [spec.params.train_samples(w.stop - w.start, plan.horizon) for w in sched.windows]
         row = {"strategy": name, "retrains": len(sched.retrains), "tunings": int(sum(sched.tunes)),
                "samples": int(sum(n_samples)), "seconds": float("nan"), "from": ""}
         if past is not None and name in past:
@@ -82,27 +72,25 @@ def _quick_estimate(params, sched, n_samples: list[int], series: BarSeries, hori
     """Seconds for every fit (and tuning) of one strategy, scaled from timed fits on its first window."""
     w = max(sched.windows, key=lambda x: x.stop - x.start)  # the largest window: the steadiest timing
     need = params.min_train_bars(horizon)
-    epochs = getattr(params, "epochs", None)
-    if epochs is None:  # a baseline: one warm-up (imports), one timed fit; cost grows about linearly with the window
+    epochs = params.fit_epochs()
+    if epochs is None:  # one warm-up (imports), one timed fit; cost grows about linearly with the window
         _fit_seconds(params, series, w.start, w.stop, horizon)
         t = _fit_seconds(params, series, w.start, w.stop, horizon)
         return t * sum(n_samples) / max(w.stop - w.start, 1)
-    one = params.model_copy(update={"epochs": 1, "tuning": None})
+    one = params.timing_copy()
     big = min(w.stop - w.start, need + SLICE)
     small = need + (big - need) // 4
     warm = _fit_seconds(one, series, w.stop - small, w.stop, horizon)  # imports and the compile, once
     t_small = _fit_seconds(one, series, w.stop - small, w.stop, horizon)
     t_big = _fit_seconds(one, series, w.stop - big, w.stop, horizon)
-    n_small, n_big = samples(params, small, horizon), samples(params, big, horizon)
+    n_small, n_big = params.train_samples(small, horizon), params.train_samples(big, horizon)
     rate = max((t_big - t_small) / max(n_big - n_small, 1), 0.0)  # seconds per sample and epoch
     fixed = max(t_small - rate * n_small, 0.0)  # per retrain: build the model, copy weights, start fitting
     compile_once = max(warm - t_small, 0.0)
     total = compile_once + sum(fixed + epochs * rate * n for n in n_samples)
-    tuning = getattr(params, "tuning", None)
-    if tuning is not None:
-        tuned = [n for n, t in zip(n_samples, sched.tunes) if t]
-        trials = tuning.max_trials if tuning.tuner != "hyperband" else 3 * max(1, int(np.log(tuning.epochs) / np.log(3)) + 1)
-        total += sum(trials * (compile_once + fixed + tuning.epochs * rate * n) for n in tuned)
+    trials, trial_epochs = params.tuning_budget()
+    tuned = [n for n, t in zip(n_samples, sched.tunes) if t]
+    total += sum(trials * (compile_once + fixed + trial_epochs * rate * n) for n in tuned)
     return total
 
 

@@ -1,77 +1,120 @@
-"""Where segments run: in this process, on local worker processes, or on a Dask cluster.
+"""Where units of work run: in this process, on local worker processes, or on a Dask cluster.
 
-Every executor runs the same pure job, :func:`segment_job` (fit one segment, write it
-to the run's staging directory, return its record and rows), so results do not depend
-on where or in how many workers they ran (tested). Local workers are ``spawn``-ed
-processes, each with its own Keras and one compute thread per core it is given; a Dask
-cluster's workers need this package installed and the results directory on a path they
-share with the client (``--scheduler tcp://host:8786``).
+The engine hands an executor a list of frozen jobs and one pure function; the executor only
+decides where each ``fn(job)`` runs and calls ``on_done(job, result)`` in this process as each
+finishes. So the same loop serves every executor and results do not depend on where or in how
+many workers they ran (tested). Local workers are ``spawn``-ed processes, each with its own
+Keras and one compute thread per core it is given; a Dask cluster's workers need this package
+installed and the results directory on a path they share with the client (``--scheduler
+tcp://host:8786``).
 
 Examples
 --------
+>>> done = []
+>>> InProcess().run(abs, [-2, 3], lambda job, result: done.append(result))
+>>> done
+[2, 3]
 >>> worker_threads(jobs=2, cores=2)
 1
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor as _FuturesExecutor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from .backend import select_backend
 from .errors import BacktestError, ConfigError
 
-RETRIES = 2  # a lost worker's segments are run again this many times
+RETRIES = 2  # a lost worker's jobs are run again this many times
+
+OnDone = Callable[[Any, Any], None]
 
 
-@dataclass
-class JobResult:
-    """What a worker sends back: the segment's result without its model, and who ran it."""
+class Executor(Protocol):
+    """Runs ``fn(job)`` for every job and calls ``on_done(job, result)`` here as each finishes."""
 
-    result: Any  # SegmentResult with model=None
-    record: Any  # FitRecord as written (with its artifact path)
-    worker: str
+    def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None: ...
 
 
-def segment_job(seg, spec, series, bars, run_seed: int, batched: bool, stage, context: dict, save_models: bool) -> JobResult:
-    """Fit one segment (no fallback model), write it under ``stage`` and return it without the model."""
-    return chain_job([(seg, spec)], series, bars, run_seed, batched, stage, context, save_models)[0]
+class InProcess:
+    """Every job in this process, in the order given."""
+
+    def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
+        for job in jobs:
+            on_done(job, fn(job))
 
 
-def chain_job(items: list, series, bars, run_seed: int, batched: bool, stage, context: dict,
-              save_models: bool) -> list[JobResult]:
-    """Fit segments in order, each written under ``stage``; returned without their models.
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a local worker process sets up once, in its initializer: the Keras backend, its share of
+    the cores, and each strategy's own process-wide set-up (``Params.worker_setup``)."""
 
-    ``items`` is ``[(segment, spec), ...]``: one segment, or a warm-start strategy's whole
-    chain, where each fit continues the last good model (and a failed fit falls back on it).
-    """
-    from .backend import select_backend
-    from .segment import run_segment, write_segment
-
-    if context.get("backend"):
-        select_backend(context["backend"])  # a Dask worker: the run's backend (refused if it has another loaded)
-    out, live = [], None
-    for seg, spec in items:
-        warm = getattr(spec.params, "warm_start", None) is not None
-        res = run_segment(seg, spec.params, series, bars, run_seed, batched=batched, fallback=live,
-                          start_from=live if warm else None)
-        record = write_segment(stage, res, spec, context, save_models) if stage is not None else res.record
-        if res.ok:
-            live = res.model
-        out.append(JobResult(replace(res, model=None), record, f"{os.uname().nodename}:{os.getpid()}"))
-    return out
+    backend: str
+    threads: int
+    params: tuple[Any, ...] = ()
 
 
-def tune_job(seg, params, series, run_seed: int, stage, backend: str | None):
-    """A tuning retrain's search (:func:`backtester.tuning.tune_segment`) on a worker."""
-    from .backend import select_backend
-    from .tuning import tune_segment
+class LocalPool:
+    """Jobs on ``workers`` spawned local processes. A pool that loses a worker is restarted and its
+    unfinished jobs run again, up to :data:`RETRIES` times."""
 
-    if backend:
-        select_backend(backend)
-    return tune_segment(seg, params, series, run_seed, stage)
+    def __init__(self, workers: int, backend: str, params: Iterable[Any] = ()):
+        self.workers = workers
+        self.setup = WorkerSetup(backend, worker_threads(workers), tuple(params))
+
+    def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
+        pending = list(jobs)
+        ctx = multiprocessing.get_context("spawn")
+        workers = min(self.workers, len(pending))
+        for attempt in range(RETRIES + 1):
+            if not pending:
+                return
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(self.setup, ctx.Value("i", 0)))
+            try:
+                _drain(pool, pending, fn, on_done)
+                return
+            except BrokenProcessPool:
+                if attempt == RETRIES:
+                    raise BacktestError(f"a worker process died {RETRIES + 1} times (out of memory?); "
+                                        f"{len(pending)} jobs did not finish; try fewer --jobs") from None
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskCluster:
+    """Jobs on the Dask scheduler at ``address`` (which reschedules a lost worker's tasks itself).
+    A Dask worker has no initializer of ours: it applies the set-up once, before its first job."""
+
+    def __init__(self, address: str, backend: str = "tensorflow", params: Iterable[Any] = ()):
+        self.address = address
+        self.setup = WorkerSetup(backend, 0, tuple(params))
+
+    def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
+        pending = list(jobs)
+        if not pending:
+            return
+        client = dask_client(self.address)
+        try:
+            _drain(client.get_executor(), pending, partial(_set_up_first, self.setup, fn), on_done)
+        finally:
+            client.close()
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None, backend: str = "tensorflow",
+                  params: Iterable[Any] = ()) -> Executor:
+    """The executor an ``execution`` block asks for: a Dask cluster, a local pool, or this process."""
+    if scheduler is not None:
+        return DaskCluster(scheduler, backend, params)
+    if jobs > 1:
+        return LocalPool(jobs, backend, params)
+    return InProcess()
 
 
 def worker_threads(jobs: int, cores: int | None = None) -> int:
@@ -79,76 +122,56 @@ def worker_threads(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // jobs)
 
 
-def _init_worker(backend: str, threads: int, keras: bool, counter) -> None:
-    if threads == 1 and hasattr(os, "sched_setaffinity"):
+_SET_UP: list[WorkerSetup] = []  # what this (Dask worker) process has set up
+
+
+def _set_up_first(setup: WorkerSetup, fn: Callable[[Any], Any], job: Any) -> Any:
+    """``fn(job)`` on a Dask worker, after the run's backend and the strategies' set-up (once per process)."""
+    if setup not in _SET_UP:
+        select_backend(setup.backend)  # refused if this worker already has Keras on another backend
+        for params in setup.params:
+            params.worker_setup()
+        _SET_UP.append(setup)
+    return fn(job)
+
+
+def _init_worker(setup: WorkerSetup, counter) -> None:
+    """A local worker's start: its core, its thread budget and backend, then each strategy's set-up."""
+    if setup.threads == 1 and hasattr(os, "sched_setaffinity"):
         # one core each: workers that float between cores run each step slower (measured, bench/README.md)
         with counter.get_lock():
             index = counter.value
             counter.value += 1
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[index % len(cores)]})
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ["BACKTESTER_THREADS"] = str(threads)
+    os.environ["KERAS_BACKEND"] = setup.backend
+    os.environ["BACKTESTER_THREADS"] = str(setup.threads)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    if threads == 1:
+        os.environ[var] = str(setup.threads)
+    if setup.threads == 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-    if keras:  # import it now, so a segment's fit time is not the worker's start-up
-        from strategies.keras_model import keras_module
-
-        keras_module()
+    for params in setup.params:
+        params.worker_setup()
 
 
-def run_jobs(jobs: list[tuple], fn: Callable, workers: int, scheduler: str | None, backend: str,
-             on_done: Callable[[Any, JobResult], None], keras: bool = False) -> None:
-    """Run ``fn(*args)`` for every ``(key, args)`` in ``jobs`` on ``workers`` local processes, or on the
-    Dask scheduler at ``scheduler``; call ``on_done(key, result)`` as each finishes (in this process).
-
-    A local pool that loses a worker is restarted and its unfinished jobs run again, up
-    to :data:`RETRIES` times; Dask reschedules a lost worker's tasks itself.
-    """
-    pending = dict(jobs)
-    if scheduler is not None:
-        client = dask_client(scheduler)
-        try:
-            _drain(client.get_executor(), pending, fn, on_done)
-        finally:
-            client.close()
-        return
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    for attempt in range(RETRIES + 1):
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(backend, worker_threads(workers), keras, ctx.Value("i", 0)))
-        try:
-            _drain(pool, pending, fn, on_done)
-            return
-        except BrokenProcessPool:
-            if attempt == RETRIES:
-                raise BacktestError(f"a worker process died {RETRIES + 1} times (out of memory?); "
-                                    f"{len(pending)} segments did not finish; try fewer --jobs") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _drain(executor: Executor, pending: dict, fn: Callable, on_done: Callable) -> None:
-    """Submit every pending job, hand each result to ``on_done`` and remove it from ``pending``."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    futures = {executor.submit(fn, *args): key for key, args in pending.items()}
+def _drain(executor: _FuturesExecutor, pending: list, fn: Callable, on_done: OnDone) -> None:
+    """Submit every pending job, hand each result to ``on_done`` and remove its job from ``pending``."""
+    futures = {executor.submit(fn, job): k for k, job in enumerate(pending)}
+    finished: set[int] = set()
     try:
         while futures:
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
             for fut in done:
-                key = futures.pop(fut)
+                k = futures.pop(fut)
                 result = fut.result()
-                pending.pop(key)
-                on_done(key, result)
+                finished.add(k)
+                on_done(pending[k], result)
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
+    finally:
+        pending[:] = [job for k, job in enumerate(pending) if k not in finished]
 
 
 def dask_client(address: str):
@@ -161,16 +184,16 @@ def dask_client(address: str):
     try:
         return Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise ConfigError(f"execution.scheduler: cannot reach the Dask scheduler at {address} "
-                          f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no answer'}); "
-                          "start one with `dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler") from None
+                          f"({type(exc).__name__}: {first}); start one with `dask scheduler` and workers with "
+                          "`dask worker ADDRESS`, or drop --scheduler") from None
 
 
 def cost_order(items: Iterable[tuple[Any, float]]) -> list[Any]:
-    """Keys by estimated cost, longest first (so the slowest segment does not start last).
+    """Keys by estimated cost, longest first (so the slowest job does not start last).
 
     >>> cost_order([("a", 1.0), ("b", 5.0), ("c", 2.0)])
     ['b', 'c', 'a']
     """
     return [k for k, _ in sorted(items, key=lambda kv: -kv[1])]
-

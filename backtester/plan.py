@@ -39,7 +39,7 @@ class Schedule:
     label: str
     retrains: pd.DatetimeIndex
     windows: tuple[TrainWindow, ...]
-    tunes: tuple[bool, ...] = ()  # per retrain: does it tune first (strategies with a tuning block)
+    tunes: tuple[bool, ...] = ()  # per retrain: does it search hyperparameters first (Params.tuning_points)
 
 
 @dataclass(frozen=True)
@@ -139,20 +139,9 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
         if len(retrains) == 0:  # pragma: no cover - the first test bar always retrains
             raise ConfigError(f"{where}: no retrain falls in the test period")
         windows = tuple(training_window(spec.window, bars, t) for t in retrains)
-        tunes = tuple(tuning_schedule(getattr(spec.params, "tuning", None), retrains, bars, bt))
+        tunes = tuple(bool(t) for t in spec.params.tuning_points(retrains, bars, bt.start, bt.end))
         schedules[name] = Schedule(name, spec.schedule_label(), retrains, windows, tunes)
     return Plan(bars=bars, first=first, stop=stop, horizon=bt.horizon, schedules=schedules)
-
-
-def tuning_schedule(tuning, retrains: pd.DatetimeIndex, bars: pd.DatetimeIndex, bt) -> list[bool]:
-    """Which retrains tune first: none without a tuning block; else the first, then per ``every``."""
-    if tuning is None:
-        return [False] * len(retrains)
-    from strategies.keras_tuning import tuning_points
-
-    rule = tuning.rule()
-    times = retrain_times(rule, bars, bt.start, bt.end) if rule is not None else None
-    return tuning_points(tuning.every, list(retrains), times)
 
 
 def check_plan(cfg, plan: Plan) -> None:

@@ -64,3 +64,13 @@ class ForecastRecorder:
         )
         df["strategy"] = df["strategy"].astype("string")
         return df.sort_values(["strategy", "issued_at", "horizon"], kind="stable").reset_index(drop=True)
+
+
+def combine_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate segment rows in the canonical order (strategy, issued_at, horizon)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return ForecastRecorder(pd.DatetimeIndex([], tz="UTC")).frame()
+    df = pd.concat(parts, ignore_index=True)
+    df["strategy"] = df["strategy"].astype("string")
+    return df[COLUMNS].sort_values(["strategy", "issued_at", "horizon"], kind="stable").reset_index(drop=True)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -30,7 +31,8 @@ import pandas as pd
 import yaml
 
 from . import __version__
-from .engine import run_engine
+from .engine import Settings, run_engine
+from .executors import dask_client, make_executor
 from .tuning import read_trials
 from .errors import OutputError
 from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
@@ -39,7 +41,7 @@ from .evaluation.losses import breakdown_table, cost_table, coverage, loss_table
 from .evaluation.report import headline, write_figures, write_html
 from .plan import Plan, check_plan, make_plan
 from .rv import PreparedBars, prepare_bars
-from .segment import FitRecord, Segment
+from .segment import FitRecord, RunContext, Segment
 from .series import BarSeries
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "arch", "exchange-calendars", "pydantic")
@@ -92,9 +94,12 @@ def guard_output(out: Path, force: bool) -> None:
         raise OutputError(f"{out}: {what} is already there; pass --force to replace it, or change 'name' in the config")
 
 
-def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment], None]] | None = None,
+def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None], None] | None = None,
         log: Callable[[str], None] = lambda msg: None) -> RunResult:
     """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``.
+
+    ``progress(plan, None)`` is called once the plan is known, ``progress(plan, segment)`` as each
+    segment finishes.
 
     Steps: prepare (data, plan, preflight) -> segments (each written to the
     staging directory when done) -> assemble and evaluate -> manifest -> swap in.
@@ -111,16 +116,12 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     guard_output(out, force)
     log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
     for name, spec in cfg.strategies.items():
-        if getattr(spec.params, "use", None) in ("as_is", "warm_start"):
-            how = "as is" if spec.params.use == "as_is" else "as the start of its warm retrains"
-            log(f"note: {name} uses a saved model {how}: leak-free only if that model was trained "
-                f"on data before {plan.issue_times[0]}")
+        for note in spec.params.notes(plan.issue_times[0]):
+            log(f"note: {name} {note}")
     log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
         f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
     ex = cfg.execution
     if ex.scheduler:
-        from .executors import dask_client
-
         dask_client(ex.scheduler).close()  # unreachable: say so before anything starts
         log(f"execution: segments on the Dask scheduler at {ex.scheduler}")
     elif ex.jobs > 1:
@@ -136,12 +137,14 @@ def run(cfg, force: bool = False, progress: Callable[[Plan], Callable[[Segment],
     try:
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
         t0 = time.perf_counter()
-        engine = run_engine(
-            plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), cfg.seed,
-            max_failed=cfg.backtest.max_failed_retrains, stage=stage, context=segment_context(cfg, prepared, plan),
-            save_models=cfg.output.save_models, on_segment=progress(plan) if progress else None,
-            jobs=cfg.execution.jobs, scheduler=cfg.execution.scheduler, batched=cfg.execution.batched,
-        )
+        if progress is not None:
+            progress(plan, None)
+        specs = cfg.run_strategies()
+        settings = Settings(cfg.seed, cfg.backtest.max_failed_retrains, ex.batched, cfg.output.save_models)
+        executor = make_executor(ex.jobs, ex.scheduler, cfg.backend, {id(s.params): s.params for s in specs.values()}.values())
+        engine = run_engine(plan, specs, BarSeries.from_frame(prepared.bars), settings, stage=stage,
+                            context=segment_context(cfg, prepared, plan), executor=executor,
+                            on_segment=partial(progress, plan) if progress else None)
         timings["engine"] = time.perf_counter() - t0
         timings["train"] = engine.fit_seconds
         timings["predict"] = engine.predict_seconds
@@ -174,10 +177,9 @@ def data_record(cfg, prepared: PreparedBars) -> dict:
     }
 
 
-def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> dict:
+def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
     """What every segment's artifact records about the run."""
-    return {"run": cfg.name, "bars": plan.bars, "data": data_record(cfg, prepared), "backend": cfg.backend,
-            "versions": versions()}
+    return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
 
 
 def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):

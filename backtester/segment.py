@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
+
 from .errors import BacktestError, FailedRetrain, FatalError
 from .recorder import ForecastRecorder
 from .schedule import TrainWindow
@@ -148,9 +150,9 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
     ``forecast`` call per issue time (the per-bar reference path).
     """
     ends = np.arange(seg.first + 1, seg.stop + 1)
-    batch = getattr(strategy, "forecast_batch", None) if batched else None
-    if batch is not None:
-        values = np.asarray(_call(seg.strategy, "forecast_batch()", batch, known, ends, seg.horizon), dtype="float64")
+    if batched and isinstance(strategy, BatchForecaster):
+        values = np.asarray(_call(seg.strategy, "forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
+                            dtype="float64")
         if values.shape != (len(ends), seg.horizon):
             raise StrategyError(f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
                                 f"expected ({len(ends)}, {seg.horizon})")
@@ -186,10 +188,10 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         if len(train) < need:
             raise FailedRetrain(f"{len(train)} training bars, need {need}")
         strategy = _call(seg.strategy, "build()", params.build, seed)
-        if not (callable(getattr(strategy, "fit", None)) and callable(getattr(strategy, "forecast", None))):
+        if not isinstance(strategy, Strategy):
             raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
                                 f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
-        if start_from is not None and callable(getattr(strategy, "start_from", None)):
+        if start_from is not None and isinstance(strategy, WarmStartable):
             strategy.start_from(start_from.strategy, start_from.model_version)
         info = _call(seg.strategy, "fit()", strategy.fit, train, seg.horizon)
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
@@ -198,11 +200,8 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         model = fallback
     fit_seconds = time.perf_counter() - t0
 
-    recorder = ForecastRecorder(bars)
     t0 = time.perf_counter()
-    if model is not None and seg.issues > 0:
-        for i, values in zip(range(seg.first, seg.stop), segment_forecasts(seg, model.strategy, known, batched)):
-            recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
+    rows = issue_forecasts(seg, model, known, bars, batched)
     predict_seconds = time.perf_counter() - t0
 
     record = FitRecord(
@@ -220,7 +219,17 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         seed=seed,
         details=json.dumps(info.extra if info else {}, default=float),
     )
-    return SegmentResult(seg, record, recorder.frame(), model, fit_seconds, predict_seconds)
+    return SegmentResult(seg, record, rows, model, fit_seconds, predict_seconds)
+
+
+def issue_forecasts(seg: Segment, model: LiveModel | None, known: BarSeries, bars: pd.DatetimeIndex,
+                    batched: bool = True) -> pd.DataFrame:
+    """The rows of the forecasts ``model`` issues at the segment's bars (none without a model)."""
+    recorder = ForecastRecorder(bars)
+    if model is not None and seg.issues > 0:
+        for i, values in zip(range(seg.first, seg.stop), segment_forecasts(seg, model.strategy, known, batched)):
+            recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
+    return recorder.frame()
 
 
 # --------------------------------------------------------------------------- on disk
@@ -236,21 +245,32 @@ def artifact_dir(run_dir: Path, strategy: str, model_version: int) -> Path:
     return Path(run_dir) / "models" / strategy / str(model_version)
 
 
-def write_segment(stage: Path, result: SegmentResult, spec, context: dict[str, Any], save_model: bool) -> FitRecord:
+@dataclass(frozen=True)
+class RunContext:
+    """What every segment's artifact records about the run it belongs to."""
+
+    run: str
+    bars: pd.DatetimeIndex  # the bar grid (issue and target times)
+    data: dict[str, Any]  # the data fingerprint
+    backend: str | None = None
+    versions: dict[str, str] | None = None
+
+
+def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext | None, save_model: bool) -> FitRecord:
     """Write a finished segment: its artifact folder (if saved), its rows part and its fit record.
 
     The record goes last, so a segment whose record exists is complete. Each file
     is written under a temporary name and renamed.
     """
     seg, record = result.segment, result.record
-    if save_model and result.ok:
+    if save_model and result.ok and context is not None:
         folder = artifact_dir(stage, seg.strategy, seg.model_version)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         meta = artifact_meta(result, spec, context)
         strategy = result.model.strategy
-        saved = callable(getattr(strategy, "save", None)) and callable(getattr(strategy, "load", None))
+        saved = isinstance(strategy, Restorable)
         if saved:
             _call(seg.strategy, "save()", strategy.save, tmp)
         meta["restorable"] = saved
@@ -270,13 +290,13 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: dict[str, A
     return record
 
 
-def artifact_meta(result: SegmentResult, spec, context: dict[str, Any]) -> dict[str, Any]:
+def artifact_meta(result: SegmentResult, spec, context: RunContext) -> dict[str, Any]:
     """``artifact.json``: what the model is, what it saw, and which forecasts it made."""
     seg, rec = result.segment, result.record
-    bars: pd.DatetimeIndex = context["bars"]
+    bars = context.bars
     return {
         "format": "backtester-artifact/1",
-        "run": context["run"],
+        "run": context.run,
         "strategy": seg.strategy,
         "type": spec.type,
         "params": spec.params.model_dump(mode="json"),
@@ -289,13 +309,41 @@ def artifact_meta(result: SegmentResult, spec, context: dict[str, Any]) -> dict[
         "trained_through": str(pd.Timestamp(result.model.trained_through, tz="UTC")),
         "issued": ({"first": str(bars[seg.first]), "last": str(bars[seg.stop - 1]), "count": seg.issues}
                    if seg.issues else {"first": None, "last": None, "count": 0}),
-        "data": context["data"],
+        "data": context.data,
         "train_loss": rec.train_loss,
         "val_loss": rec.val_loss,
         "fit_seconds": result.fit_seconds,
-        "backend": context.get("backend"),
-        "versions": context.get("versions"),
+        "backend": context.backend,
+        "versions": context.versions,
     }
+
+
+@dataclass(frozen=True)
+class StoredSegment:
+    """A finished segment as read back from the staging directory."""
+
+    record: FitRecord
+    rows: pd.DataFrame
+    fit_seconds: float
+    predict_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status == "ok"
+
+
+_TIMES = ("window_start", "window_end")
+
+
+def read_segment(stage: Path, seg: Segment) -> StoredSegment:
+    """The rows and fit record :func:`write_segment` wrote for ``seg`` (times as UTC Timestamps)."""
+    rows_path, record_path = segment_paths(stage, seg)
+    payload = json.loads(record_path.read_text())
+    fit_seconds, predict_seconds = payload.pop("fit_seconds"), payload.pop("predict_seconds")
+    payload["retrain_time"] = seg.retrain_time
+    for key in _TIMES:
+        payload[key] = pd.Timestamp(payload[key]).tz_convert(seg.retrain_time.tz) if payload[key] else None
+    return StoredSegment(FitRecord(**payload), pd.read_parquet(rows_path), fit_seconds, predict_seconds)
 
 
 def read_records(stage: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ import yaml
 
 from .errors import ConfigError, FatalError, OutputError
 from .schedule import training_window
-from .segment import Segment, run_segment, write_segment
+from .segment import RunContext, Segment, run_segment, write_segment
 from .series import BarSeries
 from .tuning import read_trials, tune_segment
 
@@ -66,13 +66,12 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
     try:
         series = BarSeries.from_frame(prepared.bars)
         position = int(bars.get_loc(at))
-        context = {"run": cfg.name, "bars": bars, "data": data_record(cfg, prepared), "backend": cfg.backend,
-                   "versions": versions()}
+        context = RunContext(cfg.name, bars, data_record(cfg, prepared), cfg.backend, versions())
         models = {}
         for name, spec in specs.items():
             window = training_window(spec.window, bars, at)
             seg = Segment(name, 1, at, window, first=position + 1, stop=position + 1, horizon=cfg.backtest.horizon,
-                          tune=getattr(spec.params, "tuning", None) is not None)
+                          tune=spec.params.tuning_points(pd.DatetimeIndex([at]), bars, at, at)[0])
             params = spec.params
             if seg.tune:
                 log(f"{name}: tuning on {window.stop - window.start:,} bars ...")
@@ -97,7 +96,7 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
         manifest = {"kind": "train", "name": cfg.name, "trained_at": str(at), "strategies": list(models),
                     "config_id": cfg.config_id(), "seed": cfg.seed, "backend": cfg.backend,
-                    "data": context["data"], "versions": context["versions"],
+                    "data": context.data, "versions": context.versions,
                     "seconds": round(time.perf_counter() - t0, 3)}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         _swap_in(stage, out_dir)

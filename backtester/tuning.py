@@ -1,10 +1,12 @@
-"""Tuning jobs: a keras-tuner search at a tuning retrain, and the params every later retrain uses.
+"""Tuning jobs: a hyperparameter search at a tuning retrain, and the params every later retrain uses.
 
-A tuning at retrain time T is, like a segment, a pure job: it sees the bars of that
-retrain's training window (all closed at or before T) and nothing else, and writes
-its tuner state and trials under ``<run>/tuning/<strategy>/<version>/``. The best
-values then fix the strategy's hyperparameters for that retrain and every later one
-until the next tuning (:func:`params_by_segment`).
+Which retrains tune, and how, is the strategy's to say (``Params.tuning_points`` and
+``Params.tune``; a Keras strategy with a ``tuning`` block runs keras-tuner). A tuning at
+retrain time T is, like a segment, a pure job: it sees the bars of that retrain's training
+window (all closed at or before T) and nothing else, and writes its state and trials under
+``<run>/tuning/<strategy>/<version>/``. The best values then fix the strategy's
+hyperparameters for that retrain and every later one until the next tuning
+(:func:`params_by_segment`).
 """
 
 from __future__ import annotations
@@ -40,10 +42,24 @@ def tuning_dir(stage: Path, seg: Segment) -> Path:
     return Path(stage) / "tuning" / seg.key
 
 
+@dataclass(frozen=True)
+class TuneJob:
+    """One tuning retrain's search, as a unit of work for an executor."""
+
+    segment: Segment
+    params: Any
+    series: BarSeries
+    run_seed: int
+    stage: Path | None
+
+
+def run_tuning(job: TuneJob) -> TuneResult:
+    """A :class:`TuneJob` wherever it runs (see :func:`tune_segment`)."""
+    return tune_segment(job.segment, job.params, job.series, job.run_seed, job.stage)
+
+
 def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None) -> TuneResult:
     """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``."""
-    from strategies.keras_tuning import tune
-
     train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
     seed = retrain_seed(run_seed, f"{seg.strategy}/tuning", seg.retrain_time)
     folder = tuning_dir(stage, seg) if stage is not None else Path(tempfile.mkdtemp(prefix="backtester-tune-"))
@@ -54,7 +70,7 @@ def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: 
         need = params.min_train_bars(seg.horizon)
         if len(train) < need:
             raise FailedRetrain(f"{len(train)} training bars, need {need}")
-        best, trials = tune(params, train, seg.horizon, seed, folder)
+        best, trials = params.tune(train, seg.horizon, seed, folder)
         status = "ok"
     except FailedRetrain as exc:
         best, trials, status = None, pd.DataFrame(columns=TRIAL_COLUMNS[3:-1]), f"failed: {exc}"

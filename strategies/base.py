@@ -43,10 +43,32 @@ class Strategy(Protocol):
         """Volatility forecasts for the next ``horizon`` bars after ``history[-1]``."""
 
 
-# Optional, for speed: ``forecast_batch(history, ends, horizon) -> (len(ends), horizon)``,
-# row j being what ``forecast(history.upto(ends[j]), horizon)`` returns (to float
-# tolerance). A segment calls it once for all its issue times when the strategy has it;
-# :func:`forecast_each` is the per-bar reference it must equal.
+# Optional abilities of a fitted strategy, each a Protocol the engine checks with isinstance.
+
+
+@runtime_checkable
+class BatchForecaster(Protocol):
+    """For speed: row j of ``forecast_batch(history, ends, horizon)`` (shape ``(len(ends), horizon)``) is
+    what ``forecast(history.upto(ends[j]), horizon)`` returns, to float tolerance. A segment calls it
+    once for all its issue times; :func:`forecast_each` is the per-bar reference it must equal."""
+
+    def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """Saves its fitted state into an artifact folder and restores it into a freshly built instance."""
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
+
+
+@runtime_checkable
+class WarmStartable(Protocol):
+    """Can continue another fitted instance's model (``start_from`` before ``fit``): warm starts."""
+
+    def start_from(self, previous: Any, version: Any) -> None: ...
 
 
 def forecast_each(strategy, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
@@ -114,6 +136,52 @@ class Params(BaseModel):
 
     def preflight(self, horizon: int) -> None:
         """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
+
+    # What the engine asks a strategy about itself. The defaults describe a plain baseline:
+    # refitted from scratch at every retrain, never tuned, nothing to set up in a worker.
+
+    def chains(self) -> bool:
+        """Whether each retrain continues the previous retrain's model (a warm start): the
+        strategy's segments then run in order, as one chain, in one worker."""
+        return False
+
+    def tuning_points(self, retrains: Any, bars: Any, start: Any, end: Any) -> list[bool]:
+        """Per retrain time in ``retrains`` (on the bar grid ``bars``, test period ``start .. end``):
+        does it search hyperparameters on its training window first? Never, by default."""
+        return [False] * len(retrains)
+
+    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path) -> tuple[dict[str, Any], Any]:
+        """Search hyperparameters on ``train`` (state under ``folder``); return the best values and a
+        frame of trials (``trial, status, score, hyperparameters``). Raise FailedRetrain if it fails."""
+        raise NotImplementedError(f"{type(self).__name__} does not tune")
+
+    def with_hyperparameters(self, values: dict[str, Any]) -> Params:
+        """These params with tuned hyperparameter values fixed."""
+        return self
+
+    def tuning_budget(self) -> tuple[int, int]:
+        """(trials, epochs per trial) of one tuning: what a tuning costs next to a fit."""
+        return (0, 0)
+
+    def train_samples(self, train_bars: int, horizon: int) -> int:
+        """Training samples a window of ``train_bars`` bars gives (shown by ``backtest plan``)."""
+        return train_bars
+
+    def fit_epochs(self) -> int | None:
+        """Epochs of one fit for an iterative learner (None: a closed-form or one-shot fit)."""
+        return None
+
+    def timing_copy(self) -> Params:
+        """A cheap variant (one epoch, no tuning) that ``backtest plan --estimate`` times."""
+        return self
+
+    def worker_setup(self) -> None:
+        """Process-wide set-up a worker process does once before it runs this strategy (e.g. import
+        Keras quietly); called in the worker initializer, never during a fit."""
+
+    def notes(self, first_issue: Any) -> list[str]:
+        """Lines for the run log about this strategy (e.g. what a saved model means for look-ahead)."""
+        return []
 
 
 def trading_day_and_week(data=None) -> tuple[Any, Any]:

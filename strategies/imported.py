@@ -35,21 +35,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from backtester.errors import BacktestError
 from backtester.series import BarSeries
 
 from .base import FitInfo, positive_floor
-from .keras_model import KerasForecaster, WarmStart, WindowedKerasParams, keras_module
+from .keras_core import BuilderError, keras_module
+from .keras_import import ModelFileError, describe_model, load_model_file, load_scaler, scaler_from_json
+from .keras_model import KerasForecaster, WindowedKerasParams
 
 _LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
 
 
 def _loaded(path: str):
-    from .keras_import import load_model_file
-
     key = str(Path(path).resolve())
     if key not in _LOADED:
         _LOADED[key] = load_model_file(path)
@@ -92,8 +90,6 @@ def _input_steps(path: str) -> int | None:
 
 def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float):
     """The saved architecture with fresh (seeded) weights, compiled with Adam(learning_rate) and MSE."""
-    from .keras_model import BuilderError
-
     keras = keras_module()
     saved = _loaded(path)
     out = saved.output_shape[-1]
@@ -157,8 +153,6 @@ class ImportedParams(WindowedKerasParams):
         return float(lr) if lr is not None and math.isfinite(float(lr)) else 1e-3
 
     def describe(self) -> dict[str, Any]:
-        from .keras_import import describe_model
-
         return describe_model(_loaded(self.model), self.model)
 
     def scaler_state(self) -> dict[str, Any] | None:
@@ -166,8 +160,6 @@ class ImportedParams(WindowedKerasParams):
         if self.scaler is None:
             return None
         if self.scaler.endswith(".json"):
-            from .keras_import import ModelFileError, scaler_from_json
-
             try:
                 state = json.loads(Path(self.scaler).read_text())
                 scaler_from_json(state)
@@ -177,8 +169,6 @@ class ImportedParams(WindowedKerasParams):
                 raise ModelFileError(f"{self.scaler}: not a scaler.json ({type(exc).__name__}: {exc}); write it with "
                                      "`backtest model inspect MODEL --scaler PKL --trust-pickle`") from None
             return state
-        from .keras_import import load_scaler
-
         return load_scaler(self.scaler, trusted=self.trust_pickle)
 
     def build(self, seed: int) -> ImportedForecaster:
@@ -191,6 +181,12 @@ class ImportedParams(WindowedKerasParams):
         """Load the model and the scaler now: a bad file fails before anything runs."""
         self.scaler_state()
         super().preflight(horizon)
+
+    def notes(self, first_issue: Any) -> list[str]:
+        if self.use == "architecture":
+            return []
+        how = "as is" if self.use == "as_is" else "as the start of its warm retrains"
+        return [f"uses a saved model {how}: leak-free only if that model was trained on data before {first_issue}"]
 
 
 class _Saved:
@@ -211,8 +207,6 @@ class ImportedForecaster(KerasForecaster):
         if p.use != "as_is":
             return super().fit(train, horizon)
         from sklearn.preprocessing import MinMaxScaler
-
-        from .keras_import import scaler_from_json
 
         self.model = self.build_model(self.steps(horizon))
         self.model.set_weights(_loaded(p.model).get_weights())

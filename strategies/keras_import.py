@@ -34,6 +34,8 @@ import numpy as np
 
 from backtester.errors import BacktestError
 
+from .keras_core import keras_module
+
 __all__ = [
     "ModelFileError",
     "load_model_file",
@@ -244,8 +246,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _keras():
-    from .keras_model import keras_module
-
     return keras_module()
 
 

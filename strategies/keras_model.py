@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal
@@ -42,14 +40,17 @@ from typing import Any, Callable, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backtester.errors import BacktestError, FailedRetrain
+from backtester.errors import FailedRetrain
+from backtester.schedule import retrain_times
 from backtester.series import BarSeries
 
 from .base import FitInfo, Params, forecast_each, positive_floor, trailing_windows
-from .keras_tuning import TuningConfig
+from .keras_core import (HyperValue, _private_python_random, check_model, describe_layers,
+                         from_target, keras_module, learning_rate, to_target, windows)
+from .keras_import import scaler_from_json, scaler_to_json
+from .keras_tuning import TuningConfig, tune, tuning_points
 from .loading import import_object
 
-HyperValue = int | float | str | bool
 PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
 
 
@@ -58,77 +59,6 @@ class WarmStart(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: int = Field(default=2, ge=1)
-
-
-class BuilderError(BacktestError):
-    """A builder returned something that is not a compiled Keras model of the right shape."""
-
-
-def _silenced(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` with file descriptor 2 pointed at /dev/null (TensorFlow's C++ start-up chatter)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            return fn()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def keras_module():
-    """Import Keras (and keras-tuner) quietly, once, on the backend chosen by the config."""
-    if not getattr(keras_module, "_configured", False):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-        def load():
-            if os.environ["KERAS_BACKEND"] == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.experimental.enable_op_determinism()
-                threads = int(os.environ.get("BACKTESTER_THREADS", "0"))
-                if threads:  # a worker process gets its share of the cores
-                    tf.config.threading.set_intra_op_parallelism_threads(threads)
-                    tf.config.threading.set_inter_op_parallelism_threads(threads)
-                tf.constant(0.0) + 1.0  # first op: device probing happens here, still silenced
-            import keras  # noqa: F401
-            import keras_tuner  # noqa: F401
-
-        _silenced(load)
-        if os.environ["KERAS_BACKEND"] != "tensorflow" and "tensorflow" not in sys.modules:
-            # Keras would import TensorFlow (seconds, and its thread pools) only to seed it and for
-            # isinstance checks when saving: neither matters on another backend.
-            from keras.src.utils import module_utils
-
-            module_utils.tensorflow._available = False
-        cache = os.environ.get("BACKTESTER_XLA_CACHE")
-        if os.environ["KERAS_BACKEND"] == "jax" and cache:
-            # compiled train/predict steps persist across processes and runs (workers compile once)
-            import jax
-
-            jax.config.update("jax_compilation_cache_dir", cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        keras_module._configured = True
-    import keras
-
-    return keras
-
-
-def windows(values: np.ndarray, memory: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Supervised samples: X[i] = values[i:i+memory], y[i] = values[i+memory:i+memory+steps].
-
-    >>> x, y = windows(np.arange(6.0), 3, 2)
-    >>> x.tolist(), y.tolist()
-    ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [[3.0, 4.0], [4.0, 5.0]])
-    """
-    n = len(values) - memory - steps + 1
-    if n <= 0:
-        return np.empty((0, memory)), np.empty((0, steps))
-    idx = np.arange(n)[:, None]
-    x = values[idx + np.arange(memory)]
-    y = values[idx + memory + np.arange(steps)]
-    return x, y
 
 
 def fixed_hyperparameters(values: dict[str, HyperValue]):
@@ -314,7 +244,6 @@ class KerasForecaster:
         """``model.keras``, ``scaler.json``, ``config.json``, ``history.json``, ``summary.txt``."""
         folder = Path(folder)
         self._live_model().save(folder / "model.keras")
-        from .keras_import import scaler_to_json
 
         scaler = {**scaler_to_json(self.scaler), "output_floor": self.floor, "target": self.params.target}
         (folder / "scaler.json").write_text(json.dumps(scaler, indent=2))
@@ -344,7 +273,6 @@ class KerasForecaster:
 
     def load(self, folder: Path) -> None:
         """Restore a saved model and scaler (on whichever Keras backend is active)."""
-        from .keras_import import scaler_from_json
 
         folder = Path(folder)
         keras = keras_module()
@@ -352,51 +280,6 @@ class KerasForecaster:
         d = json.loads((folder / "scaler.json").read_text())
         s = scaler_from_json(d)
         self.scaler, self.floor = s, float(d["output_floor"])
-
-
-def to_target(rv: np.ndarray, target: str, floor: float) -> np.ndarray:
-    """RV as the model learns it: ``rv`` as is, ``log`` (of RV floored at ``floor``, the training
-    window's smallest positive RV, so a flat hour is not -inf) or ``variance`` (RV squared).
-
-    >>> to_target(np.array([0.0, 2.0]), "log", 0.5).round(3).tolist()
-    [-0.693, 0.693]
-    >>> to_target(np.array([3.0]), "variance", 1.0).tolist()
-    [9.0]
-    """
-    if target == "log":
-        return np.log(np.maximum(rv, floor))
-    if target == "variance":
-        return np.square(rv)
-    return np.asarray(rv, dtype="float64")
-
-
-def from_target(values: np.ndarray, target: str) -> np.ndarray:
-    """Back to volatility: the inverse of :func:`to_target` (a negative variance forecast gives 0).
-
-    >>> from_target(np.array([0.0]), "log").tolist(), from_target(np.array([-1.0, 4.0]), "variance").tolist()
-    ([1.0], [0.0, 2.0])
-    """
-    if target == "log":
-        return np.exp(values)
-    if target == "variance":
-        return np.sqrt(np.maximum(values, 0.0))
-    return values
-
-
-def _private_python_random(seed: int) -> None:
-    """Give Keras' default seeds (layers built with ``seed=None``) their own ``random.Random(seed)``.
-
-    Keras draws them from Python's global ``random``, which ``set_random_seed`` has just seeded:
-    the same numbers, unless another thread uses ``random`` meanwhile, as a Dask worker's
-    event loop does. A private generator seeded the same way keeps the weights deterministic there.
-    """
-    import random
-
-    try:
-        from keras.src.random import seed_generator
-    except ImportError:  # pragma: no cover - a Keras without this module
-        return
-    seed_generator.python_random = random.Random(seed)
 
 
 @dataclass
@@ -463,45 +346,6 @@ def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) 
     return history
 
 
-def check_model(model: Any, builder: str, memory: int, steps: int) -> None:
-    """Refuse a builder result that is not a compiled Keras model mapping (memory, 1) to (steps,)."""
-    keras = keras_module()
-    if not isinstance(model, keras.Model):
-        raise BuilderError(f"builder {builder!r} returned {type(model).__name__}, not a keras.Model; "
-                           "return the model from build(hp, memory, steps)")
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        raise BuilderError(f"builder {builder!r} returned a model that is not compiled; "
-                           "call model.compile(optimizer=..., loss='mse') before returning it")
-    try:
-        out = model.compute_output_shape((None, memory, 1))
-    except Exception as exc:
-        raise BuilderError(f"builder {builder!r}: the model does not take input (batch, {memory}, 1) "
-                           f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, 1))") from None
-    if tuple(out)[1:] != (steps,):
-        raise BuilderError(f"builder {builder!r}: the model's output shape is {tuple(out)}, expected (None, {steps}); "
-                           "end it with keras.layers.Dense(steps)")
-
-
-def describe_layers(model) -> list[dict[str, Any]]:
-    """Each layer's class and its main sizes (units, dropout rate)."""
-    out = []
-    for layer in model.layers:
-        entry: dict[str, Any] = {"layer": type(layer).__name__}
-        for attr in ("units", "rate", "dropout", "recurrent_dropout", "return_sequences"):
-            if hasattr(layer, attr):
-                value = getattr(layer, attr)
-                entry[attr] = value if isinstance(value, (int, float, bool)) else str(value)
-        out.append(entry)
-    return out
-
-
-def learning_rate(model) -> float | None:
-    try:
-        return float(np.asarray(model.optimizer.learning_rate))
-    except Exception:
-        return None
-
-
 class WindowedKerasParams(Params):
     """What every Keras strategy shares: lookback, training loop, multi-step scheme."""
 
@@ -556,6 +400,41 @@ class WindowedKerasParams(Params):
     def preflight(self, horizon: int) -> None:
         """Build the model once (no training) so a bad builder fails before any fit."""
         KerasForecaster(self, 0).build_model(horizon if self.multistep == "direct" else 1)
+
+    def chains(self) -> bool:
+        return self.warm_start is not None
+
+    def tuning_points(self, retrains: Any, bars: Any, start: Any, end: Any) -> list[bool]:
+        """The first retrain tunes, then per ``tuning.every`` (none without a tuning block)."""
+        if self.tuning is None:
+            return [False] * len(retrains)
+        rule = self.tuning.rule()
+        times = retrain_times(rule, bars, start, end) if rule is not None else None
+        return tuning_points(self.tuning.every, list(retrains), times)
+
+    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path) -> tuple[dict[str, HyperValue], Any]:
+        return tune(self, train, horizon, seed, folder)
+
+    def tuning_budget(self) -> tuple[int, int]:
+        t = self.tuning
+        if t is None:
+            return (0, 0)
+        trials = t.max_trials if t.tuner != "hyperband" else 3 * max(1, int(math.log(t.epochs) / math.log(3)) + 1)
+        return (trials, t.epochs)
+
+    def train_samples(self, train_bars: int, horizon: int) -> int:
+        steps = horizon if self.multistep == "direct" else 1
+        n = max(0, train_bars - self.memory - steps + 1)
+        return n - int(n * self.validation_split)
+
+    def fit_epochs(self) -> int | None:
+        return self.epochs
+
+    def timing_copy(self) -> WindowedKerasParams:
+        return self.model_copy(update={"epochs": 1, "tuning": None})
+
+    def worker_setup(self) -> None:
+        keras_module()  # imported now, so a segment's fit time is not the worker's start-up
 
 
 class KerasParams(WindowedKerasParams):

@@ -39,9 +39,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backtester.errors import BacktestError, FailedRetrain
 from backtester.series import BarSeries
 
-HyperValue = int | float | str | bool
+from .base import positive_floor
+from .keras_core import HyperValue, _private_python_random, check_model, from_target, keras_module, to_target, windows
+
 
 
 class Range(BaseModel):
@@ -219,8 +222,6 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     """
     from sklearn.preprocessing import MinMaxScaler
 
-    from .base import positive_floor
-    from .keras_model import _private_python_random, check_model, from_target, keras_module, to_target, windows
 
     keras = keras_module()
     import keras_tuner as kt
@@ -286,8 +287,6 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
         tuner = _quiet(kt.BayesianOptimization)(max_trials=cfg.max_trials, **common)
     else:
         tuner = _quiet(kt.Hyperband)(max_epochs=cfg.epochs, factor=3, hyperband_iterations=1, **common)
-    from backtester.errors import BacktestError, FailedRetrain
-
     try:
         tuner.search(epochs=cfg.epochs, verbose=0)
     except BacktestError:

@@ -2,17 +2,19 @@
 a strategy that raises or returns junk gets a one-line error naming it; a run that dies leaves no
 directory that looks finished and never harms an earlier run."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from backtester.config import WindowConfig, parse_config
-from backtester.engine import run_engine
+from backtester.engine import Settings, run_engine
 from backtester.errors import FailedRetrain, FatalError
 from backtester.plan import Plan, Schedule
 from backtester.runner import run
 from backtester.schedule import training_window
-from backtester.segment import StrategyError
+from backtester.segment import StrategyError, retrain_seed
 from backtester.series import BarSeries
 from strategies.base import FitInfo, Params
 
@@ -44,22 +46,23 @@ class FlakyParams(Params):
     mode: str = "fail"
 
 
+@dataclass(frozen=True)
 class Spec:
-    def __init__(self, params):
-        self.params, self.type = params, "flaky"
+    params: Params
+    type: str = "flaky"
 
 
 def run_flaky(fail_at=(), max_failed=3, mode="fail"):
+    versions = {retrain_seed(0, "flaky", t): k for k, t in enumerate(RETRAINS, start=1)}
+
     class Params_(FlakyParams):
-        def build(self, seed):
-            version = self._versions.pop(0)
-            return Flaky(version in self.fail_at, self.mode)
+        def build(self, seed):  # a pure factory: the retrain's seed says which retrain it is
+            return Flaky(versions[seed] in self.fail_at, self.mode)
 
     params = Params_(fail_at=fail_at, mode=mode)
-    object.__setattr__(params, "_versions", [1, 2, 3, 4])
     windows = tuple(training_window(WindowConfig(), BARS, t) for t in RETRAINS)
     plan = Plan(BARS, first=10, stop=50, horizon=2, schedules={"flaky": Schedule("flaky", "test", RETRAINS, windows)})
-    return run_engine(plan, {"flaky": Spec(params)}, SERIES, run_seed=0, max_failed=max_failed)
+    return run_engine(plan, {"flaky": Spec(params)}, SERIES, Settings(run_seed=0, max_failed=max_failed))
 
 
 def test_failed_retrain_keeps_previous_model_and_is_recorded():

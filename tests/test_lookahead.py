@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from backtester.config import parse_config
-from backtester.engine import run_engine
+from backtester.engine import Settings, run_engine
 from backtester.errors import FatalError
 from backtester.plan import make_plan
 from backtester.recorder import ForecastRecorder, LookAheadError
@@ -60,7 +60,7 @@ def forecasts_for(minute: pd.DataFrame, tmp_path, name: str, saved: str | None =
     cfg = parse_config(base_config(path, tmp_path, **{name: spec}))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
-    return run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), cfg.seed).forecasts
+    return run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), Settings(cfg.seed)).forecasts
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

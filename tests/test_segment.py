@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from backtester.clock import clock
 from backtester.config import DatesRule, EveryNBarsRule, WindowConfig, parse_config
-from backtester.engine import run_engine
+from backtester.engine import Settings, run_engine
 from backtester.plan import Plan, Schedule, make_plan
 from backtester.rv import prepare_bars
 from backtester.runner import run
@@ -69,12 +69,12 @@ def every_type(minute_bars, tmp_path_factory):
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
     series = BarSeries.from_frame(bars)
-    return cfg, plan, series, run_engine(plan, cfg.strategies, series, cfg.seed)
+    return cfg, plan, series, run_engine(plan, cfg.strategies, series, Settings(cfg.seed))
 
 
 def test_segments_equal_the_per_bar_oracle_for_every_builtin_strategy(every_type):
     cfg, plan, series, _ = every_type
-    per_bar = run_engine(plan, cfg.strategies, series, cfg.seed, batched=False)
+    per_bar = run_engine(plan, cfg.strategies, series, Settings(cfg.seed, batched=False))
     want = oracle_forecasts(plan, cfg.strategies, series, cfg.seed)
     pd.testing.assert_frame_equal(per_bar.forecasts, want, check_exact=True)
     assert set(per_bar.forecasts["strategy"]) == set(EVERY_TYPE)
@@ -82,7 +82,7 @@ def test_segments_equal_the_per_bar_oracle_for_every_builtin_strategy(every_type
 
 def test_batched_inference_equals_the_per_bar_path_for_every_builtin_strategy(every_type):
     cfg, plan, series, batched = every_type
-    per_bar = run_engine(plan, cfg.strategies, series, cfg.seed, batched=False).forecasts
+    per_bar = run_engine(plan, cfg.strategies, series, Settings(cfg.seed, batched=False)).forecasts
     got = batched.forecasts
     pd.testing.assert_frame_equal(got.drop(columns="forecast"), per_bar.drop(columns="forecast"), check_exact=True)
     for name in EVERY_TYPE:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from backtester.cli import main
 from backtester.config import parse_config
-from backtester.engine import run_engine
+from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
 from backtester.rv import prepare_bars
 from backtester.runner import run
@@ -76,7 +76,7 @@ def engine_run(minute, tmp_path, strategies, name="x"):
     cfg = parse_config(base_config(path, tmp_path, **strategies))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
-    return plan, run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), cfg.seed)
+    return plan, run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), Settings(cfg.seed))
 
 
 def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
