@@ -22,84 +22,19 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strategies import Params, strategy_class, validate_params
 
 from .backend import select_backend
 from .errors import ConfigError
+from .schedule import KEYS_BY_RULE, RetrainRule, WeeklyRule, WindowConfig
+from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .validation import describe_validation_error, did_you_mean
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _to_timedelta(value: Any) -> pd.Timedelta:
-    try:
-        td = pd.Timedelta(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not a duration; write e.g. '1h', '15min', '30D'") from None
-    if td <= pd.Timedelta(0):
-        raise ValueError(f"{value!r} must be a positive duration")
-    return td
-
-
-def _to_timestamp(value: Any) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not a timestamp; write e.g. '2024-02-05 00:00'") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{value!r} is not a timestamp")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _to_clock_time(value: Any) -> str:
-    text = str(value)
-    try:
-        parsed = pd.Timestamp(f"2000-01-01 {text}")
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time of day; write e.g. '00:00' or '16:30'") from None
-    return parsed.strftime("%H:%M")
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        pd.Timestamp("2000-01-01").tz_localize(value)
-    except Exception:
-        raise ValueError(f"unknown timezone {value!r}; use an IANA name such as 'UTC' or 'America/New_York'") from None
-    return value
-
-
-Duration = Annotated[pd.Timedelta, BeforeValidator(_to_timedelta), PlainSerializer(lambda v: _fmt_td(v))]
-Timestamp = Annotated[pd.Timestamp, BeforeValidator(_to_timestamp), PlainSerializer(lambda v: v.isoformat())]
-ClockTime = Annotated[str, BeforeValidator(_to_clock_time)]
-TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
-
-
-def _fmt_td(td: pd.Timedelta) -> str:
-    secs = int(td.total_seconds())
-    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
-        if secs % size == 0:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
 
 class DataConfig(Strict):
     """Where the bars come from and how realized-volatility bars are built."""
@@ -146,71 +81,7 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _bar_is_multiple(self) -> DataConfig:
         if self.kind == "minute" and self.bar % self.interval != pd.Timedelta(0):
-            raise ValueError(f"data.bar ({_fmt_td(self.bar)}) must be a multiple of data.interval ({_fmt_td(self.interval)})")
-        return self
-
-
-class WeeklyRule(Strict):
-    rule: Literal["weekly"] = "weekly"
-    weekday: Literal[WEEKDAYS] = "mon"  # type: ignore[valid-type]
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-
-class MonthlyRule(Strict):
-    rule: Literal["monthly"]
-    day: Union[int, Literal["first", "last"]] = 1
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-    @field_validator("day")
-    @classmethod
-    def _day_range(cls, v: Any) -> Any:
-        if isinstance(v, int) and not 1 <= v <= 31:
-            raise ValueError("day must be 1..31, 'first' or 'last' (first/last trading day)")
-        return v
-
-
-class DailyRule(Strict):
-    rule: Literal["daily"]
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-
-class EveryNBarsRule(Strict):
-    rule: Literal["every_n_bars"]
-    n: int = Field(ge=1)
-
-
-class DatesRule(Strict):
-    rule: Literal["dates"]
-    dates: list[Timestamp] = Field(min_length=1)
-
-
-class NeverRule(Strict):
-    rule: Literal["never"]
-
-
-RetrainRule = Annotated[
-    Union[WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule],
-    Field(discriminator="rule"),
-]
-
-
-class WindowConfig(Strict):
-    """Training window: expanding, or rolling by time (``length``) or bar count (``bars``)."""
-
-    kind: Literal["expanding", "rolling"] = "expanding"
-    start: Timestamp | None = None
-    length: Duration | None = None
-    bars: int | None = Field(default=None, ge=2)
-
-    @model_validator(mode="after")
-    def _rolling_needs_size(self) -> WindowConfig:
-        if self.kind == "rolling" and (self.length is None) == (self.bars is None):
-            raise ValueError("a rolling window needs exactly one of 'length' (e.g. 30D) or 'bars' (e.g. 2000)")
-        if self.kind == "expanding" and (self.length is not None or self.bars is not None):
-            raise ValueError("'length' and 'bars' are for kind: rolling; remove them or set kind: rolling")
+            raise ValueError(f"data.bar ({fmt_duration(self.bar)}) must be a multiple of data.interval ({fmt_duration(self.interval)})")
         return self
 
 
@@ -279,7 +150,7 @@ class StrategySpec:
     name: str
     type: str
     params: Params
-    retrain: Any
+    retrain: RetrainRule
     window: WindowConfig
     own_retrain: bool = False
     own_window: bool = False
@@ -303,16 +174,7 @@ class StrategySpec:
 
     def schedule_label(self) -> str:
         """``weekly mon 00:00 UTC, expanding`` and the like."""
-        r = self.retrain
-        rule = {"weekly": lambda: f"weekly {r.weekday} {r.time} {r.timezone}",
-                "monthly": lambda: f"monthly day {r.day} {r.time} {r.timezone}",
-                "daily": lambda: f"daily {r.time} {r.timezone}",
-                "every_n_bars": lambda: f"every {r.n} bars",
-                "dates": lambda: f"{len(r.dates)} dates",
-                "never": lambda: "never: trained once at the start"}[r.rule]()
-        w = self.window
-        size = "" if w.kind == "expanding" else f" {_fmt_td(w.length)}" if w.length is not None else f" {w.bars} bars"
-        return f"{rule}; window {w.kind}{size}"
+        return f"{self.retrain.label()}; window {self.window.label()}"
 
 
 class RunConfig(Strict):
@@ -414,10 +276,9 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
 
 
 # The blocks whose keys depend on a discriminator: block name -> (discriminator, its default, kind -> keys).
-_KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, set[str]]]] = {
-    "retrain": ("rule", "weekly", {m.model_fields["rule"].annotation.__args__[0]: set(m.model_fields)
-                                   for m in (WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule)}),
-    "window": ("kind", "expanding", {"expanding": {"kind", "start"}, "rolling": {"kind", "start", "length", "bars"}}),
+_KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, frozenset[str]]]] = {
+    "retrain": ("rule", "weekly", KEYS_BY_RULE),
+    "window": ("kind", "expanding", WindowConfig.KEYS_BY_KIND),
 }
 
 
@@ -572,13 +433,13 @@ def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
     if not isinstance(value, str) or value.strip().lstrip("-").isdigit():
         return int(value) if isinstance(value, str) else value
     try:
-        td = _to_timedelta(value)
+        td = to_timedelta(value)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}; or give a bar count") from None
     n = td / bar
     if n < 1 or abs(n - round(n)) > 1e-9:
-        raise ValueError(f"{where}: {value} is not a whole number of {_fmt_td(bar)} bars; give a multiple of "
-                         f"{_fmt_td(bar)} or a bar count")
+        raise ValueError(f"{where}: {value} is not a whole number of {fmt_duration(bar)} bars; give a multiple of "
+                         f"{fmt_duration(bar)} or a bar count")
     return int(round(n))
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtester.config import WindowConfig, parse_config
+from backtester.config import parse_config
 from backtester.engine import run_engine
 from backtester.errors import FailedRetrain, FatalError
 from backtester.plan import Plan, Schedule
 from backtester.runner import run
-from backtester.schedule import training_window
+from backtester.schedule import WindowConfig, training_window
 from backtester.segment import StrategyError
 from backtester.series import BarSeries
 from strategies.base import FitInfo, Params
