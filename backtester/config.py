@@ -32,7 +32,8 @@ from strategies import Params, strategy_class, validate_params
 
 from .backend import select_backend
 from .errors import ConfigError
-from .schedule import KEYS_BY_RULE, RetrainRule, WeeklyRule, WindowConfig
+from .overrides import blame_overrides, override_key, with_overrides
+from .schedule import RetrainRule, WeeklyRule, WindowConfig
 from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .validation import describe_validation_error, did_you_mean
 
@@ -239,8 +240,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         cfg = parse_config(merged, source=source)
     except ConfigError as exc:
-        raise _blame_overrides(exc, raw, list(overrides), source) from None
-    given = [item for item in overrides if _override_key(item) in (["data"], ["data", "path"])]
+        raise blame_overrides(exc, raw, list(overrides), source, parse_config) from None
+    given = [item for item in overrides if override_key(item) in (["data"], ["data", "path"])]
     data_path = cfg.data.path
     if not given:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolve_data_path(data_path, path)})})
@@ -273,125 +274,6 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
     places = ", ".join(map(str, tried[:-1])) + f" and {tried[-1]}" if len(tried) > 1 else str(tried[0])
     raise ConfigError(f"{config_path}: data.path: {data_path} not found (looked in {places}); paths are relative to "
                       "the working directory, the config file's folder or its parent")
-
-
-# The blocks whose keys depend on a discriminator: block name -> (discriminator, its default, kind -> keys).
-_KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, frozenset[str]]]] = {
-    "retrain": ("rule", "weekly", KEYS_BY_RULE),
-    "window": ("kind", "expanding", WindowConfig.KEYS_BY_KIND),
-}
-
-
-def _override_key(item: str) -> list[str]:
-    return [p for p in item.partition("=")[0].strip().split(".") if p]
-
-
-def with_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``raw`` with the overrides applied in order.
-
-    An override that switches a retrain rule or window kind (``backtest.retrain.rule=monthly``,
-    ``strategies.lstm.window.kind=expanding``) drops the keys of that block the new kind does not
-    take (``weekday``), so the new kind's defaults apply; keys it also takes (``time``,
-    ``timezone``) and keys set by another override stay.
-
-    >>> raw = {"backtest": {"retrain": {"rule": "weekly", "weekday": "tue", "time": "06:00"}}}
-    >>> with_overrides(raw, ["backtest.retrain.rule=monthly"])["backtest"]
-    {'retrain': {'rule': 'monthly', 'time': '06:00'}}
-    """
-    raw = copy.deepcopy(raw)
-    keys = [_override_key(item) for item in overrides]
-    for item, parts in zip(overrides, keys):
-        block = _node(raw, parts[:-1]) if _is_switch(parts) else None
-        if not isinstance(block, dict):
-            apply_override(raw, item)
-            continue
-        block_path, leaf = parts[:-1], parts[-1]
-        _, default, accepts = _KINDED_BLOCKS[block_path[-1]]
-        old = block.get(leaf, default)
-        apply_override(raw, item)
-        new = block.get(leaf)
-        if new == old or not isinstance(new, str) or new not in accepts:
-            continue  # the same kind, or an unknown one (validation names it)
-        kept = {k[len(block_path)] for k in keys if len(k) > len(block_path) and k[:len(block_path)] == block_path}
-        for key in [key for key in block if key not in accepts[new] and key not in kept]:
-            del block[key]
-    return raw
-
-
-def _node(raw: dict[str, Any], parts: list[str]) -> Any:
-    node: Any = raw
-    for part in parts:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _blame_overrides(exc: ConfigError, raw: dict[str, Any], overrides: list[str], source: str) -> ConfigError:
-    """``exc`` naming the overrides that caused it instead of the file, where they did.
-
-    An override is a suspect when its key and the failing key path lie on one branch
-    (``execution.jobs``, or a block the error names as a whole, ``backtest.window``); it is
-    blamed when the config without the suspects no longer gives the same error.
-    """
-    message = str(exc)
-    detail = message.removeprefix(f"{source}: ")
-    failing = detail.partition(": ")[0].split(".")
-    suspects = [item for item in overrides if _on_one_branch(_override_key(item), failing)]
-    exact = [item for item in suspects if _override_key(item) == failing]
-    switches = [item for item in overrides
-                if _is_switch(_override_key(item)) and _on_one_branch(_override_key(item)[:-1], failing)]
-    suspects = exact or suspects or switches  # a switched kind may miss a key of its own (every_n_bars: n)
-    if not suspects:
-        return exc
-    try:
-        parse_config(with_overrides(raw, [item for item in overrides if item not in suspects]), source=source)
-    except ConfigError as other:
-        if str(other).removeprefix(f"{source}: ") == detail:
-            return exc  # the file gives it too
-    return ConfigError(", ".join(f"--set {item}" for item in suspects) + f": {detail}")
-
-
-def _is_switch(key: list[str]) -> bool:
-    """Whether ``key`` is a retrain rule or window kind (``backtest.retrain.rule``, ``strategies.x.window.kind``)."""
-    block = key[:-1]
-    if not (block[:-1] == ["backtest"] or (len(block) == 3 and block[0] == "strategies")):
-        return False
-    switch = _KINDED_BLOCKS.get(block[-1])
-    return switch is not None and key[-1] == switch[0]
-
-
-def _on_one_branch(a: list[str], b: list[str]) -> bool:
-    n = min(len(a), len(b))
-    return n > 0 and a[:n] == b[:n]
-
-
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML.
-
-    >>> d = {"backtest": {"horizon": 24}}
-    >>> apply_override(d, "backtest.horizon=6"); d
-    {'backtest': {'horizon': 6}}
-    """
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. --set backtest.horizon=6")
-    key, _, text = item.partition("=")
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"--set {item!r}: the key is empty")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is not a mapping, so it has no key {parts[-1]!r}")
-        node = child
-    node[parts[-1]] = value
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from backtester.config import apply_override, load_config, parse_config, with_overrides
+from backtester.config import load_config, parse_config
 from backtester.errors import ConfigError
+from backtester.overrides import apply_override, with_overrides
 
 
 def valid() -> dict:
