@@ -34,9 +34,11 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .types import ClockTime, Duration, Strict, Timestamp, TimeZone, fmt_duration
+from .validation import did_you_mean
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY = pd.Timedelta("1D")
@@ -185,7 +187,19 @@ KEYS_BY_RULE: dict[str, frozenset[str]] = {get_args(r.model_fields["rule"].annot
 """Rule name -> the keys a ``retrain`` block of that rule takes (``'never'`` -> ``{'rule'}``)."""
 
 
-RetrainRule = Annotated[Union[RULES], Field(discriminator="rule")]
+def _known_rule(value: Any) -> Any:
+    """Name an unknown ``rule`` with the valid ones (pydantic's own message lists tags, not a fix)."""
+    if not isinstance(value, dict) or "rule" not in value:
+        return value
+    rule = value["rule"]
+    if not (isinstance(rule, str) and rule in KEYS_BY_RULE):
+        raise PydanticCustomError("unknown_rule", "unknown retrain rule {rule}{hint}; valid rules: {valid}",
+                                  {"rule": repr(rule), "hint": did_you_mean(str(rule), list(KEYS_BY_RULE)),
+                                   "valid": ", ".join(KEYS_BY_RULE)})
+    return value
+
+
+RetrainRule = Annotated[Union[RULES], Field(discriminator="rule"), BeforeValidator(_known_rule)]
 """Any one of :data:`RULES`, chosen by its ``rule`` key."""
 
 
