@@ -37,6 +37,7 @@ from .schedule import RetrainRule, WeeklyRule, WindowConfig
 from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .validation import describe_validation_error, did_you_mean
 
+
 class DataConfig(Strict):
     """Where the bars come from and how realized-volatility bars are built."""
 
