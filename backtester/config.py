@@ -22,83 +22,20 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strategies import Params, strategy_class, validate_params
 
 from .backend import select_backend
 from .errors import ConfigError
+from .overrides import blame_overrides, override_key, with_overrides
+from .schedule import RetrainRule, WeeklyRule, WindowConfig
+from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .validation import describe_validation_error, did_you_mean
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _to_timedelta(value: Any) -> pd.Timedelta:
-    try:
-        td = pd.Timedelta(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not a duration; write e.g. '1h', '15min', '30D'") from None
-    if td <= pd.Timedelta(0):
-        raise ValueError(f"{value!r} must be a positive duration")
-    return td
-
-
-def _to_timestamp(value: Any) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not a timestamp; write e.g. '2024-02-05 00:00'") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{value!r} is not a timestamp")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _to_clock_time(value: Any) -> str:
-    text = str(value)
-    try:
-        parsed = pd.Timestamp(f"2000-01-01 {text}")
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time of day; write e.g. '00:00' or '16:30'") from None
-    return parsed.strftime("%H:%M")
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        pd.Timestamp("2000-01-01").tz_localize(value)
-    except Exception:
-        raise ValueError(f"unknown timezone {value!r}; use an IANA name such as 'UTC' or 'America/New_York'") from None
-    return value
-
-
-Duration = Annotated[pd.Timedelta, BeforeValidator(_to_timedelta), PlainSerializer(lambda v: _fmt_td(v))]
-Timestamp = Annotated[pd.Timestamp, BeforeValidator(_to_timestamp), PlainSerializer(lambda v: v.isoformat())]
-ClockTime = Annotated[str, BeforeValidator(_to_clock_time)]
-TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
-
-
-def _fmt_td(td: pd.Timedelta) -> str:
-    secs = int(td.total_seconds())
-    for unit, size in (("D", 86400), ("h", 3600), ("min", 60)):
-        if secs % size == 0:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class DataConfig(Strict):
@@ -146,71 +83,7 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _bar_is_multiple(self) -> DataConfig:
         if self.kind == "minute" and self.bar % self.interval != pd.Timedelta(0):
-            raise ValueError(f"data.bar ({_fmt_td(self.bar)}) must be a multiple of data.interval ({_fmt_td(self.interval)})")
-        return self
-
-
-class WeeklyRule(Strict):
-    rule: Literal["weekly"] = "weekly"
-    weekday: Literal[WEEKDAYS] = "mon"  # type: ignore[valid-type]
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-
-class MonthlyRule(Strict):
-    rule: Literal["monthly"]
-    day: Union[int, Literal["first", "last"]] = 1
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-    @field_validator("day")
-    @classmethod
-    def _day_range(cls, v: Any) -> Any:
-        if isinstance(v, int) and not 1 <= v <= 31:
-            raise ValueError("day must be 1..31, 'first' or 'last' (first/last trading day)")
-        return v
-
-
-class DailyRule(Strict):
-    rule: Literal["daily"]
-    time: ClockTime = "00:00"
-    timezone: TimeZone = "UTC"
-
-
-class EveryNBarsRule(Strict):
-    rule: Literal["every_n_bars"]
-    n: int = Field(ge=1)
-
-
-class DatesRule(Strict):
-    rule: Literal["dates"]
-    dates: list[Timestamp] = Field(min_length=1)
-
-
-class NeverRule(Strict):
-    rule: Literal["never"]
-
-
-RetrainRule = Annotated[
-    Union[WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule],
-    Field(discriminator="rule"),
-]
-
-
-class WindowConfig(Strict):
-    """Training window: expanding, or rolling by time (``length``) or bar count (``bars``)."""
-
-    kind: Literal["expanding", "rolling"] = "expanding"
-    start: Timestamp | None = None
-    length: Duration | None = None
-    bars: int | None = Field(default=None, ge=2)
-
-    @model_validator(mode="after")
-    def _rolling_needs_size(self) -> WindowConfig:
-        if self.kind == "rolling" and (self.length is None) == (self.bars is None):
-            raise ValueError("a rolling window needs exactly one of 'length' (e.g. 30D) or 'bars' (e.g. 2000)")
-        if self.kind == "expanding" and (self.length is not None or self.bars is not None):
-            raise ValueError("'length' and 'bars' are for kind: rolling; remove them or set kind: rolling")
+            raise ValueError(f"data.bar ({fmt_duration(self.bar)}) must be a multiple of data.interval ({fmt_duration(self.interval)})")
         return self
 
 
@@ -279,7 +152,7 @@ class StrategySpec:
     name: str
     type: str
     params: Params
-    retrain: Any
+    retrain: RetrainRule
     window: WindowConfig
     own_retrain: bool = False
     own_window: bool = False
@@ -303,16 +176,7 @@ class StrategySpec:
 
     def schedule_label(self) -> str:
         """``weekly mon 00:00 UTC, expanding`` and the like."""
-        r = self.retrain
-        rule = {"weekly": lambda: f"weekly {r.weekday} {r.time} {r.timezone}",
-                "monthly": lambda: f"monthly day {r.day} {r.time} {r.timezone}",
-                "daily": lambda: f"daily {r.time} {r.timezone}",
-                "every_n_bars": lambda: f"every {r.n} bars",
-                "dates": lambda: f"{len(r.dates)} dates",
-                "never": lambda: "never: trained once at the start"}[r.rule]()
-        w = self.window
-        size = "" if w.kind == "expanding" else f" {_fmt_td(w.length)}" if w.length is not None else f" {w.bars} bars"
-        return f"{rule}; window {w.kind}{size}"
+        return f"{self.retrain.label()}; window {self.window.label()}"
 
 
 class RunConfig(Strict):
@@ -377,8 +241,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         cfg = parse_config(merged, source=source)
     except ConfigError as exc:
-        raise _blame_overrides(exc, raw, list(overrides), source) from None
-    given = [item for item in overrides if _override_key(item) in (["data"], ["data", "path"])]
+        raise blame_overrides(exc, raw, list(overrides), source, parse_config) from None
+    given = [item for item in overrides if override_key(item) in (["data"], ["data", "path"])]
     data_path = cfg.data.path
     if not given:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolve_data_path(data_path, path)})})
@@ -411,126 +275,6 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
     places = ", ".join(map(str, tried[:-1])) + f" and {tried[-1]}" if len(tried) > 1 else str(tried[0])
     raise ConfigError(f"{config_path}: data.path: {data_path} not found (looked in {places}); paths are relative to "
                       "the working directory, the config file's folder or its parent")
-
-
-# The blocks whose keys depend on a discriminator: block name -> (discriminator, its default, kind -> keys).
-_KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, set[str]]]] = {
-    "retrain": ("rule", "weekly", {m.model_fields["rule"].annotation.__args__[0]: set(m.model_fields)
-                                   for m in (WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule)}),
-    "window": ("kind", "expanding", {"expanding": {"kind", "start"}, "rolling": {"kind", "start", "length", "bars"}}),
-}
-
-
-def _override_key(item: str) -> list[str]:
-    return [p for p in item.partition("=")[0].strip().split(".") if p]
-
-
-def with_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``raw`` with the overrides applied in order.
-
-    An override that switches a retrain rule or window kind (``backtest.retrain.rule=monthly``,
-    ``strategies.lstm.window.kind=expanding``) drops the keys of that block the new kind does not
-    take (``weekday``), so the new kind's defaults apply; keys it also takes (``time``,
-    ``timezone``) and keys set by another override stay.
-
-    >>> raw = {"backtest": {"retrain": {"rule": "weekly", "weekday": "tue", "time": "06:00"}}}
-    >>> with_overrides(raw, ["backtest.retrain.rule=monthly"])["backtest"]
-    {'retrain': {'rule': 'monthly', 'time': '06:00'}}
-    """
-    raw = copy.deepcopy(raw)
-    keys = [_override_key(item) for item in overrides]
-    for item, parts in zip(overrides, keys):
-        block = _node(raw, parts[:-1]) if _is_switch(parts) else None
-        if not isinstance(block, dict):
-            apply_override(raw, item)
-            continue
-        block_path, leaf = parts[:-1], parts[-1]
-        _, default, accepts = _KINDED_BLOCKS[block_path[-1]]
-        old = block.get(leaf, default)
-        apply_override(raw, item)
-        new = block.get(leaf)
-        if new == old or not isinstance(new, str) or new not in accepts:
-            continue  # the same kind, or an unknown one (validation names it)
-        kept = {k[len(block_path)] for k in keys if len(k) > len(block_path) and k[:len(block_path)] == block_path}
-        for key in [key for key in block if key not in accepts[new] and key not in kept]:
-            del block[key]
-    return raw
-
-
-def _node(raw: dict[str, Any], parts: list[str]) -> Any:
-    node: Any = raw
-    for part in parts:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _blame_overrides(exc: ConfigError, raw: dict[str, Any], overrides: list[str], source: str) -> ConfigError:
-    """``exc`` naming the overrides that caused it instead of the file, where they did.
-
-    An override is a suspect when its key and the failing key path lie on one branch
-    (``execution.jobs``, or a block the error names as a whole, ``backtest.window``); it is
-    blamed when the config without the suspects no longer gives the same error.
-    """
-    message = str(exc)
-    detail = message.removeprefix(f"{source}: ")
-    failing = detail.partition(": ")[0].split(".")
-    suspects = [item for item in overrides if _on_one_branch(_override_key(item), failing)]
-    exact = [item for item in suspects if _override_key(item) == failing]
-    switches = [item for item in overrides
-                if _is_switch(_override_key(item)) and _on_one_branch(_override_key(item)[:-1], failing)]
-    suspects = exact or suspects or switches  # a switched kind may miss a key of its own (every_n_bars: n)
-    if not suspects:
-        return exc
-    try:
-        parse_config(with_overrides(raw, [item for item in overrides if item not in suspects]), source=source)
-    except ConfigError as other:
-        if str(other).removeprefix(f"{source}: ") == detail:
-            return exc  # the file gives it too
-    return ConfigError(", ".join(f"--set {item}" for item in suspects) + f": {detail}")
-
-
-def _is_switch(key: list[str]) -> bool:
-    """Whether ``key`` is a retrain rule or window kind (``backtest.retrain.rule``, ``strategies.x.window.kind``)."""
-    block = key[:-1]
-    if not (block[:-1] == ["backtest"] or (len(block) == 3 and block[0] == "strategies")):
-        return False
-    switch = _KINDED_BLOCKS.get(block[-1])
-    return switch is not None and key[-1] == switch[0]
-
-
-def _on_one_branch(a: list[str], b: list[str]) -> bool:
-    n = min(len(a), len(b))
-    return n > 0 and a[:n] == b[:n]
-
-
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML.
-
-    >>> d = {"backtest": {"horizon": 24}}
-    >>> apply_override(d, "backtest.horizon=6"); d
-    {'backtest': {'horizon': 6}}
-    """
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. --set backtest.horizon=6")
-    key, _, text = item.partition("=")
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"--set {item!r}: the key is empty")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is not a mapping, so it has no key {parts[-1]!r}")
-        node = child
-    node[parts[-1]] = value
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -572,13 +316,13 @@ def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
     if not isinstance(value, str) or value.strip().lstrip("-").isdigit():
         return int(value) if isinstance(value, str) else value
     try:
-        td = _to_timedelta(value)
+        td = to_timedelta(value)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}; or give a bar count") from None
     n = td / bar
     if n < 1 or abs(n - round(n)) > 1e-9:
-        raise ValueError(f"{where}: {value} is not a whole number of {_fmt_td(bar)} bars; give a multiple of "
-                         f"{_fmt_td(bar)} or a bar count")
+        raise ValueError(f"{where}: {value} is not a whole number of {fmt_duration(bar)} bars; give a multiple of "
+                         f"{fmt_duration(bar)} or a bar count")
     return int(round(n))
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 from .errors import ConfigError
 from .schedule import TrainWindow, retrain_times, training_window
 from .segment import Segment
+from .types import fmt_duration
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,6 @@ def check_plan(cfg, plan: Plan) -> None:
     rolling window that is too short says by how much; a window cut short by the start
     of the data says from when the test can start.
     """
-    from .config import _fmt_td
-
     short: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (key, what) -> [(strategy, bars needed)]
     fixes: dict[tuple[str, str], str] = {}
     for name, spec in cfg.run_strategies().items():
@@ -168,11 +167,11 @@ def check_plan(cfg, plan: Plan) -> None:
             short.setdefault(key, []).append((name, need))
             fixes[key] = f"set bars: {max(n for _, n in short[key])} or more"
         elif w.kind == "rolling" and w.length is not None and first.start > 0:
-            key = (where, f"a rolling window of {_fmt_td(w.length)} holds {have} bars, too few")
+            key = (where, f"a rolling window of {fmt_duration(w.length)} holds {have} bars, too few")
             short.setdefault(key, []).append((name, need))
             hours = math.ceil(max(n for _, n in short[key]) * pd.Timedelta(cfg.data.bar) / pd.Timedelta(hours=1))
             longer = pd.Timedelta(days=math.ceil(hours / 24)) if hours > 24 else pd.Timedelta(hours=hours)
-            fixes[key] = f"set length: {_fmt_td(longer)} or more"
+            fixes[key] = f"set length: {fmt_duration(longer)} or more"
         else:
             key = ("backtest.start", f"the first training window ({plan.bars[first.start]} .. "
                    f"{plan.bars[first.stop - 1]}) has {have} bars, too few")

@@ -11,10 +11,16 @@ Local times that do not exist (the spring-forward hour) move forward to the
 first valid instant; ambiguous ones (the repeated autumn hour) take the first
 occurrence.
 
+The rules are the config's ``retrain`` blocks: strict pydantic models, one per
+``rule`` name, listed once in :data:`RULES`. Each gives its nominal times
+(``times``) and a one-line description (``label``); :data:`RetrainRule` (the
+config's field type) and the keys each rule takes (:data:`KEYS_BY_RULE`, used by
+``--set``) are derived from that list.
+
 Examples
 --------
 >>> import pandas as pd
->>> from backtester.config import WeeklyRule
+>>> from backtester.schedule import WeeklyRule
 >>> bars = pd.date_range("2024-01-01 01:00", "2024-01-31", freq="h", tz="UTC")
 >>> times = retrain_times(WeeklyRule(weekday="wed", time="12:00"), bars, pd.Timestamp("2024-01-08", tz="UTC"))
 >>> [str(t) for t in times[:3]]
@@ -24,12 +30,17 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .types import ClockTime, Duration, Strict, Timestamp, TimeZone, fmt_duration
+from .validation import did_you_mean
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
 DAY = pd.Timedelta("1D")
 
 
@@ -46,43 +57,185 @@ def _at_time(days: pd.DatetimeIndex, clock: str, tz: str) -> pd.DatetimeIndex:
     return aware.tz_convert("UTC")
 
 
-def nominal_times(rule, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
-    """The rule's own times between ``first`` and ``last`` (inclusive), before carrying to bars."""
-    kind = rule.rule
-    if kind in ("weekly", "daily"):
-        days = _local_days(first, last, rule.timezone)
-        if kind == "weekly":
-            days = days[days.dayofweek == WEEKDAYS.index(rule.weekday)]
-        times = _at_time(days, rule.time, rule.timezone)
-    elif kind == "monthly":
-        times = _at_time(_monthly_days(rule, bars, first, last), rule.time, rule.timezone)
-    elif kind == "every_n_bars":
-        test = bars[bars >= first]
-        times = test[:: rule.n]
-    elif kind == "dates":
-        times = pd.DatetimeIndex(rule.dates).tz_convert("UTC")
-    elif kind == "never":
-        times = pd.DatetimeIndex([], tz="UTC")
-    else:  # pragma: no cover - the config union admits no other rule
-        raise ValueError(f"unknown retrain rule {kind!r}")
+def _within(times: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
     return times[(times >= first) & (times <= last)]
 
 
-def _monthly_days(rule, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
-    tz = rule.timezone
-    if rule.day in ("first", "last"):
-        # trading days: local dates that hold at least one bar
-        local_days = pd.DatetimeIndex(bars.tz_convert(tz).tz_localize(None).normalize().unique())
-        months = local_days.to_period("M")
-        frame = pd.Series(local_days, index=months)
-        pick = frame.groupby(level=0).min() if rule.day == "first" else frame.groupby(level=0).max()
-        return pd.DatetimeIndex(pick.to_numpy())
-    days = _local_days(first, last, tz)
-    month_starts = days[days.day == 1]
-    if len(month_starts) == 0 or month_starts[0] > days[0]:
-        month_starts = month_starts.insert(0, days[0].replace(day=1))
-    offsets = np.minimum(rule.day, month_starts.days_in_month) - 1
-    return month_starts + pd.to_timedelta(offsets, unit="D")
+# --------------------------------------------------------------------------- retrain rules
+# Each rule's ``times(bars, first, last)`` gives its nominal times between ``first`` and ``last``
+# (inclusive), before :func:`retrain_times` carries them to bars; ``label()`` describes it in one line.
+
+
+class WeeklyRule(Strict):
+    """Every week on ``weekday`` at ``time`` in ``timezone``; a time without a bar retrains at the next bar."""
+
+    rule: Literal["weekly"] = "weekly"
+    weekday: Literal[WEEKDAYS] = "mon"  # type: ignore[valid-type]
+    time: ClockTime = "00:00"
+    timezone: TimeZone = "UTC"
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        days = _local_days(first, last, self.timezone)
+        days = days[days.dayofweek == WEEKDAYS.index(self.weekday)]
+        return _within(_at_time(days, self.time, self.timezone), first, last)
+
+    def label(self) -> str:
+        return f"weekly {self.weekday} {self.time} {self.timezone}"
+
+
+class MonthlyRule(Strict):
+    """Every month on calendar ``day`` (past the month's end: its last day), or its ``first`` / ``last``
+    trading day (the first / last local date holding a bar), at ``time`` in ``timezone``.
+
+    >>> MonthlyRule(rule="monthly", day="last", time="16:00", timezone="America/New_York").label()
+    'monthly day last 16:00 America/New_York'
+    """
+
+    rule: Literal["monthly"]
+    day: Union[int, Literal["first", "last"]] = 1
+    time: ClockTime = "00:00"
+    timezone: TimeZone = "UTC"
+
+    @field_validator("day")
+    @classmethod
+    def _day_range(cls, v: Any) -> Any:
+        if isinstance(v, int) and not 1 <= v <= 31:
+            raise ValueError("day must be 1..31, 'first' or 'last' (first/last trading day)")
+        return v
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        return _within(_at_time(self._days(bars, first, last), self.time, self.timezone), first, last)
+
+    def _days(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        tz = self.timezone
+        if self.day in ("first", "last"):
+            # trading days: local dates that hold at least one bar
+            local_days = pd.DatetimeIndex(bars.tz_convert(tz).tz_localize(None).normalize().unique())
+            months = local_days.to_period("M")
+            frame = pd.Series(local_days, index=months)
+            pick = frame.groupby(level=0).min() if self.day == "first" else frame.groupby(level=0).max()
+            return pd.DatetimeIndex(pick.to_numpy())
+        days = _local_days(first, last, tz)
+        month_starts = days[days.day == 1]
+        if len(month_starts) == 0 or month_starts[0] > days[0]:
+            month_starts = month_starts.insert(0, days[0].replace(day=1))
+        offsets = np.minimum(self.day, month_starts.days_in_month) - 1
+        return month_starts + pd.to_timedelta(offsets, unit="D")
+
+    def label(self) -> str:
+        return f"monthly day {self.day} {self.time} {self.timezone}"
+
+
+class DailyRule(Strict):
+    """Every day at ``time`` in ``timezone``; a time without a bar retrains at the next bar."""
+
+    rule: Literal["daily"]
+    time: ClockTime = "00:00"
+    timezone: TimeZone = "UTC"
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        days = _local_days(first, last, self.timezone)
+        return _within(_at_time(days, self.time, self.timezone), first, last)
+
+    def label(self) -> str:
+        return f"daily {self.time} {self.timezone}"
+
+
+class EveryNBarsRule(Strict):
+    """Every ``n`` bars, counted from the first bar at or after the start (missing bars are not counted)."""
+
+    rule: Literal["every_n_bars"]
+    n: int = Field(ge=1)
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        return _within(bars[bars >= first][:: self.n], first, last)
+
+    def label(self) -> str:
+        return f"every {self.n} bars"
+
+
+class DatesRule(Strict):
+    """At the given ``dates`` (UTC unless they name a zone); a date without a bar retrains at the next bar."""
+
+    rule: Literal["dates"]
+    dates: list[Timestamp] = Field(min_length=1)
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        return _within(pd.DatetimeIndex(self.dates).tz_convert("UTC"), first, last)
+
+    def label(self) -> str:
+        return f"{len(self.dates)} dates"
+
+
+class NeverRule(Strict):
+    """Never after the initial fit at the first bar of the test period."""
+
+    rule: Literal["never"]
+
+    def times(self, bars: pd.DatetimeIndex, first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex([], tz="UTC")
+
+    def label(self) -> str:
+        return "never: trained once at the start"
+
+
+RULES = (WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule)
+"""The retrain rules: a new rule is a class above with ``times`` and ``label``, added here."""
+
+KEYS_BY_RULE: dict[str, frozenset[str]] = {get_args(r.model_fields["rule"].annotation)[0]: frozenset(r.model_fields)
+                                           for r in RULES}
+"""Rule name -> the keys a ``retrain`` block of that rule takes (``'never'`` -> ``{'rule'}``)."""
+
+
+def _known_rule(value: Any) -> Any:
+    """Name an unknown ``rule`` with the valid ones (pydantic's own message lists tags, not a fix)."""
+    if not isinstance(value, dict) or "rule" not in value:
+        return value
+    rule = value["rule"]
+    if not (isinstance(rule, str) and rule in KEYS_BY_RULE):
+        raise PydanticCustomError("unknown_rule", "unknown retrain rule {rule}{hint}; valid rules: {valid}",
+                                  {"rule": repr(rule), "hint": did_you_mean(str(rule), list(KEYS_BY_RULE)),
+                                   "valid": ", ".join(KEYS_BY_RULE)})
+    return value
+
+
+RetrainRule = Annotated[Union[RULES], Field(discriminator="rule"), BeforeValidator(_known_rule)]
+"""Any one of :data:`RULES`, chosen by its ``rule`` key."""
+
+
+# --------------------------------------------------------------------------- training windows
+
+
+class WindowConfig(Strict):
+    """Training window: expanding, or rolling by time (``length``) or bar count (``bars``).
+
+    >>> WindowConfig(kind="rolling", length="30D").label(), WindowConfig().label()
+    ('rolling 30D', 'expanding')
+    """
+
+    KEYS_BY_KIND: ClassVar[dict[str, frozenset[str]]] = {
+        "expanding": frozenset({"kind", "start"}), "rolling": frozenset({"kind", "start", "length", "bars"})}
+
+    kind: Literal["expanding", "rolling"] = "expanding"
+    start: Timestamp | None = None
+    length: Duration | None = None
+    bars: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _rolling_needs_size(self) -> WindowConfig:
+        if self.kind == "rolling" and (self.length is None) == (self.bars is None):
+            raise ValueError("a rolling window needs exactly one of 'length' (e.g. 30D) or 'bars' (e.g. 2000)")
+        if self.kind == "expanding" and (self.length is not None or self.bars is not None):
+            raise ValueError("'length' and 'bars' are for kind: rolling; remove them or set kind: rolling")
+        return self
+
+    def label(self) -> str:
+        if self.kind == "expanding":
+            return self.kind
+        return f"{self.kind} {fmt_duration(self.length)}" if self.length is not None else f"{self.kind} {self.bars} bars"
+
+
+# --------------------------------------------------------------------------- from rules and windows to bars
 
 
 def carry_to_bars(nominal: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -92,7 +245,7 @@ def carry_to_bars(nominal: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> pd.Datet
     return bars[np.unique(pos)]
 
 
-def retrain_times(rule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
+def retrain_times(rule: RetrainRule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """Bar close times at which retrains happen, for bars in ``[start, end]``.
 
     The first bar at or after ``start`` always retrains (the initial fit). No retrain is
@@ -101,7 +254,7 @@ def retrain_times(rule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Tim
     test = bars[(bars >= start) & ((bars <= end) if end is not None else True)]
     if len(test) == 0:
         return pd.DatetimeIndex([], tz="UTC")
-    nominal = nominal_times(rule, bars, start, test[-1])
+    nominal = rule.times(bars, start, test[-1])
     carried = carry_to_bars(nominal, test)
     carried = carried[carried != bars[-1]]  # on the data's last bar a retrain could serve no forecast: skip it
     return carried.union(test[:1])
@@ -116,11 +269,10 @@ class TrainWindow:
     stop: int
 
 
-def training_window(window, bars: pd.DatetimeIndex, at: pd.Timestamp) -> TrainWindow:
+def training_window(window: WindowConfig, bars: pd.DatetimeIndex, at: pd.Timestamp) -> TrainWindow:
     """Positions of the bars a retrain at ``at`` trains on: bars closed at or before ``at``.
 
     >>> import pandas as pd
-    >>> from backtester.config import WindowConfig
     >>> bars = pd.date_range("2024-01-01 01:00", periods=10, freq="h", tz="UTC")
     >>> w = training_window(WindowConfig(kind="rolling", bars=3), bars, bars[5])
     >>> (w.start, w.stop)

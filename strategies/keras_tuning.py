@@ -134,7 +134,7 @@ class TuningConfig(BaseModel):
         if isinstance(v, dict):
             from pydantic import TypeAdapter, ValidationError
 
-            from backtester.config import RetrainRule
+            from backtester.schedule import RetrainRule
 
             try:
                 TypeAdapter(RetrainRule).validate_python(v)
@@ -150,7 +150,7 @@ class TuningConfig(BaseModel):
             return None
         from pydantic import TypeAdapter
 
-        from backtester.config import RetrainRule
+        from backtester.schedule import RetrainRule
 
         return TypeAdapter(RetrainRule).validate_python(self.every)
 

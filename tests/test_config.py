@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from backtester.config import apply_override, load_config, parse_config, with_overrides
+from backtester.config import load_config, parse_config
 from backtester.errors import ConfigError
+from backtester.overrides import apply_override, with_overrides
 
 
 def valid() -> dict:
@@ -58,6 +59,16 @@ def test_unknown_key_inside_retrain_rule_and_strategy():
     fails(raw, r"strategies.net.epoch: unknown key \(did you mean 'epochs'\?\)")
 
 
+def test_unknown_retrain_rule_lists_the_rules():
+    raw = valid()
+    raw["backtest"]["retrain"] = {"rule": "biweekly"}
+    fails(raw, r"^c.yaml: backtest.retrain: unknown retrain rule 'biweekly' \(did you mean 'weekly'\?\); valid rules: weekly, "
+               r"monthly, daily, every_n_bars, dates, never$")
+    raw = valid()
+    raw["strategies"]["har"] = {"retrain": {"rule": "montly", "day": 3}}
+    fails(raw, r"^c.yaml: strategies.har.retrain: unknown retrain rule 'montly' \(did you mean 'monthly'\?\); valid rules: ")
+
+
 def test_unknown_strategy_lists_names():
     raw = valid()
     raw["strategies"] = {"m": {"type": "lsmt"}}
@@ -67,7 +78,8 @@ def test_unknown_strategy_lists_names():
 @pytest.mark.parametrize(
     "path, value, pattern",
     [
-        (("backtest", "retrain"), {"rule": "fortnightly"}, r"backtest.retrain: .*'weekly'"),
+        (("backtest", "retrain"), {"rule": "fortnightly"}, r"backtest.retrain: unknown retrain rule 'fortnightly'; valid "
+                                                           r"rules: weekly, monthly, daily, every_n_bars, dates, never$"),
         (("backtest", "retrain"), {"rule": "weekly", "weekday": "monday"}, r"backtest.retrain.weekday: .*'mon'"),
         (("backtest", "retrain"), {"rule": "weekly", "time": "25:00"}, r"backtest.retrain.time: .*time of day"),
         (("backtest", "retrain"), {"rule": "weekly", "timezone": "Mars/Olympus"}, r"backtest.retrain.timezone: unknown timezone"),

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtester.config import WindowConfig, parse_config
+from backtester.config import parse_config
 from backtester.engine import Settings, run_engine
 from backtester.errors import FailedRetrain, FatalError
 from backtester.plan import Plan, Schedule
 from backtester.runner import run
-from backtester.schedule import training_window
+from backtester.schedule import WindowConfig, training_window
 from backtester.segment import StrategyError, retrain_seed
 from backtester.series import BarSeries
 from strategies.base import FitInfo, Params

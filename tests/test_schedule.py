@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtester.config import DailyRule, DatesRule, EveryNBarsRule, MonthlyRule, NeverRule, WeeklyRule, WindowConfig
-from backtester.schedule import nominal_times, retrain_times, training_window
+from backtester.schedule import (DailyRule, DatesRule, EveryNBarsRule, MonthlyRule, NeverRule, WeeklyRule, WindowConfig,
+                                 retrain_times, training_window)
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -26,7 +26,7 @@ clock_times = st.sampled_from(["00:00", "01:30", "02:30", "09:15", "16:00", "23:
 def test_weekly_rule_fires_on_its_local_weekday_and_time(start, span, weekday, at, tz):
     bars = hourly(start, span)
     rule = WeeklyRule(weekday=weekday, time=at, timezone=tz)
-    nominal = nominal_times(rule, bars, bars[0], bars[-1])
+    nominal = rule.times(bars, bars[0], bars[-1])
     local = nominal.tz_convert(tz)
     hh, mm = (int(x) for x in at.split(":"))
     for t in local:
@@ -46,7 +46,7 @@ def test_weekly_rule_fires_on_its_local_weekday_and_time(start, span, weekday, a
 def test_monthly_rule_clips_to_month_end(start, span, day, at, tz):
     bars = hourly(start, span)
     rule = MonthlyRule(rule="monthly", day=day, time=at, timezone=tz)
-    nominal = nominal_times(rule, bars, bars[0], bars[-1])
+    nominal = rule.times(bars, bars[0], bars[-1])
     local = nominal.tz_convert(tz)
     months = local.tz_localize(None).to_period("M")
     assert months.is_unique
@@ -63,7 +63,7 @@ def test_monthly_first_and_last_trading_day(start, span, which):
     bars = hourly(start, span)
     bars = bars[bars.dayofweek < 5]  # a weekday-only market
     rule = MonthlyRule(rule="monthly", day=which, time="12:00")
-    nominal = nominal_times(rule, bars, bars[0], bars[-1])
+    nominal = rule.times(bars, bars[0], bars[-1])
     for t in nominal:
         month_days = bars[(bars.year == t.year) & (bars.month == t.month)].normalize().unique()
         target = month_days.min() if which == "first" else month_days.max()
@@ -82,7 +82,7 @@ def test_retrains_are_bars_carried_from_nominal_times(start, span, weekday, at, 
     times = retrain_times(rule, bars, begin)
     assert times[0] == begin  # the initial fit
     assert times.isin(bars).all() and times.is_monotonic_increasing and times.is_unique
-    nominal = nominal_times(rule, bars, begin, bars[-1])
+    nominal = rule.times(bars, begin, bars[-1])
     for n in nominal:  # each nominal time is carried to the first bar at or after it (but never to the last bar)
         carried = bars[bars.searchsorted(n)]
         assert (carried in times) == (carried != bars[-1] or carried == begin)
@@ -125,7 +125,7 @@ def test_other_rules():
 
 def test_dst_weekly_in_new_york_keeps_local_time():
     bars = hourly("2024-03-01", 20)  # DST starts 2024-03-10 in New York
-    times = nominal_times(WeeklyRule(weekday="mon", time="09:00", timezone="America/New_York"), bars, bars[0], bars[-1])
+    times = WeeklyRule(weekday="mon", time="09:00", timezone="America/New_York").times(bars, bars[0], bars[-1])
     assert [t.hour for t in times] == [14, 13, 13]  # UTC hour moves, local time does not
 
 

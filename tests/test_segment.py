@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtester.clock import clock
-from backtester.config import DatesRule, EveryNBarsRule, WindowConfig, parse_config
+from backtester.config import parse_config
 from backtester.engine import Settings, run_engine
 from backtester.plan import Plan, Schedule, make_plan
 from backtester.rv import prepare_bars
 from backtester.runner import run
-from backtester.schedule import retrain_times, training_window
+from backtester.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
 from backtester.segment import read_records, run_segment
 from backtester.series import BarSeries
 
