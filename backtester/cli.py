@@ -35,10 +35,15 @@ def _blame(message: str, overrides: tuple[str, ...]) -> str:
     return f"--set {hits[-1]}: {message}" if hits else message
 
 
-def _load(config: str, overrides: tuple[str, ...]):
+def _load(config: str, overrides: tuple[str, ...], train: bool = False):
+    """The config, with this process set up for it (its backend chosen before any strategy is read;
+    with ``train``, each strategy type's set-up done now, e.g. Keras imported)."""
     from .config import load_config
+    from .process import choose_backend, setup
 
-    return load_config(config, overrides)
+    cfg = load_config(config, overrides, before_strategies=choose_backend)
+    setup(cfg, strategies=train)
+    return cfg
 
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -70,7 +75,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
     try:
         extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
         extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
-        cfg = _load(config, overrides + extra)
+        cfg = _load(config, overrides + extra, train=not dry_run)
         if dry_run:
             _print_plan(cfg)
             return
@@ -166,10 +171,6 @@ def _print_plan(cfg, estimate: bool = False) -> None:
     from .series import BarSeries
 
     prepared, plan = prepare(cfg)
-    if estimate and cfg.data.cache_dir is not None:  # time fits as a run would: with its compile cache
-        import os
-
-        os.environ.setdefault("BACKTESTER_XLA_CACHE", str(Path(cfg.data.cache_dir).resolve() / "xla"))
     click.echo(f"data: {prepared.describe()}")
     click.echo(plan.describe())
     click.echo("")
@@ -187,7 +188,7 @@ def _print_plan(cfg, estimate: bool = False) -> None:
 def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
     """Print the walk-forward plan of CONFIG: retrain dates, windows, forecast count, cost per strategy."""
     try:
-        _print_plan(_load(config, overrides), estimate)
+        _print_plan(_load(config, overrides, train=estimate), estimate)
     except BacktestError as exc:
         _fail(exc, overrides)
 
@@ -208,7 +209,7 @@ def train(config: str, overrides: tuple[str, ...], backend: str | None, until: s
     """Tune (if configured) and train each strategy of CONFIG once, as a retrain at --until would;
     write the artifacts (results/<name>-model/models/<strategy>/1/)."""
     try:
-        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()))
+        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()), train=True)
         from .train import train as train_models
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -302,7 +303,7 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
 
     from .runner import run as run_backtest, target_dir
 
-    cfg = _load(arg, ())
+    cfg = _load(arg, (), train=True)
     out = target_dir(cfg)
     manifest = out / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()).get("config_id") == cfg.config_id():

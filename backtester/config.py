@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import pandas as pd
 import yaml
@@ -30,7 +30,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strategies import Params, strategy_class, validate_params
 
-from .backend import select_backend
 from .errors import ConfigError
 from .overrides import blame_overrides, override_key, with_overrides
 from .schedule import RetrainRule, WeeklyRule, WindowConfig
@@ -217,8 +216,13 @@ class RunConfig(Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                before_strategies: Callable[[RunConfig], None] | None = None) -> RunConfig:
     """Read a YAML config, apply ``a.b=value`` overrides and validate it.
+
+    ``before_strategies(cfg)`` is called once the config's shape is valid and before any strategy is
+    validated (which may import a user's builder, and with it Keras): the CLI chooses the Keras backend
+    there (:func:`backtester.process.choose_backend`).
 
     An error caused by an override's value names the override (``--set execution.jobs=0: ...``),
     any other names the file. A relative ``data.path`` written in the file is looked for in the
@@ -239,7 +243,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     source = str(path)
     merged = with_overrides(raw, overrides)
     try:
-        cfg = parse_config(merged, source=source)
+        cfg = parse_config(merged, source=source, before_strategies=before_strategies)
     except ConfigError as exc:
         raise blame_overrides(exc, raw, list(overrides), source, parse_config) from None
     given = [item for item in overrides if override_key(item) in (["data"], ["data", "path"])]
@@ -277,8 +281,9 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
                       "the working directory, the config file's folder or its parent")
 
 
-def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw dict (shape, then each strategy's schedule and parameters)."""
+def parse_config(raw: dict[str, Any], source: str = "config",
+                 before_strategies: Callable[[RunConfig], None] | None = None) -> RunConfig:
+    """Validate a raw dict (shape, then each strategy's schedule and parameters); see :func:`load_config`."""
     raw = copy.deepcopy(raw)
     stray = [k for k in raw if k not in RunConfig.model_fields]
     if stray:  # name a misspelt section before pydantic reports the section it hides as missing
@@ -288,7 +293,8 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
-    select_backend(cfg.backend)  # before any strategy module or user builder can import Keras
+    if before_strategies is not None:
+        before_strategies(cfg)
     specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar, data=cfg.data)
              for name, params in cfg.strategies.items()}
     ev = cfg.evaluation
@@ -326,19 +332,16 @@ def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
     return int(round(n))
 
 
-def _bars_from_durations(cls: type, raw: dict[str, Any], bar: pd.Timedelta, where: str, data=None) -> dict[str, Any]:
+def _bars_from_durations(cls: type[Params], raw: dict[str, Any], bar: pd.Timedelta, where: str, data=None) -> dict[str, Any]:
     """Fields a strategy declares in ``DURATION_FIELDS`` may be durations ('1h', '1D', '7D'): turn them into
     bar counts; a strategy's ``bar_defaults(bar)`` gives defaults that mean the same time on any bar size."""
     out = dict(raw)
-    for field in getattr(cls, "DURATION_FIELDS", ()):
+    for field in cls.DURATION_FIELDS:
         if field in out:
             out[field] = bars_in(out[field], bar, f"{where}.{field}")
-    defaults = getattr(cls, "bar_defaults", None)
-    if defaults is not None:
-        out = {**defaults(bar, data), **out}
-    data_defaults = getattr(cls, "data_defaults", None)
-    if data_defaults is not None and data is not None:
-        out = {**data_defaults(data), **out}
+    out = {**cls.bar_defaults(bar, data), **out}
+    if data is not None:
+        out = {**cls.data_defaults(data), **out}
     return out
 
 

@@ -40,6 +40,7 @@ from .evaluation.accuracy import dm_table, model_confidence_set
 from .evaluation.losses import breakdown_table, cost_table, coverage, loss_table, score_table
 from .evaluation.report import headline, write_figures, write_html
 from .plan import Plan, check_plan, make_plan
+from .process import check
 from .rv import PreparedBars, prepare_bars
 from .segment import FitRecord, RunContext, Segment
 from .series import BarSeries
@@ -106,9 +107,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None], Non
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    check(cfg)
     prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
-    if cfg.data.cache_dir is not None:  # JAX's compiled steps are cached beside the bars (workers inherit it)
-        os.environ.setdefault("BACKTESTER_XLA_CACHE", str(Path(cfg.data.cache_dir).resolve() / "xla"))
     for spec in cfg.strategies.values():  # members share their params: one preflight each
         spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
     timings["prepare"] = time.perf_counter() - t_start

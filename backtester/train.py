@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import ConfigError, FatalError, OutputError
+from .errors import ConfigError, FatalError
+from .process import check
 from .schedule import training_window
 from .segment import RunContext, Segment, run_segment, write_segment
 from .series import BarSeries
@@ -46,6 +47,7 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
     from .runner import _swap_in, data_record, guard_output, versions
     from .rv import prepare_bars
 
+    check(cfg)
     t0 = time.perf_counter()
     prepared = prepare_bars(cfg.data)
     bars = prepared.bars.index

@@ -123,6 +123,18 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    DURATION_FIELDS: ClassVar[tuple[str, ...]] = ()  # fields a config may give as durations ('1D'): bar counts
+
+    @staticmethod
+    def bar_defaults(bar: Any, data: Any = None) -> dict[str, Any]:
+        """Defaults that depend on the bar size (and calendar), e.g. HAR's lags of a day and a week."""
+        return {}
+
+    @staticmethod
+    def data_defaults(data: Any) -> dict[str, Any]:
+        """Defaults that depend on the data's settings, e.g. GARCH's session timezone on ``fx``."""
+        return {}
+
     def build(self, seed: int) -> Strategy:  # pragma: no cover - overridden
         raise NotImplementedError
 
