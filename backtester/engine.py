@@ -26,6 +26,7 @@ import pandas as pd
 
 from .executors import JobResult, chain_job, cost_order, run_jobs, tune_job
 from .plan import Plan
+from .recorder import combine_rows
 from .segment import FitRecord, LiveModel, Segment, check_failures, run_segment, write_segment
 from .series import BarSeries
 from .tuning import TuneResult, params_by_segment, tune_segment
@@ -168,15 +169,3 @@ def _run_parallel(plan, specs, series, run_seed, max_failed, stage, context, sav
         out.records.extend(records)
     out.forecasts = combine_rows(out.parts)
     return out
-
-
-def combine_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate segment rows in the canonical order (strategy, issued_at, horizon)."""
-    from .recorder import ForecastRecorder, COLUMNS
-
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return ForecastRecorder(pd.DatetimeIndex([], tz="UTC")).frame()
-    df = pd.concat(parts, ignore_index=True)
-    df["strategy"] = df["strategy"].astype("string")
-    return df[COLUMNS].sort_values(["strategy", "issued_at", "horizon"], kind="stable").reset_index(drop=True)
