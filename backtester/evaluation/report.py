@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .plots import plot_cost_vs_accuracy
+
 FIGURES = {
     "forecast_vs_actual.png": "Forecasts against realized volatility (retrains dotted)",
     "error_by_horizon.png": "Loss by horizon",
@@ -170,8 +172,6 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
 
     cost_path = run_dir / "cost.parquet"
     if cost_path.is_file():
-        from ..compare import plot_cost_vs_accuracy
-
         plot_cost_vs_accuracy(pd.read_parquet(cost_path), loss, run_dir / "cost_vs_accuracy.png")
         made.append("cost_vs_accuracy.png")
     return made
