@@ -27,7 +27,9 @@ import pandas as pd
 
 from .errors import BacktestError
 from .evaluation.accuracy import dm_table, model_confidence_set
-from .evaluation.losses import LOSSES, loss_table, mean_losses
+from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
+from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon
+from .evaluation.report import write_html
 
 KEYS = ["issued_at", "target_time", "horizon"]
 
@@ -133,8 +135,6 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, None, seed=seed)
     tests = pd.concat([tests, mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=loss, horizon=0)],
                       ignore_index=True)
-    from .evaluation.losses import cost_table
-
     cost = cost_table(retrains, table, loss, benchmark)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -147,8 +147,6 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png")
         plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png")
         (stage / "compare.md").write_text(markdown(runs, rows, comparison, tests, cost, loss, benchmark))
-        from .evaluation.report import write_html
-
         write_html(stage, "compare.md", {"loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
                                          "cost_vs_accuracy.png": "Accuracy against training cost"})
         if out.exists():
@@ -200,39 +198,3 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
         lines.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} |")
     lines += ["", "Plots: `loss_by_horizon.png`, `cost_vs_accuracy.png`.", ""]
     return "\n".join(lines)
-
-
-def plot_loss_by_horizon(comparison: pd.DataFrame, loss: str, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5))
-    ax = fig.subplots()
-    for name, part in comparison.groupby("strategy"):
-        ax.plot(part["horizon"], part[loss], marker=".", label=str(name))
-    ax.set_title(f"Mean {loss} by horizon, on the common rows")
-    ax.set_xlabel("horizon (bars)")
-    ax.set_ylabel(f"mean {loss}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 5))
-    ax = fig.subplots()
-    col = f"mean_{loss}"
-    x = cost["train_seconds"].clip(lower=0.01)
-    ax.scatter(x, cost[col])
-    for r, xv in zip(cost.itertuples(), x):
-        ax.annotate(f"{r.strategy} ({r.retrains} fits)", (xv, getattr(r, col)), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_title(f"Accuracy against training cost (lower {loss} is better)")
-    ax.set_xlabel("training seconds, all retrains (log scale)")
-    ax.set_ylabel(f"mean {loss}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)

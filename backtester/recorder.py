@@ -2,7 +2,8 @@
 
 Each row: strategy, issued_at, target_time, horizon, forecast, model_version and
 trained_through (the last bar close the model or its scaler saw). The recorder
-refuses a row whose model saw data after the row was issued.
+refuses a row whose model saw data after the row was issued. :func:`combine_rows`
+puts rows from several segments or strategies together in the canonical order.
 
 Examples
 --------
@@ -67,7 +68,7 @@ class ForecastRecorder:
 
 
 def combine_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate segment rows in the canonical order (strategy, issued_at, horizon)."""
+    """Concatenate forecast rows in the canonical order (strategy, issued_at, horizon)."""
     parts = [p for p in parts if len(p)]
     if not parts:
         return ForecastRecorder(pd.DatetimeIndex([], tz="UTC")).frame()

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -33,16 +33,12 @@ import yaml
 from . import __version__
 from .engine import Settings, run_engine
 from .executors import dask_client, make_executor
-from .tuning import read_trials
 from .errors import OutputError
-from .evaluation import join_actuals, metrics, plot_error_by_horizon, plot_forecasts, summary
-from .evaluation.accuracy import dm_table, model_confidence_set
-from .evaluation.losses import breakdown_table, cost_table, coverage, loss_table, score_table
-from .evaluation.report import headline, write_figures, write_html
+from .evaluation.results import write_results
 from .plan import Plan, check_plan, make_plan
 from .process import check
 from .rv import PreparedBars, prepare_bars
-from .segment import FitRecord, RunContext, Segment
+from .segment import RunContext, Segment
 from .series import BarSeries
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "arch", "exchange-calendars", "pydantic")
@@ -153,7 +149,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None], Non
         tuning_wall = timings.get("tuning", 0.0) / max(1, min(cfg.execution.jobs, len(engine.tunings) or 1))
         timings["engine_overhead"] = timings["engine"] - engine.compute_seconds - tuning_wall
         t0 = time.perf_counter()
-        rows, retrains, scores = write_results(cfg, prepared, plan, engine, stage)
+        rows, retrains, scores = write_results(cfg, prepared, plan, engine.forecasts, engine.records, stage)
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         manifest = make_manifest(cfg, prepared, plan, rows, retrains, timings)
@@ -180,89 +176,6 @@ def data_record(cfg, prepared: PreparedBars) -> dict:
 def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
     """What every segment's artifact records about the run."""
     return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
-
-
-def write_results(cfg, prepared: PreparedBars, plan: Plan, engine, stage: Path):
-    """Forecasts with actuals, retrains, metrics, plots and the report, into ``stage``."""
-    rows = join_actuals(add_ensembles(engine.forecasts, cfg.ensembles()), prepared.bars)
-    retrains = pd.DataFrame([asdict(r) for r in engine.records], columns=[f.name for f in fields(FitRecord)])
-    retrains["strategy"] = retrains["strategy"].astype("string")
-    scores = metrics(rows)
-    losses = loss_table(rows)
-    tests = accuracy_tests(cfg, losses)
-    cost = cost_table(retrains, losses, cfg.evaluation.loss, cfg.evaluation.benchmark, artifact_sizes(stage),
-                      cfg.ensembles())
-    spread = seed_spread(cfg, scores)
-    if len(spread):
-        spread.to_parquet(stage / "seeds.parquet", index=False)
-    rows.to_parquet(stage / "forecasts.parquet", index=False)
-    retrains.to_parquet(stage / "retrains.parquet", index=False)
-    trials = read_trials(stage)
-    if len(trials):
-        trials.to_parquet(stage / "tuning.parquet", index=False)
-    scores.to_parquet(stage / "metrics.parquet", index=False)
-    losses.to_parquet(stage / "losses.parquet", index=False)
-    score_table(losses, rows, cfg.evaluation.benchmark).to_parquet(stage / "scores.parquet", index=False)
-    breakdown_table(losses).to_parquet(stage / "breakdowns.parquet", index=False)
-    tests.to_parquet(stage / "tests.parquet", index=False)
-    cost.to_parquet(stage / "cost.parquet", index=False)
-    if cfg.output.plots and len(rows):
-        plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1, unit=cfg.output.plot_unit)
-        plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-    (stage / "report.md").write_text(report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost, spread))
-    if cfg.output.plots and len(rows):
-        write_figures(stage, cfg.evaluation.loss, cfg.evaluation.benchmark)
-    write_html(stage)
-    return rows, retrains, scores
-
-
-def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> pd.DataFrame:
-    """Append each seed ensemble (the mean forecast of its members) as a strategy of its own."""
-    from .engine import combine_rows
-
-    parts = [forecasts]
-    for name, members in ensembles.items():
-        m = forecasts[forecasts["strategy"].isin(members)]
-        g = m.groupby(["issued_at", "target_time", "horizon"], observed=True)
-        ens = g.agg(forecast=("forecast", "mean"), model_version=("model_version", "max"),
-                    trained_through=("trained_through", "max"), members=("strategy", "nunique")).reset_index()
-        ens = ens[ens["members"] == len(members)].drop(columns="members")  # only where every member forecast
-        parts.append(ens.assign(strategy=name))
-    return combine_rows(parts) if ensembles else forecasts
-
-
-def seed_spread(cfg, scores: pd.DataFrame) -> pd.DataFrame:
-    """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the ensemble's."""
-    out = []
-    per = scores.groupby("strategy", observed=True)[["mse", "mae", "qlike"]].mean()
-    for name, members in cfg.ensembles().items():
-        m = per.loc[per.index.intersection(members)]
-        for loss in ("qlike", "mse", "mae"):
-            out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": m[loss].std(ddof=1),
-                        "min": m[loss].min(), "max": m[loss].max(),
-                        "ensemble": per.loc[name, loss] if name in per.index else float("nan")})
-    return pd.DataFrame(out)
-
-
-def artifact_sizes(run_dir: Path) -> dict[str, int]:
-    """Bytes of each strategy's artifact folders under ``run_dir/models``."""
-    models = run_dir / "models"
-    if not models.is_dir():
-        return {}
-    return {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in models.iterdir() if d.is_dir()}
-
-
-def accuracy_tests(cfg, losses: pd.DataFrame) -> pd.DataFrame:
-    """DM tests (against the benchmark and pairwise) and the MCS, in one tidy frame (``test`` column)."""
-    ev = cfg.evaluation
-    dm = dm_table(losses, ev.loss, ev.benchmark).assign(test="dm")
-    t = losses[losses["loss"] == ev.loss]
-    per_issue = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
-    mcs = model_confidence_set(per_issue, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
-    mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)
-    return pd.concat([dm, mcs], ignore_index=True)[
-        ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "size", "mcs_pvalue",
-         "in_set", "note"]]
 
 
 def make_manifest(cfg, prepared: PreparedBars, plan: Plan, rows: pd.DataFrame, retrains: pd.DataFrame,
@@ -295,106 +208,3 @@ def _swap_in(stage: Path, out: Path) -> None:
     os.replace(stage, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def report(cfg, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
-           tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None,
-           cost: pd.DataFrame | None = None, spread: pd.DataFrame | None = None) -> str:
-    """A short Markdown report of the run."""
-    s = summary(scores)
-    h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
-    lines = [
-        f"# Backtest `{cfg.name}`",
-        "",
-        f"- data: `{cfg.data.path}` — {prepared.describe()}",
-        f"- test period: {plan.issue_times[0]} .. {plan.issue_times[-1]}, horizons 1..{plan.horizon}",
-        f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
-        "",
-        "## The answer",
-        "",
-        *(headline(scores, tests, cost, cfg.evaluation.loss, cfg.evaluation.benchmark) if tests is not None and cost is not None else []),
-        "",
-        "## Schedules",
-        "",
-        "| strategy | retrains | schedule |",
-        "|---|---|---|",
-        *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |" for name, spec in cfg.run_strategies().items()],
-        "",
-        "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
-        "",
-        "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, row in s.iterrows():
-        lines.append(
-            f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | {h1.loc[name, 'mse']:.3e} |"
-        )
-    if spread is not None and len(spread):
-        lines += ["", "## Seed spread (each loss averaged over horizons; one row per seed ensemble)", "",
-                  "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
-                  f"{r.ensemble:.4g} |" for r in spread.itertuples()]
-    if tests is not None:
-        lines += accuracy_lines(cfg, tests)
-    if cost is not None and len(cost):
-        lines += cost_lines(cfg, cost)
-    if cover is not None and (cover[["missing_actual", "zero_actual", "nonpositive_forecast"]].to_numpy().sum() > 0):
-        lines += ["", "## Rows not scored", "", "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
-                  for r in cover.itertuples()]
-    lines += ["", "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "
-              "`cumulative_loss_difference.png`, `loss_by_segment.png`, `loss_by_hour.png`, `cost_vs_accuracy.png`; "
-              "all in `report.html`.", ""]
-    return "\n".join(lines)
-
-
-def cost_lines(cfg, cost: pd.DataFrame) -> list[str]:
-    """Report section: training cost against accuracy, per strategy."""
-    ev = cfg.evaluation
-    gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
-    out = ["", f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
-               "strategy's, on common rows)", "",
-           f"| strategy | retrains | training s | s per retrain | artifacts kB | mean {ev.loss} | {gain.replace('_', ' ')} "
-           "| gain per training minute |", "|---|---|---|---|---|---|---|---|"]
-    for r in cost.itertuples(index=False):
-        d = r._asdict()
-        per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
-        g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
-        out.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
-                   f"{r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
-    return out
-
-
-def accuracy_lines(cfg, tests: pd.DataFrame) -> list[str]:
-    """Report section: DM against the benchmark (horizon-averaged and h=1) and MCS membership."""
-    ev = cfg.evaluation
-    out = []
-    dm = tests[(tests["test"] == "dm") & (tests["against"] == ev.benchmark)]
-    if ev.benchmark is not None and len(dm):
-        out += ["", f"## Diebold–Mariano against `{ev.benchmark}` ({ev.loss}; HLN-corrected, two-sided; "
-                    "negative = lower loss than the benchmark)", "",
-                "| strategy | all horizons: DM | p | h=1: DM | p |", "|---|---|---|---|---|"]
-        for model, part in dm.groupby("model", sort=True):
-            avg, h1 = part[part["horizon"] == 0].iloc[0], part[part["horizon"] == 1]
-            h1 = h1.iloc[0] if len(h1) else None
-            cells = [f"{avg.statistic:.2f}", f"{avg.pvalue:.3g}"] if avg.note in ("rectangular", "bartlett") else [avg.note, ""]
-            cells += ([f"{h1.statistic:.2f}", f"{h1.pvalue:.3g}"] if h1 is not None and h1.note in ("rectangular", "bartlett")
-                      else ["not computed", ""])
-            out.append(f"| {model} | " + " | ".join(cells) + " |")
-    mcs = tests[tests["test"] == "mcs"]
-    if len(mcs):
-        sizes = sorted(mcs["size"].unique())
-        out += ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; stationary bootstrap, "
-                    f"{ev.mcs_reps} reps, seed {cfg.seed})", "",
-                "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
-                "|---|---|" + "---|" * len(sizes)]
-        for model, part in mcs.groupby("model", sort=True):
-            part = part.set_index("size")
-            if str(part["note"].iloc[0]).startswith("not computed"):
-                out.append(f"| {model} | {part['note'].iloc[0]} |" + " |" * len(sizes))
-                continue
-            marks = ["**yes**" if part.loc[s, "in_set"] else "no" for s in sizes]
-            out.append(f"| {model} | {part['mcs_pvalue'].iloc[0]:.3f} | " + " | ".join(marks) + " |")
-    return out

@@ -40,6 +40,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backtester.errors import BacktestError, FailedRetrain
+from backtester.evaluation.losses import mean_qlike
 from backtester.series import BarSeries
 
 from .base import positive_floor
@@ -194,20 +195,6 @@ def declare_space(hp, params) -> None:
             hp.Fixed(name, value)
 
 
-def qlike(actual: np.ndarray, forecast: np.ndarray) -> float:
-    """QLIKE of variances, mean(a/f - ln(a/f) - 1) over a, f > 0, from volatilities.
-
-    >>> qlike(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
-    0.0
-    """
-    a, f = np.square(actual).ravel(), np.square(forecast).ravel()
-    ok = (a > 0) & (f > 0) & np.isfinite(a) & np.isfinite(f)
-    if not ok.any():
-        return float("nan")
-    r = a[ok] / f[ok]
-    return float(np.mean(r - np.log(r) - 1))
-
-
 def _quiet(tuner_class):
     """The tuner without its TensorBoard hook (it imports tensorboard on the TF backend; we pass no TensorBoard)."""
     return type(tuner_class.__name__, (tuner_class,),
@@ -249,7 +236,7 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
         def on_epoch_end(self, epoch, logs=None):
             pred = np.asarray(self.model.predict(self.x_val, verbose=0, batch_size=256))
             if logs is not None:
-                logs["val_qlike"] = qlike(self.rv_val, to_vol(pred))
+                logs["val_qlike"] = mean_qlike(self.rv_val, to_vol(pred))
 
     class Windowed(kt.HyperModel):
         def build(self, hp):

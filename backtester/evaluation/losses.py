@@ -1,6 +1,13 @@
-"""The volatility loss suite, per forecast row, and the tidy loss table.
+"""The one loss pipeline: actuals joined to forecast rows, the volatility loss suite per row,
+and every table built from it (means per strategy and horizon, the tidy loss table, breakdowns,
+Mincer–Zarnowitz, out-of-sample R², cost).
 
-With ``a`` the realized volatility at the target bar and ``f`` the forecast volatility:
+Forecasts are stored origin-aligned (one row per issue time and horizon) and
+scored target-aligned: :func:`join_actuals` adds ``actual``, the RV of the bar that
+closes at ``target_time`` (NaN where that bar is missing; such rows are not scored).
+
+Every loss is defined once, in :func:`row_losses`. With ``a`` the realized volatility
+at the target bar and ``f`` the forecast volatility:
 
 =========  =====================================  ==================================
 loss       per row                                defined where
@@ -21,6 +28,10 @@ Examples
 >>> import numpy as np
 >>> row_losses(np.array([2.0, 0.0]), np.array([1.0, 1.0]))["qlike"].round(4).tolist()
 [1.6137, nan]
+>>> qlike(np.array([2.0, 1.0]), np.array([2.0, 0.0])).tolist()
+[0.0, nan]
+>>> round(mean_qlike(np.array([2.0, 1.0, 0.0]), np.array([1.0, 1.0, 1.0])), 4)
+0.8069
 """
 
 from __future__ import annotations
@@ -46,6 +57,55 @@ def row_losses(actual: np.ndarray, forecast: np.ndarray) -> dict[str, np.ndarray
         "qlike": np.where(pos, ratio - np.log(ratio) - 1, np.nan),
         "mse_log": np.where(pos, logdiff**2, np.nan),
     }
+
+
+def qlike(actual_vol: np.ndarray, forecast_vol: np.ndarray) -> np.ndarray:
+    """QLIKE of variance per row, from volatilities (NaN where actual or forecast is not positive)."""
+    return row_losses(actual_vol, forecast_vol)["qlike"]
+
+
+def mean_qlike(actual_vol: np.ndarray, forecast_vol: np.ndarray) -> float:
+    """Mean QLIKE of variance, from volatilities of any shape, over the rows where it is defined and
+    finite (NaN if there is none): a single number, e.g. for a tuning objective."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        values = qlike(np.ravel(actual_vol), np.ravel(forecast_vol))
+    values = values[np.isfinite(values)]
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def join_actuals(forecasts: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
+    """Add ``actual`` (RV at ``target_time``) to origin-aligned forecast rows."""
+    actual = bars["rv"]
+    out = forecasts.copy()
+    out["actual"] = actual.reindex(pd.DatetimeIndex(out["target_time"])).to_numpy()
+    return out
+
+
+def loss_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-row losses: se, ae (volatility) and qlike (variance); ``mse``, ``mae``, ``qlike`` of :func:`row_losses`."""
+    losses = row_losses(rows["actual"].to_numpy(), rows["forecast"].to_numpy())
+    return rows.assign(se=losses["mse"], ae=losses["mae"], qlike=losses["qlike"])
+
+
+def metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    """MSE, MAE (volatility) and QLIKE (variance) per strategy and horizon, over the rows with an actual."""
+    scored = loss_frame(rows[rows["actual"].notna()])
+    g = scored.groupby(["strategy", "horizon"], observed=True)
+    out = g.agg(n=("se", "size"), mse=("se", "mean"), mae=("ae", "mean"), qlike=("qlike", "mean")).reset_index()
+    out["strategy"] = out["strategy"].astype("string")
+    return out
+
+
+def summary(metric_rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each loss over horizons, per strategy, best QLIKE first."""
+    s = metric_rows.groupby("strategy", observed=True)[["mse", "mae", "qlike"]].mean()
+    return s.sort_values("qlike")
+
+
+def loss_matrix(rows: pd.DataFrame, loss: str = "qlike", horizon: int = 1) -> pd.DataFrame:
+    """Time x strategy loss matrix at one horizon (the shape MCS / DM tests take); ``loss``: se, ae or qlike."""
+    scored = loss_frame(rows[(rows["horizon"] == horizon) & rows["actual"].notna()])
+    return scored.pivot(index="target_time", columns="strategy", values=loss)
 
 
 def loss_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,8 @@
-"""Plots of a run: forecast vs actual with retrain markers, loss by horizon."""
+"""Plots: forecast vs actual with retrain markers, loss by horizon, accuracy against training cost."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,5 +115,43 @@ def plot_error_by_horizon(metric_rows: pd.DataFrame, path) -> None:
         ax.set_xlabel("horizon (bars)")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_loss_by_horizon(comparison: pd.DataFrame, loss: str, path: Path) -> None:
+    """Mean ``loss`` against horizon, one line per strategy (``comparison``: one row per strategy and horizon)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
+    for name, part in comparison.groupby("strategy"):
+        ax.plot(part["horizon"], part[loss], marker=".", label=str(name))
+    ax.set_title(f"Mean {loss} by horizon, on the common rows")
+    ax.set_xlabel("horizon (bars)")
+    ax.set_ylabel(f"mean {loss}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path) -> None:
+    """Mean ``loss`` against training seconds (log scale), one labelled point per strategy of ``cost``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    col = f"mean_{loss}"
+    x = cost["train_seconds"].clip(lower=0.01)
+    ax.scatter(x, cost[col])
+    for r, xv in zip(cost.itertuples(), x):
+        ax.annotate(f"{r.strategy} ({r.retrains} fits)", (xv, getattr(r, col)), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_title(f"Accuracy against training cost (lower {loss} is better)")
+    ax.set_xlabel("training seconds, all retrains (log scale)")
+    ax.set_ylabel(f"mean {loss}")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

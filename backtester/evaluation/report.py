@@ -1,7 +1,5 @@
-"""The run report: the headline answer, the figures, and one self-contained ``report.html``.
+"""The run report's figures and one self-contained ``report.html`` (its Markdown: :mod:`.markdown`).
 
-:func:`headline` says which strategy wins at which horizon, whether that is
-significant (DM against the benchmark, the MCS) and what it costs.
 :func:`write_figures` draws the evaluation plots from a run's Parquet files and
 :func:`write_html` turns ``report.md`` plus every PNG of the run into one HTML
 page with the images embedded (base64), so it opens anywhere with no network.
@@ -19,8 +17,9 @@ import html
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from .plots import plot_cost_vs_accuracy
 
 FIGURES = {
     "forecast_vs_actual.png": "Forecasts against realized volatility (retrains dotted)",
@@ -31,56 +30,6 @@ FIGURES = {
     "loss_by_hour.png": "Loss by hour of day",
     "cost_vs_accuracy.png": "Accuracy against training cost",
 }
-
-
-def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
-    """A few sentences that answer the run's question, for the top of the report.
-
-    Seed members (``lstm#2``) are left out: one seed is one draw, their mean forecast speaks for them.
-    """
-    if loss not in scores:
-        loss_col = "qlike"
-    else:
-        loss_col = loss
-    scores = scores[~scores["strategy"].astype(str).str.contains("#")]  # seed members are draws: judge their ensemble
-    tests = tests[~tests["model"].astype(str).str.contains("#") & ~tests["against"].astype(str).str.contains("#")]
-    wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
-    overall = wide.mean().sort_values()
-    best = str(overall.index[0])
-    out = [f"- **Best overall: `{best}`** (mean {loss_col} over horizons {overall.iloc[0]:.4f}; "
-           f"next `{overall.index[1]}` {overall.iloc[1]:.4f})." if len(overall) > 1 else f"- Only strategy: `{best}`."]
-    winners = wide.idxmin(axis=1)
-    spans = []
-    for name, group in winners.groupby(winners, sort=False):
-        hs = list(group.index)
-        spans.append(f"`{name}` at h={_ranges(hs)}")
-    out.append(f"- Lowest {loss_col} by horizon: " + "; ".join(spans) + ".")
-    dm = tests[(tests["test"] == "dm") & (tests["horizon"] == 0) & (tests["against"] == benchmark)] if benchmark else tests.iloc[:0]
-    if len(dm):
-        better = dm[(dm["statistic"] < 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
-        worse = dm[(dm["statistic"] > 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
-        out.append(f"- Against `{benchmark}` (DM on the horizon-averaged {loss}, 5 %): significantly better: "
-                   f"{', '.join(f'`{m}`' for m in better) or 'none'}; significantly worse: "
-                   f"{', '.join(f'`{m}`' for m in worse) or 'none'}.")
-    mcs = tests[(tests["test"] == "mcs") & (tests["size"] == 0.10)]
-    if len(mcs) and mcs["in_set"].notna().any():
-        inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
-        out.append(f"- 90 % model confidence set: {', '.join(f'`{m}`' for m in inside)}.")
-    if len(cost) and "train_seconds" in cost:
-        c = cost.set_index("strategy")
-        if best in c.index:
-            out.append(f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of training.")
-    return out
-
-
-def _ranges(hs: list[int]) -> str:
-    """[1, 2, 3, 7] -> '1-3, 7'."""
-    parts, start = [], hs[0]
-    for a, b in zip(hs, hs[1:] + [None]):
-        if b != a + 1:
-            parts.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- figures
@@ -122,25 +71,39 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
         return []
     made = []
     per_time = t.groupby(["target_time", "strategy"], observed=True)["value"].mean().unstack("strategy")
+    _rolling_loss(per_time, loss, run_dir, made)
+    if benchmark is not None and benchmark in per_time:
+        _cumulative_difference(per_time, loss, benchmark, run_dir, made)
+    _loss_by_segment(t, pd.read_parquet(run_dir / "retrains.parquet"), loss, run_dir, made)
+    _loss_by_hour(t, loss, run_dir, made)
+    cost_path = run_dir / "cost.parquet"
+    if cost_path.is_file():
+        plot_cost_vs_accuracy(pd.read_parquet(cost_path), loss, run_dir / "cost_vs_accuracy.png")
+        made.append("cost_vs_accuracy.png")
+    return made
 
+
+def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
     fig, ax = _figure()
     for name in per_time:
         ax.plot(per_time.index, per_time[name].rolling("7D", min_periods=24).mean(), lw=1.2, label=name)
     _dates(ax)
     _finish(fig, ax, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss, run_dir / "rolling_loss.png", made)
 
-    if benchmark is not None and benchmark in per_time:
-        fig, ax = _figure()
-        both = per_time.dropna()
-        for name in both:
-            if name != benchmark:
-                ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), lw=1.2, label=name)
-        ax.axhline(0, color="black", lw=0.8)
-        _dates(ax)
-        _finish(fig, ax, f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
-                f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
 
-    retrains = pd.read_parquet(run_dir / "retrains.parquet")
+def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str]) -> None:
+    fig, ax = _figure()
+    both = per_time.dropna()
+    for name in both:
+        if name != benchmark:
+            ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), lw=1.2, label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    _dates(ax)
+    _finish(fig, ax, f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
+            f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
+
+
+def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
     ok = retrains[retrains["status"] == "ok"]
     when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
@@ -159,6 +122,8 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next)", f"mean {loss}",
             run_dir / "loss_by_segment.png", made)
 
+
+def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
     hours = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour).groupby(["hour", "strategy"], observed=True)["value"].mean()
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
@@ -167,14 +132,6 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     ax.set_xticks(range(0, 24, 2))
     _finish(fig, ax, f"Mean {loss} by hour of day of the target bar (UTC)", f"mean {loss}", run_dir / "loss_by_hour.png",
             made)
-
-    cost_path = run_dir / "cost.parquet"
-    if cost_path.is_file():
-        from ..compare import plot_cost_vs_accuracy
-
-        plot_cost_vs_accuracy(pd.read_parquet(cost_path), loss, run_dir / "cost_vs_accuracy.png")
-        made.append("cost_vs_accuracy.png")
-    return made
 
 
 # --------------------------------------------------------------------------- HTML

@@ -1,0 +1,208 @@
+"""The run's ``report.md``, section by section.
+
+:func:`run_report` puts the sections together: the run in three lines, the headline
+answer (:func:`headline`: which strategy wins at which horizon, whether that is
+significant — DM against the benchmark, the MCS — and what it costs), the schedules,
+the losses, the seed spread, the tests of predictive accuracy, cost against accuracy
+and the rows that could not be scored. Each section is a list of lines that starts
+with a blank one.
+
+Examples
+--------
+>>> _ranges([1, 2, 3, 7])
+'1-3, 7'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .losses import summary
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..plan import Plan
+    from ..rv import PreparedBars
+
+PLOTS = ("Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "
+         "`cumulative_loss_difference.png`, `loss_by_segment.png`, `loss_by_hour.png`, `cost_vs_accuracy.png`; "
+         "all in `report.html`.")
+
+
+def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
+               tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None,
+               cost: pd.DataFrame | None = None, spread: pd.DataFrame | None = None) -> str:
+    """A short Markdown report of the run; a section whose frame is None or empty is left out."""
+    ev = cfg.evaluation
+    lines = [
+        f"# Backtest `{cfg.name}`",
+        "",
+        f"- data: `{cfg.data.path}` — {prepared.describe()}",
+        f"- test period: {plan.issue_times[0]} .. {plan.issue_times[-1]}, horizons 1..{plan.horizon}",
+        f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
+        "",
+        "## The answer",
+        "",
+        *(headline(scores, tests, cost, ev.loss, ev.benchmark) if tests is not None and cost is not None else []),
+    ]
+    lines += schedule_lines(cfg, plan) + loss_lines(scores)
+    if spread is not None and len(spread):
+        lines += spread_lines(spread)
+    if tests is not None:
+        lines += accuracy_lines(cfg, tests)
+    if cost is not None and len(cost):
+        lines += cost_lines(cfg, cost)
+    if cover is not None and (cover[["missing_actual", "zero_actual", "nonpositive_forecast"]].to_numpy().sum() > 0):
+        lines += coverage_lines(cover)
+    lines += ["", PLOTS, ""]
+    return "\n".join(lines)
+
+
+def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
+    """A few sentences that answer the run's question, for the top of the report.
+
+    Seed members (``lstm#2``) are left out: one seed is one draw, their mean forecast speaks for them.
+    """
+    if loss not in scores:
+        loss_col = "qlike"
+    else:
+        loss_col = loss
+    scores = scores[~scores["strategy"].astype(str).str.contains("#")]  # seed members are draws: judge their ensemble
+    tests = tests[~tests["model"].astype(str).str.contains("#") & ~tests["against"].astype(str).str.contains("#")]
+    wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
+    overall = wide.mean().sort_values()
+    best = str(overall.index[0])
+    out = [f"- **Best overall: `{best}`** (mean {loss_col} over horizons {overall.iloc[0]:.4f}; "
+           f"next `{overall.index[1]}` {overall.iloc[1]:.4f})." if len(overall) > 1 else f"- Only strategy: `{best}`."]
+    winners = wide.idxmin(axis=1)
+    spans = []
+    for name, group in winners.groupby(winners, sort=False):
+        hs = list(group.index)
+        spans.append(f"`{name}` at h={_ranges(hs)}")
+    out.append(f"- Lowest {loss_col} by horizon: " + "; ".join(spans) + ".")
+    dm = tests[(tests["test"] == "dm") & (tests["horizon"] == 0) & (tests["against"] == benchmark)] if benchmark else tests.iloc[:0]
+    if len(dm):
+        better = dm[(dm["statistic"] < 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
+        worse = dm[(dm["statistic"] > 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
+        out.append(f"- Against `{benchmark}` (DM on the horizon-averaged {loss}, 5 %): significantly better: "
+                   f"{', '.join(f'`{m}`' for m in better) or 'none'}; significantly worse: "
+                   f"{', '.join(f'`{m}`' for m in worse) or 'none'}.")
+    mcs = tests[(tests["test"] == "mcs") & (tests["size"] == 0.10)]
+    if len(mcs) and mcs["in_set"].notna().any():
+        inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
+        out.append(f"- 90 % model confidence set: {', '.join(f'`{m}`' for m in inside)}.")
+    if len(cost) and "train_seconds" in cost:
+        c = cost.set_index("strategy")
+        if best in c.index:
+            out.append(f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of training.")
+    return out
+
+
+def _ranges(hs: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], hs[0]
+    for a, b in zip(hs, hs[1:] + [None]):
+        if b != a + 1:
+            parts.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(parts)
+
+
+def schedule_lines(cfg: RunConfig, plan: Plan) -> list[str]:
+    """Section: each strategy's retrain count and schedule."""
+    return ["", "## Schedules", "", "| strategy | retrains | schedule |", "|---|---|---|",
+            *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |"
+              for name, spec in cfg.run_strategies().items()]]
+
+
+def loss_lines(scores: pd.DataFrame) -> list[str]:
+    """Section: QLIKE, MSE and MAE per strategy, averaged over horizons and at h=1 (best QLIKE first)."""
+    s = summary(scores)
+    h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
+    out = ["", "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)", "",
+           "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |", "|---|---|---|---|---|---|"]
+    for name, row in s.iterrows():
+        out.append(f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | "
+                   f"{h1.loc[name, 'mse']:.3e} |")
+    return out
+
+
+def spread_lines(spread: pd.DataFrame) -> list[str]:
+    """Section: each seed ensemble's losses over its members (mean, std, min, max) and the ensemble's own."""
+    return ["", "## Seed spread (each loss averaged over horizons; one row per seed ensemble)", "",
+            "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |",
+            "|---|---|---|---|---|---|---|---|",
+            *[f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
+              f"{r.ensemble:.4g} |" for r in spread.itertuples()]]
+
+
+def cost_lines(cfg: RunConfig, cost: pd.DataFrame) -> list[str]:
+    """Section: training cost against accuracy, per strategy."""
+    ev = cfg.evaluation
+    gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
+    out = ["", f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
+               "strategy's, on common rows)", "",
+           f"| strategy | retrains | training s | s per retrain | artifacts kB | mean {ev.loss} | {gain.replace('_', ' ')} "
+           "| gain per training minute |", "|---|---|---|---|---|---|---|---|"]
+    for r in cost.itertuples(index=False):
+        d = r._asdict()
+        per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
+        g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
+        out.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
+                   f"{r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
+    return out
+
+
+def accuracy_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
+    """Sections: DM against the benchmark (horizon-averaged and h=1) and MCS membership."""
+    return dm_lines(cfg, tests) + mcs_lines(cfg, tests)
+
+
+def dm_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
+    """Section: DM against the benchmark, horizon-averaged and at h=1 (none without a benchmark)."""
+    ev = cfg.evaluation
+    dm = tests[(tests["test"] == "dm") & (tests["against"] == ev.benchmark)]
+    if ev.benchmark is None or not len(dm):
+        return []
+    out = ["", f"## Diebold–Mariano against `{ev.benchmark}` ({ev.loss}; HLN-corrected, two-sided; "
+               "negative = lower loss than the benchmark)", "",
+           "| strategy | all horizons: DM | p | h=1: DM | p |", "|---|---|---|---|---|"]
+    for model, part in dm.groupby("model", sort=True):
+        avg, h1 = part[part["horizon"] == 0].iloc[0], part[part["horizon"] == 1]
+        h1 = h1.iloc[0] if len(h1) else None
+        cells = [f"{avg.statistic:.2f}", f"{avg.pvalue:.3g}"] if avg.note in ("rectangular", "bartlett") else [avg.note, ""]
+        cells += ([f"{h1.statistic:.2f}", f"{h1.pvalue:.3g}"] if h1 is not None and h1.note in ("rectangular", "bartlett")
+                  else ["not computed", ""])
+        out.append(f"| {model} | " + " | ".join(cells) + " |")
+    return out
+
+
+def mcs_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
+    """Section: MCS p-value and membership of each set size, per strategy."""
+    ev = cfg.evaluation
+    mcs = tests[tests["test"] == "mcs"]
+    if not len(mcs):
+        return []
+    sizes = sorted(mcs["size"].unique())
+    out = ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; stationary bootstrap, "
+               f"{ev.mcs_reps} reps, seed {cfg.seed})", "",
+           "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
+           "|---|---|" + "---|" * len(sizes)]
+    for model, part in mcs.groupby("model", sort=True):
+        part = part.set_index("size")
+        if str(part["note"].iloc[0]).startswith("not computed"):
+            out.append(f"| {model} | {part['note'].iloc[0]} |" + " |" * len(sizes))
+            continue
+        marks = ["**yes**" if part.loc[s, "in_set"] else "no" for s in sizes]
+        out.append(f"| {model} | {part['mcs_pvalue'].iloc[0]:.3f} | " + " | ".join(marks) + " |")
+    return out
+
+
+def coverage_lines(cover: pd.DataFrame) -> list[str]:
+    """Section: per strategy, the rows not scored and why (see :func:`~.losses.coverage`)."""
+    return ["", "## Rows not scored", "", "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
+            "|---|---|---|---|---|",
+            *[f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
+              for r in cover.itertuples()]]
