@@ -16,7 +16,6 @@ any retrain's artifact. Nothing is written unless every strategy trained.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -27,6 +26,8 @@ import yaml
 
 from .errors import ConfigError, FatalError
 from .process import check
+from .rundir import data_record, guard_output, staging, swap_in, versions
+from .rv import prepare_bars
 from .schedule import training_window
 from .segment import RunContext, Segment, run_segment, write_segment
 from .series import BarSeries
@@ -44,9 +45,6 @@ class Trained:
 def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | Path | None = None,
           force: bool = False, log=lambda msg: None) -> Trained:
     """Train every strategy of ``cfg`` (or those in ``only``) on the bars closed at or before ``until``."""
-    from .runner import _swap_in, data_record, guard_output, versions
-    from .rv import prepare_bars
-
     check(cfg)
     t0 = time.perf_counter()
     prepared = prepare_bars(cfg.data)
@@ -61,36 +59,11 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
         spec.params.preflight(cfg.backtest.horizon)
     out_dir = Path(out) if out is not None else Path(cfg.output.dir) / f"{cfg.name}-model"
     guard_output(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = out_dir.parent.resolve() / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
-        series = BarSeries.from_frame(prepared.bars)
-        position = int(bars.get_loc(at))
+    with staging(out_dir) as stage:
         context = RunContext(cfg.name, bars, data_record(cfg, prepared), cfg.backend, versions())
-        models = {}
-        for name, spec in specs.items():
-            window = training_window(spec.window, bars, at)
-            seg = Segment(name, 1, at, window, first=position + 1, stop=position + 1, horizon=cfg.backtest.horizon,
-                          tune=spec.params.tuning_points(pd.DatetimeIndex([at]), bars, at, at)[0])
-            params = spec.params
-            if seg.tune:
-                log(f"{name}: tuning on {window.stop - window.start:,} bars ...")
-                tuned = tune_segment(seg, params, series, cfg.seed, stage)
-                if tuned.best is None:
-                    raise FatalError(f"strategy {name!r}: tuning failed ({tuned.status}); train on more data (--until later)")
-                params = params.with_hyperparameters(tuned.best)
-            log(f"{name}: training on {window.stop - window.start:,} bars "
-                f"({bars[window.start]} .. {bars[window.stop - 1]}) ...")
-            res = run_segment(seg, params, series, bars, cfg.seed)
-            if not res.ok:
-                raise FatalError(f"strategy {name!r}: training failed ({res.record.status}); "
-                                 "train on more data (--until later) or check its parameters")
-            record = write_segment(stage, res, replace(spec, params=params), context, save_model=True)
-            if record.artifact is None:  # pragma: no cover - write_segment saves every ok fit here
-                raise FatalError(f"strategy {name!r}: no artifact written")
-            models[name] = out_dir / record.artifact
+        series = BarSeries.from_frame(prepared.bars)
+        models = {name: out_dir / train_one(cfg, name, spec, series, at, stage, context, log)
+                  for name, spec in specs.items()}
         shutil.rmtree(stage / "segments", ignore_errors=True)  # no forecasts: only the fit matters here
         trials = read_trials(stage)
         if len(trials):
@@ -101,11 +74,35 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
                     "data": context.data, "versions": context.versions,
                     "seconds": round(time.perf_counter() - t0, 3)}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _swap_in(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        swap_in(stage, out_dir)
     return Trained(out_dir, at, models, time.perf_counter() - t0)
+
+
+def train_one(cfg, name: str, spec, series: BarSeries, at: pd.Timestamp, stage: Path, context: RunContext,
+              log) -> str:
+    """Tune (if the strategy tunes at ``at``) and fit one strategy as its retrain at ``at`` would; write its
+    artifact under ``stage`` and return the artifact's path relative to it."""
+    bars = context.bars
+    window = training_window(spec.window, bars, at)
+    position = int(bars.get_loc(at))
+    seg = Segment(name, 1, at, window, first=position + 1, stop=position + 1, horizon=cfg.backtest.horizon,
+                  tune=spec.params.tuning_points(pd.DatetimeIndex([at]), bars, at, at)[0])
+    params = spec.params
+    if seg.tune:
+        log(f"{name}: tuning on {window.stop - window.start:,} bars ...")
+        tuned = tune_segment(seg, params, series, cfg.seed, stage)
+        if tuned.best is None:
+            raise FatalError(f"strategy {name!r}: tuning failed ({tuned.status}); train on more data (--until later)")
+        params = params.with_hyperparameters(tuned.best)
+    log(f"{name}: training on {window.stop - window.start:,} bars ({bars[window.start]} .. {bars[window.stop - 1]}) ...")
+    res = run_segment(seg, params, series, bars, cfg.seed)
+    if not res.ok:
+        raise FatalError(f"strategy {name!r}: training failed ({res.record.status}); "
+                         "train on more data (--until later) or check its parameters")
+    record = write_segment(stage, res, replace(spec, params=params), context, save_model=True)
+    if record.artifact is None:  # pragma: no cover - write_segment saves every ok fit here
+        raise FatalError(f"strategy {name!r}: no artifact written")
+    return record.artifact
 
 
 def _train_time(bars: pd.DatetimeIndex, until: str | None) -> pd.Timestamp:

@@ -30,8 +30,6 @@ space
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,11 +38,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backtester.errors import BacktestError, FailedRetrain
-from backtester.evaluation.losses import mean_qlike
 from backtester.series import BarSeries
 
 from .base import positive_floor
-from .keras_core import HyperValue, _private_python_random, check_model, from_target, keras_module, to_target, windows
+from .keras_core import HyperValue, from_target, to_target
 
 
 
@@ -195,12 +192,6 @@ def declare_space(hp, params) -> None:
             hp.Fixed(name, value)
 
 
-def _quiet(tuner_class):
-    """The tuner without its TensorBoard hook (it imports tensorboard on the TF backend; we pass no TensorBoard)."""
-    return type(tuner_class.__name__, (tuner_class,),
-                {"_configure_tensorboard_dir": lambda self, callbacks, trial, execution=0: None})
-
-
 def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> tuple[dict[str, HyperValue], pd.DataFrame]:
     """Search ``params.tuning.space`` on the training window ``train``; return the best values and every trial.
 
@@ -209,71 +200,23 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     """
     from sklearn.preprocessing import MinMaxScaler
 
-
-    keras = keras_module()
-    import keras_tuner as kt
+    from .keras_search import Window, WindowedHyperModel, best_and_trials, kt, make_tuner
 
     cfg = params.tuning
-    steps = horizon if params.multistep == "direct" else 1
     floor = positive_floor(train.rv)
     target = to_target(train.rv, params.target, floor).reshape(-1, 1)
     scaler = MinMaxScaler(feature_range=(0, 1)).fit(target)
-    scaled = scaler.transform(target)[:, 0].astype("float32")
-    val_share = cfg.validation_split or params.validation_split or 0.2
-    builder = params.builder_function()
 
     def to_vol(v: np.ndarray) -> np.ndarray:
         back = scaler.inverse_transform(np.asarray(v, "float64").reshape(-1, 1)).reshape(np.shape(v))
         return np.maximum(from_target(back, params.target), floor)
 
-    class QlikeOnValidation(keras.callbacks.Callback):
-        """Adds ``val_qlike`` (QLIKE of the volatility forecasts on the validation samples) to each epoch's logs."""
-
-        def __init__(self, x_val, rv_val):
-            super().__init__()
-            self.x_val, self.rv_val = x_val, rv_val
-
-        def on_epoch_end(self, epoch, logs=None):
-            pred = np.asarray(self.model.predict(self.x_val, verbose=0, batch_size=256))
-            if logs is not None:
-                logs["val_qlike"] = mean_qlike(self.rv_val, to_vol(pred))
-
-    class Windowed(kt.HyperModel):
-        def build(self, hp):
-            keras.utils.set_random_seed(seed)
-            _private_python_random(seed)
-            memory = int(hp.get("memory")) if "memory" in hp.values else params.memory
-            model = builder(hp, memory, steps)
-            check_model(model, params.builder_path(), memory, steps)
-            return model
-
-        def fit(self, hp, model, *args, **kwargs):
-            memory = int(hp.get("memory")) if "memory" in hp.values else params.memory
-            x, y = windows(scaled, memory, steps)
-            _, rv_y = windows(train.rv, memory, steps)
-            n_val = max(1, int(len(x) * val_share))
-            n_tr = len(x) - n_val - (steps - 1)
-            if n_tr < 1:
-                raise kt.errors.FailedTrialError(f"memory {memory}: too few samples to train and validate")
-            callbacks = list(kwargs.get("callbacks") or [])
-            if cfg.objective == "val_qlike":
-                callbacks.insert(0, QlikeOnValidation(x[-n_val:, :, None], rv_y[-n_val:]))
-            return model.fit(x[:n_tr, :, None], y[:n_tr], validation_data=(x[-n_val:, :, None], y[-n_val:]),
-                             batch_size=params.batch_size, epochs=kwargs.get("epochs", cfg.epochs),
-                             initial_epoch=kwargs.get("initial_epoch", 0), shuffle=True, callbacks=callbacks,
-                             verbose=0)
-
+    window = Window(scaler.transform(target)[:, 0].astype("float32"), train.rv,
+                    horizon if params.multistep == "direct" else 1,
+                    cfg.validation_split or params.validation_split or 0.2, to_vol)
     hp = kt.HyperParameters()
     declare_space(hp, params)
-    common = dict(hypermodel=Windowed(), objective=kt.Objective(cfg.objective, direction="min"), seed=seed,
-                  hyperparameters=hp, tune_new_entries=True, directory=str(directory), project_name="tuner",
-                  overwrite=True, max_consecutive_failed_trials=10**6)  # a failed trial is recorded, not fatal
-    if cfg.tuner == "random":
-        tuner = _quiet(kt.RandomSearch)(max_trials=cfg.max_trials, **common)
-    elif cfg.tuner == "bayesian":
-        tuner = _quiet(kt.BayesianOptimization)(max_trials=cfg.max_trials, **common)
-    else:
-        tuner = _quiet(kt.Hyperband)(max_epochs=cfg.epochs, factor=3, hyperband_iterations=1, **common)
+    tuner = make_tuner(cfg, WindowedHyperModel(params, window, seed), hp, seed, directory)
     try:
         tuner.search(epochs=cfg.epochs, verbose=0)
     except BacktestError:
@@ -281,25 +224,7 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     except Exception as exc:  # keras-tuner gives up (e.g. every trial failed): this tuning failed, the run goes on
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FailedRetrain(f"tuning: {text}") from None
-    rows = []
-    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
-        score = trial.score
-        rows.append({"trial": trial.trial_id, "status": str(trial.status),
-                     "score": float(score) if score is not None else float("nan"),
-                     "hyperparameters": json.dumps(trial.hyperparameters.values, sort_keys=True, default=str)})
-    trials = pd.DataFrame(rows, columns=["trial", "status", "score", "hyperparameters"])
-    done = trials[np.isfinite(trials["score"])] if len(trials) else trials
-    if not len(done):
+    best, trials = best_and_trials(tuner)
+    if best is None:
         raise FailedRetrain("tuning: no trial finished")
-    best = {k: v for k, v in tuner.get_best_hyperparameters(1)[0].values.items()
-            if not k.startswith("tuner/")}  # Hyperband's bookkeeping (tuner/epochs, tuner/round, ...)
-    trials["best"] = trials["hyperparameters"].map(
-        lambda h: {k: v for k, v in json.loads(h).items() if not k.startswith("tuner/")}) == json.loads(
-        json.dumps(best, default=str))
-    if trials["best"].sum() > 1:  # the same values twice: the first with the best score is the one
-        first = int(trials.index[trials["best"] & (trials["score"] == done["score"].min())][0])
-        trials["best"] = trials.index == first
-    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
-    if any(isinstance(v, float) and not math.isfinite(v) for v in best.values()):  # pragma: no cover - defensive
-        raise ValueError("tuning returned a non-finite hyperparameter")
     return best, trials

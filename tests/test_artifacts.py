@@ -13,6 +13,8 @@ from backtester.artifacts import load_artifact, predict
 from backtester.cli import main
 from backtester.config import parse_config
 from backtester.errors import ConfigError
+from backtester.process import choose_backend
+from backtester.runner import run
 from strategies import validate_params
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
@@ -196,6 +198,8 @@ def test_unknown_backend_is_one_line(minute_file, tmp_path):
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "backend: Input should be 'tensorflow' or 'jax'" in res.output
+    raw["backend"] = "jax"
     with pytest.raises(ConfigError, match=r"backend: Keras is already loaded with the 'tensorflow' backend"):
-        raw["backend"] = "jax"
-        parse_config(raw)
+        parse_config(raw, before_strategies=choose_backend)  # what the CLI does
+    with pytest.raises(ConfigError, match=r"backend: the config asks for 'jax' but this process uses 'tensorflow'"):
+        run(parse_config(raw))  # the API without backtester.process.setup

@@ -1,0 +1,126 @@
+"""The keras-tuner pieces of a search: the hypermodel over a training window, the ``val_qlike``
+callback, the tuner and the trials table. Imported by :func:`strategies.keras_tuning.tune` when a
+search runs (this module imports Keras and keras-tuner)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from backtester.evaluation.losses import mean_qlike
+
+from .keras_core import HyperValue, _private_python_random, check_model, keras_module, windows
+
+keras = keras_module()
+import keras_tuner as kt  # noqa: E402  (after keras_module: Keras on the run's backend, imported quietly)
+
+
+class QlikeOnValidation(keras.callbacks.Callback):
+    """Adds ``val_qlike`` (QLIKE of the volatility forecasts on the validation samples) to each epoch's logs."""
+
+    def __init__(self, x_val: np.ndarray, rv_val: np.ndarray, to_vol: Callable[[np.ndarray], np.ndarray]):
+        super().__init__()
+        self.x_val, self.rv_val, self.to_vol = x_val, rv_val, to_vol
+
+    def on_epoch_end(self, epoch, logs=None):
+        pred = np.asarray(self.model.predict(self.x_val, verbose=0, batch_size=256))
+        if logs is not None:
+            logs["val_qlike"] = mean_qlike(self.rv_val, self.to_vol(pred))
+
+
+@dataclass
+class Window:
+    """The training window a search runs on: scaled targets, raw RV, and how to read predictions back."""
+
+    scaled: np.ndarray
+    rv: np.ndarray
+    steps: int
+    val_share: float
+    to_vol: Callable[[np.ndarray], np.ndarray]
+
+
+class WindowedHyperModel(kt.HyperModel):
+    """Builds the strategy's model from ``hp`` (seeded the same for every trial) and fits it on the window:
+    the last ``val_share`` of samples validate, in time order, after a purge gap of ``steps - 1``."""
+
+    def __init__(self, params: Any, window: Window, seed: int):
+        super().__init__()
+        self.params, self.window, self.seed = params, window, seed
+        self.builder = params.builder_function()
+
+    def memory(self, hp) -> int:
+        return int(hp.get("memory")) if "memory" in hp.values else self.params.memory
+
+    def build(self, hp):
+        keras.utils.set_random_seed(self.seed)
+        _private_python_random(self.seed)
+        memory, steps = self.memory(hp), self.window.steps
+        model = self.builder(hp, memory, steps)
+        check_model(model, self.params.builder_path(), memory, steps)
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        w, cfg = self.window, self.params.tuning
+        memory = self.memory(hp)
+        x, y = windows(w.scaled, memory, w.steps)
+        _, rv_y = windows(w.rv, memory, w.steps)
+        n_val = max(1, int(len(x) * w.val_share))
+        n_tr = len(x) - n_val - (w.steps - 1)
+        if n_tr < 1:
+            raise kt.errors.FailedTrialError(f"memory {memory}: too few samples to train and validate")
+        callbacks = list(kwargs.get("callbacks") or [])
+        if cfg.objective == "val_qlike":
+            callbacks.insert(0, QlikeOnValidation(x[-n_val:, :, None], rv_y[-n_val:], w.to_vol))
+        return model.fit(x[:n_tr, :, None], y[:n_tr], validation_data=(x[-n_val:, :, None], y[-n_val:]),
+                         batch_size=self.params.batch_size, epochs=kwargs.get("epochs", cfg.epochs),
+                         initial_epoch=kwargs.get("initial_epoch", 0), shuffle=True, callbacks=callbacks, verbose=0)
+
+
+def _quiet(tuner_class):
+    """The tuner without its TensorBoard hook (it imports tensorboard on the TF backend; we pass no TensorBoard)."""
+    return type(tuner_class.__name__, (tuner_class,),
+                {"_configure_tensorboard_dir": lambda self, callbacks, trial, execution=0: None})
+
+
+def make_tuner(cfg, hypermodel: WindowedHyperModel, hp, seed: int, directory: Path):
+    """The configured tuner (random, bayesian or hyperband) over ``hp``, its state in ``directory``."""
+    common = dict(hypermodel=hypermodel, objective=kt.Objective(cfg.objective, direction="min"), seed=seed,
+                  hyperparameters=hp, tune_new_entries=True, directory=str(directory), project_name="tuner",
+                  overwrite=True, max_consecutive_failed_trials=10**6)  # a failed trial is recorded, not fatal
+    if cfg.tuner == "random":
+        return _quiet(kt.RandomSearch)(max_trials=cfg.max_trials, **common)
+    if cfg.tuner == "bayesian":
+        return _quiet(kt.BayesianOptimization)(max_trials=cfg.max_trials, **common)
+    return _quiet(kt.Hyperband)(max_epochs=cfg.epochs, factor=3, hyperband_iterations=1, **common)
+
+
+def best_and_trials(tuner) -> tuple[dict[str, HyperValue] | None, pd.DataFrame]:
+    """The best values (None if no trial finished) and every trial, ``best`` marking the one chosen."""
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        score = trial.score
+        rows.append({"trial": trial.trial_id, "status": str(trial.status),
+                     "score": float(score) if score is not None else float("nan"),
+                     "hyperparameters": json.dumps(trial.hyperparameters.values, sort_keys=True, default=str)})
+    trials = pd.DataFrame(rows, columns=["trial", "status", "score", "hyperparameters"])
+    done = trials[np.isfinite(trials["score"])] if len(trials) else trials
+    if not len(done):
+        return None, trials
+    best = {k: v for k, v in tuner.get_best_hyperparameters(1)[0].values.items()
+            if not k.startswith("tuner/")}  # Hyperband's bookkeeping (tuner/epochs, tuner/round, ...)
+    trials["best"] = trials["hyperparameters"].map(
+        lambda h: {k: v for k, v in json.loads(h).items() if not k.startswith("tuner/")}) == json.loads(
+        json.dumps(best, default=str))
+    if trials["best"].sum() > 1:  # the same values twice: the first with the best score is the one
+        first = int(trials.index[trials["best"] & (trials["score"] == done["score"].min())][0])
+        trials["best"] = trials.index == first
+    best = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in best.values()):  # pragma: no cover - defensive
+        raise ValueError("tuning returned a non-finite hyperparameter")
+    return best, trials
