@@ -16,6 +16,7 @@ from backtester.errors import ConfigError
 from backtester.process import choose_backend
 from backtester.runner import run
 from strategies import validate_params
+from strategies.keras_core import keras_module
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
 
@@ -199,6 +200,7 @@ def test_unknown_backend_is_one_line(minute_file, tmp_path):
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "backend: Input should be 'tensorflow' or 'jax'" in res.output
     raw["backend"] = "jax"
+    keras_module()  # this process is on tensorflow (the suite's in-process backend)
     with pytest.raises(ConfigError, match=r"backend: Keras is already loaded with the 'tensorflow' backend"):
         parse_config(raw, before_strategies=choose_backend)  # what the CLI does
     with pytest.raises(ConfigError, match=r"backend: the config asks for 'jax' but this process uses 'tensorflow'"):
