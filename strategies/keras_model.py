@@ -172,7 +172,7 @@ class KerasForecaster:
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
             fresh.optimizer.build(fresh.trainable_variables)
-            _TWINS[key] = _Twin(fresh, [np.array(v) for v in fresh.optimizer.variables])
+            _TWINS[key] = _Twin(fresh, [np.array(v.numpy()) for v in fresh.optimizer.variables])
             while len(_TWINS) > 8:
                 _TWINS.pop(next(iter(_TWINS)))
             return fresh
