@@ -46,3 +46,13 @@ def base_config(path: Path, tmp_path: Path, **strategies) -> dict:
             "output": {"dir": str(tmp_path / "results"), "plots": False},
         }
     )
+
+
+# The longest files start first, so that two workers (pytest -n 2 --dist loadfile) finish together.
+LONGEST_FIRST = ("test_readme_commands.py", "test_parallel.py", "test_tuning.py", "test_segment.py", "test_backend.py",
+                 "test_usability.py", "test_imported.py", "test_lookahead.py", "test_determinism.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))

@@ -85,3 +85,5 @@ def test_every_readme_command_runs_in_a_fresh_process_without_q(project):
             assert (project / "results/compare/comparison/report.html").is_file()
         if line.startswith("backtest run"):
             assert "wrote results/" in res.stdout and "QLIKE" in res.stdout
+        if line.startswith("backtest model predict"):  # the reloaded artifact redoes the run's forecasts exactly
+            assert "identical to the" in res.stdout, res.stdout

@@ -231,7 +231,7 @@ def test_a_csv_dialect_is_read_with_its_option_and_a_failure_suggests_it(csv_fil
 
 
 def test_plan_shows_retrains_samples_and_an_estimated_time_per_strategy(tmp_path):
-    sets = ["--set", f"output.dir={tmp_path}", "--set", f"data.cache_dir={tmp_path}/cache"]
+    sets = ["--set", f"output.dir={tmp_path}", "--set", f"data.cache_dir={tmp_path}/cache", "--set", "backend=jax"]
     proc = backtest("plan", "configs/smoke.yaml", *sets)
     assert proc.returncode == 0, proc.stderr
     assert "  strategy         retrains tunings training samples  est. time" in proc.stdout
