@@ -116,7 +116,7 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
 
     folder = Path(folder)
     read_meta(folder)  # a bad folder is named before any data is read
-    prepared, path = run_bars(folder.parents[2], data_path, backend)  # applies the backend before Keras loads
+    prepared, path = run_bars(folder.parents[2], data_path, backend)  # the CLI chose the backend before Keras loaded
     art = load_artifact(folder)
     if prepared.fingerprint != art.meta["data"]["sha256"]:
         raise ArtifactError(f"{path}: not the data this model was trained on "

@@ -350,11 +350,10 @@ def model() -> None:
 def predict(model_dir: str, data_path: str | None, out: str | None, backend: str | None) -> None:
     """Reload MODEL_DIR and forecast every issue time it served; compare with the run's rows."""
     try:
-        if backend:
-            from .backend import select_backend
+        from .artifacts import predict as predict_artifact, read_meta
+        from .backend import select_backend
 
-            select_backend(backend)
-        from .artifacts import predict as predict_artifact
+        select_backend(backend or read_meta(model_dir).get("backend") or "tensorflow")  # the run's, by default
 
         rows = predict_artifact(model_dir, data_path=data_path, backend=backend)
     except BacktestError as exc:
@@ -395,7 +394,7 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
 @click.option("--trust-pickle", is_flag=True, help="Allow unpickling --scaler (unpickling runs code from the file).")
 def inspect(path: str, out: str | None, scaler_path: str | None, trust_pickle: bool) -> None:
     """Describe a .h5 (Keras 2 or 3) or .keras model file and write its model_config.json."""
-    from strategies.keras_import import inspect_model, summary_lines
+    from strategies import inspect_model, summary_lines
 
     try:
         found = inspect_model(path, out=out, scaler_path=scaler_path, trust_pickle=trust_pickle)

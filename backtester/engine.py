@@ -37,10 +37,11 @@ import pandas as pd
 
 from .artifacts import read_meta
 from .executors import Executor, InProcess, cost_order
+from .errors import FatalError
 from .plan import Plan
 from .recorder import combine_rows
 from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
-                      check_failures, issue_forecasts, read_segment, run_segment, write_segment)
+                      call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
 from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning
 
@@ -84,10 +85,10 @@ class ChainJob:
 
 @dataclass(frozen=True)
 class ChainDone:
-    """What a worker sends back: who ran the chain, and the busy seconds of each segment."""
+    """What a worker sends back: who ran the chain, and per segment its busy seconds and fit status."""
 
     worker: str
-    seconds: tuple[tuple[str, float], ...]  # (segment key, fit + forecast seconds)
+    segments: tuple[tuple[str, float, str], ...]  # (segment key, fit + forecast seconds, status)
 
 
 def run_chain(job: ChainJob) -> ChainDone:
@@ -106,7 +107,7 @@ def run_chain(job: ChainJob) -> ChainDone:
         write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models)
         if res.ok:
             live = res.model
-        done.append((seg.key, res.fit_seconds + res.predict_seconds))
+        done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status))
     return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done))
 
 
@@ -130,12 +131,19 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
                context: RunContext | None = None, executor: Executor | None = None,
                on_segment: Callable[[Segment], None] | None = None) -> EngineResult:
     """Run every segment of ``plan`` on ``executor`` (default: this process), writing each to ``stage``
-    (default: a temporary directory), and assemble the result.
+    (default: a temporary directory), and assemble the result. Artifacts are written only with
+    ``settings.save_models`` and a ``context`` (what they record about the run).
 
-    >>> from backtester.config import parse_config                     # doctest: +SKIP
-    >>> res = run_engine(plan, cfg.run_strategies(), series, Settings(run_seed=0))  # doctest: +SKIP
-    >>> res.forecasts.columns[:3].tolist()                              # doctest: +SKIP
-    ['strategy', 'issued_at', 'target_time']
+    >>> import numpy as np, pandas as pd
+    >>> from backtester.config import parse_config
+    >>> from backtester.plan import make_plan
+    >>> cfg = parse_config({"name": "d", "data": {"path": "x.parquet"},
+    ...                     "backtest": {"start": "2024-01-03", "horizon": 2}, "strategies": {"naive": {}}})
+    >>> bars = pd.date_range("2024-01-01 01:00", periods=96, freq="h", tz="UTC")
+    >>> series = BarSeries(bars.asi8, np.linspace(1.0, 2.0, 96), np.zeros(96), np.ones(96, bool))
+    >>> res = run_engine(make_plan(cfg, bars), cfg.run_strategies(), series, Settings(run_seed=0))
+    >>> len(res.forecasts), [r.status for r in res.records]
+    (95, ['ok'])
     """
     executor = executor or InProcess()
     with _staging(stage) as where:
@@ -146,17 +154,31 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
             params.update(params_by_segment(spec.params, plan.segments(name), tunings))
         workers: dict[str, float] = {}
         segments = {s.key: s for s in plan.segments()}
+        statuses: dict[str, str] = {}
 
         def finished(job: ChainJob, done: ChainDone) -> None:
-            for key, seconds in done.seconds:
+            for key, seconds, status in done.segments:
                 workers[done.worker] = workers.get(done.worker, 0.0) + seconds
+                statuses[key] = status
                 if on_segment is not None:
                     on_segment(segments[key])
+            stop_early(plan, job.segments[0].strategy, statuses, settings.max_failed)
 
-        executor.run(run_chain, chains(walk, params), finished)
+        executor.run(run_chain, chains(walk, params, longest_first=executor.parallel), finished)
         out = assemble(walk, params)
     out.workers, out.tunings = workers, tunings
     return out
+
+
+def stop_early(plan: Plan, strategy: str, statuses: dict[str, str], max_failed: int) -> None:
+    """Stop the run as soon as the strategy's finished retrains, read in time order up to the first one
+    not finished yet, hold more than ``max_failed`` failures in a row (the rest would be wasted)."""
+    known = []
+    for seg in plan.segments(strategy):
+        if seg.key not in statuses:
+            break
+        known.append(statuses[seg.key])
+    check_failures(strategy, known, max_failed)
 
 
 @contextmanager
@@ -180,15 +202,20 @@ def run_tunings(walk: Walk, executor: Executor) -> dict[str, TuneResult]:
     return out
 
 
-def chains(walk: Walk, params: dict[str, Any]) -> list[ChainJob]:
-    """The plan's segments as chains (a chaining strategy's in one, any other segment alone), longest first."""
+def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True) -> list[ChainJob]:
+    """The plan's segments as chains (a chaining strategy's in one, any other segment alone): longest first
+    for executors that run them at once, else in plan order (strategy by strategy, in time order, so that
+    a strategy failing every fit stops the run at once)."""
     groups: dict[str, list[Segment]] = {}
     for s in walk.plan.segments():
         groups.setdefault(s.strategy if walk.specs[s.strategy].params.chains() else s.key, []).append(s)
-    cost = {k: sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in segs) for k, segs in groups.items()}
+    order = list(groups)
+    if longest_first:
+        cost = {k: sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in g) for k, g in groups.items()}
+        order = cost_order(cost.items())
     return [ChainJob(tuple(groups[k]), tuple(params[s.key] for s in groups[k]), walk.specs[groups[k][0].strategy],
                      walk.series, walk.plan.bars, walk.settings, walk.stage, walk.context)
-            for k in cost_order(cost.items())]
+            for k in order]
 
 
 def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
@@ -211,7 +238,7 @@ def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
             if stored.ok:
                 last_ok = (seg, stored)
             records.append(stored.record)
-            check_failures(records, walk.settings.max_failed)
+            check_failures(name, [r.status for r in records], walk.settings.max_failed)
             parts.append(stored.rows)
             out.fit_seconds += stored.fit_seconds
             out.predict_seconds += stored.predict_seconds
@@ -226,11 +253,14 @@ def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any)
     folder = artifact_dir(walk.stage, seg.strategy, seg.model_version)
     if stored.record.artifact is not None and (folder / "artifact.json").is_file():
         if read_meta(folder).get("restorable", False):
-            strategy = params.build(stored.record.seed)
-            strategy.load(folder)
+            strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
+            call(seg.strategy, "load()", strategy.load, folder)
             return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
     fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
     refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
+    if refit.model is None or refit.model.model_version != seg.model_version:
+        raise FatalError(f"strategy {seg.strategy!r}: the retrain at {seg.retrain_time} fitted once but not when "
+                         f"fitted again ({refit.record.status}); its fit is not deterministic")
     return refit.model
 
 

@@ -39,11 +39,15 @@ OnDone = Callable[[Any, Any], None]
 class Executor(Protocol):
     """Runs ``fn(job)`` for every job and calls ``on_done(job, result)`` here as each finishes."""
 
+    parallel: bool  # jobs run at once (then the longest should start first); else one by one, in the order given
+
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None: ...
 
 
 class InProcess:
     """Every job in this process, in the order given."""
+
+    parallel = False
 
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
         for job in jobs:
@@ -64,19 +68,21 @@ class LocalPool:
     """Jobs on ``workers`` spawned local processes. A pool that loses a worker is restarted and its
     unfinished jobs run again, up to :data:`RETRIES` times."""
 
+    parallel = True
+
     def __init__(self, workers: int, backend: str, params: Iterable[Any] = ()):
-        self.workers = workers
-        self.setup = WorkerSetup(backend, worker_threads(workers), tuple(params))
+        self.workers, self.backend, self.params = workers, backend, tuple(params)
 
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
         pending = list(jobs)
         ctx = multiprocessing.get_context("spawn")
-        workers = min(self.workers, len(pending))
+        workers = min(self.workers, len(pending))  # no more processes than jobs, and the cores shared among those
+        setup = WorkerSetup(self.backend, worker_threads(max(workers, 1)), self.params)
         for attempt in range(RETRIES + 1):
             if not pending:
                 return
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(self.setup, ctx.Value("i", 0)))
+                                       initargs=(setup, ctx.Value("i", 0)))
             try:
                 _drain(pool, pending, fn, on_done)
                 return
@@ -91,6 +97,8 @@ class LocalPool:
 class DaskCluster:
     """Jobs on the Dask scheduler at ``address`` (which reschedules a lost worker's tasks itself).
     A Dask worker has no initializer of ours: it applies the set-up once, before its first job."""
+
+    parallel = True
 
     def __init__(self, address: str, backend: str = "tensorflow", params: Iterable[Any] = ()):
         self.address = address

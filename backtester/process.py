@@ -49,7 +49,9 @@ def setup(cfg, strategies: bool = True) -> None:
 
 
 def check(cfg) -> None:
-    """Refuse to run ``cfg`` in a process whose Keras backend is another one."""
+    """Refuse to run ``cfg`` in a process whose Keras backend is another one (where a strategy uses Keras)."""
+    if not any(spec.params.needs_backend() for spec in cfg.strategies.values()):
+        return
     current = loaded_backend() or os.environ.get("KERAS_BACKEND", "tensorflow")
     if current != cfg.backend:
         raise ConfigError(f"backend: the config asks for {cfg.backend!r} but this process uses {current!r}; call "

@@ -10,8 +10,10 @@ handed nothing later, keeps no state between calls, and returns a complete
 part, its fit record, its artifact folder), so finished segments can be reused
 and segments can run anywhere.
 
-If the fit fails (:class:`~backtester.errors.FailedRetrain`), the segment's
-forecasts come from the strategy's previous model, passed in as ``fallback``.
+If the fit fails (:class:`~backtester.errors.FailedRetrain`), the segment's forecasts come from
+``fallback``, the strategy's previous model, where the caller has it (inside a warm-start chain);
+otherwise it is left without forecasts and :func:`backtester.engine.assemble` gives it those of the
+previous model, reloaded from its artifact (:func:`issue_forecasts`).
 
 Examples
 --------
@@ -129,7 +131,7 @@ class SegmentResult:
         return self.record.status == "ok"
 
 
-def _call(strategy_name: str, what: str, fn, *args):
+def call(strategy_name: str, what: str, fn, *args):
     """Run a strategy method; an unexpected exception becomes a one-line StrategyError naming it."""
     try:
         return fn(*args)
@@ -151,7 +153,7 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
     """
     ends = np.arange(seg.first + 1, seg.stop + 1)
     if batched and isinstance(strategy, BatchForecaster):
-        values = np.asarray(_call(seg.strategy, "forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
+        values = np.asarray(call(seg.strategy, "forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
                             dtype="float64")
         if values.shape != (len(ends), seg.horizon):
             raise StrategyError(f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
@@ -159,7 +161,7 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
         return values
     out = np.empty((len(ends), seg.horizon))
     for j, end in enumerate(ends):
-        values = np.asarray(_call(seg.strategy, "forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
+        values = np.asarray(call(seg.strategy, "forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
                             dtype="float64")
         if values.shape != (seg.horizon,):
             raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
@@ -187,13 +189,13 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         need = params.min_train_bars(seg.horizon)
         if len(train) < need:
             raise FailedRetrain(f"{len(train)} training bars, need {need}")
-        strategy = _call(seg.strategy, "build()", params.build, seed)
+        strategy = call(seg.strategy, "build()", params.build, seed)
         if not isinstance(strategy, Strategy):
             raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
                                 f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
         if start_from is not None and isinstance(strategy, WarmStartable):
             strategy.start_from(start_from.strategy, start_from.model_version)
-        info = _call(seg.strategy, "fit()", strategy.fit, train, seg.horizon)
+        info = call(seg.strategy, "fit()", strategy.fit, train, seg.horizon)
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
     except FailedRetrain as exc:
         status = f"failed: {exc}"
@@ -211,9 +213,9 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         window_start=pd.Timestamp(int(train.time[0]), tz="UTC") if len(train) else None,
         window_end=pd.Timestamp(int(train.time[-1]), tz="UTC") if len(train) else None,
         train_bars=len(train),
-        samples=info.samples if info else 0,
-        train_loss=info.train_loss if info else float("nan"),
-        val_loss=info.val_loss if info else float("nan"),
+        samples=int(info.samples) if info else 0,  # plain numbers: the record goes to JSON and back
+        train_loss=float(info.train_loss) if info else float("nan"),
+        val_loss=float(info.val_loss) if info else float("nan"),
         seconds=fit_seconds,
         status=status,
         seed=seed,
@@ -272,7 +274,7 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext 
         strategy = result.model.strategy
         saved = isinstance(strategy, Restorable)
         if saved:
-            _call(seg.strategy, "save()", strategy.save, tmp)
+            call(seg.strategy, "save()", strategy.save, tmp)
         meta["restorable"] = saved
         meta["files"] = sorted(p.name for p in tmp.iterdir()) + ["artifact.json"]
         (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -351,13 +353,18 @@ def read_records(stage: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((Path(stage) / "segments").glob("*/*.json"))]
 
 
-def check_failures(records: list[FitRecord], max_failed: int) -> None:
-    """More than ``max_failed`` failed retrains in a row for one strategy is fatal."""
+def check_failures(strategy: str, statuses: list[str], max_failed: int) -> None:
+    """More than ``max_failed`` failed retrains in a row (``statuses`` in time order) for one strategy is fatal.
+
+    >>> check_failures("x", ["ok", "failed: NaN", "ok"], max_failed=1)
+    >>> check_failures("x", ["failed: NaN", "failed: NaN"], max_failed=1)
+    Traceback (most recent call last):
+    ...
+    backtester.errors.FatalError: strategy 'x': 2 retrains in a row failed (last: failed: NaN); check its parameters or raise backtest.max_failed_retrains
+    """
     run = 0
-    for r in records:
-        run = run + 1 if r.status != "ok" else 0
+    for status in statuses:
+        run = run + 1 if status != "ok" else 0
         if run > max_failed:
-            raise FatalError(
-                f"strategy {r.strategy!r}: {run} retrains in a row failed (last: {r.status}); "
-                "check its parameters or raise backtest.max_failed_retrains"
-            )
+            raise FatalError(f"strategy {strategy!r}: {run} retrains in a row failed (last: {status}); "
+                             "check its parameters or raise backtest.max_failed_retrains")

@@ -34,6 +34,7 @@ from .ewma import EwmaParams
 from .garch import GarchParams
 from .har import HarParams
 from .imported import ImportedParams
+from .keras_import import inspect_model, summary_lines
 from .keras_model import KerasParams
 from .loading import import_object
 from .lstm import LstmParams
@@ -52,7 +53,8 @@ REGISTRY: dict[str, type[Params]] = {
     "rolling_mean": RollingMeanParams,
 }
 
-__all__ = ["REGISTRY", "FitInfo", "Params", "Strategy", "strategy_class", "validate_params"]
+__all__ = ["REGISTRY", "FitInfo", "Params", "Strategy", "inspect_model", "strategy_class", "summary_lines",
+           "validate_params"]  # inspect_model, summary_lines: `backtest model inspect`
 
 
 def _entry_points() -> dict[str, Any]:

@@ -187,6 +187,10 @@ class Params(BaseModel):
         """A cheap variant (one epoch, no tuning) that ``backtest plan --estimate`` times."""
         return self
 
+    def needs_backend(self) -> bool:
+        """Whether it runs on the config's ``backend`` (a Keras model does; a baseline does not)."""
+        return False
+
     def worker_setup(self) -> None:
         """Process-wide set-up a worker process does once before it runs this strategy (e.g. import
         Keras quietly); called in the worker initializer, never during a fit."""

@@ -433,6 +433,9 @@ class WindowedKerasParams(Params):
     def timing_copy(self) -> WindowedKerasParams:
         return self.model_copy(update={"epochs": 1, "tuning": None})
 
+    def needs_backend(self) -> bool:
+        return True
+
     def worker_setup(self) -> None:
         keras_module()  # imported now, so a segment's fit time is not the worker's start-up
 

@@ -199,9 +199,15 @@ def test_unknown_backend_is_one_line(minute_file, tmp_path):
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "backend: Input should be 'tensorflow' or 'jax'" in res.output
-    raw["backend"] = "jax"
+    raw["backend"], raw["strategies"] = "jax", {"lstm": TINY_LSTM}
     keras_module()  # this process is on tensorflow (the suite's in-process backend)
     with pytest.raises(ConfigError, match=r"backend: Keras is already loaded with the 'tensorflow' backend"):
         parse_config(raw, before_strategies=choose_backend)  # what the CLI does
     with pytest.raises(ConfigError, match=r"backend: the config asks for 'jax' but this process uses 'tensorflow'"):
         run(parse_config(raw))  # the API without backtester.process.setup
+
+
+def test_a_baseline_only_run_ignores_the_keras_backend_of_the_process(minute_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # e.g. exported in the user's shell; no strategy here uses Keras
+    done = run(parse_config(base_config(minute_file, tmp_path, naive={}, har={"type": "har"})))
+    assert set(done.forecasts["strategy"]) == {"naive", "har"}

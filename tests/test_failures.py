@@ -52,12 +52,12 @@ class Spec:
     type: str = "flaky"
 
 
-def run_flaky(fail_at=(), max_failed=3, mode="fail"):
+def run_flaky(fail_at=(), max_failed=3, mode="fail", cls=Flaky):
     versions = {retrain_seed(0, "flaky", t): k for k, t in enumerate(RETRAINS, start=1)}
 
     class Params_(FlakyParams):
         def build(self, seed):  # a pure factory: the retrain's seed says which retrain it is
-            return Flaky(versions[seed] in self.fail_at, self.mode)
+            return cls(versions[seed] in self.fail_at, self.mode)
 
     params = Params_(fail_at=fail_at, mode=mode)
     windows = tuple(training_window(WindowConfig(), BARS, t) for t in RETRAINS)
@@ -88,6 +88,19 @@ def test_no_model_yet_means_no_forecast():
 def test_too_many_failures_in_a_row_are_fatal():
     with pytest.raises(FatalError, match=r"strategy 'flaky': 2 retrains in a row failed \(last: failed: loss is NaN\)"):
         run_flaky(fail_at=(2, 3), max_failed=1)
+
+
+def test_too_many_failures_stop_the_run_before_the_rest_is_fitted():
+    fits = []
+
+    class Counted(Flaky):
+        def fit(self, train, horizon):
+            fits.append(len(train))
+            return super().fit(train, horizon)
+
+    with pytest.raises(FatalError, match=r"2 retrains in a row failed"):
+        run_flaky(fail_at=(1, 2, 3, 4), max_failed=1, cls=Counted)
+    assert len(fits) == 2  # the third and fourth retrains never trained
 
 
 def test_a_strategy_that_raises_or_returns_the_wrong_shape_is_named():
