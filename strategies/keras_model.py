@@ -31,6 +31,7 @@ A user's builder (``type: keras``)::
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -440,6 +441,29 @@ class WindowedKerasParams(Params):
         keras_module()  # imported now, so a segment's fit time is not the worker's start-up
 
 
+def check_builder_signature(fn: Callable, path: str) -> None:
+    """Refuse a callable that cannot take ``(hp, memory, steps)``, before it is ever called with them.
+
+    >>> check_builder_signature(lambda hp, memory, steps: None, "ok")
+    >>> import os
+    >>> check_builder_signature(os.system, "os:system")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'os:system' takes (command), not (hp, memory, steps); point builder at a function build(hp, memory, steps)
+    """
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path!r}: its signature cannot be read, so it is not called; point builder at a Python "
+                         "function build(hp, memory, steps)") from None
+    try:
+        sig.bind(None, None, None)
+    except TypeError:
+        params = ", ".join(str(p) for p in sig.parameters.values())
+        raise ValueError(f"{path!r} takes ({params}), not (hp, memory, steps); point builder at a function "
+                         "build(hp, memory, steps)") from None
+
+
 class KerasParams(WindowedKerasParams):
     """``type: keras``: your own builder, ``"package.module:function"``."""
 
@@ -458,6 +482,7 @@ class KerasParams(WindowedKerasParams):
             raise ValueError(str(exc).removeprefix("builder: ")) from None
         if not callable(fn):
             raise ValueError(f"{v!r} is {type(fn).__name__}, not a function build(hp, memory, steps)")
+        check_builder_signature(fn, v)
         return v
 
     def builder_path(self) -> str:
