@@ -154,6 +154,7 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
             params.update(params_by_segment(spec.params, plan.segments(name), tunings))
         workers: dict[str, float] = {}
         segments = {s.key: s for s in plan.segments()}
+        in_order = {name: [s.key for s in plan.segments(name)] for name in specs}  # each strategy's, in time order
         statuses: dict[str, str] = {}
 
         def finished(job: ChainJob, done: ChainDone) -> None:
@@ -162,7 +163,8 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
                 statuses[key] = status
                 if on_segment is not None:
                     on_segment(segments[key])
-            stop_early(plan, job.segments[0].strategy, statuses, settings.max_failed)
+            name = job.segments[0].strategy
+            stop_early(name, in_order[name], statuses, settings.max_failed)
 
         executor.run(run_chain, chains(walk, params, longest_first=executor.parallel), finished)
         out = assemble(walk, params)
@@ -170,14 +172,14 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     return out
 
 
-def stop_early(plan: Plan, strategy: str, statuses: dict[str, str], max_failed: int) -> None:
+def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_failed: int) -> None:
     """Stop the run as soon as the strategy's finished retrains, read in time order up to the first one
     not finished yet, hold more than ``max_failed`` failures in a row (the rest would be wasted)."""
     known = []
-    for seg in plan.segments(strategy):
-        if seg.key not in statuses:
+    for key in keys:
+        if key not in statuses:
             break
-        known.append(statuses[seg.key])
+        known.append(statuses[key])
     check_failures(strategy, known, max_failed)
 
 
