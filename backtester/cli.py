@@ -1,23 +1,81 @@
 """``backtest``: a thin click layer over :mod:`backtester.runner`.
 
-Every user error prints one line ``error: ...`` to stderr and exits with status 2.
+Exit codes: 0 done; 1 a check failed (``audit``, ``model predict``) or an internal error; 2 bad input
+(config, data, model files: one line ``error: ...``, nothing written); 3 a run stopped by its failure
+policy (too many failed retrains, a leak found); 130 Ctrl-C; 143 SIGTERM. ``backtest --debug ...``
+prints the traceback behind an error.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from .errors import BacktestError
+from .errors import BacktestError, FatalError
+from .interrupt import exit_code, install as install_signals
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
+_DEBUG = [os.environ.get("BACKTEST_DEBUG", "") not in ("", "0")]
 
 
 def _fail(exc: BacktestError, overrides: tuple[str, ...] = ()) -> None:
+    if _DEBUG[0]:
+        traceback.print_exception(exc)
     click.echo(f"error: {_blame(str(exc), overrides)}", err=True)
-    sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_STOPPED if isinstance(exc, FatalError) else EXIT_USAGE)
+
+
+def entry() -> None:
+    """The ``backtest`` command: :func:`main`, then a hard exit with its status.
+
+    Native thread pools (Arrow's, XLA's) can abort or crash while the interpreter tears itself down
+    (``terminate called without an active exception``, apache/arrow#34314; a segfault after Ctrl-C
+    mid-training), turning a finished command into exit -6 or -11. So once the command is done and
+    Python's exit handlers have run, the process ends with ``os._exit``, skipping that teardown.
+    """
+    install_signals()
+    code = 0
+    try:
+        returned = main(standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0  # --help, --version
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            click.echo(exc.code, err=True)
+    except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt it caught
+        code = exit_code(exc.__context__) if isinstance(exc.__context__, KeyboardInterrupt) else 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt as exc:  # outside a command's own handler (e.g. while importing)
+        click.echo("\ninterrupted", err=True)
+        code = exit_code(exc)
+    except Exception as exc:  # a bug of ours or a library's: one line, the traceback with --debug
+        if _DEBUG[0]:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"error: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
+                   err=True)
+        code = 1
+    _hard_exit(code)
+
+
+def _hard_exit(code: int) -> None:
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _blame(message: str, overrides: tuple[str, ...]) -> str:
@@ -54,8 +112,11 @@ backend_option = click.option("--backend", type=click.Choice(["tensorflow", "jax
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="backtester")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the traceback behind an error.")
+def main(debug: bool) -> None:
     """Walk-forward backtests of volatility forecasts."""
+    if debug:
+        _DEBUG[0] = True
 
 
 @main.command()
@@ -85,12 +146,12 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         result = run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log)
     except BacktestError as exc:
         _fail(exc, overrides)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         from .runner import target_dir
 
         click.echo(f"\ninterrupted: nothing was written to {target_dir(cfg)}/ and any earlier run there is untouched; "
                    "run the same command again to start over", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     if not quiet:
         click.echo(_summary_table(result))
         secs = result.manifest["seconds"]
@@ -216,9 +277,9 @@ def train(config: str, overrides: tuple[str, ...], backend: str | None, until: s
         done = train_models(cfg, until=until, only=only, out=out, force=force, log=log)
     except BacktestError as exc:
         _fail(exc, overrides)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo("\ninterrupted: nothing was written; run the same command again", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     if not quiet:
         for name, folder in done.models.items():
             click.echo(f"{name}: {folder}")

@@ -60,7 +60,7 @@ def project(tmp_path_factory):
 
 def backtest(project, line: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-c", "from backtester.cli import main; main()", *line.split()[1:]]
+    args = [sys.executable, "-c", "from backtester.cli import entry; entry()", *line.split()[1:]]
     return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
