@@ -397,6 +397,28 @@ def report(run_dir: str) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--sample", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Segments recomputed per strategy (always its first and last).")
+@click.option("--strategy", "only", multiple=True, metavar="NAME", help="Audit only this strategy (repeatable).")
+@backend_option
+def audit(run_dir: str, sample: int, only: tuple[str, ...], backend: str | None) -> None:
+    """Prove that no forecast of RUN_DIR saw the future: recompute sampled segments on truncated and
+    on poisoned data, check artifacts and rows; exit 1 naming the first offending strategy and time."""
+    try:
+        from .audit import audit as audit_run
+
+        report = audit_run(Path(run_dir), sample=sample, only=only, backend=backend,
+                           log=lambda msg: click.echo(msg, err=True))
+    except BacktestError as exc:
+        _fail(exc)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.group()
 def model() -> None:
     """Saved models: reload a retrain's artifact (results/<run>/models/<strategy>/<version>/) or inspect a .h5/.keras file."""
