@@ -127,12 +127,19 @@ def main(debug: bool) -> None:
               help="Run segments on N local worker processes (overrides execution.jobs).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (overrides execution.scheduler).")
-@click.option("--force", is_flag=True, help="Replace an existing results directory of the same name.")
+@click.option("--force", is_flag=True, help="Replace an existing results directory of the same name "
+              "(reusing its finished segments that are still valid).")
+@click.option("--fresh", is_flag=True, help="Compute every segment again: ignore the segments finished by an "
+              "interrupted run or by the run being replaced.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
 @click.option("-q", "--quiet", count=True, help="No progress bar or tables, only where the results went; -qq: nothing.")
 def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int | None, scheduler: str | None,
-        force: bool, dry_run: bool, quiet: int) -> None:
-    """Run the backtest described by CONFIG and write results/<name>/."""
+        force: bool, fresh: bool, dry_run: bool, quiet: int) -> None:
+    """Run the backtest described by CONFIG and write results/<name>/.
+
+    Interrupted (Ctrl-C, kill) or edited, the same command again reuses every segment already
+    finished under the same key and computes only the rest."""
+    cfg = None
     try:
         extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
         extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
@@ -143,14 +150,11 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         from .runner import run as run_backtest
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-        result = run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log)
+        result = run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log, fresh=fresh)
     except BacktestError as exc:
         _fail(exc, overrides)
     except KeyboardInterrupt as exc:
-        from .runner import target_dir
-
-        click.echo(f"\ninterrupted: nothing was written to {target_dir(cfg)}/ and any earlier run there is untouched; "
-                   "run the same command again to start over", err=True)
+        click.echo(f"\n{_interrupted(cfg)}", err=True)
         sys.exit(exit_code(exc))
     if not quiet:
         click.echo(_summary_table(result))
@@ -162,22 +166,38 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         click.echo(f"wrote {result.out_dir}/")
 
 
+def _interrupted(cfg) -> str:
+    """What an interrupted run kept, and that the same command continues it."""
+    if cfg is None:
+        return "interrupted: nothing was written"
+    from .rundir import finished_segments, stage_dir
+    from .runner import target_dir
+
+    out, stage = target_dir(cfg), stage_dir(target_dir(cfg))
+    kept = finished_segments(stage) if stage.is_dir() else 0
+    earlier = " (the earlier run there is untouched)" if (out / "manifest.json").is_file() else ""
+    if kept == 0:
+        return f"interrupted: nothing was written to {out}/{earlier}; run the same command again to start over"
+    return (f"interrupted: kept {kept} finished segment{'s' * (kept != 1)} in {stage}/; nothing was written to "
+            f"{out}/{earlier}; run the same command again to continue")
+
+
 class ProgressBar:
     """A progress bar over a run's retrains, its time left estimated from the fits' expected cost.
 
-    The run calls it as ``progress(plan, None)`` once the plan is known, then ``progress(plan, segment)``
-    as each segment finishes.
+    The run calls it as ``progress(plan, None, False)`` once the plan is known, then ``progress(plan,
+    segment, reused)`` as each segment is done (a reused one leaves the time estimate alone).
     """
 
     def __init__(self, cfg):
         self.specs = cfg.run_strategies()
         self.bar = None
 
-    def __call__(self, plan, segment) -> None:
+    def __call__(self, plan, segment, reused: bool = False) -> None:
         if segment is None:
             self._start(plan)
         elif self.bar is not None:
-            self._advance(segment)
+            self._advance(segment, reused)
 
     def _start(self, plan) -> None:
         from tqdm import tqdm
@@ -196,9 +216,12 @@ class ProgressBar:
         self.bar = tqdm(total=len(self.costs), unit="retrain", desc="walk-forward", file=sys.stderr, mininterval=0.5,
                         leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}")
 
-    def _advance(self, seg) -> None:
+    def _advance(self, seg, reused: bool = False) -> None:
         bar = self.bar
-        self.done += self.costs.get(seg.key, 0.0)
+        if reused:  # found finished: nothing ran, so it tells nothing about the time left
+            self.total -= self.costs.get(seg.key, 0.0)
+        else:
+            self.done += self.costs.get(seg.key, 0.0)
         elapsed = bar.format_dict["elapsed"]
         left = elapsed * (self.total - self.done) / self.done if self.done > 0 else float("nan")
         eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""

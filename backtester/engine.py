@@ -39,11 +39,15 @@ from .artifacts import read_meta
 from .executors import Executor, InProcess, cost_order
 from .errors import FatalError
 from .plan import Plan
+from .interrupt import check as check_interrupt
 from .recorder import combine_rows
+from .rundir import versions
 from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
                       call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
-from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning
+from .store import (RunKeyBase, adopt, adopt_tuning, is_stored, prune, segment_keys, stored_key,
+                    stored_tuning_key, tuning_key)
+from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning, tuning_dir
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,16 @@ class ChainJob:
     settings: Settings
     stage: Path
     context: RunContext | None = None
+    keys: tuple[str | None, ...] = ()  # each segment's store key (backtester.store); () : compute all
 
 
 @dataclass(frozen=True)
 class ChainDone:
-    """What a worker sends back: who ran the chain, and per segment its busy seconds and fit status."""
+    """What a worker sends back: who ran the chain, and per segment its busy seconds, fit status and
+    whether it was found finished in the store (then nothing ran)."""
 
     worker: str
-    segments: tuple[tuple[str, float, str], ...]  # (segment key, fit + forecast seconds, status)
+    segments: tuple[tuple[str, float, str, bool], ...]  # (segment key, fit + forecast seconds, status, reused)
 
 
 def run_chain(job: ChainJob) -> ChainDone:
@@ -96,19 +102,55 @@ def run_chain(job: ChainJob) -> ChainDone:
 
     In a chain of several (a warm start) each fit continues the last good model, and a failed
     fit's forecasts come from it; a chain of one leaves a failed fit without forecasts for
-    :func:`assemble` to fill in.
+    :func:`assemble` to fill in. Segments already finished under the same key are skipped; a chain
+    resumes after the last of them whose model it can reload from its artifact (else from its start).
     """
-    live: LiveModel | None = None
+    keys = job.keys or (None,) * len(job.segments)
+    start, live = resume_point(job, keys)
     done = []
-    for seg, params in zip(job.segments, job.params):
+    for k, (seg, params, key) in enumerate(zip(job.segments, job.params, keys)):
+        if k < start:
+            record = read_segment(job.stage, seg).record
+            done.append((seg.key, 0.0, record.status, True))
+            continue
+        check_interrupt()
         chained = params.chains()
         res = run_segment(seg, params, job.series, job.bars, job.settings.run_seed, fallback=live,
                           batched=job.settings.batched, start_from=live if chained else None)
-        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models)
+        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models, key)
         if res.ok:
             live = res.model
-        done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status))
+        done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
     return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done))
+
+
+def resume_point(job: ChainJob, keys: tuple[str | None, ...]) -> tuple[int, LiveModel | None]:
+    """How many of the chain's first segments are finished in the store, and the model to go on from
+    (the last good one among them, reloaded from its artifact)."""
+    need = job.settings.save_models and job.context is not None
+    n = 0
+    while n < len(keys) and keys[n] is not None and is_stored(job.stage, job.segments[n], keys[n], need):
+        n += 1
+    if n == 0 or n == len(keys) or not job.params[0].chains():
+        return n, None
+    for k in range(n - 1, -1, -1):
+        stored = read_segment(job.stage, job.segments[k])
+        if stored.ok:
+            folder = artifact_dir(job.stage, job.segments[k].strategy, job.segments[k].model_version)
+            live = reload_model(folder, stored, job.segments[k], job.params[k])
+            return (n, live) if live is not None else (0, None)
+    return n, None
+
+
+def reload_model(folder: Path, stored: StoredSegment, seg: Segment, params: Any) -> LiveModel | None:
+    """The model a finished segment saved in ``folder``, or None if it saved none it can reload."""
+    if stored.record.artifact is None or not (folder / "artifact.json").is_file():
+        return None
+    if not read_meta(folder).get("restorable", False):
+        return None
+    strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
+    call(seg.strategy, "load()", strategy.load, folder)
+    return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
 
 
 @dataclass
@@ -120,6 +162,8 @@ class EngineResult:
     segments: int = 0
     workers: dict[str, float] = field(default_factory=dict)  # busy seconds per worker
     tunings: dict[str, TuneResult] = field(default_factory=dict)  # by segment key
+    reused: int = 0  # segments found finished in the store (nothing ran)
+    adopted: int = 0  # of those, taken from the finished run being replaced
 
     @property
     def compute_seconds(self) -> float:
@@ -129,10 +173,16 @@ class EngineResult:
 
 def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: Settings, stage: Path | None = None,
                context: RunContext | None = None, executor: Executor | None = None,
-               on_segment: Callable[[Segment], None] | None = None) -> EngineResult:
+               on_segment: Callable[[Segment, bool], None] | None = None, resume: bool = False,
+               previous: Path | None = None) -> EngineResult:
     """Run every segment of ``plan`` on ``executor`` (default: this process), writing each to ``stage``
     (default: a temporary directory), and assemble the result. Artifacts are written only with
     ``settings.save_models`` and a ``context`` (what they record about the run).
+
+    ``resume``: ``stage`` may hold an interrupted run's segments; every segment and tuning finished
+    there or in ``previous`` (the finished run this one replaces) under the same key
+    (:mod:`backtester.store`) is reused, and everything else in ``stage`` is removed first.
+    ``on_segment(segment, reused)`` is called as each segment is done.
 
     >>> import numpy as np, pandas as pd
     >>> from backtester.config import parse_config
@@ -148,31 +198,69 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     executor = executor or InProcess()
     with _staging(stage) as where:
         walk = Walk(plan, specs, series, settings, where, context)
-        tunings = run_tunings(walk, executor)
+        base = key_base(walk)
+        tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
+                       for s in plan.segments() if s.tune} if resume else {}
+        if resume and previous is not None:
+            for seg in plan.segments():
+                if seg.key in tuning_keys and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key] \
+                        and stored_tuning_key(tuning_dir(previous, seg)) == tuning_keys[seg.key]:
+                    adopt_tuning(where, previous, seg)
+        tunings = run_tunings(walk, executor, tuning_keys)
         params = {}
         for name, spec in specs.items():
             params.update(params_by_segment(spec.params, plan.segments(name), tunings))
+        keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
+                            params, series) if resume else {}
+        adopted = reuse(walk, keys, tuning_keys, previous) if resume else set()
         workers: dict[str, float] = {}
         segments = {s.key: s for s in plan.segments()}
         in_order = {name: [s.key for s in plan.segments(name)] for name in specs}  # each strategy's, in time order
         statuses: dict[str, str] = {}
+        reused: set[str] = set()
 
         def finished(job: ChainJob, done: ChainDone) -> None:
-            for key, seconds, status in done.segments:
+            for key, seconds, status, was_reused in done.segments:
                 workers[done.worker] = workers.get(done.worker, 0.0) + seconds
                 statuses[key] = status
+                if was_reused:
+                    reused.add(key)
                 if on_segment is not None:
-                    on_segment(segments[key])
+                    on_segment(segments[key], was_reused)
             name = job.segments[0].strategy
-            stop_early(name, in_order[name], statuses, settings.max_failed)
+            stop_early(name, in_order[name], statuses, settings.max_failed, segments)
+            check_interrupt()
 
-        executor.run(run_chain, chains(walk, params, longest_first=executor.parallel), finished)
-        out = assemble(walk, params)
+        executor.run(run_chain, chains(walk, params, longest_first=executor.parallel, keys=keys), finished)
+        out = assemble(walk, params, reused)
     out.workers, out.tunings = workers, tunings
+    out.reused, out.adopted = len(reused), len(adopted & reused)
     return out
 
 
-def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_failed: int) -> None:
+def key_base(walk: Walk) -> RunKeyBase:
+    ctx = walk.context
+    return RunKeyBase.current(ctx.versions if ctx is not None and ctx.versions else versions(),
+                              ctx.backend if ctx is not None else None, walk.settings.run_seed, walk.settings.batched)
+
+
+def reuse(walk: Walk, keys: dict[str, str], tuning_keys: dict[str, str], previous: Path | None) -> set[str]:
+    """Keep in the staging directory only what matches its key; link in the finished segments of the
+    run being replaced that the staging directory lacks. Returns the keys of those taken over."""
+    need = walk.settings.save_models and walk.context is not None
+    segments = walk.plan.segments()
+    prune(walk.stage, segments, keys, need, tuning_keys)
+    adopted = set()
+    if previous is not None and Path(previous).is_dir():
+        for seg in segments:
+            if not is_stored(walk.stage, seg, keys[seg.key], need) and is_stored(previous, seg, keys[seg.key], need):
+                adopt(walk.stage, Path(previous), seg)
+                adopted.add(seg.key)
+    return adopted
+
+
+def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_failed: int,
+               segments: dict[str, Segment] | None = None) -> None:
     """Stop the run as soon as the strategy's finished retrains, read in time order up to the first one
     not finished yet, hold more than ``max_failed`` failures in a row (the rest would be wasted)."""
     known = []
@@ -180,7 +268,8 @@ def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_fai
         if key not in statuses:
             break
         known.append(statuses[key])
-    check_failures(strategy, known, max_failed)
+    times = [segments[k].retrain_time for k in keys[:len(known)]] if segments else None
+    check_failures(strategy, known, max_failed, times)
 
 
 @contextmanager
@@ -195,16 +284,19 @@ def _staging(stage: Path | None) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_tunings(walk: Walk, executor: Executor) -> dict[str, TuneResult]:
-    """Every tuning retrain's search, as jobs on ``executor``; results by segment key."""
-    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage)
+def run_tunings(walk: Walk, executor: Executor, keys: dict[str, str] | None = None) -> dict[str, TuneResult]:
+    """Every tuning retrain's search, as jobs on ``executor`` (one finished under its key is read back);
+    results by segment key."""
+    keys = keys or {}
+    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage, keys.get(s.key))
             for s in walk.plan.segments() if s.tune]
     out: dict[str, TuneResult] = {}
     executor.run(run_tuning, jobs, lambda job, result: out.__setitem__(job.segment.key, result))
     return out
 
 
-def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True) -> list[ChainJob]:
+def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True,
+           keys: dict[str, str] | None = None) -> list[ChainJob]:
     """The plan's segments as chains (a chaining strategy's in one, any other segment alone): longest first
     for executors that run them at once, else in plan order (strategy by strategy, in time order, so that
     a strategy failing every fit stops the run at once)."""
@@ -215,15 +307,18 @@ def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True) -> li
     if longest_first:
         cost = {k: sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in g) for k, g in groups.items()}
         order = cost_order(cost.items())
+    keys = keys or {}
     return [ChainJob(tuple(groups[k]), tuple(params[s.key] for s in groups[k]), walk.specs[groups[k][0].strategy],
-                     walk.series, walk.plan.bars, walk.settings, walk.stage, walk.context)
+                     walk.series, walk.plan.bars, walk.settings, walk.stage, walk.context,
+                     tuple(keys.get(s.key) for s in groups[k]) if keys else ())
             for k in order]
 
 
-def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
+def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset()) -> EngineResult:
     """Read every finished segment back from the staging directory, strategy by strategy in time order;
     give a failed fit without forecasts those of the strategy's previous good model; stop the run once
-    more than ``max_failed`` fits in a row failed."""
+    more than ``max_failed`` fits in a row failed. Seconds count the segments computed in this run
+    (not those in ``reused``)."""
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
     parts = []
     for name in walk.specs:
@@ -232,18 +327,21 @@ def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
         live: LiveModel | None = None
         for seg in walk.plan.segments(name):
             stored = read_segment(walk.stage, seg)
-            # a failed fit of a chain of one has no forecasts yet (a chain made its own from its last good model)
-            if not stored.ok and last_ok is not None and stored.record.model_version == seg.model_version:
+            # a failed fit of a chain of one gets the previous good model's forecasts here, every time (the
+            # previous segment may have been recomputed since); a chain made its own from its last good model
+            if not stored.ok and last_ok is not None and not params[seg.key].chains():
                 if live is None or live.model_version != last_ok[0].model_version:
                     live = previous_model(walk, *last_ok, params[last_ok[0].key])
                 stored = fall_back(walk, seg, stored, live, params[seg.key])
             if stored.ok:
                 last_ok = (seg, stored)
             records.append(stored.record)
-            check_failures(name, [r.status for r in records], walk.settings.max_failed)
+            check_failures(name, [r.status for r in records], walk.settings.max_failed,
+                           [r.retrain_time for r in records])
             parts.append(stored.rows)
-            out.fit_seconds += stored.fit_seconds
-            out.predict_seconds += stored.predict_seconds
+            if seg.key not in reused:
+                out.fit_seconds += stored.fit_seconds
+                out.predict_seconds += stored.predict_seconds
             out.segments += 1
         out.records.extend(records)
     out.forecasts = combine_rows(parts)
@@ -252,12 +350,9 @@ def assemble(walk: Walk, params: dict[str, Any]) -> EngineResult:
 
 def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any) -> LiveModel:
     """The model a finished segment fitted: reloaded from its artifact, else fitted again (deterministic)."""
-    folder = artifact_dir(walk.stage, seg.strategy, seg.model_version)
-    if stored.record.artifact is not None and (folder / "artifact.json").is_file():
-        if read_meta(folder).get("restorable", False):
-            strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
-            call(seg.strategy, "load()", strategy.load, folder)
-            return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
+    live = reload_model(artifact_dir(walk.stage, seg.strategy, seg.model_version), stored, seg, params)
+    if live is not None:
+        return live
     fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
     refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
     if refit.model is None or refit.model.model_version != seg.model_version:
@@ -267,11 +362,13 @@ def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any)
 
 
 def fall_back(walk: Walk, seg: Segment, stored: StoredSegment, live: LiveModel, params: Any) -> StoredSegment:
-    """A failed fit's segment with the forecasts of ``live`` (the previous good model), written back."""
+    """A failed fit's segment with the forecasts of ``live`` (the previous good model), written back
+    (under the same key: the failed fit itself is what the key describes)."""
     t0 = time.perf_counter()
     rows = issue_forecasts(seg, live, walk.series.upto(seg.stop), walk.plan.bars, walk.settings.batched)
     seconds = time.perf_counter() - t0
     record = replace(stored.record, model_version=live.model_version)
     res = SegmentResult(seg, record, rows, live, stored.fit_seconds, seconds)
-    write_segment(walk.stage, res, replace(walk.specs[seg.strategy], params=params), walk.context, False)
+    key = stored_key(walk.stage, seg)
+    write_segment(walk.stage, res, replace(walk.specs[seg.strategy], params=params), walk.context, False, key)
     return StoredSegment(record, rows, stored.fit_seconds, seconds)

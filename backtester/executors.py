@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor as _FuturesExecutor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -85,13 +88,18 @@ class LocalPool:
                                        initargs=(setup, ctx.Value("i", 0)))
             try:
                 _drain(pool, pending, fn, on_done)
-                return
             except BrokenProcessPool:
+                pool.shutdown(wait=True)
                 if attempt == RETRIES:
                     raise BacktestError(f"a worker process died {RETRIES + 1} times (out of memory?); "
                                         f"{len(pending)} jobs did not finish; try fewer --jobs") from None
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                continue
+            except BaseException:  # interrupted, or a job's error stops the run: stop the workers now, mid-job
+                _terminate(pool)
+                pool.shutdown(wait=True)
+                raise
+            pool.shutdown(wait=True)
+            return
 
 
 class DaskCluster:
@@ -109,8 +117,13 @@ class DaskCluster:
         if not pending:
             return
         client = dask_client(self.address)
+        executor = client.get_executor()
         try:
-            _drain(client.get_executor(), pending, partial(_set_up_first, self.setup, fn), on_done)
+            _drain(executor, pending, partial(_set_up_first, self.setup, fn), on_done)
+        except BaseException:
+            for fut in list(getattr(executor, "_futures", ())):  # the cluster drops what has not started
+                fut.cancel()
+            raise
         finally:
             client.close()
 
@@ -143,8 +156,36 @@ def _set_up_first(setup: WorkerSetup, fn: Callable[[Any], Any], job: Any) -> Any
     return fn(job)
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers at once, mid-job (what they finished is on disk already)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _exit_with_parent(poll: float = 0.5) -> None:
+    """End this worker process as soon as its parent is gone (killed with -9: nothing else tells it)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(setup: WorkerSetup, counter) -> None:
-    """A local worker's start: its core, its thread budget and backend, then each strategy's set-up."""
+    """A local worker's start: its core, its thread budget and backend, then each strategy's set-up.
+    It ignores Ctrl-C (the parent stops it) and exits by itself when the parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _exit_with_parent()
     if setup.threads == 1 and hasattr(os, "sched_setaffinity"):
         # one core each: workers that float between cores run each step slower (measured, bench/README.md)
         with counter.get_lock():
@@ -174,10 +215,6 @@ def _drain(executor: _FuturesExecutor, pending: list, fn: Callable, on_done: OnD
                 result = fut.result()
                 finished.add(k)
                 on_done(pending[k], result)
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
     finally:
         pending[:] = [job for k, job in enumerate(pending) if k not in finished]
 

@@ -2,8 +2,10 @@
 
 :func:`install` makes both signals raise :class:`Interrupted` (a ``KeyboardInterrupt``) in the main
 thread and remembers that they came. A ``KeyboardInterrupt`` raised while Python runs a finaliser or
-a callback is printed and dropped by the interpreter; :func:`check` raises it again at the engine's
-next step, so an interruption is never lost. A SIGINT that the parent shell ignores (a background
+a garbage-collector callback (JAX has one) is dropped by the interpreter: it is not printed, the
+signal is delivered again a moment later, and :func:`check` raises it again at the engine's next step,
+so an interruption is never lost. Once it has been handled (:func:`exit_code`), later deliveries are
+ignored. A SIGINT that the parent shell ignores (a background
 job of a non-interactive shell) stays ignored, as it does for any Unix program.
 
 Examples
@@ -14,9 +16,13 @@ Examples
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import threading
 
 _received: list[int] = []
+_settled: list[bool] = []
 
 
 class Interrupted(KeyboardInterrupt):
@@ -28,8 +34,22 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _handler(signum, frame) -> None:
+    if _settled:
+        return
     _received.append(signum)
     raise Interrupted(signum)
+
+
+def _unraisable(hook):
+    def drop_interrupts(info) -> None:
+        if isinstance(info.exc_value, Interrupted):  # swallowed where it cannot propagate: deliver it again
+            if not _settled:
+                signum = info.exc_value.signum
+                threading.Timer(0.05, lambda: _settled or os.kill(os.getpid(), signum)).start()
+            return
+        hook(info)
+
+    return drop_interrupts
 
 
 def install() -> None:
@@ -37,6 +57,7 @@ def install() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def check() -> None:
@@ -46,5 +67,7 @@ def check() -> None:
 
 
 def exit_code(exc: BaseException) -> int:
-    """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM."""
+    """128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM. The interruption is handled now:
+    signals that come after it (a second Ctrl-C) no longer interrupt the exit."""
+    _settled.append(True)
     return 128 + getattr(exc, "signum", signal.SIGINT)

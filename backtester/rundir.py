@@ -1,9 +1,13 @@
 """The run directory: staged beside its final place, swapped in whole, with a manifest of what made it.
 
-``backtest run`` and ``backtest train`` both write into a hidden staging directory
-``.<name>.partial-<pid>/`` next to ``results/<name>/`` and move it into place only when it is
-complete, so a failed or interrupted command never leaves a directory that looks finished, and
-``--force`` replaces an old one only once the new one is whole.
+``backtest run`` writes into a hidden staging directory ``.<name>.partial/`` next to
+``results/<name>/`` and moves it into place only when it is complete, so a failed or interrupted
+command never leaves a directory that looks finished, and ``--force`` replaces an old one only once
+the new one is whole. The staging directory outlives an interrupted or killed run: the same command
+again finds its finished segments there (:mod:`backtester.store`). One process at a time writes a
+run: :func:`run_lock` holds an exclusive lock on ``.<name>.lock`` (released by the kernel when the
+process dies, however it dies). ``backtest train`` stages in ``.<name>.partial-<pid>/``, removed if
+it fails.
 
 Examples
 --------
@@ -18,10 +22,14 @@ Examples
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +38,7 @@ from typing import Iterator
 from . import __version__
 from .errors import OutputError
 
-PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "arch",
+PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "jax", "jaxlib", "arch",
             "exchange-calendars", "pydantic")
 
 
@@ -56,6 +64,85 @@ def staging(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def stage_dir(out: Path) -> Path:
+    """Where ``backtest run`` builds ``out``: ``.<name>.partial/`` beside it (absolute: workers may run elsewhere)."""
+    return Path(out).parent.resolve() / f".{Path(out).name}.partial"
+
+
+@contextmanager
+def run_stage(out: Path, fresh: bool = False) -> Iterator[Path]:
+    """The staging directory of ``out``, kept from an interrupted run unless ``fresh`` (call it holding
+    :func:`run_lock`). What a killed process left beside ``out`` is tidied first: an older version's
+    ``.<name>.partial-<pid>/`` is removed, and a finished run moved aside by a swap that was cut short
+    (``.<name>.old-<pid>/`` with no ``<name>/``) is put back."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if not out.exists() and (old / "manifest.json").is_file():
+            os.replace(old, out)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for old in out.parent.glob(f".{out.name}.partial-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    stage = stage_dir(out)
+    if fresh and stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(exist_ok=True)
+    yield stage
+
+
+def finished_segments(stage: Path) -> int:
+    """How many finished segments a staging directory holds."""
+    return sum(1 for _ in (Path(stage) / "segments").glob("*/*.json"))
+
+
+@contextmanager
+def run_lock(out: Path, log=lambda msg: None) -> Iterator[None]:
+    """Hold the exclusive lock on ``out``'s run while the block runs; a second writer is refused with
+    one line naming the process that holds it. A lock left by a killed process is free (the kernel drops
+    it with the process) and is taken over, with a note."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        who = f"pid {holder.get('pid', '?')}" + (f", started {holder['started']}" if "started" in holder else "")
+        raise OutputError(f"{out}: another backtest ({who}) is writing this run; wait for it to finish or stop "
+                          f"it (kill {holder.get('pid', '<pid>')}), then run the same command again") from None
+    try:
+        before = _holder(fd)
+        if before.get("pid") not in (None, os.getpid()) and not _alive(before["pid"]):
+            log(f"note: took over the lock of {out} from pid {before['pid']}, which is gone")
+        me = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield
+        os.ftruncate(fd, 0)  # released in order: nothing to take over
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError):
+        return True
+    return True
 
 
 def swap_in(stage: Path, out: Path) -> None:

@@ -31,7 +31,8 @@ from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor
 from .plan import Plan, check_plan, make_plan
 from .process import check
-from .rundir import data_record, git_commit, guard_output, staging, swap_in, versions
+from .interrupt import check as check_interrupt
+from .rundir import data_record, git_commit, guard_output, run_lock, run_stage, swap_in, versions
 from .rv import PreparedBars, prepare_bars
 from .segment import RunContext, Segment
 from .series import BarSeries
@@ -58,13 +59,15 @@ def target_dir(cfg) -> Path:
     return Path(cfg.output.dir) / cfg.name
 
 
-def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None], None] | None = None,
-        log: Callable[[str], None] = lambda msg: None) -> RunResult:
+def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool], None] | None = None,
+        log: Callable[[str], None] = lambda msg: None, fresh: bool = False) -> RunResult:
     """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``.
 
     Steps: prepare (data, plan, preflight) -> segments (each written to the staging directory when
-    done; :func:`backtester.engine.run_engine`) -> evaluate -> manifest -> swap in. ``progress(plan,
-    None)`` is called once the plan is known, ``progress(plan, segment)`` as each segment finishes.
+    done; :func:`backtester.engine.run_engine`) -> evaluate -> manifest -> swap in. Every segment
+    finished earlier under the same key, by an interrupted run of this name or by the finished run
+    being replaced, is reused (:mod:`backtester.store`), unless ``fresh``. ``progress(plan, None,
+    False)`` is called once the plan is known, ``progress(plan, segment, reused)`` as each segment is done.
     """
     t_start = time.perf_counter()
     check(cfg)
@@ -75,21 +78,28 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None], Non
     out = target_dir(cfg)
     guard_output(out, force)
     describe_run(cfg, prepared, plan, log)
-    with staging(out) as stage:
-        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
-            progress(plan, None)
+            progress(plan, None, False)
         t0 = time.perf_counter()
         engine = run_engine(plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), engine_settings(cfg),
                             stage=stage, context=segment_context(cfg, prepared, plan), executor=executor_for(cfg),
-                            on_segment=partial(progress, plan) if progress else None)
+                            on_segment=partial(progress, plan) if progress else None, resume=not fresh,
+                            previous=None if fresh else out)
+        total = len(plan.segments())
+        if engine.reused:
+            found = f", {engine.adopted} from the finished run in {out}/" if engine.adopted else ""
+            log(f"reused {engine.reused} of {total} segments{found}, computed {total - engine.reused}")
         timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
+        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
         t0 = time.perf_counter()
         rows, retrains, scores = write_results(cfg, prepared, plan, engine.forecasts, engine.records, stage)
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         manifest = make_manifest(cfg, prepared, plan, rows, retrains, timings)
+        manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        check_interrupt()
         swap_in(stage, out)
     return RunResult(out, rows, retrains, scores, manifest)
 
@@ -127,7 +137,7 @@ def engine_timings(cfg, engine, seconds: float) -> dict[str, float]:
     """Seconds of the engine phase: in all, fitting, forecasting, tuning, and the engine's own overhead."""
     out = {"engine": seconds, "train": engine.fit_seconds, "predict": engine.predict_seconds}
     if engine.tunings:
-        out["tuning"] = sum(t.seconds for t in engine.tunings.values())
+        out["tuning"] = sum(t.seconds for t in engine.tunings.values() if not t.reused)
     tuning_wall = out.get("tuning", 0.0) / max(1, min(cfg.execution.jobs, len(engine.tunings) or 1))
     out["engine_overhead"] = seconds - engine.compute_seconds - tuning_wall
     return out

@@ -32,7 +32,9 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -44,6 +46,7 @@ import pandas as pd
 
 from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
 
+from .atomic import atomic_write_bytes, atomic_write_text, fsync_tree
 from .errors import BacktestError, FailedRetrain, FatalError
 from .recorder import ForecastRecorder
 from .schedule import TrainWindow
@@ -140,33 +143,81 @@ def call(strategy_name: str, what: str, fn, *args):
     except (FloatingPointError, np.linalg.LinAlgError) as exc:
         raise FailedRetrain(f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StrategyError(f"strategy {strategy_name!r}: {what} raised {type(exc).__name__}: {text}; "
+        raise StrategyError(f"strategy {strategy_name!r}: {what} raised {_one_line(exc)}; "
                             "fix the strategy or its parameters") from None
 
 
-def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = True) -> np.ndarray:
+def attempt(what: str, fn, *args):
+    """Run a strategy's fit or forecast: any exception in it (Keras's, a user's) is a failed retrain,
+    recorded with its class and message; the previous model is kept (:func:`run_segment`)."""
+    try:
+        return fn(*args)
+    except (FailedRetrain, BacktestError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise FailedRetrain(f"{what} raised {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = True,
+                      spot_check: bool = False) -> np.ndarray:
     """The forecasts issued at bars ``seg.first .. seg.stop - 1``, shape (issues, horizon).
 
     One ``forecast_batch`` call when the strategy has it and ``batched``; else one
-    ``forecast`` call per issue time (the per-bar reference path).
+    ``forecast`` call per issue time (the per-bar reference path). ``spot_check``: compare the batch
+    with per-bar ``forecast`` at the segment's first and middle issue times, where a batch that reads
+    bars after each issue time differs most (:func:`check_batch`).
     """
     ends = np.arange(seg.first + 1, seg.stop + 1)
     if batched and isinstance(strategy, BatchForecaster):
-        values = np.asarray(call(seg.strategy, "forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
+        values = np.asarray(attempt("forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
                             dtype="float64")
         if values.shape != (len(ends), seg.horizon):
             raise StrategyError(f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
                                 f"expected ({len(ends)}, {seg.horizon})")
+        values = _finite(values, "forecast_batch()")
+        if spot_check:
+            check_batch(seg, strategy, known, values)
         return values
     out = np.empty((len(ends), seg.horizon))
     for j, end in enumerate(ends):
-        values = np.asarray(call(seg.strategy, "forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
+        values = np.asarray(attempt("forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
                             dtype="float64")
         if values.shape != (seg.horizon,):
             raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
         out[j] = values
-    return out
+    return _finite(out, "forecast()")
+
+
+class LeakError(FatalError):
+    """A strategy's forecasts depend on bars after their issue time."""
+
+
+def check_batch(seg: Segment, strategy, known: BarSeries, values: np.ndarray, rtol: float = 1e-5) -> None:
+    """Refuse a ``forecast_batch`` whose rows differ from per-bar ``forecast`` on the bars known at the
+    row's issue time (checked at the segment's first and middle issue times)."""
+    for j in sorted({0, (seg.issues - 1) // 2}):
+        end = seg.first + 1 + j
+        alone = np.asarray(attempt("forecast()", strategy.forecast, known.upto(end), seg.horizon), dtype="float64")
+        if alone.shape == values[j].shape and np.allclose(values[j], alone, rtol=rtol, atol=1e-12):
+            continue
+        at = pd.Timestamp(int(known.time[end - 1]), tz="UTC")
+        diff = float(np.max(np.abs(values[j] - alone))) if alone.shape == values[j].shape else float("nan")
+        raise LeakError(f"strategy {seg.strategy!r}: its forecast_batch issued at {at} differs from forecast() on the "
+                        f"bars known then (max abs diff {diff:.3g}): row j of the batch must use only "
+                        "history.upto(ends[j]); it saw bars after its issue time, so the run is not reported")
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """Forecasts must be finite numbers: a NaN or inf (a model that diverged) fails the retrain."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise FailedRetrain(f"{what} returned {int(bad.sum())} non-finite forecasts (NaN or inf)")
+    return values
 
 
 def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex, run_seed: int,
@@ -184,7 +235,8 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
     train = known.slice(w.start, w.stop)
     seed = retrain_seed(run_seed, seg.strategy, seg.retrain_time)
     t0 = time.perf_counter()
-    info, model, status = None, None, "ok"
+    info, model, status, rows = None, None, "ok", None
+    fit_seconds = predict_seconds = 0.0
     try:
         need = params.min_train_bars(seg.horizon)
         if len(train) < need:
@@ -195,16 +247,21 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
                                 f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
         if start_from is not None and isinstance(strategy, WarmStartable):
             strategy.start_from(start_from.strategy, start_from.model_version)
-        info = call(seg.strategy, "fit()", strategy.fit, train, seg.horizon)
+        info = attempt("fit()", strategy.fit, train, seg.horizon)
+        if info is not None and np.isinf(float(info.train_loss)):  # NaN: no loss reported (a baseline)
+            raise FailedRetrain(f"training loss is {info.train_loss}")
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
+        fit_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = issue_forecasts(seg, model, known, bars, batched, users_own(params))
+        predict_seconds = time.perf_counter() - t0
     except FailedRetrain as exc:
         status = f"failed: {exc}"
-        model = fallback
-    fit_seconds = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    rows = issue_forecasts(seg, model, known, bars, batched)
-    predict_seconds = time.perf_counter() - t0
+        model, info = fallback, None
+        fit_seconds = fit_seconds or time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = issue_forecasts(seg, model, known, bars, batched)
+        predict_seconds = time.perf_counter() - t0
 
     record = FitRecord(
         strategy=seg.strategy,
@@ -224,12 +281,19 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
     return SegmentResult(seg, record, rows, model, fit_seconds, predict_seconds)
 
 
+def users_own(params) -> bool:
+    """Whether ``params`` is a strategy class of the user's (ours are proven leak-free by the tests; a
+    user's ``forecast_batch`` is spot-checked against per-bar ``forecast`` in every segment)."""
+    return not type(params).__module__.startswith("strategies.")
+
+
 def issue_forecasts(seg: Segment, model: LiveModel | None, known: BarSeries, bars: pd.DatetimeIndex,
-                    batched: bool = True) -> pd.DataFrame:
+                    batched: bool = True, spot_check: bool = False) -> pd.DataFrame:
     """The rows of the forecasts ``model`` issues at the segment's bars (none without a model)."""
     recorder = ForecastRecorder(bars)
     if model is not None and seg.issues > 0:
-        for i, values in zip(range(seg.first, seg.stop), segment_forecasts(seg, model.strategy, known, batched)):
+        values = segment_forecasts(seg, model.strategy, known, batched, spot_check)
+        for i, values in zip(range(seg.first, seg.stop), values):
             recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
     return recorder.frame()
 
@@ -258,16 +322,18 @@ class RunContext:
     versions: dict[str, str] | None = None
 
 
-def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext | None, save_model: bool) -> FitRecord:
-    """Write a finished segment: its artifact folder (if saved), its rows part and its fit record.
+def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext | None, save_model: bool,
+                  key: str | None = None) -> FitRecord:
+    """Write a finished segment: its artifact folder (if saved), its rows part and its fit record
+    (with ``key``, the segment's store key: :mod:`backtester.store`).
 
-    The record goes last, so a segment whose record exists is complete. Each file
-    is written under a temporary name and renamed.
+    Every file is written under a temporary name, fsynced and renamed, and the record goes last, so a
+    segment whose record exists is complete, whenever the process is killed.
     """
     seg, record = result.segment, result.record
     if save_model and result.ok and context is not None:
         folder = artifact_dir(stage, seg.strategy, seg.model_version)
-        tmp = folder.with_name(folder.name + ".tmp")
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         meta = artifact_meta(result, spec, context)
@@ -278,17 +344,19 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext 
         meta["restorable"] = saved
         meta["files"] = sorted(p.name for p in tmp.iterdir()) + ["artifact.json"]
         (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=str))
+        fsync_tree(tmp)
         if folder.exists():
             shutil.rmtree(folder)
-        tmp.rename(folder)
+        os.replace(tmp, folder)
         record = FitRecord(**{**asdict(record), "artifact": str(folder.relative_to(stage))})
     rows_path, record_path = segment_paths(stage, seg)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
-    result.rows.to_parquet(rows_path.with_suffix(".parquet.tmp"), index=False)
-    rows_path.with_suffix(".parquet.tmp").replace(rows_path)
-    payload = {**asdict(record), "fit_seconds": result.fit_seconds, "predict_seconds": result.predict_seconds}
-    record_path.with_suffix(".json.tmp").write_text(json.dumps(payload, default=str))
-    record_path.with_suffix(".json.tmp").replace(record_path)
+    buffer = io.BytesIO()
+    result.rows.to_parquet(buffer, index=False)
+    atomic_write_bytes(rows_path, buffer.getvalue())
+    payload = {**asdict(record), "fit_seconds": result.fit_seconds, "predict_seconds": result.predict_seconds,
+               "key": key}
+    atomic_write_text(record_path, json.dumps(payload, default=str))
     return record
 
 
@@ -342,6 +410,7 @@ def read_segment(stage: Path, seg: Segment) -> StoredSegment:
     rows_path, record_path = segment_paths(stage, seg)
     payload = json.loads(record_path.read_text())
     fit_seconds, predict_seconds = payload.pop("fit_seconds"), payload.pop("predict_seconds")
+    payload.pop("key", None)
     payload["retrain_time"] = seg.retrain_time
     for key in _TIMES:
         payload[key] = pd.Timestamp(payload[key]).tz_convert(seg.retrain_time.tz) if payload[key] else None
@@ -353,18 +422,20 @@ def read_records(stage: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((Path(stage) / "segments").glob("*/*.json"))]
 
 
-def check_failures(strategy: str, statuses: list[str], max_failed: int) -> None:
-    """More than ``max_failed`` failed retrains in a row (``statuses`` in time order) for one strategy is fatal.
+def check_failures(strategy: str, statuses: list[str], max_failed: int, times: list | None = None) -> None:
+    """More than ``max_failed`` failed retrains in a row (``statuses`` in time order, at ``times``) for one
+    strategy is fatal.
 
     >>> check_failures("x", ["ok", "failed: NaN", "ok"], max_failed=1)
-    >>> check_failures("x", ["failed: NaN", "failed: NaN"], max_failed=1)
+    >>> check_failures("x", ["failed: NaN", "failed: NaN"], max_failed=1, times=["2024-01-01", "2024-01-08"])
     Traceback (most recent call last):
     ...
-    backtester.errors.FatalError: strategy 'x': 2 retrains in a row failed (last: failed: NaN); check its parameters or raise backtest.max_failed_retrains
+    backtester.errors.FatalError: strategy 'x': 2 retrains in a row failed, the last at 2024-01-08 (failed: NaN); check its parameters or raise backtest.max_failed_retrains
     """
     run = 0
-    for status in statuses:
+    for k, status in enumerate(statuses):
         run = run + 1 if status != "ok" else 0
         if run > max_failed:
-            raise FatalError(f"strategy {strategy!r}: {run} retrains in a row failed (last: {status}); "
+            at = f", the last at {times[k]}" if times is not None else ""
+            raise FatalError(f"strategy {strategy!r}: {run} retrains in a row failed{at} ({status}); "
                              "check its parameters or raise backtest.max_failed_retrains")

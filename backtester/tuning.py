@@ -11,6 +11,7 @@ hyperparameters for that retrain and every later one until the next tuning
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import FailedRetrain
 from .segment import Segment, retrain_seed
 from .series import BarSeries
@@ -36,6 +38,7 @@ class TuneResult:
     trials: pd.DataFrame
     seconds: float
     status: str
+    reused: bool = False  # read back from a finished search with the same key
 
 
 def tuning_dir(stage: Path, seg: Segment) -> Path:
@@ -51,15 +54,37 @@ class TuneJob:
     series: BarSeries
     run_seed: int
     stage: Path | None
+    key: str | None = None  # the store key (backtester.store): a finished search with this key is read back
 
 
 def run_tuning(job: TuneJob) -> TuneResult:
-    """A :class:`TuneJob` wherever it runs (see :func:`tune_segment`)."""
-    return tune_segment(job.segment, job.params, job.series, job.run_seed, job.stage)
+    """A :class:`TuneJob` wherever it runs (see :func:`tune_segment`); a search already finished under
+    the same key is read back instead."""
+    if job.stage is not None and job.key is not None:
+        done = read_tuning(job.stage, job.segment, job.key)
+        if done is not None:
+            return done
+    return tune_segment(job.segment, job.params, job.series, job.run_seed, job.stage, job.key)
 
 
-def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None) -> TuneResult:
-    """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``."""
+def read_tuning(stage: Path, seg: Segment, key: str) -> TuneResult | None:
+    """The finished search of ``seg`` under ``stage`` if its key is ``key``, else None."""
+    folder = tuning_dir(stage, seg)
+    try:
+        done = json.loads((folder / "best.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if done.get("key") != key or not (folder / "trials.parquet").is_file():
+        return None
+    trials = pd.read_parquet(folder / "trials.parquet")
+    return TuneResult(seg, done["best"], trials if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS),
+                      done["seconds"], done["status"], reused=True)
+
+
+def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None,
+                 key: str | None = None) -> TuneResult:
+    """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``
+    (``best.json`` last, with ``key``)."""
     train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
     seed = retrain_seed(run_seed, f"{seg.strategy}/tuning", seg.retrain_time)
     folder = tuning_dir(stage, seg) if stage is not None else Path(tempfile.mkdtemp(prefix="backtester-tune-"))
@@ -78,9 +103,11 @@ def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: 
     trials = trials.assign(strategy=seg.strategy, model_version=seg.model_version, tuned_at=seg.retrain_time,
                            tuning_seconds=seconds)[TRIAL_COLUMNS] if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS)
     if stage is not None:
-        trials.to_parquet(folder / "trials.parquet", index=False)
-        (folder / "best.json").write_text(json.dumps({"status": status, "best": best, "seconds": seconds},
-                                                     indent=2, default=str))
+        buffer = io.BytesIO()
+        trials.to_parquet(buffer, index=False)
+        atomic_write_bytes(folder / "trials.parquet", buffer.getvalue())
+        atomic_write_text(folder / "best.json", json.dumps({"status": status, "best": best, "seconds": seconds,
+                                                            "key": key}, indent=2, default=str))
     else:
         shutil.rmtree(folder, ignore_errors=True)
     return TuneResult(seg, best, trials, seconds, status)

@@ -199,6 +199,35 @@ class Params(BaseModel):
         """Lines for the run log about this strategy (e.g. what a saved model means for look-ahead)."""
         return []
 
+    def depends_on(self) -> list[str]:
+        """Files whose content this strategy's results depend on, beyond its params and the data: the
+        module defining its class, and every file or module a field names (a builder's module, a saved
+        model, a scaler). A finished segment is reused only while these are unchanged
+        (:mod:`backtester.store`).
+
+        >>> from strategies.naive import NaiveParams
+        >>> [Path(p).name for p in NaiveParams().depends_on()]
+        ['naive.py']
+        """
+        import importlib.util
+        import inspect
+        import re
+
+        out = [inspect.getfile(type(self))]
+        for value in self.model_dump().values():
+            if not isinstance(value, str) or not value:
+                continue
+            if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):  # module:attribute
+                try:
+                    spec = importlib.util.find_spec(value.split(":")[0])
+                except (ImportError, ValueError):
+                    spec = None
+                if spec is not None and spec.origin and Path(spec.origin).is_file():
+                    out.append(spec.origin)
+            elif len(value) < 4096 and Path(value).is_file():
+                out.append(str(Path(value)))
+        return out
+
 
 def trading_day_and_week(data=None) -> tuple[Any, Any]:
     """How long a trading day and a trading week are on ``data``'s calendar (clock time, as Timedeltas):

@@ -86,7 +86,7 @@ def test_no_model_yet_means_no_forecast():
 
 
 def test_too_many_failures_in_a_row_are_fatal():
-    with pytest.raises(FatalError, match=r"strategy 'flaky': 2 retrains in a row failed \(last: failed: loss is NaN\)"):
+    with pytest.raises(FatalError, match=r"strategy 'flaky': 2 retrains in a row failed, the last at 2024-01-02 07:00:00\+00:00 \(failed: loss is NaN\)"):
         run_flaky(fail_at=(2, 3), max_failed=1)
 
 
@@ -103,9 +103,12 @@ def test_too_many_failures_stop_the_run_before_the_rest_is_fitted():
     assert len(fits) == 2  # the third and fourth retrains never trained
 
 
-def test_a_strategy_that_raises_or_returns_the_wrong_shape_is_named():
-    with pytest.raises(StrategyError, match=r"^strategy 'flaky': fit\(\) raised ValueError: bad shapes; fix the strategy"):
-        run_flaky(fail_at=(1,), mode="raise")
+def test_an_exception_in_fit_is_a_failed_retrain_and_a_wrong_shape_is_named():
+    res = run_flaky(fail_at=(2,), mode="raise")  # any exception in a fit: recorded, the previous model kept
+    failed = {r.retrain_time: r for r in res.records}[BARS[20]]
+    assert failed.status == "failed: fit() raised ValueError: bad shapes" and failed.model_version == 1
+    with pytest.raises(FatalError, match=r"2 retrains in a row failed, the last at .* \(failed: fit\(\) raised ValueError"):
+        run_flaky(fail_at=(1, 2), mode="raise", max_failed=1)
     with pytest.raises(StrategyError, match=r"strategy 'flaky' returned \(3,\) forecasts, expected \(2,\)"):
         run_flaky(mode="shape")
 
