@@ -494,12 +494,13 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
 @model.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Where to write model_config.json (default: beside the model file).")
+              help="Write the description to this model_config.json (and, with --scaler, scaler.json beside it); "
+                   "without --out nothing is written.")
 @click.option("--scaler", "scaler_path", type=click.Path(dir_okay=False), default=None,
-              help="A pickled scikit-learn MinMaxScaler to convert to scaler.json (beside model_config.json).")
+              help="A pickled scikit-learn MinMaxScaler to describe (and convert to scaler.json beside --out).")
 @click.option("--trust-pickle", is_flag=True, help="Allow unpickling --scaler (unpickling runs code from the file).")
 def inspect(path: str, out: str | None, scaler_path: str | None, trust_pickle: bool) -> None:
-    """Describe a .h5 (Keras 2 or 3) or .keras model file and write its model_config.json."""
+    """Describe a .h5 (Keras 2 or 3) or .keras model file; with --out, write its model_config.json."""
     from strategies import inspect_model, summary_lines
 
     try:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -31,7 +33,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from strategies import Params, strategy_class, validate_params
 
 from .errors import ConfigError
-from .overrides import blame_overrides, override_key, with_overrides
+from .overrides import blame_overrides, load_yaml, override_key, with_overrides
 from .schedule import RetrainRule, WeeklyRule, WindowConfig
 from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .validation import describe_validation_error, did_you_mean
@@ -56,7 +58,7 @@ class DataConfig(Strict):
     calendar: str = "24/7"
     bar: Duration = pd.Timedelta("1h")
     anchor: Literal["session", "utc"] = "session"  # fx daily bars close at 17:00 New York (session) or 00:00 UTC
-    min_returns: int | None = Field(default=None, ge=1)  # default: half the input bars a bar holds in session
+    min_returns: int | None = Field(default=None, ge=1, le=10_000_000)  # default: half the input bars a bar holds in session
     max_gap: Duration = pd.Timedelta("15min")
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time
@@ -92,7 +94,7 @@ class BacktestConfig(Strict):
     horizon: int = Field(default=24, ge=1, le=1000)
     retrain: RetrainRule = Field(default_factory=WeeklyRule)
     window: WindowConfig = Field(default_factory=WindowConfig)
-    max_failed_retrains: int = Field(default=3, ge=1)
+    max_failed_retrains: int = Field(default=3, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _end_after_start(self) -> BacktestConfig:
@@ -107,11 +109,27 @@ class OutputConfig(Strict):
     plot_unit: Literal["bar", "percent", "annualized"] = "bar"  # volatility per bar, in %, or annualized %
     save_models: bool = True  # an artifact folder per retrain under results/<name>/models/
 
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _a_folder(cls, v: Any) -> Any:
+        """A folder, or a path where one can be made: no part of it may be an existing file."""
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("give the folder runs are written under, e.g. results")
+        if isinstance(v, (str, os.PathLike)):
+            path = Path(v)
+            for part in (path, *path.parents):
+                if part.exists() or part.is_symlink():
+                    if not part.is_dir():
+                        what = "is a file" if part == path else f"lies under {part}, which is a file"
+                        raise ValueError(f"{path} {what}, not a folder; point output.dir at a folder (default: results)")
+                    break
+        return v
+
 
 class ExecutionConfig(Strict):
     """Where segments run: ``jobs`` local worker processes, or the Dask scheduler at ``scheduler``."""
 
-    jobs: int = Field(default=1, ge=1)  # 1: in this process
+    jobs: int = Field(default=1, ge=1, le=1024)  # 1: in this process
     scheduler: str | None = None  # e.g. tcp://10.0.0.5:8786; the results dir must be on a path the workers share
     batched: bool = True  # one model call per segment; false: one per issue time (the slow reference path)
 
@@ -122,8 +140,8 @@ class EvaluationConfig(Strict):
     benchmark: str | None = "har"  # DM tests against it; default har where the run has it
     loss: Literal["qlike", "mse", "mae", "mse_var", "mse_log"] = "qlike"  # the loss the tests and the MCS use
     mcs_sizes: list[float] = Field(default_factory=lambda: [0.10, 0.25], min_length=1)  # 0.10 = the 90 % set
-    mcs_reps: int = Field(default=1000, ge=100)
-    block_size: int | None = Field(default=None, ge=1)  # MCS bootstrap block; default: arch's choice
+    mcs_reps: int = Field(default=1000, ge=100, le=1_000_000)
+    block_size: int | None = Field(default=None, ge=1, le=100_000)  # MCS bootstrap block; default: arch's choice
 
     @field_validator("mcs_sizes")
     @classmethod
@@ -178,9 +196,14 @@ class StrategySpec:
         return f"{self.retrain.label()}; window {self.window.label()}"
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+MAX_SEED = 2**32 - 1
+MAX_NUMBER = 10**15  # no config value is larger; beyond it ints lose float precision and arrays overflow
+
+
 class RunConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    name: str  # the folder results/<name>/: one plain path component (see _plain_name)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     backend: Literal["tensorflow", "jax"] = "tensorflow"  # the Keras backend, set before Keras is imported
     data: DataConfig
     backtest: BacktestConfig
@@ -188,6 +211,16 @@ class RunConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _plain_name(cls, v: Any) -> Any:
+        """One plain folder name: letters, digits, ``_``, ``-`` and ``.``, not starting with ``.`` or ``-``
+        (so never ``..``, a hidden folder, an absolute path or a path with separators), at most 100 characters."""
+        if isinstance(v, str) and not NAME_PATTERN.fullmatch(v):
+            raise ValueError("the run's folder results/<name>/ must be one plain name: letters, digits, '_', '-' and "
+                             "'.', starting with a letter, digit or '_', at most 100 characters (e.g. weekly_lstm)")
+        return v
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain YAML-ready data, with every default filled in."""
@@ -233,7 +266,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(errors="replace"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -293,10 +326,14 @@ def parse_config(raw: dict[str, Any], source: str = "config",
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, RunConfig)}") from None
+    out = Path(cfg.output.dir) / cfg.name
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{source}: name: {out} is a file, not a run folder; move that file away or change 'name'")
     if before_strategies is not None:
         before_strategies(cfg)
     specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar, data=cfg.data)
              for name, params in cfg.strategies.items()}
+    check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation
     if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
             m.name for sp in specs.values() for m in sp.members()}:
@@ -305,6 +342,30 @@ def parse_config(raw: dict[str, Any], source: str = "config",
                               f"use one of {', '.join(specs)} or null")
         ev = ev.model_copy(update={"benchmark": None})  # the default har, absent: pairwise tests only
     return cfg.model_copy(update={"strategies": specs, "evaluation": ev})
+
+
+def check_numbers(raw: Any, source: str = "config", where: str = "") -> None:
+    """Refuse any number beyond ±MAX_NUMBER (1e15) or not finite, wherever it sits in the raw config.
+
+    Fields with a range of their own say it first (``backtest.horizon: ... from 1 to 1000``); this
+    catches the rest, e.g. a strategy's bar count of 10**20, before it reaches numpy or the plan.
+
+    >>> check_numbers({"strategies": {"naive": {"bars": 10**20}}})
+    Traceback (most recent call last):
+    ...
+    backtester.errors.ConfigError: config: strategies.naive.bars: 100000000000000000000 is out of range; numbers in a config lie between -1e15 and 1e15
+    """
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            check_numbers(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(raw, list):
+        for k, value in enumerate(raw):
+            check_numbers(value, source, f"{where}[{k}]")
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise ConfigError(f"{source}: {where}: {raw} is not a finite number; give a number")
+        if abs(raw) > MAX_NUMBER:
+            raise ConfigError(f"{source}: {where}: {raw} is out of range; numbers in a config lie between -1e15 and 1e15")
 
 
 def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:

@@ -17,6 +17,8 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,7 +123,9 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
 
     Text is read with ``fmt`` (a strftime format) when given, else as ISO-like dates;
     epoch numbers in ``unit``, by default the unit their magnitude suggests. A failure
-    suggests the ``data.timestamp_format`` or ``data.epoch_unit`` that would work.
+    suggests the ``data.timestamp_format`` or ``data.epoch_unit`` that would work; text with
+    more than one UTC offset (``+00:00`` and ``+02:00``, a local clock across a DST change) is
+    refused as such (:func:`mixed_offsets`).
     """
     try:
         if pd.api.types.is_datetime64_any_dtype(values):
@@ -135,11 +139,16 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
                 raise DataError(f"{path}: column {column!r} read as epoch {unit} gives dates from {idx.min()} to "
                                 f"{idx.max()}; set data.epoch_unit (s, ms, us or ns) to the unit of the numbers"
                                 + (" (the magnitude suggested " + unit + ")" if guessed else ""))
-        elif fmt is not None:
-            idx = pd.DatetimeIndex(pd.to_datetime(values, format=fmt, utc=False))
         else:
-            idx = pd.DatetimeIndex(pd.to_datetime(values, utc=False, format="mixed"))
+            with warnings.catch_warnings():  # pandas warns about mixed offsets before it fails on them
+                warnings.simplefilter("ignore", FutureWarning)
+                idx = pd.DatetimeIndex(pd.to_datetime(values, utc=False, format="mixed" if fmt is None else fmt))
     except (ValueError, TypeError, OverflowError) as exc:
+        mixed = mixed_offsets(values)
+        if mixed:
+            raise DataError(f"{path}: column {column!r} has {mixed}; convert the timestamps to UTC (or one offset) "
+                            "before loading, or write them without offsets and set data.timezone to the zone they "
+                            "are in (e.g. 'Europe/Berlin')") from None
         what = str(exc).splitlines()[0]
         if fmt is not None:
             raise DataError(f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
@@ -163,6 +172,28 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
     return idx.tz_convert("UTC").as_unit("ns")
 
 
+_OFFSET = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
+
+
+def mixed_offsets(values: pd.Series) -> str | None:
+    """``mixed UTC offsets (+00:00 at row 0, +02:00 at row 5)`` if text timestamps carry more than one offset.
+
+    >>> mixed_offsets(pd.Series(["2024-01-01 00:00:00+00:00", "2024-03-31 03:00:00+02:00"]))
+    'mixed UTC offsets (+00:00 at row 0, +02:00 at row 1)'
+    >>> mixed_offsets(pd.Series(["2024-01-01 00:00:00+00:00", "2024-01-01 01:00:00+00:00"])) is None
+    True
+    """
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values) or not len(values):
+        return None
+    found = values.astype(str).reset_index(drop=True).str.extract(_OFFSET, expand=False)
+    offsets = found.dropna()
+    if offsets.nunique() < 2:
+        return None
+    first = offsets.iloc[0]
+    other = offsets[offsets != first]
+    return (f"mixed UTC offsets ({first} at row {offsets.index[0]}, {other.iloc[0]} at row {other.index[0]})")
+
+
 def _format_hint(values: pd.Series) -> str:
     """The ``data.timestamp_format`` to set, guessed from the first value (day first if month first fails)."""
     from pandas.tseries.api import guess_datetime_format
@@ -172,7 +203,9 @@ def _format_hint(values: pd.Series) -> str:
         guess = guess_datetime_format(sample, dayfirst=dayfirst)
         if guess:
             try:
-                pd.to_datetime(values, format=guess)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    pd.to_datetime(values, format=guess)
                 return f"set data.timestamp_format: '{guess}'"
             except (ValueError, TypeError):
                 continue

@@ -133,7 +133,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not parts:
         raise ConfigError(f"--set {item!r}: the key is empty")
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, f"--set {item!r}")
     except yaml.YAMLError:
         value = text
     node = raw
@@ -145,3 +145,83 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(f"--set {item!r}: {part!r} is not a mapping, so it has no key {parts[-1]!r}")
         node = child
     node[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- YAML, safely
+
+MAX_YAML_NODES = 100_000  # a config has a few hundred; an alias bomb expands to billions
+_SAFE_TAGS = (frozenset(yaml.SafeLoader.yaml_constructors) - {None}) | {"tag:yaml.org,2002:merge"}  # `<<: *defaults` too
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``, refusing what a config never needs, before anything is built.
+
+    Refused with a one-line :class:`ConfigError` naming ``where`` (the file or the ``--set``) and
+    the line: tags that are not plain YAML types (``!!python/object/apply:os.system``, a custom
+    ``!tag``); an alias that refers to the node it sits in; and a document that, with its aliases
+    expanded, would hold more than ``MAX_YAML_NODES`` values (the "billion laughs": nine anchors of
+    nine aliases each expand to 9**9 strings). The check walks the composed node graph once,
+    counting each shared node's expanded size once, so it takes time linear in the text.
+    Malformed YAML raises :class:`yaml.YAMLError` as ``yaml.safe_load`` does.
+
+    >>> load_yaml("a: &x [1, 2]\\nb: *x", "demo.yaml")
+    {'a': [1, 2], 'b': [1, 2]}
+    >>> load_yaml("seed: !!python/object/apply:os.system [echo hi]", "demo.yaml")
+    Traceback (most recent call last):
+    ...
+    backtester.errors.ConfigError: demo.yaml (line 1): the tag '!!python/object/apply:os.system' is not allowed in a config; remove it and write a plain value
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{where}: nested too deeply to be a config; flatten it") from None
+        if node is None:
+            return None
+        _check_nodes(node, where)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _shown_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """Refuse unsafe tags, self-references and documents that expand to more than MAX_YAML_NODES values."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order walk: a deeply nested document cannot exhaust the Python stack
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > MAX_YAML_NODES:
+                raise ConfigError(f"{where} (line {node.start_mark.line + 1}): expands to more than {MAX_YAML_NODES:,} "
+                                  "values through its aliases (*name), far more than a config holds; write the "
+                                  "values out or use fewer aliases")
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise ConfigError(f"{where} (line {node.start_mark.line + 1}): an alias refers to the block it sits in, "
+                              "which never ends; remove that alias")
+        if node.tag not in _SAFE_TAGS:
+            raise ConfigError(f"{where} (line {node.start_mark.line + 1}): the tag {_shown_tag(node.tag)!r} is not "
+                              "allowed in a config; remove it and write a plain value")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

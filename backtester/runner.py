@@ -74,6 +74,11 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
     prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
     for spec in cfg.strategies.values():  # members share their params: one preflight each
         spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
+    series = BarSeries.from_frame(prepared.bars)
+    for spec in cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
+        members = {m.name for m in spec.members()}
+        first = min((s for s in plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
+        spec.params.check_training_data(series.slice(first.window.start, first.window.stop))
     timings = {"prepare": time.perf_counter() - t_start}
     out = target_dir(cfg)
     guard_output(out, force)
@@ -82,7 +87,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
         if progress is not None:
             progress(plan, None, False)
         t0 = time.perf_counter()
-        engine = run_engine(plan, cfg.run_strategies(), BarSeries.from_frame(prepared.bars), engine_settings(cfg),
+        engine = run_engine(plan, cfg.run_strategies(), series, engine_settings(cfg),
                             stage=stage, context=segment_context(cfg, prepared, plan), executor=executor_for(cfg),
                             on_segment=partial(progress, plan) if progress else None, resume=not fresh,
                             previous=None if fresh else out)

@@ -49,8 +49,45 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], pref
         return f"{path}: required key is missing; add it"
     if err["type"] == "union_tag_invalid":
         return f"{path}: {err['msg']}"
+    if err["type"] in _RANGE_ERRORS:
+        allowed = allowed_range(model, loc)
+        if allowed:
+            return f"{path}: must be {allowed} (got {err.get('input')!r})"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{path}: {msg} (got {err.get('input')!r})" if not isinstance(err.get("input"), dict) else f"{path}: {msg}"
+
+
+# a value too large for its field: say the whole range (a value too small keeps pydantic's "greater than" wording)
+_RANGE_ERRORS = frozenset({"less_than_equal", "less_than", "int_parsing_size"})
+
+
+def allowed_range(model: type[BaseModel], loc: list[str]) -> str | None:
+    """The range a bounded field declares, in words (None if it declares none).
+
+    >>> from pydantic import BaseModel, Field
+    >>> class Box(BaseModel):
+    ...     horizon: int = Field(default=24, ge=1, le=1000)
+    ...     rate: float = Field(default=0.1, gt=0)
+    >>> allowed_range(Box, ["horizon"]), allowed_range(Box, ["rate"])
+    ('a whole number from 1 to 1000', 'a number above 0')
+    """
+    parent = model_at(model, loc[:-1]) if loc else None
+    field = parent.model_fields.get(loc[-1]) if parent is not None else None
+    if field is None:
+        return None
+    bounds = {}
+    for item in field.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                bounds[key] = getattr(item, key)
+    if not bounds:
+        return None
+    fmt = lambda x: f"{x:,}" if isinstance(x, int) and abs(x) >= 10_000 else f"{x:g}" if isinstance(x, float) else str(x)
+    kind = "a whole number" if int in _union_members(field.annotation) else "a number"
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {fmt(bounds['ge'])} to {fmt(bounds['le'])}"
+    words = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    return f"{kind} " + " and ".join(f"{words[k]} {fmt(v)}" for k, v in bounds.items())
 
 
 def _union_members(annotation: Any) -> list[Any]:

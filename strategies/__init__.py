@@ -35,7 +35,7 @@ from .garch import GarchParams
 from .har import HarParams
 from .imported import ImportedParams
 from .keras_import import inspect_model, summary_lines
-from .keras_model import KerasParams
+from .keras_model import KerasParams, refuse_standard_library
 from .loading import import_object
 from .lstm import LstmParams
 from .naive import NaiveParams, RollingMeanParams
@@ -74,6 +74,7 @@ def strategy_class(kind: str, where: str = "strategies.x.type") -> type[Params]:
                               f"failed to import ({type(exc).__name__}: {exc}); fix or reinstall that package") from None
         origin = f"entry point {plugins[kind].value!r}"
     elif ":" in kind or "." in kind:
+        refuse_standard_library(kind, where, "a Params class")  # never imported: no Params class lives there
         cls = import_object(kind, where, "a Params class")
         origin = repr(kind)
     else:
@@ -83,6 +84,9 @@ def strategy_class(kind: str, where: str = "strategies.x.type") -> type[Params]:
     if not (isinstance(cls, type) and issubclass(cls, Params)):
         raise ConfigError(f"{where}: {origin} is {cls!r}, not a subclass of strategies.Params; "
                           "point it at your Params class (see 'Add your own strategy' in the README)")
+    if cls.build is Params.build:
+        raise ConfigError(f"{where}: {origin} is {cls.__name__}, which defines no build(seed); point it at a Params "
+                          "subclass that builds a strategy (see 'Add your own strategy' in the README)")
     return cls
 
 

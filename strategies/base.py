@@ -149,6 +149,10 @@ class Params(BaseModel):
     def preflight(self, horizon: int) -> None:
         """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
 
+    def check_training_data(self, train: BarSeries) -> None:
+        """Checks against the bars of this strategy's first training window (only bars known at that retrain),
+        before anything trains; raise a BacktestError (e.g. an imported scaler fitted on values unlike the data)."""
+
     # What the engine asks a strategy about itself. The defaults describe a plain baseline:
     # refitted from scratch at every retrain, never tuned, nothing to set up in a worker.
 

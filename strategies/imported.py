@@ -14,6 +14,10 @@ Three ways to use it (``use``):
 The lookback is the model's input length (``memory`` may be left out; if given it must
 match). The scaler is a pickled scikit-learn scaler, unpickled only with
 ``trust_pickle: true`` (unpickling runs code), or a ``scaler.json`` from ``backtest model inspect``.
+A saved scaler used ``as_is`` must fit the run's data: one fitted on values of another size (daily
+RV, percent, another asset) would scale every input off its range and every forecast by the same
+factor, so it is refused unless the median RV of the training window falls inside the middle 98 % of
+its fitted range (:func:`check_scaler_fits`).
 
 Example::
 
@@ -35,13 +39,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from backtester.series import BarSeries
 
 from .base import FitInfo, positive_floor
 from .keras_core import BuilderError, keras_module
-from .keras_import import ModelFileError, describe_model, load_model_file, load_scaler, scaler_from_json
+from .keras_import import (ModelFileError, file_kind, check_scaler_file, describe_model, load_model_file,
+                           load_scaler, scaler_from_json)
 from .keras_model import KerasForecaster, WindowedKerasParams
 
 _LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
@@ -88,6 +94,49 @@ def _input_steps(path: str) -> int | None:
     return int(found[0]) if found and isinstance(found[0], int) else None
 
 
+SCALED_MEDIAN = (0.01, 0.99)  # where the training RV's median must fall in a saved MinMaxScaler's output range
+MAX_MEDIAN_Z = 5.0  # how many standard deviations a saved StandardScaler may put the training RV's median away
+
+
+def check_scaler_fits(state: dict[str, Any], rv: np.ndarray, where: str) -> None:
+    """Refuse a saved scaler whose fitted values are unlike the RV of a training window.
+
+    The rule: the median RV of ``rv`` (the bars known at the retrain, never later ones) must map to
+    between 0.01 and 0.99 of a MinMaxScaler's output range (from 1 % to 99 % of the way from its fitted
+    minimum to its fitted maximum), or lie within 5 standard deviations of a StandardScaler's mean. The
+    notebook's scaler fitted on [0.002, 0.995] maps hourly RV near 0.004 to 0.002: refused.
+
+    >>> state = {"kind": "MinMaxScaler", "data_min": [0.002], "data_max": [0.995]}
+    >>> check_scaler_fits(state, np.array([0.0011, 0.004, 0.0093]), "nb.pkl")
+    Traceback (most recent call last):
+    ...
+    strategies.keras_import.ModelFileError: nb.pkl: the scaler was fitted on values in [0.002, 0.995] but the training data's RV lies in [0.0011, 0.0093] (median 0.004, which the scaler maps to 0.002 of its range; it must map inside 0.01 .. 0.99), so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, or leave out scaler to fit one on each training window
+    >>> check_scaler_fits(state, np.array([0.1, 0.4, 0.9]), "nb.pkl")
+    """
+    values = np.asarray(rv, dtype="float64")
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return
+    lo, hi, med = float(values.min()), float(values.max()), float(np.median(values))
+    seen = f"the training data's RV lies in [{lo:.2g}, {hi:.2g}] (median {med:.2g}"
+    fix = ("so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, "
+           "or leave out scaler to fit one on each training window")
+    if state.get("kind") == "MinMaxScaler":
+        smin, smax = float(state["data_min"][0]), float(state["data_max"][0])
+        pos = (med - smin) / (smax - smin) if smax > smin else float("nan")
+        if not SCALED_MEDIAN[0] <= pos <= SCALED_MEDIAN[1]:
+            raise ModelFileError(f"{where}: the scaler was fitted on values in [{smin:.4g}, {smax:.4g}] but {seen}, "
+                                 f"which the scaler maps to {pos:.2g} of its range; it must map inside "
+                                 f"{SCALED_MEDIAN[0]} .. {SCALED_MEDIAN[1]}), {fix}")
+    elif state.get("kind") == "StandardScaler" and state.get("with_mean") and state.get("with_std"):
+        mean, scale = float(state["mean"][0]), float(state["scale"][0])
+        z = (med - mean) / scale if scale > 0 else float("nan")
+        if not abs(z) <= MAX_MEDIAN_Z:
+            raise ModelFileError(f"{where}: the scaler was fitted on values of mean {mean:.4g} and standard deviation "
+                                 f"{scale:.4g} but {seen}, {z:.3g} standard deviations from that mean; it must lie "
+                                 f"within {MAX_MEDIAN_Z:g}), {fix}")
+
+
 def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float):
     """The saved architecture with fresh (seeded) weights, compiled with Adam(learning_rate) and MSE."""
     keras = keras_module()
@@ -117,6 +166,10 @@ class ImportedParams(WindowedKerasParams):
         path = Path(data["model"])
         if not path.is_file():
             raise ValueError(f"model: {path}: file not found; give the path of the saved .h5 or .keras file")
+        try:
+            file_kind(path)  # its first bytes only: a file that is no model (or not what its name says) fails now
+        except ModelFileError as exc:
+            raise ValueError(f"model: {exc}") from None
         steps = _input_steps(str(path))
         data = dict(data)
         if steps is not None:
@@ -132,6 +185,11 @@ class ImportedParams(WindowedKerasParams):
     def _consistent(self) -> ImportedParams:
         if self.scaler is not None and not Path(self.scaler).is_file():
             raise ValueError(f"scaler: {self.scaler}: file not found")
+        if self.scaler is not None and not self.scaler.endswith(".json"):
+            try:
+                check_scaler_file(self.scaler)  # empty, HDF5 or zip: no pickle, refused without unpickling
+            except ModelFileError as exc:
+                raise ValueError(f"scaler: {exc}") from None
         if self.use == "as_is" and self.target != "rv":
             raise ValueError("target: an imported model used as_is learned RV as is; leave target: rv")
         if self.tuning is not None:
@@ -182,6 +240,13 @@ class ImportedParams(WindowedKerasParams):
         self.scaler_state()
         super().preflight(horizon)
 
+    def check_training_data(self, train: BarSeries) -> None:
+        """Refuse a saved scaler used ``as_is`` that does not fit ``train``'s RV (:func:`check_scaler_fits`);
+        ``train`` holds only bars known at the retrain (the run checks its first training window before
+        anything trains, and every ``as_is`` fit checks its own window)."""
+        if self.use == "as_is" and self.scaler is not None:
+            check_scaler_fits(self.scaler_state(), train.rv, self.scaler)
+
     def notes(self, first_issue: Any) -> list[str]:
         if self.use == "architecture":
             return []
@@ -208,6 +273,7 @@ class ImportedForecaster(KerasForecaster):
             return super().fit(train, horizon)
         from sklearn.preprocessing import MinMaxScaler
 
+        p.check_training_data(train)
         self.model = self.build_model(self.steps(horizon))
         self.model.set_weights(_loaded(p.model).get_weights())
         state = p.scaler_state()

@@ -77,7 +77,7 @@ def load_model_file(path: str | os.PathLike):
     >>> model.predict(x)                                            # doctest: +SKIP
     """
     path = Path(path)
-    kind = _file_kind(path)
+    kind = file_kind(path)
     keras = _keras()
     if kind == "keras":
         try:
@@ -178,20 +178,65 @@ def _build_from_h5(weights_group, config: dict, path: Path):
     return model
 
 
-def _file_kind(path: Path) -> str:
-    """``"h5"`` or ``"keras"`` from the file's first bytes; a one-line error for anything else."""
+H5_SUFFIXES = (".h5", ".hdf5")
+SAVE = "save the model with model.save('model.h5') or model.save('model.keras')"
+
+
+def looks_like(path: Path) -> str:
+    """What a file is by its first bytes, in words, for errors about files that are not what their name says.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.h5").write_text("hello, world")
+    >>> looks_like(folder / "a.h5"), looks_like(Path(tempfile.mkstemp()[1]))
+    ("a text file starting 'hello, world'", 'empty (0 bytes)')
+    """
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "empty (0 bytes)"
+    if head.startswith(HDF5_SIGNATURE):
+        return "an HDF5 file"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            keras = "config.json" in z.namelist()
+        return "a zip archive holding a .keras model" if keras else "a zip archive (not a .keras model: no config.json)"
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
+        return "a Python pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"a text file starting {first!r}" if first else "a text file of blanks"
+    return "corrupt or another format"
+
+
+def file_kind(path: Path) -> str:
+    """``"h5"`` or ``"keras"`` from the file's first bytes; a one-line error for anything else, and for a
+    file whose content is not what its name says (a ``.h5`` that is a zip, a ``.keras`` that is HDF5).
+
+    A name other than ``.h5``, ``.hdf5`` or ``.keras`` is read by its content.
+    """
     if not path.exists():
         raise ModelFileError(f"{path}: no such file; pass the .h5 or .keras file the model was saved to")
     if not path.is_file():
         raise ModelFileError(f"{path}: not a file; pass the .h5 or .keras file the model was saved to")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == HDF5_SIGNATURE:
+    what = looks_like(path)
+    suffix = path.suffix.lower()
+    if what == "an HDF5 file":
+        if suffix == ".keras":
+            raise ModelFileError(f"{path}: named .keras but it is an HDF5 file (the .h5 format); rename it to "
+                                 f"{path.with_suffix('.h5').name}, or {SAVE}")
         return "h5"
-    if zipfile.is_zipfile(path):
+    if what == "a zip archive holding a .keras model":
+        if suffix in H5_SUFFIXES:
+            raise ModelFileError(f"{path}: named {suffix} but it is a zip archive holding a .keras model; rename it "
+                                 f"to {path.with_suffix('.keras').name}, or {SAVE}")
         return "keras"
-    raise ModelFileError(f"{path}: not an HDF5 (.h5) or .keras file (corrupt or another format); "
-                         "save the model with model.save('model.h5') or model.save('model.keras')")
+    what = f" ({what})" if what == "corrupt or another format" else f": it is {what}"
+    raise ModelFileError(f"{path}: not an HDF5 (.h5) or .keras file{what}; {SAVE}")
 
 
 def _open_h5(path: Path):
@@ -301,7 +346,7 @@ def describe_model(model, path: str | os.PathLike, h5_training_config: dict | No
 
 def _file_meta(path: Path) -> dict[str, Any]:
     """format, keras_version, backend and the stored training config of the file at ``path``."""
-    kind = _file_kind(path)
+    kind = file_kind(path)
     if kind == "keras":
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
@@ -503,6 +548,7 @@ def load_scaler(path: str | os.PathLike, trusted: bool) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file; pass the pickled scaler the notebook saved "
                              "(e.g. volatility_scaler.pkl)")
+    check_scaler_file(path)
     if not trusted:
         raise ModelFileError(f"{path}: not loaded: unpickling runs code from the file; if you trust it, "
                              "pass --trust-pickle (or set trust_pickle: true in the config)")
@@ -511,9 +557,28 @@ def load_scaler(path: str | os.PathLike, trusted: bool) -> dict[str, Any]:
     try:
         scaler = joblib.load(path)  # reads plain pickles too
     except Exception as exc:
-        raise ModelFileError(f"{path}: cannot unpickle it ({_first_line(exc)}); save the fitted scaler with "
+        what = looks_like(path)
+        why = f": it is {what}" if what.startswith("a text") else f" ({_first_line(exc)})"
+        raise ModelFileError(f"{path}: cannot unpickle it{why}; save the fitted scaler with "
                              "joblib.dump(scaler, path) or pickle.dump") from None
     return scaler_to_json(scaler, path)
+
+
+def check_scaler_file(path: str | os.PathLike) -> None:
+    """Refuse, without unpickling it, a scaler file that cannot be a pickle: empty, HDF5 or a zip archive.
+
+    >>> import tempfile
+    >>> check_scaler_file(tempfile.mkstemp(suffix=".pkl")[1])      # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    strategies.keras_import.ModelFileError: ....pkl: not a pickled scaler: it is empty (0 bytes); ...
+    """
+    path = Path(path)
+    what = looks_like(path)
+    if what.startswith(("empty", "an HDF5", "a zip")):
+        hint = " (the model file?)" if not what.startswith("empty") else ""
+        raise ModelFileError(f"{path}: not a pickled scaler: it is {what}{hint}; pass the .pkl the notebook wrote "
+                             "with joblib.dump(scaler, path) or pickle.dump")
 
 
 def scaler_to_json(scaler, path: str | os.PathLike = "scaler") -> dict[str, Any]:
@@ -603,30 +668,37 @@ class Inspection:
 
 def inspect_model(path: str | os.PathLike, out: str | os.PathLike | None = None,
                   scaler_path: str | os.PathLike | None = None, trust_pickle: bool = False) -> Inspection:
-    """Describe the model at ``path`` into ``model_config.json`` (default: beside it), and convert
-    a pickled scaler into ``scaler.json`` beside that; nothing is written if anything fails.
+    """Describe the model at ``path`` (and convert a pickled scaler); write nothing unless ``out`` is given.
+
+    With ``out``, the description goes to ``out`` (``model_config.json``) and a converted scaler to
+    ``scaler.json`` beside it; ``written`` lists the files written. Nothing is written if anything
+    fails, and never beside the model file unless ``out`` says so.
 
     Examples
     --------
-    >>> found = inspect_model("volatility_lstm_model.h5", scaler_path="volatility_scaler.pkl",
-    ...                       trust_pickle=True)                   # doctest: +SKIP
+    >>> found = inspect_model("volatility_lstm_model.h5", out="imported/model_config.json",
+    ...                       scaler_path="volatility_scaler.pkl", trust_pickle=True)  # doctest: +SKIP
     >>> [p.name for p in found.written]                             # doctest: +SKIP
     ['model_config.json', 'scaler.json']
     """
     path = Path(path)
-    out = Path(out) if out is not None else path.parent / "model_config.json"
-    if out.resolve() == path.resolve():
-        raise ModelFileError(f"{out}: --out would overwrite the model file; pass another file name")
-    if (out.parent / "artifact.json").is_file():
-        raise ModelFileError(f"{out.parent}: is a backtest model artifact (its scaler.json and config.json are the "
-                             "run's); pass --out into another folder")
+    if out is not None:
+        out = Path(out)
+        inputs = [p.resolve() for p in (path, Path(scaler_path) if scaler_path is not None else None) if p is not None]
+        for target in (out, out.parent / "scaler.json" if scaler_path is not None else None):
+            if target is not None and target.resolve() in inputs:
+                raise ModelFileError(f"{out}: --out would overwrite {target}, an input file; pass another file name")
+        if (out.parent / "artifact.json").is_file():
+            raise ModelFileError(f"{out.parent}: is a backtest model artifact (its scaler.json and config.json are the "
+                                 "run's); pass --out into another folder")
     scaler = load_scaler(scaler_path, trust_pickle) if scaler_path is not None else None
     info = describe_model(load_model_file(path), path)
-    written = [write_json(out, info)]
-    if scaler is not None:
-        written.append(write_json(out.parent / "scaler.json", scaler))
+    written: list[Path] = []
+    if out is not None:
+        written.append(write_json(out, info))
+        if scaler is not None:
+            written.append(write_json(out.parent / "scaler.json", scaler))
     return Inspection(info, scaler, written)
-
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

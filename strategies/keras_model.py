@@ -31,9 +31,11 @@ A user's builder (``type: keras``)::
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
+import sys
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal
@@ -59,7 +61,7 @@ class WarmStart(BaseModel):
     """``warm_start: {epochs: N}``: each retrain continues the previous retrain's model for N epochs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(default=2, ge=1)
+    epochs: int = Field(default=2, ge=1, le=100_000)
 
 
 def fixed_hyperparameters(values: dict[str, HyperValue]):
@@ -350,9 +352,9 @@ def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) 
 class WindowedKerasParams(Params):
     """What every Keras strategy shares: lookback, training loop, multi-step scheme."""
 
-    memory: int = Field(default=60, ge=1)  # lookback in bars (or a duration such as 60h, 5D in a config)
-    batch_size: int = Field(default=16, ge=1)
-    epochs: int = Field(default=5, ge=1)
+    memory: int = Field(default=60, ge=1, le=100_000)  # lookback in bars (or a duration such as 60h, 5D in a config)
+    batch_size: int = Field(default=16, ge=1, le=1_000_000)
+    epochs: int = Field(default=5, ge=1, le=100_000)
     multistep: Literal["direct", "recursive"] = "direct"
     target: Literal["rv", "log", "variance"] = "rv"  # what the model learns; forecasts are always volatility
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
@@ -441,16 +443,48 @@ class WindowedKerasParams(Params):
         keras_module()  # imported now, so a segment's fit time is not the worker's start-up
 
 
+def refuse_standard_library(path: str, where: str, what: str) -> None:
+    """Refuse an import path into Python's standard library (``os:system``, ``builtins:print``) before importing
+    it: neither a builder nor a Params class lives there, and its functions must never get our arguments.
+
+    >>> refuse_standard_library("my_models:build", "builder", "a function")
+    >>> refuse_standard_library("os:system", "strategies.x.builder", "a function build(hp, memory, steps)")
+    Traceback (most recent call last):
+    ...
+    backtester.errors.ConfigError: strategies.x.builder: 'os:system' is in Python's standard library (module 'os'), not a function build(hp, memory, steps); point it at your own code, e.g. 'my_models:build'
+    """
+    from backtester.errors import ConfigError
+
+    module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        example = "my_models:MyParams" if "Params" in what else "my_models:build"
+        raise ConfigError(f"{where}: {path!r} is in Python's standard library (module {top!r}), not {what}; point it "
+                          f"at your own code, e.g. {example!r}")
+
+
 def check_builder_signature(fn: Callable, path: str) -> None:
-    """Refuse a callable that cannot take ``(hp, memory, steps)``, before it is ever called with them.
+    """Refuse anything but a Python function that can take ``(hp, memory, steps)``, before it is ever
+    called with them: a class, a built-in (``print``, ``exec``) or a function of the standard library
+    (``subprocess.call``, ``os.path.join``) is refused even where its signature would accept three arguments.
 
     >>> check_builder_signature(lambda hp, memory, steps: None, "ok")
     >>> import os
     >>> check_builder_signature(os.system, "os:system")
     Traceback (most recent call last):
     ...
-    ValueError: 'os:system' takes (command), not (hp, memory, steps); point builder at a function build(hp, memory, steps)
+    ValueError: 'os:system' is a built-in function, not a Python function build(hp, memory, steps); point builder at your own function
     """
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    if not inspect.isfunction(target):
+        kind = ("a class" if isinstance(target, type) else "a built-in function" if inspect.isbuiltin(target)
+                else f"a {type(target).__name__}")
+        raise ValueError(f"{path!r} is {kind}, not a Python function build(hp, memory, steps); point builder at your "
+                         "own function")
+    top = (getattr(target, "__module__", None) or "").split(".")[0]
+    if top in sys.stdlib_module_names:
+        raise ValueError(f"{path!r} is a function of Python's standard library (module {top!r}), not a builder; "
+                         "point builder at your own function build(hp, memory, steps)")
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -477,6 +511,7 @@ class KerasParams(WindowedKerasParams):
         from backtester.errors import ConfigError
 
         try:
+            refuse_standard_library(v, "builder", "a function build(hp, memory, steps)")
             fn = import_object(v, "builder", "a function build(hp, memory, steps)")
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("builder: ")) from None

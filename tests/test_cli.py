@@ -184,6 +184,8 @@ def test_ctrl_c_exits_130_and_keeps_nothing_half_written(tmp_path, minute_file, 
     monkeypatch.setattr("backtester.runner.run_engine", interrupted)
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 130
-    assert res.output.strip() == (f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/ and any earlier run "
-                                  "there is untouched; run the same command again to start over")
-    assert list((tmp_path / "results").iterdir()) == []  # the staging directory is gone
+    assert res.output.strip() == (f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/; "
+                                  "run the same command again to start over")
+    # only the hidden staging directory (empty: no segment had finished) and the run's lock file
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".t.lock", ".t.partial"]
+    assert list((tmp_path / "results" / ".t.partial").rglob("*.json")) == []

@@ -126,4 +126,7 @@ def test_a_crashed_run_leaves_the_earlier_run_intact(minute_file, tmp_path, monk
         run(cfg, force=True)
     after = {p.relative_to(done.out_dir): p.read_bytes() for p in done.out_dir.rglob("*") if p.is_file()}
     assert after == before
-    assert [p.name for p in done.out_dir.parent.iterdir()] == [done.out_dir.name]  # no staging left behind
+    # nothing visible beside it; its finished segments are kept in the hidden staging directory for the rerun
+    assert [p.name for p in done.out_dir.parent.iterdir() if not p.name.startswith(".")] == [done.out_dir.name]
+    monkeypatch.undo()
+    assert run(cfg, force=True).manifest["segments"]["reused"] == 3

@@ -136,10 +136,14 @@ def test_describe_model_reports_the_notebook_architecture(notebook):
                                        "dropout_1": 0.1, "learning_rate": 0.005}
 
 
-def test_cli_inspect_prints_a_summary_and_writes_model_config(model_copy):
-    res = invoke(model_copy)
+def test_cli_inspect_prints_a_summary_and_writes_model_config_only_to_out(model_copy):
+    res = invoke(model_copy)  # without --out: nothing written, beside the user's model or anywhere
     assert res.exit_code == 0, res.output
+    assert "wrote" not in res.stdout
+    assert sorted(p.name for p in model_copy.parent.iterdir()) == ["volatility_lstm_model.h5"]
     out = model_copy.parent / "model_config.json"
+    res = invoke(model_copy, "--out", out)
+    assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [
         f"{model_copy.resolve()}: Sequential, keras2-h5 (Keras 2.21.0)",
         "  LSTM(32, return_sequences=True)",

@@ -126,26 +126,50 @@ def test_fresh_computes_everything_again(minute_file, tmp_path):
 def test_an_interrupted_run_keeps_its_segments_and_the_rerun_continues(minute_file, tmp_path, monkeypatch):
     raw = config(minute_file, tmp_path)
     reference = run(parse_config({**raw, "name": "reference"}))
-    import backtester.engine as engine
-
-    real, calls = engine.run_segment, []
-
-    def interrupted_after_four(*args, **kwargs):
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "run_segment", interrupted_after_four)
+    restore = interrupt_after(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run(parse_config(raw))
-    monkeypatch.setattr(engine, "run_segment", real)
+    restore()
     out = Path(raw["output"]["dir"]) / "r"
     assert not out.exists() and len(list((stage_dir(out) / "segments").glob("*/*.json"))) == 4
     resumed = run(parse_config(raw))
     assert segments_in(resumed.manifest) == (4, 5)
     assert not stage_dir(out).exists()
     assert_same_run(reference.out_dir, resumed.out_dir)
+
+
+def interrupt_after(monkeypatch, n: int):
+    """Make the engine's n+1-th segment raise KeyboardInterrupt (as Ctrl-C would, mid-run)."""
+    import backtester.engine as engine
+
+    real, calls = engine.run_segment, []
+
+    def run_segment(*args, **kwargs):
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_segment", run_segment)
+    return lambda: monkeypatch.setattr(engine, "run_segment", real)
+
+
+def test_a_warm_start_chain_resumes_from_its_last_saved_model_and_a_tuning_is_reused(minute_file, tmp_path,
+                                                                                     monkeypatch):
+    space = {"units": {"values": [2, 4]}, "num_layers": 1, "dropout": 0.0}
+    raw = config(minute_file, tmp_path, warm={**TINY_LSTM, "warm_start": {"epochs": 1}},
+                 tuned={**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": space}})
+    reference = run(parse_config({**raw, "name": "reference"}))
+    restore = interrupt_after(monkeypatch, 4)  # plan order: warm 1..3, then tuned 1 (after its search)
+    with pytest.raises(KeyboardInterrupt):
+        run(parse_config(raw))
+    restore()
+    resumed = run(parse_config(raw))
+    assert segments_in(resumed.manifest) == (4, 2)  # the chain went on from version 3's saved weights
+    assert_same_run(reference.out_dir, resumed.out_dir)
+    pd.testing.assert_frame_equal(pd.read_parquet(reference.out_dir / "tuning.parquet").drop(columns="tuning_seconds"),
+                                  pd.read_parquet(resumed.out_dir / "tuning.parquet").drop(columns="tuning_seconds"))
+    assert "tuning" not in resumed.manifest["seconds"] or resumed.manifest["seconds"]["tuning"] == 0
 
 
 def test_what_a_killed_write_leaves_is_recomputed(minute_file, tmp_path):
