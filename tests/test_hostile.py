@@ -261,14 +261,6 @@ def test_inspect_writes_nothing_without_out(keras_files, tmp_path):
     assert (tmp_path / "model.keras").read_bytes() == (keras_files / "model.keras").read_bytes()
 
 
-def _runner_checks_training_data() -> bool:
-    from strategies.base import Params
-
-    return hasattr(Params, "check_training_data")
-
-
-@pytest.mark.xfail(not _runner_checks_training_data(), strict=False,
-                   reason="needs Params.check_training_data called by backtester.runner.run before anything trains")
 def test_a_scaler_fitted_on_other_values_is_refused_before_anything_trains(work, keras_files, monkeypatch):
     text = patched(name="fresh", strategies={"nb": {"type": "imported", "model": str(keras_files / "model.keras"),
                                                     "scaler": str(keras_files / "wide_scaler.pkl"),
