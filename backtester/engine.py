@@ -14,8 +14,13 @@
    model, reloaded from that segment's artifact (or refitted, which is deterministic, where it
    saved none), and more than ``max_failed`` failed fits in a row stop the run.
 
+With ``resume`` (what ``backtest run`` does), every segment and tuning is keyed by what made it
+(:mod:`backtester.store`); one finished under the same key, in the staging directory of an
+interrupted run or in the finished run being replaced, is reused instead of run again, and a
+warm-start chain goes on from its last saved model.
+
 The engine keeps no fitted model between segments that it could not reload from disk, so where
-a segment ran (and whether it ran in this process at all) never changes a number. It owns no
+a segment ran (and whether it ran in this process at all, or in an earlier run) never changes a number. It owns no
 calendar logic and knows nothing of Keras. The event semantics are those of
 :func:`~backtester.clock.clock`: a retrain at T sees the bars closed at or before T and comes
 before the forecast issued at T; a segment starts with its retrain event and holds every
@@ -198,9 +203,12 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     executor = executor or InProcess()
     with _staging(stage) as where:
         walk = Walk(plan, specs, series, settings, where, context)
+        keyed = stage is not None  # a run's own directory: every segment is written with its key
+        if keyed and not resume:
+            prune(where, [], {}, False, {})  # nothing in it may be reused
         base = key_base(walk)
         tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
-                       for s in plan.segments() if s.tune} if resume else {}
+                       for s in plan.segments() if s.tune} if keyed else {}
         if resume and previous is not None:
             for seg in plan.segments():
                 if seg.key in tuning_keys and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key] \
@@ -211,7 +219,7 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
         for name, spec in specs.items():
             params.update(params_by_segment(spec.params, plan.segments(name), tunings))
         keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
-                            params, series) if resume else {}
+                            params, series) if keyed else {}
         adopted = reuse(walk, keys, tuning_keys, previous) if resume else set()
         workers: dict[str, float] = {}
         segments = {s.key: s for s in plan.segments()}

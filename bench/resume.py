@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
     ap.add_argument("--set", dest="sets", action="append", default=[])
-    ap.add_argument("--add", default="extra_ewma={type: ewma, halflife: 12}", help="strategy to add: NAME={...}")
+    ap.add_argument("--add", default="extra_ewma={type: ewma, lam: 0.9}", help="strategy to add: NAME={...}")
     args = ap.parse_args()
     import yaml
 

@@ -121,6 +121,7 @@ def test_fresh_computes_everything_again(minute_file, tmp_path):
     raw = config(minute_file, tmp_path)
     run(parse_config(raw))
     assert segments_in(run(parse_config(raw), force=True, fresh=True).manifest) == (0, 9)
+    assert segments_in(run(parse_config(raw), force=True).manifest) == (9, 0)  # a fresh run is stored too
 
 
 def test_an_interrupted_run_keeps_its_segments_and_the_rerun_continues(minute_file, tmp_path, monkeypatch):
