@@ -189,3 +189,15 @@ def test_ctrl_c_exits_130_and_keeps_nothing_half_written(tmp_path, minute_file, 
     # only the hidden staging directory (empty: no segment had finished) and the run's lock file
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".t.lock", ".t.partial"]
     assert list((tmp_path / "results" / ".t.partial").rglob("*.json")) == []
+
+
+def test_debug_shows_the_traceback_behind_an_error(tmp_path):
+    from backtester import cli
+
+    try:
+        res = CliRunner().invoke(main, ["--debug", "run", str(tmp_path / "missing.yaml")])
+    finally:
+        cli._DEBUG[0] = False
+    assert res.exit_code == 2
+    assert "Traceback (most recent call last)" in res.output and "error: " in res.output
+    assert "Traceback" not in CliRunner().invoke(main, ["run", str(tmp_path / "missing.yaml")]).output

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from backtester.config import parse_config
 from backtester.engine import Settings, run_engine
@@ -130,3 +131,18 @@ def test_a_crashed_run_leaves_the_earlier_run_intact(minute_file, tmp_path, monk
     assert [p.name for p in done.out_dir.parent.iterdir() if not p.name.startswith(".")] == [done.out_dir.name]
     monkeypatch.undo()
     assert run(cfg, force=True).manifest["segments"]["reused"] == 3
+
+
+def test_a_user_batch_that_reads_later_bars_stops_the_run_with_exit_3(minute_file, tmp_path):
+    from click.testing import CliRunner
+
+    from backtester.cli import main
+
+    raw = base_config(minute_file, tmp_path, naive={}, peeking={"type": "tests.leaky_models:PeekingBatchParams"})
+    path = tmp_path / "leaky.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["run", str(path), "-q"])
+    assert res.exit_code == 3, res.output
+    assert res.output.strip().startswith("error: strategy 'peeking': its forecast_batch issued at 2024-01-09 00:00:00+00:00 "
+                                         "differs from forecast() on the bars known then")
+    assert not (tmp_path / "results" / "t").exists()  # a leaky run is not reported
