@@ -48,8 +48,9 @@ def entry() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             click.echo(exc.code, err=True)
-    except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt it caught
+    except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt it caught (compare, audit, ...)
         code = exit_code(exc.__context__) if isinstance(exc.__context__, KeyboardInterrupt) else 130
+        click.echo("interrupted: finished segments are kept; run the same command again to continue", err=True)
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code
