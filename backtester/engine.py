@@ -122,7 +122,8 @@ def run_chain(job: ChainJob) -> ChainDone:
         chained = params.chains()
         res = run_segment(seg, params, job.series, job.bars, job.settings.run_seed, fallback=live,
                           batched=job.settings.batched, start_from=live if chained else None)
-        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models, key)
+        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models, key,
+                      keep_model=chained and len(job.segments) > 1)
         if res.ok:
             live = res.model
         done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
@@ -149,7 +150,7 @@ def resume_point(job: ChainJob, keys: tuple[str | None, ...]) -> tuple[int, Live
 
 def reload_model(folder: Path, stored: StoredSegment, seg: Segment, params: Any) -> LiveModel | None:
     """The model a finished segment saved in ``folder``, or None if it saved none it can reload."""
-    if stored.record.artifact is None or not (folder / "artifact.json").is_file():
+    if not (folder / "artifact.json").is_file():
         return None
     if not read_meta(folder).get("restorable", False):
         return None

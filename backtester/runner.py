@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
         manifest = make_manifest(cfg, prepared, plan, rows, retrains, timings)
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
+            shutil.rmtree(stage / "models", ignore_errors=True)
         check_interrupt()
         swap_in(stage, out)
     return RunResult(out, rows, retrains, scores, manifest)

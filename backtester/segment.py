@@ -323,15 +323,16 @@ class RunContext:
 
 
 def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext | None, save_model: bool,
-                  key: str | None = None) -> FitRecord:
+                  key: str | None = None, keep_model: bool = False) -> FitRecord:
     """Write a finished segment: its artifact folder (if saved), its rows part and its fit record
-    (with ``key``, the segment's store key: :mod:`backtester.store`).
+    (with ``key``, the segment's store key: :mod:`backtester.store`). ``keep_model``: write the artifact
+    folder even when it is not saved (a warm-start chain resumes from it), without naming it in the record.
 
     Every file is written under a temporary name, fsynced and renamed, and the record goes last, so a
     segment whose record exists is complete, whenever the process is killed.
     """
     seg, record = result.segment, result.record
-    if save_model and result.ok and context is not None:
+    if (save_model or keep_model) and result.ok and context is not None:
         folder = artifact_dir(stage, seg.strategy, seg.model_version)
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -348,7 +349,8 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext 
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-        record = FitRecord(**{**asdict(record), "artifact": str(folder.relative_to(stage))})
+        if save_model:
+            record = FitRecord(**{**asdict(record), "artifact": str(folder.relative_to(stage))})
     rows_path, record_path = segment_paths(stage, seg)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()

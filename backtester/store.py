@@ -236,9 +236,7 @@ def prune(stage: Path, segments: Iterable[Segment], keys: dict[str, str], need_a
     for seg in segments:
         if is_stored(stage, seg, keys[seg.key], need_artifact):
             wanted.update(segment_paths(stage, seg))
-            artifact = json.loads(segment_paths(stage, seg)[1].read_text()).get("artifact")
-            if artifact:
-                models.add(stage / artifact)
+            models.add(artifact_dir(stage, seg.strategy, seg.model_version))  # saved, or kept for a chain
     for p in stage.iterdir():
         if p.name not in ("segments", "models", "tuning"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()

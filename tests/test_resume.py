@@ -160,13 +160,15 @@ def test_a_warm_start_chain_resumes_from_its_last_saved_model_and_a_tuning_is_re
     space = {"units": {"values": [2, 4]}, "num_layers": 1, "dropout": 0.0}
     raw = config(minute_file, tmp_path, warm={**TINY_LSTM, "warm_start": {"epochs": 1}},
                  tuned={**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": space}})
+    raw["output"]["save_models"] = False  # the chain keeps its models in the staging directory all the same
     reference = run(parse_config({**raw, "name": "reference"}))
     restore = interrupt_after(monkeypatch, 4)  # plan order: warm 1..3, then tuned 1 (after its search)
     with pytest.raises(KeyboardInterrupt):
         run(parse_config(raw))
     restore()
     resumed = run(parse_config(raw))
-    assert segments_in(resumed.manifest) == (4, 2)  # the chain went on from version 3's saved weights
+    assert segments_in(resumed.manifest) == (4, 2)  # the chain went on from version 3's kept weights
+    assert not (resumed.out_dir / "models").exists()  # not asked for: not in the results
     assert_same_run(reference.out_dir, resumed.out_dir)
     pd.testing.assert_frame_equal(pd.read_parquet(reference.out_dir / "tuning.parquet").drop(columns="tuning_seconds"),
                                   pd.read_parquet(resumed.out_dir / "tuning.parquet").drop(columns="tuning_seconds"))
