@@ -49,6 +49,7 @@ def _unraisable(hook):
             return
         hook(info)
 
+    drop_interrupts.drops_interrupts = True
     return drop_interrupts
 
 
@@ -57,7 +58,8 @@ def install() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    sys.unraisablehook = _unraisable(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "drops_interrupts", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def check() -> None:
