@@ -333,3 +333,15 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(minute_file, 
     taken = subprocess.run([BACKTEST, "run", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert taken.returncode == 0, taken.stderr
     assert f"note: took over the lock of {out} from pid {dead.pid}, which is gone" in taken.stderr
+
+
+def test_a_swap_cut_between_its_renames_is_repaired_and_old_staging_folders_are_removed(tmp_path):
+    from backtester.rundir import run_stage
+
+    out = tmp_path / "results" / "r"
+    (tmp_path / "results" / ".r.old-4242").mkdir(parents=True)  # killed after moving the old run aside
+    (tmp_path / "results" / ".r.old-4242" / "manifest.json").write_text("{}")
+    (tmp_path / "results" / ".r.partial-77").mkdir()  # an older version's per-process staging folder
+    with run_lock(out), run_stage(out) as stage:
+        assert (out / "manifest.json").is_file() and stage == stage_dir(out) and stage.is_dir()
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".r.lock", ".r.partial", "r"]
