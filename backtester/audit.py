@@ -125,7 +125,8 @@ class AuditReport:
                for c in self.checks]
         strategies = len({c.strategy for c in self.checks})
         done = [c for c in self.checks if not c.skipped]
-        what = (f"{len(done)} checks on {strategies} strategies ({self.recomputations} recomputations at "
+        what = (f"{len(done)} checks on {strategies} strateg{'y' if strategies == 1 else 'ies'} "
+                f"({self.recomputations} recomputations at "
                 f"{self.issue_times} issue times)")
         if self.ok:
             out.append(f"audit: PASS, {what}")
