@@ -79,6 +79,7 @@ from .errors import BacktestError
 from .recorder import COLUMNS
 from .segment import LiveModel, Segment, issue_forecasts, run_segment
 from .series import BarSeries
+from .targets import to_target
 from .tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
 
 BATCH_RTOL = 1e-5  # float32 (Keras) models: batched vs one-row predictions
@@ -564,8 +565,6 @@ def _window_problems(run: _Run, seg: Segment, start, end, through, bars: int, wh
 
 def _scaler_problem(run: _Run, seg: Segment, state: dict) -> str | None:
     """Why a saved scaler did not see exactly the training window's bars (None: it did)."""
-    from strategies.keras_core import to_target
-
     train = run.series.slice(seg.window.start, seg.window.stop)
     floor = float(state.get("output_floor", 1e-12))
     values = to_target(train.rv, state.get("target", "rv"), floor)

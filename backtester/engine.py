@@ -207,21 +207,7 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
         keyed = stage is not None  # a run's own directory: every segment is written with its key
         if keyed and not resume:
             prune(where, [], {}, False, {})  # nothing in it may be reused
-        base = key_base(walk)
-        tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
-                       for s in plan.segments() if s.tune} if keyed else {}
-        if resume and previous is not None:
-            for seg in plan.segments():
-                if seg.key in tuning_keys and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key] \
-                        and stored_tuning_key(tuning_dir(previous, seg)) == tuning_keys[seg.key]:
-                    adopt_tuning(where, previous, seg)
-        tunings = run_tunings(walk, executor, tuning_keys)
-        params = {}
-        for name, spec in specs.items():
-            params.update(params_by_segment(spec.params, plan.segments(name), tunings))
-        keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
-                            params, series) if keyed else {}
-        adopted = reuse(walk, keys, tuning_keys, previous) if resume else set()
+        tunings, params, keys, adopted = _prepare(walk, executor, keyed, resume, previous)
         workers: dict[str, float] = {}
         segments = {s.key: s for s in plan.segments()}
         in_order = {name: [s.key for s in plan.segments(name)] for name in specs}  # each strategy's, in time order
@@ -245,6 +231,28 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     out.workers, out.tunings = workers, tunings
     out.reused, out.adopted = len(reused), len(adopted & reused)
     return out
+
+
+def _prepare(walk: Walk, executor: Executor, keyed: bool, resume: bool, previous: Path | None):
+    """Tune (or reuse tunings), resolve each segment's params and keys, and with ``resume`` keep what the
+    store holds. Returns ``(tunings, params by segment, keys, keys adopted from previous)``."""
+    plan, specs, series, where = walk.plan, walk.specs, walk.series, walk.stage
+    base = key_base(walk)
+    tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
+                   for s in plan.segments() if s.tune} if keyed else {}
+    if resume and previous is not None:
+        for seg in plan.segments():
+            if seg.key in tuning_keys and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key] \
+                    and stored_tuning_key(tuning_dir(previous, seg)) == tuning_keys[seg.key]:
+                adopt_tuning(where, previous, seg)
+    tunings = run_tunings(walk, executor, tuning_keys)
+    params = {}
+    for name, spec in specs.items():
+        params.update(params_by_segment(spec.params, plan.segments(name), tunings))
+    keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
+                        params, series) if keyed else {}
+    adopted = reuse(walk, keys, tuning_keys, previous) if resume else set()
+    return tunings, params, keys, adopted
 
 
 def key_base(walk: Walk) -> RunKeyBase:
