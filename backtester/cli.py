@@ -187,7 +187,8 @@ class ProgressBar:
     """A progress bar over a run's retrains, its time left estimated from the fits' expected cost.
 
     The run calls it as ``progress(plan, None, False)`` once the plan is known, then ``progress(plan,
-    segment, reused)`` as each segment is done (a reused one leaves the time estimate alone).
+    segment, reused)`` as each segment is done (a reused one leaves the time estimate alone); in a
+    universe ``plan`` is the list of the assets' plans.
     """
 
     def __init__(self, cfg):
@@ -204,7 +205,7 @@ class ProgressBar:
         from tqdm import tqdm
 
         self.costs = {}
-        for seg in plan.segments():
+        for seg in [s for p in (plan if isinstance(plan, list) else [plan]) for s in p.segments()]:
             params = self.specs[seg.strategy].params
             bars = seg.window.stop - seg.window.start
             cost = params.fit_cost(bars) + 1e-4 * seg.issues  # forecasting: cheap
@@ -226,7 +227,7 @@ class ProgressBar:
         elapsed = bar.format_dict["elapsed"]
         left = elapsed * (self.total - self.done) / self.done if self.done > 0 else float("nan")
         eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""
-        bar.set_postfix_str(f"{seg.strategy} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
+        bar.set_postfix_str(f"{seg.owner} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
         bar.update(1)
         if bar.n == bar.total:
             bar.close()

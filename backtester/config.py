@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import glob
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from strategies import Params, strategy_class, validate_params
 
@@ -40,9 +41,12 @@ from .validation import describe_validation_error, did_you_mean
 
 
 class DataConfig(Strict):
-    """Where the bars come from and how realized-volatility bars are built."""
+    """Where the bars come from and how realized-volatility bars are built: one file (``path``), or a
+    universe of assets (``assets``: name -> file or {path, options it overrides}, or a glob whose file
+    names name the assets; see :mod:`backtester.universe`)."""
 
-    path: Path
+    path: Path | None = None
+    assets: dict[str, Any] | str | None = None
     kind: Literal["minute", "rv"] = "minute"
     format: Literal["auto", "csv", "parquet"] = "auto"
     timestamp_column: str | int = "timestamp"  # a column name, or its position (0 = first) when header: false
@@ -63,6 +67,15 @@ class DataConfig(Strict):
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.path is None) == (self.assets is None):
+            raise ValueError("data: give either path (one file) or assets (a universe: name -> file, or a glob such "
+                             "as data/*.parquet), not both" if self.path is not None else
+                             "data: path is missing; give path (one file) or assets (a universe: name -> file, or "
+                             "a glob such as data/*.parquet)")
+        return self
 
     @model_validator(mode="after")
     def _columns_by_position(self) -> DataConfig:
@@ -174,6 +187,7 @@ class StrategySpec:
     own_retrain: bool = False
     own_window: bool = False
     repeats: int = 1  # >1: run with that many derived seeds (members name#1..name#N) plus their mean, `name`
+    assets: tuple[str, ...] | None = None  # in a universe: only these assets (None: every asset)
 
     def members(self) -> list[StrategySpec]:
         """The strategies that actually run: itself, or its ``repeats`` seed members ``name#k``."""
@@ -185,6 +199,8 @@ class StrategySpec:
         out = {"type": self.type, **self.params.model_dump(mode="json")}
         if self.repeats > 1:
             out["repeats"] = self.repeats
+        if self.assets is not None:
+            out["assets"] = list(self.assets)
         if self.own_retrain:
             out["retrain"] = self.retrain.model_dump(mode="json")
         if self.own_window:
@@ -194,6 +210,16 @@ class StrategySpec:
     def schedule_label(self) -> str:
         """``weekly mon 00:00 UTC, expanding`` and the like."""
         return f"{self.retrain.label()}; window {self.window.label()}"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One asset of a run: its name (``""`` for a run on one ``data.path``), the name tables and the
+    report give it, and the run's config as it sees it."""
+
+    name: str
+    label: str
+    cfg: Any  # RunConfig with this asset's data and strategies
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -211,6 +237,7 @@ class RunConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    _universe: dict[str, tuple[DataConfig, dict[str, StrategySpec]]] = PrivateAttr(default_factory=dict)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -225,6 +252,7 @@ class RunConfig(Strict):
     def resolved(self) -> dict[str, Any]:
         """The config as plain YAML-ready data, with every default filled in."""
         out = self.model_dump(mode="json", exclude={"strategies"})
+        out["data"] = {k: v for k, v in out["data"].items() if not (k in ("path", "assets") and v is None)}
         out["strategies"] = {
             name: s.resolved() if isinstance(s, StrategySpec) else s for name, s in self.strategies.items()
         }
@@ -239,6 +267,19 @@ class RunConfig(Strict):
     def ensembles(self) -> dict[str, list[str]]:
         """Strategies with ``repeats`` > 1: name -> its members (their mean forecast is reported as ``name``)."""
         return {name: [m.name for m in s.members()] for name, s in self.strategies.items() if s.repeats > 1}
+
+    def universe(self) -> list[Asset]:
+        """The run's assets, each with the config as that asset sees it (its own data block, and the
+        strategies that run on it). A run on one ``data.path`` is a universe of one, named ``""``.
+
+        >>> [(a.name, a.label) for a in parse_config({"name": "d", "data": {"path": "btc.parquet"},
+        ...     "backtest": {"start": "2024-01-03"}, "strategies": {"naive": {}}}).universe()]
+        [('', 'btc')]
+        """
+        if self.data.assets is None:
+            return [Asset("", Path(self.data.path).stem, self)]
+        return [Asset(name, name, self.model_copy(update={"data": data, "strategies": specs}))
+                for name, (data, specs) in self._universe.items()]
 
     def config_id(self) -> str:
         """sha256 of the resolved config: two runs with the same id ran the same thing."""
@@ -276,11 +317,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     source = str(path)
     merged = with_overrides(raw, overrides)
     try:
-        cfg = parse_config(merged, source=source, before_strategies=before_strategies)
+        cfg = parse_config(merged, source=source, before_strategies=before_strategies, config_path=path)
     except ConfigError as exc:
         raise blame_overrides(exc, raw, list(overrides), source, parse_config) from None
     given = [item for item in overrides if override_key(item) in (["data"], ["data", "path"])]
     data_path = cfg.data.path
+    if data_path is None:  # a universe: its files were found by parse_config
+        return cfg
     if not given:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolve_data_path(data_path, path)})})
     elif not data_path.is_absolute() and not data_path.exists():
@@ -315,8 +358,10 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
 
 
 def parse_config(raw: dict[str, Any], source: str = "config",
-                 before_strategies: Callable[[RunConfig], None] | None = None) -> RunConfig:
-    """Validate a raw dict (shape, then each strategy's schedule and parameters); see :func:`load_config`."""
+                 before_strategies: Callable[[RunConfig], None] | None = None,
+                 config_path: str | Path | None = None) -> RunConfig:
+    """Validate a raw dict (shape, then each strategy's schedule and parameters); see :func:`load_config`.
+    ``config_path``: the file the dict came from (relative paths in ``data.assets`` are looked for beside it too)."""
     raw = copy.deepcopy(raw)
     stray = [k for k in raw if k not in RunConfig.model_fields]
     if stray:  # name a misspelt section before pydantic reports the section it hides as missing
@@ -331,8 +376,11 @@ def parse_config(raw: dict[str, Any], source: str = "config",
         raise ConfigError(f"{source}: name: {out} is a file, not a run folder; move that file away or change 'name'")
     if before_strategies is not None:
         before_strategies(cfg)
-    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=cfg.data.bar, data=cfg.data)
+    assets = expand_assets(cfg.data, source, config_path) if cfg.data.assets is not None else {}
+    data = next(iter(assets.values())) if assets else cfg.data
+    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=data.bar, data=data)
              for name, params in cfg.strategies.items()}
+    universe = universe_specs(cfg, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation
     if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
@@ -341,7 +389,107 @@ def parse_config(raw: dict[str, Any], source: str = "config",
             raise ConfigError(f"{source}: evaluation.benchmark: {ev.benchmark!r} is not a strategy of this run; "
                               f"use one of {', '.join(specs)} or null")
         ev = ev.model_copy(update={"benchmark": None})  # the default har, absent: pairwise tests only
-    return cfg.model_copy(update={"strategies": specs, "evaluation": ev})
+    if assets:
+        listed = {name: {"path": str(d.path), **_asset_options(cfg.data.assets, name)} for name, d in assets.items()}
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"assets": listed})})
+    cfg = cfg.model_copy(update={"strategies": specs, "evaluation": ev})
+    cfg._universe = universe
+    return cfg
+
+
+def expand_assets(data: DataConfig, source: str, config_path: str | Path | None = None) -> dict[str, DataConfig]:
+    """``data.assets`` as one data block per asset: the ``data`` options, overridden by the asset's own.
+
+    A glob (``data/*.parquet``) names each asset by its file name without the suffix; relative paths are
+    looked for as :func:`resolve_data_path` says. Every asset must have the same ``bar``.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    if isinstance(data.assets, str):
+        found = _glob_assets(data.assets, source, config_path)
+        for path in found:
+            name = Path(path).name.split(".")[0]
+            if name in entries:
+                raise ConfigError(f"{source}: data.assets: {data.assets} matches two files named {name!r} "
+                                  f"({entries[name]['path']} and {path}); list the assets by name instead")
+            entries[name] = {"path": path}
+    else:
+        for name, value in data.assets.items():
+            if isinstance(value, (str, Path)):
+                value = {"path": value}
+            if not isinstance(value, dict) or "path" not in value:
+                raise ConfigError(f"{source}: data.assets.{name}: give the asset's file, or a mapping with its path "
+                                  f"and the data options it overrides, e.g. {{path: data/eurusd.csv, calendar: fx}}")
+            entries[str(name)] = dict(value)
+    if not entries:
+        raise ConfigError(f"{source}: data.assets: is empty; name at least one asset (name: file)")
+    base = data.model_dump(exclude={"assets", "path"}, exclude_unset=True)
+    out = {}
+    for name, options in entries.items():
+        if not ASSET_PATTERN.fullmatch(name):
+            raise ConfigError(f"{source}: data.assets.{name}: an asset name is letters, digits, '_', '-' and '.', "
+                              "starting with a letter or digit (it names folders and table rows)")
+        if "assets" in options:
+            raise ConfigError(f"{source}: data.assets.{name}.assets: an asset cannot hold assets")
+        path = Path(options["path"])
+        if config_path is not None and not isinstance(data.assets, str):
+            path = resolve_data_path(path, config_path)
+        try:
+            out[name] = DataConfig.model_validate({**base, **options, "path": path})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {describe_validation_error(exc, DataConfig, prefix=f'data.assets.{name}')}") from None
+    bars = {fmt_duration(d.bar) for d in out.values()}
+    if len(bars) > 1:
+        raise ConfigError(f"{source}: data.assets: the assets have different bars ({', '.join(sorted(bars))}); one run "
+                          "forecasts one bar size: set data.bar once for all")
+    return out
+
+
+ASSET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _glob_assets(pattern: str, source: str, config_path: str | Path | None) -> list[str]:
+    """The files ``pattern`` matches: in the working directory, else beside the config file or in its parent."""
+    bases = [Path(".")]
+    if config_path is not None and not Path(pattern).is_absolute():
+        folder = Path(os.path.abspath(config_path)).parent
+        bases += [folder, folder.parent]
+    for base in bases:
+        found = sorted(glob.glob(str(base / pattern) if str(base) != "." else pattern))
+        found = [f for f in found if Path(f).is_file()]
+        if found:
+            return [os.path.normpath(f) for f in found]
+    raise ConfigError(f"{source}: data.assets: no file matches {pattern!r} (looked from the working directory"
+                      f"{' and beside the config file' if len(bases) > 1 else ''}); check the pattern")
+
+
+def _asset_options(assets: dict[str, Any] | str, name: str) -> dict[str, Any]:
+    """The data options an asset of ``assets`` overrides (besides its path), as written."""
+    if isinstance(assets, dict) and isinstance(assets.get(name), dict):
+        return {k: v for k, v in assets[name].items() if k != "path"}
+    return {}
+
+
+def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[str, StrategySpec],
+                   source: str) -> dict[str, tuple[DataConfig, dict[str, StrategySpec]]]:
+    """Per asset: its data block and the strategies that run on it, parsed against its data (a
+    strategy's defaults may depend on the asset's calendar). Empty for a run on one ``data.path``."""
+    for name, spec in specs.items():
+        if spec.assets is None:
+            continue
+        if not assets:
+            raise ConfigError(f"{source}: strategies.{name}.assets: only a universe (data.assets) has assets; "
+                              "remove it, or list the assets under data.assets")
+        unknown = [a for a in spec.assets if a not in assets]
+        if unknown:
+            raise ConfigError(f"{source}: strategies.{name}.assets: {unknown[0]!r} is not an asset of data.assets "
+                              f"({', '.join(assets)}){did_you_mean(unknown[0], list(assets))}")
+    out = {}
+    for asset, data in assets.items():
+        mine = {name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)
+                for name, spec in specs.items() if spec.assets is None or asset in spec.assets}
+        if mine:
+            out[asset] = (data, mine)
+    return out
 
 
 def check_numbers(raw: Any, source: str = "config", where: str = "") -> None:
@@ -420,6 +568,10 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
                           f"{raw['window']}'")
     schedule = {k: raw.pop(k) for k in ("retrain", "window") if k in raw}
     repeats = raw.pop("repeats", 1)
+    assets = raw.pop("assets", None)
+    if assets is not None and (not isinstance(assets, list) or not assets or not all(isinstance(a, str) for a in assets)):
+        raise ConfigError(f"{source}: strategies.{name}.assets: must be a list of asset names from data.assets, "
+                          f"e.g. [btc, eth] (got {assets!r})")
     if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 100:
         raise ConfigError(f"{source}: strategies.{name}.repeats: must be a whole number of seeds from 1 to 100 "
                           f"(got {repeats!r})")
@@ -446,4 +598,5 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
         own_retrain=own.retrain is not None,
         own_window=own.window is not None,
         repeats=repeats,
+        assets=tuple(assets) if assets is not None else None,
     )

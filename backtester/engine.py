@@ -142,7 +142,7 @@ def resume_point(job: ChainJob, keys: tuple[str | None, ...]) -> tuple[int, Live
     for k in range(n - 1, -1, -1):
         stored = read_segment(job.stage, job.segments[k])
         if stored.ok:
-            folder = artifact_dir(job.stage, job.segments[k].strategy, job.segments[k].model_version)
+            folder = artifact_dir(job.stage, job.segments[k].owner, job.segments[k].model_version)
             live = reload_model(folder, stored, job.segments[k], job.params[k])
             return (n, live) if live is not None else (0, None)
     return n, None
@@ -188,7 +188,8 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     ``resume``: ``stage`` may hold an interrupted run's segments; every segment and tuning finished
     there or in ``previous`` (the finished run this one replaces) under the same key
     (:mod:`backtester.store`) is reused, and everything else in ``stage`` is removed first.
-    ``on_segment(segment, reused)`` is called as each segment is done.
+    ``on_segment(segment, reused)`` is called as each segment is done. Several assets in one run:
+    :func:`run_universe`.
 
     >>> import numpy as np, pandas as pd
     >>> from backtester.config import parse_config
@@ -201,16 +202,39 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
     >>> len(res.forecasts), [r.status for r in res.records]
     (95, ['ok'])
     """
+    return run_universe([Leg(plan, specs, series, context)], settings, stage, executor, on_segment, resume, previous)
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One asset's part of a run: its plan (``plan.asset`` names the asset), strategies, bars and context."""
+
+    plan: Plan
+    specs: dict[str, Any]
+    series: BarSeries
+    context: RunContext | None = None
+
+
+def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None, executor: Executor | None = None,
+                 on_segment: Callable[[Segment, bool], None] | None = None, resume: bool = False,
+                 previous: Path | None = None) -> EngineResult:
+    """:func:`run_engine` over several assets at once: every asset's chains go to ``executor`` together
+    (longest first), so assets spread over workers like any other segments. The forecasts get an ``asset``
+    column when the legs are assets of a universe (``plan.asset`` set)."""
     executor = executor or InProcess()
     with _staging(stage) as where:
-        walk = Walk(plan, specs, series, settings, where, context)
+        walks = [Walk(leg.plan, leg.specs, leg.series, settings, where, leg.context) for leg in legs]
         keyed = stage is not None  # a run's own directory: every segment is written with its key
         if keyed and not resume:
             prune(where, [], {}, False, {})  # nothing in it may be reused
-        tunings, params, keys, adopted = _prepare(walk, executor, keyed, resume, previous)
+        tunings, params, keys, tuning_keys = {}, {}, {}, {}
+        for walk in walks:
+            for part, got in zip((tunings, params, keys, tuning_keys), _prepare(walk, executor, keyed, resume, previous)):
+                part.update(got)
+        adopted = reuse(walks, keys, tuning_keys, previous) if resume else set()
         workers: dict[str, float] = {}
-        segments = {s.key: s for s in plan.segments()}
-        in_order = {name: [s.key for s in plan.segments(name)] for name in specs}  # each strategy's, in time order
+        segments = {s.key: s for w in walks for s in w.plan.segments()}
+        in_order = {(w.plan.asset, name): [s.key for s in w.plan.segments(name)] for w in walks for name in w.specs}
         statuses: dict[str, str] = {}
         reused: set[str] = set()
 
@@ -222,20 +246,36 @@ def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: S
                     reused.add(key)
                 if on_segment is not None:
                     on_segment(segments[key], was_reused)
-            name = job.segments[0].strategy
-            stop_early(name, in_order[name], statuses, settings.max_failed, segments)
+            first = job.segments[0]
+            stop_early(first.owner, in_order[first.asset, first.strategy], statuses, settings.max_failed, segments)
             check_interrupt()
 
-        executor.run(run_chain, chains(walk, params, longest_first=executor.parallel, keys=keys), finished)
-        out = assemble(walk, params, reused)
+        jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys)]
+        if executor.parallel and len(walks) > 1:
+            jobs = cost_order((job, sum(p.fit_cost(s.window.stop - s.window.start) for s, p in zip(job.segments, job.params)))
+                              for job in jobs)
+        executor.run(run_chain, jobs, finished)
+        out = merge([assemble(w, params, reused) for w in walks], universe=any(w.plan.asset for w in walks))
     out.workers, out.tunings = workers, tunings
     out.reused, out.adopted = len(reused), len(adopted & reused)
     return out
 
 
+def merge(results: list[EngineResult], universe: bool) -> EngineResult:
+    """One result from the assets' (forecasts with an ``asset`` column in a universe)."""
+    if not universe and len(results) == 1:
+        return results[0]
+    out = EngineResult(forecasts=pd.DataFrame(), records=[r for res in results for r in res.records])
+    out.fit_seconds = sum(r.fit_seconds for r in results)
+    out.predict_seconds = sum(r.predict_seconds for r in results)
+    out.segments = sum(r.segments for r in results)
+    out.forecasts = pd.concat([r.forecasts for r in results], ignore_index=True)
+    return out
+
+
 def _prepare(walk: Walk, executor: Executor, keyed: bool, resume: bool, previous: Path | None):
     """Tune (or reuse tunings), resolve each segment's params and keys, and with ``resume`` keep what the
-    store holds. Returns ``(tunings, params by segment, keys, keys adopted from previous)``."""
+    store holds. Returns ``(tunings, params by segment, segment keys, tuning keys)``."""
     plan, specs, series, where = walk.plan, walk.specs, walk.series, walk.stage
     base = key_base(walk)
     tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
@@ -251,8 +291,7 @@ def _prepare(walk: Walk, executor: Executor, keyed: bool, resume: bool, previous
         params.update(params_by_segment(spec.params, plan.segments(name), tunings))
     keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
                         params, series) if keyed else {}
-    adopted = reuse(walk, keys, tuning_keys, previous) if resume else set()
-    return tunings, params, keys, adopted
+    return tunings, params, keys, tuning_keys
 
 
 def key_base(walk: Walk) -> RunKeyBase:
@@ -261,17 +300,17 @@ def key_base(walk: Walk) -> RunKeyBase:
                               ctx.backend if ctx is not None else None, walk.settings.run_seed, walk.settings.batched)
 
 
-def reuse(walk: Walk, keys: dict[str, str], tuning_keys: dict[str, str], previous: Path | None) -> set[str]:
+def reuse(walks: list[Walk], keys: dict[str, str], tuning_keys: dict[str, str], previous: Path | None) -> set[str]:
     """Keep in the staging directory only what matches its key; link in the finished segments of the
     run being replaced that the staging directory lacks. Returns the keys of those taken over."""
-    need = walk.settings.save_models and walk.context is not None
-    segments = walk.plan.segments()
-    prune(walk.stage, segments, keys, need, tuning_keys)
+    stage, need = walks[0].stage, walks[0].settings.save_models and walks[0].context is not None
+    segments = [s for w in walks for s in w.plan.segments()]
+    prune(stage, segments, keys, need, tuning_keys)
     adopted = set()
     if previous is not None and Path(previous).is_dir():
         for seg in segments:
-            if not is_stored(walk.stage, seg, keys[seg.key], need) and is_stored(previous, seg, keys[seg.key], need):
-                adopt(walk.stage, Path(previous), seg)
+            if not is_stored(stage, seg, keys[seg.key], need) and is_stored(previous, seg, keys[seg.key], need):
+                adopt(stage, Path(previous), seg)
                 adopted.add(seg.key)
     return adopted
 
@@ -353,7 +392,7 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
             if stored.ok:
                 last_ok = (seg, stored)
             records.append(stored.record)
-            check_failures(name, [r.status for r in records], walk.settings.max_failed,
+            check_failures(seg.owner, [r.status for r in records], walk.settings.max_failed,
                            [r.retrain_time for r in records])
             parts.append(stored.rows)
             if seg.key not in reused:
@@ -362,12 +401,14 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
             out.segments += 1
         out.records.extend(records)
     out.forecasts = combine_rows(parts)
+    if walk.plan.asset:
+        out.forecasts.insert(0, "asset", walk.plan.asset)
     return out
 
 
 def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any) -> LiveModel:
     """The model a finished segment fitted: reloaded from its artifact, else fitted again (deterministic)."""
-    live = reload_model(artifact_dir(walk.stage, seg.strategy, seg.model_version), stored, seg, params)
+    live = reload_model(artifact_dir(walk.stage, seg.owner, seg.model_version), stored, seg, params)
     if live is not None:
         return live
     fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts

@@ -50,6 +50,7 @@ class Plan:
     stop: int  # one past the last test bar
     horizon: int
     schedules: dict[str, Schedule]
+    asset: str = ""  # the asset of a universe whose plan this is ("" for a run on one data.path)
 
     @property
     def issue_times(self) -> pd.DatetimeIndex:
@@ -70,7 +71,8 @@ class Plan:
                 stop = starts[k + 1] if k + 1 < len(starts) else self.stop
                 tune = bool(sched.tunes[k]) if sched.tunes else False
                 out.append(Segment(strategy=name, model_version=k + 1, retrain_time=sched.retrains[k],
-                                   window=window, first=start, stop=stop, horizon=self.horizon, tune=tune))
+                                   window=window, first=start, stop=stop, horizon=self.horizon, tune=tune,
+                                   asset=self.asset))
         return out
 
     def forecast_rows(self, strategies: int = 1) -> int:
@@ -120,8 +122,8 @@ class Plan:
         return list(groups.values())
 
 
-def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
-    """Resolve every strategy's schedule against the bar grid."""
+def make_plan(cfg, bars: pd.DatetimeIndex, asset: str = "") -> Plan:
+    """Resolve every strategy's schedule against the bar grid (of ``asset``, in a universe)."""
     bt = cfg.backtest
     first = int(bars.searchsorted(bt.start, side="left"))
     stop = len(bars) if bt.end is None else int(bars.searchsorted(bt.end, side="right"))
@@ -142,7 +144,7 @@ def make_plan(cfg, bars: pd.DatetimeIndex) -> Plan:
         windows = tuple(training_window(spec.window, bars, t) for t in retrains)
         tunes = tuple(bool(t) for t in spec.params.tuning_points(retrains, bars, bt.start, bt.end))
         schedules[name] = Schedule(name, spec.schedule_label(), retrains, windows, tunes)
-    return Plan(bars=bars, first=first, stop=stop, horizon=bt.horizon, schedules=schedules)
+    return Plan(bars=bars, first=first, stop=stop, horizon=bt.horizon, schedules=schedules, asset=asset)
 
 
 def check_plan(cfg, plan: Plan) -> None:

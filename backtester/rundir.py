@@ -95,7 +95,7 @@ def run_stage(out: Path, fresh: bool = False) -> Iterator[Path]:
 
 def finished_segments(stage: Path) -> int:
     """How many finished segments a staging directory holds."""
-    return sum(1 for _ in (Path(stage) / "segments").glob("*/*.json"))
+    return sum(1 for _ in (Path(stage) / "segments").rglob("*.json"))
 
 
 @contextmanager

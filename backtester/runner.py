@@ -27,9 +27,11 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from .engine import Settings, run_engine
+from .config import Asset
+from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor
+from .errors import BacktestError
 from .plan import Plan, check_plan, make_plan
 from .process import check
 from .interrupt import check as check_interrupt
@@ -48,12 +50,49 @@ class RunResult:
     manifest: dict
 
 
-def prepare(cfg) -> tuple[PreparedBars, Plan]:
-    """Load the data, build RV bars and resolve the plan (no training)."""
+def prepare(cfg, asset: str = "") -> tuple[PreparedBars, Plan]:
+    """Load the data, build RV bars and resolve the plan (no training); ``cfg`` as one asset sees it."""
     prepared = prepare_bars(cfg.data)
-    plan = make_plan(cfg, prepared.bars.index)
+    plan = make_plan(cfg, prepared.bars.index, asset)
     check_plan(cfg, plan)
     return prepared, plan
+
+
+@dataclass
+class AssetRun:
+    """One asset of a run, prepared: the config as it sees it, its bars and its plan."""
+
+    asset: Asset
+    prepared: PreparedBars
+    plan: Plan
+    series: BarSeries
+
+    @property
+    def cfg(self):
+        return self.asset.cfg
+
+
+def prepare_universe(cfg) -> list[AssetRun]:
+    """Every asset's bars and plan, and the checks that need no training (a bad file, an impossible
+    plan, a bad builder, an imported scaler unlike the data), each naming its asset."""
+    runs = []
+    for asset in cfg.universe():
+        try:
+            prepared, plan = prepare(asset.cfg, asset.name)
+        except BacktestError as exc:
+            if not asset.name:
+                raise
+            exc.args = (f"data.assets.{asset.name}: {exc}",)
+            raise
+        runs.append(AssetRun(asset, prepared, plan, BarSeries.from_frame(prepared.bars)))
+    for spec in cfg.strategies.values():  # members share their params: one preflight each
+        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
+    for r in runs:
+        for spec in r.cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
+            members = {m.name for m in spec.members()}
+            first = min((s for s in r.plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
+            spec.params.check_training_data(r.series.slice(first.window.start, first.window.stop))
+    return runs
 
 
 def target_dir(cfg) -> Path:
@@ -72,37 +111,34 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
     """
     t_start = time.perf_counter()
     check(cfg)
-    prepared, plan = prepare(cfg)  # bad data or an impossible plan fail first, before the output is looked at
-    for spec in cfg.strategies.values():  # members share their params: one preflight each
-        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
-    series = BarSeries.from_frame(prepared.bars)
-    for spec in cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
-        members = {m.name for m in spec.members()}
-        first = min((s for s in plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
-        spec.params.check_training_data(series.slice(first.window.start, first.window.stop))
+    runs = prepare_universe(cfg)  # bad data or an impossible plan fail first, before the output is looked at
+    plans = [r.plan for r in runs]
     timings = {"prepare": time.perf_counter() - t_start}
     out = target_dir(cfg)
     guard_output(out, force)
-    describe_run(cfg, prepared, plan, log)
+    for r in runs:
+        describe_run(r.cfg, r.prepared, r.plan, log, r.asset.name)
+    describe_execution(cfg, sum(len(p.segments()) for p in plans), log)
+    shown = plans[0] if len(plans) == 1 else plans
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
-            progress(plan, None, False)
+            progress(shown, None, False)
         t0 = time.perf_counter()
-        engine = run_engine(plan, cfg.run_strategies(), series, engine_settings(cfg),
-                            stage=stage, context=segment_context(cfg, prepared, plan), executor=executor_for(cfg),
-                            on_segment=partial(progress, plan) if progress else None, resume=not fresh,
-                            previous=None if fresh else out)
-        total = len(plan.segments())
+        legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
+        engine = run_universe(legs, engine_settings(cfg), stage=stage, executor=executor_for(cfg),
+                              on_segment=partial(progress, shown) if progress else None, resume=not fresh,
+                              previous=None if fresh else out)
+        total = sum(len(p.segments()) for p in plans)
         if engine.reused:
             found = f", {engine.adopted} from the finished run in {out}/" if engine.adopted else ""
             log(f"reused {engine.reused} of {total} segments{found}, computed {total - engine.reused}")
         timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
         t0 = time.perf_counter()
-        rows, retrains, scores = write_results(cfg, prepared, plan, engine.forecasts, engine.records, stage)
+        rows, retrains, scores = write_results(cfg, runs, engine.forecasts, engine.records, stage)
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        manifest = make_manifest(cfg, prepared, plan, rows, retrains, timings)
+        manifest = make_manifest(cfg, runs, rows, retrains, timings)
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
@@ -112,21 +148,25 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
     return RunResult(out, rows, retrains, scores, manifest)
 
 
-def describe_run(cfg, prepared: PreparedBars, plan: Plan, log: Callable[[str], None]) -> None:
-    """The run log's opening lines (data, strategies' notes, plan, where segments run); an unreachable
-    Dask scheduler is reported here, before anything starts."""
-    log(f"data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
+def describe_run(cfg, prepared: PreparedBars, plan: Plan, log: Callable[[str], None], asset: str = "") -> None:
+    """The run log's opening lines for one asset (data, strategies' notes, plan)."""
+    who = f"{asset}: " if asset else ""
+    log(f"{who}data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
     for name, spec in cfg.strategies.items():
         for note in spec.params.notes(plan.issue_times[0]):
-            log(f"note: {name} {note}")
-    log(f"plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
+            log(f"{who}note: {name} {note}")
+    log(f"{who}plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
         f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
+
+
+def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
+    """Where segments run; an unreachable Dask scheduler is reported here, before anything starts."""
     ex = cfg.execution
     if ex.scheduler:
         dask_client(ex.scheduler).close()
         log(f"execution: segments on the Dask scheduler at {ex.scheduler}")
     elif ex.jobs > 1:
-        used = min(ex.jobs, len(plan.segments()))
+        used = min(ex.jobs, segments)
         log(f"execution: {used} worker processes" + (f" (jobs: {ex.jobs} asked, but there are only {used} segments)"
                                                       if used < ex.jobs else ""))
 
@@ -156,8 +196,11 @@ def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
     return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
 
 
-def make_manifest(cfg, prepared: PreparedBars, plan: Plan, rows: pd.DataFrame, retrains: pd.DataFrame,
+def make_manifest(cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.DataFrame,
                   timings: dict[str, float]) -> dict:
+    plans = [r.plan for r in runs]
+    data = {r.asset.name: {**data_record(r.cfg, r.prepared), "missing_bars": [str(t) for t in r.prepared.missing]}
+            for r in runs}
     return {
         "name": cfg.name,
         "config_id": cfg.config_id(),
@@ -167,9 +210,9 @@ def make_manifest(cfg, prepared: PreparedBars, plan: Plan, rows: pd.DataFrame, r
         "command": " ".join(sys.argv),
         "versions": versions(),
         "git_commit": git_commit(),
-        "data": {**data_record(cfg, prepared), "missing_bars": [str(t) for t in prepared.missing]},
-        "plan": {"retrains": plan.retrain_count, "segments": len(plan.segments()), "issue_times": len(plan.issue_times),
-                 "horizon": plan.horizon},
+        "data": data[""] if "" in data else {"assets": data},
+        "plan": {"retrains": sum(p.retrain_count for p in plans), "segments": sum(len(p.segments()) for p in plans),
+                 "issue_times": sum(len(p.issue_times) for p in plans), "horizon": plans[0].horizon},
         "rows": len(rows),
         "failed_retrains": int((retrains["status"] != "ok").sum()),
         "seconds": {k: round(v, 3) for k, v in timings.items()},

@@ -80,15 +80,21 @@ class Segment:
     stop: int
     horizon: int
     tune: bool = False  # a tuning retrain: search hyperparameters on this window first (backtester.tuning)
+    asset: str = ""  # the asset of a universe (data.assets); "" for a run on one data.path
 
     @property
     def issues(self) -> int:
         return self.stop - self.first
 
     @property
+    def owner(self) -> str:
+        """Whose segment this is: ``<strategy>``, or ``<asset>/<strategy>`` in a universe (its seeds and paths)."""
+        return f"{self.asset}/{self.strategy}" if self.asset else self.strategy
+
+    @property
     def key(self) -> str:
-        """File stem of the segment's part: ``<strategy>/<version>``."""
-        return f"{self.strategy}/{self.model_version:04d}"
+        """File stem of the segment's part: ``<strategy>/<version>`` (``<asset>/<strategy>/<version>``)."""
+        return f"{self.owner}/{self.model_version:04d}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class FitRecord:
     seed: int
     details: str  # JSON of what the fit reported beyond the losses (coefficients, loss history, ...)
     artifact: str | None = None  # models/<strategy>/<version>, relative to the run directory
+    asset: str = ""  # the asset of a universe; "" for a run on one data.path
 
 
 @dataclass
@@ -233,7 +240,7 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
     known = series.upto(seg.stop)
     w: TrainWindow = seg.window
     train = known.slice(w.start, w.stop)
-    seed = retrain_seed(run_seed, seg.strategy, seg.retrain_time)
+    seed = retrain_seed(run_seed, seg.owner, seg.retrain_time)
     t0 = time.perf_counter()
     info, model, status, rows = None, None, "ok", None
     fit_seconds = predict_seconds = 0.0
@@ -277,6 +284,7 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         status=status,
         seed=seed,
         details=json.dumps(info.extra if info else {}, default=float),
+        asset=seg.asset,
     )
     return SegmentResult(seg, record, rows, model, fit_seconds, predict_seconds)
 
@@ -333,7 +341,7 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext 
     """
     seg, record = result.segment, result.record
     if (save_model or keep_model) and result.ok and context is not None:
-        folder = artifact_dir(stage, seg.strategy, seg.model_version)
+        folder = artifact_dir(stage, seg.owner, seg.model_version)
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -421,7 +429,7 @@ def read_segment(stage: Path, seg: Segment) -> StoredSegment:
 
 def read_records(stage: Path) -> list[dict[str, Any]]:
     """The fit records of every finished segment under ``stage``, in key order."""
-    return [json.loads(p.read_text()) for p in sorted((Path(stage) / "segments").glob("*/*.json"))]
+    return [json.loads(p.read_text()) for p in sorted((Path(stage) / "segments").rglob("*.json"))]
 
 
 def check_failures(strategy: str, statuses: list[str], max_failed: int, times: list | None = None) -> None:

@@ -135,7 +135,7 @@ def segment_key(base: RunKeyBase, seg: Segment, type_name: str, params: Any, dat
     """The key of ``seg`` run with ``params`` (see the module docstring)."""
     return digest({
         "base": base.__dict__,
-        "strategy": seg.strategy, "type": type_name,
+        "strategy": seg.owner, "type": type_name,
         "params": params.model_dump(mode="json"), "files": files_digest(params.depends_on()),
         "segment": [seg.model_version, seg.retrain_time.value, seg.window.start, seg.window.stop,
                     seg.first, seg.stop, seg.horizon, seg.tune],
@@ -236,19 +236,31 @@ def prune(stage: Path, segments: Iterable[Segment], keys: dict[str, str], need_a
     for seg in segments:
         if is_stored(stage, seg, keys[seg.key], need_artifact):
             wanted.update(segment_paths(stage, seg))
-            models.add(artifact_dir(stage, seg.strategy, seg.model_version))  # saved, or kept for a chain
+            models.add(artifact_dir(stage, seg.owner, seg.model_version))  # saved, or kept for a chain
     for p in stage.iterdir():
         if p.name not in ("segments", "models", "tuning"):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    for p in (stage / "segments").glob("*/*"):
-        if p not in wanted:
+    _keep_only(stage / "segments", wanted)
+    _keep_only(stage / "models", models)
+    tuned = {p for p in (stage / "tuning").rglob("best.json")
+             if stored_tuning_key(p.parent) == tunings.get(str(p.parent.relative_to(stage / "tuning")))}
+    _keep_only(stage / "tuning", {p.parent for p in tuned})
+
+
+def _keep_only(root: Path, keep: set[Path]) -> None:
+    """Remove everything under ``root`` but the files and folders in ``keep`` (and the folders above them)."""
+    if not root.is_dir():
+        return
+    above = {parent for p in keep for parent in p.parents}
+    for p in list(root.iterdir()):
+        if p in keep:
+            continue
+        if p.is_dir() and p in above:
+            _keep_only(p, keep)
+        elif p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
             p.unlink()
-    for p in (stage / "models").glob("*/*"):
-        if p not in models:
-            shutil.rmtree(p, ignore_errors=True)
-    for p in (stage / "tuning").glob("*/*"):
-        if stored_tuning_key(p) != tunings.get(f"{p.parent.name}/{p.name}"):
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def stored_tuning_key(folder: Path) -> str | None:

@@ -86,7 +86,7 @@ def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: 
     """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``
     (``best.json`` last, with ``key``)."""
     train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
-    seed = retrain_seed(run_seed, f"{seg.strategy}/tuning", seg.retrain_time)
+    seed = retrain_seed(run_seed, f"{seg.owner}/tuning", seg.retrain_time)
     folder = tuning_dir(stage, seg) if stage is not None else Path(tempfile.mkdtemp(prefix="backtester-tune-"))
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -126,7 +126,7 @@ def params_by_segment(params, segments: list[Segment], tunings: dict[str, TuneRe
 
 def read_trials(stage: Path) -> pd.DataFrame:
     """Every tuning's trials under a run directory, in (strategy, version, trial) order."""
-    parts = [pd.read_parquet(p) for p in sorted((Path(stage) / "tuning").glob("*/*/trials.parquet"))]
+    parts = [pd.read_parquet(p) for p in sorted((Path(stage) / "tuning").rglob("trials.parquet"))]
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=TRIAL_COLUMNS)

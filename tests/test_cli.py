@@ -14,8 +14,8 @@ from backtester.cli import main
 
 from .conftest import ROOT, base_config
 
-FORECAST_COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through", "actual"]
-RETRAIN_COLUMNS = ["strategy", "model_version", "retrain_time", "window_start", "window_end", "train_bars", "samples",
+FORECAST_COLUMNS = ["asset", "strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through", "actual"]
+RETRAIN_COLUMNS = ["asset", "strategy", "model_version", "retrain_time", "window_start", "window_end", "train_bars", "samples",
                    "train_loss", "val_loss", "seconds", "status", "seed", "details", "artifact"]
 
 
@@ -181,7 +181,7 @@ def test_ctrl_c_exits_130_and_keeps_nothing_half_written(tmp_path, minute_file, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("backtester.runner.run_engine", interrupted)
+    monkeypatch.setattr("backtester.runner.run_universe", interrupted)
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 130
     assert res.output.strip() == (f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/; "

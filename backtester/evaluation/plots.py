@@ -52,13 +52,14 @@ def with_gaps(frame, step: pd.Timedelta | None = None):
 
 
 def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168,
-                   unit: str = "bar") -> None:
+                   unit: str = "bar", title: str | None = None) -> None:
     """Forecast vs actual at one horizon, with retrain times marked.
 
     Top: the whole test period as daily means of full days (readable over months);
     retrains as lines, or as ticks along the top edge when there are many. Bottom: the
     last ``zoom_bars`` bars as they are, the line broken where the market was closed.
-    ``unit``: ``bar`` (volatility per bar), ``percent`` or ``annualized`` (%).
+    ``unit``: ``bar`` (volatility per bar), ``percent`` or ``annualized`` (%); ``title``: the figure's
+    title (the asset's name, in a universe).
     """
     from matplotlib.figure import Figure
 
@@ -97,6 +98,8 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
         ax.grid(alpha=0.25)
     handles, labels = top.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)  # beside the data, never on it
+    if title:
+        fig.suptitle(title, fontweight="bold")
     fig.savefig(path, dpi=110)
 
 
@@ -155,3 +158,40 @@ def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot_pooled_differentials(losses: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None,
+                              path: Path) -> bool:
+    """Per horizon, each asset's mean loss differential against the benchmark (dots) and their pooled
+    mean with the pooled DM test's verdict (line; filled where p < 0.05); one panel per strategy.
+    Seed members are left out. Returns False (and draws nothing) without a benchmark."""
+    from matplotlib.figure import Figure
+
+    t = losses[(losses["loss"] == loss) & ~losses["strategy"].astype(str).str.contains("#")]
+    if benchmark is None or benchmark not in set(t["strategy"]):
+        return False
+    means = t.groupby(["strategy", "asset", "horizon"], observed=True)["value"].mean().unstack("strategy")
+    models = [m for m in means.columns if m != benchmark]
+    if not models:
+        return False
+    diff = means[models].sub(means[benchmark], axis=0)
+    pooled = tests[(tests["test"] == "pooled_dm") & (tests["against"] == benchmark) & (tests["horizon"] > 0)]
+    fig = Figure(figsize=(min(5 * len(models), 15), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(models), sharey=True))
+    for ax, model in zip(axes, models):
+        per = diff[model].unstack("asset")
+        for asset in per.columns:
+            ax.plot(per.index, per[asset], ".", ms=5, alpha=0.7, label=str(asset))
+        p = pooled[pooled["model"] == model].sort_values("horizon")
+        ax.plot(p["horizon"], p["mean_diff"], color="black", lw=1.5, label="pooled mean")
+        sig = p[p["pvalue"] < 0.05]
+        ax.plot(sig["horizon"], sig["mean_diff"], "o", color="black", ms=6, label="pooled DM p < 0.05")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(f"{model} - {benchmark}")
+        ax.set_xlabel("horizon")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"mean {loss} differential (below 0: beats {benchmark})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    fig.savefig(path, dpi=110)
+    return True

@@ -30,6 +30,7 @@ FIGURES = {
     "loss_by_hour.png": "Loss by hour of day",
     "cost_vs_accuracy.png": "Accuracy against training cost",
 }
+UNIVERSE_FIGURES = {"pooled_differentials.png": "Loss differentials against the benchmark: each asset and the pooled mean"}
 
 
 # --------------------------------------------------------------------------- figures
@@ -63,7 +64,9 @@ def _finish(fig, ax, title: str, ylabel: str, path: Path, made: list[str]) -> No
 
 
 def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
-    """Draw the evaluation figures of a finished run from its Parquet files; return their names."""
+    """Draw the evaluation figures of a finished run from its Parquet files; return their names. In a
+    universe the losses over time are the cross-sectional average (each time's mean over the assets
+    scored then), the cost is summed over assets, and the segments are the first asset's."""
     run_dir = Path(run_dir)
     losses = pd.read_parquet(run_dir / "losses.parquet")
     t = losses[losses["loss"] == loss]
@@ -74,11 +77,22 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     _rolling_loss(per_time, loss, run_dir, made)
     if benchmark is not None and benchmark in per_time:
         _cumulative_difference(per_time, loss, benchmark, run_dir, made)
-    _loss_by_segment(t, pd.read_parquet(run_dir / "retrains.parquet"), loss, run_dir, made)
+    retrains = pd.read_parquet(run_dir / "retrains.parquet")
+    if "asset" in t and t["asset"].nunique() > 1:
+        first = sorted(t["asset"].unique())[0]
+        t_first, retrains = t[t["asset"] == first], retrains[retrains["asset"] == first]
+        _loss_by_segment(t_first, retrains, loss, run_dir, made, f" ({first})")
+    else:
+        _loss_by_segment(t, retrains, loss, run_dir, made)
     _loss_by_hour(t, loss, run_dir, made)
     cost_path = run_dir / "cost.parquet"
     if cost_path.is_file():
-        plot_cost_vs_accuracy(pd.read_parquet(cost_path), loss, run_dir / "cost_vs_accuracy.png")
+        cost = pd.read_parquet(cost_path)
+        if "asset" in cost and cost["asset"].nunique() > 1:
+            cost = cost.groupby("strategy", sort=False).agg(
+                retrains=("retrains", "sum"), train_seconds=("train_seconds", "sum"),
+                **{f"mean_{loss}": (f"mean_{loss}", "mean")}).reset_index()
+        plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png")
         made.append("cost_vs_accuracy.png")
     return made
 
@@ -103,7 +117,8 @@ def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, ru
             f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
 
 
-def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
+def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str],
+                     which: str = "") -> None:
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
     ok = retrains[retrains["status"] == "ok"]
     when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
@@ -119,7 +134,7 @@ def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir
         ax.step(x, y, where="post", label=str(name))
         ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=ax.lines[-1].get_color())
     _dates(ax)
-    _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next)", f"mean {loss}",
+    _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next){which}", f"mean {loss}",
             run_dir / "loss_by_segment.png", made)
 
 

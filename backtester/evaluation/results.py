@@ -28,54 +28,107 @@ from ..segment import FitRecord
 from ..tuning import read_trials
 from .accuracy import dm_table, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
-from .markdown import run_report
-from .plots import plot_error_by_horizon, plot_forecasts
-from .report import write_figures, write_html
+from .markdown import run_report, universe_report
+from .panel import panel_dm_table, win_table
+from .plots import plot_error_by_horizon, plot_forecasts, plot_pooled_differentials
+from .report import FIGURES, UNIVERSE_FIGURES, write_figures, write_html
 
 if TYPE_CHECKING:
     from ..config import RunConfig
-    from ..plan import Plan
-    from ..rv import PreparedBars
+    from ..runner import AssetRun
 
 
-def write_results(cfg: RunConfig, prepared: PreparedBars, plan: Plan, forecasts: pd.DataFrame,
-                  records: list[FitRecord], stage: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame, records: list[FitRecord],
+                  stage: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics).
 
-    ``forecasts``: the origin-aligned forecast rows of every strategy that ran (columns of
-    :data:`backtester.recorder.COLUMNS`); ``records``: one :class:`~backtester.segment.FitRecord`
-    per retrain; ``stage``: the run's directory (it already holds ``models/`` and ``tuning/``).
+    ``runs``: the run's assets (:class:`~backtester.runner.AssetRun`; one for a run on one
+    ``data.path``); ``forecasts``: the origin-aligned forecast rows of every strategy that ran (columns
+    of :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe); ``records``: one
+    :class:`~backtester.segment.FitRecord` per retrain; ``stage``: the run's directory (it already
+    holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column; each asset is evaluated
+    on its own, and a universe of several also across assets (:func:`pooled_tests`).
     """
     ev = cfg.evaluation
-    rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), prepared.bars)
     retrains = retrain_frame(records)
-    scores = metrics(rows)
-    losses = loss_table(rows)
-    tests = accuracy_tests(cfg, losses)
-    cost = cost_table(retrains, losses, ev.loss, ev.benchmark, artifact_sizes(stage), cfg.ensembles())
-    spread = seed_spread(cfg, scores)
-    if len(spread):
-        spread.to_parquet(stage / "seeds.parquet", index=False)
-    rows.to_parquet(stage / "forecasts.parquet", index=False)
-    retrains.to_parquet(stage / "retrains.parquet", index=False)
+    parts = {r.asset.label: evaluate_asset(r, _of(forecasts, r.asset.name), _of(retrains, r.asset.name), stage)
+             for r in runs}
+    tables = {name: _with_asset({a: p[name] for a, p in parts.items()}) for name in next(iter(parts.values()))}
+    if len(runs) > 1:
+        pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
+        tables["tests"] = pd.concat([tables["tests"], pooled], ignore_index=True)
+        tables["wins"] = wins
     trials = read_trials(stage)
     if len(trials):
-        trials.to_parquet(stage / "tuning.parquet", index=False)
-    scores.to_parquet(stage / "metrics.parquet", index=False)
-    losses.to_parquet(stage / "losses.parquet", index=False)
-    score_table(losses, rows, ev.benchmark).to_parquet(stage / "scores.parquet", index=False)
-    breakdown_table(losses).to_parquet(stage / "breakdowns.parquet", index=False)
-    tests.to_parquet(stage / "tests.parquet", index=False)
-    cost.to_parquet(stage / "cost.parquet", index=False)
+        tables["tuning"] = trials
+    for name in ("forecasts", "retrains", "tuning", "metrics", "losses", "scores", "breakdowns", "tests", "cost",
+                 "seeds", "wins"):
+        if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins")):
+            tables[name].to_parquet(stage / f"{name}.parquet", index=False)
+    write_report(cfg, runs, tables, stage)
+    return tables["forecasts"], tables["retrains"], tables["metrics"]
+
+
+def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFrame, stage: Path) -> dict[str, pd.DataFrame]:
+    """One asset's evaluation tables (without an ``asset`` column): its seed ensembles, rows with actuals,
+    losses, metrics, scores, breakdowns, tests (DM, MCS), cost, seed spread and coverage."""
+    cfg, ev = run.cfg, run.cfg.evaluation
+    rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), run.prepared.bars)
+    scores = metrics(rows)
+    losses = loss_table(rows)
+    sizes = artifact_sizes(stage / "models" / run.asset.name if run.asset.name else stage / "models")
+    return {
+        "forecasts": rows, "retrains": retrains, "metrics": scores, "losses": losses,
+        "scores": score_table(losses, rows, ev.benchmark), "breakdowns": breakdown_table(losses),
+        "tests": accuracy_tests(cfg, losses), "seeds": seed_spread(cfg, scores), "coverage": coverage(rows),
+        "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles()),
+    }
+
+
+def _of(frame: pd.DataFrame, asset: str) -> pd.DataFrame:
+    """The rows of one asset of a universe (all of them in a run on one file), without the column."""
+    if "asset" not in frame or not (frame["asset"] != "").any():
+        return frame.drop(columns="asset", errors="ignore")
+    return frame[frame["asset"] == asset].drop(columns="asset").reset_index(drop=True)
+
+
+def _with_asset(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The assets' frames in one, with ``asset`` (their labels) as the first column."""
+    parts = [f.assign(asset=label) for label, f in frames.items() if len(f)] or [next(iter(frames.values())).assign(asset="")]
+    out = pd.concat(parts, ignore_index=True)
+    out["asset"] = out["asset"].astype("string")
+    return out[["asset"] + [c for c in out.columns if c != "asset"]]
+
+
+def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame], stage: Path) -> None:
+    """The figures (if ``output.plots``), ``report.md`` and ``report.html``."""
+    ev = cfg.evaluation
+    rows, scores = tables["forecasts"], tables["metrics"]
     plots = cfg.output.plots and len(rows)
+    figures = dict(FIGURES)
     if plots:
-        plot_forecasts(rows, retrains, stage / "forecast_vs_actual.png", horizon=1, unit=cfg.output.plot_unit)
-        plot_error_by_horizon(scores, stage / "error_by_horizon.png")
-    (stage / "report.md").write_text(run_report(cfg, prepared, plan, retrains, scores, tests, coverage(rows), cost, spread))
+        for r in runs:
+            name = "forecast_vs_actual.png" if len(runs) == 1 else f"forecast_vs_actual_{r.asset.label}.png"
+            mine = rows["asset"] == r.asset.label
+            plot_forecasts(rows[mine].drop(columns="asset"), tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
+                           stage / name, horizon=1, unit=cfg.output.plot_unit,
+                           title=r.asset.label if len(runs) > 1 else None)
+            figures.setdefault(name, f"Forecasts against realized volatility: {r.asset.label} (retrains dotted)")
+        plot_error_by_horizon(scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean()
+                              .reset_index(), stage / "error_by_horizon.png")
+    if len(runs) == 1:
+        r = runs[0]
+        text = run_report(cfg, r.prepared, r.plan, tables["retrains"], scores, tables["tests"], tables["coverage"],
+                          tables["cost"], tables["seeds"])
+    else:
+        text = universe_report(cfg, runs, tables)
+    (stage / "report.md").write_text(text)
     if plots:
         write_figures(stage, ev.loss, ev.benchmark)  # from the Parquet files above
-    write_html(stage)
-    return rows, retrains, scores
+        if len(runs) > 1:
+            plot_pooled_differentials(tables["losses"], tables["tests"], ev.loss, ev.benchmark,
+                                      stage / "pooled_differentials.png")
+    write_html(stage, figures={**figures, **UNIVERSE_FIGURES} if len(runs) > 1 else figures)
 
 
 def retrain_frame(records: list[FitRecord]) -> pd.DataFrame:
@@ -111,9 +164,8 @@ def seed_spread(cfg: RunConfig, scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def artifact_sizes(run_dir: Path) -> dict[str, int]:
-    """Bytes of each strategy's artifact folders under ``run_dir/models``."""
-    models = run_dir / "models"
+def artifact_sizes(models: Path) -> dict[str, int]:
+    """Bytes of each strategy's artifact folders under ``models`` (a run's ``models/``, or ``models/<asset>``)."""
     if not models.is_dir():
         return {}
     return {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in models.iterdir() if d.is_dir()}
@@ -130,3 +182,30 @@ def accuracy_tests(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([dm, mcs], ignore_index=True)[
         ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "size", "mcs_pvalue",
          "in_set", "note"]]
+
+
+def pooled_tests(cfg: RunConfig, losses: pd.DataFrame, tests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Across the assets of a universe: the pooled and time-clustered DM tests (:mod:`.panel`) per horizon
+    and on the horizon-averaged loss, the MCS on the cross-sectional average loss (``asset`` = ``all``),
+    and the win table (on how many assets each strategy beats each other, and significantly)."""
+    ev = cfg.evaluation
+    panel = panel_dm_table(losses, ev.loss, ev.benchmark)
+    mcs = mcs_across_assets(cfg, losses)
+    pooled = pd.concat([panel, mcs], ignore_index=True).assign(asset="all")
+    wins = win_table(tests[tests["test"] == "dm"])
+    return pooled, wins
+
+
+def mcs_across_assets(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
+    """The MCS on the cross-sectional average loss: per issue time, each strategy's loss averaged over
+    horizons, then over the assets with a forecast at that time; strategies that do not run on every
+    asset are left out (their average would be over other assets)."""
+    ev = cfg.evaluation
+    t = losses[losses["loss"] == ev.loss]
+    per = t.groupby(["asset", "issued_at", "strategy"], observed=True)["value"].mean()
+    everywhere = per.groupby(level="strategy", observed=True).apply(
+        lambda s: s.index.get_level_values("asset").nunique()) == t["asset"].nunique()
+    per = per[per.index.get_level_values("strategy").isin(everywhere[everywhere].index)]
+    wide = per.groupby(level=["issued_at", "strategy"], observed=True).mean().unstack("strategy")
+    mcs = model_confidence_set(wide, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
+    return mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)

@@ -1,0 +1,257 @@
+"""Panel tests of equal predictive accuracy: one model against another, pooled over assets.
+
+After Qu, Timmermann & Zhu (2024), "Comparing forecasting performance with panel data",
+International Journal of Forecasting 40, 918–941 (the R package pEPA). The input is a
+time x asset frame of loss differentials ``d_it = L_model,it - L_benchmark,it``, NaN where an
+asset has no observation (assets trade on different calendars, so panels are unbalanced).
+
+Both tests work on the cross-sectional average over the assets observed at ``t``::
+
+    dbar_t = mean_{i observed at t} d_it        (times with no asset observed are dropped)
+
+which keeps any cross-sectional dependence (a common shock hitting every asset) inside one
+series, so nothing has to be assumed about the correlation between assets.
+
+Pooled test (:func:`pooled_dm`, QTZ's test for the pooled average)::
+
+    S = mean(dbar) / sqrt(V / T),   p = 2 * (1 - Phi(|S|))
+    V = gamma_0 + 2 * sum_{k=1..L} (1 - k / (L + 1)) * gamma_k          (Newey–West / Bartlett)
+    gamma_k = (1/T) * sum_{t=k+1..T} (dbar_t - mean(dbar)) * (dbar_{t-k} - mean(dbar))
+    L = max(lags, floor(4 * (T / 100) ** (2 / 9)))
+
+``lags`` is ``h - 1`` for h-step forecasts (their errors overlap ``h - 1`` bars); the
+Newey–West rule widens the window with ``T`` because the average of volatility losses stays
+autocorrelated beyond the overlap (volatility clusters), and Bartlett weights keep ``V >= 0``
+without the rectangular kernel's fallback. There is no Harvey–Leybourne–Newbold correction:
+``S`` is compared with the standard normal, as in QTZ. (pEPA's ``pool_av.test`` weights lag ``k``
+by ``(1 + k/J) + (1 - k/J) = 2``, a truncated kernel with ``J = round(T^(1/3))`` that can give
+``V < 0``; Bartlett weights cannot.)
+
+Time-cluster test (:func:`cluster_dm`, QTZ's test for time clusters; Ibragimov & Müller 2010):
+split ``dbar`` into ``K`` contiguous blocks of (nearly) equal length, ``R_k`` = block mean::
+
+    S = sqrt(K) * mean(R) / sd(R, ddof=1),   p from Student's t with K - 1 degrees of freedom
+
+valid for two-sided tests at levels up to 8.3 % for any ``K >= 2`` (up to 10 % for ``K <= 14``).
+A negative statistic means the model's loss is lower.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> common = rng.normal(size=(300, 1))  # a shock every asset shares
+>>> diff = pd.DataFrame(-0.3 + common + rng.normal(size=(300, 4)), columns=["A", "B", "C", "D"])
+>>> diff.iloc[::7, 1] = np.nan  # B misses some bars
+>>> r = pooled_dm(diff, lags=0)
+>>> bool(r.statistic < -3), bool(r.pvalue < 0.01), r.n, r.note
+(True, True, 300, 'pooled over 4 assets, Bartlett lag 5')
+>>> c = cluster_dm(diff, clusters=8)
+>>> bool(c.statistic < 0), c.note
+(True, 'pooled over 4 assets, 8 time clusters of 37-38 rows, t(7)')
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .accuracy import MIN_ROWS, DMResult
+
+PANEL_COLUMNS = ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "assets",
+                 "note"]
+WIN_KEYS = ["loss", "horizon", "model", "against"]
+
+
+def cross_section_mean(diff: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """The cross-sectional average ``dbar_t`` in time order (times with no asset dropped), and how
+    many assets have at least one observation.
+
+    >>> cross_section_mean(pd.DataFrame({"A": [1.0, np.nan, np.nan], "B": [3.0, 2.0, np.nan]}))
+    (array([2., 2.]), 2)
+    """
+    values = diff.sort_index().to_numpy(dtype="float64")
+    seen = np.isfinite(values)
+    rows = seen.any(axis=1)
+    counts = seen[rows].sum(axis=1)
+    dbar = np.where(seen[rows], values[rows], 0.0).sum(axis=1) / counts
+    return dbar, int(seen.any(axis=0).sum())
+
+
+def newey_west_bandwidth(n: int, lags: int) -> int:
+    """``max(lags, floor(4 * (n / 100) ** (2 / 9)))``, at most ``n - 1``.
+
+    >>> newey_west_bandwidth(300, 0), newey_west_bandwidth(300, 11), newey_west_bandwidth(10, 0)
+    (5, 11, 2)
+    """
+    return int(min(max(int(lags), math.floor(4 * (n / 100) ** (2 / 9))), n - 1))
+
+
+def bartlett_variance(x: np.ndarray, bandwidth: int) -> float:
+    """Newey–West long-run variance: ``gamma_0 + 2 * sum_{k<=L} (1 - k/(L+1)) * gamma_k`` (1/T scaling).
+
+    >>> round(bartlett_variance(np.array([1.0, -1.0, 1.0, -1.0]), 1), 6)
+    0.25
+    """
+    d = np.asarray(x, dtype="float64")
+    d = d - d.mean()
+    n = len(d)
+    v = float(d @ d) / n
+    for k in range(1, min(bandwidth, n - 1) + 1):
+        v += 2 * (1 - k / (bandwidth + 1)) * float(d[k:] @ d[:-k]) / n
+    return v
+
+
+def pooled_dm(diff: pd.DataFrame, lags: int) -> DMResult:
+    """QTZ's pooled test: DM on the cross-sectional average, Newey–West variance (see the module).
+
+    ``diff``: time x asset loss differentials (model minus benchmark), NaN where unobserved;
+    ``lags``: ``h - 1`` for h-step forecasts, a floor under the Newey–West bandwidth.
+
+    >>> rng = np.random.default_rng(1)
+    >>> r = pooled_dm(pd.DataFrame(rng.normal(0.5, 1, (100, 3))), lags=2)
+    >>> bool(r.statistic > 3), r.n, r.note
+    (True, 100, 'pooled over 3 assets, Bartlett lag 4')
+    >>> pooled_dm(pd.DataFrame({"A": np.ones(5)}), lags=0).note
+    'not computed: 5 rows with an asset observed'
+    """
+    dbar, assets = cross_section_mean(diff)
+    n, lags = len(dbar), int(lags)
+    mean = float(dbar.mean()) if n else np.nan
+    if n < max(MIN_ROWS, 2 * lags + 3):
+        return DMResult(np.nan, np.nan, mean, n, f"not computed: {n} rows with an asset observed")
+    bandwidth = newey_west_bandwidth(n, lags)
+    v = bartlett_variance(dbar, bandwidth)
+    if not v > 0:
+        return DMResult(np.nan, np.nan, mean, n, "not computed: the averaged loss differential has no variance")
+    s = mean / math.sqrt(v / n)
+    p = 2 * stats.norm.sf(abs(s))
+    return DMResult(float(s), float(p), mean, n, f"pooled over {assets} assets, Bartlett lag {bandwidth}")
+
+
+def cluster_dm(diff: pd.DataFrame, clusters: int = 8) -> DMResult:
+    """QTZ's time-cluster test: t-test on the ``clusters`` contiguous block means of the cross-sectional
+    average, Student's t with ``clusters - 1`` degrees of freedom (fixed-b / Ibragimov–Müller).
+
+    Blocks have ``T // K`` or ``T // K + 1`` rows, the longer ones first; ``mean_diff`` is ``mean(dbar)``
+    as in :func:`pooled_dm` (the statistic uses the mean of the block means).
+
+    >>> r = cluster_dm(pd.DataFrame({"A": np.arange(20.0) % 3 - 0.5}), clusters=4)
+    >>> round(r.statistic, 4), r.note
+    (4.7001, 'pooled over 1 assets, 4 time clusters of 5 rows, t(3)')
+    >>> cluster_dm(pd.DataFrame({"A": np.ones(7)}), clusters=4).note
+    'not computed: 7 rows for 4 time clusters'
+    """
+    dbar, assets = cross_section_mean(diff)
+    n, k = len(dbar), int(clusters)
+    mean = float(dbar.mean()) if n else np.nan
+    if k < 2 or n < 2 * k:
+        return DMResult(np.nan, np.nan, mean, n, f"not computed: {n} rows for {k} time clusters")
+    blocks = np.array_split(dbar, k)
+    means = np.array([b.mean() for b in blocks])
+    sd = float(means.std(ddof=1))
+    if not sd > 0:
+        return DMResult(np.nan, np.nan, mean, n, "not computed: the cluster means have no variance")
+    s = math.sqrt(k) * float(means.mean()) / sd  # the mean of block means; mean_diff stays mean(dbar)
+    p = 2 * stats.t.sf(abs(s), df=k - 1)
+    sizes = sorted({len(b) for b in blocks})
+    rows = "-".join(str(size) for size in sizes)
+    note = f"pooled over {assets} assets, {k} time clusters of {rows} rows, t({k - 1})"
+    return DMResult(float(s), float(p), mean, n, note)
+
+
+def _pairs(strategies: list[str], benchmark: str | None, pairwise: bool) -> list[tuple[str, str]]:
+    """Every strategy against the benchmark, then every other pair (the order of ``accuracy.dm_table``)."""
+    pairs = [(s, benchmark) for s in strategies if benchmark is not None and s != benchmark]
+    if pairwise:
+        pairs += [(x, y) for i, x in enumerate(strategies) for y in strategies[i + 1:]
+                  if (x, y) not in pairs and (y, x) not in pairs]
+    return pairs
+
+
+def _pair_diff(wide: pd.DataFrame, model: str, against: str) -> pd.DataFrame:
+    """Time x asset ``model - against`` over the assets both have, all-NaN assets dropped."""
+    a, b = wide[model], wide[against]
+    assets = a.columns.intersection(b.columns)
+    return (a[assets] - b[assets]).dropna(axis=1, how="all")
+
+
+def _tests(diff: pd.DataFrame, lags: int, clusters: int, key: tuple) -> list[tuple]:
+    """The pooled and the time-cluster row of one (loss, horizon, model, against)."""
+    assets = int(diff.notna().any(axis=0).sum())
+    out = []
+    for test, r in (("pooled_dm", pooled_dm(diff, lags)), ("cluster_dm", cluster_dm(diff, clusters))):
+        out.append((test, *key, r.statistic, r.pvalue, r.mean_diff, r.n, assets, r.note))
+    return out
+
+
+def panel_dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bool = True,
+                   clusters: int = 8) -> pd.DataFrame:
+    """Pooled and time-cluster tests across assets, per horizon and on the horizon-averaged loss.
+
+    ``table``: the tidy loss table with an ``asset`` column. Pairs as in ``accuracy.dm_table``; per
+    horizon ``h`` the differential is indexed by ``target_time`` (lags ``h - 1``); ``horizon`` 0 averages
+    each asset's losses over horizons by ``issued_at``, on the issue times where both strategies scored
+    every horizon for that asset (lags ``H - 1``, ``H`` the largest horizon). Only assets where both
+    strategies have losses count (``assets``). Columns: ``test, loss, horizon, model, against,
+    statistic, pvalue, mean_diff, n, assets, note``; ``test`` is ``pooled_dm`` or ``cluster_dm``.
+
+    >>> t = pd.date_range("2024-01-01", periods=40, freq="h")
+    >>> table = pd.DataFrame({"strategy": np.repeat(["a", "b"], 80), "asset": np.tile(np.repeat(["X", "Y"], 40), 2),
+    ...                       "issued_at": np.tile(t, 4), "target_time": np.tile(t, 4) + pd.Timedelta(hours=1),
+    ...                       "horizon": 1, "model_version": 1, "loss": "mse",
+    ...                       "value": np.random.default_rng(0).uniform(size=160)})
+    >>> panel_dm_table(table, "mse", "b")[["test", "horizon", "model", "against", "n", "assets"]]
+             test  horizon model against   n  assets
+    0   pooled_dm        1     a       b  40       2
+    1  cluster_dm        1     a       b  40       2
+    2   pooled_dm        0     a       b  40       2
+    3  cluster_dm        0     a       b  40       2
+    """
+    t = table[table["loss"] == loss]
+    strategies = sorted(t["strategy"].unique())
+    horizons = sorted(int(h) for h in t["horizon"].unique())
+    wide = t.pivot_table(index=["horizon", "target_time"], columns=["strategy", "asset"], values="value",
+                         observed=True)
+    avg = t.pivot_table(index="issued_at", columns=["strategy", "asset"], values="value", aggfunc="mean",
+                        observed=True)
+    counts = t.groupby(["issued_at", "strategy", "asset"], observed=True)["horizon"].size()
+    complete = counts.unstack(["strategy", "asset"]).eq(len(horizons))  # issue times with every horizon
+    averaged = avg.where(complete.reindex(index=avg.index, columns=avg.columns, fill_value=False))
+    rows = []
+    for model, against in _pairs(strategies, benchmark, pairwise):
+        for h in horizons:
+            diff = _pair_diff(wide.loc[h], model, against)
+            rows += _tests(diff, h - 1, clusters, (loss, h, model, against))
+        diff = _pair_diff(averaged, model, against)
+        rows += _tests(diff, max(horizons) - 1, clusters, (loss, 0, model, against))
+    return pd.DataFrame(rows, columns=PANEL_COLUMNS)
+
+
+def win_table(per_asset_dm: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """How many assets each model beats its comparator on, per ``loss, horizon, model, against``.
+
+    ``per_asset_dm``: per-asset DM results (``accuracy.dm_table`` output plus ``asset``). An asset
+    counts as tested where its statistic is finite; untested rows are left out of every count. A win
+    is ``mean_diff < 0``, a significant one also has ``pvalue < alpha``; losses likewise with
+    ``mean_diff > 0``. Columns: ``loss, horizon, model, against, assets, wins, significant_wins,
+    losses, significant_losses``, in the input's order of groups.
+
+    >>> dm = pd.DataFrame({"asset": ["X", "Y", "Z"], "loss": "qlike", "horizon": 1, "model": "a",
+    ...                    "against": "b", "statistic": [-3.0, -1.0, 2.5], "pvalue": [0.003, 0.3, 0.01],
+    ...                    "mean_diff": [-0.2, -0.1, 0.3]})
+    >>> print(win_table(dm).to_string())
+        loss  horizon model against  assets  wins  significant_wins  losses  significant_losses
+    0  qlike        1     a       b       3     2                 1       1                   1
+    """
+    d = per_asset_dm
+    tested = np.isfinite(d["statistic"].to_numpy(dtype="float64"))
+    below = tested & (d["mean_diff"].to_numpy(dtype="float64") < 0)
+    above = tested & (d["mean_diff"].to_numpy(dtype="float64") > 0)
+    significant = d["pvalue"].to_numpy(dtype="float64") < alpha
+    counts = pd.DataFrame({"assets": tested, "wins": below, "significant_wins": below & significant,
+                           "losses": above, "significant_losses": above & significant}, index=d.index)
+    out = pd.concat([d[WIN_KEYS], counts.astype("int64")], axis=1)
+    return out.groupby(WIN_KEYS, sort=False, observed=True).sum().reset_index()
