@@ -230,7 +230,7 @@ MAX_NUMBER = 10**15  # no config value is larger; beyond it ints lose float prec
 class RunConfig(Strict):
     name: str  # the folder results/<name>/: one plain path component (see _plain_name)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    backend: Literal["tensorflow", "jax"] = "tensorflow"  # the Keras backend, set before Keras is imported
+    backend: Literal["tensorflow", "jax"] = "jax"  # the Keras backend, set before Keras is imported (README: why jax)
     data: DataConfig
     backtest: BacktestConfig
     strategies: dict[str, Any] = Field(min_length=1)  # StrategySpec per name once parsed

@@ -108,7 +108,7 @@ class DaskCluster:
 
     parallel = True
 
-    def __init__(self, address: str, backend: str = "tensorflow", params: Iterable[Any] = ()):
+    def __init__(self, address: str, backend: str = "jax", params: Iterable[Any] = ()):
         self.address = address
         self.setup = WorkerSetup(backend, 0, tuple(params))
 
@@ -128,7 +128,7 @@ class DaskCluster:
             client.close()
 
 
-def make_executor(jobs: int = 1, scheduler: str | None = None, backend: str = "tensorflow",
+def make_executor(jobs: int = 1, scheduler: str | None = None, backend: str = "jax",
                   params: Iterable[Any] = ()) -> Executor:
     """The executor an ``execution`` block asks for: a Dask cluster, a local pool, or this process."""
     if scheduler is not None:

@@ -46,7 +46,7 @@ def keras_module():
     """Import Keras (and keras-tuner) quietly, once, on the backend chosen by the config."""
     if not getattr(keras_module, "_configured", False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("KERAS_BACKEND", "jax")  # the config default (backtester.config.RunConfig.backend)
 
         def load():
             if os.environ["KERAS_BACKEND"] == "tensorflow":

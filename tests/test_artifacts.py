@@ -201,11 +201,11 @@ def test_unknown_backend_is_one_line(minute_file, tmp_path):
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "backend: Input should be 'tensorflow' or 'jax'" in res.output
-    raw["backend"], raw["strategies"] = "jax", {"lstm": TINY_LSTM}
-    keras_module()  # this process is on tensorflow (the suite's in-process backend)
-    with pytest.raises(ConfigError, match=r"backend: Keras is already loaded with the 'tensorflow' backend"):
+    raw["backend"], raw["strategies"] = "tensorflow", {"lstm": TINY_LSTM}
+    keras_module()  # this process is on jax (the suite's in-process backend, the default)
+    with pytest.raises(ConfigError, match=r"backend: Keras is already loaded with the 'jax' backend"):
         parse_config(raw, before_strategies=choose_backend)  # what the CLI does
-    with pytest.raises(ConfigError, match=r"backend: the config asks for 'jax' but this process uses 'tensorflow'"):
+    with pytest.raises(ConfigError, match=r"backend: the config asks for 'tensorflow' but this process uses 'jax'"):
         run(parse_config(raw))  # the API without backtester.process.setup
 
 

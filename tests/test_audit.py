@@ -186,11 +186,11 @@ def test_other_or_missing_data_is_one_line(runs, tmp_path):
     data.iloc[:-60].to_parquet(other, index=False)
     cfg["data"]["path"] = str(other)
     (copy / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    # this process keeps Keras on TensorFlow; the data is refused before any model is fitted
-    line = one_error_line(invoke("audit", copy, "--backend", "tensorflow"))
+    # this process keeps Keras on JAX; the data is refused before any model is fitted
+    line = one_error_line(invoke("audit", copy, "--backend", "jax"))
     assert str(other) in line and "not the data this run used" in line and "sha256" in line
     other.unlink()
-    line = one_error_line(invoke("audit", copy, "--backend", "tensorflow"))
+    line = one_error_line(invoke("audit", copy, "--backend", "jax"))
     assert str(other) in line and "missing" in line
     manifest = json.loads((copy / "manifest.json").read_text())
     assert len(manifest["data"]["sha256"]) == 64

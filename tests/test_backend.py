@@ -1,5 +1,5 @@
-"""The Keras backend is a config/CLI choice: a run on JAX works end to end, and artifacts saved on
-one backend load on the other. Each backend needs its own process (Keras reads it once, at import)."""
+"""The Keras backend is a config/CLI choice (JAX by default): a run on either works end to end, and
+artifacts saved on one backend load on the other. Each backend needs its own process (Keras reads it once, at import)."""
 
 import json
 import os
@@ -31,8 +31,14 @@ def runs(minute_bars, tmp_path_factory):
     config = tmp / "c.yaml"
     config.write_text(yaml.safe_dump(raw))
     jax_run = backtest("run", config, "-q", "--backend", "jax", "--set", "name=on_jax")
-    tf_run = backtest("run", config, "-q", "--set", "name=on_tf")
+    tf_run = backtest("run", config, "-q", "--backend", "tensorflow", "--set", "name=on_tf")
     return tmp / "results", jax_run, tf_run
+
+
+def test_a_config_without_a_backend_gets_jax(tmp_path):
+    from backtester.config import parse_config
+
+    assert parse_config(base_config(tmp_path / "x.parquet", tmp_path)).backend == "jax"
 
 
 def test_a_run_on_jax_works_and_records_its_backend(runs):

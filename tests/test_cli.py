@@ -85,7 +85,7 @@ def test_refuses_to_overwrite_a_finished_run(smoke_run):
 
 def test_plan_prints_retrains_before_training():
     res = invoke("plan", ROOT / "configs/weekly.yaml", "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}",
-                 "--set", "data.cache_dir=null", "--set", "backend=tensorflow")  # this test process has Keras on tensorflow
+                 "--set", "data.cache_dir=null", "--set", "backend=jax")  # this test process has Keras on jax
     assert res.exit_code == 0, res.output
     assert "retrains: 48 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output
     assert "lstm, har, garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; window expanding)" in res.output

@@ -165,7 +165,7 @@ def test_durations_that_are_not_whole_bars_are_one_line(sets, message):
 def test_lags_windows_and_lookbacks_as_durations_equal_the_bar_counts(tmp_path):
     from backtester.config import load_config
 
-    tf = "backend=tensorflow"  # this test process already runs Keras on TensorFlow
+    tf = "backend=jax"  # this test process already runs Keras on JAX
     as_time = load_config(ROOT / "configs/weekly.yaml", ["strategies.har.lags=[1h, 1D, 7D]", "strategies.lstm.memory=60h",
                                                        "strategies.rolling_mean.bars=1D", tf])
     as_bars = load_config(ROOT / "configs/weekly.yaml", [tf])
@@ -281,9 +281,9 @@ def test_fx_daily_bars_close_at_five_pm_new_york_across_daylight_saving(tmp_path
 def test_garch_profile_follows_the_calendars_session_time():
     from backtester.config import load_config
 
-    fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx", "backend=tensorflow"])
+    fx = load_config(ROOT / "configs/weekly.yaml", ["data.calendar=fx", "backend=jax"])
     assert fx.strategies["garch"].params.session_timezone == "America/New_York"
-    utc = load_config(ROOT / "configs/weekly.yaml", ["backend=tensorflow"])
+    utc = load_config(ROOT / "configs/weekly.yaml", ["backend=jax"])
     assert utc.strategies["garch"].params.session_timezone == "UTC"
 
 

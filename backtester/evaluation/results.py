@@ -193,6 +193,7 @@ def pooled_tests(cfg: RunConfig, losses: pd.DataFrame, tests: pd.DataFrame) -> t
     mcs = mcs_across_assets(cfg, losses)
     pooled = pd.concat([panel, mcs], ignore_index=True).assign(asset="all")
     wins = win_table(tests[tests["test"] == "dm"])
+    wins.insert(0, "asset", "all")
     return pooled, wins
 
 

@@ -1,0 +1,213 @@
+"""Many assets in one run (``data.assets``): each asset is backtested as if alone (same forecasts as a
+run on its file, for deterministic strategies), segments, seeds and artifacts are keyed by asset, no
+asset's forecasts see another's data or its own future, and the evaluation adds the pooled answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.config import parse_config
+from backtester.errors import ConfigError
+from backtester.runner import run
+from backtester.synth import synth_bars
+
+from .conftest import TINY_LSTM, base_config
+
+CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
+
+
+@pytest.fixture(scope="module")
+def universe_files(tmp_path_factory):
+    """Three synthetic assets: aaa and bbb of 26 days, ccc starting two days earlier and ending 3 days earlier."""
+    folder = tmp_path_factory.mktemp("universe")
+    spans = {"aaa": ("2024-01-01", 26), "bbb": ("2024-01-01", 26), "ccc": ("2023-12-30", 25)}
+    for k, (name, (start, days)) in enumerate(spans.items()):
+        synth_bars(start=start, days=days, seed=11 + k).to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def universe_config(folder, tmp_path, assets=None, **strategies) -> dict:
+    raw = base_config(folder / "aaa.parquet", tmp_path, **(strategies or {"naive": {}, "har": {}}))
+    del raw["data"]["path"]
+    raw["data"]["assets"] = assets if assets is not None else str(folder / "*.parquet")
+    raw["evaluation"] = {"benchmark": "har"} if "har" in raw["strategies"] else {"benchmark": None}
+    return raw
+
+
+def single_config(path, tmp_path, **strategies) -> dict:
+    raw = base_config(path, tmp_path, **(strategies or {"naive": {}, "har": {}}))
+    raw["evaluation"] = {"benchmark": "har"} if "har" in raw["strategies"] else {"benchmark": None}
+    raw["name"] = f"single_{path.stem}"
+    return raw
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_a_glob_names_assets_by_file_and_a_mapping_overrides_data_options(universe_files, tmp_path):
+    cfg = parse_config(universe_config(universe_files, tmp_path))
+    assert [a.name for a in cfg.universe()] == ["aaa", "bbb", "ccc"]
+    raw = universe_config(universe_files, tmp_path, assets={
+        "x": str(universe_files / "aaa.parquet"),
+        "y": {"path": str(universe_files / "bbb.parquet"), "calendar": "fx", "max_gap": "30min"}})
+    cfg = parse_config(raw)
+    x, y = cfg.universe()
+    assert (x.cfg.data.calendar, y.cfg.data.calendar) == ("24/7", "fx")
+    assert y.cfg.data.max_gap == pd.Timedelta("30min") and x.cfg.data.max_gap == pd.Timedelta("15min")
+    assert cfg.resolved()["data"]["assets"]["y"] == {"path": str(universe_files / "bbb.parquet"), "calendar": "fx",
+                                                     "max_gap": "30min"}
+
+
+def test_a_strategy_can_run_on_some_assets_only(universe_files, tmp_path):
+    cfg = parse_config(universe_config(universe_files, tmp_path, naive={}, har={"assets": ["bbb"]}))
+    assert {a.name: list(a.cfg.strategies) for a in cfg.universe()} == {
+        "aaa": ["naive"], "bbb": ["naive", "har"], "ccc": ["naive"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["data"].update(path="x.parquet"), r"data: give either path .* or assets"),
+    (lambda raw: raw["data"].update(assets={}), r"data.assets: is empty"),
+    (lambda raw: raw["data"].update(assets="/nowhere/*.parquet"), r"data.assets: no file matches"),
+    (lambda raw: raw["data"].update(assets={"a/b": "x.parquet"}), r"data.assets.a/b: an asset name is"),
+    (lambda raw: raw["data"].update(assets={"a": {"calendar": "fx"}}), r"data.assets.a: give the asset's file"),
+    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "bar": "2h"}, "b": "y"}), r"different bars"),
+    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "calendr": "fx"}}), r"data.assets.a.calendr"),
+    (lambda raw: raw["strategies"].update(naive={"assets": ["zzz"]}), r"strategies.naive.assets: 'zzz' is not"),
+    (lambda raw: raw["strategies"].update(naive={"assets": "aaa"}), r"strategies.naive.assets: must be a list"),
+])
+def test_bad_universe_configs_name_the_field(universe_files, tmp_path, change, message):
+    raw = universe_config(universe_files, tmp_path)
+    change(raw)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_assets_on_a_strategy_of_a_one_file_run_is_refused(universe_files, tmp_path):
+    raw = single_config(universe_files / "aaa.parquet", tmp_path, naive={"assets": ["aaa"]})
+    with pytest.raises(ConfigError, match=r"strategies.naive.assets: only a universe"):
+        parse_config(raw)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@pytest.fixture(scope="module")
+def universe_run(universe_files, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("urun")
+    raw = universe_config(universe_files, tmp, naive={}, har={}, ewma={"assets": ["aaa", "ccc"]})
+    raw["output"]["plots"] = True
+    return run(parse_config(raw))
+
+
+def test_each_asset_forecasts_as_a_run_on_its_own_file(universe_files, universe_run, tmp_path):
+    rows = universe_run.forecasts
+    assert list(rows.columns[:2]) == ["asset", "strategy"]
+    assert set(rows["asset"]) == {"aaa", "bbb", "ccc"}
+    for asset in ("aaa", "ccc"):
+        alone = run(parse_config(single_config(universe_files / f"{asset}.parquet", tmp_path, naive={}, har={},
+                                               ewma={}))).forecasts
+        got = rows[rows["asset"] == asset].drop(columns="asset").reset_index(drop=True)
+        want = alone.drop(columns="asset").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+    assert "ewma" not in set(rows.loc[rows["asset"] == "bbb", "strategy"])
+
+
+def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(universe_run):
+    out = universe_run.out_dir
+    for name in ("forecasts", "retrains", "metrics", "losses", "scores", "breakdowns", "tests", "cost", "wins"):
+        frame = pd.read_parquet(out / f"{name}.parquet")
+        assert frame.columns[0] == "asset", name
+    tests = pd.read_parquet(out / "tests.parquet")
+    pooled = tests[tests["asset"] == "all"]
+    assert set(pooled["test"]) == {"pooled_dm", "cluster_dm", "mcs"}
+    naive = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "naive") & (pooled["against"] == "har")]
+    assert sorted(naive["horizon"]) == [0, 1, 2, 3, 4] and (naive["assets"] == 3).all()
+    ewma = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "ewma") & (pooled["against"] == "har")]
+    assert (ewma["assets"] == 2).all()  # only where both ran
+    assert set(pooled.loc[pooled["test"] == "mcs", "model"]) == {"naive", "har"}  # ewma is not on every asset
+    per_asset = tests[(tests["asset"] != "all") & (tests["test"] == "dm")]
+    assert set(per_asset["asset"]) == {"aaa", "bbb", "ccc"}
+    wins = pd.read_parquet(out / "wins.parquet")
+    row = wins[(wins["model"] == "naive") & (wins["against"] == "har") & (wins["horizon"] == 0)].iloc[0]
+    dm = per_asset[(per_asset["model"] == "naive") & (per_asset["against"] == "har") & (per_asset["horizon"] == 0)
+                   & (per_asset["loss"] == "qlike")]
+    assert row["assets"] == 3 and row["wins"] == int((dm["mean_diff"] < 0).sum())
+
+
+def test_the_report_answers_across_assets_first(universe_run):
+    out = universe_run.out_dir
+    md = (out / "report.md").read_text()
+    assert md.index("## The answer, across assets") < md.index("## Pooled tests across assets") < md.index(
+        "## Asset `aaa`") < md.index("## Asset `ccc`")
+    assert "beats `har` on" in md and "pooled DM" in md
+    for name in ("pooled_differentials.png", "forecast_vs_actual_aaa.png", "forecast_vs_actual_ccc.png"):
+        assert (out / name).is_file(), name
+    assert "pooled_differentials.png" not in md or "report.html" in md
+    manifest = universe_run.manifest
+    assert set(manifest["data"]["assets"]) == {"aaa", "bbb", "ccc"}
+
+
+def test_segments_seeds_and_artifacts_are_keyed_by_asset(universe_files, tmp_path):
+    lstm = {**TINY_LSTM, "retrain": {"rule": "never"}}
+    raw = universe_config(universe_files, tmp_path, lstm=lstm)
+    raw["output"]["save_models"] = True
+    res = run(parse_config(raw))
+    models = res.out_dir / "models"
+    assert sorted(p.relative_to(models).as_posix() for p in models.glob("*/*/*")) == [
+        "aaa/lstm/1", "bbb/lstm/1", "ccc/lstm/1"]
+    seeds = res.retrains.set_index("asset")["seed"]
+    assert seeds.nunique() == 3  # each asset's model gets a seed of its own
+    # aaa and bbb hold different bars, and their models and forecasts differ
+    a = res.forecasts[res.forecasts["asset"] == "aaa"]["forecast"].to_numpy()
+    b = res.forecasts[res.forecasts["asset"] == "bbb"]["forecast"].to_numpy()
+    assert not np.allclose(a[: len(b)], b[: len(a)])
+
+
+def test_no_asset_sees_its_future_or_another_assets_data(universe_files, tmp_path):
+    """Poison asset aaa after CUT: every forecast of aaa issued up to CUT and every forecast of the other
+    assets are unchanged (local models), for a tiny LSTM and HAR."""
+    strategies = {"lstm": TINY_LSTM, "har": {}}
+    clean = run(parse_config(universe_config(universe_files, tmp_path / "clean", **strategies))).forecasts
+    poisoned_dir = tmp_path / "poisoned_files"
+    poisoned_dir.mkdir()
+    for name in ("aaa", "bbb", "ccc"):
+        bars = pd.read_parquet(universe_files / f"{name}.parquet")
+        if name == "aaa":
+            late = bars["timestamp"] >= CUT
+            bars.loc[late, ["open", "high", "low", "close"]] *= np.linspace(1, 50, late.sum())[:, None]
+        bars.to_parquet(poisoned_dir / f"{name}.parquet", index=False)
+    dirty = run(parse_config(universe_config(poisoned_dir, tmp_path / "dirty", **strategies))).forecasts
+
+    def part(frame, keep):  # the forecasts (their actuals after CUT are poisoned, of course)
+        return frame[keep(frame)].drop(columns="actual").reset_index(drop=True)
+
+    early = lambda f: (f["asset"] == "aaa") & (f["issued_at"] <= CUT)  # noqa: E731
+    others = lambda f: f["asset"] != "aaa"  # noqa: E731
+    pd.testing.assert_frame_equal(part(clean, early), part(dirty, early))
+    pd.testing.assert_frame_equal(part(clean, others), part(dirty, others))
+    late = lambda f: (f["asset"] == "aaa") & (f["issued_at"] > CUT)  # noqa: E731
+    assert not np.allclose(part(clean, late)["forecast"], part(dirty, late)["forecast"])
+
+
+def test_a_rerun_reuses_every_asset_and_a_new_asset_computes_only_its_own(universe_files, tmp_path):
+    two = {"aaa": str(universe_files / "aaa.parquet"), "bbb": str(universe_files / "bbb.parquet")}
+    raw = universe_config(universe_files, tmp_path, assets=two)
+    first = run(parse_config(raw))
+    again = run(parse_config(raw), force=True)
+    assert again.manifest["segments"] == {"total": 12, "reused": 12, "computed": 0}  # 3 retrains x 2 x 2
+    raw["data"]["assets"] = {**two, "ccc": str(universe_files / "ccc.parquet")}
+    more = run(parse_config(raw), force=True)
+    assert more.manifest["segments"]["computed"] == 6  # ccc's only
+    keep = lambda f: f[f["asset"] != "ccc"].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(first.forecasts), keep(more.forecasts))
+
+
+def test_a_universe_on_two_workers_equals_one_process(universe_files, tmp_path):
+    raw = universe_config(universe_files, tmp_path, naive={}, har={})
+    one = run(parse_config(raw)).forecasts
+    raw["execution"] = {"jobs": 2}
+    raw["name"] = "t2"
+    two = run(parse_config(raw)).forecasts
+    pd.testing.assert_frame_equal(one, two)
