@@ -156,6 +156,12 @@ class _Run:
     retrains: pd.DataFrame
     specs: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)  # segment key -> params (tuned values fixed)
+    asset: str = ""  # the asset of a universe this part of the run is ("" for a run on one data.path)
+
+    @property
+    def models(self) -> Path:
+        """Where this asset's artifact folders are: ``models/`` (``models/<asset>/`` in a universe)."""
+        return self.path / "models" / self.asset if self.asset else self.path / "models"
 
     def rows(self, strategy: str) -> pd.DataFrame:
         f = self.forecasts
@@ -169,8 +175,9 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()) -> _Run:
-    """The run's config, bars (sha256 checked against the manifest), plan, rows and fit records."""
+def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()) -> list[_Run]:
+    """The run's config, bars (sha256 checked against the manifest), plan, rows and fit records: one
+    :class:`_Run` per asset (one for a run on one ``data.path``)."""
     from .config import load_config
     from .process import choose_backend, setup
     from .runner import prepare
@@ -184,7 +191,8 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
     except json.JSONDecodeError as exc:
         raise AuditError(f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run is damaged, "
                          "run it again") from None
-    if manifest.get("status") != "complete" or "sha256" not in manifest.get("data", {}):
+    data = manifest.get("data", {})
+    if manifest.get("status") != "complete" or not ("sha256" in data or "assets" in data):
         raise AuditError(f"{manifest_path}: not the manifest of a complete run (status {manifest.get('status')!r}); "
                          "run the backtest again")
     for name in ("config.yaml", "forecasts.parquet", "retrains.parquet"):
@@ -192,23 +200,28 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
     _known_names(run_dir / "config.yaml", only)  # before the data is read
     cfg = load_config(run_dir / "config.yaml", [f"backend={backend}"] if backend else [],
                       before_strategies=choose_backend)
-    if not Path(cfg.data.path).is_file():
-        raise AuditError(f"{cfg.data.path}: the run's data file (data.path in {run_dir / 'config.yaml'}) is missing; "
-                         "put the original file back at that path")
-    prepared, plan = prepare(cfg)
-    recorded = manifest["data"]["sha256"]
-    if prepared.fingerprint != recorded:
-        raise AuditError(f"{cfg.data.path}: not the data this run used (sha256 {prepared.fingerprint[:12]} vs the "
-                         f"manifest's data.sha256 {recorded[:12]}); put the run's original data file back at that path")
-    setup(cfg)  # Keras (where a strategy uses it) on the run's backend, once the input is known to be good
     forecasts = pd.read_parquet(run_dir / "forecasts.parquet")
     forecasts["strategy"] = forecasts["strategy"].astype("string")
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
-    run = _Run(run_dir, cfg, manifest, BarSeries.from_frame(prepared.bars), prepared.bars.index, plan,
-               forecasts, retrains, cfg.run_strategies())
-    for name, spec in run.specs.items():
-        run.params.update(params_by_segment(spec.params, plan.segments(name), _tunings(run, name)))
-    return run
+    runs = []
+    for asset in cfg.universe():
+        view = asset.cfg
+        if not Path(view.data.path).is_file():
+            raise AuditError(f"{view.data.path}: the run's data file (data.{'assets.' + asset.name + '.' if asset.name else ''}"
+                             f"path in {run_dir / 'config.yaml'}) is missing; put the original file back at that path")
+        prepared, plan = prepare(view, asset.name)
+        recorded = data["assets"][asset.name]["sha256"] if asset.name else data["sha256"]
+        if prepared.fingerprint != recorded:
+            raise AuditError(f"{view.data.path}: not the data this run used (sha256 {prepared.fingerprint[:12]} vs the "
+                             f"manifest's {recorded[:12]}); put the run's original data file back at that path")
+        mine = lambda f: f[f["asset"] == asset.label].drop(columns="asset") if "asset" in f else f  # noqa: E731
+        runs.append(_Run(run_dir, view, manifest, BarSeries.from_frame(prepared.bars), prepared.bars.index, plan,
+                         mine(forecasts), mine(retrains), view.run_strategies(), asset=asset.name))
+    setup(cfg)  # Keras (where a strategy uses it) on the run's backend, once the input is known to be good
+    for run in runs:
+        for name, spec in run.specs.items():
+            run.params.update(params_by_segment(spec.params, run.plan.segments(name), _tunings(run, name)))
+    return runs
 
 
 def _tunings(run: _Run, name: str) -> dict[str, TuneResult]:
@@ -405,16 +418,32 @@ def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tu
 def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str | None = None,
           log: Callable[[str], None] = lambda msg: None) -> AuditReport:
     """Audit the finished run in ``run_dir``; see the module docstring. Raises :class:`AuditError`
-    (a :class:`~backtester.errors.BacktestError`) for a directory that cannot be audited."""
+    (a :class:`~backtester.errors.BacktestError`) for a directory that cannot be audited. In a universe
+    every asset is audited in turn, its checks named ``<asset>/<strategy>``."""
     only = list(only)
-    run = load_run(Path(run_dir), backend, only)
-    names = _select(run, only)
     report = AuditReport(Path(run_dir))
+    for run in load_run(Path(run_dir), backend, only):
+        mine = [n for n in only if n in run.specs or n in run.cfg.ensembles()] if run.asset else only
+        if only and not mine:
+            continue  # a strategy of the universe that does not run on this asset
+        names = _select(run, mine)
+        checks = audit_part(run, names, sample, report, log)
+        report.checks.extend(replace(c, strategy=f"{run.asset}/{c.strategy}") if run.asset else c for c in checks)
+    for c in report.checks:
+        if not c.ok:
+            log(f"audit: FAIL {c.strategy} {c.check}: {c.detail}")
+    return report
+
+
+def audit_part(run: _Run, names: list[str], sample: int, report: AuditReport,
+               log: Callable[[str], None]) -> list[Check]:
+    """The checks of the strategies ``names`` of one asset's run (counting recomputations in ``report``)."""
     order = {name: k for k, name in enumerate(run.specs)}
     probes = [Probe(i, order[name], seg) for name in names
               for seg in sample_segments(run.plan.segments(name), sample) for i in sample_issues(seg, run.cfg.seed)]
-    report.issue_times = len({p.at for p in probes})
-    log(f"audit: {len(names)} strategies, {len(probes)} sampled issue times in "
+    report.issue_times += len({p.at for p in probes})
+    who = f"{run.asset}: " if run.asset else ""
+    log(f"audit: {who}{len(names)} strategies, {len(probes)} sampled issue times in "
         f"{len({p.segment.key for p in probes})} segments, each recomputed on data cut there and poisoned after")
     found: dict[tuple[str, str], list[tuple[pd.Timestamp, float, str]]] = {}  # (strategy, check) -> failures
     worst: dict[tuple[str, str], float] = {}
@@ -429,7 +458,7 @@ def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str
                 last = at == seg.stop - 1  # poisoned after the segment's last bar: the truncation's input again
                 if (kind == "batch" and not (last and name in batching)) or (kind == "poison" and last):
                     continue
-                log(f"audit: {run.bars[at]} {name} model {seg.model_version}: {kind}")
+                log(f"audit: {who}{run.bars[at]} {name} model {seg.model_version}: {kind}")
                 if kind == "poison" and junk is None:
                     junk = poisoned(run.series, at)
                 res, diff, first, why, n = _probe(run, seg, at, kind, junk)
@@ -442,16 +471,14 @@ def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str
                 if kind == "truncation" and last and run.cfg.execution.batched \
                         and res.model is not None and isinstance(res.model.strategy, BatchForecaster):
                     batching.add(name)  # check its batches against per-bar forecasts
+    checks = []
     for name in names:
         for kind in ("truncation", "poison", "batch"):
-            report.checks.append(_recompute_check(run, name, kind, found.get((name, kind), []), name in batching,
-                                                  worst.get((name, kind), 0.0), counts.get((name, kind), 0)))
-        report.checks.extend(_window_checks(run, name))
-        report.checks.append(_rows_check(run, name))
-    for c in report.checks:
-        if not c.ok:
-            log(f"audit: FAIL {c.strategy} {c.check}: {c.detail}")
-    return report
+            checks.append(_recompute_check(run, name, kind, found.get((name, kind), []), name in batching,
+                                           worst.get((name, kind), 0.0), counts.get((name, kind), 0)))
+        checks.extend(_window_checks(run, name))
+        checks.append(_rows_check(run, name))
+    return checks
 
 
 def _probe(run: _Run, seg: Segment, at: int, kind: str, junk: BarSeries | None):
@@ -499,7 +526,7 @@ def _recompute_check(run: _Run, name: str, kind: str, failures: list, batching: 
 
 def _models(run: _Run, name: str) -> dict[int, dict[str, Any]] | None:
     """A strategy's models by version: each artifact's ``artifact.json`` (None: the run saved none)."""
-    folder = run.path / "models" / name
+    folder = run.models / name
     if not run.cfg.output.save_models:
         return None
     out: dict[int, dict[str, Any]] = {}  # a missing folder: every fit of the strategy lacks its artifact

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .errors import BacktestError, FatalError
+from .errors import BacktestError, ConfigError, FatalError
 from .interrupt import exit_code, install as install_signals
 
 EXIT_USAGE = 2
@@ -244,7 +244,9 @@ def _summary_table(result) -> str:
     table = summary(result.metrics)
     m = result.metrics
     horizons = f"{int(m['horizon'].min())}..{int(m['horizon'].max())}" if len(m) else "-"
-    lines = [f"mean over horizons {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
+    over = f"mean over {m['asset'].nunique()} assets and horizons" if "asset" in m and m["asset"].nunique() > 1 \
+        else "mean over horizons"
+    lines = [f"{over} {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
              f"  {'strategy':<16} {'QLIKE':>8} {'MSE (vol)':>11} {'MAE (vol)':>11}"]
     for name, row in table.iterrows():
         lines.append(f"  {name!s:<16} {row['qlike']:>8.4f} {row['mse']:>11.3e} {row['mae']:>11.3e}")
@@ -256,14 +258,18 @@ def _print_plan(cfg, estimate: bool = False) -> None:
     from .runner import prepare
     from .series import BarSeries
 
-    prepared, plan = prepare(cfg)
-    click.echo(f"data: {prepared.describe()}")
-    click.echo(plan.describe())
-    click.echo("")
-    click.echo("cost per strategy:")
-    if estimate:
-        click.echo("  timing one small fit per strategy ...", err=True)
-    click.echo(format_table(estimate_table(cfg, plan, BarSeries.from_frame(prepared.bars), estimate)))
+    assets = cfg.universe()
+    for k, asset in enumerate(assets):
+        prepared, plan = prepare(asset.cfg, asset.name)
+        if asset.name:
+            click.echo(f"{chr(10) if k else ''}asset {asset.name} ({k + 1} of {len(assets)})")
+        click.echo(f"data: {prepared.describe()}")
+        click.echo(plan.describe())
+        click.echo("")
+        click.echo("cost per strategy:")
+        if estimate:
+            click.echo("  timing one small fit per strategy ...", err=True)
+        click.echo(format_table(estimate_table(asset.cfg, plan, BarSeries.from_frame(prepared.bars), estimate)))
 
 
 @main.command()
@@ -289,13 +295,14 @@ def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Where to write the model folder (default: results/<name>-model).")
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
+@click.option("--asset", default=None, metavar="NAME", help="In a universe (data.assets): the asset to train on.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the folder written.")
 def train(config: str, overrides: tuple[str, ...], backend: str | None, until: str | None, only: tuple[str, ...],
-          out: str | None, force: bool, quiet: bool) -> None:
+          out: str | None, force: bool, asset: str | None, quiet: bool) -> None:
     """Tune (if configured) and train each strategy of CONFIG once, as a retrain at --until would;
     write the artifacts (results/<name>-model/models/<strategy>/1/)."""
     try:
-        cfg = _load(config, overrides + ((f"backend={backend}",) if backend else ()), train=True)
+        cfg = _one_asset(_load(config, overrides + ((f"backend={backend}",) if backend else ()), train=True), asset)
         from .train import train as train_models
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -312,6 +319,20 @@ def train(config: str, overrides: tuple[str, ...], backend: str | None, until: s
     click.echo(f"wrote {done.out_dir}/")
 
 
+def _one_asset(cfg, asset: str | None):
+    """The config as one asset sees it: ``asset`` of a universe (required there), else the config itself."""
+    assets = {a.name: a for a in cfg.universe()}
+    if "" in assets:
+        if asset is not None:
+            raise ConfigError(f"--asset {asset}: this config has one data.path, no universe; leave --asset out")
+        return cfg
+    if asset is None or asset not in assets:
+        given = f"--asset {asset}: not an asset of data.assets" if asset else "this config is a universe (data.assets)"
+        raise ConfigError(f"{given}; pass --asset NAME, one of {', '.join(assets)}")
+    view = assets[asset].cfg
+    return view.model_copy(update={"name": f"{cfg.name}-{asset}"})  # results/<name>-<asset>-model
+
+
 @main.group()
 def data() -> None:
     """Make sample data and prepare realized-volatility bars."""
@@ -322,40 +343,46 @@ def data() -> None:
 @click.option("--start", default="2024-01-01", show_default=True, help="First bar (UTC).")
 @click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def synth(out: str, start: str, days: int, seed: int) -> None:
+@click.option("--assets", type=click.IntRange(1, 100), default=None,
+              help="Write this many assets (seeds SEED, SEED+1, ...) as OUT/syn1.parquet, OUT/syn2.parquet, ...")
+def synth(out: str, start: str, days: int, seed: int, assets: int | None) -> None:
     """Write synthetic 1-minute OHLCV bars (stochastic volatility, jumps, gaps)."""
     from .synth import synth_bars
 
-    bars = synth_bars(start=start, days=days, seed=seed)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".csv":
-        bars.to_csv(tmp, index=False)
-    else:
-        bars.to_parquet(tmp, index=False, compression="zstd", compression_level=19)
-    tmp.replace(path)
-    click.echo(f"wrote {len(bars):,} bars to {path}")
+    paths = [Path(out)] if assets is None else [Path(out) / f"syn{k}.parquet" for k in range(1, assets + 1)]
+    for k, path in enumerate(paths):
+        bars = synth_bars(start=start, days=days, seed=seed + k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        if path.suffix == ".csv":
+            bars.to_csv(tmp, index=False)
+        else:
+            bars.to_parquet(tmp, index=False, compression="zstd", compression_level=19)
+        tmp.replace(path)
+        click.echo(f"wrote {len(bars):,} bars to {path}")
 
 
 @data.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the RV bars to this Parquet file.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Also write the RV bars to this Parquet file (in a universe: one file per asset, FILE_<asset>).")
 def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
     """Build (and cache) the realized-volatility bars of CONFIG's data section."""
     try:
         cfg = _load(config, overrides)
         from .rv import prepare_bars
 
-        prepared = prepare_bars(cfg.data)
+        done = [(asset.name, prepare_bars(asset.cfg.data)) for asset in cfg.universe()]
     except BacktestError as exc:
         _fail(exc)
-    click.echo(f"{prepared.describe()}{' (from cache)' if prepared.from_cache else ''}")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        prepared.bars.to_parquet(out)
-        click.echo(f"wrote {out}")
+    for name, prepared in done:
+        click.echo(f"{name + ': ' if name else ''}{prepared.describe()}{' (from cache)' if prepared.from_cache else ''}")
+        if out:
+            path = Path(out) if not name else Path(out).with_name(f"{Path(out).stem}_{name}{Path(out).suffix}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            prepared.bars.to_parquet(path)
+            click.echo(f"wrote {path}")
 
 
 @main.command()

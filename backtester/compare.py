@@ -1,8 +1,11 @@
 """``backtest compare``: strategies and retraining schemes from one or more runs, side by side.
 
-Runs are compared on their **common forecast rows**: the (issued_at, target_time,
-horizon) that every strategy of every run forecast. Runs must share their data
-(same sha256). A strategy name used by several runs is labelled ``<run>:<strategy>``.
+Runs are compared on their **common forecast rows**: the (asset, issued_at, target_time,
+horizon) that every strategy of every run forecast. Assets are aligned by their data (sha256): an
+asset of one run is the asset of another run with the same bars, under the first run's name, and
+only the assets every run has are compared. A strategy name used by several runs is labelled
+``<run>:<strategy>``. With several assets, the DM tests and the MCS are per asset, and the pooled
+DM tests (:mod:`backtester.evaluation.panel`) are added (``asset`` = ``all``).
 
 Writes ``<out>/``: ``comparison.parquet`` (mean losses per strategy and horizon),
 ``losses.parquet``, ``tests.parquet`` (DM against the benchmark and pairwise, MCS),
@@ -28,10 +31,11 @@ import pandas as pd
 from .errors import BacktestError
 from .evaluation.accuracy import dm_table, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
+from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon
 from .evaluation.report import write_html
 
-KEYS = ["issued_at", "target_time", "horizon"]
+KEYS = ["asset", "issued_at", "target_time", "horizon"]
 
 
 class CompareError(BacktestError):
@@ -64,8 +68,38 @@ def read_run(path: str | Path) -> RunData:
     if not manifest.is_file():
         raise CompareError(f"{path}: not a finished run (no manifest.json); run it again with backtest run --force")
     meta = json.loads(manifest.read_text())
-    return RunData(meta["name"], path, meta, pd.read_parquet(path / "forecasts.parquet"),
-                   pd.read_parquet(path / "retrains.parquet"))
+    forecasts, retrains = pd.read_parquet(path / "forecasts.parquet"), pd.read_parquet(path / "retrains.parquet")
+    for frame in (forecasts, retrains):  # a run from before universes: one asset, named after its file
+        if "asset" not in frame:
+            frame.insert(0, "asset", Path(meta["data"]["path"]).stem)
+    return RunData(meta["name"], path, meta, forecasts, retrains)
+
+
+def asset_data(run: RunData) -> dict[str, str]:
+    """Each asset of a run (by its name in the tables) and the sha256 of its data."""
+    data = run.manifest["data"]
+    if "assets" in data:
+        return {name: d["sha256"] for name, d in data["assets"].items()}
+    return {str(run.forecasts["asset"].iloc[0]) if len(run.forecasts) else Path(data["path"]).stem: data["sha256"]}
+
+
+def align_assets(runs: list[RunData]) -> None:
+    """Rename every run's assets after the first run's asset with the same data; drop the assets not
+    in every run. Refuses runs that share no asset."""
+    first = {sha: name for name, sha in asset_data(runs[0]).items()}
+    common = set(first)
+    for r in runs[1:]:
+        common &= set(asset_data(r).values())
+    if not common:
+        what = ", ".join(f"{r.path} ({', '.join(f'{a} sha256 {s[:12]}' for a, s in asset_data(r).items())})"
+                         for r in runs)
+        raise CompareError(f"runs used different data: {what}; compare runs of the same data files")
+    for r in runs:
+        names = {name: first[sha] for name, sha in asset_data(r).items() if sha in common}
+        for attr in ("forecasts", "retrains"):
+            frame = getattr(r, attr)
+            frame = frame[frame["asset"].isin(names)]
+            setattr(r, attr, frame.assign(asset=frame["asset"].map(names).astype("string")))
 
 
 def labelled(runs: list[RunData]) -> list[pd.DataFrame]:
@@ -84,10 +118,10 @@ def labelled(runs: list[RunData]) -> list[pd.DataFrame]:
 
 
 def common_rows(forecasts: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the (issued_at, target_time, horizon) keys that every strategy forecast."""
-    n = forecasts["strategy"].nunique()
+    """The rows of the (asset, issued_at, target_time, horizon) keys that every strategy of the asset forecast."""
+    n = forecasts.groupby("asset", observed=True)["strategy"].nunique()
     counts = forecasts.groupby(KEYS, observed=True)["strategy"].nunique()
-    keep = counts[counts == n].index
+    keep = counts[counts.to_numpy() == n.reindex(counts.index.get_level_values("asset")).to_numpy()].index
     return forecasts.set_index(KEYS).loc[keep].reset_index()
 
 
@@ -105,10 +139,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     if loss not in LOSSES:
         raise CompareError(f"--loss: unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
     runs = [read_run(p) for p in run_dirs]
-    shas = {r.manifest["data"]["sha256"] for r in runs}
-    if len(shas) > 1:
-        what = ", ".join(f"{r.path} ({r.manifest['data']['path']}, sha256 {r.manifest['data']['sha256'][:12]})" for r in runs)
-        raise CompareError(f"runs used different data: {what}; compare runs of the same data file")
+    align_assets(runs)
     parts = labelled(runs)
     forecasts = pd.concat([f for f, _ in parts], ignore_index=True)
     retrains = pd.concat([t for _, t in parts], ignore_index=True)
@@ -128,13 +159,8 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     if out.exists() and not force:
         raise CompareError(f"{out}: already there; pass --force to replace it or choose another --out")
     table = loss_table(rows)
-    comparison = mean_losses(table)
-    tests = dm_table(table, loss, benchmark).assign(test="dm")
-    per_issue = table[table["loss"] == loss].pivot_table(index="issued_at", columns="strategy", values="value",
-                                                          aggfunc="mean", observed=True)
-    mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, None, seed=seed)
-    tests = pd.concat([tests, mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=loss, horizon=0)],
-                      ignore_index=True)
+    comparison = mean_losses(table, ("asset", "strategy", "horizon"))
+    tests = compare_tests(table, loss, benchmark, seed, mcs_reps)
     cost = cost_table(retrains, table, loss, benchmark)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -158,6 +184,23 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     return CompareResult(out, comparison, tests, cost, len(rows))
 
 
+def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: int, mcs_reps: int) -> pd.DataFrame:
+    """DM tests and the MCS per asset; with several assets also the pooled DM tests (``asset`` = ``all``)."""
+    parts = []
+    for asset, t in table.groupby("asset", observed=True, sort=True):
+        dm = dm_table(t, loss, benchmark).assign(test="dm")
+        per_issue = t[t["loss"] == loss].pivot_table(index="issued_at", columns="strategy", values="value",
+                                                     aggfunc="mean", observed=True)
+        mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, None, seed=seed)
+        mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=loss, horizon=0)
+        parts.append(pd.concat([dm, mcs], ignore_index=True).assign(asset=asset))
+    if table["asset"].nunique() > 1:
+        parts.append(panel_dm_table(table, loss, benchmark).assign(asset="all"))
+    out = pd.concat(parts, ignore_index=True)
+    out["asset"] = out["asset"].astype("string")
+    return out[["asset"] + [c for c in out.columns if c != "asset"]]
+
+
 def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
     per = comparison.groupby("strategy")[[loss]].mean().sort_values(loss)
     lines = [
@@ -174,27 +217,45 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
         "|---|---|---|---|",
     ]
     hmax = comparison["horizon"].max()
-    wide = comparison.pivot(index="strategy", columns="horizon", values=loss)
+    wide = comparison.pivot_table(index="strategy", columns="horizon", values=loss)  # mean over assets
     for name, row in per.iterrows():
         lines.append(f"| {name} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
-    dm = tests[(tests["test"] == "dm") & (tests["horizon"] == 0)]
-    dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
-    lines += ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
-                  "seed members' tests are in tests.parquet)",
-              "", "| model | against | DM | p-value | n |", "|---|---|---|---|---|"]
-    for r in dm.itertuples():
-        stat = f"{r.statistic:.2f}" if np.isfinite(r.statistic) else r.note
-        p = f"{r.pvalue:.3g}" if np.isfinite(r.pvalue) else ""
-        lines.append(f"| {r.model} | {r.against} | {stat} | {p} | {int(r.n)} |")
-    mcs = tests[tests["test"] == "mcs"].pivot(index="model", columns="size", values="in_set")
-    pv = tests[tests["test"] == "mcs"].groupby("model")["mcs_pvalue"].first()
-    lines += ["", "## Model Confidence Set", "", "| strategy | MCS p-value | in 90 % set | in 75 % set |", "|---|---|---|---|"]
-    for name in mcs.index:
-        marks = ["**yes**" if mcs.loc[name, s] is True else "no" if mcs.loc[name, s] is False else "–" for s in (0.10, 0.25)]
-        p = f"{pv[name]:.3f}" if np.isfinite(pv[name]) else "not computed"
-        lines.append(f"| {name} | {p} | {marks[0]} | {marks[1]} |")
+    lines += dm_markdown(tests, loss) + mcs_markdown(tests)
     lines += ["", "## Cost", "", "| strategy | retrains | training s | s per retrain |", "|---|---|---|---|"]
     for r in cost.itertuples():
         lines.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} |")
     lines += ["", "Plots: `loss_by_horizon.png`, `cost_vs_accuracy.png`.", ""]
     return "\n".join(lines)
+
+
+def dm_markdown(tests: pd.DataFrame, loss: str) -> list[str]:
+    """The DM tests on the horizon-averaged loss (per asset, then pooled where there are several)."""
+    many = tests["asset"].nunique() > 1
+    dm = tests[tests["test"].isin(["dm", "pooled_dm"]) & (tests["horizon"] == 0)]
+    dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
+    lines = ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
+                 "seed members' tests are in tests.parquet)" + ("; asset `all`: the pooled test across assets" if many else ""),
+             "", "| asset | model | against | DM | p-value | n |" if many else "| model | against | DM | p-value | n |",
+             "|---|---|---|---|---|---|" if many else "|---|---|---|---|---|"]
+    for r in dm.itertuples():
+        stat = f"{r.statistic:.2f}" if np.isfinite(r.statistic) else r.note
+        p = f"{r.pvalue:.3g}" if np.isfinite(r.pvalue) else ""
+        lines.append(("| " + str(r.asset) + " " if many else "") + f"| {r.model} | {r.against} | {stat} | {p} | {int(r.n)} |")
+    return lines
+
+
+def mcs_markdown(tests: pd.DataFrame) -> list[str]:
+    """The MCS of each asset."""
+    many = tests["asset"].nunique() > 1
+    lines = ["", "## Model Confidence Set" + (" (per asset)" if many else ""), "",
+             ("| asset " if many else "") + "| strategy | MCS p-value | in 90 % set | in 75 % set |",
+             ("|---" if many else "") + "|---|---|---|---|"]
+    for asset, part in tests[tests["test"] == "mcs"].groupby("asset", sort=True):
+        mcs = part.pivot(index="model", columns="size", values="in_set")
+        pv = part.groupby("model")["mcs_pvalue"].first()
+        for name in mcs.index:
+            marks = ["**yes**" if mcs.loc[name, s] is True else "no" if mcs.loc[name, s] is False else "–"
+                     for s in (0.10, 0.25)]
+            p = f"{pv[name]:.3f}" if np.isfinite(pv[name]) else "not computed"
+            lines.append((f"| {asset} " if many else "") + f"| {name} | {p} | {marks[0]} | {marks[1]} |")
+    return lines

@@ -53,8 +53,10 @@ def project(tmp_path_factory):
     for path in (ROOT / "configs").glob("*.yaml"):
         config = yaml.safe_load(path.read_text())
         (root / "configs" / path.name).write_text(yaml.safe_dump(shrink(config), sort_keys=False))
-    for folder in ("data", "examples"):
-        (root / folder).symlink_to(ROOT / folder)
+    (root / "examples").symlink_to(ROOT / "examples")
+    (root / "data").mkdir()  # the shipped files linked; what a command writes (data synth) stays here
+    for path in (ROOT / "data").iterdir():
+        (root / "data" / path.name).symlink_to(path)
     return root
 
 

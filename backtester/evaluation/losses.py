@@ -111,10 +111,12 @@ def loss_matrix(rows: pd.DataFrame, loss: str = "qlike", horizon: int = 1) -> pd
 def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
     """The tidy loss table: one row per (target_time, strategy, horizon, loss) where the loss is defined.
 
-    Columns: ``strategy, issued_at, target_time, horizon, model_version, loss, value``.
+    Columns: ``strategy, issued_at, target_time, horizon, model_version, loss, value`` (and ``asset``
+    first, where ``rows`` has it).
     """
     losses = row_losses(rows["actual"].to_numpy(), rows["forecast"].to_numpy())
-    keys = rows[["strategy", "issued_at", "target_time", "horizon", "model_version"]].reset_index(drop=True)
+    keys = rows[["asset"] * ("asset" in rows) + ["strategy", "issued_at", "target_time", "horizon", "model_version"]]
+    keys = keys.reset_index(drop=True)
     parts = []
     for name in LOSSES:
         values = losses[name]
@@ -126,7 +128,8 @@ def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["strategy"] = out["strategy"].astype("string")
     out["loss"] = pd.Categorical(out["loss"], categories=list(LOSSES))
-    return out.sort_values(["loss", "strategy", "horizon", "target_time"], kind="stable").reset_index(drop=True)
+    order = ["loss"] + ["asset"] * ("asset" in out) + ["strategy", "horizon", "target_time"]
+    return out.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def coverage(rows: pd.DataFrame) -> pd.DataFrame:

@@ -261,8 +261,9 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
             row = row.iloc[0]
             p = pooled[(pooled["model"] == model) & (pooled["horizon"] == h)]
             c = cluster[(cluster["model"] == model) & (cluster["horizon"] == h)]
-            verdict = (f"pooled DM {p['statistic'].iloc[0]:+.2f}, p = {p['pvalue'].iloc[0]:.3g}"
-                       if len(p) and pd.notna(p["statistic"].iloc[0]) else "pooled DM not computed")
+            stat = p["statistic"].iloc[0] if len(p) else float("nan")
+            verdict = (f"pooled DM {stat:+.2f} ({'lower' if stat < 0 else 'higher'} loss), p = {p['pvalue'].iloc[0]:.3g}"
+                       if pd.notna(stat) else "pooled DM not computed")
             if len(c) and pd.notna(c["pvalue"].iloc[0]):
                 verdict += f"; time-clustered p = {c['pvalue'].iloc[0]:.3g}"
             said.append(f"{what} it beats `{benchmark}` on {int(row['wins'])} of {int(row['assets'])} assets "

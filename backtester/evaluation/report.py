@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plots import plot_cost_vs_accuracy
+from .plots import plot_cost_vs_accuracy, plot_pooled_differentials
 
 FIGURES = {
     "forecast_vs_actual.png": "Forecasts against realized volatility (retrains dotted)",
@@ -94,6 +94,11 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
                 **{f"mean_{loss}": (f"mean_{loss}", "mean")}).reset_index()
         plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png")
         made.append("cost_vs_accuracy.png")
+    tests_path = run_dir / "tests.parquet"
+    if "asset" in t and t["asset"].nunique() > 1 and tests_path.is_file():
+        if plot_pooled_differentials(losses, pd.read_parquet(tests_path), loss, benchmark,
+                                     run_dir / "pooled_differentials.png"):
+            made.append("pooled_differentials.png")
     return made
 
 
@@ -203,7 +208,12 @@ def write_html(run_dir: Path, markdown: str = "report.md", figures: dict[str, st
     run_dir = Path(run_dir)
     md = (run_dir / markdown).read_text()
     body = [md_to_html(md.replace("Plots: ", "Figures below: "))]
-    for name, caption in (figures or FIGURES).items():
+    if figures is None:  # every figure a run can have, a universe's per-asset ones included
+        figures = {**FIGURES, **UNIVERSE_FIGURES}
+        for path in sorted(run_dir.glob("forecast_vs_actual_*.png")):
+            asset = path.stem.removeprefix("forecast_vs_actual_")
+            figures[path.name] = f"Forecasts against realized volatility: {asset} (retrains dotted)"
+    for name, caption in figures.items():
         path = run_dir / name
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")

@@ -30,8 +30,8 @@ from .accuracy import dm_table, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report, universe_report
 from .panel import panel_dm_table, win_table
-from .plots import plot_error_by_horizon, plot_forecasts, plot_pooled_differentials
-from .report import FIGURES, UNIVERSE_FIGURES, write_figures, write_html
+from .plots import plot_error_by_horizon, plot_forecasts
+from .report import write_figures, write_html
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -105,7 +105,6 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
     ev = cfg.evaluation
     rows, scores = tables["forecasts"], tables["metrics"]
     plots = cfg.output.plots and len(rows)
-    figures = dict(FIGURES)
     if plots:
         for r in runs:
             name = "forecast_vs_actual.png" if len(runs) == 1 else f"forecast_vs_actual_{r.asset.label}.png"
@@ -113,7 +112,6 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
             plot_forecasts(rows[mine].drop(columns="asset"), tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
                            stage / name, horizon=1, unit=cfg.output.plot_unit,
                            title=r.asset.label if len(runs) > 1 else None)
-            figures.setdefault(name, f"Forecasts against realized volatility: {r.asset.label} (retrains dotted)")
         plot_error_by_horizon(scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean()
                               .reset_index(), stage / "error_by_horizon.png")
     if len(runs) == 1:
@@ -125,10 +123,7 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
     (stage / "report.md").write_text(text)
     if plots:
         write_figures(stage, ev.loss, ev.benchmark)  # from the Parquet files above
-        if len(runs) > 1:
-            plot_pooled_differentials(tables["losses"], tables["tests"], ev.loss, ev.benchmark,
-                                      stage / "pooled_differentials.png")
-    write_html(stage, figures={**figures, **UNIVERSE_FIGURES} if len(runs) > 1 else figures)
+    write_html(stage)
 
 
 def retrain_frame(records: list[FitRecord]) -> pd.DataFrame:
