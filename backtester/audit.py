@@ -540,7 +540,8 @@ def _models(run: _Run, name: str) -> dict[int, dict[str, Any]] | None:
 def _window_checks(run: _Run, name: str) -> list[Check]:
     segs = {s.model_version: s for s in run.plan.segments(name)}
     models = _models(run, name)
-    sha = run.manifest["data"]["sha256"]
+    data = run.manifest["data"]
+    sha = data["assets"][run.asset]["sha256"] if run.asset else data["sha256"]
     problems: list[tuple[pd.Timestamp, str]] = []
     scaler: list[tuple[pd.Timestamp, str]] = []
     scalers_checked = 0

@@ -211,3 +211,78 @@ def test_a_universe_on_two_workers_equals_one_process(universe_files, tmp_path):
     raw["name"] = "t2"
     two = run(parse_config(raw)).forecasts
     pd.testing.assert_frame_equal(one, two)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from backtester.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def universe_cli_run(universe_files, tmp_path_factory):
+    """Two assets, naive and HAR with saved models, run from a config file through the CLI."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("ucli")
+    raw = universe_config(universe_files, tmp, assets={"aaa": str(universe_files / "aaa.parquet"),
+                                                       "bbb": str(universe_files / "bbb.parquet")})
+    raw["name"], raw["output"]["save_models"] = "u", True
+    raw["backtest"]["end"] = "2024-01-20 00:00"
+    config = tmp / "u.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = cli("run", config, "-q")
+    assert res.exit_code == 0, res.output
+    return config, tmp / "results" / "u"
+
+
+def test_plan_and_data_prepare_go_asset_by_asset(universe_cli_run, tmp_path):
+    config, _ = universe_cli_run
+    res = cli("plan", config)
+    assert res.exit_code == 0, res.output
+    assert "asset aaa (1 of 2)" in res.output and "asset bbb (2 of 2)" in res.output
+    res = cli("data", "prepare", config, "--out", tmp_path / "rv.parquet")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "rv_aaa.parquet").is_file() and (tmp_path / "rv_bbb.parquet").is_file()
+
+
+def test_audit_checks_every_asset(universe_cli_run):
+    _, run_dir = universe_cli_run
+    res = cli("audit", run_dir, "--sample", "1")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any(line.startswith("PASS  aaa/har") for line in lines) and any("bbb/naive" in line for line in lines)
+    assert lines[-1].startswith("audit: PASS") and "on 4 strategies" in lines[-1]
+
+
+def test_train_takes_one_asset_of_a_universe(universe_cli_run, tmp_path):
+    config, _ = universe_cli_run
+    res = cli("train", config, "--strategy", "har", "--out", tmp_path / "m")
+    assert res.exit_code == 2 and "pass --asset NAME, one of aaa, bbb" in res.output
+    res = cli("train", config, "--asset", "bbb", "--strategy", "har", "--out", tmp_path / "m", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m" / "models" / "har" / "1" / "artifact.json").is_file()
+
+
+def test_compare_aligns_runs_per_asset_by_their_data(universe_cli_run, universe_files, tmp_path):
+    """A universe run against a one-file run of one of its assets: compared on that asset only, under
+    the universe's name for it; a universe against itself gets pooled tests too."""
+    _, run_dir = universe_cli_run
+    raw = single_config(universe_files / "bbb.parquet", tmp_path, ewma={})
+    raw["backtest"]["end"] = "2024-01-20 00:00"
+    alone = run(parse_config(raw)).out_dir
+    res = cli("compare", run_dir, alone, "--out", tmp_path / "cmp", "-q")
+    assert res.exit_code == 0, res.output
+    tests = pd.read_parquet(tmp_path / "cmp" / "tests.parquet")
+    assert set(tests["asset"]) == {"bbb"}
+    assert {"ewma", "har", "naive"} <= set(tests["model"]) | set(tests["against"])
+    res = cli("compare", run_dir, "--out", tmp_path / "self", "-q")
+    assert res.exit_code == 0, res.output
+    tests = pd.read_parquet(tmp_path / "self" / "tests.parquet")
+    assert set(tests["asset"]) == {"aaa", "bbb", "all"}
+    assert set(tests.loc[tests["asset"] == "all", "test"]) == {"pooled_dm", "cluster_dm"}
