@@ -483,6 +483,11 @@ def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[st
         if unknown:
             raise ConfigError(f"{source}: strategies.{name}.assets: {unknown[0]!r} is not an asset of data.assets "
                               f"({', '.join(assets)}){did_you_mean(unknown[0], list(assets))}")
+    for name, spec in specs.items():
+        follow = spec.params.schedule_asset()
+        if follow is not None and follow not in (spec.assets or list(assets)):
+            raise ConfigError(f"{source}: strategies.{name}.schedule_of: {follow!r} is not an asset this strategy runs "
+                              f"on ({', '.join(spec.assets or list(assets))})")
     out = {}
     for asset, data in assets.items():
         mine = {name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)

@@ -50,7 +50,8 @@ from .rundir import versions
 from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
                       call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
-from .store import (RunKeyBase, adopt, adopt_tuning, is_stored, prune, segment_keys, stored_key,
+from .pooled import run_pooled_segment
+from .store import (RunKeyBase, adopt, adopt_tuning, digest, is_stored, prune, segment_keys, stored_key,
                     stored_tuning_key, tuning_key)
 from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning, tuning_dir
 
@@ -128,6 +129,44 @@ def run_chain(job: ChainJob) -> ChainDone:
             live = res.model
         done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
     return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done))
+
+
+@dataclass(frozen=True)
+class PooledJob:
+    """One retrain of a global model (``scope: global``): its segment on every asset, fitted as one model
+    (:mod:`backtester.pooled`), each asset's segment written to ``stage`` when done."""
+
+    segments: tuple[Segment, ...]  # one per asset, the same retrain
+    params: Any
+    spec: Any
+    series: tuple[BarSeries, ...]
+    bars: tuple[pd.DatetimeIndex, ...]
+    settings: Settings
+    stage: Path
+    contexts: tuple[RunContext | None, ...]
+    key: str | None = None  # the store key every member is written with (None: compute)
+
+
+def run_pooled(job: PooledJob) -> ChainDone:
+    """Fit and forecast one global retrain (unless finished in the store under its key); write each asset's segment."""
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    need = job.settings.save_models and all(c is not None for c in job.contexts)
+    if job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments):
+        return ChainDone(worker, tuple((s.key, 0.0, read_segment(job.stage, s).record.status, True) for s in job.segments))
+    check_interrupt()
+    results = run_pooled_segment(job.segments, job.params, job.series, job.bars, job.settings.run_seed,
+                                 job.settings.batched)
+    done = []
+    for res, context in zip(results, job.contexts):  # the model is kept: a later failed fit falls back on it
+        write_segment(job.stage, res, replace(job.spec, params=job.params), context, job.settings.save_models, job.key,
+                      keep_model=True)
+        done.append((res.segment.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
+    return ChainDone(worker, tuple(done))
+
+
+def run_job(job: ChainJob | PooledJob) -> ChainDone:
+    """What an executor runs: a chain (:func:`run_chain`) or a global model's retrain (:func:`run_pooled`)."""
+    return run_pooled(job) if isinstance(job, PooledJob) else run_chain(job)
 
 
 def resume_point(job: ChainJob, keys: tuple[str | None, ...]) -> tuple[int, LiveModel | None]:
@@ -231,6 +270,7 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
         for walk in walks:
             for part, got in zip((tunings, params, keys, tuning_keys), _prepare(walk, executor, keyed, resume, previous)):
                 part.update(got)
+        pooled = pooled_jobs(walks, params, keys)
         adopted = reuse(walks, keys, tuning_keys, previous) if resume else set()
         workers: dict[str, float] = {}
         segments = {s.key: s for w in walks for s in w.plan.segments()}
@@ -246,19 +286,45 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
                     reused.add(key)
                 if on_segment is not None:
                     on_segment(segments[key], was_reused)
-            first = job.segments[0]
-            stop_early(first.owner, in_order[first.asset, first.strategy], statuses, settings.max_failed, segments)
+            for seg in {(s.asset, s.strategy): s for s in job.segments}.values():
+                stop_early(seg.owner, in_order[seg.asset, seg.strategy], statuses, settings.max_failed, segments)
             check_interrupt()
 
-        jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys)]
+        skip = {job.segments[0].strategy for job in pooled}
+        jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys, skip=skip)]
+        jobs += pooled
         if executor.parallel and len(walks) > 1:
-            jobs = cost_order((job, sum(p.fit_cost(s.window.stop - s.window.start) for s, p in zip(job.segments, job.params)))
+            jobs = cost_order((job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments))
                               for job in jobs)
-        executor.run(run_chain, jobs, finished)
+        executor.run(run_job, jobs, finished)
         out = merge([assemble(w, params, reused) for w in walks], universe=any(w.plan.asset for w in walks))
     out.workers, out.tunings = workers, tunings
     out.reused, out.adopted = len(reused), len(adopted & reused)
     return out
+
+
+def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str]) -> list[PooledJob]:
+    """The retrains of the universe's global models (``Params.pools_assets``), one job each over every asset's
+    segment of that retrain. Each member's store key becomes the hash of all members' keys (``keys`` is
+    updated): a global model's forecasts depend on every asset's bars."""
+    if not any(w.plan.asset for w in walks):
+        return []  # a run on one file: a global model is that file's model
+    groups: dict[tuple[str, int], list[tuple[Walk, Segment]]] = {}
+    for w in walks:
+        for seg in w.plan.segments():
+            if params[seg.key].pools_assets():
+                groups.setdefault((seg.strategy, seg.model_version), []).append((w, seg))
+    jobs = []
+    for (name, _), members in groups.items():
+        key = digest({"global": [keys[s.key] for _, s in members]}) if keys else None
+        for _, s in members:
+            if key is not None:
+                keys[s.key] = key
+        w0, s0 = members[0]
+        jobs.append(PooledJob(tuple(s for _, s in members), params[s0.key], w0.specs[name],
+                              tuple(w.series for w, _ in members), tuple(w.plan.bars for w, _ in members),
+                              w0.settings, w0.stage, tuple(w.context for w, _ in members), key))
+    return jobs
 
 
 def merge(results: list[EngineResult], universe: bool) -> EngineResult:
@@ -352,12 +418,14 @@ def run_tunings(walk: Walk, executor: Executor, keys: dict[str, str] | None = No
 
 
 def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True,
-           keys: dict[str, str] | None = None) -> list[ChainJob]:
+           keys: dict[str, str] | None = None, skip: set[str] = frozenset()) -> list[ChainJob]:
     """The plan's segments as chains (a chaining strategy's in one, any other segment alone): longest first
     for executors that run them at once, else in plan order (strategy by strategy, in time order, so that
     a strategy failing every fit stops the run at once)."""
     groups: dict[str, list[Segment]] = {}
     for s in walk.plan.segments():
+        if s.strategy in skip:  # a global model's retrains: pooled_jobs
+            continue
         groups.setdefault(s.strategy if walk.specs[s.strategy].params.chains() else s.key, []).append(s)
     order = list(groups)
     if longest_first:
@@ -411,6 +479,9 @@ def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any)
     live = reload_model(artifact_dir(walk.stage, seg.owner, seg.model_version), stored, seg, params)
     if live is not None:
         return live
+    if params.pools_assets() and seg.asset:
+        raise FatalError(f"strategy {seg.strategy!r} ({seg.asset}): the global model of the retrain at "
+                         f"{seg.retrain_time} left no artifact to fall back on; run it again with --fresh")
     fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
     refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
     if refit.model is None or refit.model.model_version != seg.model_version:

@@ -122,8 +122,10 @@ class Plan:
         return list(groups.values())
 
 
-def make_plan(cfg, bars: pd.DatetimeIndex, asset: str = "") -> Plan:
-    """Resolve every strategy's schedule against the bar grid (of ``asset``, in a universe)."""
+def make_plan(cfg, bars: pd.DatetimeIndex, asset: str = "", follow: dict[str, pd.DatetimeIndex] | None = None) -> Plan:
+    """Resolve every strategy's schedule against the bar grid (of ``asset``, in a universe). ``follow``:
+    retrain times some strategies take from elsewhere (a global model's, from the asset it follows);
+    those after this asset's test period are left out."""
     bt = cfg.backtest
     first = int(bars.searchsorted(bt.start, side="left"))
     stop = len(bars) if bt.end is None else int(bars.searchsorted(bt.end, side="right"))
@@ -139,6 +141,8 @@ def make_plan(cfg, bars: pd.DatetimeIndex, asset: str = "") -> Plan:
     for name, spec in cfg.run_strategies().items():
         where = f"strategies.{name}.retrain" if spec.own_retrain else "backtest.retrain"
         retrains = retrain_times(spec.retrain, bars, bt.start, bt.end)
+        if follow and name in follow:
+            retrains = follow[name][bars.searchsorted(follow[name]) < stop]
         if len(retrains) == 0:  # pragma: no cover - the first test bar always retrains
             raise ConfigError(f"{where}: no retrain falls in the test period")
         windows = tuple(training_window(spec.window, bars, t) for t in retrains)

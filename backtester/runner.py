@@ -31,7 +31,7 @@ from .config import Asset
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor
-from .errors import BacktestError
+from .errors import BacktestError, ConfigError
 from .plan import Plan, check_plan, make_plan
 from .process import check
 from .interrupt import check as check_interrupt
@@ -85,6 +85,10 @@ def prepare_universe(cfg) -> list[AssetRun]:
             exc.args = (f"data.assets.{asset.name}: {exc}",)
             raise
         runs.append(AssetRun(asset, prepared, plan, BarSeries.from_frame(prepared.bars)))
+    follow = pooled_schedules(cfg, runs)
+    for r in runs:
+        if any(name in r.plan.schedules for name in follow):
+            r.plan = make_plan(r.cfg, r.prepared.bars.index, r.asset.name, follow)
     for spec in cfg.strategies.values():  # members share their params: one preflight each
         spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
     for r in runs:
@@ -146,6 +150,32 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
         check_interrupt()
         swap_in(stage, out)
     return RunResult(out, rows, retrains, scores, manifest)
+
+
+def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
+    """The retrain times of each global model (``scope: global``) of a universe: one schedule for all its
+    assets. Where the assets' own schedules differ (their calendars do), the config must name the asset to
+    follow (``schedule_of``); returns the strategies to re-plan, with the times they follow."""
+    out = {}
+    if len(runs) < 2:
+        return out
+    for name, spec in cfg.run_strategies().items():
+        if not spec.params.pools_assets():
+            continue
+        times = {r.asset.name: r.plan.schedules[name].retrains for r in runs if name in r.plan.schedules}
+        chosen = spec.params.schedule_asset()
+        if chosen is not None:
+            out[name] = times[chosen]
+            continue
+        first = next(iter(times.values()))
+        differ = [a for a, t in times.items() if not t.equals(first)]
+        if differ:
+            a0 = next(iter(times))
+            sample = "; ".join(f"{a}: {len(t)} retrains, {t[0]} .. {t[-1]}" for a, t in list(times.items())[:3])
+            raise ConfigError(f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
+                              f"asset, but the assets' retrain times differ ({sample}); name the asset whose "
+                              f"times every asset follows, e.g. schedule_of: {a0}")
+    return out
 
 
 def describe_run(cfg, prepared: PreparedBars, plan: Plan, log: Callable[[str], None], asset: str = "") -> None:

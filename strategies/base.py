@@ -71,6 +71,17 @@ class WarmStartable(Protocol):
     def start_from(self, previous: Any, version: Any) -> None: ...
 
 
+@runtime_checkable
+class PooledFit(Protocol):
+    """Optional: one model fitted on the training windows of several assets at once (``scope: global``)."""
+
+    def fit_assets(self, trains: dict[str, BarSeries], horizon: int) -> FitInfo: ...
+
+    def for_asset(self, asset: str) -> Strategy:
+        """The fitted model as it forecasts ``asset`` (its own scaling); saved and loaded like any strategy."""
+        ...
+
+
 def forecast_each(strategy, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
     """The per-bar reference for ``forecast_batch``: one ``forecast`` call per issue time.
 
@@ -160,6 +171,15 @@ class Params(BaseModel):
         """Whether each retrain continues the previous retrain's model (a warm start): the
         strategy's segments then run in order, as one chain, in one worker."""
         return False
+
+    def pools_assets(self) -> bool:
+        """Whether one model per retrain is trained on every asset of a universe at once (``scope:
+        global``; its strategy is :class:`PooledFit`) instead of one model per asset."""
+        return False
+
+    def schedule_asset(self) -> str | None:
+        """For a pooled model: the asset whose retrain times every asset follows (None: they must agree)."""
+        return None
 
     def tuning_points(self, retrains: Any, bars: Any, start: Any, end: Any) -> list[bool]:
         """Per retrain time in ``retrains`` (on the bar grid ``bars``, test period ``start .. end``):

@@ -31,6 +31,7 @@ A user's builder (``type: keras``)::
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backtester.errors import FailedRetrain
 from backtester.schedule import retrain_times
@@ -104,19 +105,46 @@ class KerasForecaster:
         return model
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
+        steps = self.steps(horizon)
+        x_tr, y_tr, x_val, y_val, self.scaler, self.floor = self._samples(train, steps)
+        return self._train(x_tr, y_tr, x_val, y_val, steps)
+
+    def fit_assets(self, trains: dict[str, BarSeries], horizon: int) -> FitInfo:
+        """One model on every asset's training window (``scope: global``): each asset scaled by its own
+        scaler fitted on its own window, its last ``validation_split`` of samples held out; the assets'
+        samples together, in asset-name order (the shuffle is the training loop's, seeded)."""
+        steps = self.steps(horizon)
+        parts = {a: self._samples(trains[a], steps) for a in sorted(trains)}
+        self.scalers = {a: (part[4], part[5]) for a, part in parts.items()}
+        x_tr, y_tr, x_val, y_val = (np.concatenate([part[k] for part in parts.values()]) for k in range(4))
+        info = self._train(x_tr, y_tr, x_val, y_val, steps)
+        info.extra["assets"] = {a: len(part[0]) for a, part in parts.items()}
+        return info
+
+    def for_asset(self, asset: str) -> KerasForecaster:
+        """This (pooled) model with ``asset``'s scaler: what forecasts that asset, and what its artifact holds."""
+        view = copy.copy(self)
+        view.scaler, view.floor = self.scalers[asset]
+        return view
+
+    def _samples(self, train: BarSeries, steps: int):
+        """Supervised windows of one training window, scaled on it: (x, y train, x, y validation, scaler, floor)."""
         from sklearn.preprocessing import MinMaxScaler
 
         p = self.params
-        steps = self.steps(horizon)
-        self.floor = positive_floor(train.rv)
-        values = self._to_target(train.rv).reshape(-1, 1)
-        self.scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
-        scaled = self.scaler.transform(values)[:, 0].astype("float32")
+        floor = positive_floor(train.rv)
+        values = to_target(train.rv, p.target, floor).reshape(-1, 1)
+        scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
+        scaled = scaler.transform(values)[:, 0].astype("float32")
         x, y = windows(scaled, p.memory, steps)
         if len(x) < 2:
             raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
         n_val = int(len(x) * p.validation_split)
-        x_tr, y_tr, x_val, y_val = x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :]
+        return x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor
+
+    def _train(self, x_tr, y_tr, x_val, y_val, steps: int) -> FitInfo:
+        p = self.params
+        n_val = len(x_val)
         fresh = self.build_model(steps)
         self.model = self._twin_of(fresh, steps) if p.reuse_compiled else fresh
         epochs = p.epochs
@@ -362,6 +390,17 @@ class WindowedKerasParams(Params):
     warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
     reuse_compiled: bool = True  # keep one compiled model per architecture and reset it per retrain
     jit_compile: bool | None = None  # XLA-compile the train step (None: Keras' choice, on for jax, off for TF on CPU)
+    scope: Literal["local", "global"] = "local"  # global: one model per retrain, trained on every asset of a universe
+    schedule_of: str | None = None  # global: the asset whose retrain times every asset follows (if they differ)
+
+    @model_validator(mode="after")
+    def _global_alone(self) -> WindowedKerasParams:
+        if self.scope == "global" and (self.tuning is not None or self.warm_start is not None):
+            raise ValueError("scope: global trains one model on every asset from scratch at each retrain; it "
+                             "cannot be combined with tuning or warm_start yet: remove one of them")
+        if self.scope == "local" and self.schedule_of is not None:
+            raise ValueError("schedule_of: only a global model (scope: global) follows one asset's retrain times")
+        return self
 
     DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("memory",)
 
@@ -406,6 +445,12 @@ class WindowedKerasParams(Params):
 
     def chains(self) -> bool:
         return self.warm_start is not None
+
+    def pools_assets(self) -> bool:
+        return self.scope == "global"
+
+    def schedule_asset(self) -> str | None:
+        return self.schedule_of
 
     def tuning_points(self, retrains: Any, bars: Any, start: Any, end: Any) -> list[bool]:
         """The first retrain tunes, then per ``tuning.every`` (none without a tuning block)."""

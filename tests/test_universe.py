@@ -286,3 +286,86 @@ def test_compare_aligns_runs_per_asset_by_their_data(universe_cli_run, universe_
     tests = pd.read_parquet(tmp_path / "self" / "tests.parquet")
     assert set(tests["asset"]) == {"aaa", "bbb", "all"}
     assert set(tests.loc[tests["asset"] == "all", "test"]) == {"pooled_dm", "cluster_dm"}
+
+
+# --------------------------------------------------------------------------- global models
+
+
+GLOBAL_LSTM = {**TINY_LSTM, "scope": "global"}
+
+
+def poisoned_copy(folder, into, asset="aaa"):
+    """The universe's files, with ``asset``'s prices after CUT blown up."""
+    into.mkdir()
+    for name in ("aaa", "bbb", "ccc"):
+        bars = pd.read_parquet(folder / f"{name}.parquet")
+        if name == asset:
+            late = bars["timestamp"] >= CUT
+            bars.loc[late, ["open", "high", "low", "close"]] *= np.linspace(1, 50, late.sum())[:, None]
+        bars.to_parquet(into / f"{name}.parquet", index=False)
+    return into
+
+
+def test_a_global_model_is_one_model_per_retrain_trained_on_every_asset(universe_files, tmp_path):
+    two = {"aaa": str(universe_files / "aaa.parquet"), "bbb": str(universe_files / "bbb.parquet")}
+    raw = universe_config(universe_files, tmp_path, assets=two, g=GLOBAL_LSTM, l=TINY_LSTM)
+    raw["output"]["save_models"] = True
+    res = run(parse_config(raw))
+    r = res.retrains.set_index(["strategy", "asset", "model_version"])
+    for version in (1, 2, 3):
+        g_a, g_b = r.loc[("g", "aaa", version)], r.loc[("g", "bbb", version)]
+        assert g_a["seed"] == g_b["seed"] and g_a["samples"] == g_b["samples"]  # one fit, one model
+        assert g_a["samples"] == r.loc[("l", "aaa", version), "samples"] + r.loc[("l", "bbb", version), "samples"]
+        history = [(res.out_dir / "models" / a / "g" / str(version) / "history.json").read_text() for a in ("aaa", "bbb")]
+        assert history[0] == history[1]
+        scalers = [(res.out_dir / "models" / a / "g" / str(version) / "scaler.json").read_text() for a in ("aaa", "bbb")]
+        assert scalers[0] != scalers[1]  # each asset scaled on its own window
+    assert r.loc[("l", "aaa", 1), "seed"] != r.loc[("l", "bbb", 1), "seed"]
+
+
+def test_a_global_model_sees_no_bar_after_the_retrain_time_of_any_asset(universe_files, tmp_path):
+    """Poison aaa after CUT: no asset's forecasts issued up to CUT change; bbb's later forecasts do (the model
+    that serves them trained on aaa's bars too), unlike a local model's."""
+    strategies = {"g": GLOBAL_LSTM, "l": TINY_LSTM}
+    clean = run(parse_config(universe_config(universe_files, tmp_path / "clean", **strategies))).forecasts
+    dirty_files = poisoned_copy(universe_files, tmp_path / "poisoned")
+    dirty = run(parse_config(universe_config(dirty_files, tmp_path / "dirty", **strategies))).forecasts
+
+    def part(frame, keep):
+        return frame[keep(frame)].drop(columns="actual").reset_index(drop=True)
+
+    early = lambda f: f["issued_at"] <= CUT  # noqa: E731
+    pd.testing.assert_frame_equal(part(clean, early), part(dirty, early))
+    local_bbb = lambda f: (f["asset"] == "bbb") & (f["strategy"] == "l")  # noqa: E731
+    pd.testing.assert_frame_equal(part(clean, local_bbb), part(dirty, local_bbb))
+    global_bbb_late = lambda f: (f["asset"] == "bbb") & (f["strategy"] == "g") & (f["issued_at"] > CUT)  # noqa: E731
+    assert not np.allclose(part(clean, global_bbb_late)["forecast"], part(dirty, global_bbb_late)["forecast"])
+
+
+def test_a_global_model_needs_one_schedule(universe_files, tmp_path):
+    assets = {"aaa": str(universe_files / "aaa.parquet"),
+              "bbb": {"path": str(universe_files / "bbb.parquet"), "end": "2024-01-20 00:00"}}
+    raw = universe_config(universe_files, tmp_path, assets=assets, g=GLOBAL_LSTM)
+    with pytest.raises(ConfigError, match=r"strategies.g: scope: global .* retrain times differ .* schedule_of: aaa"):
+        run(parse_config(raw))
+    raw["strategies"]["g"] = {**GLOBAL_LSTM, "schedule_of": "aaa"}
+    res = run(parse_config(raw))
+    versions = res.retrains.groupby("asset")["model_version"].apply(list).to_dict()
+    assert versions == {"aaa": [1, 2, 3], "bbb": [1, 2]}  # bbb's data ends before aaa's third retrain
+    raw["strategies"]["g"] = {**GLOBAL_LSTM, "schedule_of": "zzz"}
+    with pytest.raises(ConfigError, match=r"strategies.g.schedule_of: 'zzz' is not an asset"):
+        parse_config(raw)
+    raw["strategies"]["g"] = {**GLOBAL_LSTM, "warm_start": {"epochs": 1}}
+    with pytest.raises(ConfigError, match=r"scope: global .* cannot be combined with tuning or warm_start"):
+        parse_config(raw)
+
+
+def test_a_global_model_on_two_workers_equals_one_process_and_resumes(universe_files, tmp_path):
+    raw = universe_config(universe_files, tmp_path, g=GLOBAL_LSTM, har={})
+    one = run(parse_config(raw))
+    raw["execution"], raw["name"] = {"jobs": 2}, "t2"
+    two = run(parse_config(raw))
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
+    again = run(parse_config(raw), force=True)
+    assert again.manifest["segments"]["computed"] == 0
+    pd.testing.assert_frame_equal(two.forecasts, again.forecasts)

@@ -1,0 +1,86 @@
+"""Global models: one model per retrain trained on every asset of a universe at once (``scope: global``).
+
+A global strategy's retrain ``k`` is one job over its segments ``k`` on every asset (a
+:class:`~backtester.engine.PooledJob`): the model is fitted on all the assets' training windows
+(each ending at the retrain time: :meth:`strategies.base.PooledFit.fit_assets`), then forecasts each
+asset over that asset's own issue times (:meth:`~strategies.base.PooledFit.for_asset`). Every asset's
+segment is written as usual, with the same model in each asset's artifact folder; a failed fit fails
+the retrain on every asset, whose forecasts then come from the previous good model, as for any
+strategy. The model's seed comes from the run seed, ``global/<strategy>`` and the retrain time.
+
+Examples
+--------
+>>> results = run_pooled_segment(segments, params, series, bars, run_seed=1)   # doctest: +SKIP
+>>> [r.segment.asset for r in results]                                          # doctest: +SKIP
+['btc', 'eth']
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies.base import PooledFit
+
+from .errors import FailedRetrain
+from .segment import (FitRecord, LiveModel, Segment, SegmentResult, StrategyError, attempt, call, issue_forecasts,
+                      retrain_seed)
+from .series import BarSeries
+
+
+def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple[BarSeries, ...],
+                       bars: tuple[pd.DatetimeIndex, ...], run_seed: int, batched: bool = True) -> list[SegmentResult]:
+    """Fit one model on every asset's training window of retrain ``segments[0].model_version`` and issue
+    each asset's forecasts with it; one :class:`SegmentResult` per asset, in the order of ``segments``.
+
+    Each asset's bars are cut to its segment's last issue time first, so nothing after it reaches the
+    fit or a forecast; every training window ends at or before the retrain time.
+    """
+    first = segments[0]
+    known = [s.upto(seg.stop) for s, seg in zip(series, segments)]
+    trains = {seg.asset: k.slice(seg.window.start, seg.window.stop) for seg, k in zip(segments, known)}
+    seed = retrain_seed(run_seed, f"global/{first.strategy}", first.retrain_time)
+    t0 = time.perf_counter()
+    strategy, info, status = None, None, "ok"
+    try:
+        need = params.min_train_bars(first.horizon)
+        short = {a: len(t) for a, t in trains.items() if len(t) < need}
+        if short:
+            raise FailedRetrain(", ".join(f"{a}: {n} training bars" for a, n in short.items()) + f", need {need}")
+        strategy = call(first.strategy, "build()", params.build, seed)
+        if not isinstance(strategy, PooledFit):
+            raise StrategyError(f"strategy {first.strategy!r}: scope: global needs a strategy with fit_assets() and "
+                                f"for_asset(); {type(strategy).__name__} has not")
+        info = attempt("fit_assets()", strategy.fit_assets, trains, first.horizon)
+        if info is not None and np.isinf(float(info.train_loss)):
+            raise FailedRetrain(f"training loss is {info.train_loss}")
+    except FailedRetrain as exc:
+        strategy, info, status = None, None, f"failed: {exc}"
+    fit_seconds = (time.perf_counter() - t0) / len(segments)  # each asset's share of the one fit
+    through = max((int(t.time[-1]) for t in trains.values() if len(t)), default=0)  # the last bar the model saw
+    out = []
+    for seg, k, grid in zip(segments, known, bars):
+        train = trains[seg.asset]
+        model = LiveModel(strategy.for_asset(seg.asset), seg.model_version, through) if strategy is not None else None
+        t1 = time.perf_counter()
+        try:
+            rows = issue_forecasts(seg, model, k, grid, batched)
+        except FailedRetrain as exc:  # non-finite forecasts on this asset: the retrain failed here
+            model, status_here, rows = None, f"failed: {exc}", issue_forecasts(seg, None, k, grid, batched)
+        else:
+            status_here = status
+        record = FitRecord(
+            strategy=seg.strategy, model_version=seg.model_version, retrain_time=seg.retrain_time,
+            window_start=pd.Timestamp(int(train.time[0]), tz="UTC") if len(train) else None,
+            window_end=pd.Timestamp(int(train.time[-1]), tz="UTC") if len(train) else None,
+            train_bars=len(train), samples=int(info.samples) if info and model else 0,
+            train_loss=float(info.train_loss) if info and model else float("nan"),
+            val_loss=float(info.val_loss) if info and model else float("nan"),
+            seconds=fit_seconds, status=status_here, seed=seed,
+            details=json.dumps({**(info.extra if info else {}), "scope": "global"}, default=float), asset=seg.asset)
+        out.append(SegmentResult(seg, record, rows, model, fit_seconds, time.perf_counter() - t1))
+    return out
