@@ -78,6 +78,7 @@ from strategies.base import BatchForecaster
 from .errors import BacktestError
 from .recorder import COLUMNS
 from .segment import LiveModel, Segment, issue_forecasts, run_segment
+from .pooled import run_pooled_segment
 from .series import BarSeries
 from .targets import to_target
 from .tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
@@ -157,6 +158,7 @@ class _Run:
     specs: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)  # segment key -> params (tuned values fixed)
     asset: str = ""  # the asset of a universe this part of the run is ("" for a run on one data.path)
+    peers: list[_Run] = field(default_factory=list)  # every asset's part of the run (a global model's recomputation)
 
     @property
     def models(self) -> Path:
@@ -219,6 +221,7 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
                          mine(forecasts), mine(retrains), view.run_strategies(), asset=asset.name))
     setup(cfg)  # Keras (where a strategy uses it) on the run's backend, once the input is known to be good
     for run in runs:
+        run.peers = runs
         for name, spec in run.specs.items():
             run.params.update(params_by_segment(spec.params, run.plan.segments(name), _tunings(run, name)))
     return runs
@@ -345,6 +348,8 @@ def recompute(run: _Run, seg: Segment, at: int, series: BarSeries, batched: bool
     params = run.params[seg.key]
     batched = run.cfg.execution.batched if batched is None else batched
     seed = run.cfg.seed
+    if params.pools_assets() and run.asset:
+        return _recompute_pooled(run, target, series, batched)
     live: LiveModel | None = None
     if params.chains():
         for prev in run.plan.segments(seg.strategy):
@@ -362,6 +367,31 @@ def recompute(run: _Run, seg: Segment, at: int, series: BarSeries, batched: bool
     live = _previous_good(run, seg, series)
     rows = issue_forecasts(target, live, series.upto(target.stop), run.bars, batched) if live else res.rows
     return _Recomputed(rows, live)
+
+
+def _recompute_pooled(run: _Run, target: Segment, series: BarSeries, batched: bool) -> _Recomputed:
+    """A global model's retrain recomputed on every asset's bars treated as ``series`` treats this asset's:
+    cut at the same time T (the last issue time of ``target``), or junk after T (the bars after T differ
+    from the run's), or whole. Only this asset's rows are compared."""
+    t = run.bars[target.stop - 1]
+    cut = len(series) < len(run.series)
+    junk = not cut and not np.array_equal(series.rv, run.series.rv, equal_nan=True)
+    members, data, grids = [], [], []
+    for peer in run.peers:
+        mine = [s for s in peer.plan.segments(target.strategy) if s.model_version == target.model_version]
+        if not mine:
+            continue
+        if peer is run:
+            members.append(target), data.append(series), grids.append(run.bars)
+            continue
+        upto = int(peer.bars.searchsorted(t, side="right"))  # the peer's bars closed at or before T
+        seg = replace(mine[0], stop=max(min(mine[0].stop, upto), mine[0].window.stop))
+        peer_series = peer.series.upto(upto) if cut else poisoned(peer.series, upto - 1) if junk else peer.series
+        members.append(seg), data.append(peer_series), grids.append(peer.bars)
+    results = run_pooled_segment(tuple(members), run.params[target.key], tuple(data), tuple(grids), run.cfg.seed,
+                                 batched)
+    mine = next(r for r in results if r.segment.asset == run.asset)
+    return _Recomputed(mine.rows, mine.model)
 
 
 def _previous_good(run: _Run, seg: Segment, series: BarSeries) -> LiveModel | None:

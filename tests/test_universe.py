@@ -369,3 +369,19 @@ def test_a_global_model_on_two_workers_equals_one_process_and_resumes(universe_f
     again = run(parse_config(raw), force=True)
     assert again.manifest["segments"]["computed"] == 0
     pd.testing.assert_frame_equal(two.forecasts, again.forecasts)
+
+
+def test_the_audit_recomputes_a_global_model_on_every_assets_cut_and_poisoned_bars(universe_files, tmp_path):
+    import yaml
+
+    two = {"aaa": str(universe_files / "aaa.parquet"), "bbb": str(universe_files / "bbb.parquet")}
+    raw = universe_config(universe_files, tmp_path, assets=two, g=GLOBAL_LSTM)
+    raw["name"], raw["output"]["save_models"] = "ga", True
+    raw["backtest"]["end"] = "2024-01-20 00:00"
+    config = tmp_path / "ga.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert cli("run", config, "-q").exit_code == 0
+    res = cli("audit", tmp_path / "results" / "ga", "--sample", "1")
+    assert res.exit_code == 0, res.output
+    for check in ("truncation", "poison", "windows", "scaler", "rows"):
+        assert any(line.startswith("PASS  aaa/g") and check in line for line in res.output.splitlines()), check
