@@ -2,6 +2,10 @@
 
 1. **Tunings.** Retrains that search hyperparameters first (``Params.tuning_points``) run as
    jobs of their own; each segment then gets the params of the latest tuning at or before it.
+In a universe (:func:`run_universe`) every asset has its own plan and bars (a :class:`Leg`); all
+the assets' jobs go to the executor together. A global model (``Params.pools_assets()``) runs each
+retrain as one :class:`PooledJob` over its segment on every asset (:mod:`backtester.pooled`).
+
 2. **Chains.** A strategy that continues its previous model (``Params.chains()``, a warm start)
    is one chain of all its segments, run in order in one worker; every other segment is a chain
    of one. A :class:`ChainJob` is a frozen value: its segments, their params, the bars, the run's
