@@ -6,8 +6,9 @@ import Keras) and refused if Keras is already loaded with another backend.
 
 Examples
 --------
->>> select_backend("tensorflow") in ("tensorflow",)
-True
+>>> select_backend("jax")
+'jax'
+
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_artifacts_reload_to_identical_forecasts(user_run, strategy):
     versions = sorted(p.name for p in (user_run / "models" / strategy).iterdir())
     folder = user_run / "models" / strategy / versions[-1]
     rows = predict(folder)
-    f = pd.read_parquet(user_run / "forecasts.parquet").drop(columns="actual")
+    f = pd.read_parquet(user_run / "forecasts.parquet").drop(columns=["actual", "asset"])
     want = f[(f["strategy"] == strategy) & (f["model_version"] == int(versions[-1]))].reset_index(drop=True)
     pd.testing.assert_frame_equal(rows, want, check_exact=True)
     assert rows.attrs["max_abs_diff"] == 0.0 and rows.attrs["recorded"] == len(want) > 0

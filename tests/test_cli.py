@@ -64,7 +64,7 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert (lstm.loc[lstm["issued_at"] >= "2024-02-26", "model_version"] == 2).all()
 
     m = pd.read_parquet(smoke_run / "metrics.parquet")
-    assert list(m.columns) == ["strategy", "horizon", "n", "mse", "mae", "qlike"]
+    assert list(m.columns) == ["asset", "strategy", "horizon", "n", "mse", "mae", "qlike"]
     assert len(m) == len(strategies) * 6 and m[["mse", "mae", "qlike"]].notna().all().all()
 
     manifest = json.loads((smoke_run / "manifest.json").read_text())

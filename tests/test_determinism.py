@@ -36,4 +36,6 @@ def test_ready_made_rv_bars_run_directly(minute_file, tmp_path):
     raw["name"] = "rv"
     raw["data"].update({"kind": "rv", "rv_column": "vol", "timestamp_column": "time", "timestamp_is": "close"})
     from_rv = run(parse_config(raw)).forecasts
-    pd.testing.assert_frame_equal(from_rv.drop(columns="actual"), from_minutes.drop(columns="actual"), check_exact=False, rtol=1e-12)
+    assert (from_rv["asset"] == "hourly").all() and (from_minutes["asset"] == "bars").all()  # named after the file
+    pd.testing.assert_frame_equal(from_rv.drop(columns=["actual", "asset"]), from_minutes.drop(columns=["actual", "asset"]),
+                                  check_exact=False, rtol=1e-12)
