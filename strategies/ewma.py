@@ -19,11 +19,11 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.signal import lfilter
 
 from backtester.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
+from backtester.filters import lfilter
 
 
 class Ewma(JsonState):

@@ -30,12 +30,13 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.signal import lfilter
 
 from backtester.errors import FailedRetrain
 from backtester.series import BarSeries
 
 from .base import FitInfo, JsonState, Params
+from backtester.filters import lfilter
+
 
 SCALE = 100.0
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 MIN_ROWS = 10  # fewer common rows than this: "not computed"
 
@@ -41,6 +40,21 @@ class DMResult:
     mean_diff: float
     n: int
     note: str = ""  # why it was not computed, or which variance was used
+
+
+def t_sf(x: float, df: float) -> float:
+    """Student's t survival function, ``scipy.stats.t.sf(x, df)`` (the same function: scipy.special's
+    ``stdtr``, imported on first use; scipy.stats takes over a second to import)."""
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -x))
+
+
+def norm_sf(x: float) -> float:
+    """The standard normal survival function, ``scipy.stats.norm.sf(x)`` (scipy.special's ``ndtr``)."""
+    from scipy.special import ndtr
+
+    return float(ndtr(-x))
 
 
 def long_run_variance(d: np.ndarray, lags: int) -> tuple[float, str]:
@@ -69,7 +83,7 @@ def diebold_mariano(loss_model: np.ndarray, loss_bench: np.ndarray, horizon: int
         return DMResult(np.nan, np.nan, float(d.mean()), n, "not computed: the loss differential has no variance")
     dm = d.mean() / np.sqrt(v / n)
     hln = dm * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    p = 2 * stats.t.sf(abs(hln), df=n - 1)
+    p = 2 * t_sf(abs(hln), n - 1)
     return DMResult(float(hln), float(p), float(d.mean()), n, kind)
 
 

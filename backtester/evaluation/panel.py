@@ -56,9 +56,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .accuracy import MIN_ROWS, DMResult
+from .accuracy import MIN_ROWS, DMResult, norm_sf, t_sf
 
 PANEL_COLUMNS = ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "assets",
                  "note"]
@@ -127,7 +126,7 @@ def pooled_dm(diff: pd.DataFrame, lags: int) -> DMResult:
     if not v > 0:
         return DMResult(np.nan, np.nan, mean, n, "not computed: the averaged loss differential has no variance")
     s = mean / math.sqrt(v / n)
-    p = 2 * stats.norm.sf(abs(s))
+    p = 2 * norm_sf(abs(s))
     return DMResult(float(s), float(p), mean, n, f"pooled over {assets} assets, Bartlett lag {bandwidth}")
 
 
@@ -155,7 +154,7 @@ def cluster_dm(diff: pd.DataFrame, clusters: int = 8) -> DMResult:
     if not sd > 0:
         return DMResult(np.nan, np.nan, mean, n, "not computed: the cluster means have no variance")
     s = math.sqrt(k) * float(means.mean()) / sd  # the mean of block means; mean_diff stays mean(dbar)
-    p = 2 * stats.t.sf(abs(s), df=k - 1)
+    p = 2 * t_sf(abs(s), k - 1)
     sizes = sorted({len(b) for b in blocks})
     rows = "-".join(str(size) for size in sizes)
     note = f"pooled over {assets} assets, {k} time clusters of {rows} rows, t({k - 1})"
