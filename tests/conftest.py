@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,10 @@ import pytest
 from backtester.synth import synth_bars
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# One JAX compilation cache for the whole suite: every test process and every `backtest` subprocess
+# (they inherit the variable) reuses the train and predict steps compiled by the first to need them.
+os.environ.setdefault("BACKTESTER_XLA_CACHE", str(ROOT / ".cache" / "test-xla"))
 
 TINY_LSTM = {"type": "lstm", "memory": 12, "layers": [{"units": 4, "dropout": 0.0}], "epochs": 1, "batch_size": 16}
 TINY_GRU = {"type": "keras", "builder": "tests.user_models:build_gru", "hyperparameters": {"units": 3},

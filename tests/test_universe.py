@@ -96,7 +96,8 @@ def test_assets_on_a_strategy_of_a_one_file_run_is_refused(universe_files, tmp_p
 @pytest.fixture(scope="module")
 def universe_run(universe_files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("urun")
-    raw = universe_config(universe_files, tmp, naive={}, har={}, ewma={"assets": ["aaa", "ccc"]})
+    raw = universe_config(universe_files, tmp, naive={}, har={}, ewma={"assets": ["aaa", "ccc"]},
+                          rolling_mean={"repeats": 2})
     raw["output"]["plots"] = True
     return run(parse_config(raw))
 
@@ -107,11 +108,18 @@ def test_each_asset_forecasts_as_a_run_on_its_own_file(universe_files, universe_
     assert set(rows["asset"]) == {"aaa", "bbb", "ccc"}
     for asset in ("aaa", "ccc"):
         alone = run(parse_config(single_config(universe_files / f"{asset}.parquet", tmp_path, naive={}, har={},
-                                               ewma={}))).forecasts
+                                               ewma={}, rolling_mean={"repeats": 2}))).forecasts
         got = rows[rows["asset"] == asset].drop(columns="asset").reset_index(drop=True)
         want = alone.drop(columns="asset").reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want)
     assert "ewma" not in set(rows.loc[rows["asset"] == "bbb", "strategy"])
+
+
+def test_a_seed_ensemble_averages_within_an_asset_never_across(universe_run):
+    rows = universe_run.forecasts.set_index(["asset", "strategy", "issued_at", "horizon"])["forecast"]
+    ensemble, member = rows.xs("rolling_mean", level="strategy"), rows.xs("rolling_mean#1", level="strategy")
+    pd.testing.assert_series_equal(ensemble, member.loc[ensemble.index])  # deterministic members: their mean is each
+    assert set(ensemble.index.get_level_values("asset")) == {"aaa", "bbb", "ccc"}
 
 
 def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(universe_run):
@@ -126,7 +134,8 @@ def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(univers
     assert sorted(naive["horizon"]) == [0, 1, 2, 3, 4] and (naive["assets"] == 3).all()
     ewma = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "ewma") & (pooled["against"] == "har")]
     assert (ewma["assets"] == 2).all()  # only where both ran
-    assert set(pooled.loc[pooled["test"] == "mcs", "model"]) == {"naive", "har"}  # ewma is not on every asset
+    assert set(pooled.loc[pooled["test"] == "mcs", "model"]) == {  # ewma is not on every asset
+        "naive", "har", "rolling_mean", "rolling_mean#1", "rolling_mean#2"}
     per_asset = tests[(tests["asset"] != "all") & (tests["test"] == "dm")]
     assert set(per_asset["asset"]) == {"aaa", "bbb", "ccc"}
     wins = pd.read_parquet(out / "wins.parquet")
@@ -294,6 +303,10 @@ def test_compare_aligns_runs_per_asset_by_their_data(universe_cli_run, universe_
 GLOBAL_LSTM = {**TINY_LSTM, "scope": "global"}
 
 
+def two_assets(folder) -> dict[str, str]:
+    return {"aaa": str(folder / "aaa.parquet"), "bbb": str(folder / "bbb.parquet")}
+
+
 def poisoned_copy(folder, into, asset="aaa"):
     """The universe's files, with ``asset``'s prices after CUT blown up."""
     into.mkdir()
@@ -327,9 +340,11 @@ def test_a_global_model_sees_no_bar_after_the_retrain_time_of_any_asset(universe
     """Poison aaa after CUT: no asset's forecasts issued up to CUT change; bbb's later forecasts do (the model
     that serves them trained on aaa's bars too), unlike a local model's."""
     strategies = {"g": GLOBAL_LSTM, "l": TINY_LSTM}
-    clean = run(parse_config(universe_config(universe_files, tmp_path / "clean", **strategies))).forecasts
+    clean = run(parse_config(universe_config(universe_files, tmp_path / "clean", two_assets(universe_files),
+                                             **strategies))).forecasts
     dirty_files = poisoned_copy(universe_files, tmp_path / "poisoned")
-    dirty = run(parse_config(universe_config(dirty_files, tmp_path / "dirty", **strategies))).forecasts
+    dirty = run(parse_config(universe_config(dirty_files, tmp_path / "dirty", two_assets(dirty_files),
+                                             **strategies))).forecasts
 
     def part(frame, keep):
         return frame[keep(frame)].drop(columns="actual").reset_index(drop=True)
@@ -361,7 +376,8 @@ def test_a_global_model_needs_one_schedule(universe_files, tmp_path):
 
 
 def test_a_global_model_on_two_workers_equals_one_process_and_resumes(universe_files, tmp_path):
-    raw = universe_config(universe_files, tmp_path, g=GLOBAL_LSTM, har={})
+    raw = universe_config(universe_files, tmp_path, two_assets(universe_files), g=GLOBAL_LSTM, har={})
+    raw["backtest"]["end"] = "2024-01-20 00:00"  # two retrains
     one = run(parse_config(raw))
     raw["execution"], raw["name"] = {"jobs": 2}, "t2"
     two = run(parse_config(raw))
