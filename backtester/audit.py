@@ -182,7 +182,7 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
     :class:`_Run` per asset (one for a run on one ``data.path``)."""
     from .config import load_config
     from .process import choose_backend, setup
-    from .runner import prepare
+    from .runner import plan_universe
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -205,20 +205,20 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
     forecasts = pd.read_parquet(run_dir / "forecasts.parquet")
     forecasts["strategy"] = forecasts["strategy"].astype("string")
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
-    runs = []
     for asset in cfg.universe():
-        view = asset.cfg
-        if not Path(view.data.path).is_file():
-            raise AuditError(f"{view.data.path}: the run's data file (data.{'assets.' + asset.name + '.' if asset.name else ''}"
-                             f"path in {run_dir / 'config.yaml'}) is missing; put the original file back at that path")
-        prepared, plan = prepare(view, asset.name)
-        recorded = data["assets"][asset.name]["sha256"] if asset.name else data["sha256"]
-        if prepared.fingerprint != recorded:
-            raise AuditError(f"{view.data.path}: not the data this run used (sha256 {prepared.fingerprint[:12]} vs the "
-                             f"manifest's {recorded[:12]}); put the run's original data file back at that path")
-        mine = lambda f: f[f["asset"] == asset.label].drop(columns="asset") if "asset" in f else f  # noqa: E731
-        runs.append(_Run(run_dir, view, manifest, BarSeries.from_frame(prepared.bars), prepared.bars.index, plan,
-                         mine(forecasts), mine(retrains), view.run_strategies(), asset=asset.name))
+        if not Path(asset.cfg.data.path).is_file():
+            where = f"data.assets.{asset.name}.path" if asset.name else "data.path"
+            raise AuditError(f"{asset.cfg.data.path}: the run's data file ({where} in {run_dir / 'config.yaml'}) is "
+                             "missing; put the original file back at that path")
+    runs = []
+    for r in plan_universe(cfg):  # the run's plans, a global model's retrains on the schedule it followed
+        recorded = data["assets"][r.asset.name]["sha256"] if r.asset.name else data["sha256"]
+        if r.prepared.fingerprint != recorded:
+            raise AuditError(f"{r.cfg.data.path}: not the data this run used (sha256 {r.prepared.fingerprint[:12]} vs "
+                             f"the manifest's {recorded[:12]}); put the run's original data file back at that path")
+        mine = lambda f: f[f["asset"] == r.asset.label].drop(columns="asset") if "asset" in f else f  # noqa: E731
+        runs.append(_Run(run_dir, r.cfg, manifest, r.series, r.prepared.bars.index, r.plan, mine(forecasts),
+                         mine(retrains), r.cfg.run_strategies(), asset=r.asset.name))
     setup(cfg)  # Keras (where a strategy uses it) on the run's backend, once the input is known to be good
     for run in runs:
         run.peers = runs

@@ -255,21 +255,19 @@ def _summary_table(result) -> str:
 
 def _print_plan(cfg, estimate: bool = False) -> None:
     from .estimate import estimate_table, format_table
-    from .runner import prepare
-    from .series import BarSeries
+    from .runner import plan_universe
 
-    assets = cfg.universe()
-    for k, asset in enumerate(assets):
-        prepared, plan = prepare(asset.cfg, asset.name)
-        if asset.name:
-            click.echo(f"{chr(10) if k else ''}asset {asset.name} ({k + 1} of {len(assets)})")
-        click.echo(f"data: {prepared.describe()}")
-        click.echo(plan.describe())
+    runs = plan_universe(cfg)
+    for k, r in enumerate(runs):
+        if r.asset.name:
+            click.echo(f"{chr(10) if k else ''}asset {r.asset.name} ({k + 1} of {len(runs)})")
+        click.echo(f"data: {r.prepared.describe()}")
+        click.echo(r.plan.describe())
         click.echo("")
         click.echo("cost per strategy:")
         if estimate:
             click.echo("  timing one small fit per strategy ...", err=True)
-        click.echo(format_table(estimate_table(asset.cfg, plan, BarSeries.from_frame(prepared.bars), estimate)))
+        click.echo(format_table(estimate_table(r.cfg, r.plan, r.series, estimate)))
 
 
 @main.command()

@@ -76,11 +76,16 @@ def read_run(path: str | Path) -> RunData:
 
 
 def asset_data(run: RunData) -> dict[str, str]:
-    """Each asset of a run (by its name in the tables) and the sha256 of its data."""
+    """Each asset of a run (by its name in the tables) and what identifies its bars: the data file's sha256
+    and the bars' cache key (the same file read with other options makes other bars)."""
     data = run.manifest["data"]
+
+    def ident(d: dict) -> str:
+        return f"{d['sha256']}:{d.get('bars_key', '')}"
+
     if "assets" in data:
-        return {name: d["sha256"] for name, d in data["assets"].items()}
-    return {str(run.forecasts["asset"].iloc[0]) if len(run.forecasts) else Path(data["path"]).stem: data["sha256"]}
+        return {name: ident(d) for name, d in data["assets"].items()}
+    return {str(run.forecasts["asset"].iloc[0]) if len(run.forecasts) else Path(data["path"]).stem: ident(data)}
 
 
 def align_assets(runs: list[RunData]) -> None:
@@ -188,7 +193,7 @@ def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: i
     """DM tests and the MCS per asset; with several assets also the pooled DM tests (``asset`` = ``all``)."""
     parts = []
     for asset, t in table.groupby("asset", observed=True, sort=True):
-        dm = dm_table(t, loss, benchmark).assign(test="dm")
+        dm = dm_table(t, loss, benchmark if benchmark in set(t["strategy"]) else None).assign(test="dm")
         per_issue = t[t["loss"] == loss].pivot_table(index="issued_at", columns="strategy", values="value",
                                                      aggfunc="mean", observed=True)
         mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, None, seed=seed)

@@ -68,6 +68,14 @@ class DataConfig(Strict):
     end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
 
+    @field_validator("assets", mode="before")
+    @classmethod
+    def _assets_shape(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, (dict, str)):
+            raise ValueError("a mapping of asset name to file (or to {path: file, ...options}), e.g. {btc: "
+                             "data/btc.parquet}, or a glob string such as data/*.parquet")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.path is None) == (self.assets is None):
@@ -278,8 +286,13 @@ class RunConfig(Strict):
         """
         if self.data.assets is None:
             return [Asset("", Path(self.data.path).stem, self)]
-        return [Asset(name, name, self.model_copy(update={"data": data, "strategies": specs}))
-                for name, (data, specs) in self._universe.items()]
+        out = []
+        for name, (data, specs) in self._universe.items():
+            ev = self.evaluation
+            if ev.benchmark is not None and ev.benchmark not in {m.name for s in specs.values() for m in s.members()}:
+                ev = ev.model_copy(update={"benchmark": None})  # not run on this asset: pairwise tests only here
+            out.append(Asset(name, name, self.model_copy(update={"data": data, "strategies": specs, "evaluation": ev})))
+        return out
 
     def config_id(self) -> str:
         """sha256 of the resolved config: two runs with the same id ran the same thing."""
@@ -492,8 +505,10 @@ def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[st
     for asset, data in assets.items():
         mine = {name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)
                 for name, spec in specs.items() if spec.assets is None or asset in spec.assets}
-        if mine:
-            out[asset] = (data, mine)
+        if not mine:
+            raise ConfigError(f"{source}: data.assets.{asset}: no strategy runs on this asset (each names others in "
+                              "its assets: list); remove the asset or add it to a strategy's assets")
+        out[asset] = (data, mine)
     return out
 
 

@@ -457,7 +457,10 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
             stored = read_segment(walk.stage, seg)
             # a failed fit of a chain of one gets the previous good model's forecasts here, every time (the
             # previous segment may have been recomputed since); a chain made its own from its last good model
-            if not stored.ok and last_ok is not None and not params[seg.key].chains():
+            kept = seg.key in reused and last_ok is not None and last_ok[0].key in reused and len(stored.rows)
+            if params[seg.key].pools_assets() and seg.asset and kept:
+                pass  # a global model's fallback rows, from a model that did not change (its artifact may be gone)
+            elif not stored.ok and last_ok is not None and not params[seg.key].chains():
                 if live is None or live.model_version != last_ok[0].model_version:
                     live = previous_model(walk, *last_ok, params[last_ok[0].key])
                 stored = fall_back(walk, seg, stored, live, params[seg.key])

@@ -61,11 +61,13 @@ def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple
     except FailedRetrain as exc:
         strategy, info, status = None, None, f"failed: {exc}"
     fit_seconds = (time.perf_counter() - t0) / len(segments)  # each asset's share of the one fit
-    through = max((int(t.time[-1]) for t in trains.values() if len(t)), default=0)  # the last bar the model saw
     out = []
     for seg, k, grid in zip(segments, known, bars):
         train = trains[seg.asset]
-        model = LiveModel(strategy.for_asset(seg.asset), seg.model_version, through) if strategy is not None else None
+        # trained_through: the asset's own last training bar (every asset's window ends at or before the
+        # retrain time, so no window reaches past it; a model reloaded from its artifact says the same)
+        model = (LiveModel(strategy.for_asset(seg.asset), seg.model_version, int(train.time[-1]))
+                 if strategy is not None else None)
         t1 = time.perf_counter()
         try:
             rows = issue_forecasts(seg, model, k, grid, batched)

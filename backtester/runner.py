@@ -73,8 +73,22 @@ class AssetRun:
 
 
 def prepare_universe(cfg) -> list[AssetRun]:
-    """Every asset's bars and plan, and the checks that need no training (a bad file, an impossible
-    plan, a bad builder, an imported scaler unlike the data), each naming its asset."""
+    """Every asset's bars and plan (:func:`plan_universe`), and the checks that need no training (a bad
+    builder, an imported scaler unlike the data)."""
+    runs = plan_universe(cfg)
+    for spec in cfg.strategies.values():  # members share their params: one preflight each
+        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
+    for r in runs:
+        for spec in r.cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
+            members = {m.name for m in spec.members()}
+            first = min((s for s in r.plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
+            spec.params.check_training_data(r.series.slice(first.window.start, first.window.stop))
+    return runs
+
+
+def plan_universe(cfg) -> list[AssetRun]:
+    """Every asset's bars and plan, a global model's retrains on the one schedule it follows
+    (:func:`pooled_schedules`); a bad file or an impossible plan names its asset."""
     runs = []
     for asset in cfg.universe():
         try:
@@ -89,13 +103,7 @@ def prepare_universe(cfg) -> list[AssetRun]:
     for r in runs:
         if any(name in r.plan.schedules for name in follow):
             r.plan = make_plan(r.cfg, r.prepared.bars.index, r.asset.name, follow)
-    for spec in cfg.strategies.values():  # members share their params: one preflight each
-        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
-    for r in runs:
-        for spec in r.cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
-            members = {m.name for m in spec.members()}
-            first = min((s for s in r.plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
-            spec.params.check_training_data(r.series.slice(first.window.start, first.window.stop))
+            check_plan(r.cfg, r.plan)
     return runs
 
 
@@ -165,6 +173,12 @@ def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
         times = {r.asset.name: r.plan.schedules[name].retrains for r in runs if name in r.plan.schedules}
         chosen = spec.params.schedule_asset()
         if chosen is not None:
+            late = [r for r in runs if name in r.plan.schedules and r.plan.issue_times[0] < times[chosen][0]]
+            if late:
+                raise ConfigError(f"strategies.{name.split('#')[0]}.schedule_of: {chosen}'s first retrain "
+                                  f"({times[chosen][0]}) comes after {late[0].asset.name}'s first forecast "
+                                  f"({late[0].plan.issue_times[0]}), which no global model could serve; follow "
+                                  "the asset whose market opens first, or start the backtest later")
             out[name] = times[chosen]
             continue
         first = next(iter(times.values()))

@@ -47,7 +47,7 @@ from .segment import Segment, artifact_dir, segment_paths
 from .series import BarSeries
 
 # the engine's modules whose code computes a segment's numbers (strategies/ is hashed whole)
-ENGINE_MODULES = ("segment.py", "series.py", "recorder.py", "tuning.py", "targets.py")
+ENGINE_MODULES = ("segment.py", "series.py", "recorder.py", "tuning.py", "targets.py", "pooled.py", "filters.py")
 
 
 def digest(payload: Any) -> str:

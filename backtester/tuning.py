@@ -126,8 +126,13 @@ def params_by_segment(params, segments: list[Segment], tunings: dict[str, TuneRe
 
 def read_trials(stage: Path) -> pd.DataFrame:
     """Every tuning's trials under a run directory, in (strategy, version, trial) order."""
-    parts = [pd.read_parquet(p) for p in sorted((Path(stage) / "tuning").rglob("trials.parquet"))]
-    parts = [p for p in parts if len(p)]
+    root = Path(stage) / "tuning"
+    parts = []
+    for path in sorted(root.rglob("trials.parquet")):
+        rel = path.relative_to(root).parts  # <strategy>/<NNNN>/ or <asset>/<strategy>/<NNNN>/
+        frame = pd.read_parquet(path)
+        if len(frame):
+            parts.append(frame.assign(asset=rel[0] if len(rel) == 4 else "")[["asset"] + TRIAL_COLUMNS])
     if not parts:
-        return pd.DataFrame(columns=TRIAL_COLUMNS)
+        return pd.DataFrame(columns=["asset"] + TRIAL_COLUMNS)
     return pd.concat(parts, ignore_index=True)

@@ -36,6 +36,10 @@ def universe_config(folder, tmp_path, assets=None, **strategies) -> dict:
     return raw
 
 
+def two_assets(folder) -> dict[str, str]:
+    return {"aaa": str(folder / "aaa.parquet"), "bbb": str(folder / "bbb.parquet")}
+
+
 def single_config(path, tmp_path, **strategies) -> dict:
     raw = base_config(path, tmp_path, **(strategies or {"naive": {}, "har": {}}))
     raw["evaluation"] = {"benchmark": "har"} if "har" in raw["strategies"] else {"benchmark": None}
@@ -76,12 +80,27 @@ def test_a_strategy_can_run_on_some_assets_only(universe_files, tmp_path):
     (lambda raw: raw["data"].update(assets={"a": {"path": "x", "calendr": "fx"}}), r"data.assets.a.calendr"),
     (lambda raw: raw["strategies"].update(naive={"assets": ["zzz"]}), r"strategies.naive.assets: 'zzz' is not"),
     (lambda raw: raw["strategies"].update(naive={"assets": "aaa"}), r"strategies.naive.assets: must be a list"),
+    (lambda raw: raw["data"].update(assets=["x.parquet"]), r"data.assets: .*a mapping of asset name to file .* or a glob"),
+    (lambda raw: raw["strategies"].update(naive={"assets": ["aaa"]}, har={"assets": ["aaa"]}),
+     r"data.assets.bbb: no strategy runs on this asset"),
 ])
 def test_bad_universe_configs_name_the_field(universe_files, tmp_path, change, message):
     raw = universe_config(universe_files, tmp_path)
     change(raw)
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
+
+
+def test_a_benchmark_on_some_assets_only_leaves_the_others_with_pairwise_tests(universe_files, tmp_path):
+    raw = universe_config(universe_files, tmp_path, two_assets(universe_files), naive={}, ewma={},
+                          har={"assets": ["aaa"]})
+    res = run(parse_config(raw))
+    tests = pd.read_parquet(res.out_dir / "tests.parquet")
+    dm = tests[tests["test"] == "dm"]
+    assert "har" in set(dm.loc[dm["asset"] == "aaa", "against"])
+    assert set(dm.loc[dm["asset"] == "bbb", "model"]) | set(dm.loc[dm["asset"] == "bbb", "against"]) == {"naive", "ewma"}
+    pooled = tests[tests["test"] == "pooled_dm"]
+    assert (pooled.loc[pooled["against"] == "har", "assets"] == 1).all()
 
 
 def test_assets_on_a_strategy_of_a_one_file_run_is_refused(universe_files, tmp_path):
@@ -301,10 +320,6 @@ def test_compare_aligns_runs_per_asset_by_their_data(universe_cli_run, universe_
 
 
 GLOBAL_LSTM = {**TINY_LSTM, "scope": "global"}
-
-
-def two_assets(folder) -> dict[str, str]:
-    return {"aaa": str(folder / "aaa.parquet"), "bbb": str(folder / "bbb.parquet")}
 
 
 def poisoned_copy(folder, into, asset="aaa"):

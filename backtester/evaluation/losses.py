@@ -216,7 +216,8 @@ def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark
     the gain over the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored)
     and that gain per minute of training."""
     t = table[table["loss"] == loss]
-    wide = t.pivot_table(index=["target_time", "horizon"], columns="strategy", values="value", observed=True)
+    index = ["asset"] * ("asset" in t) + ["target_time", "horizon"]  # several assets: compared asset by asset
+    wide = t.pivot_table(index=index, columns="strategy", values="value", observed=True)
     rows = []
     artifact_bytes = dict(artifact_bytes or {})
     groups = list(retrains.groupby("strategy", observed=True, sort=False))

@@ -60,7 +60,8 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
         tables["wins"] = wins
     trials = read_trials(stage)
     if len(trials):
-        tables["tuning"] = trials
+        labels = {r.asset.name: r.asset.label for r in runs}
+        tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
     for name in ("forecasts", "retrains", "tuning", "metrics", "losses", "scores", "breakdowns", "tests", "cost",
                  "seeds", "wins"):
         if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins")):
