@@ -68,6 +68,14 @@ class DataConfig(Strict):
     end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _one_path(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple, dict)):
+            raise ValueError("one file; for several assets use data.assets instead (name: file, or a glob such as "
+                             "data/*.parquet)")
+        return v
+
     @field_validator("assets", mode="before")
     @classmethod
     def _assets_shape(cls, v: Any) -> Any:

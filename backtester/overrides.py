@@ -214,6 +214,15 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
         if node.tag not in _SAFE_TAGS:
             raise ConfigError(f"{where} (line {node.start_mark.line + 1}): the tag {_shown_tag(node.tag)!r} is not "
                               "allowed in a config; remove it and write a plain value")
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, _ in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value in seen and k.value != "<<":
+                    raise ConfigError(f"{where} (line {k.start_mark.line + 1}): {k.value!r} appears twice in one "
+                                      "mapping (YAML keeps only the last); give each key once, e.g. each asset "
+                                      "a name of its own")
+                if isinstance(k, yaml.ScalarNode):
+                    seen.add(k.value)
         open_nodes.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node))

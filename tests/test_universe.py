@@ -81,6 +81,8 @@ def test_a_strategy_can_run_on_some_assets_only(universe_files, tmp_path):
     (lambda raw: raw["strategies"].update(naive={"assets": ["zzz"]}), r"strategies.naive.assets: 'zzz' is not"),
     (lambda raw: raw["strategies"].update(naive={"assets": "aaa"}), r"strategies.naive.assets: must be a list"),
     (lambda raw: raw["data"].update(assets=["x.parquet"]), r"data.assets: .*a mapping of asset name to file .* or a glob"),
+    (lambda raw: (raw["data"].pop("assets"), raw["data"].update(path=["a.parquet", "b.parquet"])),
+     r"data.path: .*for several assets use data.assets"),
     (lambda raw: raw["strategies"].update(naive={"assets": ["aaa"]}, har={"assets": ["aaa"]}),
      r"data.assets.bbb: no strategy runs on this asset"),
 ])
@@ -416,3 +418,13 @@ def test_the_audit_recomputes_a_global_model_on_every_assets_cut_and_poisoned_ba
     assert res.exit_code == 0, res.output
     for check in ("truncation", "poison", "windows", "scaler", "rows"):
         assert any(line.startswith("PASS  aaa/g") and check in line for line in res.output.splitlines()), check
+
+
+def test_an_asset_named_twice_is_refused_with_its_line(tmp_path):
+    from backtester.config import load_config
+
+    path = tmp_path / "u.yaml"
+    path.write_text("name: u\ndata:\n  assets:\n    btc: a.parquet\n    btc: b.parquet\nbacktest: {start: 2024-01-09}\n"
+                    "strategies: {naive: {}}\n")
+    with pytest.raises(ConfigError, match=r"u.yaml \(line 5\): 'btc' appears twice in one mapping"):
+        load_config(path)
