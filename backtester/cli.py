@@ -391,13 +391,19 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
 @click.option("--loss", default="qlike", show_default=True, help="Loss of the tests: qlike, mse, mae, mse_var, mse_log.")
 @click.option("--force", is_flag=True, help="Replace --out, and rerun a config whose results hold another config's run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
-def compare(runs: tuple[str, ...], out: str | None, benchmark: str | None, loss: str, force: bool, quiet: bool) -> None:
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
+              help="Seed of the MCS bootstrap (default: the first run's seed).")
+@click.option("--block-size", type=click.IntRange(1, 100_000), default=None,
+              help="MCS bootstrap block length (default: the first run's evaluation.block_size, else arch's).")
+def compare(runs: tuple[str, ...], out: str | None, benchmark: str | None, loss: str, force: bool, quiet: bool,
+            seed: int | None, block_size: int | None) -> None:
     """Compare RUNS (run directories, or configs: run first unless already run) on their common forecast rows."""
     try:
         dirs = [_run_dir_for(arg, force, quiet) for arg in runs]
         from .compare import compare as compare_runs, default_out
 
-        result = compare_runs(dirs, out or default_out(dirs), benchmark=benchmark, loss=loss, force=force)
+        result = compare_runs(dirs, out or default_out(dirs), benchmark=benchmark, loss=loss, force=force, seed=seed,
+                              block_size=block_size)
     except BacktestError as exc:
         _fail(exc)
     if not quiet:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import BacktestError
-from .evaluation.accuracy import dm_table, model_confidence_set
+from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon
@@ -139,11 +139,16 @@ def default_out(run_dirs: list[str | Path]) -> Path:
 
 
 def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | None = None, loss: str = "qlike",
-            seed: int = 0, mcs_reps: int = 1000, force: bool = False) -> CompareResult:
-    """Compare finished runs; see the module docstring."""
+            seed: int | None = None, mcs_reps: int = 1000, force: bool = False,
+            block_size: int | None = None) -> CompareResult:
+    """Compare finished runs; see the module docstring. The MCS bootstrap takes ``seed`` and ``block_size``
+    (default: the first run's seed and ``evaluation.block_size``)."""
     if loss not in LOSSES:
         raise CompareError(f"--loss: unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
     runs = [read_run(p) for p in run_dirs]
+    seed = runs[0].manifest.get("seed", 0) if seed is None else seed
+    if block_size is None:
+        block_size = run_evaluation(runs[0]).get("block_size")
     align_assets(runs)
     parts = labelled(runs)
     forecasts = pd.concat([f for f, _ in parts], ignore_index=True)
@@ -165,7 +170,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         raise CompareError(f"{out}: already there; pass --force to replace it or choose another --out")
     table = loss_table(rows)
     comparison = mean_losses(table, ("asset", "strategy", "horizon"))
-    tests = compare_tests(table, loss, benchmark, seed, mcs_reps)
+    tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
     cost = cost_table(retrains, table, loss, benchmark)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -189,14 +194,25 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     return CompareResult(out, comparison, tests, cost, len(rows))
 
 
-def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: int, mcs_reps: int) -> pd.DataFrame:
+def run_evaluation(run: RunData) -> dict:
+    """The ``evaluation`` block of a run's ``config.yaml`` (empty if it has none)."""
+    import yaml
+
+    path = run.path / "config.yaml"
+    try:
+        return (yaml.safe_load(path.read_text()) or {}).get("evaluation") or {} if path.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+
+
+def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: int, mcs_reps: int,
+                  block_size: int | None = None) -> pd.DataFrame:
     """DM tests and the MCS per asset; with several assets also the pooled DM tests (``asset`` = ``all``)."""
     parts = []
     for asset, t in table.groupby("asset", observed=True, sort=True):
         dm = dm_table(t, loss, benchmark if benchmark in set(t["strategy"]) else None).assign(test="dm")
-        per_issue = t[t["loss"] == loss].pivot_table(index="issued_at", columns="strategy", values="value",
-                                                     aggfunc="mean", observed=True)
-        mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, None, seed=seed)
+        per_issue = horizon_averaged(t[t["loss"] == loss])  # the horizon-averaged DM tests' rows
+        mcs = model_confidence_set(per_issue, (0.10, 0.25), mcs_reps, block_size, seed=seed)
         mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=loss, horizon=0)
         parts.append(pd.concat([dm, mcs], ignore_index=True).assign(asset=asset))
     if table["asset"].nunique() > 1:

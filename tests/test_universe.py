@@ -159,6 +159,10 @@ def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(univers
         "naive", "har", "rolling_mean", "rolling_mean#1", "rolling_mean#2"}
     per_asset = tests[(tests["asset"] != "all") & (tests["test"] == "dm")]
     assert set(per_asset["asset"]) == {"aaa", "bbb", "ccc"}
+    for asset in ("aaa", "bbb"):  # the horizon-averaged DM tests and the MCS use the same issue times
+        mine = tests[tests["asset"] == asset]
+        dm_n = mine[(mine["test"] == "dm") & (mine["horizon"] == 0)]["n"].unique()
+        assert list(dm_n) == list(mine[mine["test"] == "mcs"]["n"].unique()), asset
     wins = pd.read_parquet(out / "wins.parquet")
     row = wins[(wins["model"] == "naive") & (wins["against"] == "har") & (wins["horizon"] == 0)].iloc[0]
     dm = per_asset[(per_asset["model"] == "naive") & (per_asset["against"] == "har") & (per_asset["horizon"] == 0)
@@ -311,7 +315,7 @@ def test_compare_aligns_runs_per_asset_by_their_data(universe_cli_run, universe_
     tests = pd.read_parquet(tmp_path / "cmp" / "tests.parquet")
     assert set(tests["asset"]) == {"bbb"}
     assert {"ewma", "har", "naive"} <= set(tests["model"]) | set(tests["against"])
-    res = cli("compare", run_dir, "--out", tmp_path / "self", "-q")
+    res = cli("compare", run_dir, "--out", tmp_path / "self", "-q", "--seed", "7", "--block-size", "5")
     assert res.exit_code == 0, res.output
     tests = pd.read_parquet(tmp_path / "self" / "tests.parquet")
     assert set(tests["asset"]) == {"aaa", "bbb", "all"}

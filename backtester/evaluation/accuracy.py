@@ -100,18 +100,26 @@ def dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bo
     rows = []
     wide = t.pivot_table(index=["horizon", "target_time"], columns="strategy", values="value", observed=True)
     horizons = sorted(t["horizon"].unique())
-    avg = t.pivot_table(index=["issued_at"], columns="strategy", values="value", aggfunc="mean", observed=True)
-    complete = t.groupby(["issued_at", "strategy"], observed=True)["horizon"].size().unstack("strategy")
+    avg = horizon_averaged(t)
     for model, against in pairs:
         for h in horizons:
             part = wide.loc[h]
             r = diebold_mariano(part[model].to_numpy(), part[against].to_numpy(), h)
             rows.append((loss, int(h), model, against, r.statistic, r.pvalue, r.mean_diff, r.n, r.note))
-        full = complete[[model, against]].eq(len(horizons)).all(axis=1)  # issue times with every horizon scored
-        r = diebold_mariano(avg.loc[full, model].to_numpy(), avg.loc[full, against].to_numpy(), max(horizons))
+        r = diebold_mariano(avg[model].to_numpy(), avg[against].to_numpy(), max(horizons))
         rows.append((loss, 0, model, against, r.statistic, r.pvalue, r.mean_diff, r.n, r.note))
     return pd.DataFrame(rows, columns=["loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n",
                                        "note"])
+
+
+def horizon_averaged(t: pd.DataFrame) -> pd.DataFrame:
+    """Issue time x strategy: each strategy's loss averaged over horizons, on the issue times at which every
+    strategy has every horizon scored (the rows the horizon-averaged DM tests and the MCS share)."""
+    horizons = t["horizon"].nunique()
+    complete = t.groupby(["issued_at", "strategy"], observed=True)["horizon"].size().unstack("strategy")
+    full = complete.eq(horizons).all(axis=1)
+    avg = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
+    return avg.loc[full[full].index]
 
 
 def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10, 0.25), reps: int = 1000,
@@ -126,8 +134,8 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
     rows = []
     if len(clean) < MIN_ROWS or clean.shape[1] < 2:
         note = f"not computed: {len(clean)} common rows, {clean.shape[1]} strategies"
-        return pd.DataFrame([(s, size, np.nan, None, note) for size in sizes for s in losses.columns],
-                            columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
+        return pd.DataFrame([(s, size, np.nan, None, note, len(clean)) for size in sizes for s in losses.columns],
+                            columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"])
     twins = {}  # a strategy whose losses equal an earlier one's (e.g. the same baseline in two runs) shares its result
     unique = []
     for s in clean.columns:
@@ -137,8 +145,8 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
         else:
             twins[s] = match
     if len(unique) < 2:
-        return pd.DataFrame([(str(s), size, 1.0, True, "identical losses") for size in sizes for s in clean.columns],
-                            columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
+        return pd.DataFrame([(str(s), size, 1.0, True, "identical losses", len(clean)) for size in sizes
+                             for s in clean.columns], columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"])
     for size in sizes:
         mcs = MCS(clean[unique], size=size, reps=reps, block_size=block_size, bootstrap="stationary", seed=seed)
         try:
@@ -146,12 +154,13 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mcs.compute()
         except (IndexError, ValueError, np.linalg.LinAlgError) as exc:
-            rows += [(str(s), size, np.nan, None, f"not computed: {type(exc).__name__}") for s in clean.columns]
+            rows += [(str(s), size, np.nan, None, f"not computed: {type(exc).__name__}", len(clean))
+                     for s in clean.columns]
             continue
         pvalues = mcs.pvalues["Pvalue"]
         included = set(mcs.included)
         for s in clean.columns:
             u = twins.get(s, s)
             note = f"identical losses to {u}" if s in twins else ""
-            rows.append((str(s), size, float(pvalues[u]), u in included, note))
-    return pd.DataFrame(rows, columns=["strategy", "size", "mcs_pvalue", "in_set", "note"])
+            rows.append((str(s), size, float(pvalues[u]), u in included, note, len(clean)))
+    return pd.DataFrame(rows, columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"])

@@ -187,7 +187,9 @@ def mcs_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
     if not len(mcs):
         return []
     sizes = sorted(mcs["size"].unique())
-    out = ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; stationary bootstrap, "
+    rows = f"{int(mcs['n'].max()):,} issue times with every horizon scored by every strategy, the rows of the " \
+           "horizon-averaged DM tests; " if "n" in mcs and mcs["n"].notna().any() else ""
+    out = ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; {rows}stationary bootstrap, "
                f"{ev.mcs_reps} reps, seed {cfg.seed})", "",
            "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
            "|---|---|" + "---|" * len(sizes)]

@@ -26,7 +26,7 @@ import pandas as pd
 from ..recorder import combine_rows
 from ..segment import FitRecord
 from ..tuning import read_trials
-from .accuracy import dm_table, model_confidence_set
+from .accuracy import dm_table, horizon_averaged, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report, universe_report
 from .panel import panel_dm_table, win_table
@@ -171,8 +171,7 @@ def accuracy_tests(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
     """DM tests (against the benchmark and pairwise) and the MCS, in one tidy frame (``test`` column)."""
     ev = cfg.evaluation
     dm = dm_table(losses, ev.loss, ev.benchmark).assign(test="dm")
-    t = losses[losses["loss"] == ev.loss]
-    per_issue = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
+    per_issue = horizon_averaged(losses[losses["loss"] == ev.loss])  # the horizon-averaged DM tests' rows
     mcs = model_confidence_set(per_issue, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
     mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)
     return pd.concat([dm, mcs], ignore_index=True)[
@@ -199,10 +198,8 @@ def mcs_across_assets(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
     asset are left out (their average would be over other assets)."""
     ev = cfg.evaluation
     t = losses[losses["loss"] == ev.loss]
-    per = t.groupby(["asset", "issued_at", "strategy"], observed=True)["value"].mean()
-    everywhere = per.groupby(level="strategy", observed=True).apply(
-        lambda s: s.index.get_level_values("asset").nunique()) == t["asset"].nunique()
-    per = per[per.index.get_level_values("strategy").isin(everywhere[everywhere].index)]
-    wide = per.groupby(level=["issued_at", "strategy"], observed=True).mean().unstack("strategy")
+    per = [horizon_averaged(part) for _, part in t.groupby("asset", observed=True)]  # each asset's DM/MCS rows
+    everywhere = [s for s in per[0].columns if all(s in p.columns for p in per)]
+    wide = pd.concat([p[everywhere] for p in per]).groupby(level="issued_at").mean()
     mcs = model_confidence_set(wide, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
     return mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)
