@@ -342,14 +342,15 @@ def data() -> None:
 @click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--assets", type=click.IntRange(1, 100), default=None,
-              help="Write this many assets (seeds SEED, SEED+1, ...) as OUT/syn1.parquet, OUT/syn2.parquet, ...")
+              help="Write this many assets (seeds SEED, SEED+1, ...; their volatilities share a market factor) as "
+                   "OUT/syn1.parquet, OUT/syn2.parquet, ...")
 def synth(out: str, start: str, days: int, seed: int, assets: int | None) -> None:
     """Write synthetic 1-minute OHLCV bars (stochastic volatility, jumps, gaps)."""
     from .synth import synth_bars
 
     paths = [Path(out)] if assets is None else [Path(out) / f"syn{k}.parquet" for k in range(1, assets + 1)]
-    for k, path in enumerate(paths):
-        bars = synth_bars(start=start, days=days, seed=seed + k)
+    for k, path in enumerate(paths):  # a universe's assets share a market volatility factor
+        bars = synth_bars(start=start, days=days, seed=seed + k, market_seed=None if assets is None else seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         if path.suffix == ".csv":

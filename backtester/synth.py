@@ -35,8 +35,20 @@ def synth_bars(
     daily_vol: float = 0.025,
     missing_minutes: int = 20,
     outage_minutes: int = 50,
+    market_seed: int | None = None,
+    market_share: float = 0.6,
 ) -> pd.DataFrame:
-    """Generate ``days`` days of 1-minute bars starting at ``start`` (UTC)."""
+    """Generate ``days`` days of 1-minute bars starting at ``start`` (UTC).
+
+    ``market_seed``: assets made with the same market seed share a market volatility factor: a share
+    ``market_share`` of the variance of each log-volatility component is common to them (the rest is
+    the asset's own, from ``seed``), so their volatilities move together as real assets' do.
+
+    >>> a, b = (synth_bars(days=20, seed=s, market_seed=0) for s in (1, 2))
+    >>> ra, rb = (np.log(f["close"]).diff().abs().rolling(1440).mean() for f in (a, b))
+    >>> bool(ra.corr(rb) > 0.5)
+    True
+    """
     rng = np.random.default_rng(seed)
     n = int(days) * 1440
     t = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n, freq="min")
@@ -50,6 +62,13 @@ def synth_bars(
     comp = np.empty((n, 3))
     for k in range(3):  # x[i] = phi * x[i-1] + shock[i] as a linear filter: same arithmetic, no Python loop
         comp[:, k] = lfilter([1.0], [1.0, -phi[k]], shocks[:, k], zi=[phi[k] * state[k]])[0]
+    if market_seed is not None:  # a stream of its own: the asset's own draws are those of a lone asset
+        market = np.random.default_rng([int(market_seed), 1])
+        m_shocks = market.standard_normal((n, 3)) * weights * np.sqrt(1 - phi**2)
+        m_state = market.standard_normal(3) * weights
+        for k in range(3):
+            common = lfilter([1.0], [1.0, -phi[k]], m_shocks[:, k], zi=[phi[k] * m_state[k]])[0]
+            comp[:, k] = np.sqrt(1 - market_share) * comp[:, k] + np.sqrt(market_share) * common
     log_vol = comp.sum(axis=1) - 0.5 * (weights**2).sum()
 
     minute_vol = daily_vol / np.sqrt(1440) * np.exp(log_vol) * intraday_pattern(t.hour.to_numpy() + t.minute.to_numpy() / 60)

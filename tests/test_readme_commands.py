@@ -15,7 +15,7 @@ import yaml
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-NEEDS_OTHER_DATA = ("btc_weekly", "notebook/", "SCHEDULER_HOST")  # the shared real data, a user's files, a cluster
+NEEDS_OTHER_DATA = ("btc_weekly", "configs/universe.yaml", "notebook/", "SCHEDULER_HOST")  # real data, a user's files, a cluster
 
 
 def readme_commands() -> list[str]:
