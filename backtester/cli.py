@@ -355,8 +355,8 @@ def synth(out: str, start: str, days: int, seed: int, assets: int | None) -> Non
         tmp = path.with_name(path.name + ".tmp")
         if path.suffix == ".csv":
             bars.to_csv(tmp, index=False)
-        else:
-            bars.to_parquet(tmp, index=False, compression="zstd", compression_level=19)
+        else:  # the shipped sample is compressed hard (it is in git); a universe's files are quick to write
+            bars.to_parquet(tmp, index=False, compression="zstd", compression_level=19 if assets is None else 3)
         tmp.replace(path)
         click.echo(f"wrote {len(bars):,} bars to {path}")
 
