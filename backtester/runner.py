@@ -27,7 +27,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from .config import Asset
+from .assets import AssetRun
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor
@@ -56,20 +56,6 @@ def prepare(cfg, asset: str = "") -> tuple[PreparedBars, Plan]:
     plan = make_plan(cfg, prepared.bars.index, asset)
     check_plan(cfg, plan)
     return prepared, plan
-
-
-@dataclass
-class AssetRun:
-    """One asset of a run, prepared: the config as it sees it, its bars and its plan."""
-
-    asset: Asset
-    prepared: PreparedBars
-    plan: Plan
-    series: BarSeries
-
-    @property
-    def cfg(self):
-        return self.asset.cfg
 
 
 def prepare_universe(cfg) -> list[AssetRun]:

@@ -27,6 +27,33 @@ def intraday_pattern(hours: np.ndarray) -> np.ndarray:
     return base + bump
 
 
+HALF_LIVES = np.array([30.0, 1440.0, 30240.0])  # of the log-volatility components, in minutes
+WEIGHTS = np.array([0.25, 0.35, 0.45])  # stationary std of each component
+
+
+def vol_components(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` minutes of the three Ornstein-Uhlenbeck log-volatility components (a long-memory approximation),
+    drawn from ``rng`` (shocks, then the starting state)."""
+    phi = np.exp(-np.log(2) / HALF_LIVES)
+    shocks = rng.standard_normal((n, 3)) * WEIGHTS * np.sqrt(1 - phi**2)
+    state = rng.standard_normal(3) * WEIGHTS
+    comp = np.empty((n, 3))
+    for k in range(3):  # x[i] = phi * x[i-1] + shock[i] as a linear filter: same arithmetic, no Python loop
+        comp[:, k] = lfilter([1.0], [1.0, -phi[k]], shocks[:, k], zi=[phi[k] * state[k]])[0]
+    return comp
+
+
+def kept_minutes(rng: np.random.Generator, n: int, days: int, missing: int, outage: int) -> np.ndarray:
+    """Which of ``n`` minutes are kept: all but ``missing`` at random and one ``outage``-minute halt mid-way."""
+    keep = np.ones(n, dtype=bool)
+    if missing:
+        keep[rng.choice(np.arange(1, n - 1), size=min(missing, n - 2), replace=False)] = False
+    if outage and days > 2:  # an exchange-style halt: one hour ends up missing
+        at = (int(days) * 1440) // 2 + 13 * 60 + 5
+        keep[at : at + outage] = False
+    return keep
+
+
 def synth_bars(
     start: str = "2024-01-01",
     days: int = 90,
@@ -53,23 +80,11 @@ def synth_bars(
     n = int(days) * 1440
     t = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n, freq="min")
 
-    # long-memory log-volatility: three OU components (half-lives in minutes)
-    half_lives = np.array([30.0, 1440.0, 30240.0])
-    weights = np.array([0.25, 0.35, 0.45])  # stationary std of each component
-    phi = np.exp(-np.log(2) / half_lives)
-    shocks = rng.standard_normal((n, 3)) * weights * np.sqrt(1 - phi**2)
-    state = rng.standard_normal(3) * weights
-    comp = np.empty((n, 3))
-    for k in range(3):  # x[i] = phi * x[i-1] + shock[i] as a linear filter: same arithmetic, no Python loop
-        comp[:, k] = lfilter([1.0], [1.0, -phi[k]], shocks[:, k], zi=[phi[k] * state[k]])[0]
+    comp = vol_components(rng, n)
     if market_seed is not None:  # a stream of its own: the asset's own draws are those of a lone asset
-        market = np.random.default_rng([int(market_seed), 1])
-        m_shocks = market.standard_normal((n, 3)) * weights * np.sqrt(1 - phi**2)
-        m_state = market.standard_normal(3) * weights
-        for k in range(3):
-            common = lfilter([1.0], [1.0, -phi[k]], m_shocks[:, k], zi=[phi[k] * m_state[k]])[0]
-            comp[:, k] = np.sqrt(1 - market_share) * comp[:, k] + np.sqrt(market_share) * common
-    log_vol = comp.sum(axis=1) - 0.5 * (weights**2).sum()
+        common = vol_components(np.random.default_rng([int(market_seed), 1]), n)
+        comp = np.sqrt(1 - market_share) * comp + np.sqrt(market_share) * common
+    log_vol = comp.sum(axis=1) - 0.5 * (WEIGHTS**2).sum()
 
     minute_vol = daily_vol / np.sqrt(1440) * np.exp(log_vol) * intraday_pattern(t.hour.to_numpy() + t.minute.to_numpy() / 60)
     df_t = 4.0
@@ -84,12 +99,7 @@ def synth_bars(
     low = np.minimum(open_, close) * np.exp(-wick[:, 1])
     volume = np.exp(rng.normal(0, 0.5, n)) * 5.0 * (minute_vol / minute_vol.mean())
 
-    keep = np.ones(n, dtype=bool)
-    if missing_minutes:
-        keep[rng.choice(np.arange(1, n - 1), size=min(missing_minutes, n - 2), replace=False)] = False
-    if outage_minutes and days > 2:  # an exchange-style halt: one hour ends up missing
-        at = (int(days) * 1440) // 2 + 13 * 60 + 5
-        keep[at : at + outage_minutes] = False
+    keep = kept_minutes(rng, n, days, missing_minutes, outage_minutes)
     frame = pd.DataFrame(
         {
             "timestamp": t,

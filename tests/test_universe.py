@@ -178,7 +178,10 @@ def test_the_report_answers_across_assets_first(universe_run):
     assert "beats `har` on" in md and "pooled DM" in md
     for name in ("pooled_differentials.png", "forecast_vs_actual_aaa.png", "forecast_vs_actual_ccc.png"):
         assert (out / name).is_file(), name
-    assert "pooled_differentials.png" not in md or "report.html" in md
+    page = (out / "report.html").read_text()
+    for caption in ("Loss differentials against the benchmark", "Forecasts against realized volatility: aaa",
+                    "Forecasts against realized volatility: ccc"):
+        assert f"<figcaption>{caption}" in page, caption  # every figure embedded
     manifest = universe_run.manifest
     assert set(manifest["data"]["assets"]) == {"aaa", "bbb", "ccc"}
 

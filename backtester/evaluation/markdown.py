@@ -24,7 +24,7 @@ from .losses import summary
 if TYPE_CHECKING:
     from ..config import RunConfig
     from ..plan import Plan
-    from ..runner import AssetRun
+    from ..assets import AssetRun
     from ..rv import PreparedBars
 
 PLOTS = ("Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "

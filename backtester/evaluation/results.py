@@ -35,14 +35,14 @@ from .report import write_figures, write_html
 
 if TYPE_CHECKING:
     from ..config import RunConfig
-    from ..runner import AssetRun
+    from ..assets import AssetRun
 
 
 def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame, records: list[FitRecord],
                   stage: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics).
 
-    ``runs``: the run's assets (:class:`~backtester.runner.AssetRun`; one for a run on one
+    ``runs``: the run's assets (:class:`~backtester.assets.AssetRun`; one for a run on one
     ``data.path``); ``forecasts``: the origin-aligned forecast rows of every strategy that ran (columns
     of :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe); ``records``: one
     :class:`~backtester.segment.FitRecord` per retrain; ``stage``: the run's directory (it already
