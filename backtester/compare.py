@@ -32,7 +32,8 @@ from .errors import BacktestError
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
-from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon
+from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
+from .evaluation.verdict import Answer, answer_lines, members_of
 from .evaluation.report import write_html
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
@@ -49,6 +50,8 @@ class RunData:
     manifest: dict
     forecasts: pd.DataFrame
     retrains: pd.DataFrame
+    tuning: pd.DataFrame
+    seeded: set[str]
 
 
 @dataclass
@@ -69,10 +72,32 @@ def read_run(path: str | Path) -> RunData:
         raise CompareError(f"{path}: not a finished run (no manifest.json); run it again with backtest run --force")
     meta = json.loads(manifest.read_text())
     forecasts, retrains = pd.read_parquet(path / "forecasts.parquet"), pd.read_parquet(path / "retrains.parquet")
-    for frame in (forecasts, retrains):  # a run from before universes: one asset, named after its file
+    tuning = pd.read_parquet(path / "tuning.parquet") if (path / "tuning.parquet").is_file() else \
+        pd.DataFrame({"asset": pd.Series(dtype="string"), "strategy": pd.Series(dtype="string")})
+    for frame in (forecasts, retrains, tuning):  # a run from before universes: one asset, named after its file
         if "asset" not in frame:
             frame.insert(0, "asset", Path(meta["data"]["path"]).stem)
-    return RunData(meta["name"], path, meta, forecasts, retrains)
+    if len(forecasts) and (tuning["asset"] == "").any():
+        tuning["asset"] = forecasts["asset"].iloc[0]
+    return RunData(meta["name"], path, meta, forecasts, retrains, tuning, seeded_strategies(path, meta))
+
+
+def seeded_strategies(path: Path, manifest: dict) -> set[str]:
+    """The run's strategies whose forecasts depend on the seed, seed members and ensembles included: from
+    the manifest, or for a run from before it recorded them, from the strategy types in its config.yaml."""
+    kinds = manifest.get("strategies")
+    if kinds is None:
+        import yaml
+
+        from strategies import REGISTRY
+
+        try:
+            raw = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("strategies") or {}
+        except (OSError, yaml.YAMLError):
+            raw = {}
+        kinds = {name: {"seeded": REGISTRY[k].seeded() if (k := (spec or {}).get("type", name)) in REGISTRY else False}
+                 for name, spec in raw.items()}
+    return {name for name, k in kinds.items() if k.get("seeded")}
 
 
 def asset_data(run: RunData) -> dict[str, str]:
@@ -101,14 +126,15 @@ def align_assets(runs: list[RunData]) -> None:
         raise CompareError(f"runs used different data: {what}; compare runs of the same data files")
     for r in runs:
         names = {name: first[sha] for name, sha in asset_data(r).items() if sha in common}
-        for attr in ("forecasts", "retrains"):
+        for attr in ("forecasts", "retrains", "tuning"):
             frame = getattr(r, attr)
             frame = frame[frame["asset"].isin(names)]
             setattr(r, attr, frame.assign(asset=frame["asset"].map(names).astype("string")))
 
 
-def labelled(runs: list[RunData]) -> list[pd.DataFrame]:
-    """Each run's forecasts and retrains with strategies labelled uniquely across runs."""
+def labelled(runs: list[RunData]) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, set[str]]]:
+    """Each run's forecasts, retrains, tuning trials and seeded strategies, with strategies labelled uniquely
+    across runs (``<run>:<strategy>`` where several runs use a name)."""
     seen: dict[str, int] = {}
     for r in runs:
         for s in r.forecasts["strategy"].unique():
@@ -116,9 +142,10 @@ def labelled(runs: list[RunData]) -> list[pd.DataFrame]:
     out = []
     for r in runs:
         label = {s: (f"{r.name}:{s}" if seen[s] > 1 and len(runs) > 1 else s) for s in r.forecasts["strategy"].unique()}
-        f = r.forecasts.assign(strategy=r.forecasts["strategy"].map(label).astype("string"))
-        t = r.retrains.assign(strategy=r.retrains["strategy"].map(label).astype("string"))
-        out.append((f, t))
+        frames = [frame[frame["strategy"].isin(label)] for frame in (r.forecasts, r.retrains, r.tuning)]
+        frames = [frame.assign(strategy=frame["strategy"].map(label).astype("string")) for frame in frames]
+        seeded = {label[s] for s in label if s.rpartition("#")[0] in r.seeded or s in r.seeded}
+        out.append((*frames, seeded))
     return out
 
 
@@ -151,8 +178,10 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         block_size = run_evaluation(runs[0]).get("block_size")
     align_assets(runs)
     parts = labelled(runs)
-    forecasts = pd.concat([f for f, _ in parts], ignore_index=True)
-    retrains = pd.concat([t for _, t in parts], ignore_index=True)
+    forecasts = pd.concat([p[0] for p in parts], ignore_index=True)
+    retrains = pd.concat([p[1] for p in parts], ignore_index=True)
+    tuning = pd.concat([p[2] for p in parts], ignore_index=True)
+    seeded = set().union(*(p[3] for p in parts))
     strategies = list(dict.fromkeys(forecasts["strategy"]))
     if benchmark is not None and benchmark not in strategies:
         raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
@@ -171,7 +200,12 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     table = loss_table(rows)
     comparison = mean_losses(table, ("asset", "strategy", "horizon"))
     tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
-    cost = cost_table(retrains, table, loss, benchmark)
+    cost = cost_table(retrains, table, loss, benchmark, ensembles=members_of(strategies), tuning=tuning)
+    order = {name: i for i, name in enumerate(strategies)}  # each ensemble just before its seeds
+    cost = cost.sort_values("strategy", key=lambda c: c.map(lambda n: (order.get(n.rpartition("#")[0] or n, 0), "#" in n)),
+                            kind="stable").reset_index(drop=True)
+    answer = Answer(table, tests, cost, loss, retrains)
+    styles = strategy_styles(sorted(map(str, strategies)))
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -180,9 +214,10 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         table.to_parquet(stage / "losses.parquet", index=False)
         tests.to_parquet(stage / "tests.parquet", index=False)
         cost.to_parquet(stage / "cost.parquet", index=False)
-        plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png")
-        plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png")
-        (stage / "compare.md").write_text(markdown(runs, rows, comparison, tests, cost, loss, benchmark))
+        plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
+        plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
+        (stage / "compare.md").write_text(markdown(runs, rows, comparison, tests, cost, loss, benchmark,
+                                                   answer_lines(answer, benchmark, seeded), answer.spread, seeded))
         write_html(stage, "compare.md", {"loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
                                          "cost_vs_accuracy.png": "Accuracy against training cost"})
         if out.exists():
@@ -222,7 +257,8 @@ def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: i
     return out[["asset"] + [c for c in out.columns if c != "asset"]]
 
 
-def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
+def markdown(runs, rows, comparison, tests, cost, loss, benchmark, answer: list[str], spread: pd.DataFrame,
+             seeded: set[str]) -> str:
     per = comparison.groupby("strategy")[[loss]].mean().sort_values(loss)
     lines = [
         "# Comparison",
@@ -230,7 +266,12 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
         *[f"- run `{r.name}` ({r.path}): {r.forecasts['strategy'].nunique()} strategies, {len(r.forecasts):,} rows"
           for r in runs],
         f"- common rows: {len(rows):,} ({rows['issued_at'].nunique():,} issue times x horizons "
-        f"{rows['horizon'].min()}..{rows['horizon'].max()}, every strategy)",
+        f"{rows['horizon'].min()}..{rows['horizon'].max()}, every strategy)"
+        + (f", on {rows['asset'].nunique()} assets" if rows["asset"].nunique() > 1 else ""),
+        "",
+        "## The answer",
+        "",
+        *answer,
         "",
         f"## Mean {loss}, averaged over horizons (best first)",
         "",
@@ -241,21 +282,47 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark) -> str:
     wide = comparison.pivot_table(index="strategy", columns="horizon", values=loss)  # mean over assets
     for name, row in per.iterrows():
         lines.append(f"| {name} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
-    lines += dm_markdown(tests, loss) + mcs_markdown(tests)
-    lines += ["", "## Cost", "", "| strategy | retrains | training s | s per retrain |", "|---|---|---|---|"]
-    for r in cost.itertuples():
-        lines.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} |")
+    if len(spread):
+        lines += ["", f"## Seed spread ({loss} of each seed alone on the common rows, against their mean forecast's)",
+                  "", "| strategy | seeds | mean over seeds | std | min | max | ensemble |", "|---|---|---|---|---|---|---|",
+                  *[f"| {r.strategy} | {r.seeds} | {r.mean:.4f} | {r.std:.4f} | {r.min:.4f} | {r.max:.4f} | {r.ensemble:.4f} |"
+                    for r in spread.itertuples()]]
+    lines += dm_markdown(tests, loss, benchmark, seeded) + mcs_markdown(tests)
+    lines += cost_markdown(cost, loss, benchmark)
     lines += ["", "Plots: `loss_by_horizon.png`, `cost_vs_accuracy.png`.", ""]
     return "\n".join(lines)
 
 
-def dm_markdown(tests: pd.DataFrame, loss: str) -> list[str]:
-    """The DM tests on the horizon-averaged loss (per asset, then pooled where there are several)."""
+def cost_markdown(cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
+    """The cost table: retrains, training and tuning seconds, and what they bought against the benchmark."""
+    gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
+    lines = ["", f"## Cost and gains (gain = `{benchmark}`'s mean {loss} minus the strategy's; an ensemble costs all "
+                 "its seeds)" if benchmark else "## Cost", "",
+             "| strategy | retrains | training s | tuning s | s per retrain | gain | gain per minute |",
+             "|---|---|---|---|---|---|---|"]
+    for r in cost.itertuples(index=False):
+        d = r._asdict()
+        g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
+        per_min = f"{d['gain_per_train_minute']:+.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
+        lines.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.tuning_seconds:.1f} | "
+                     f"{r.seconds_per_retrain:.2f} | {g} | {per_min} |")
+    return lines
+
+
+def dm_markdown(tests: pd.DataFrame, loss: str, benchmark: str | None = None, seeded: set[str] | None = None) -> list[str]:
+    """The DM tests on the horizon-averaged loss (per asset, then pooled where there are several): every
+    strategy against the benchmark, and the seeded strategies against each other (every pair is in
+    tests.parquet)."""
     many = tests["asset"].nunique() > 1
     dm = tests[tests["test"].isin(["dm", "pooled_dm"]) & (tests["horizon"] == 0)]
     dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
+    if benchmark is not None:
+        seeded = seeded or set()
+        dm = dm[(dm["against"] == benchmark) | (dm["model"] == benchmark)
+                | (dm["model"].isin(seeded) & dm["against"].isin(seeded))]
     lines = ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
-                 "seed members' tests are in tests.parquet)" + ("; asset `all`: the pooled test across assets" if many else ""),
+                 + (f"against `{benchmark}` and between the seeded strategies; " if benchmark else "")
+                 + "every pair, seed members' too, is in tests.parquet)" + ("; asset `all`: the pooled test across assets" if many else ""),
              "", "| asset | model | against | DM | p-value | n |" if many else "| model | against | DM | p-value | n |",
              "|---|---|---|---|---|---|" if many else "|---|---|---|---|---|"]
     for r in dm.itertuples():
@@ -271,7 +338,8 @@ def mcs_markdown(tests: pd.DataFrame) -> list[str]:
     lines = ["", "## Model Confidence Set" + (" (per asset)" if many else ""), "",
              ("| asset " if many else "") + "| strategy | MCS p-value | in 90 % set | in 75 % set |",
              ("|---" if many else "") + "|---|---|---|---|"]
-    for asset, part in tests[tests["test"] == "mcs"].groupby("asset", sort=True):
+    mcs = tests[(tests["test"] == "mcs") & ~tests["model"].astype(str).str.contains("#")]  # seeds: tests.parquet
+    for asset, part in mcs.groupby("asset", sort=True):
         mcs = part.pivot(index="model", columns="size", values="in_set")
         pv = part.groupby("model")["mcs_pvalue"].first()
         for name in mcs.index:

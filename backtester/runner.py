@@ -241,6 +241,8 @@ def make_manifest(cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.Da
         "versions": versions(),
         "git_commit": git_commit(),
         "data": data[""] if "" in data else {"assets": data},
+        "strategies": {name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats}
+                       for name, spec in cfg.strategies.items()},
         "plan": {"retrains": sum(p.retrain_count for p in plans), "segments": sum(len(p.segments()) for p in plans),
                  "issue_times": sum(len(p.issue_times) for p in plans), "horizon": plans[0].horizon},
         "rows": len(rows),

@@ -215,6 +215,12 @@ class Params(BaseModel):
         """Whether it runs on the config's ``backend`` (a Keras model does; a baseline does not)."""
         return False
 
+    @classmethod
+    def seeded(cls) -> bool:
+        """Whether its forecasts depend on the seed (random initial weights, sample order): then one seed is
+        one draw, and a comparison says so when it ran with one."""
+        return False
+
     def worker_setup(self) -> None:
         """Process-wide set-up a worker process does once before it runs this strategy (e.g. import
         Keras quietly); called in the worker initializer, never during a fit."""

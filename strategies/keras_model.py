@@ -484,6 +484,10 @@ class WindowedKerasParams(Params):
     def needs_backend(self) -> bool:
         return True
 
+    @classmethod
+    def seeded(cls) -> bool:
+        return True
+
     def worker_setup(self) -> None:
         keras_module()  # imported now, so a segment's fit time is not the worker's start-up
 

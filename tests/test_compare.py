@@ -2,10 +2,13 @@
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtester.cli import main
 from backtester.compare import CompareError, compare
@@ -97,3 +100,88 @@ def test_compare_cli_runs_a_config_first_then_reuses_it(two_runs, tmp_path):
     assert (tmp_path / "results" / "t" / "manifest.json").read_text() == first
     res = runner.invoke(main, ["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], catch_exceptions=False)
     assert res.exit_code == 2 and res.output.count("\n") == 1 and re.search(r"missing: no such run directory", res.output)
+
+
+# --------------------------------------------------------------------------- the answer in words
+
+
+def answer_table(n=300):
+    """A loss table on one asset where: ``w`` (3 seeds) clearly beats ``m`` (3 seeds), ``d`` (one seed) ties
+    ``w`` within ``w``'s seed spread, and ``m`` ties ``har`` except for one bad retrain segment (its 6th)."""
+    rng = np.random.default_rng(3)
+    t = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    har = rng.uniform(0.5, 1.5, n)
+    seg = np.repeat(np.arange(1, 7), n // 6)
+    m = har + rng.normal(0, 0.05, n) + 3.0 * (seg == 6)
+    w = har - 0.3 + rng.normal(0, 0.02, n)
+    values = {"har": har, "m": m, "w": w, "d": w + rng.normal(0, 0.01, n)}
+    for k, offset in enumerate((-0.1, 0.0, 0.1), start=1):
+        values[f"w#{k}"] = w + offset + rng.normal(0, 0.02, n)
+        values[f"m#{k}"] = m + rng.normal(0, 0.02, n)
+    versions = {"har": np.ones(n, int), "d": np.repeat(np.arange(1, 31), n // 30), "w": np.repeat(np.arange(1, 4), n // 3)}
+    frames = []
+    for name, v in values.items():
+        base = name.split("#")[0]
+        frames.append(pd.DataFrame({"asset": "X", "strategy": name, "issued_at": t, "target_time": t + pd.Timedelta("1h"),
+                                    "horizon": 1, "model_version": versions.get(base, seg), "loss": "qlike", "value": v}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decides():
+    from backtester.evaluation.accuracy import dm_table
+    from backtester.evaluation.verdict import Answer, answer_lines
+
+    table = answer_table()
+    tests = dm_table(table, "qlike", "har").assign(test="dm", asset="X")
+    cost = pd.DataFrame({"strategy": ["har", "m", "w", "d"], "retrains": [1, 18, 9, 30],
+                         "train_seconds": [0.001, 10.0, 25.0, 100.0], "tuning_seconds": [0.0, 0.0, 5.0, 0.0]})
+    retrains = pd.DataFrame({"asset": "X", "strategy": "m#1", "model_version": range(1, 7), "status": "ok",
+                             "retrain_time": pd.date_range("2024-01-01", periods=6, freq="50h", tz="UTC")})
+    lines = answer_lines(Answer(table, tests, cost, "qlike", retrains), "har", {"w", "m", "d"})
+    text = "\n".join(lines)
+    assert lines[0].startswith("- **Lowest qlike: `w`**")
+    assert "**`w` over `m`: worth it.** 3 retrains x 3 seeds instead of 6 retrains x 3 seeds, +20.0 s" in text
+    assert re.search(r"\*\*`d` over `w`: no significant difference\.\*\* 30 retrains instead of 3 retrains x 3 seeds.*"
+                     r"smaller than the spread between single seeds of `w` \(std 0\.0\d+\): another draw of seeds "
+                     r"could reverse it\.$", text, re.M)  # and no segment decides a gap within noise
+    assert "`d` ran with one seed" in text and "`w` ran with one seed" not in text
+    # m's 6th segment (a sixth of the rows, loss +3) alone makes it lose to har: said, with its retrain time
+    assert re.search(r"`m` against `har`: a single retrain segment decides it: `m`'s model 6 on `X`, retrained "
+                     r"2024-01-11 10:00 \(mean qlike [\d.]+ over its 50 rows\); without it the difference would be", text)
+    row = next(line for line in lines if line.startswith("| har |"))
+    assert "benchmark" in row and "no training" in row  # 1 ms of fitting is no training
+
+
+def test_a_segment_with_half_the_rows_or_a_single_segment_decides_nothing():
+    from backtester.evaluation.verdict import decisive_segment
+
+    idx = pd.MultiIndex.from_product([["X"], range(8)], names=["asset", "t"])
+    values = pd.DataFrame({"a": [1.0] * 4 + [5.0] * 4, "b": [2.0] * 8}, index=idx)
+    two = pd.DataFrame({"a": [1] * 4 + [2] * 4, "b": [1] * 8}, index=idx)
+    assert decisive_segment(values, two, "a", "b") is None  # two halves: leaving one out says nothing
+    many = pd.DataFrame({"a": [1, 1, 2, 2, 3, 3, 4, 4], "b": [1] * 8}, index=idx)
+    assert decisive_segment(values, many, "a", "b") is None  # a gap spread over segments is no single one's
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=30), st.floats(0.01, 0.2))
+def test_label_positions_keep_their_order_stay_in_the_axes_and_never_overlap(ys, gap):
+    from backtester.evaluation.plots import spread_positions
+
+    pos = spread_positions(ys, gap)
+    want = min(gap, 1.0 / max(len(ys) - 1, 1))
+    order = np.argsort(ys, kind="stable")
+    placed = [pos[i] for i in order]
+    assert all(0.0 - 1e-9 <= p <= 1.0 + 1e-9 for p in pos)
+    assert all(b - a >= want - 1e-9 for a, b in zip(placed, placed[1:]))
+
+
+def test_every_figure_gives_a_strategy_one_colour_and_members_take_their_ensembles():
+    from backtester.evaluation.plots import strategy_styles
+
+    every = strategy_styles(["har", "lstm_weekly", "lstm_weekly#1", "lstm_monthly", "garch"])
+    without_har = strategy_styles(["lstm_weekly", "lstm_weekly#1", "lstm_monthly", "garch"])
+    for name in without_har:
+        assert every[name]["color"] == without_har[name]["color"]
+    assert len({s["color"] for n, s in every.items() if "#" not in n}) == 4
+    assert every["lstm_weekly#1"]["label"] == "_nolegend_" and every["lstm_weekly"]["lw"] > every["garch"]["lw"]

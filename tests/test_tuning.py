@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from backtester.cli import main
+from backtester.compare import compare
 from backtester.config import parse_config
 from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
@@ -149,6 +150,17 @@ def test_a_run_with_tuning_and_warm_starts_writes_tuning_parquet_and_artifacts(m
     assert (result.out_dir / "tuning" / "lstm" / "0001" / "tuner" / "oracle.json").exists()
     warm2 = json.loads((result.out_dir / "models" / "warm" / "2" / "config.json").read_text())
     assert warm2["started_from"] == 1
+    # the search's seconds are part of what the strategy cost, in the run and in a comparison
+    cost = pd.read_parquet(result.out_dir / "cost.parquet").set_index("strategy")
+    assert cost.loc["lstm", "tuning_seconds"] == pytest.approx(trials["tuning_seconds"].iloc[0]) and trials["tuning_seconds"].iloc[0] > 0
+    assert cost.loc["warm", "tuning_seconds"] == 0
+    assert "| tuning s |" in (result.out_dir / "report.md").read_text()
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    assert manifest["strategies"]["lstm"] == {"type": "lstm", "seeded": True, "repeats": 1}
+    compared = compare([result.out_dir], tmp_path / "cmp", mcs_reps=50)
+    assert compared.cost.set_index("strategy").loc["lstm", "tuning_seconds"] == cost.loc["lstm", "tuning_seconds"]
+    text = (compared.out_dir / "compare.md").read_text()
+    assert "`lstm` ran with one seed" in text and "`warm` ran with one seed" in text
 
 
 @pytest.mark.parametrize("tuning, message", [

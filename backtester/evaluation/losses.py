@@ -211,10 +211,13 @@ def oos_r2(table: pd.DataFrame, benchmark: str, loss: str = "mse") -> pd.DataFra
 
 
 def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark: str | None,
-               artifact_bytes: dict[str, int] | None = None, ensembles: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """What each strategy cost and what it bought: retrains, training seconds, artifact size, mean loss,
-    the gain over the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored)
-    and that gain per minute of training."""
+               artifact_bytes: dict[str, int] | None = None, ensembles: dict[str, list[str]] | None = None,
+               tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What each strategy cost and what it bought: retrains, training seconds, tuning seconds (its
+    hyperparameter searches, from ``tuning``: the trials table), artifact size, mean loss, the gain over
+    the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored) and that gain per
+    minute of training and tuning."""
+    searches = tuning_seconds(tuning)
     t = table[table["loss"] == loss]
     index = ["asset"] * ("asset" in t) + ["target_time", "horizon"]  # several assets: compared asset by asset
     wide = t.pivot_table(index=index, columns="strategy", values="value", observed=True)
@@ -226,6 +229,8 @@ def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark
         artifact_bytes[name] = sum(artifact_bytes.get(m, 0) for m in members)
     for strategy, part in groups:
         seconds = float(part["seconds"].sum())
+        members = (ensembles or {}).get(strategy, [strategy])
+        tuned = float(sum(searches.get(str(m), 0.0) for m in members))
         mean = float(wide[strategy].mean()) if strategy in wide else np.nan
         gain = np.nan
         if strategy == benchmark:
@@ -239,10 +244,27 @@ def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark
             "failed": int((part["status"] != "ok").sum()),
             "train_seconds": seconds,
             "seconds_per_retrain": seconds / len(part),
+            "tuning_seconds": tuned,
             "artifact_bytes": int(artifact_bytes.get(str(strategy), 0)),
             f"mean_{loss}": mean,
             f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
-            # per minute of training, for strategies that train for at least a second (else it means nothing)
-            "gain_per_train_minute": gain / (seconds / 60) if seconds >= 1.0 and np.isfinite(gain) else np.nan,
+            # per minute of training and tuning, for strategies that train for at least a second (else it means nothing)
+            "gain_per_train_minute": (gain / ((seconds + tuned) / 60) if seconds + tuned >= 1.0 and np.isfinite(gain)
+                                      else np.nan),
         })
     return pd.DataFrame(rows)
+
+
+def tuning_seconds(trials: pd.DataFrame | None) -> dict[str, float]:
+    """Seconds of hyperparameter search per strategy, from the trials table (``tuning_seconds`` is the
+    whole search's, repeated on each of its trials).
+
+    >>> trials = pd.DataFrame({"strategy": ["a", "a", "a"], "model_version": [1, 1, 4], "tuning_seconds": [5.0, 5.0, 2.0]})
+    >>> tuning_seconds(trials)
+    {'a': 7.0}
+    """
+    if trials is None or not len(trials):
+        return {}
+    keys = [c for c in ("asset", "strategy", "model_version") if c in trials]
+    searches = trials.groupby(keys, observed=True)["tuning_seconds"].first()
+    return {str(k): float(v) for k, v in searches.groupby(level="strategy").sum().items()}

@@ -97,7 +97,9 @@ def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss
     if len(cost) and "train_seconds" in cost:
         c = cost.set_index("strategy")
         if best in c.index:
-            out.append(f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of training.")
+            tuned = float(c.loc[best, "tuning_seconds"]) if "tuning_seconds" in c else 0.0
+            out.append(f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of "
+                       f"training" + (f" and {tuned:.1f} s of tuning." if tuned else "."))
     return out
 
 
@@ -145,14 +147,14 @@ def cost_lines(cfg: RunConfig, cost: pd.DataFrame) -> list[str]:
     gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
     out = ["", f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
                "strategy's, on common rows)", "",
-           f"| strategy | retrains | training s | s per retrain | artifacts kB | mean {ev.loss} | {gain.replace('_', ' ')} "
-           "| gain per training minute |", "|---|---|---|---|---|---|---|---|"]
+           f"| strategy | retrains | training s | s per retrain | tuning s | artifacts kB | mean {ev.loss} | "
+           f"{gain.replace('_', ' ')} | gain per minute of training and tuning |", "|---|---|---|---|---|---|---|---|---|"]
     for r in cost.itertuples(index=False):
         d = r._asdict()
         per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
         g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
         out.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
-                   f"{r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
+                   f"{d.get('tuning_seconds', 0.0):.1f} | {r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
     return out
 
 

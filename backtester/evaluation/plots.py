@@ -10,6 +10,49 @@ import pandas as pd
 
 UNITS = {"bar": "volatility per bar", "percent": "volatility per bar, %", "annualized": "annualized volatility, %"}
 
+# the standard baselines keep one colour everywhere; other strategies take the palette in name order
+BASELINE_COLOURS = {"har": "#1f77b4", "garch": "#ff7f0e", "ewma": "#2ca02c", "naive": "#7f7f7f",
+                    "rolling_mean": "#bcbd22"}
+PALETTE = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363"]
+
+
+def strategy_styles(names) -> dict[str, dict]:
+    """Line style per strategy, the same in every figure of a run and a comparison: one colour per
+    strategy (a seed member takes its ensemble's colour), ensembles bold, seed members faint and out
+    of the legend, the standard baselines in fixed colours.
+
+    >>> st = strategy_styles(["lstm", "lstm#1", "lstm#2", "har"])
+    >>> st["lstm"]["color"] == st["lstm#1"]["color"], st["har"]["color"], st["lstm#1"]["label"]
+    (True, '#1f77b4', '_nolegend_')
+    >>> st["lstm"]["lw"] > st["har"]["lw"] > st["lstm#2"]["lw"]
+    True
+    """
+    names = [str(n) for n in dict.fromkeys(names)]
+    base = {n: (n.rpartition("#")[0] if "#" in n else n) for n in names}
+    members: dict[str, int] = {}
+    for n, b in base.items():
+        if b != n:
+            members[b] = members.get(b, 0) + 1
+    free = iter(c for c in PALETTE * 3 if c not in BASELINE_COLOURS.values())
+    colours = {b: BASELINE_COLOURS.get(b) or next(free) for b in sorted(set(base.values()))}
+    out = {}
+    for n in names:
+        b = base[n]
+        if b != n:
+            out[n] = {"color": colours[b], "lw": 0.7, "alpha": 0.35, "label": "_nolegend_", "zorder": 1}
+        elif n in members:
+            out[n] = {"color": colours[b], "lw": 2.4, "alpha": 1.0, "label": f"{n} (mean of {members[n]} seeds; faint: each)",
+                      "zorder": 3}
+        else:
+            out[n] = {"color": colours[b], "lw": 1.3, "alpha": 0.95, "label": n, "zorder": 2}
+    return out
+
+
+def styled(styles: dict[str, dict] | None, names) -> dict[str, dict]:
+    """``styles`` where given (a whole run's, so colours agree across figures), else made for ``names``."""
+    return styles if styles is not None else strategy_styles(names)
+
 
 def unit_scale(unit: str, times: pd.DatetimeIndex) -> float:
     """Factor from volatility per bar to ``unit``: 1, 100, or 100 x sqrt(bars per year).
@@ -52,7 +95,7 @@ def with_gaps(frame, step: pd.Timedelta | None = None):
 
 
 def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168,
-                   unit: str = "bar", title: str | None = None) -> None:
+                   unit: str = "bar", title: str | None = None, styles: dict[str, dict] | None = None) -> None:
     """Forecast vs actual at one horizon, with retrain times marked.
 
     Top: the whole test period as daily means of full days (readable over months);
@@ -80,10 +123,11 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
          f"last {min(zoom_bars, len(wide))} bars"),
     )
     times = pd.DatetimeIndex(retrains["retrain_time"].drop_duplicates())
+    styles = styled(styles, wide.columns)
     for ax, fc, act, label in panels:
         ax.plot(act.index, act, color="black", lw=1.6, alpha=0.6, label="realized volatility", zorder=1)
         for name in fc.columns:
-            ax.plot(fc.index, fc[name], lw=1.0, alpha=0.9, label=str(name), zorder=2)
+            ax.plot(fc.index, fc[name], **styles[str(name)])
         shown = times[(times >= fc.index[0]) & (times <= fc.index[-1])] if len(fc) else times[:0]
         if len(shown) > 12:  # many retrains: ticks along the top edge instead of lines across the data
             ax.plot(shown, np.ones(len(shown)), ls="none", marker="|", ms=9, color="grey",
@@ -103,15 +147,16 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
     fig.savefig(path, dpi=110)
 
 
-def plot_error_by_horizon(metric_rows: pd.DataFrame, path) -> None:
+def plot_error_by_horizon(metric_rows: pd.DataFrame, path, styles: dict[str, dict] | None = None) -> None:
     """MSE and QLIKE against horizon, one line per strategy."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 4.5))
     axes = fig.subplots(1, 2)
+    styles = styled(styles, metric_rows["strategy"].unique())
     for name, part in metric_rows.groupby("strategy", observed=True):
-        axes[0].plot(part["horizon"], part["mse"], marker=".", label=name)
-        axes[1].plot(part["horizon"], part["qlike"], marker=".", label=name)
+        axes[0].plot(part["horizon"], part["mse"], marker=".", **styles[str(name)])
+        axes[1].plot(part["horizon"], part["qlike"], marker=".", **styles[str(name)])
     axes[0].set_title("MSE of volatility by horizon")
     axes[1].set_title("QLIKE of variance by horizon")
     for ax in axes:
@@ -122,42 +167,107 @@ def plot_error_by_horizon(metric_rows: pd.DataFrame, path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def plot_loss_by_horizon(comparison: pd.DataFrame, loss: str, path: Path) -> None:
-    """Mean ``loss`` against horizon, one line per strategy (``comparison``: one row per strategy and horizon)."""
+def plot_loss_by_horizon(comparison: pd.DataFrame, loss: str, path: Path, styles: dict[str, dict] | None = None) -> None:
+    """Mean ``loss`` against horizon, one line per strategy (``comparison``: one row per strategy and horizon,
+    averaged over assets where there are several)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 5))
+    fig = Figure(figsize=(11, 5), layout="constrained")
     ax = fig.subplots()
-    for name, part in comparison.groupby("strategy"):
-        ax.plot(part["horizon"], part[loss], marker=".", label=str(name))
+    means = comparison.groupby(["strategy", "horizon"], observed=True)[loss].mean().reset_index()
+    styles = styled(styles, means["strategy"].unique())
+    for name, part in means.groupby("strategy", observed=True):
+        ax.plot(part["horizon"], part[loss], marker=".", ms=4, **styles[str(name)])
     ax.set_title(f"Mean {loss} by horizon, on the common rows")
     ax.set_xlabel("horizon (bars)")
     ax.set_ylabel(f"mean {loss}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
     fig.savefig(path, dpi=110)
 
 
-def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path) -> None:
-    """Mean ``loss`` against training seconds (log scale), one labelled point per strategy of ``cost``."""
+def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path, styles: dict[str, dict] | None = None) -> None:
+    """Mean ``loss`` against training seconds (tuning included; log scale), one point per strategy of ``cost``.
+
+    A strategy with no training to speak of (under 0.01 s in all) is a dashed level across the plot, marked
+    "no training". Labels sit in a column beside the axes, in the order of their points, joined to them by
+    a thin line, so they never overlap; seed members are faint unlabelled points.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5))
-    ax = fig.subplots()
     col = f"mean_{loss}"
-    x = cost["train_seconds"].clip(lower=0.01)
-    ax.scatter(x, cost[col])
-    for r, xv in zip(cost.itertuples(), x):
-        ax.annotate(f"{r.strategy} ({r.retrains} fits)", (xv, getattr(r, col)), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
+    cost = cost.assign(total=cost["train_seconds"] + cost.get("tuning_seconds", 0.0)).dropna(subset=[col])
+    styles = styled(styles, cost["strategy"])
+    fig = Figure(figsize=(11, 5.5))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.08, right=0.66, top=0.9, bottom=0.11)
+    trained = cost[cost["total"] >= 0.01]
+    flat = cost[cost["total"] < 0.01]
+    labels = []  # (y, text, colour, anchor x or None for a level)
+    for r in trained.itertuples():
+        st = styles[str(r.strategy)]
+        member = st["label"] == "_nolegend_"
+        ax.scatter([r.total], [getattr(r, col)], color=st["color"], alpha=0.35 if member else 1.0,
+                   s=14 if member else 40 + 20 * (st["lw"] > 2), zorder=st["zorder"])
+        if not member:
+            labels.append((getattr(r, col), f"{r.strategy} ({r.retrains} fits, {r.total:.1f} s)", st["color"], r.total))
+    for r in flat.itertuples():
+        st = styles[str(r.strategy)]
+        ax.axhline(getattr(r, col), color=st["color"], ls="--", lw=1.0, alpha=0.8)
+        labels.append((getattr(r, col), f"{r.strategy} (no training)", st["color"], None))
     ax.set_xscale("log")
-    ax.set_title(f"Accuracy against training cost (lower {loss} is better)")
-    ax.set_xlabel("training seconds, all retrains (log scale)")
+    if len(trained):
+        lo, hi = trained["total"].min(), trained["total"].max()
+        ax.set_xlim(lo / 2, hi * 2)
+    else:
+        ax.set_xlim(0.01, 1)
+    ys = cost[col].to_numpy()
+    pad = 0.08 * (ys.max() - ys.min()) if len(ys) and ys.max() > ys.min() else 0.05 * max(abs(ys.max()), 1e-9)
+    ax.set_ylim(ys.min() - pad, ys.max() + pad)
+    _label_column(ax, labels)
+    ax.set_title(f"Accuracy against training cost (lower {loss} is better; dashed: no training)")
+    ax.set_xlabel("seconds of training and tuning, all retrains (log scale)")
     ax.set_ylabel(f"mean {loss}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def spread_positions(ys: list[float], gap: float) -> list[float]:
+    """Positions in [0, 1] for labels wanted at ``ys`` (axes fractions): in the same order, at least ``gap``
+    apart (less if they cannot all fit), each as near its point as that allows.
+
+    >>> [round(p, 2) for p in spread_positions([0.5, 0.5, 0.51], 0.05)]
+    [0.5, 0.55, 0.6]
+    >>> [round(p, 2) for p in spread_positions([0.99, 1.0], 0.05)]
+    [0.95, 1.0]
+    """
+    if not ys:
+        return []
+    gap = min(gap, 1.0 / max(len(ys) - 1, 1))
+    order = np.argsort(ys, kind="stable")
+    pos = [float(min(max(ys[i], 0.0), 1.0)) for i in order]
+    for k in range(1, len(pos)):
+        pos[k] = max(pos[k], pos[k - 1] + gap)
+    pos[-1] = min(pos[-1], 1.0)
+    for k in range(len(pos) - 2, -1, -1):
+        pos[k] = min(pos[k], pos[k + 1] - gap)
+    out = [0.0] * len(ys)
+    for k, i in enumerate(order):
+        out[i] = pos[k]
+    return out
+
+
+def _label_column(ax, labels: list[tuple]) -> None:
+    """Each label in a column right of the axes, joined to its point (or to the right end of its level)."""
+    if not labels:
+        return
+    to_axes = ax.transAxes.inverted()
+    right = ax.get_xlim()[1]
+    fracs = [float(to_axes.transform(ax.transData.transform((right, y)))[1]) for y, *_ in labels]
+    for (y, text, colour, x), p in zip(labels, spread_positions(fracs, 0.055)):
+        ax.annotate(text, xy=(x if x is not None else right, y), xycoords="data", xytext=(1.03, p),
+                    textcoords="axes fraction", va="center", fontsize=8, color=colour, annotation_clip=False,
+                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6, "alpha": 0.7, "shrinkA": 0, "shrinkB": 3})
 
 
 def plot_pooled_differentials(losses: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plots import plot_cost_vs_accuracy, plot_pooled_differentials
+from .plots import plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
 
 FIGURES = {
     "forecast_vs_actual.png": "Forecasts against realized volatility (retrains dotted)",
@@ -73,26 +73,27 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     if t.empty:
         return []
     made = []
+    styles = strategy_styles(sorted(t["strategy"].astype(str).unique()))  # one colour per strategy in every figure
     per_time = t.groupby(["target_time", "strategy"], observed=True)["value"].mean().unstack("strategy")
-    _rolling_loss(per_time, loss, run_dir, made)
+    _rolling_loss(per_time, loss, run_dir, made, styles)
     if benchmark is not None and benchmark in per_time:
-        _cumulative_difference(per_time, loss, benchmark, run_dir, made)
+        _cumulative_difference(per_time, loss, benchmark, run_dir, made, styles)
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
     if "asset" in t and t["asset"].nunique() > 1:
         first = sorted(t["asset"].unique())[0]
         t_first, retrains = t[t["asset"] == first], retrains[retrains["asset"] == first]
-        _loss_by_segment(t_first, retrains, loss, run_dir, made, f" ({first})")
+        _loss_by_segment(t_first, retrains, loss, run_dir, made, styles, f" ({first})")
     else:
-        _loss_by_segment(t, retrains, loss, run_dir, made)
-    _loss_by_hour(t, loss, run_dir, made)
+        _loss_by_segment(t, retrains, loss, run_dir, made, styles)
+    _loss_by_hour(t, loss, run_dir, made, styles)
     cost_path = run_dir / "cost.parquet"
     if cost_path.is_file():
         cost = pd.read_parquet(cost_path)
         if "asset" in cost and cost["asset"].nunique() > 1:
-            cost = cost.groupby("strategy", sort=False).agg(
+            cost = cost.assign(tuning_seconds=cost.get("tuning_seconds", 0.0)).groupby("strategy", sort=False).agg(
                 retrains=("retrains", "sum"), train_seconds=("train_seconds", "sum"),
-                **{f"mean_{loss}": (f"mean_{loss}", "mean")}).reset_index()
-        plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png")
+                tuning_seconds=("tuning_seconds", "sum"), **{f"mean_{loss}": (f"mean_{loss}", "mean")}).reset_index()
+        plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png", styles)
         made.append("cost_vs_accuracy.png")
     tests_path = run_dir / "tests.parquet"
     if "asset" in t and t["asset"].nunique() > 1 and tests_path.is_file():
@@ -102,20 +103,21 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     return made
 
 
-def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
+def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
     fig, ax = _figure()
     for name in per_time:
-        ax.plot(per_time.index, per_time[name].rolling("7D", min_periods=24).mean(), lw=1.2, label=name)
+        ax.plot(per_time.index, per_time[name].rolling("7D", min_periods=24).mean(), **styles[str(name)])
     _dates(ax)
     _finish(fig, ax, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss, run_dir / "rolling_loss.png", made)
 
 
-def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str]) -> None:
+def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str],
+                           styles: dict) -> None:
     fig, ax = _figure()
     both = per_time.dropna()
     for name in both:
         if name != benchmark:
-            ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), lw=1.2, label=name)
+            ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), **styles[str(name)])
     ax.axhline(0, color="black", lw=0.8)
     _dates(ax)
     _finish(fig, ax, f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
@@ -123,7 +125,7 @@ def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, ru
 
 
 def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str],
-                     which: str = "") -> None:
+                     styles: dict, which: str = "") -> None:
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
     ok = retrains[retrains["status"] == "ok"]
     when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
@@ -136,18 +138,19 @@ def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir
     for name, part in seg.groupby("strategy", observed=True):
         x = list(part["retrain_time"]) + [end]  # the last segment runs to the end of the test period
         y = list(part["value"]) + [part["value"].iloc[-1]]
-        ax.step(x, y, where="post", label=str(name))
-        ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=ax.lines[-1].get_color())
+        st = styles[str(name)]
+        ax.step(x, y, where="post", **st)
+        ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=st["color"], alpha=st["alpha"])
     _dates(ax)
     _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next){which}", f"mean {loss}",
             run_dir / "loss_by_segment.png", made)
 
 
-def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str]) -> None:
+def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
     hours = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour).groupby(["hour", "strategy"], observed=True)["value"].mean()
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
-        ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", label=str(name))
+        ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", **styles[str(name)])
     ax.set_xlabel("hour of day (UTC)")
     ax.set_xticks(range(0, 24, 2))
     _finish(fig, ax, f"Mean {loss} by hour of day of the target bar (UTC)", f"mean {loss}", run_dir / "loss_by_hour.png",

@@ -30,7 +30,7 @@ from .accuracy import dm_table, horizon_averaged, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report, universe_report
 from .panel import panel_dm_table, win_table
-from .plots import plot_error_by_horizon, plot_forecasts
+from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
 
 if TYPE_CHECKING:
@@ -49,16 +49,16 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
     holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column; each asset is evaluated
     on its own, and a universe of several also across assets (:func:`pooled_tests`).
     """
-    ev = cfg.evaluation
     retrains = retrain_frame(records)
-    parts = {r.asset.label: evaluate_asset(r, _of(forecasts, r.asset.name), _of(retrains, r.asset.name), stage)
+    trials = read_trials(stage)
+    parts = {r.asset.label: evaluate_asset(r, _of(forecasts, r.asset.name), _of(retrains, r.asset.name), stage,
+                                           _of(trials, r.asset.name) if len(trials) else None)
              for r in runs}
     tables = {name: _with_asset({a: p[name] for a, p in parts.items()}) for name in next(iter(parts.values()))}
     if len(runs) > 1:
         pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
         tables["tests"] = pd.concat([tables["tests"], pooled], ignore_index=True)
         tables["wins"] = wins
-    trials = read_trials(stage)
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
         tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
@@ -70,9 +70,11 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
     return tables["forecasts"], tables["retrains"], tables["metrics"]
 
 
-def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFrame, stage: Path) -> dict[str, pd.DataFrame]:
+def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFrame, stage: Path,
+                   trials: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """One asset's evaluation tables (without an ``asset`` column): its seed ensembles, rows with actuals,
-    losses, metrics, scores, breakdowns, tests (DM, MCS), cost, seed spread and coverage."""
+    losses, metrics, scores, breakdowns, tests (DM, MCS), cost (tuning from ``trials`` included), seed
+    spread and coverage."""
     cfg, ev = run.cfg, run.cfg.evaluation
     rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), run.prepared.bars)
     scores = metrics(rows)
@@ -82,7 +84,7 @@ def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFram
         "forecasts": rows, "retrains": retrains, "metrics": scores, "losses": losses,
         "scores": score_table(losses, rows, ev.benchmark), "breakdowns": breakdown_table(losses),
         "tests": accuracy_tests(cfg, losses), "seeds": seed_spread(cfg, scores), "coverage": coverage(rows),
-        "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles()),
+        "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles(), trials),
     }
 
 
@@ -107,14 +109,15 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
     rows, scores = tables["forecasts"], tables["metrics"]
     plots = cfg.output.plots and len(rows)
     if plots:
+        styles = strategy_styles(sorted(rows["strategy"].astype(str).unique()))
         for r in runs:
             name = "forecast_vs_actual.png" if len(runs) == 1 else f"forecast_vs_actual_{r.asset.label}.png"
             mine = rows["asset"] == r.asset.label
             plot_forecasts(rows[mine].drop(columns="asset"), tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
                            stage / name, horizon=1, unit=cfg.output.plot_unit,
-                           title=r.asset.label if len(runs) > 1 else None)
+                           title=r.asset.label if len(runs) > 1 else None, styles=styles)
         plot_error_by_horizon(scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean()
-                              .reset_index(), stage / "error_by_horizon.png")
+                              .reset_index(), stage / "error_by_horizon.png", styles)
     if len(runs) == 1:
         r = runs[0]
         text = run_report(cfg, r.prepared, r.plan, tables["retrains"], scores, tables["tests"], tables["coverage"],
