@@ -21,6 +21,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from ..recorder import combine_rows
@@ -54,7 +55,8 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
     parts = {r.asset.label: evaluate_asset(r, _of(forecasts, r.asset.name), _of(retrains, r.asset.name), stage,
                                            _of(trials, r.asset.name) if len(trials) else None)
              for r in runs}
-    tables = {name: _with_asset({a: p[name] for a, p in parts.items()}) for name in next(iter(parts.values()))}
+    # each table's per-asset parts are let go as soon as they are joined: one copy of the rows, not two
+    tables = {name: _with_asset({a: p.pop(name) for a, p in parts.items()}) for name in list(next(iter(parts.values())))}
     if len(runs) > 1:
         pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
         tables["tests"] = pd.concat([tables["tests"], pooled], ignore_index=True)
@@ -96,11 +98,22 @@ def _of(frame: pd.DataFrame, asset: str) -> pd.DataFrame:
 
 
 def _with_asset(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The assets' frames in one, with ``asset`` (their labels) as the first column."""
-    parts = [f.assign(asset=label) for label, f in frames.items() if len(f)] or [next(iter(frames.values())).assign(asset="")]
-    out = pd.concat(parts, ignore_index=True)
-    out["asset"] = out["asset"].astype("string")
-    return out[["asset"] + [c for c in out.columns if c != "asset"]]
+    """The assets' frames in one, with ``asset`` (their labels) as the first column (the rows are copied
+    once, by the concatenation; the column is added in place).
+
+    >>> _with_asset({"btc": pd.DataFrame({"x": [1, 2]}), "eth": pd.DataFrame({"x": [3]})})
+      asset  x
+    0   btc  1
+    1   btc  2
+    2   eth  3
+    """
+    kept = {label: f for label, f in frames.items() if len(f)}
+    if not kept:
+        kept = {"": next(iter(frames.values()))}
+    out = pd.concat(list(kept.values()), ignore_index=True) if len(kept) > 1 else next(iter(kept.values())).reset_index(drop=True)
+    labels = np.repeat(np.array(list(kept), dtype=object), [len(f) for f in kept.values()])
+    out.insert(0, "asset", pd.array(labels, dtype="string"))
+    return out
 
 
 def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame], stage: Path) -> None:
