@@ -254,6 +254,7 @@ class RunConfig(Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     _universe: dict[str, tuple[DataConfig, dict[str, StrategySpec]]] = PrivateAttr(default_factory=dict)
+    _tests: dict[str, BacktestConfig] = PrivateAttr(default_factory=dict)  # an asset's own test period
 
     @field_validator("name", mode="before")
     @classmethod
@@ -299,8 +300,14 @@ class RunConfig(Strict):
             ev = self.evaluation
             if ev.benchmark is not None and ev.benchmark not in {m.name for s in specs.values() for m in s.members()}:
                 ev = ev.model_copy(update={"benchmark": None})  # not run on this asset: pairwise tests only here
-            out.append(Asset(name, name, self.model_copy(update={"data": data, "strategies": specs, "evaluation": ev})))
+            backtest = self._tests.get(name, self.backtest)
+            out.append(Asset(name, name, self.model_copy(update={"data": data, "strategies": specs, "evaluation": ev,
+                                                                 "backtest": backtest})))
         return out
+
+    def backtest_period(self) -> tuple:
+        """(start, end) of the run's own ``backtest`` block (an asset may have its own: :func:`asset_test_period`)."""
+        return (self.backtest.start, self.backtest.end)
 
     def config_id(self) -> str:
         """sha256 of the resolved config: two runs with the same id ran the same thing."""
@@ -415,6 +422,8 @@ def parse_config(raw: dict[str, Any], source: str = "config",
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"assets": listed})})
     cfg = cfg.model_copy(update={"strategies": specs, "evaluation": ev})
     cfg._universe = universe
+    cfg._tests = {name: asset_test_period(cfg.backtest, _asset_options(cfg.data.assets, name), name, source)
+                  for name in universe}
     return cfg
 
 
@@ -451,6 +460,7 @@ def expand_assets(data: DataConfig, source: str, config_path: str | Path | None 
                               "starting with a letter or digit (it names folders and table rows)")
         if "assets" in options:
             raise ConfigError(f"{source}: data.assets.{name}.assets: an asset cannot hold assets")
+        options = {k: v for k, v in options.items() if k != "backtest"}  # its own test period: asset_test_period
         path = Path(options["path"])
         if config_path is not None and not isinstance(data.assets, str):
             path = resolve_data_path(path, config_path)
@@ -481,6 +491,36 @@ def _glob_assets(pattern: str, source: str, config_path: str | Path | None) -> l
             return [os.path.normpath(f) for f in found]
     raise ConfigError(f"{source}: data.assets: no file matches {pattern!r} (looked from the working directory"
                       f"{' and beside the config file' if len(bases) > 1 else ''}); check the pattern")
+
+
+def asset_test_period(backtest: BacktestConfig, options: dict[str, Any], name: str, source: str) -> BacktestConfig:
+    """The run's ``backtest`` block as asset ``name`` sees it: its own ``start`` / ``end`` where its entry
+    says ``backtest: {start: ..., end: ...}`` (an FX asset of 2017 beside crypto of 2023), the rest shared.
+
+    >>> b = BacktestConfig(start="2023-07-03")
+    >>> asset_test_period(b, {"backtest": {"start": "2017-03-06", "end": "2017-06-30"}}, "eurusd", "c").start
+    Timestamp('2017-03-06 00:00:00+0000', tz='UTC')
+    >>> asset_test_period(b, {"backtest": {"horizon": 6}}, "eurusd", "c")
+    Traceback (most recent call last):
+    ...
+    backtester.errors.ConfigError: c: data.assets.eurusd.backtest.horizon: an asset sets only its own test period (start, end); the rest of backtest is the run's
+    """
+    own = options.get("backtest")
+    if own is None:
+        return backtest
+    if not isinstance(own, dict) or not own:
+        raise ConfigError(f"{source}: data.assets.{name}.backtest: give the asset's own test period, e.g. "
+                          "{start: '2017-03-06', end: '2017-06-30'}")
+    for key in own:
+        if key not in ("start", "end"):
+            raise ConfigError(f"{source}: data.assets.{name}.backtest.{key}: an asset sets only its own test period "
+                              "(start, end); the rest of backtest is the run's")
+    merged = {**backtest.model_dump(exclude={"start", "end"}), "start": own.get("start", backtest.start),
+              "end": own.get("end", backtest.end if "start" not in own else None)}
+    try:
+        return BacktestConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc, BacktestConfig, prefix=f'data.assets.{name}.backtest')}") from None
 
 
 def _asset_options(assets: dict[str, Any] | str, name: str) -> dict[str, Any]:

@@ -157,6 +157,13 @@ def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
         if not spec.params.pools_assets():
             continue
         times = {r.asset.name: r.plan.schedules[name].retrains for r in runs if name in r.plan.schedules}
+        periods = {r.asset.name: (r.cfg.backtest.start, r.cfg.backtest.end) for r in runs if name in r.plan.schedules}
+        if len(set(periods.values())) > 1:
+            odd = next(a for a, p in periods.items() if p != cfg.backtest_period())
+            same = [a for a, p in periods.items() if p == cfg.backtest_period()]
+            raise ConfigError(f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
+                              f"asset, but {odd} has its own test period ({periods[odd][0]} .. {periods[odd][1] or 'its data end'}); "
+                              f"give the global model the assets that share one, e.g. assets: [{', '.join(same)}]")
         chosen = spec.params.schedule_asset()
         if chosen is not None:
             late = [r for r in runs if name in r.plan.schedules and r.plan.issue_times[0] < times[chosen][0]]

@@ -52,6 +52,7 @@ from .base import FitInfo, Params, forecast_each, positive_floor, trailing_windo
 from .keras_core import (HyperValue, _private_python_random, check_model, describe_layers,
                          from_target, keras_module, learning_rate, to_target, windows)
 from .keras_import import scaler_from_json, scaler_to_json
+from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
 from .keras_tuning import TuningConfig, tune, tuning_points
 from .loading import import_object
 
@@ -99,6 +100,8 @@ class KerasForecaster:
         builder = p.builder_function()
         model = builder(hp, p.memory, steps)
         check_model(model, p.builder_path(), p.memory, steps)
+        if p.loss is not None:  # the config's loss replaces the builder's; same optimizer
+            model.compile(optimizer=model.optimizer, loss=training_loss(p.loss, p.target))
         if p.jit_compile is not None:
             model.jit_compile = p.jit_compile
         self.hp_values = dict(hp.values)
@@ -139,6 +142,8 @@ class KerasForecaster:
         x, y = windows(scaled, p.memory, steps)
         if len(x) < 2:
             raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
+        if p.loss in VARIANCE_LOSSES:  # the loss reads the scale back from three more target columns
+            y = with_scale(y, scaler, floor)
         n_val = int(len(x) * p.validation_split)
         return x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor
 
@@ -198,7 +203,7 @@ class KerasForecaster:
         to training ``fresh`` itself (tested).
         """
         key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
-                          learning_rate(fresh)], default=str)
+                          learning_rate(fresh), self.params.loss, self.params.target], default=str)
         twin = _TWINS.get(key)
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
@@ -289,6 +294,7 @@ class KerasForecaster:
             "epochs": self.params.epochs,
             "multistep": self.params.multistep,
             "target": self.params.target,
+            "loss": self.params.loss or "builder's",
             "validation_split": self.params.validation_split,
             "seed": self.seed,
             "started_from": getattr(self, "started_from", None),
@@ -385,6 +391,7 @@ class WindowedKerasParams(Params):
     epochs: int = Field(default=5, ge=1, le=100_000)
     multistep: Literal["direct", "recursive"] = "direct"
     target: Literal["rv", "log", "variance"] = "rv"  # what the model learns; forecasts are always volatility
+    loss: Literal["mse", "qlike", "mse_log"] | None = None  # None: the builder's (strategies.keras_losses)
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
     tuning: TuningConfig | None = None  # keras-tuner at the first retrain, then on its cadence
     warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
@@ -392,6 +399,11 @@ class WindowedKerasParams(Params):
     jit_compile: bool | None = None  # XLA-compile the train step (None: Keras' choice, on for jax, off for TF on CPU)
     scope: Literal["local", "global"] = "local"  # global: one model per retrain, trained on every asset of a universe
     schedule_of: str | None = None  # global: the asset whose retrain times every asset follows (if they differ)
+
+    @model_validator(mode="after")
+    def _loss_fits_target(self) -> WindowedKerasParams:
+        check_pair(self.loss, self.target)
+        return self
 
     @model_validator(mode="after")
     def _global_alone(self) -> WindowedKerasParams:

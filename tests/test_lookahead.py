@@ -22,6 +22,7 @@ CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
 STRATEGIES = {
     "lstm": TINY_LSTM,
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
+    "lstm_qlike": {**TINY_LSTM, "loss": "qlike"},  # the loss reads each window's own scale
     "keras": TINY_GRU,
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
     "har": {"type": "har"},

@@ -85,6 +85,10 @@ def test_a_strategy_can_run_on_some_assets_only(universe_files, tmp_path):
      r"data.path: .*for several assets use data.assets"),
     (lambda raw: raw["strategies"].update(naive={"assets": ["aaa"]}, har={"assets": ["aaa"]}),
      r"data.assets.bbb: no strategy runs on this asset"),
+    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "backtest": {"horizon": 6}}}),
+     r"data.assets.a.backtest.horizon: an asset sets only its own test period \(start, end\)"),
+    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "backtest": {"start": "2024-02-01", "end": "2024-01-20"}}}),
+     r"data.assets.a.backtest: .*end must be after"),
 ])
 def test_bad_universe_configs_name_the_field(universe_files, tmp_path, change, message):
     raw = universe_config(universe_files, tmp_path)
@@ -435,3 +439,26 @@ def test_an_asset_named_twice_is_refused_with_its_line(tmp_path):
                     "strategies: {naive: {}}\n")
     with pytest.raises(ConfigError, match=r"u.yaml \(line 5\): 'btc' appears twice in one mapping"):
         load_config(path)
+
+
+def test_an_asset_can_have_its_own_test_period(universe_files, tmp_path):
+    """An FX asset of another year beside crypto: each asset forecasts over its own period, exactly as a run on
+    its file over that period; the pooled tests take the assets forecast at each time; a global model needs
+    its assets to share one period."""
+    late = pd.Timestamp("2024-01-16 00:00", tz="UTC")
+    assets = {"aaa": str(universe_files / "aaa.parquet"),
+              "bbb": {"path": str(universe_files / "bbb.parquet"), "backtest": {"start": str(late.tz_localize(None))}}}
+    res = run(parse_config(universe_config(universe_files, tmp_path, assets=assets)))
+    first = res.forecasts.groupby("asset")["issued_at"].min()
+    assert first["aaa"] == pd.Timestamp("2024-01-09", tz="UTC") and first["bbb"] == late
+    alone = single_config(universe_files / "bbb.parquet", tmp_path)
+    alone["backtest"]["start"] = str(late.tz_localize(None))
+    single = run(parse_config(alone)).forecasts.drop(columns="asset", errors="ignore")
+    mine = res.forecasts[res.forecasts["asset"] == "bbb"].drop(columns="asset").reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine[single.columns], single.reset_index(drop=True), check_exact=True)
+    pooled = pd.read_parquet(res.out_dir / "tests.parquet").query("test == 'pooled_dm'")
+    assert len(pooled) and (pooled["assets"] == 2).all() and pooled["statistic"].notna().any()
+    raw = universe_config(universe_files, tmp_path, assets=assets, g=GLOBAL_LSTM)
+    with pytest.raises(ConfigError, match=r"strategies.g: scope: global .* bbb has its own test period "
+                                          r"\(2024-01-16 00:00:00\+00:00 \.\. its data end\); .* assets: \[aaa\]"):
+        run(parse_config(raw))
