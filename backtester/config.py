@@ -616,6 +616,7 @@ def _bars_from_durations(cls: type[Params], raw: dict[str, Any], bar: pd.Timedel
     for field in cls.DURATION_FIELDS:
         if field in out:
             out[field] = bars_in(out[field], bar, f"{where}.{field}")
+    out = cls.bar_values(out, lambda value, at: bars_in(value, bar, at), where)
     out = {**cls.bar_defaults(bar, data), **out}
     if data is not None:
         out = {**cls.data_defaults(data), **out}

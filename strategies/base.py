@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Callable, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -103,6 +103,8 @@ def trailing_windows(values: np.ndarray, ends: np.ndarray, width: int) -> np.nda
     ends = np.asarray(ends)
     if len(ends) == 0 or ends.min() < width:
         return None
+    if values.ndim == 2:  # bars x channels: windows x width x channels
+        return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width, axis=0)[ends - width].swapaxes(1, 2)
     return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width)[ends - width]
 
 
@@ -145,6 +147,12 @@ class Params(BaseModel):
     def data_defaults(data: Any) -> dict[str, Any]:
         """Defaults that depend on the data's settings, e.g. GARCH's session timezone on ``fx``."""
         return {}
+
+    @classmethod
+    def bar_values(cls, raw: dict[str, Any], to_bars: Callable[[Any, str], int], where: str) -> dict[str, Any]:
+        """``raw`` with durations nested in its fields turned into bar counts (``to_bars(value, where)``);
+        top-level fields are listed in ``DURATION_FIELDS`` instead."""
+        return raw
 
     def build(self, seed: int) -> Strategy:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -281,6 +289,22 @@ def trading_day_and_week(data=None) -> tuple[Any, Any]:
         except Exception:  # an unknown calendar is reported where the bars are built
             pass
     return pd.Timedelta("1D"), pd.Timedelta("7D")
+
+
+def session_zone(data: Any) -> dict[str, Any]:
+    """``{"session_timezone": zone}`` of a data block's calendar: New York for ``fx``, the exchange's zone
+    for an exchange calendar, nothing (UTC) for ``24/7`` or a calendar that is unknown (reported where the
+    bars are built)."""
+    if data.calendar == "fx":
+        return {"session_timezone": "America/New_York"}
+    if data.calendar == "24/7":
+        return {}
+    try:
+        import exchange_calendars as xcals
+
+        return {"session_timezone": str(xcals.get_calendar(data.calendar).tz)}
+    except Exception:
+        return {}
 
 
 def positive_floor(values: np.ndarray) -> float:

@@ -34,7 +34,7 @@ from pydantic import Field
 from backtester.errors import FailedRetrain
 from backtester.series import BarSeries
 
-from .base import FitInfo, JsonState, Params
+from .base import FitInfo, JsonState, Params, session_zone
 from backtester.filters import lfilter
 
 
@@ -143,16 +143,7 @@ class GarchParams(Params):
     @staticmethod
     def data_defaults(data) -> dict[str, Any]:
         """The profile follows session time: New York for ``fx``, the exchange's zone for an exchange calendar."""
-        if data.calendar == "fx":
-            return {"session_timezone": "America/New_York"}
-        if data.calendar == "24/7":
-            return {}
-        try:
-            import exchange_calendars as xcals
-
-            return {"session_timezone": str(xcals.get_calendar(data.calendar).tz)}
-        except Exception:  # an unknown calendar is reported where the bars are built
-            return {}
+        return session_zone(data)
 
     def build(self, seed: int) -> Garch:
         return Garch(self.dist, self.seasonal, self.session_timezone)

@@ -113,8 +113,24 @@ def _private_python_random(seed: int) -> None:
     seed_generator.python_random = random.Random(seed)
 
 
-def check_model(model: Any, builder: str, memory: int, steps: int) -> None:
-    """Refuse a builder result that is not a compiled Keras model mapping (memory, 1) to (steps,)."""
+def call_with_features(builder: Callable, path: str, hp, memory: int, steps: int, n_features: int):
+    """``builder(hp, memory, steps, n_features)``: a builder for a model with several input channels takes
+    their number as a fourth argument; refused, with the fix, if it cannot."""
+    import inspect
+
+    try:
+        inspect.signature(builder).bind(hp, memory, steps, n_features)
+    except TypeError:
+        raise BuilderError(f"builder {path!r} takes (hp, memory, steps), but features make {n_features} input "
+                           "channels; add a parameter: def build(hp, memory, steps, n_features=1) and start the "
+                           "model with keras.Input((memory, n_features))") from None
+    except ValueError:  # no signature to read (a builtin): just call it
+        pass
+    return builder(hp, memory, steps, n_features)
+
+
+def check_model(model: Any, builder: str, memory: int, steps: int, n_features: int = 1) -> None:
+    """Refuse a builder result that is not a compiled Keras model mapping (memory, n_features) to (steps,)."""
     keras = keras_module()
     if not isinstance(model, keras.Model):
         raise BuilderError(f"builder {builder!r} returned {type(model).__name__}, not a keras.Model; "
@@ -123,10 +139,11 @@ def check_model(model: Any, builder: str, memory: int, steps: int) -> None:
         raise BuilderError(f"builder {builder!r} returned a model that is not compiled; "
                            "call model.compile(optimizer=..., loss='mse') before returning it")
     try:
-        out = model.compute_output_shape((None, memory, 1))
+        out = model.compute_output_shape((None, memory, n_features))
     except Exception as exc:
-        raise BuilderError(f"builder {builder!r}: the model does not take input (batch, {memory}, 1) "
-                           f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, 1))") from None
+        wanted = "1" if n_features == 1 else "n_features"
+        raise BuilderError(f"builder {builder!r}: the model does not take input (batch, {memory}, {n_features}) "
+                           f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, {wanted}))") from None
     if tuple(out)[1:] != (steps,):
         raise BuilderError(f"builder {builder!r}: the model's output shape is {tuple(out)}, expected (None, {steps}); "
                            "end it with keras.layers.Dense(steps)")

@@ -650,6 +650,32 @@ def scaler_from_json(d: dict[str, Any]):
     return s
 
 
+def features_to_json(scaler) -> dict[str, Any] | None:
+    """The feature channels' MinMaxScaler (several columns) as JSON; None where no channel is scaled.
+
+    >>> from sklearn.preprocessing import MinMaxScaler
+    >>> s = features_from_json(features_to_json(MinMaxScaler().fit([[1.0, 10.0], [3.0, 30.0]])))
+    >>> s.transform([[2.0, 20.0]]).tolist()
+    [[0.5, 0.5]]
+    """
+    if scaler is None:
+        return None
+    return {"data_min": _floats(scaler.data_min_), "data_max": _floats(scaler.data_max_),
+            "n_samples_seen": int(np.max(np.ravel(scaler.n_samples_seen_)))}
+
+
+def features_from_json(d: dict[str, Any] | None):
+    """The feature channels' MinMaxScaler back from :func:`features_to_json` (refitted on its min and max)."""
+    if d is None:
+        return None
+    from sklearn.preprocessing import MinMaxScaler
+
+    lo, hi = np.asarray(d["data_min"], dtype="float64"), np.asarray(d["data_max"], dtype="float64")
+    s = MinMaxScaler().fit(np.vstack([lo, hi]))
+    s.n_samples_seen_ = int(d["n_samples_seen"])
+    return s
+
+
 def _floats(values) -> list[float]:
     return [float(v) for v in np.ravel(values)]
 

@@ -48,10 +48,11 @@ from backtester.errors import FailedRetrain
 from backtester.schedule import retrain_times
 from backtester.series import BarSeries
 
-from .base import FitInfo, Params, forecast_each, positive_floor, trailing_windows
-from .keras_core import (HyperValue, _private_python_random, check_model, describe_layers,
+from .base import FitInfo, Params, forecast_each, positive_floor, session_zone, trailing_windows
+from .keras_core import (HyperValue, _private_python_random, call_with_features, check_model, describe_layers,
                          from_target, keras_module, learning_rate, to_target, windows)
-from .keras_import import scaler_from_json, scaler_to_json
+from .keras_import import features_from_json, features_to_json, scaler_from_json, scaler_to_json
+from .keras_features import channels, check_features, raw_channels, rv_column, scaled_columns
 from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
 from .keras_tuning import TuningConfig, tune, tuning_points
 from .loading import import_object
@@ -83,6 +84,9 @@ class KerasForecaster:
     def __init__(self, params: WindowedKerasParams, seed: int):
         self.params, self.seed = params, seed
         self.model = None
+        self.assets: list[str] | None = None  # a global model's assets (for the ``asset`` feature)
+        self.asset: str | None = None  # the asset this (view of a global) model forecasts
+        self.feature_scaler = None
         self.hp_values: dict[str, Any] = {}
         self.history: dict[str, list[float]] = {}
 
@@ -98,8 +102,10 @@ class KerasForecaster:
         p = self.params
         hp = fixed_hyperparameters(p.fixed_values())
         builder = p.builder_function()
-        model = builder(hp, p.memory, steps)
-        check_model(model, p.builder_path(), p.memory, steps)
+        n = len(channels(p.features, self.assets))
+        model = builder(hp, p.memory, steps) if n == 1 else call_with_features(builder, p.builder_path(), hp, p.memory,
+                                                                                 steps, n)
+        check_model(model, p.builder_path(), p.memory, steps, n)
         if p.loss is not None:  # the config's loss replaces the builder's; same optimizer
             model.compile(optimizer=model.optimizer, loss=training_loss(p.loss, p.target))
         if p.jit_compile is not None:
@@ -109,7 +115,7 @@ class KerasForecaster:
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
         steps = self.steps(horizon)
-        x_tr, y_tr, x_val, y_val, self.scaler, self.floor = self._samples(train, steps)
+        x_tr, y_tr, x_val, y_val, self.scaler, self.floor, self.feature_scaler = self._samples(train, steps)
         return self._train(x_tr, y_tr, x_val, y_val, steps)
 
     def fit_assets(self, trains: dict[str, BarSeries], horizon: int) -> FitInfo:
@@ -117,8 +123,13 @@ class KerasForecaster:
         scaler fitted on its own window, its last ``validation_split`` of samples held out; the assets'
         samples together, in asset-name order (the shuffle is the training loop's, seeded)."""
         steps = self.steps(horizon)
-        parts = {a: self._samples(trains[a], steps) for a in sorted(trains)}
-        self.scalers = {a: (part[4], part[5]) for a, part in parts.items()}
+        self.assets = sorted(trains)  # the asset code's channels, when features name it
+        parts = {}
+        for a in self.assets:
+            self.asset = a
+            parts[a] = self._samples(trains[a], steps)
+        self.asset = None
+        self.scalers = {a: (part[4], part[5], part[6]) for a, part in parts.items()}
         x_tr, y_tr, x_val, y_val = (np.concatenate([part[k] for part in parts.values()]) for k in range(4))
         info = self._train(x_tr, y_tr, x_val, y_val, steps)
         info.extra["assets"] = {a: len(part[0]) for a, part in parts.items()}
@@ -127,7 +138,8 @@ class KerasForecaster:
     def for_asset(self, asset: str) -> KerasForecaster:
         """This (pooled) model with ``asset``'s scaler: what forecasts that asset, and what its artifact holds."""
         view = copy.copy(self)
-        view.scaler, view.floor = self.scalers[asset]
+        view.scaler, view.floor, view.feature_scaler = self.scalers[asset]
+        view.asset = asset
         return view
 
     def _samples(self, train: BarSeries, steps: int):
@@ -139,13 +151,42 @@ class KerasForecaster:
         values = to_target(train.rv, p.target, floor).reshape(-1, 1)
         scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
         scaled = scaler.transform(values)[:, 0].astype("float32")
-        x, y = windows(scaled, p.memory, steps)
+        raw = self._raw_inputs(train, floor)
+        cols = scaled_columns(p.features, self.assets)
+        self.feature_scaler = MinMaxScaler(feature_range=(0, 1)).fit(raw[:, cols]) if len(cols) else None
+        inputs = self._scaled_inputs(raw, scaler, self.feature_scaler)
+        x, _ = windows(inputs, p.memory, steps)
+        _, y = windows(scaled, p.memory, steps)
         if len(x) < 2:
             raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
         if p.loss in VARIANCE_LOSSES:  # the loss reads the scale back from three more target columns
             y = with_scale(y, scaler, floor)
         n_val = int(len(x) * p.validation_split)
-        return x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor
+        return (x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor,
+                self.feature_scaler)
+
+    def _raw_inputs(self, series: BarSeries, floor: float) -> np.ndarray:
+        """The unscaled input channels of ``series`` (bars x channels; see :mod:`strategies.keras_features`)."""
+        p = self.params
+        return raw_channels(p.features, series.rv, series.time, p.target, floor, p.session_timezone, self.assets,
+                            self.asset)
+
+    def _scaled_inputs(self, raw: np.ndarray, scaler, feature_scaler) -> np.ndarray:
+        """The channels as the model sees them: ``rv`` by the target's scaler, ``log_rv`` / ``rv_mean`` by the
+        feature scaler, time and asset codes as they are."""
+        out = raw.astype("float64", copy=True)
+        p = self.params
+        k = rv_column(p.features, self.assets)
+        if k is not None:
+            out[:, k] = scaler.transform(raw[:, [k]])[:, 0]
+        cols = scaled_columns(p.features, self.assets)
+        if len(cols):
+            out[:, cols] = feature_scaler.transform(raw[:, cols])
+        return out.astype("float32")
+
+    def _inputs(self, series: BarSeries) -> np.ndarray:
+        """The scaled input channels of ``series`` with this model's scalers."""
+        return self._scaled_inputs(self._raw_inputs(series, self.floor), self.scaler, getattr(self, "feature_scaler", None))
 
     def _train(self, x_tr, y_tr, x_val, y_val, steps: int) -> FitInfo:
         p = self.params
@@ -203,7 +244,8 @@ class KerasForecaster:
         to training ``fresh`` itself (tested).
         """
         key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
-                          learning_rate(fresh), self.params.loss, self.params.target], default=str)
+                          learning_rate(fresh), self.params.loss, self.params.target,
+                          channels(self.params.features, self.assets)], default=str)
         twin = _TWINS.get(key)
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
@@ -228,11 +270,15 @@ class KerasForecaster:
         return self.model
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._live_model().predict_on_batch(x[None, :, None].astype("float32")))[0]
+        x = x[:, None] if x.ndim == 1 else x
+        return np.asarray(self._live_model().predict_on_batch(x[None].astype("float32")))[0]
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:
         p = self.params
-        window = self.scaler.transform(self._to_target(history.rv[-p.memory :]).reshape(-1, 1))[:, 0]
+        if p.features != ["rv"]:  # the channels of the last `memory` bars (trailing means look further back)
+            window = self._inputs(history)[-p.memory :]
+        else:
+            window = self.scaler.transform(self._to_target(history.rv[-p.memory :]).reshape(-1, 1))[:, 0]
         if p.multistep == "direct":
             scaled = self._predict(window)[:horizon]
         else:
@@ -247,6 +293,14 @@ class KerasForecaster:
     def forecast_batch(self, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
         """One batched model call for all issue times (per horizon step if ``recursive``)."""
         p = self.params
+        if p.features != ["rv"]:
+            inputs = self._inputs(history.upto(int(np.max(ends)))) if len(ends) else None
+            window = trailing_windows(inputs, ends, p.memory) if inputs is not None else None
+            if window is None:
+                return forecast_each(self, history, ends, horizon)
+            scaled = self._predict_many(window)[:, :horizon]
+            out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(scaled.shape)
+            return np.maximum(self._from_target(out), self.floor)
         rv = trailing_windows(history.rv, ends, p.memory)
         if rv is None:
             return forecast_each(self, history, ends, horizon)
@@ -263,7 +317,8 @@ class KerasForecaster:
 
     def _predict_many(self, windows: np.ndarray) -> np.ndarray:
         """Predict in chunks of PREDICT_CHUNK rows, the last one padded, so one input shape serves every call."""
-        x = windows.astype("float32")[..., None]
+        x = windows.astype("float32")
+        x = x[..., None] if x.ndim == 2 else x
         n = len(x)
         model = self._live_model()
         out = []
@@ -282,6 +337,9 @@ class KerasForecaster:
         self._live_model().save(folder / "model.keras")
 
         scaler = {**scaler_to_json(self.scaler), "output_floor": self.floor, "target": self.params.target}
+        if self.params.features != ["rv"]:
+            scaler["features"] = {"channels": channels(self.params.features, self.assets), "assets": self.assets,
+                                  "asset": self.asset, "scaler": features_to_json(self.feature_scaler)}
         (folder / "scaler.json").write_text(json.dumps(scaler, indent=2))
         trainable = int(sum(int(np.prod(w.shape)) for w in self.model.trainable_weights))
         config = {
@@ -294,6 +352,7 @@ class KerasForecaster:
             "epochs": self.params.epochs,
             "multistep": self.params.multistep,
             "target": self.params.target,
+            "features": self.params.features,
             "loss": self.params.loss or "builder's",
             "validation_split": self.params.validation_split,
             "seed": self.seed,
@@ -317,6 +376,10 @@ class KerasForecaster:
         d = json.loads((folder / "scaler.json").read_text())
         s = scaler_from_json(d)
         self.scaler, self.floor = s, float(d["output_floor"])
+        if "features" in d:
+            f = d["features"]
+            self.assets, self.asset = f["assets"], f["asset"]
+            self.feature_scaler = features_from_json(f["scaler"])
 
 
 @dataclass
@@ -371,12 +434,12 @@ def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) 
     val = None
     if len(x_val):
         xv, yv, wv = padded_batches(x_val, y_val, batch, "mean")
-        val = (xv[..., None], yv, wv)
+        val = (xv[..., None] if xv.ndim == 2 else xv, yv, wv)
     history: dict[str, list[float]] = {}
     for _ in range(epochs):
         order = rng.permutation(len(x))
         xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
-        h = model.fit(xe[..., None], ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
+        h = model.fit(xe[..., None] if xe.ndim == 2 else xe, ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
                       validation_data=val, verbose=0)
         for k, vals in h.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
@@ -392,6 +455,8 @@ class WindowedKerasParams(Params):
     multistep: Literal["direct", "recursive"] = "direct"
     target: Literal["rv", "log", "variance"] = "rv"  # what the model learns; forecasts are always volatility
     loss: Literal["mse", "qlike", "mse_log"] | None = None  # None: the builder's (strategies.keras_losses)
+    features: list[str | dict[str, list[int]]] = Field(default_factory=lambda: ["rv"])  # strategies.keras_features
+    session_timezone: str = "UTC"  # hour_of_day / weekday in this zone (default: the data calendar's)
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
     tuning: TuningConfig | None = None  # keras-tuner at the first retrain, then on its cadence
     warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
@@ -404,6 +469,36 @@ class WindowedKerasParams(Params):
     def _loss_fits_target(self) -> WindowedKerasParams:
         check_pair(self.loss, self.target)
         return self
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: list) -> list:
+        return check_features(v)
+
+    @model_validator(mode="after")
+    def _features_fit(self) -> WindowedKerasParams:
+        if self.features != ["rv"] and self.multistep == "recursive":
+            raise ValueError("features: a recursive model feeds its forecasts back as the next input, which only "
+                             "works with features: [rv]; use multistep: direct")
+        if "asset" in self.features and self.scope != "global":
+            raise ValueError("features: asset codes which asset a sample is from; only a global model (scope: "
+                             "global) trains on several")
+        return self
+
+    @staticmethod
+    def data_defaults(data) -> dict[str, Any]:
+        """hour_of_day / weekday follow session time: New York for ``fx``, the exchange's zone on an exchange."""
+        return session_zone(data)
+
+    @classmethod
+    def bar_values(cls, raw: dict[str, Any], to_bars: Callable[[Any, str], int], where: str) -> dict[str, Any]:
+        """``features: [{rv_mean: [1D, 7D]}]``: the spans as bar counts."""
+        items = raw.get("features")
+        if not isinstance(items, list):
+            return raw
+        out = [{"rv_mean": [to_bars(k, f"{where}.features.rv_mean") for k in item["rv_mean"]]}
+               if isinstance(item, dict) and isinstance(item.get("rv_mean"), list) else item for item in items]
+        return {**raw, "features": out}
 
     @model_validator(mode="after")
     def _global_alone(self) -> WindowedKerasParams:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from backtester.evaluation.losses import mean_qlike
 
-from .keras_core import HyperValue, _private_python_random, check_model, keras_module, windows
+from .keras_core import HyperValue, _private_python_random, call_with_features, check_model, keras_module, windows
 
 keras = keras_module()
 import keras_tuner as kt  # noqa: E402  (after keras_module: Keras on the run's backend, imported quietly)
@@ -43,6 +43,7 @@ class Window:
     steps: int
     val_share: float
     to_vol: Callable[[np.ndarray], np.ndarray]
+    inputs: np.ndarray | None = None  # bars x channels where features list more than rv (else: scaled)
 
 
 class WindowedHyperModel(kt.HyperModel):
@@ -61,14 +62,18 @@ class WindowedHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(self.seed)
         _private_python_random(self.seed)
         memory, steps = self.memory(hp), self.window.steps
-        model = self.builder(hp, memory, steps)
-        check_model(model, self.params.builder_path(), memory, steps)
+        n = 1 if self.window.inputs is None else self.window.inputs.shape[1]
+        model = (self.builder(hp, memory, steps) if n == 1 else
+                 call_with_features(self.builder, self.params.builder_path(), hp, memory, steps, n))
+        check_model(model, self.params.builder_path(), memory, steps, n)
         return model
 
     def fit(self, hp, model, *args, **kwargs):
         w, cfg = self.window, self.params.tuning
         memory = self.memory(hp)
-        x, y = windows(w.scaled, memory, w.steps)
+        _, y = windows(w.scaled, memory, w.steps)
+        x, _ = windows(w.inputs if w.inputs is not None else w.scaled, memory, w.steps)
+        x = x[..., None] if x.ndim == 2 else x
         _, rv_y = windows(w.rv, memory, w.steps)
         n_val = max(1, int(len(x) * w.val_share))
         n_tr = len(x) - n_val - (w.steps - 1)
@@ -76,8 +81,8 @@ class WindowedHyperModel(kt.HyperModel):
             raise kt.errors.FailedTrialError(f"memory {memory}: too few samples to train and validate")
         callbacks = list(kwargs.get("callbacks") or [])
         if cfg.objective == "val_qlike":
-            callbacks.insert(0, QlikeOnValidation(x[-n_val:, :, None], rv_y[-n_val:], w.to_vol))
-        return model.fit(x[:n_tr, :, None], y[:n_tr], validation_data=(x[-n_val:, :, None], y[-n_val:]),
+            callbacks.insert(0, QlikeOnValidation(x[-n_val:], rv_y[-n_val:], w.to_vol))
+        return model.fit(x[:n_tr], y[:n_tr], validation_data=(x[-n_val:], y[-n_val:]),
                          batch_size=self.params.batch_size, epochs=kwargs.get("epochs", cfg.epochs),
                          initial_epoch=kwargs.get("initial_epoch", 0), shuffle=True, callbacks=callbacks, verbose=0)
 

@@ -213,7 +213,8 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
 
     window = Window(scaler.transform(target)[:, 0].astype("float32"), train.rv,
                     horizon if params.multistep == "direct" else 1,
-                    cfg.validation_split or params.validation_split or 0.2, to_vol)
+                    cfg.validation_split or params.validation_split or 0.2, to_vol,
+                    feature_inputs(params, train, scaler, floor, seed))
     hp = kt.HyperParameters()
     declare_space(hp, params)
     tuner = make_tuner(cfg, WindowedHyperModel(params, window, seed), hp, seed, directory)
@@ -228,3 +229,18 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     if best is None:
         raise FailedRetrain("tuning: no trial finished")
     return best, trials
+
+
+def feature_inputs(params, train: BarSeries, scaler, floor: float, seed: int) -> np.ndarray | None:
+    """The window's input channels, scaled as training scales them (None for the single RV channel)."""
+    if params.features == ["rv"]:
+        return None
+    from sklearn.preprocessing import MinMaxScaler
+
+    from .keras_features import scaled_columns
+
+    forecaster = params.build(seed)
+    raw = forecaster._raw_inputs(train, floor)
+    cols = scaled_columns(params.features)
+    features = MinMaxScaler().fit(raw[:, cols]) if len(cols) else None
+    return forecaster._scaled_inputs(raw, scaler, features)

@@ -26,11 +26,12 @@ __all__ = ["LayerSpec", "LstmParams", "Lstm", "build_lstm", "windows"]
 Lstm = KerasForecaster
 
 
-def build_lstm(hp, memory: int, steps: int):
-    """LSTM(units_0) [-> Dropout] [-> LSTM(units_1) [-> Dropout]] -> Dense(steps), Adam, MSE."""
+def build_lstm(hp, memory: int, steps: int, n_features: int = 1):
+    """LSTM(units_0) [-> Dropout] [-> LSTM(units_1) [-> Dropout]] -> Dense(steps), Adam, MSE; input
+    ``(memory, n_features)`` (one channel, RV, unless ``features`` lists more)."""
     keras = keras_module()
     n_layers = hp.Int("num_layers", 1, 2, default=1)
-    layers = [keras.Input(shape=(memory, 1))]
+    layers = [keras.Input(shape=(memory, n_features))]
     for k in range(n_layers):
         units = hp.Int(f"units_{k}", 16, 64, step=16, default=32)
         dropout = hp.Float(f"dropout_{k}", 0.0, 0.3, step=0.1, default=0.1)

@@ -23,6 +23,7 @@ STRATEGIES = {
     "lstm": TINY_LSTM,
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
     "lstm_qlike": {**TINY_LSTM, "loss": "qlike"},  # the loss reads each window's own scale
+    "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday"]},
     "keras": TINY_GRU,
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
     "har": {"type": "har"},
