@@ -17,6 +17,7 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .plots import plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
@@ -103,25 +104,64 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     return made
 
 
+def periods(index: pd.DatetimeIndex, gap: pd.Timedelta = pd.Timedelta("30D")) -> list[slice]:
+    """The stretches of a sorted time index between gaps longer than ``gap`` (assets with their own test
+    periods, years apart), as slices.
+
+    >>> t = pd.DatetimeIndex(["2017-03-01", "2017-03-02", "2023-07-01", "2023-07-02"])
+    >>> periods(t)
+    [slice(0, 2, None), slice(2, 4, None)]
+    """
+    if len(index) < 2:
+        return [slice(0, len(index))]
+    cuts = [int(k) for k in np.flatnonzero(np.diff(index.asi8) > gap.value) + 1]
+    return [slice(a, b) for a, b in zip([0] + cuts, cuts + [len(index)])]
+
+
+def _over_time(frame: pd.DataFrame, draw, title: str, ylabel: str, path: Path, made: list[str]) -> None:
+    """One panel per test period of ``frame`` (time x strategy), side by side, widths by length: a universe
+    whose assets forecast years apart is not drawn as one long empty axis."""
+    from matplotlib.figure import Figure
+
+    parts = [frame.iloc[p] for p in periods(frame.index)]
+    widths = [max((f.index[-1] - f.index[0]).total_seconds(), 1.0) if len(f) else 1.0 for f in parts]
+    fig = Figure(figsize=(11, 4.5))
+    axes = np.atleast_1d(fig.subplots(1, len(parts), sharey=True, gridspec_kw={"width_ratios": widths}))
+    for ax, part in zip(axes, parts):
+        draw(ax, part)
+        _dates(ax)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].legend(handles, labels, fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    made.append(path.name)
+
+
 def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
-    fig, ax = _figure()
-    for name in per_time:
-        ax.plot(per_time.index, per_time[name].rolling("7D", min_periods=24).mean(), **styles[str(name)])
-    _dates(ax)
-    _finish(fig, ax, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss, run_dir / "rolling_loss.png", made)
+    def draw(ax, part):
+        for name in part:
+            ax.plot(part.index, part[name].rolling("7D", min_periods=24).mean(), **styles[str(name)])
+
+    _over_time(per_time, draw, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss,
+               run_dir / "rolling_loss.png", made)
 
 
 def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str],
                            styles: dict) -> None:
-    fig, ax = _figure()
-    both = per_time.dropna()
-    for name in both:
-        if name != benchmark:
-            ax.plot(both.index, (both[name] - both[benchmark]).cumsum(), **styles[str(name)])
-    ax.axhline(0, color="black", lw=0.8)
-    _dates(ax)
-    _finish(fig, ax, f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
-            f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
+    diff = per_time.drop(columns=benchmark).sub(per_time[benchmark], axis=0)
+    total = diff.fillna(0.0).cumsum().where(diff.notna())  # a strategy that did not run then adds nothing
+
+    def draw(ax, part):
+        for name in part:
+            ax.plot(part.index, part[name], **styles[str(name)])
+        ax.axhline(0, color="black", lw=0.8)
+
+    _over_time(total.dropna(how="all"), draw,
+               f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
+               f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
 
 
 def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str],
