@@ -78,7 +78,7 @@ def load_artifact(folder: str | Path) -> Artifact:
     if not meta.get("restorable", False):
         raise ArtifactError(f"{folder}: strategy {meta['strategy']!r} ({meta['type']}) does not save its fitted state "
                             "(it has no save/load methods), so it cannot be reloaded")
-    missing = [f for f in meta.get("files", []) if not (folder / f).is_file()]
+    missing = [f for f in meta.get("files", []) if not (folder / f).exists()]
     if missing:
         raise ArtifactError(f"{folder}: artifact is incomplete, missing {', '.join(missing)}; rerun the backtest")
     strategy = params.build(int(meta["seed"]))

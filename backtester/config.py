@@ -408,6 +408,7 @@ def parse_config(raw: dict[str, Any], source: str = "config",
     data = next(iter(assets.values())) if assets else cfg.data
     specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=data.bar, data=data)
              for name, params in cfg.strategies.items()}
+    specs = link_residuals(specs, source)
     universe = universe_specs(cfg, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation
@@ -556,7 +557,34 @@ def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[st
         if not mine:
             raise ConfigError(f"{source}: data.assets.{asset}: no strategy runs on this asset (each names others in "
                               "its assets: list); remove the asset or add it to a strategy's assets")
-        out[asset] = (data, mine)
+        out[asset] = (data, link_residuals(mine, source, asset))
+    return out
+
+
+def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | None = None) -> dict[str, StrategySpec]:
+    """A hybrid (``residual_of: har``) gets its baseline's type and parameters (``residual_params``), so
+    it fits the same baseline on its own training window, and its results change when they do. The
+    baseline must be a strategy of the run (on this asset) that does not depend on a seed."""
+    out = dict(specs)
+    for name, spec in specs.items():
+        base_name = getattr(spec.params, "residual_of", None)
+        if base_name is None:
+            continue
+        where = f"{source}: strategies.{name}.residual_of"
+        if base_name not in specs:
+            if asset is not None:
+                raise ConfigError(f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, or "
+                                  f"restrict {name} to the assets {base_name} runs on")
+            others = [n for n in specs if n != name]
+            raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run{did_you_mean(base_name, others)}; "
+                              f"name one of {', '.join(others)}")
+        base = specs[base_name]
+        if base.params.seeded() or base.repeats > 1 or base_name == name:
+            raise ConfigError(f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
+                              "such as har, garch or ewma")
+        linked = spec.params.model_copy(update={"residual_params": {"type": base.type,
+                                                                    **base.params.model_dump(mode="json")}})
+        out[name] = replace(spec, params=linked)
     return out
 
 

@@ -192,6 +192,9 @@ class ImportedParams(WindowedKerasParams):
                 raise ValueError(f"scaler: {exc}") from None
         if self.use == "as_is" and self.target != "rv":
             raise ValueError("target: an imported model used as_is learned RV as is; leave target: rv")
+        if self.residual_of is not None:
+            raise ValueError("residual_of: an imported model forecasts RV itself; for a hybrid use type: lstm with "
+                             "residual_of")
         if self.features != ["rv"]:
             raise ValueError("features: an imported model keeps its saved input, one channel of RV; leave features "
                              "out (or use type: lstm with the features)")

@@ -15,7 +15,8 @@ Both variance losses floor the variance at the square of the training window's s
 (the forecasts' own floor), so a flat hour or a negative output keeps the loss finite. To read the
 scale inside the loss, each sample's targets carry three more columns (:func:`with_scale`): the
 scaler's range and minimum and the floor, per sample, so a global model's assets each keep their own
-scale. Padding rows (all zeros) cost nothing.
+scale (and a hybrid's baseline forecast per step, :func:`with_scale`). Padding rows (all zeros) cost
+nothing.
 
 Sensible pairs: ``qlike`` and ``mse_log`` with any ``target`` (the loss is on variance whatever the model
 learns); ``mse`` with any ``target`` (``mse`` with ``target: log`` is the least-squares HAR of the log
@@ -26,7 +27,7 @@ Examples
 >>> from sklearn.preprocessing import MinMaxScaler
 >>> scaler = MinMaxScaler().fit(np.array([[1.0], [3.0]]))
 >>> with_scale(np.array([[0.5, 1.0]]), scaler, 0.2).tolist()
-[[0.5, 1.0, 2.0, 1.0, 0.20000000298023224]]
+[[0.5, 1.0, 2.0, 1.0, 0.20000000298023224, 0.0, 0.0]]
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ VARIANCE_LOSSES = ("qlike", "mse_log")
 EXTRA_COLUMNS = 3  # range, minimum, floor
 
 
-def with_scale(y: np.ndarray, scaler, floor: float) -> np.ndarray:
-    """``y`` (samples x steps, scaled) with the scaler's range and minimum and the floor as three more columns."""
-    n = len(y)
-    extra = np.column_stack([np.full(n, scaler.data_range_[0]), np.full(n, scaler.data_min_[0]), np.full(n, floor)])
-    return np.column_stack([y, extra]).astype("float32")
+def with_scale(y: np.ndarray, scaler, floor: float, residual: tuple[float, np.ndarray] | None = None) -> np.ndarray:
+    """``y`` (samples x steps, scaled) with what takes it back to the target's unit as more columns: the
+    scale and the offset, the floor, and a baseline per step (a hybrid's, ``residual`` = (scale, baseline
+    in the target's unit); zeros otherwise): target = baseline + y x scale + offset."""
+    n, steps = y.shape
+    if residual is None:
+        span, low, base = np.full(n, scaler.data_range_[0]), np.full(n, scaler.data_min_[0]), np.zeros((n, steps))
+    else:
+        span, low, base = np.full(n, residual[0]), np.zeros(n), residual[1]
+    return np.column_stack([y, span, low, np.full(n, floor), base]).astype("float32")
 
 
 def training_loss(kind: str, target: str) -> Callable | str:
@@ -66,8 +72,9 @@ def training_loss(kind: str, target: str) -> Callable | str:
     def loss(y_true, y_pred):
         steps = y_pred.shape[-1]
         span, low, floor = (y_true[:, steps + k : steps + k + 1] for k in range(EXTRA_COLUMNS))
-        actual = variance(y_true[:, :steps] * span + low, floor)
-        forecast = variance(y_pred * span + low, floor)
+        base = y_true[:, steps + EXTRA_COLUMNS : 2 * steps + EXTRA_COLUMNS]
+        actual = variance(base + y_true[:, :steps] * span + low, floor)
+        forecast = variance(base + y_pred * span + low, floor)
         if kind == "qlike":
             ratio = actual / forecast
             return ops.mean(ratio - ops.log(ratio) - 1.0, axis=-1)

@@ -60,6 +60,19 @@ from .loading import import_object
 PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
 
 
+def baseline_params(raw: dict[str, Any]) -> Params:
+    """A hybrid's baseline parameters (``residual_params``: its type and fields)."""
+    from . import strategy_class
+
+    fields = dict(raw)
+    return strategy_class(fields.pop("type")).model_validate(fields)
+
+
+def baseline_strategy(raw: dict[str, Any], seed: int):
+    """A fresh baseline strategy for a hybrid."""
+    return baseline_params(raw).build(seed)
+
+
 class WarmStart(BaseModel):
     """``warm_start: {epochs: N}``: each retrain continues the previous retrain's model for N epochs."""
 
@@ -108,6 +121,10 @@ class KerasForecaster:
         check_model(model, p.builder_path(), p.memory, steps, n)
         if p.loss is not None:  # the config's loss replaces the builder's; same optimizer
             model.compile(optimizer=model.optimizer, loss=training_loss(p.loss, p.target))
+        if p.residual_params is not None:  # a hybrid starts at no correction: exactly its baseline
+            last = next(layer for layer in reversed(model.layers) if layer.weights)
+            for w in last.weights:
+                w.assign(np.zeros(tuple(w.shape), dtype="float32"))
         if p.jit_compile is not None:
             model.jit_compile = p.jit_compile
         self.hp_values = dict(hp.values)
@@ -159,11 +176,38 @@ class KerasForecaster:
         _, y = windows(scaled, p.memory, steps)
         if len(x) < 2:
             raise FailedRetrain(f"Keras model needs more than memory + steps = {p.memory + steps} training bars")
-        if p.loss in VARIANCE_LOSSES:  # the loss reads the scale back from three more target columns
-            y = with_scale(y, scaler, floor)
+        residual = None
+        if p.residual_params is not None:  # a hybrid learns the correction to its baseline's forecast
+            x, y, residual = self._residual_samples(train, x, to_target(train.rv, p.target, floor), floor, steps)
+        if p.loss in VARIANCE_LOSSES:  # the loss reads the scale back from more target columns
+            y = with_scale(y, scaler, floor, residual)
         n_val = int(len(x) * p.validation_split)
         return (x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor,
                 self.feature_scaler)
+
+    def _residual_samples(self, train: BarSeries, x: np.ndarray, target: np.ndarray, floor: float, steps: int):
+        """Fit the baseline on the training window; the samples it can forecast (its own history need met),
+        their targets as the baseline's error in the target's unit over the largest such error (so 0 is no
+        correction), and (that scale, the baseline's forecasts)."""
+        p = self.params
+        self.baseline = baseline_strategy(p.residual_params, self.seed)
+        self.baseline.fit(train, steps)
+        ends = np.arange(p.memory, p.memory + len(x))
+        keep = ends >= baseline_params(p.residual_params).min_train_bars(steps)
+        if keep.sum() < 2:
+            raise FailedRetrain(f"residual_of {p.residual_of}: too few training samples where the baseline forecasts")
+        base = to_target(np.asarray(self.baseline.forecast_batch(train, ends[keep], steps), dtype="float64"), p.target,
+                         floor)
+        _, actual = windows(target, p.memory, steps)
+        error = actual[keep] - base
+        self.residual_scale = float(np.max(np.abs(error))) or 1.0
+        return x[keep], (error / self.residual_scale).astype("float32"), (self.residual_scale, base)
+
+    def _hybrid(self, scaled: np.ndarray, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
+        """A hybrid's forecasts: the baseline's, plus the net's correction, back in volatility."""
+        base = np.asarray(self.baseline.forecast_batch(history, np.asarray(ends), horizon), dtype="float64")
+        out = to_target(base, self.params.target, self.floor) + np.asarray(scaled, "float64")[:, :horizon] * self.residual_scale
+        return np.maximum(self._from_target(out), self.floor)
 
     def _raw_inputs(self, series: BarSeries, floor: float) -> np.ndarray:
         """The unscaled input channels of ``series`` (bars x channels; see :mod:`strategies.keras_features`)."""
@@ -279,6 +323,8 @@ class KerasForecaster:
             window = self._inputs(history)[-p.memory :]
         else:
             window = self.scaler.transform(self._to_target(history.rv[-p.memory :]).reshape(-1, 1))[:, 0]
+        if p.residual_params is not None:
+            return self._hybrid(self._predict(window)[None], history, np.array([len(history)]), horizon)[0]
         if p.multistep == "direct":
             scaled = self._predict(window)[:horizon]
         else:
@@ -299,12 +345,16 @@ class KerasForecaster:
             if window is None:
                 return forecast_each(self, history, ends, horizon)
             scaled = self._predict_many(window)[:, :horizon]
+            if p.residual_params is not None:
+                return self._hybrid(scaled, history, ends, horizon)
             out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(scaled.shape)
             return np.maximum(self._from_target(out), self.floor)
         rv = trailing_windows(history.rv, ends, p.memory)
         if rv is None:
             return forecast_each(self, history, ends, horizon)
         window = self.scaler.transform(self._to_target(rv).reshape(-1, 1)).reshape(rv.shape)
+        if p.residual_params is not None:
+            return self._hybrid(self._predict_many(window), history, ends, horizon)
         if p.multistep == "direct":
             scaled = self._predict_many(window)[:, :horizon]
         else:
@@ -337,6 +387,10 @@ class KerasForecaster:
         self._live_model().save(folder / "model.keras")
 
         scaler = {**scaler_to_json(self.scaler), "output_floor": self.floor, "target": self.params.target}
+        if self.params.residual_params is not None:
+            scaler["residual"] = {"of": self.params.residual_of, "scale": self.residual_scale}
+            (folder / "baseline").mkdir(exist_ok=True)
+            self.baseline.save(folder / "baseline")
         if self.params.features != ["rv"]:
             scaler["features"] = {"channels": channels(self.params.features, self.assets), "assets": self.assets,
                                   "asset": self.asset, "scaler": features_to_json(self.feature_scaler)}
@@ -353,6 +407,7 @@ class KerasForecaster:
             "multistep": self.params.multistep,
             "target": self.params.target,
             "features": self.params.features,
+            "residual_of": self.params.residual_of,
             "loss": self.params.loss or "builder's",
             "validation_split": self.params.validation_split,
             "seed": self.seed,
@@ -376,6 +431,10 @@ class KerasForecaster:
         d = json.loads((folder / "scaler.json").read_text())
         s = scaler_from_json(d)
         self.scaler, self.floor = s, float(d["output_floor"])
+        if "residual" in d:
+            self.residual_scale = float(d["residual"]["scale"])
+            self.baseline = baseline_strategy(self.params.residual_params, self.seed)
+            self.baseline.load(folder / "baseline")
         if "features" in d:
             f = d["features"]
             self.assets, self.asset = f["assets"], f["asset"]
@@ -457,6 +516,8 @@ class WindowedKerasParams(Params):
     loss: Literal["mse", "qlike", "mse_log"] | None = None  # None: the builder's (strategies.keras_losses)
     features: list[str | dict[str, list[int]]] = Field(default_factory=lambda: ["rv"])  # strategies.keras_features
     session_timezone: str = "UTC"  # hour_of_day / weekday in this zone (default: the data calendar's)
+    residual_of: str | None = None  # a baseline of the run: the net learns the correction to its forecast
+    residual_params: dict[str, Any] | None = None  # that baseline's type and parameters (filled in from it)
     validation_split: float = Field(default=0.1, ge=0, lt=0.5)
     tuning: TuningConfig | None = None  # keras-tuner at the first retrain, then on its cadence
     warm_start: WarmStart | None = None  # continue the previous retrain's model instead of starting fresh
@@ -480,6 +541,12 @@ class WindowedKerasParams(Params):
         if self.features != ["rv"] and self.multistep == "recursive":
             raise ValueError("features: a recursive model feeds its forecasts back as the next input, which only "
                              "works with features: [rv]; use multistep: direct")
+        if self.residual_params is not None and self.residual_of is None:
+            raise ValueError("residual_params: is filled in from residual_of (the baseline's own parameters); "
+                             "remove it and name the baseline: residual_of: har")
+        if self.residual_of is not None and (self.multistep == "recursive" or self.scope == "global"):
+            raise ValueError("residual_of: a hybrid forecasts every horizon at once on one asset's baseline; use "
+                             "multistep: direct and scope: local")
         if "asset" in self.features and self.scope != "global":
             raise ValueError("features: asset codes which asset a sample is from; only a global model (scope: "
                              "global) trains on several")

@@ -24,6 +24,7 @@ USER = {
     "lstm": {**TINY_LSTM, "layers": [{"units": 4, "dropout": 0.1}], "retrain": {"rule": "monthly", "day": 16}},
     "gru": TINY_GRU,
     "featured": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday"]},
+    "hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},
     "median": {"type": "tests.user_models:MedianParams", "bars": 6},
     "har": {"type": "har", "lags": [1, 6, 24]},
     "garch": {"type": "garch"},

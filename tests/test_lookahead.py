@@ -24,6 +24,7 @@ STRATEGIES = {
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
     "lstm_qlike": {**TINY_LSTM, "loss": "qlike"},  # the loss reads each window's own scale
     "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday"]},
+    "lstm_hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},  # HAR fitted on the same window
     "keras": TINY_GRU,
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
     "har": {"type": "har"},
@@ -59,10 +60,12 @@ def forecasts_for(minute: pd.DataFrame, tmp_path, name: str, saved: str | None =
     path = tmp_path / f"{name}-{len(minute)}-{hash(minute['close'].sum())}.parquet"
     minute.to_parquet(path, index=False)
     spec = {k: (saved if v == "SAVED_MODEL" else v) for k, v in STRATEGIES[name].items()}
-    cfg = parse_config(base_config(path, tmp_path, **{name: spec}))
+    others = {"har": {"type": "har"}} if "residual_of" in spec else {}  # a hybrid's baseline runs beside it
+    cfg = parse_config(base_config(path, tmp_path, **{name: spec}, **others))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
-    return run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), Settings(cfg.seed)).forecasts
+    rows = run_engine(plan, cfg.strategies, BarSeries.from_frame(bars), Settings(cfg.seed)).forecasts
+    return rows[rows["strategy"] == name].reset_index(drop=True) if others else rows
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

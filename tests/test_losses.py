@@ -37,7 +37,7 @@ def test_the_keras_loss_is_the_evaluations_loss_on_the_unscaled_variance(kind, t
     a, f = from_target(to_target(actual_rv, target, floor), target), forecast_rv
     want = qlike(a, f).mean(axis=1) if kind == "qlike" else np.mean((2 * np.log(a) - 2 * np.log(f)) ** 2, axis=1)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-5)
-    padded = np.asarray(ops.convert_to_numpy(training_loss(kind, target)(np.zeros((2, 6), "float32"),
+    padded = np.asarray(ops.convert_to_numpy(training_loss(kind, target)(np.zeros((2, 9), "float32"),
                                                                           np.full((2, 3), -4.0, "float32"))))
     assert np.all(padded == 0)  # a padding row costs nothing, even under a wild forecast
     negative = np.asarray(ops.convert_to_numpy(training_loss(kind, target)(with_scale(y, scaler, floor),

@@ -1,0 +1,132 @@
+"""Forecast quality of LSTM variants against HAR-RV and the seasonal GARCH on real data (issue 17).
+
+    python bench/quality.py choose [--seeds 3] [--variants default,features,features_qlike] [--jobs 2]
+    python bench/quality.py report [--seeds 3] [--variants ...]
+
+Each stage is one universe run (``backtest run``, ``--jobs N``) over the shared real data, every asset on
+its own test period, weekly retrains (Monday 00:00 UTC), expanding windows, H = 24:
+
+- ``choose`` (the data the default is chosen on): BTC and ETH 2023 H1, EUR/USD 2017 Q1;
+- ``report`` (kept out of the choosing): BTC, ETH and ARB 2023 H2, EUR/USD 2017 Q2.
+
+Every variant runs with ``--seeds`` seeds (``repeats``; its mean forecast is the ensemble scored), beside
+``har`` and ``garch`` (seasonal). Prints, per asset and variant, the mean QLIKE over horizons and at
+h = 1, the DM statistic and p-value against HAR and against GARCH (horizon-averaged and h = 1), the
+training seconds per retrain, and the pooled DM across assets; writes the table as Markdown to
+``bench/quality_<stage>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared/data/real"
+BACKTEST = str(Path(sys.executable).parent / "backtest")
+
+FILES = {"btc": "btcusdt_1m_2022_2023.parquet", "eth": "ethusdt_1m_2022_2023.parquet",
+         "arb": "arbusdt_1m_2023.parquet", "eurusd": "eurusd_1m_2017h1.parquet"}
+# asset -> (data start, test start, test end)
+STAGES = {
+    "choose": {"btc": ("2022-11-01", "2023-01-02", "2023-07-01"), "eth": ("2022-11-01", "2023-01-02", "2023-07-01"),
+               "eurusd": ("2017-01-02", "2017-02-06", "2017-04-01")},
+    "report": {"btc": ("2023-05-01", "2023-07-03", "2024-01-01"), "eth": ("2023-05-01", "2023-07-03", "2024-01-01"),
+               "arb": ("2023-05-01", "2023-07-03", "2024-01-01"),
+               "eurusd": ("2017-01-02", "2017-04-03", "2017-07-01")},
+}
+BASE_LSTM = {"type": "lstm", "memory": 60, "layers": [{"units": 32, "dropout": 0.1}], "learning_rate": 0.003,
+             "batch_size": 16, "epochs": 5, "validation_split": 0.0}
+VARIANTS = {
+    "default": {},  # today's lstm: 60 bars of min-max scaled RV, MSE
+    "features": {"features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "features_qlike": {"features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"], "loss": "qlike"},
+    "qlike": {"loss": "qlike"},
+    "log_features": {"features": ["rv", "log_rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day"], "target": "log"},
+}
+
+
+def config(stage: str, variants: list[str], seeds: int, out: Path) -> dict:
+    assets = {}
+    for name, (data_start, start, end) in STAGES[stage].items():
+        entry = {"path": str(REAL / FILES[name]), "start": data_start, "backtest": {"start": start, "end": end}}
+        if name == "eurusd":
+            entry["calendar"] = "fx"
+        assets[name] = entry
+    strategies = {f"lstm_{v}": {**BASE_LSTM, **VARIANTS[v], **({"repeats": seeds} if seeds > 1 else {})}
+                  for v in variants}
+    strategies |= {"har": {}, "garch": {}}
+    first = min(s for _, s, _ in STAGES[stage].values())
+    return {"name": f"quality_{stage}", "seed": 7, "backend": "jax",
+            "data": {"assets": assets, "bar": "1h"},
+            "backtest": {"start": first, "horizon": 24, "retrain": {"rule": "weekly", "weekday": "mon", "time": "00:00",
+                                                                     "timezone": "UTC"}, "window": {"kind": "expanding"}},
+            "strategies": strategies, "evaluation": {"benchmark": "har", "loss": "qlike"},
+            "output": {"dir": str(out), "plots": False, "save_models": False}}
+
+
+def table(run: Path, variants: list[str]) -> str:
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    tests = pd.read_parquet(run / "tests.parquet")
+    retrains = pd.read_parquet(run / "retrains.parquet")
+    names = [f"lstm_{v}" for v in variants]
+    dm = tests[tests["test"].isin(["dm", "pooled_dm"])]
+
+    def p(asset, model, against, h):
+        t = dm[(dm["asset"] == asset) & (dm["horizon"] == h)]
+        for m, a, sign in ((model, against, 1), (against, model, -1)):
+            row = t[(t["model"] == m) & (t["against"] == a)]
+            if len(row):
+                return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
+        return "–"
+
+    lines = ["| asset | strategy | QLIKE all h | QLIKE h=1 | DM vs har, all h (p) | DM vs har, h=1 (p) | "
+             "DM vs garch, all h (p) | s per retrain |", "|---|---|---|---|---|---|---|---|"]
+    for asset in sorted(metrics["asset"].unique()) + ["all"]:
+        m = metrics if asset == "all" else metrics[metrics["asset"] == asset]
+        per = m.groupby(["asset", "strategy"])[["qlike"]].mean().groupby(level="strategy").mean()["qlike"]
+        h1 = m[m["horizon"] == 1].groupby(["asset", "strategy"])["qlike"].mean().groupby(level="strategy").mean()
+        for s in names + ["har", "garch"]:
+            if s not in per.index:
+                continue
+            r = retrains[retrains["strategy"].astype(str).str.startswith(s + "#") | (retrains["strategy"] == s)]
+            if asset != "all":
+                r = r[r["asset"] == asset]
+            cells = [f"{per[s]:.4f}", f"{h1[s]:.4f}"]
+            cells += [p(asset, s, "har", 0), p(asset, s, "har", 1), p(asset, s, "garch", 0)] if s in names else ["", "", ""]
+            cells.append(f"{r['seconds'].mean():.2f}" if len(r) else "")
+            lines.append(f"| {asset} | {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stage", choices=sorted(STAGES))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--variants", default="default,features,features_qlike")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--keep", default=None, help="folder for the run (default: a temporary one)")
+    args = ap.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.keep) if args.keep else Path(tmp)
+        path = Path(tmp) / "quality.yaml"
+        path.write_text(yaml.safe_dump(config(args.stage, variants, args.seeds, out), sort_keys=False))
+        subprocess.run([BACKTEST, "run", str(path), "--force", "-q", "--jobs", str(args.jobs)], check=True, cwd=ROOT)
+        text = table(out / f"quality_{args.stage}", variants)
+    print(text)
+    (ROOT / f"bench/quality_{args.stage}.md").write_text(
+        f"`python bench/quality.py {args.stage} --seeds {args.seeds} --variants {args.variants}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()

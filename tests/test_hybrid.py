@@ -1,0 +1,44 @@
+"""Hybrids (``residual_of: har``): the net learns the correction to a baseline fitted on the same training
+window, starts at no correction (so untrained it is the baseline), and a baseline that is not one is refused."""
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from backtester.cli import main
+from backtester.config import parse_config
+from backtester.runner import run
+
+from .conftest import TINY_LSTM, base_config
+
+
+def test_a_hybrid_starts_as_its_baseline_and_learns_a_correction(minute_file, tmp_path):
+    still = {**TINY_LSTM, "residual_of": "har", "learning_rate": 1e-9}  # trains, but its weights barely move
+    raw = base_config(minute_file, tmp_path, har={"type": "har"}, still=still,
+                      hybrid={**TINY_LSTM, "residual_of": "har", "learning_rate": 0.05, "epochs": 3})
+    res = run(parse_config(raw))
+    wide = res.forecasts.pivot_table(index=["issued_at", "horizon"], columns="strategy", values="forecast")
+    np.testing.assert_allclose(wide["still"], wide["har"], rtol=1e-5)  # zero correction: exactly HAR
+    assert not np.allclose(wide["hybrid"], wide["har"], rtol=1e-3)  # a trained correction moves it
+    assert np.isfinite(wide.to_numpy()).all() and (wide.to_numpy() > 0).all()
+
+
+@pytest.mark.parametrize("strategies, message", [
+    ({"h": {**TINY_LSTM, "residual_of": "harr"}, "har": {"type": "har"}},
+     "strategies.h.residual_of: 'harr' is not a strategy of this run (did you mean 'har'?)"),
+    ({"h": {**TINY_LSTM, "residual_of": "lstm"}, "lstm": TINY_LSTM},
+     "strategies.h.residual_of: 'lstm' is not a baseline (it depends on a seed)"),
+    ({"h": {**TINY_LSTM, "residual_of": "har", "multistep": "recursive"}, "har": {"type": "har"}},
+     "residual_of: a hybrid forecasts every horizon at once"),
+    ({"h": {**TINY_LSTM, "residual_params": {"type": "har"}}},
+     "residual_params: is filled in from residual_of"),
+])
+def test_a_bad_hybrid_is_one_line(minute_file, tmp_path, strategies, message):
+    raw = base_config(minute_file, tmp_path, **strategies)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["run", str(path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert message in res.output, res.output
+    assert not (tmp_path / "results").exists()
