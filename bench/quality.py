@@ -49,6 +49,11 @@ VARIANTS = {
     "features_qlike": {"features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"], "loss": "qlike"},
     "qlike": {"loss": "qlike"},
     "log_features": {"features": ["rv", "log_rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day"], "target": "log"},
+    "hybrid_har": {"residual_of": "har"},
+    "hybrid_har_qlike": {"residual_of": "har", "loss": "qlike"},
+    "hybrid_har_features": {"residual_of": "har", "loss": "qlike",
+                            "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "hybrid_garch_qlike": {"residual_of": "garch", "loss": "qlike"},
 }
 
 

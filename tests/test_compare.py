@@ -143,7 +143,8 @@ def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decide
     assert "**`w` over `m`: worth it.** 3 retrains x 3 seeds instead of 6 retrains x 3 seeds, +20.0 s" in text
     assert re.search(r"\*\*`d` over `w`: no significant difference\.\*\* 30 retrains instead of 3 retrains x 3 seeds.*"
                      r"smaller than the spread between single seeds of `w` \(std 0\.0\d+\): another draw of seeds "
-                     r"could reverse it\.$", text, re.M)  # and no segment decides a gap within noise
+                     r"could reverse it; telling a gap this size apart takes about \d+ seeds\.$", text, re.M)
+    # (and no segment decides a gap within noise: the sentence ends there)
     assert "`d` ran with one seed" in text and "`w` ran with one seed" not in text
     # m's 6th segment (a sixth of the rows, loss +3) alone makes it lose to har: said, with its retrain time
     assert re.search(r"`m` against `har`: a single retrain segment decides it: `m`'s model 6 on `X`, retrained "

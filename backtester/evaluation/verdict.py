@@ -128,6 +128,17 @@ def seed_spread(values: pd.DataFrame, ensembles: dict[str, list[str]]) -> pd.Dat
     return pd.DataFrame(rows, columns=["strategy", "seeds", "mean", "std", "min", "max", "ensemble"])
 
 
+def seeds_needed(std: float, gap: float) -> int:
+    """Seeds whose mean loss has a standard error of half the gap: ``ceil((2 std / gap)^2)`` (at least 2).
+
+    >>> seeds_needed(0.02, 0.01), seeds_needed(0.01, 0.05)
+    (16, 2)
+    """
+    if not gap:
+        return 10**6
+    return max(2, int(np.ceil((2 * std / abs(gap)) ** 2)))
+
+
 def dm_of(tests: pd.DataFrame, a: str, b: str, horizon: int = 0) -> tuple[float, float]:
     """(statistic, p) of the DM test of ``a`` against ``b`` (sign: negative = ``a`` has the lower loss): the
     pooled test where there are several assets, else the asset's own."""
@@ -204,7 +215,8 @@ class Answer:
             name, std = max(spreads, key=lambda x: x[1])
             if abs(diff) < std:
                 out.append(f"the gap ({abs(diff):.4g}) is smaller than the spread between single seeds of `{name}` "
-                           f"(std {std:.4g}): another draw of seeds could reverse it")
+                           f"(std {std:.4g}): another draw of seeds could reverse it; telling a gap this size apart "
+                           f"takes about {seeds_needed(std, diff)} seeds")
         seg = decisive_segment(self.values, self.versions, a, b, self.times)
         if seg is not None:
             out.append(seg.sentence(self.loss))
