@@ -115,7 +115,7 @@ class Garch(JsonState):
         the forecast issued after bar ``end - 1`` starts from the variance it had reached there."""
         ends = np.asarray(ends, dtype="int64")
         last = int(ends.max())
-        since = int(np.searchsorted(history.time[:last], self.train_end, side="right"))
+        since = int(np.searchsorted(history.time, self.train_end, side="right"))  # bars up to the window's end
         eps2 = (history.ret[since:last] * SCALE / self._season(history.time[since:last])) ** 2
         var = np.full(len(ends), float(self.next_var))
         if len(eps2):
@@ -124,6 +124,13 @@ class Garch(JsonState):
             seen = ends > since
             var[seen] = path[ends[seen] - since - 1]
         persistence = self.alpha + self.beta
+        early = ends < since  # issued inside the training window (a hybrid's baseline): the fitted values
+        if early.any():
+            known = int(ends[early].max())
+            eps_in = (history.ret[:known] * SCALE / self._season(history.time[:known])) ** 2
+            start = self.omega / (1 - persistence) if persistence < 1 else float(np.mean(eps_in))
+            fitted, _ = lfilter([1.0], [1.0, -self.beta], self.omega + self.alpha * eps_in, zi=[self.beta * start])
+            var[early] = fitted[ends[early] - 1]
         h = np.arange(horizon)
         if persistence < 1:
             uncond = self.omega / (1 - persistence)

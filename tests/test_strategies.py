@@ -128,3 +128,24 @@ def test_padded_batches_keep_each_batch_mean_and_the_validation_mean():
     np.testing.assert_allclose(batch_means, [loss[:16].mean(), loss[16:32].mean(), loss[32:].mean()], rtol=1e-6)
     x, y, w = padded_batches(loss[:, None], loss[:, None], 16, "mean")
     assert np.isclose(np.mean([(w[b : b + 16] * x[b : b + 16, 0]).sum() / 16 for b in range(0, 48, 16)]), loss.mean())
+
+
+def test_garch_forecasts_inside_its_window_are_archs_fitted_volatility():
+    """A hybrid's baseline forecasts the training window's own bars: GARCH gives the fitted conditional
+    volatility there (what arch reports), and after the window what it always gave."""
+    from arch import arch_model
+
+    from strategies.garch import GarchParams
+
+    rng = np.random.default_rng(0)
+    n = 800
+    ret = rng.normal(0, 0.01, n) * np.exp(np.sin(np.arange(n) / 50))
+    t = pd.date_range("2024-01-01 01:00", periods=n, freq="h", tz="UTC")
+    series = BarSeries(t.asi8, np.abs(ret) + 1e-4, ret, np.ones(n, bool))
+    g = GarchParams(seasonal=False).build(0)
+    g.fit(series, 4)
+    inside = g.forecast_batch(series, np.array([300, 500, 700]), 1)[:, 0]
+    fitted = np.asarray(arch_model(ret * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off")
+                        .conditional_volatility)[[300, 500, 700]] / 100
+    np.testing.assert_allclose(inside, fitted, rtol=1e-6)
+    assert g.forecast_batch(series, np.array([n]), 1)[0, 0] == pytest.approx(np.sqrt(g.next_var) / 100)
