@@ -608,7 +608,10 @@ class WindowedKerasParams(Params):
 
     def min_train_bars(self, horizon: int) -> int:
         steps = horizon if self.multistep == "direct" else 1
-        return self.memory + steps + 20
+        own = self.memory + steps + 20
+        if self.residual_params is not None:  # samples start where the baseline can forecast
+            return max(own, baseline_params(self.residual_params).min_train_bars(steps) + steps + 20)
+        return own
 
     def fit_cost(self, train_bars: int) -> float:
         return float(train_bars * self.epochs)

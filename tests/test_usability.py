@@ -123,12 +123,12 @@ def test_a_rolling_window_too_short_says_by_how_much_for_every_strategy_at_once(
     proc = plan("backtest.window.kind=rolling", "backtest.window.bars=50")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "error: backtest.window: a rolling window of 50 bars is too short (strategy 'lstm' needs 104, "
-        "strategy 'har' needs 197, strategy 'garch' needs 100); set bars: 197 or more")
+        "error: backtest.window: a rolling window of 50 bars is too short (strategy 'lstm' needs 241, "
+        "strategy 'har' needs 197, strategy 'garch' needs 100); set bars: 241 or more")
     proc = plan("backtest.window.kind=rolling", "backtest.window.length=2D")
     assert proc.stderr.strip() == (
-        "error: backtest.window: a rolling window of 2D holds 48 bars, too few (strategy 'lstm' needs 104, "
-        "strategy 'har' needs 197, strategy 'garch' needs 100); set length: 9D or more")
+        "error: backtest.window: a rolling window of 2D holds 48 bars, too few (strategy 'lstm' needs 241, "
+        "strategy 'har' needs 197, strategy 'garch' needs 100); set length: 11D or more")
 
 
 def test_a_start_too_early_lists_every_strategy_and_the_first_start_that_works():
@@ -137,8 +137,8 @@ def test_a_start_too_early_lists_every_strategy_and_the_first_start_that_works()
     assert proc.stderr.strip() == (
         "error: --set backtest.start=2024-01-03 00:00: backtest.start: the first training window "
         "(2024-01-01 01:00:00+00:00 .. 2024-01-03 00:00:00+00:00) "
-        "has 48 bars, too few (strategy 'lstm' needs 104, strategy 'har' needs 197, strategy 'garch' needs 100); "
-        "start at 2024-01-09 05:00:00+00:00 or later, or shrink the lookback/lags")
+        "has 48 bars, too few (strategy 'lstm' needs 241, strategy 'har' needs 197, strategy 'garch' needs 100); "
+        "start at 2024-01-11 01:00:00+00:00 or later, or shrink the lookback/lags")
 
 
 # --------------------------------------------------------------------------- lags and windows in time (item 4)
