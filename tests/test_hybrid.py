@@ -17,6 +17,7 @@ def test_a_hybrid_starts_as_its_baseline_and_learns_a_correction(minute_file, tm
     still = {**TINY_LSTM, "residual_of": "har", "learning_rate": 1e-9}  # trains, but its weights barely move
     raw = base_config(minute_file, tmp_path, har={"type": "har"}, still=still,
                       hybrid={**TINY_LSTM, "residual_of": "har", "learning_rate": 0.05, "epochs": 3})
+    raw["backtest"]["start"] = "2024-01-15 00:00"  # a hybrid trains where HAR can forecast: HAR's bars and the horizon
     res = run(parse_config(raw))
     wide = res.forecasts.pivot_table(index=["issued_at", "horizon"], columns="strategy", values="forecast")
     np.testing.assert_allclose(wide["still"], wide["har"], rtol=1e-5)  # zero correction: exactly HAR
