@@ -54,7 +54,8 @@ def base_config(path: Path, tmp_path: Path, **strategies) -> dict:
 
 
 # The longest files start first, so that two workers (pytest -n 2 --dist loadfile) finish together.
-LONGEST_FIRST = ("test_resume.py", "test_parallel.py", "test_universe.py", "test_readme_commands.py", "test_tuning.py",
+LONGEST_FIRST = ("test_readme_commands.py", "test_readme_commands_b.py", "test_resume.py", "test_parallel.py",
+                 "test_universe.py", "test_tuning.py",
                  "test_backend.py", "test_segment.py", "test_audit.py",
                  "test_usability.py", "test_imported.py", "test_lookahead.py", "test_determinism.py")
 

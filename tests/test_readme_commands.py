@@ -74,8 +74,21 @@ def test_the_readme_lists_the_commands_a_user_starts_with():
         assert wanted in lines
 
 
-def test_every_readme_command_runs_in_a_fresh_process_without_q(project):
-    for line in readme_commands():
+def first_half() -> list[str]:
+    """The README's commands up to (not including) the section that starts the second half; the rest run in
+    tests/test_readme_commands_b.py, so that two test workers share them (each command is a fresh process)."""
+    lines = readme_commands()
+    cut = next((k for k, line in enumerate(lines) if line.startswith("backtest run configs/competitive.yaml")),
+               len(lines))
+    return lines[:cut]
+
+
+def second_half() -> list[str]:
+    return readme_commands()[len(first_half()):]
+
+
+def run_commands(project, lines: list[str]) -> None:
+    for line in lines:
         if line.startswith("backtest run "):  # each section starts from no earlier run of that config
             name = yaml.safe_load((project / line.split()[2]).read_text())["name"]
             shutil.rmtree(project / "results" / name, ignore_errors=True)
@@ -89,3 +102,8 @@ def test_every_readme_command_runs_in_a_fresh_process_without_q(project):
             assert "wrote results/" in res.stdout and "QLIKE" in res.stdout
         if line.startswith("backtest model predict"):  # the reloaded artifact redoes the run's forecasts exactly
             assert "identical to the" in res.stdout, res.stdout
+
+
+def test_every_readme_command_runs_in_a_fresh_process_without_q(project):
+    run_commands(project, first_half())  # the second half: tests/test_readme_commands_b.py
+    assert len(first_half()) >= 3 and len(second_half()) >= 3
