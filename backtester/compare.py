@@ -191,12 +191,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     if rows.empty:
         spans = "; ".join(f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs)
         raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
-    out = Path(out_dir)
-    for r in runs:  # never replace a run with its comparison
-        if out.resolve() == r.path.resolve() or out.resolve() in r.path.resolve().parents:
-            raise CompareError(f"--out {out}: would replace the run in {r.path}; choose another folder")
-    if out.exists() and not force:
-        raise CompareError(f"{out}: already there; pass --force to replace it or choose another --out")
+    out = checked_out(Path(out_dir), runs, force)
     table = loss_table(rows)
     comparison = mean_losses(table, ("asset", "strategy", "horizon"))
     tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
@@ -227,6 +222,16 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return CompareResult(out, comparison, tests, cost, len(rows))
+
+
+def checked_out(out: Path, runs: list[RunData], force: bool) -> Path:
+    """``out``, refused if it would replace a compared run, or an earlier comparison without ``force``."""
+    for r in runs:  # never replace a run with its comparison
+        if out.resolve() == r.path.resolve() or out.resolve() in r.path.resolve().parents:
+            raise CompareError(f"--out {out}: would replace the run in {r.path}; choose another folder")
+    if out.exists() and not force:
+        raise CompareError(f"{out}: already there; pass --force to replace it or choose another --out")
+    return out
 
 
 def run_evaluation(run: RunData) -> dict:

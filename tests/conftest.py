@@ -63,3 +63,18 @@ LONGEST_FIRST = ("test_readme_commands.py", "test_readme_commands_b.py", "test_r
 def pytest_collection_modifyitems(items):
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))
+
+
+def assert_run_refused(raw: dict, tmp_path: Path, message: str) -> None:
+    """``backtest run`` on ``raw`` (written to a file) exits 2 with one line holding ``message`` and writes nothing."""
+    import yaml
+    from click.testing import CliRunner
+
+    from backtester.cli import main
+
+    path = tmp_path / "refused.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["run", str(path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert message in res.output, res.output
+    assert not (tmp_path / "results").exists()

@@ -3,14 +3,11 @@ window, starts at no correction (so untrained it is the baseline), and a baselin
 
 import numpy as np
 import pytest
-import yaml
-from click.testing import CliRunner
 
-from backtester.cli import main
 from backtester.config import parse_config
 from backtester.runner import run
 
-from .conftest import TINY_LSTM, base_config
+from .conftest import TINY_LSTM, assert_run_refused, base_config
 
 
 def test_a_hybrid_starts_as_its_baseline_and_learns_a_correction(minute_file, tmp_path):
@@ -37,9 +34,4 @@ def test_a_hybrid_starts_as_its_baseline_and_learns_a_correction(minute_file, tm
 ])
 def test_a_bad_hybrid_is_one_line(minute_file, tmp_path, strategies, message):
     raw = base_config(minute_file, tmp_path, **strategies)
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    res = CliRunner().invoke(main, ["run", str(path)])
-    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
-    assert message in res.output, res.output
-    assert not (tmp_path / "results").exists()
+    assert_run_refused(raw, tmp_path, message)

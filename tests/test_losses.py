@@ -2,23 +2,19 @@
 evaluation's loss on the unscaled variance, for every target; a run trains on it; nonsense is refused."""
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from click.testing import CliRunner
 from sklearn.preprocessing import MinMaxScaler
 
-from backtester.cli import main
 from backtester.config import parse_config
 from backtester.evaluation.losses import qlike
 from backtester.runner import run
 from backtester.targets import from_target, to_target
 from strategies.keras_losses import training_loss, with_scale
 
-from .conftest import TINY_LSTM, base_config
+from .conftest import TINY_LSTM, assert_run_refused, base_config
 
 
 @pytest.mark.parametrize("target", ["rv", "log", "variance"])
@@ -67,9 +63,4 @@ def test_a_run_trains_on_qlike_and_says_so(minute_file, tmp_path):
 ])
 def test_a_loss_that_makes_no_sense_is_one_line(minute_file, tmp_path, spec, message):
     raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, **spec})
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    res = CliRunner().invoke(main, ["run", str(path)])
-    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
-    assert message in res.output, res.output
-    assert not (tmp_path / "results").exists()
+    assert_run_refused(raw, tmp_path, message)
