@@ -86,6 +86,7 @@ from .tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
 BATCH_RTOL = 1e-5  # float32 (Keras) models: batched vs one-row predictions
 BATCH_RTOL_FLOAT64 = 1e-9  # everything else: vectorised vs per-bar float64 arithmetic
 RECOMPUTE_RTOL = 1e-12  # truncated and poisoned recomputations vs the run's rows (float64 rounding only)
+STACK_RTOL = 1e-4  # a model trained alone vs its stacked twin in the run (float32 rounding over training)
 CHECKS = ("truncation", "poison", "batch", "windows", "scaler", "rows")
 
 
@@ -516,16 +517,24 @@ def _probe(run: _Run, seg: Segment, at: int, kind: str, junk: BarSeries | None):
     segment's start up to ``at``: (result, max difference, first offending issue time, why, issue times)."""
     t = run.bars[at]
     if kind == "truncation":  # the segment cut at T, on the bars up to T
-        res, rtol = recompute(run, seg, at, run.series.upto(at + 1)), RECOMPUTE_RTOL
+        res, rtol = recompute(run, seg, at, run.series.upto(at + 1)), _stacked(run, seg.strategy, RECOMPUTE_RTOL)
     elif kind == "poison":  # the whole segment on junk after T (its rows after T are not compared)
-        res, rtol = recompute(run, seg, seg.stop - 1, junk), RECOMPUTE_RTOL
+        res, rtol = recompute(run, seg, seg.stop - 1, junk), _stacked(run, seg.strategy, RECOMPUTE_RTOL)
     else:  # the per-bar reference path over the whole segment
-        res, rtol = recompute(run, seg, at, run.series, batched=False), _batch_rtol(run, seg.strategy)
+        res, rtol = (recompute(run, seg, at, run.series, batched=False),
+                     _stacked(run, seg.strategy, _batch_rtol(run, seg.strategy)))
     got = res.rows[res.rows["issued_at"] <= t]
     want = run.rows(seg.strategy)
     want = want[(want["issued_at"] >= run.bars[seg.first]) & (want["issued_at"] <= t)]
     diff, first, why = compare_rows(got, want, rtol)
     return res, diff, first, why, (want["issued_at"].nunique() if kind == "batch" else 1)
+
+
+def _stacked(run: _Run, name: str, rtol: float) -> float:
+    """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
+    (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
+    stacked = run.cfg.execution.stack_size(run.cfg.backend) > 1 and run.specs[name].params.stacks()
+    return max(rtol, STACK_RTOL) if stacked else rtol
 
 
 def _batch_rtol(run: _Run, name: str) -> float:

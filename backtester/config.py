@@ -155,12 +155,29 @@ class OutputConfig(Strict):
         return v
 
 
+STACK_AUTO = 4  # on CPU a model-step costs the same from 4 models up (bench/README.md, "Stacked training")
+
+
 class ExecutionConfig(Strict):
     """Where segments run: ``jobs`` local worker processes, or the Dask scheduler at ``scheduler``."""
 
     jobs: int = Field(default=1, ge=1, le=1024)  # 1: in this process
     scheduler: str | None = None  # e.g. tcp://10.0.0.5:8786; the results dir must be on a path the workers share
     batched: bool = True  # one model call per segment; false: one per issue time (the slow reference path)
+    stack: Literal["auto", "off"] | int = "auto"  # Keras fits trained together per compiled program (jax only)
+
+    @field_validator("stack")
+    @classmethod
+    def _stack_size(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError("stack is auto, off, or the most models trained together (1 or more, e.g. 8)")
+        return v
+
+    def stack_size(self, backend: str) -> int:
+        """Models per stacked training program: 1 (each alone) for ``off`` or a backend other than jax."""
+        if self.stack == "off" or backend != "jax":
+            return 1
+        return STACK_AUTO if self.stack == "auto" else int(self.stack)
 
 
 class EvaluationConfig(Strict):

@@ -55,6 +55,7 @@ from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, 
                       call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
 from .pooled import run_pooled_segment
+from .stacking import StackJob, run_stack, stack_jobs
 from .store import (RunKeyBase, adopt, adopt_tuning, digest, is_stored, prune, segment_keys, stored_key,
                     stored_tuning_key, tuning_key)
 from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning, tuning_dir
@@ -68,6 +69,7 @@ class Settings:
     max_failed: int = 3  # more failed fits in a row than this, for one strategy, stop the run
     batched: bool = True  # one forecast_batch call per segment (False: the per-bar reference path)
     save_models: bool = False  # an artifact folder per retrain
+    stack: int = 1  # cold Keras fits trained together per compiled program (backtester.stacking); 1: each alone
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,11 @@ def run_pooled(job: PooledJob) -> ChainDone:
     return ChainDone(worker, tuple(done))
 
 
-def run_job(job: ChainJob | PooledJob) -> ChainDone:
-    """What an executor runs: a chain (:func:`run_chain`) or a global model's retrain (:func:`run_pooled`)."""
+def run_job(job: ChainJob | PooledJob | StackJob) -> ChainDone:
+    """What an executor runs: a chain (:func:`run_chain`), a global model's retrain (:func:`run_pooled`) or
+    fits trained together (:func:`backtester.stacking.run_stack`)."""
+    if isinstance(job, StackJob):
+        return run_stack(job)
     return run_pooled(job) if isinstance(job, PooledJob) else run_chain(job)
 
 
@@ -296,8 +301,8 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
 
         skip = {job.segments[0].strategy for job in pooled}
         jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys, skip=skip)]
-        jobs += pooled
-        if executor.parallel and len(walks) > 1:
+        jobs = stack_jobs(jobs, settings.stack) + pooled
+        if executor.parallel and (len(walks) > 1 or settings.stack > 1):
             jobs = cost_order((job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments))
                               for job in jobs)
         executor.run(run_job, jobs, finished)

@@ -209,7 +209,8 @@ def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
 
 
 def engine_settings(cfg) -> Settings:
-    return Settings(cfg.seed, cfg.backtest.max_failed_retrains, cfg.execution.batched, cfg.output.save_models)
+    return Settings(cfg.seed, cfg.backtest.max_failed_retrains, cfg.execution.batched, cfg.output.save_models,
+                    cfg.execution.stack_size(cfg.backend))
 
 
 def executor_for(cfg) -> Executor:

@@ -227,15 +227,26 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
+@dataclass
+class Prefit:
+    """A segment's fit made before :func:`run_segment` (trained together with others: :mod:`backtester.stacking`):
+    the fitted strategy, what its fit returned (a ``FitInfo``) or raised (a ``FailedRetrain``), and its seconds."""
+
+    strategy: Any
+    info: Any
+    seconds: float
+
+
 def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex, run_seed: int,
                 fallback: LiveModel | None = None, batched: bool = True,
-                start_from: LiveModel | None = None) -> SegmentResult:
+                start_from: LiveModel | None = None, prefit: Prefit | None = None) -> SegmentResult:
     """Fit the segment's model and issue its forecasts; see the module docstring.
 
     ``series`` is cut to the segment's last issue time before anything else, so
     nothing after it can reach the fit or a forecast. ``bars`` (the bar grid)
     only supplies target times. ``batched=False`` forecasts bar by bar (the reference path).
     ``start_from``: a warm start, the fit continues that model (strategies with ``start_from``).
+    ``prefit``: the fit was made already (stacked training); only its forecasts are issued here.
     """
     known = series.upto(seg.stop)
     w: TrainWindow = seg.window
@@ -248,24 +259,29 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         need = params.min_train_bars(seg.horizon)
         if len(train) < need:
             raise FailedRetrain(f"{len(train)} training bars, need {need}")
-        strategy = call(seg.strategy, "build()", params.build, seed)
-        if not isinstance(strategy, Strategy):
-            raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
-                                f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
-        if start_from is not None and isinstance(strategy, WarmStartable):
-            strategy.start_from(start_from.strategy, start_from.model_version)
-        info = attempt("fit()", strategy.fit, train, seg.horizon)
+        if prefit is not None:
+            if isinstance(prefit.info, BaseException):
+                raise prefit.info
+            strategy, info = prefit.strategy, prefit.info
+        else:
+            strategy = call(seg.strategy, "build()", params.build, seed)
+            if not isinstance(strategy, Strategy):
+                raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
+                                    f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
+            if start_from is not None and isinstance(strategy, WarmStartable):
+                strategy.start_from(start_from.strategy, start_from.model_version)
+            info = attempt("fit()", strategy.fit, train, seg.horizon)
         if info is not None and np.isinf(float(info.train_loss)):  # NaN: no loss reported (a baseline)
             raise FailedRetrain(f"training loss is {info.train_loss}")
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
-        fit_seconds = time.perf_counter() - t0
+        fit_seconds = time.perf_counter() - t0 + (prefit.seconds if prefit is not None else 0.0)
         t0 = time.perf_counter()
         rows = issue_forecasts(seg, model, known, bars, batched, users_own(params))
         predict_seconds = time.perf_counter() - t0
     except FailedRetrain as exc:
         status = f"failed: {exc}"
         model, info = fallback, None
-        fit_seconds = fit_seconds or time.perf_counter() - t0
+        fit_seconds = fit_seconds or time.perf_counter() - t0 + (prefit.seconds if prefit is not None else 0.0)
         t0 = time.perf_counter()
         rows = issue_forecasts(seg, model, known, bars, batched)
         predict_seconds = time.perf_counter() - t0

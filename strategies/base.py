@@ -185,6 +185,12 @@ class Params(BaseModel):
         global``; its strategy is :class:`PooledFit`) instead of one model per asset."""
         return False
 
+    def stacks(self) -> bool:
+        """Whether its cold fits can be trained together, several in one compiled program (``execution.stack``):
+        its strategy class then has ``fit_stacked(strategies, trains, horizon)``, which fits each strategy on
+        its window as ``fit`` would and returns, per strategy, its ``FitInfo`` or the ``FailedRetrain`` it met."""
+        return False
+
     def schedule_asset(self) -> str | None:
         """For a pooled model: the asset whose retrain times every asset follows (None: they must agree)."""
         return None

@@ -250,20 +250,55 @@ class KerasForecaster:
                 self.started_from = f"cold: model {start[1]} has another architecture"
             self._start = None  # keep no reference to the previous model (a long warm chain would hold them all)
         self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, epochs, self.seed)
+        return self._trained(len(x_tr), n_val)
+
+    def _trained(self, n_train: int, n_val: int) -> FitInfo:
+        """Keep the trained weights (``self.model`` holds them, ``self.history`` its losses) and report the fit."""
         self._weights = self.model.get_weights()
         object.__setattr__(self.model, "_backtester_owner", self)
         train_loss = float(self.history["loss"][-1])
         val_loss = float(self.history["val_loss"][-1]) if n_val else float("nan")
         if not math.isfinite(train_loss):
             raise FailedRetrain("training loss is not finite")
-        self.samples = len(x_tr)
+        self.samples = n_train
         return FitInfo(
-            samples=len(x_tr),
+            samples=n_train,
             train_loss=train_loss,
             val_loss=val_loss,
             extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values,
                    "started_from": self.started_from},
         )
+
+    @staticmethod
+    def fit_stacked(members: list[KerasForecaster], trains: list[BarSeries], horizon: int) -> list[Any]:
+        """Fit every member on its own training window as :meth:`fit` would, all trained together in one
+        compiled program (:func:`strategies.keras_stack.train_stacked`; same params, so one architecture).
+        Returns per member its ``FitInfo``, or the ``FailedRetrain`` it met."""
+        from .keras_stack import train_stacked
+
+        out: list[Any] = [None] * len(members)
+        ready = []
+        for k, (f, train) in enumerate(zip(members, trains)):
+            try:
+                steps = f.steps(horizon)
+                x_tr, y_tr, x_val, y_val, f.scaler, f.floor, f.feature_scaler = f._samples(train, steps)
+                ready.append((k, f.build_model(steps), (x_tr, y_tr, x_val, y_val), steps))
+            except FailedRetrain as exc:
+                out[k] = exc
+        if not ready:
+            return out
+        p, first = members[0].params, members[ready[0][0]]
+        histories = train_stacked([r[1] for r in ready], [r[2] for r in ready], p.batch_size, p.epochs,
+                                  [members[r[0]].seed for r in ready], program_key=first._twin_key(ready[0][1], ready[0][3]))
+        for (k, fresh, samples, steps), history in zip(ready, histories):
+            f = members[k]
+            f.model = f._twin_of(fresh, steps) if p.reuse_compiled else fresh
+            f.history, f.started_from = history, None
+            try:
+                out[k] = f._trained(len(samples[0]), len(samples[2]))
+            except FailedRetrain as exc:
+                out[k] = exc
+        return out
 
     def start_from(self, previous: KerasForecaster, version: Any) -> None:
         """Warm start: the next ``fit`` continues ``previous``'s weights (model ``version``) for
@@ -287,9 +322,7 @@ class KerasForecaster:
         into it and resets its optimizer to its initial state. Forecasts are identical
         to training ``fresh`` itself (tested).
         """
-        key = json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
-                          learning_rate(fresh), self.params.loss, self.params.target,
-                          channels(self.params.features, self.assets)], default=str)
+        key = self._twin_key(fresh, steps)
         twin = _TWINS.get(key)
         new = [tuple(v.shape) for v in fresh.variables]
         if twin is None or [tuple(v.shape) for v in twin.model.variables] != new:
@@ -304,6 +337,12 @@ class KerasForecaster:
             var.assign(value)
         object.__setattr__(twin.model, "_backtester_owner", None)  # it holds no forecaster's weights now
         return twin.model
+
+    def _twin_key(self, fresh, steps: int) -> str:
+        """What makes two models the same compiled program: builder, hyperparameters, shapes, loss."""
+        return json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
+                           learning_rate(fresh), self.params.loss, self.params.target,
+                           channels(self.params.features, self.assets)], default=str)
 
     def _live_model(self):
         """The model holding this forecaster's weights (a shared twin is reloaded if another retrain used it)."""
@@ -622,6 +661,9 @@ class WindowedKerasParams(Params):
 
     def chains(self) -> bool:
         return self.warm_start is not None
+
+    def stacks(self) -> bool:
+        return self.warm_start is None and self.scope == "local"
 
     def pools_assets(self) -> bool:
         return self.scope == "global"

@@ -1,0 +1,199 @@
+"""Train many Keras models of one architecture at once: one compiled program over a leading model axis.
+
+The fits of one strategy's cold retrains, its seed members and its assets share a builder and
+shapes; only their samples, seeds and initial weights differ. :func:`train_stacked` trains them
+together: each model's state (weights, dropout seed state, optimizer state, loss tracker) gets a
+leading model axis, and Keras' own pure ``train_step`` (the JAX trainer's) runs under
+``jax.vmap`` inside a ``jax.lax.scan`` over :data:`CHUNK` batches per compiled call.
+
+Each model sees exactly what :func:`strategies.keras_model.train_epochs` gives it alone: the same
+per-epoch shuffle (a generator seeded with its seed), the same zero-weight padding of the last
+batch, the same epochs. A model with fewer batches than the largest of its group is masked for
+the steps it does not have: its state is carried through unchanged (an Adam step on a zero
+gradient would still move the weights). So a stacked model equals the model trained alone up
+to float32 rounding (``tests/test_stack.py`` bounds the difference).
+
+JAX only: on another backend (or ``execution.stack: off``) every model trains alone.
+
+Examples
+--------
+>>> epoch_batches(5, 2, np.random.default_rng(0), pad_index=9)[0].tolist()
+[[4, 2], [1, 3], [0, 9]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK = 32  # batches per compiled call: the program's shape does not depend on a window's length
+ROWS = 512  # sample arrays are padded to a multiple of this, so groups of similar windows share a program
+
+
+def epoch_batches(n: int, batch: int, rng: np.random.Generator, pad_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's sample indices in batches and their weights, as :func:`train_epochs` makes them:
+    a permutation of ``n`` samples from ``rng``, the last batch padded with ``pad_index`` (a zero
+    row) at weight 0 and its real rows weighted ``batch / real``."""
+    order = rng.permutation(n)
+    total = -(-n // batch) * batch
+    idx = np.full(total, pad_index, dtype="int32")
+    idx[:n] = order
+    w = np.zeros(total, "float32")
+    w[:n] = 1.0
+    tail = n % batch
+    if tail:
+        w[n - tail : n] = batch / tail
+    return idx.reshape(-1, batch), w.reshape(-1, batch)
+
+
+def val_batches(n_train: int, n_val: int, batch: int, pad_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The validation samples (rows ``n_train ..``) in order, padded, each real row weighing ``padded / n``
+    (the mean of batch means is the exact mean, as :func:`padded_batches` with ``"mean"``)."""
+    total = -(-n_val // batch) * batch
+    idx = np.full(total, pad_index, dtype="int32")
+    idx[:n_val] = np.arange(n_train, n_train + n_val)
+    w = np.zeros(total, "float32")
+    w[:n_val] = total / n_val
+    return idx.reshape(-1, batch), w.reshape(-1, batch)
+
+
+_PROGRAMS: dict = {}  # (architecture key, chunk) -> programs, kept for this process's later groups
+
+
+def _programs(template, chunk: int, key: str | None = None):
+    """The compiled chunk programs of ``template``'s architecture: (train chunk, validation chunk). With a
+    ``key`` (what makes two models one program) they are kept and reused by later groups of that key;
+    a kept template is only ever called as a pure function of the state it is given."""
+    if key is not None and (key, chunk) in _PROGRAMS:
+        return _PROGRAMS[key, chunk]
+    import jax
+    import jax.numpy as jnp
+
+    def keep(active, new, old):
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
+
+    def train_one(state, x_all, y_all, idx, w, active):
+        _, new = template.train_step(state, (x_all[idx], y_all[idx], w))
+        return keep(active, new, state)
+
+    def test_one(state, x_all, y_all, idx, w, active):
+        _, new = template.test_step(state, (x_all[idx], y_all[idx], w))
+        return keep(active, new, state)
+
+    def scanned(step):
+        vstep = jax.vmap(step)
+
+        def run(state, x_all, y_all, idx, w, active):
+            def body(st, inp):
+                return vstep(st, x_all, y_all, *inp), None
+
+            state, _ = jax.lax.scan(body, state, (idx, w, active))
+            return state
+
+        return jax.jit(run, donate_argnums=0)
+
+    programs = (scanned(train_one), scanned(test_one))
+    if key is not None:
+        _PROGRAMS[key, chunk] = programs
+        while len(_PROGRAMS) > 8:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    return programs
+
+
+def _stack(values: list[list]) -> list:
+    import jax.numpy as jnp
+
+    return [jnp.stack([np.asarray(v[k]) for v in values]) for k in range(len(values[0]))]
+
+
+def _chunks(idx: np.ndarray, w: np.ndarray, chunk: int):
+    """Per-model batch lists (models x steps x batch) as arrays of ``chunk`` steps each (steps x models x
+    batch), steps a model does not have masked inactive."""
+    steps = max(len(i) for i in idx)
+    total = max(chunk, -(-steps // chunk) * chunk)
+    m, b = len(idx), idx[0].shape[1]
+    I = np.zeros((total, m, b), "int32")
+    W = np.zeros((total, m, b), "float32")
+    A = np.zeros((total, m), bool)
+    for k, (i, ww) in enumerate(zip(idx, w)):
+        I[: len(i), k], W[: len(i), k], A[: len(i), k] = i, ww, True
+        I[len(i) :, k] = i[0] if len(i) else 0
+    for s in range(0, total, chunk):
+        yield I[s : s + chunk], W[s : s + chunk], A[s : s + chunk]
+
+
+def _tracker_slots(template) -> tuple[int, int]:
+    """Positions of the loss tracker's total and count among ``template.metrics_variables``."""
+    tracker = template._loss_tracker
+    ids = [id(v) for v in template.metrics_variables]
+    return ids.index(id(tracker.total)), ids.index(id(tracker.count))
+
+
+def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], batch: int,
+                  epochs: int, seeds: list[int], chunk: int = CHUNK, program_key: str | None = None
+                  ) -> list[dict[str, list[float]]]:
+    """Train ``models`` (same architecture, each built and compiled, in its initial state) together on
+    their own ``samples`` ``(x_train, y_train, x_val, y_val)``, ``epochs`` epochs of ``batch`` with each
+    model's shuffle seeded by its ``seeds`` entry. Each model's variables end as if it had been trained
+    alone by :func:`strategies.keras_model.train_epochs`; returns each one's history (``loss``,
+    ``val_loss`` when it has validation samples)."""
+    import jax.numpy as jnp
+
+    template = models[0]
+    for m in models:
+        if not m.optimizer.built:
+            m.optimizer.build(m.trainable_variables)
+    x0, y0 = samples[0][0], samples[0][1]
+    first = (x0[:1] if x0.ndim == 3 else x0[:1, :, None], y0[:1], np.ones(1, "float32"))
+    for m in models:
+        m._symbolic_build(data_batch=first)
+        m.reset_metrics()
+    rows = max(len(s[0]) + len(s[2]) for s in samples) + 1  # + a zero row for padding
+    rows = -(-rows // ROWS) * ROWS
+    shape_x = (rows, *first[0].shape[1:])
+    x_all = np.zeros((len(models), *shape_x), "float32")
+    y_all = np.zeros((len(models), rows, y0.shape[1]), "float32")
+    for k, (xt, yt, xv, yv) in enumerate(samples):
+        xs = np.concatenate([xt, xv]) if len(xv) else xt
+        ys = np.concatenate([yt, yv]) if len(yv) else yt
+        x_all[k, : len(xs)] = xs if xs.ndim == 3 else xs[..., None]
+        y_all[k, : len(ys)] = ys
+    pad = rows - 1
+    x_all, y_all = jnp.asarray(x_all), jnp.asarray(y_all)
+    train_chunk, test_chunk = _programs(template, chunk, program_key)
+    state = (_stack([[v.value for v in m.trainable_variables] for m in models]),
+             _stack([[v.value for v in m.non_trainable_variables] for m in models]),
+             _stack([[v.value for v in m.optimizer.variables] for m in models]),
+             _stack([[v.value for v in m.metrics_variables] for m in models]))
+    fresh_metrics = state[3]
+    total, count = _tracker_slots(template)
+    rngs = [np.random.default_rng(s) for s in seeds]
+    val = [val_batches(len(s[0]), len(s[2]), batch, pad) if len(s[2]) else
+           (np.zeros((0, batch), "int32"), np.zeros((0, batch), "float32")) for s in samples]
+    has_val = any(len(s[2]) for s in samples)
+    histories: list[dict[str, list[float]]] = [{} for _ in models]
+    for _ in range(epochs):
+        state = (*state[:3], [jnp.array(v) for v in fresh_metrics])  # fit resets the loss tracker each epoch
+        batches = [epoch_batches(len(s[0]), batch, rng, pad) for s, rng in zip(samples, rngs)]
+        for I, W, A in _chunks([b[0] for b in batches], [b[1] for b in batches], chunk):
+            state = train_chunk(state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
+        metrics = state[3]
+        losses = np.asarray(metrics[total]) / np.maximum(np.asarray(metrics[count]), 1e-30)
+        for h, loss in zip(histories, losses):
+            h.setdefault("loss", []).append(float(loss))
+        if has_val:
+            test_state = (state[0], state[1], [jnp.array(v) for v in fresh_metrics])
+            for I, W, A in _chunks([v[0] for v in val], [v[1] for v in val], chunk):
+                test_state = test_chunk(test_state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
+            m = test_state[2]
+            vloss = np.asarray(m[total]) / np.maximum(np.asarray(m[count]), 1e-30)
+            for h, s, loss in zip(histories, samples, vloss):
+                if len(s[2]):
+                    h.setdefault("val_loss", []).append(float(loss))
+            state = (test_state[0], test_state[1], state[2], state[3])
+    trainable, non_trainable = state[:2]
+    for k, m in enumerate(models):  # the optimizer's state stays initial: only the weights are kept
+        for var, value in zip(m.trainable_variables, trainable):
+            var.assign(np.asarray(value[k]))
+        for var, value in zip(m.non_trainable_variables, non_trainable):
+            var.assign(np.asarray(value[k]))
+    return histories

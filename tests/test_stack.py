@@ -1,0 +1,116 @@
+"""Stacked training (``execution.stack``): models trained together equal each model trained alone."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester.config import parse_config
+from backtester.errors import ConfigError
+from backtester.runner import run
+from backtester.stacking import StackJob, split_even, stack_jobs
+
+from .conftest import TINY_LSTM, assert_run_refused, base_config
+
+STACK_ATOL = 1e-5  # forecasts (volatility, ~1e-3 here) of a stacked model vs the model alone; seen: < 1e-7
+
+
+def _samples(rng, n, memory, steps, n_val):
+    x = rng.random((n + n_val, memory), dtype="float32")
+    y = rng.random((n + n_val, steps), dtype="float32")
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def test_each_stacked_model_equals_the_model_trained_alone():
+    from strategies.keras_model import fixed_hyperparameters, keras_module, train_epochs
+    from strategies.keras_stack import train_stacked
+    from strategies.lstm import LstmParams, build_lstm
+
+    keras = keras_module()
+    hp = fixed_hyperparameters(LstmParams(layers=[{"units": 4, "dropout": 0.2}]).fixed_values())
+    rng = np.random.default_rng(0)
+    # unequal windows (one has fewer batches: masked steps), one without validation, a partial last batch
+    data = [_samples(rng, n, 8, 3, v) for n, v in ((45, 5), (70, 0), (33, 9))]
+    seeds = [11, 12, 13]
+
+    def build(seed):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        return build_lstm(hp, 8, 3)
+
+    alone, histories = [], []
+    for (xt, yt, xv, yv), seed in zip(data, seeds):
+        model = build(seed)
+        histories.append(train_epochs(model, xt, yt, xv, yv, 16, 3, seed))
+        alone.append(model)
+    stacked = [build(seed) for seed in seeds]
+    got = train_stacked(stacked, data, 16, 3, seeds, chunk=2)
+    probe = rng.random((20, 8, 1), dtype="float32")
+    for a, b, h_alone, h_stacked in zip(alone, stacked, histories, got):
+        np.testing.assert_allclose(b.predict_on_batch(probe), a.predict_on_batch(probe), atol=1e-6)
+        assert h_stacked.keys() == h_alone.keys()
+        for k in h_alone:
+            np.testing.assert_allclose(h_stacked[k], h_alone[k], rtol=1e-5)
+    # and they are not all the same model: each has its own samples and seed
+    assert not np.allclose(stacked[0].predict_on_batch(probe), stacked[1].predict_on_batch(probe))
+
+
+def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_file, tmp_path):
+    from backtester.engine import Settings, Walk, chains
+    from backtester.plan import make_plan
+    from backtester.rv import prepare_bars
+    from backtester.series import BarSeries
+
+    raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2}, wide={**TINY_LSTM, "memory": 14},
+                      har={"type": "har"})
+    raw["backtest"]["end"] = "2024-01-31 00:00"
+    cfg = parse_config(raw)
+    bars = prepare_bars(cfg.data).bars
+    plan = make_plan(cfg, bars.index)
+    specs = cfg.run_strategies()
+    walk = Walk(plan, specs, BarSeries.from_frame(bars), Settings(0), tmp_path)
+    params = {s.key: specs[s.strategy].params for s in plan.segments()}
+    jobs = chains(walk, params)
+    grouped = stack_jobs(jobs, 3)
+    stacks = [j for j in grouped if isinstance(j, StackJob)]
+    lone = [j for j in grouped if not isinstance(j, StackJob)]
+    assert {j.segments[0].strategy for j in lone} >= {"har"}  # a baseline never stacks
+    assert sorted(s.key for j in grouped for s in j.segments) == sorted(s.key for s in plan.segments())
+    for job in stacks:
+        assert 2 <= len(job.members) <= 3
+        assert len({m.params[0].model_dump_json() for m in job.members}) == 1  # one architecture per program
+        lengths = [s.window.stop - s.window.start for s in job.segments]
+        assert lengths == sorted(lengths)
+    lstm_members = {s.key for j in stacks for s in j.segments if s.strategy.startswith("lstm#")}
+    assert lstm_members == {s.key for s in plan.segments() if s.strategy.startswith("lstm#")}  # seeds stack together
+    assert stack_jobs(jobs, 1) == jobs
+    assert split_even(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
+
+
+def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(minute_file, tmp_path):
+    raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2, "epochs": 2, "validation_split": 0.2},
+                      har={"type": "har"})
+    raw["backtest"]["end"] = "2024-01-31 00:00"
+    raw["execution"] = {"stack": "off"}
+    alone = run(parse_config(raw))
+    raw["execution"] = {"stack": 3}
+    stacked = run(parse_config(raw), force=True)
+    a, b = alone.forecasts, stacked.forecasts
+    pd.testing.assert_frame_equal(a.drop(columns="forecast"), b.drop(columns="forecast"))
+    assert np.max(np.abs(a["forecast"].to_numpy() - b["forecast"].to_numpy())) < STACK_ATOL
+    assert not a[a["strategy"] == "lstm"]["forecast"].equals(a[a["strategy"] == "lstm#1"]["forecast"])
+    cols = ["strategy", "model_version", "status", "samples"]
+    pd.testing.assert_frame_equal(alone.retrains[cols], stacked.retrains[cols])
+    np.testing.assert_allclose(stacked.retrains["train_loss"], alone.retrains["train_loss"], rtol=1e-4)
+    raw["execution"] = {"stack": 3, "jobs": 2}
+    raw["name"] = "two"
+    two = run(parse_config(raw))
+    pd.testing.assert_frame_equal(two.forecasts, b, check_exact=True)  # the groups do not depend on the workers
+
+
+def test_bad_stack_values_are_one_line(minute_file, tmp_path):
+    raw = base_config(minute_file, tmp_path, lstm=TINY_LSTM)
+    raw["execution"] = {"stack": 0}
+    assert_run_refused(raw, tmp_path, "execution.stack")
+    raw["execution"] = {"stack": "sometimes"}
+    with pytest.raises(ConfigError, match="execution.stack"):
+        parse_config(raw)
