@@ -533,7 +533,8 @@ def _probe(run: _Run, seg: Segment, at: int, kind: str, junk: BarSeries | None):
 def _stacked(run: _Run, name: str, rtol: float) -> float:
     """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
     (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
-    stacked = run.cfg.execution.stack_size(run.cfg.backend) > 1 and run.specs[name].params.stacks()
+    size = run.manifest.get("execution", {}).get("stack", 1)  # the run's resolved execution.stack
+    stacked = size > 1 and run.specs[name].params.stacks()
     return max(rtol, STACK_RTOL) if stacked else rtol
 
 

@@ -155,7 +155,7 @@ class OutputConfig(Strict):
         return v
 
 
-STACK_AUTO = 4  # on CPU a model-step costs the same from 4 models up (bench/README.md, "Stacked training")
+STACK_AUTO_ACCELERATOR = 32  # stack: auto on a GPU/TPU (on a CPU, auto trains each model alone)
 
 
 class ExecutionConfig(Strict):
@@ -166,18 +166,24 @@ class ExecutionConfig(Strict):
     batched: bool = True  # one model call per segment; false: one per issue time (the slow reference path)
     stack: Literal["auto", "off"] | int = "auto"  # Keras fits trained together per compiled program (jax only)
 
-    @field_validator("stack")
+    @field_validator("stack", mode="before")
     @classmethod
     def _stack_size(cls, v):
-        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+        if isinstance(v, bool):  # YAML reads a bare off / on as a boolean
+            return "auto" if v else "off"
+        if v not in ("auto", "off") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError("stack is auto, off, or the most models trained together (1 or more, e.g. 8)")
         return v
 
-    def stack_size(self, backend: str) -> int:
-        """Models per stacked training program: 1 (each alone) for ``off`` or a backend other than jax."""
+    def stack_size(self, backend: str, accelerator: bool = False) -> int:
+        """Models per stacked training program: 1 (each alone) for ``off`` or a backend other than jax; for
+        ``auto`` 1 on a CPU, where a model's step costs the same stacked or alone (measured: bench/README.md,
+        "Stacked training"), and :data:`STACK_AUTO_ACCELERATOR` on a GPU or TPU."""
         if self.stack == "off" or backend != "jax":
             return 1
-        return STACK_AUTO if self.stack == "auto" else int(self.stack)
+        if self.stack == "auto":
+            return STACK_AUTO_ACCELERATOR if accelerator else 1
+        return int(self.stack)
 
 
 class EvaluationConfig(Strict):

@@ -69,27 +69,50 @@ class WorkerSetup:
 
 class LocalPool:
     """Jobs on ``workers`` spawned local processes. A pool that loses a worker is restarted and its
-    unfinished jobs run again, up to :data:`RETRIES` times."""
+    unfinished jobs run again, up to :data:`RETRIES` times. :meth:`start` spawns the workers at once, so
+    their start-up (a process, Keras imported) overlaps the parent's own work (reading the bars); the
+    started pool then serves every :meth:`run` until :meth:`close`."""
 
     parallel = True
 
     def __init__(self, workers: int, backend: str, params: Iterable[Any] = ()):
         self.workers, self.backend, self.params = workers, backend, tuple(params)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")
+        setup = WorkerSetup(self.backend, worker_threads(max(workers, 1)), self.params)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(setup, ctx.Value("i", 0)))
+
+    def start(self) -> None:
+        """Spawn the workers now (each runs its set-up while this process goes on); not when more workers
+        than cores are asked for (then :meth:`run` starts no more than it has jobs for)."""
+        if self._pool is None and self.workers <= (os.cpu_count() or 1):
+            self._pool = self._new_pool(self.workers)
+            for _ in range(self.workers):
+                self._pool.submit(_ready)
+
+    def close(self, abort: bool = False) -> None:
+        """Stop the started workers (``abort``: at once, mid-job)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if abort:
+                _terminate(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any], on_done: OnDone) -> None:
         pending = list(jobs)
-        ctx = multiprocessing.get_context("spawn")
-        workers = min(self.workers, len(pending))  # no more processes than jobs, and the cores shared among those
-        setup = WorkerSetup(self.backend, worker_threads(max(workers, 1)), self.params)
         for attempt in range(RETRIES + 1):
             if not pending:
                 return
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(setup, ctx.Value("i", 0)))
+            owned = self._pool is None  # no more processes than jobs, and the cores shared among those
+            pool = self._new_pool(min(self.workers, len(pending))) if owned else self._pool
             try:
                 _drain(pool, pending, fn, on_done)
             except BrokenProcessPool:
                 pool.shutdown(wait=True)
+                self._pool = None
                 if attempt == RETRIES:
                     raise BacktestError(f"a worker process died {RETRIES + 1} times (out of memory?); "
                                         f"{len(pending)} jobs did not finish; try fewer --jobs") from None
@@ -97,9 +120,15 @@ class LocalPool:
             except BaseException:  # interrupted, or a job's error stops the run: stop the workers now, mid-job
                 _terminate(pool)
                 pool.shutdown(wait=True)
+                self._pool = None
                 raise
-            pool.shutdown(wait=True)
+            if owned:
+                pool.shutdown(wait=True)
             return
+
+
+def _ready() -> None:
+    """A no-op job: it makes the pool spawn a worker now."""
 
 
 class DaskCluster:

@@ -109,6 +109,22 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
     """
     t_start = time.perf_counter()
     check(cfg)
+    executor = executor_for(cfg)
+    start = getattr(executor, "start", None)
+    if start is not None:
+        start()  # local workers start up (a process each, Keras imported) while the bars are prepared
+    try:
+        return _run(cfg, executor, t_start, force, progress, log, fresh)
+    except BaseException:
+        if start is not None:
+            executor.close(abort=True)
+        raise
+    finally:
+        if start is not None:
+            executor.close()
+
+
+def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fresh: bool) -> RunResult:
     runs = prepare_universe(cfg)  # bad data or an impossible plan fail first, before the output is looked at
     plans = [r.plan for r in runs]
     timings = {"prepare": time.perf_counter() - t_start}
@@ -123,7 +139,8 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
             progress(shown, None, False)
         t0 = time.perf_counter()
         legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
-        engine = run_universe(legs, engine_settings(cfg), stage=stage, executor=executor_for(cfg),
+        settings = engine_settings(cfg)
+        engine = run_universe(legs, settings, stage=stage, executor=executor,
                               on_segment=partial(progress, shown) if progress else None, resume=not fresh,
                               previous=None if fresh else out)
         total = sum(len(p.segments()) for p in plans)
@@ -137,6 +154,7 @@ def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         manifest = make_manifest(cfg, runs, rows, retrains, timings)
+        manifest["execution"] = {"jobs": cfg.execution.jobs, "stack": settings.stack}
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
@@ -210,7 +228,17 @@ def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
 
 def engine_settings(cfg) -> Settings:
     return Settings(cfg.seed, cfg.backtest.max_failed_retrains, cfg.execution.batched, cfg.output.save_models,
-                    cfg.execution.stack_size(cfg.backend))
+                    cfg.execution.stack_size(cfg.backend, on_accelerator(cfg)))
+
+
+def on_accelerator(cfg) -> bool:
+    """Whether ``stack: auto`` finds JAX on a GPU or TPU (asked only where a strategy could stack)."""
+    ex = cfg.execution
+    if ex.stack != "auto" or cfg.backend != "jax" or not any(s.params.stacks() for s in cfg.run_strategies().values()):
+        return False
+    import jax
+
+    return jax.default_backend() != "cpu"
 
 
 def executor_for(cfg) -> Executor:

@@ -2,6 +2,9 @@
 
     python bench/run_w1.py [--reps 3] [--variants jax,jax-2,tf,...] [--baseline jax]
 
+Stacked against unstacked training (``execution.stack``): ``--variants jax-2-alone,jax-2`` (the
+default ``jax-2`` stacks 4 fits per program; ``jax-2-alone`` trains each fit alone).
+
 Each run is ``backtest run bench/w1.yaml ... -qq`` in a fresh process, so the wall time is
 what a user waits for, start-up included. Variants run interleaved, round by round.
 Prints per run and as medians: wall seconds, training, prediction, engine overhead
@@ -29,8 +32,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/real/btcusdt_1m_2022_2023.parquet"
 VARIANTS = {
-    "jax": ["backend=jax"],
+    "jax": ["backend=jax"],  # execution.stack: auto, the default (4 fits per compiled program)
     "jax-2": ["backend=jax", "execution.jobs=2"],
+    "jax-alone": ["backend=jax", "execution.stack=off"],  # each fit alone: the path before stacking
+    "jax-2-alone": ["backend=jax", "execution.jobs=2", "execution.stack=off"],
+    "jax-2-stack9": ["backend=jax", "execution.jobs=2", "execution.stack=9"],
+    "jax-2-stack2": ["backend=jax", "execution.jobs=2", "execution.stack=2"],
+    "jax-stack18": ["backend=jax", "execution.stack=18"],  # all 18 fits in one program, one process
+    "jax-stack9": ["backend=jax", "execution.stack=9"],
     "tf": ["backend=tensorflow"],
     "tf-2": ["backend=tensorflow", "execution.jobs=2"],
     "tf-xla": ["backend=tensorflow", "strategies.lstm.jit_compile=true"],
@@ -46,16 +55,17 @@ def qlike(a: np.ndarray, f: np.ndarray) -> float:
     return float(np.mean(r - np.log(r) - 1))
 
 
-def run_once(variant: str, out: Path) -> dict:
+def run_once(variant: str, out: Path, config: Path | None = None, data: list[str] | None = None) -> dict:
     if variant.startswith("floor-"):
         env = {**os.environ, "KERAS_BACKEND": {"floor-jax": "jax", "floor-tf": "tensorflow"}[variant]}
         t0 = time.perf_counter()
         line = subprocess.run([sys.executable, str(ROOT / "bench/fit_floor.py")], env=env, check=True,
                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
         return {"wall": time.perf_counter() - t0, **json.loads(line)}
-    sets = [f"output.dir={out}", "output.plots=false", f"data.path={DATA}", f"name={variant}", *VARIANTS[variant]]
-    config = ROOT / ("bench/naive_year.yaml" if variant == "naive-year" else "bench/w1.yaml")
-    cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(config), "--force", "-qq"]
+    sets = [f"output.dir={out}", "output.plots=false", *(data if data is not None else [f"data.path={DATA}"]),
+            f"name={variant}", *VARIANTS[variant]]
+    config = config or ROOT / ("bench/naive_year.yaml" if variant == "naive-year" else "bench/w1.yaml")
+    cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(config), "--force", "--fresh", "-qq"]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -73,7 +83,7 @@ def run_once(variant: str, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--variants", default="jax,jax-2")
+    ap.add_argument("--variants", default="jax-2-alone,jax-2")
     ap.add_argument("--baseline", default=None, help="variant the ratios are against (default: the first)")
     args = ap.parse_args()
     variants = args.variants.split(",")

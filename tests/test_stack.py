@@ -21,6 +21,7 @@ def _samples(rng, n, memory, steps, n_val):
 
 
 def test_each_stacked_model_equals_the_model_trained_alone():
+    from strategies.keras_core import _private_python_random
     from strategies.keras_model import fixed_hyperparameters, keras_module, train_epochs
     from strategies.keras_stack import train_stacked
     from strategies.lstm import LstmParams, build_lstm
@@ -32,9 +33,10 @@ def test_each_stacked_model_equals_the_model_trained_alone():
     data = [_samples(rng, n, 8, 3, v) for n, v in ((45, 5), (70, 0), (33, 9))]
     seeds = [11, 12, 13]
 
-    def build(seed):
+    def build(seed):  # as KerasForecaster.build_model seeds a build
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
+        _private_python_random(seed)
         return build_lstm(hp, 8, 3)
 
     alone, histories = [], []
@@ -101,10 +103,15 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
     cols = ["strategy", "model_version", "status", "samples"]
     pd.testing.assert_frame_equal(alone.retrains[cols], stacked.retrains[cols])
     np.testing.assert_allclose(stacked.retrains["train_loss"], alone.retrains["train_loss"], rtol=1e-4)
+    assert stacked.manifest["execution"]["stack"] == 3 and alone.manifest["execution"]["stack"] == 1
     raw["execution"] = {"stack": 3, "jobs": 2}
     raw["name"] = "two"
     two = run(parse_config(raw))
     pd.testing.assert_frame_equal(two.forecasts, b, check_exact=True)  # the groups do not depend on the workers
+    from backtester.audit import audit
+
+    report = audit(stacked.out_dir, sample=1, only=["lstm"])  # recomputed alone: equal to float32 rounding
+    assert report.ok, "\n".join(report.lines())
 
 
 def test_bad_stack_values_are_one_line(minute_file, tmp_path):
