@@ -12,9 +12,14 @@ sees nothing after it:
 - ``hour_of_day``, ``weekday``: sine and cosine of the bar's close time in its session's time zone (the
   data calendar's: New York for ``fx``), two channels each;
 - ``asset``: for a global model (``scope: global``), a one-hot code of the asset, one channel per asset
-  the model was trained on (an asset embedding the first layer learns).
+  the model was trained on (an asset embedding the first layer learns);
+- ``garch_variance``: the log of the variance a seasonal GARCH(1,1) forecasts for the next bar, issued at
+  each bar from the bars closed by then, with its parameters and intraday profile fitted on the training
+  window (what the seasonal GARCH baseline knows);
+- ``seasonal_profile``: that GARCH's intraday volatility profile (mean RV² by bar of day on the training
+  window, normalised) at the next bar: the time of day as the data's own volatility pattern.
 
-``log_rv`` and the ``rv_mean`` channels are min-max scaled on the training window (one scaler per
+``log_rv``, the ``rv_mean`` and the two GARCH channels are min-max scaled on the training window (one scaler per
 channel, saved with the model); the time and asset codes are bounded already and pass as they are.
 
 Examples
@@ -34,8 +39,9 @@ import pandas as pd
 
 from backtester.targets import to_target
 
-NAMES = ("rv", "log_rv", "rv_mean", "hour_of_day", "weekday", "asset")
-SCALED = ("log_rv", "rv_mean")  # channels min-max scaled on the training window (rv: by the target's scaler)
+NAMES = ("rv", "log_rv", "rv_mean", "hour_of_day", "weekday", "asset", "garch_variance", "seasonal_profile")
+FITTED = ("garch_variance", "seasonal_profile")  # channels from a GARCH fitted on the training window
+SCALED = ("log_rv", "rv_mean", *FITTED)  # channels min-max scaled on the training window (rv: by the target's scaler)
 
 
 def check_features(items: list[Any]) -> list[Any]:
@@ -92,10 +98,26 @@ def trailing_mean(values: np.ndarray, k: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def needs_garch(items: list[Any]) -> bool:
+    """Whether a ``features`` list has a channel computed by a GARCH fitted on the training window."""
+    return any(item in FITTED for item in items)
+
+
+def garch_channels(garch, series, floor: float) -> dict[str, np.ndarray]:
+    """The GARCH channels of ``series`` from a fitted :class:`strategies.garch.Garch`: at each bar, the log of
+    the variance it forecasts for the next bar (from the bars closed by then) and its profile at the next bar."""
+    ends = np.arange(1, len(series) + 1)
+    vol = np.asarray(garch.forecast_batch(series, ends, 1), dtype="float64")[:, 0] if len(series) else np.empty(0)
+    nxt = series.time.astype("int64") + int(garch.bar_ns)
+    return {"garch_variance": 2 * np.log(np.maximum(vol, floor)), "seasonal_profile": garch._season(nxt)}
+
+
 def raw_channels(items: list[Any], rv: np.ndarray, time_ns: np.ndarray, target: str, floor: float,
-                 timezone: str = "UTC", assets: list[str] | None = None, asset: str | None = None) -> np.ndarray:
+                 timezone: str = "UTC", assets: list[str] | None = None, asset: str | None = None,
+                 fitted: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The unscaled channels (bars x channels) of a window of bars: ``rv`` (filled RV), ``time_ns`` (close
-    times, UTC ns); ``floor``: the training window's smallest positive RV."""
+    times, UTC ns); ``floor``: the training window's smallest positive RV; ``fitted``: the GARCH channels
+    (:func:`garch_channels`) where the list has them."""
     cols: list[np.ndarray] = []
     local = None
     for item in items:
@@ -116,13 +138,16 @@ def raw_channels(items: list[Any], rv: np.ndarray, time_ns: np.ndarray, target: 
         elif item == "asset":
             for a in assets or []:
                 cols.append(np.full(len(rv), 1.0 if a == asset else 0.0))
+        elif item in FITTED:
+            cols.append(np.asarray(fitted[item], dtype="float64"))
     return np.column_stack(cols) if cols else np.empty((len(rv), 0))
 
 
 def scaled_columns(items: list[Any], assets: list[str] | None = None) -> np.ndarray:
-    """Indices of the channels min-max scaled by the feature scaler (``log_rv``, ``rv_mean``)."""
+    """Indices of the channels min-max scaled by the feature scaler (``log_rv``, ``rv_mean``, the GARCH ones)."""
     names = channels(items, assets)
-    return np.array([k for k, n in enumerate(names) if n == "log_rv" or n.startswith("rv_mean_")], dtype=int)
+    return np.array([k for k, n in enumerate(names) if n in ("log_rv", *FITTED) or n.startswith("rv_mean_")],
+                    dtype=int)
 
 
 def rv_column(items: list[Any], assets: list[str] | None = None) -> int | None:

@@ -52,7 +52,8 @@ from .base import FitInfo, Params, forecast_each, positive_floor, session_zone, 
 from .keras_core import (HyperValue, _private_python_random, call_with_features, check_model, describe_layers,
                          from_target, keras_module, learning_rate, to_target, windows)
 from .keras_import import features_from_json, features_to_json, scaler_from_json, scaler_to_json
-from .keras_features import channels, check_features, raw_channels, rv_column, scaled_columns
+from .keras_features import (channels, check_features, garch_channels, needs_garch, raw_channels, rv_column,
+                             scaled_columns)
 from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
 from .keras_tuning import TuningConfig, tune, tuning_points
 from .loading import import_object
@@ -71,6 +72,14 @@ def baseline_params(raw: dict[str, Any]) -> Params:
 def baseline_strategy(raw: dict[str, Any], seed: int):
     """A fresh baseline strategy for a hybrid."""
     return baseline_params(raw).build(seed)
+
+
+def garch_feature(params: WindowedKerasParams, seed: int):
+    """The seasonal GARCH(1,1) behind the ``garch_variance`` / ``seasonal_profile`` channels (the data
+    calendar's session time for its profile, as the ``garch`` baseline)."""
+    from .garch import GarchParams
+
+    return GarchParams(session_timezone=params.session_timezone).build(seed)
 
 
 class WarmStart(BaseModel):
@@ -168,6 +177,9 @@ class KerasForecaster:
         values = to_target(train.rv, p.target, floor).reshape(-1, 1)
         scaler = MinMaxScaler(feature_range=(0, 1)).fit(values)
         scaled = scaler.transform(values)[:, 0].astype("float32")
+        if needs_garch(p.features):  # the GARCH channels' model, fitted on this window
+            self.garch = garch_feature(p, self.seed)
+            self.garch.fit(train, 1)
         raw = self._raw_inputs(train, floor)
         cols = scaled_columns(p.features, self.assets)
         self.feature_scaler = MinMaxScaler(feature_range=(0, 1)).fit(raw[:, cols]) if len(cols) else None
@@ -212,8 +224,9 @@ class KerasForecaster:
     def _raw_inputs(self, series: BarSeries, floor: float) -> np.ndarray:
         """The unscaled input channels of ``series`` (bars x channels; see :mod:`strategies.keras_features`)."""
         p = self.params
+        fitted = garch_channels(self.garch, series, floor) if needs_garch(p.features) else None
         return raw_channels(p.features, series.rv, series.time, p.target, floor, p.session_timezone, self.assets,
-                            self.asset)
+                            self.asset, fitted)
 
     def _scaled_inputs(self, raw: np.ndarray, scaler, feature_scaler) -> np.ndarray:
         """The channels as the model sees them: ``rv`` by the target's scaler, ``log_rv`` / ``rv_mean`` by the
@@ -430,6 +443,9 @@ class KerasForecaster:
             scaler["residual"] = {"of": self.params.residual_of, "scale": self.residual_scale}
             (folder / "baseline").mkdir(exist_ok=True)
             self.baseline.save(folder / "baseline")
+        if needs_garch(self.params.features):
+            (folder / "garch").mkdir(exist_ok=True)
+            self.garch.save(folder / "garch")
         if self.params.features != ["rv"]:
             scaler["features"] = {"channels": channels(self.params.features, self.assets), "assets": self.assets,
                                   "asset": self.asset, "scaler": features_to_json(self.feature_scaler)}
@@ -474,6 +490,9 @@ class KerasForecaster:
             self.residual_scale = float(d["residual"]["scale"])
             self.baseline = baseline_strategy(self.params.residual_params, self.seed)
             self.baseline.load(folder / "baseline")
+        if needs_garch(self.params.features):
+            self.garch = garch_feature(self.params, self.seed)
+            self.garch.load(folder / "garch")
         if "features" in d:
             f = d["features"]
             self.assets, self.asset = f["assets"], f["asset"]
@@ -586,6 +605,9 @@ class WindowedKerasParams(Params):
         if self.residual_of is not None and (self.multistep == "recursive" or self.scope == "global"):
             raise ValueError("residual_of: a hybrid forecasts every horizon at once on one asset's baseline; use "
                              "multistep: direct and scope: local")
+        if needs_garch(self.features) and self.scope == "global":
+            raise ValueError("features: garch_variance / seasonal_profile fit a GARCH per training window of one "
+                             "asset; a global model (scope: global) cannot use them yet: drop them or use scope: local")
         if "asset" in self.features and self.scope != "global":
             raise ValueError("features: asset codes which asset a sample is from; only a global model (scope: "
                              "global) trains on several")
@@ -648,6 +670,8 @@ class WindowedKerasParams(Params):
     def min_train_bars(self, horizon: int) -> int:
         steps = horizon if self.multistep == "direct" else 1
         own = self.memory + steps + 20
+        if needs_garch(self.features):  # the GARCH channels' model needs its own history
+            own = max(own, 100 + steps)
         if self.residual_params is not None:  # samples start where the baseline can forecast
             return max(own, baseline_params(self.residual_params).min_train_bars(steps) + steps + 20)
         return own

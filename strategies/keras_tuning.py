@@ -237,9 +237,13 @@ def feature_inputs(params, train: BarSeries, scaler, floor: float, seed: int) ->
         return None
     from sklearn.preprocessing import MinMaxScaler
 
-    from .keras_features import scaled_columns
+    from .keras_features import needs_garch, scaled_columns
+    from .keras_model import garch_feature
 
     forecaster = params.build(seed)
+    if needs_garch(params.features):  # the GARCH channels' model, fitted on the tuning window as training does
+        forecaster.garch = garch_feature(params, seed)
+        forecaster.garch.fit(train, 1)
     raw = forecaster._raw_inputs(train, floor)
     cols = scaled_columns(params.features)
     features = MinMaxScaler().fit(raw[:, cols]) if len(cols) else None

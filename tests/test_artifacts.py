@@ -23,7 +23,8 @@ from .conftest import TINY_GRU, TINY_LSTM, base_config
 USER = {
     "lstm": {**TINY_LSTM, "layers": [{"units": 4, "dropout": 0.1}], "retrain": {"rule": "monthly", "day": 16}},
     "gru": TINY_GRU,
-    "featured": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday"]},
+    "featured": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
+                                           "garch_variance"]},
     "hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},
     "median": {"type": "tests.user_models:MedianParams", "bars": 6},
     "har": {"type": "har", "lags": [1, 6, 24]},

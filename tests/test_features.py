@@ -39,6 +39,36 @@ def test_a_channel_at_a_bar_depends_only_on_bars_closed_by_then(n, cut, target):
     assert full.shape == (n, len(channels(ALL)))
 
 
+def test_the_garch_channels_at_a_bar_depend_only_on_bars_closed_by_then_and_are_garchs_own_forecast():
+    from backtester.series import BarSeries
+    from strategies.garch import GarchParams
+    from strategies.keras_features import garch_channels
+
+    def series():
+        rng = np.random.default_rng(7)
+        time = pd.date_range("2024-01-01 01:00", periods=400, freq="h", tz="UTC")
+        level = 0.01 * (1 + 0.5 * np.sin(2 * np.pi * time.hour.to_numpy() / 24))  # an intraday pattern
+        ret = rng.normal(0, level)
+        return BarSeries(time.asi8, np.abs(ret) + 1e-4, ret, np.ones(400, bool))
+
+    bars = series()
+    train = bars.slice(0, 300)
+    garch = GarchParams().build(0)
+    garch.fit(train, 1)
+    full = garch_channels(garch, bars, 1e-6)
+    cut = 350
+    poisoned = series()
+    poisoned.rv[cut:], poisoned.ret[cut:] = 5.0, 3.0  # bars after the cut are junk
+    again = garch_channels(garch, poisoned, 1e-6)
+    for name in ("garch_variance", "seasonal_profile"):
+        np.testing.assert_array_equal(full[name][:cut], again[name][:cut])
+    # the channel is GARCH's own one-step forecast, issued at each bar (inside the window: its fitted values)
+    ends = np.array([120, 300, 360])
+    vol = garch.forecast_batch(bars, ends, 1)[:, 0]
+    np.testing.assert_allclose(full["garch_variance"][ends - 1], 2 * np.log(vol), rtol=1e-12)
+    assert full["seasonal_profile"].std() > 0  # an intraday pattern, not a constant
+
+
 def test_time_codes_follow_the_session_zone_and_means_are_harrs_components():
     time = pd.DatetimeIndex(["2024-01-02 17:00", "2024-01-06 05:00"], tz="UTC").asi8  # 12:00 Tue / 00:00 Sat in New York
     rv = np.array([1.0, 3.0])
@@ -62,6 +92,8 @@ def write(tmp_path, raw):
     ({"features": ["rv", "log_rv"], "multistep": "recursive"}, "only works with features: [rv]; use multistep: direct"),
     ({"features": ["rv", "asset"]}, "only a global model (scope: global) trains on several"),
     ({"features": []}, "give at least one feature"),
+    ({"features": ["rv", "garch_varaince"]}, "unknown feature 'garch_varaince' (did you mean 'garch_variance'?)"),
+    ({"features": ["rv", "garch_variance"], "scope": "global"}, "a global model (scope: global) cannot use them yet"),
 ])
 def test_a_bad_feature_is_one_line(minute_file, tmp_path, spec, message):
     raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, **spec})

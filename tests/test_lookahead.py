@@ -23,7 +23,8 @@ STRATEGIES = {
     "lstm": TINY_LSTM,
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
     "lstm_qlike": {**TINY_LSTM, "loss": "qlike"},  # the loss reads each window's own scale
-    "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday"]},
+    "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
+                                                "garch_variance", "seasonal_profile"]},
     "lstm_hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},  # HAR fitted on the same window
     "keras": TINY_GRU,
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
