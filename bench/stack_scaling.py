@@ -8,7 +8,8 @@ lookback 60) on random windows of equal length, trained together by
 as the reference, one model trained alone by :func:`strategies.keras_model.train_epochs` (the path of
 ``stack: off``). Prints ms per stacked step and per model-step. ``--threads 1`` runs each measurement in
 a process pinned to one core with XLA's thread pool off (what a ``--jobs 2`` worker on 2 cores has);
-``0`` uses every core.
+``0`` uses every core. Each M runs in a fresh process, so ``peak_rss_mib`` (the process's peak resident
+memory, Keras and JAX included) compares across M; ``STACK_SAMPLES=4200`` gives W1's longest window.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = 1600  # windows per model: 100 batches of 16 per epoch
+SAMPLES = int(os.environ.get("STACK_SAMPLES", 1600))  # windows per model (1600: 100 batches of 16 per epoch)
 
 
 def measure(models: int) -> dict:
@@ -60,8 +61,11 @@ def measure(models: int) -> dict:
     t0 = time.perf_counter()
     train_stacked(nets, data, 16, 2, list(range(models)), program_key="w1")
     ms = (time.perf_counter() - t0) * 1000 / steps
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"models": models, "ms_per_stacked_step": round(ms, 3), "ms_per_model_step": round(ms / models, 3),
-            "ms_per_step_alone": None if alone is None else round(alone, 3)}
+            "ms_per_step_alone": None if alone is None else round(alone, 3), "peak_rss_mib": round(peak)}
 
 
 def main() -> None:
