@@ -56,6 +56,30 @@ def test_each_stacked_model_equals_the_model_trained_alone():
     assert not np.allclose(stacked[0].predict_on_batch(probe), stacked[1].predict_on_batch(probe))
 
 
+def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
+    """The strategy's own seam, with features, a QLIKE loss (extra target columns) and validation samples."""
+    from strategies.keras_model import KerasForecaster
+    from strategies.lstm import LstmParams
+
+    from .test_tuning import series_of
+
+    params = LstmParams.model_validate({**TINY_LSTM, "features": ["rv", {"rv_mean": [6]}, "hour_of_day"],
+                                        "loss": "qlike", "epochs": 2, "validation_split": 0.2})
+    series = series_of(400, seed=4)
+    windows = [series.slice(0, n) for n in (200, 260, 330)]
+    alone = [params.build(seed) for seed in (1, 2, 3)]
+    infos = [f.fit(w, 4) for f, w in zip(alone, windows)]
+    stacked = [params.build(seed) for seed in (1, 2, 3)]
+    got = KerasForecaster.fit_stacked(stacked, windows, 4)
+    ends = np.arange(340, 400)
+    for a, b, info, info_b in zip(alone, stacked, infos, got):
+        np.testing.assert_allclose(b.forecast_batch(series, ends, 4), a.forecast_batch(series, ends, 4), rtol=1e-5)
+        assert info_b.samples == info.samples
+        np.testing.assert_allclose(info_b.val_loss, info.val_loss, rtol=1e-4)
+    short = KerasForecaster.fit_stacked([params.build(9)], [series.slice(0, 15)], 4)  # too few samples: its own failure
+    assert type(short[0]).__name__ == "FailedRetrain"
+
+
 def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_file, tmp_path):
     from backtester.engine import Settings, Walk, chains
     from backtester.plan import make_plan
