@@ -17,8 +17,9 @@ JAX only: on another backend (or ``execution.stack: off``) every model trains al
 
 Examples
 --------
->>> epoch_batches(5, 2, np.random.default_rng(0), pad_index=9)[0].tolist()
-[[4, 2], [1, 3], [0, 9]]
+>>> idx, w = epoch_batches(5, 2, np.random.default_rng(0), pad_index=9)
+>>> idx.tolist(), w.tolist()  # 5 samples shuffled, the last batch padded with row 9 at weight 0
+([[2, 4], [3, 0], [1, 9]], [[1.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
 """
 
 from __future__ import annotations
