@@ -134,12 +134,17 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
         describe_run(r.cfg, r.prepared, r.plan, log, r.asset.name)
     describe_execution(cfg, sum(len(p.segments()) for p in plans), log)
     shown = plans[0] if len(plans) == 1 else plans
+    settings = engine_settings(cfg)
+    if settings.stack > 1:
+        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks())
+        if stacking:
+            log(f"execution: stacked training, up to {settings.stack} fits per compiled program "
+                f"({', '.join(stacking)})")
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
             progress(shown, None, False)
         t0 = time.perf_counter()
         legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
-        settings = engine_settings(cfg)
         engine = run_universe(legs, settings, stage=stage, executor=executor,
                               on_segment=partial(progress, shown) if progress else None, resume=not fresh,
                               previous=None if fresh else out)

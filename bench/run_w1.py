@@ -2,8 +2,9 @@
 
     python bench/run_w1.py [--reps 3] [--variants jax,jax-2,tf,...] [--baseline jax]
 
-Stacked against unstacked training (``execution.stack``): ``--variants jax-2-alone,jax-2`` (the
-default ``jax-2`` stacks 4 fits per program; ``jax-2-alone`` trains each fit alone).
+Stacked against unstacked training (``execution.stack``), the default variants: ``jax-2-alone`` (each
+fit alone) beside ``jax-2-stack9`` (two programs of 9 fits); ``jax-2`` is the default config, whose
+``stack: auto`` trains alone on a CPU.
 
 Each run is ``backtest run bench/w1.yaml ... -qq`` in a fresh process, so the wall time is
 what a user waits for, start-up included. Variants run interleaved, round by round.
@@ -32,7 +33,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/real/btcusdt_1m_2022_2023.parquet"
 VARIANTS = {
-    "jax": ["backend=jax"],  # execution.stack: auto, the default (4 fits per compiled program)
+    "jax": ["backend=jax"],  # execution.stack: auto, the default (alone on a CPU, 32 per program on a GPU)
     "jax-2": ["backend=jax", "execution.jobs=2"],
     "jax-alone": ["backend=jax", "execution.stack=off"],  # each fit alone: the path before stacking
     "jax-2-alone": ["backend=jax", "execution.jobs=2", "execution.stack=off"],
@@ -83,7 +84,7 @@ def run_once(variant: str, out: Path, config: Path | None = None, data: list[str
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--variants", default="jax-2-alone,jax-2")
+    ap.add_argument("--variants", default="jax-2-alone,jax-2-stack9")
     ap.add_argument("--baseline", default=None, help="variant the ratios are against (default: the first)")
     args = ap.parse_args()
     variants = args.variants.split(",")
