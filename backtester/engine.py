@@ -305,11 +305,26 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
         if executor.parallel and (len(walks) > 1 or settings.stack > 1):
             jobs = cost_order((job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments))
                               for job in jobs)
-        executor.run(run_job, jobs, finished)
+        done = [job for job in jobs if finished_already(job)]  # read back here: no worker needed for them
+        InProcess().run(run_job, done, finished)
+        executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], finished)
         out = merge([assemble(w, params, reused) for w in walks], universe=any(w.plan.asset for w in walks))
     out.workers, out.tunings = workers, tunings
     out.reused, out.adopted = len(reused), len(adopted & reused)
     return out
+
+
+def finished_already(job: ChainJob | PooledJob | StackJob) -> bool:
+    """Whether every segment of ``job`` is finished in the store under its key (then running it only reads
+    their records back)."""
+    if isinstance(job, StackJob):
+        return all(finished_already(m) for m in job.members)
+    if isinstance(job, PooledJob):
+        need = job.settings.save_models and all(c is not None for c in job.contexts)
+        return job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments)
+    need = job.settings.save_models and job.context is not None
+    return bool(job.keys) and all(k is not None and is_stored(job.stage, s, k, need)
+                                  for s, k in zip(job.segments, job.keys))
 
 
 def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str]) -> list[PooledJob]:

@@ -78,6 +78,7 @@ class LocalPool:
     def __init__(self, workers: int, backend: str, params: Iterable[Any] = ()):
         self.workers, self.backend, self.params = workers, backend, tuple(params)
         self._pool: ProcessPoolExecutor | None = None
+        self._used = False  # the started pool ran a job
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
@@ -94,10 +95,11 @@ class LocalPool:
                 self._pool.submit(_ready)
 
     def close(self, abort: bool = False) -> None:
-        """Stop the started workers (``abort``: at once, mid-job)."""
+        """Stop the started workers: at once with ``abort`` (mid-job), or if they never got a job (a run whose
+        segments were all reused need not wait for them to finish starting)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            if abort:
+            if abort or not self._used:
                 _terminate(pool)
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -108,6 +110,7 @@ class LocalPool:
                 return
             owned = self._pool is None  # no more processes than jobs, and the cores shared among those
             pool = self._new_pool(min(self.workers, len(pending))) if owned else self._pool
+            self._used = self._used or not owned
             try:
                 _drain(pool, pending, fn, on_done)
             except BrokenProcessPool:
