@@ -534,7 +534,8 @@ def _stacked(run: _Run, name: str, rtol: float) -> float:
     """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
     (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
     size = run.manifest.get("execution", {}).get("stack", 1)  # the run's resolved execution.stack
-    stacked = size > 1 and run.specs[name].params.stacks()
+    mine = run.retrains[run.retrains["strategy"] == name]["details"] if "details" in run.retrains else []
+    stacked = size > 1 and run.specs[name].params.stacks() or any('"stacked"' in str(d) for d in mine)
     return max(rtol, STACK_RTOL) if stacked else rtol
 
 
@@ -549,7 +550,7 @@ def _recompute_check(run: _Run, name: str, kind: str, failures: list, batching: 
             else "no forecast_batch (forecasts are per bar)"
         return Check(name, kind, True, why, skipped=True)
     if not failures:
-        allowed = _batch_rtol(run, name) if kind == "batch" else RECOMPUTE_RTOL
+        allowed = _stacked(run, name, _batch_rtol(run, name) if kind == "batch" else RECOMPUTE_RTOL)
         what = {"truncation": f"data cut at each of {count} sampled issue times",
                 "poison": f"junk after each of {count} sampled issue times",
                 "batch": f"per-bar forecast() at all {count} issue times of the sampled segments"}[kind]

@@ -241,6 +241,9 @@ def on_accelerator(cfg) -> bool:
     ex = cfg.execution
     if ex.stack != "auto" or cfg.backend != "jax" or not any(s.params.stacks() for s in cfg.run_strategies().values()):
         return False
+    import os
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # asking must not take the GPU's memory
     import jax
 
     return jax.default_backend() != "cpu"

@@ -10,8 +10,10 @@ its forecasts and is written as a segment of its own (:func:`backtester.segment.
 its ``prefit``), under its own store key, exactly as if it had run alone.
 
 A stacked model equals the model trained alone up to float32 rounding (``tests/test_stack.py``), so
-the groups are a matter of speed, never of results beyond that rounding; they depend only on the
-plan and N, not on the number of workers.
+the groups are a matter of speed, never of results beyond that rounding. They depend only on the
+plan and N, not on the number of workers. A resumed run trains only a group's unfinished members
+(together), so those may differ from an uninterrupted run's by that rounding. A member whose
+preparation fails fails alone; if the group's program fails (out of memory), each member trains alone.
 
 Examples
 --------

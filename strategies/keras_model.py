@@ -289,6 +289,12 @@ class KerasForecaster:
         Returns per member its ``FitInfo``, or the ``FailedRetrain`` it met."""
         from .keras_stack import train_stacked
 
+        from backtester.errors import BacktestError
+
+        def failed(exc: Exception) -> FailedRetrain:  # what a lone fit() would record (backtester.segment.attempt)
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            return FailedRetrain(f"fit() raised {type(exc).__name__}" + (f": {text}" if text else ""))
+
         out: list[Any] = [None] * len(members)
         ready = []
         for k, (f, train) in enumerate(zip(members, trains)):
@@ -298,17 +304,37 @@ class KerasForecaster:
                 ready.append((k, f.build_model(steps), (x_tr, y_tr, x_val, y_val), steps))
             except FailedRetrain as exc:
                 out[k] = exc
+            except (BacktestError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # this member fails alone, as its lone fit would
+                out[k] = failed(exc)
         if not ready:
             return out
         p, first = members[0].params, members[ready[0][0]]
-        histories = train_stacked([r[1] for r in ready], [r[2] for r in ready], p.batch_size, p.epochs,
-                                  [members[r[0]].seed for r in ready], program_key=first._twin_key(ready[0][1], ready[0][3]))
+        try:
+            histories = train_stacked([r[1] for r in ready], [r[2] for r in ready], p.batch_size, p.epochs,
+                                      [members[r[0]].seed for r in ready],
+                                      program_key=first._twin_key(ready[0][1], ready[0][3]))
+        except (BacktestError, KeyboardInterrupt):
+            raise
+        except Exception:  # the group's program failed (out of memory?): each member trains alone instead
+            for k, _, _, _ in ready:
+                try:
+                    out[k] = members[k].fit(trains[k], horizon)
+                except FailedRetrain as exc:
+                    out[k] = exc
+                except (BacktestError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:
+                    out[k] = failed(exc)
+            return out
         for (k, fresh, samples, steps), history in zip(ready, histories):
             f = members[k]
             f.model = f._twin_of(fresh, steps) if p.reuse_compiled else fresh
             f.history, f.started_from = history, None
             try:
                 out[k] = f._trained(len(samples[0]), len(samples[2]))
+                out[k].extra["stacked"] = len(ready)  # trained in a program of this many (the audit reads it)
             except FailedRetrain as exc:
                 out[k] = exc
         return out
@@ -687,7 +713,10 @@ class WindowedKerasParams(Params):
         return self.warm_start is not None
 
     def stacks(self) -> bool:
-        return self.warm_start is None and self.scope == "local"
+        """Cold local fits of our own forecaster, compiled: an imported model (or a params class whose
+        ``build`` returns another forecaster), a warm start, a global model or ``jit_compile: false`` train alone."""
+        return (self.warm_start is None and self.scope == "local" and self.jit_compile is not False
+                and type(self).build is WindowedKerasParams.build)
 
     def pools_assets(self) -> bool:
         return self.scope == "global"

@@ -109,6 +109,12 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
     lstm_members = {s.key for j in stacks for s in j.segments if s.strategy.startswith("lstm#")}
     assert lstm_members == {s.key for s in plan.segments() if s.strategy.startswith("lstm#")}  # seeds stack together
     assert stack_jobs(jobs, 1) == jobs
+    from strategies.imported import ImportedParams
+    from strategies.lstm import LstmParams
+
+    assert LstmParams().stacks() and not LstmParams(jit_compile=False).stacks()
+    assert not LstmParams(warm_start={"epochs": 1}).stacks()
+    assert not ImportedParams.model_construct().stacks()  # the notebook's saved model is not retrained here
     assert split_even(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
 
 
