@@ -51,7 +51,7 @@ from .plan import Plan
 from .interrupt import check as check_interrupt
 from .recorder import combine_rows
 from .rundir import versions
-from .segment import (FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
+from .segment import (ChainDone, FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
                       call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
 from .pooled import run_pooled_segment
@@ -98,15 +98,6 @@ class ChainJob:
     stage: Path
     context: RunContext | None = None
     keys: tuple[str | None, ...] = ()  # each segment's store key (backtester.store); () : compute all
-
-
-@dataclass(frozen=True)
-class ChainDone:
-    """What a worker sends back: who ran the chain, and per segment its busy seconds, fit status and
-    whether it was found finished in the store (then nothing ran)."""
-
-    worker: str
-    segments: tuple[tuple[str, float, str, bool], ...]  # (segment key, fit + forecast seconds, status, reused)
 
 
 def run_chain(job: ChainJob) -> ChainDone:

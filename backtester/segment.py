@@ -227,6 +227,15 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
+@dataclass(frozen=True)
+class ChainDone:
+    """What a worker sends back: who ran the chain, and per segment its busy seconds, fit status and
+    whether it was found finished in the store (then nothing ran)."""
+
+    worker: str
+    segments: tuple[tuple[str, float, str, bool], ...]  # (segment key, fit + forecast seconds, status, reused)
+
+
 @dataclass
 class Prefit:
     """A segment's fit made before :func:`run_segment` (trained together with others: :mod:`backtester.stacking`):

@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import BacktestError, FailedRetrain
 from .interrupt import check as check_interrupt
-from .segment import Prefit, call, read_segment, retrain_seed, run_segment, write_segment
+from .segment import ChainDone, Prefit, call, read_segment, retrain_seed, run_segment, write_segment
 from .store import is_stored
 
 
@@ -120,8 +120,6 @@ def fit_together(members: list) -> list[Prefit | None]:
 
 def run_stack(job: StackJob):
     """Train the group's members that the store does not hold, together; forecast and write each."""
-    from .engine import ChainDone
-
     done: dict[str, tuple] = {}
     todo = []
     for m in job.members:

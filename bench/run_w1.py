@@ -87,23 +87,27 @@ def main() -> None:
     ap.add_argument("--variants", default="jax-2-alone,jax-2-stack9")
     ap.add_argument("--baseline", default=None, help="variant the ratios are against (default: the first)")
     args = ap.parse_args()
-    variants = args.variants.split(",")
+    rounds(args.variants.split(","), args.reps, lambda v, tmp: run_once(v, tmp), args.baseline)
+
+
+def rounds(variants: list[str], reps: int, once, baseline: str | None = None) -> None:
+    """``reps`` rounds of every variant (``once(variant, tmp_dir) -> figures``), printed as they finish, then
+    each variant's medians and its median wall as a ratio to ``baseline``'s (default: the first variant's)."""
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.reps):
+        for rep in range(reps):
             for v in variants:
-                r = run_once(v, Path(tmp))
+                r = once(v, Path(tmp))
                 rows[v].append(r)
                 print(json.dumps({"variant": v, "rep": rep + 1, **{k: round(x, 6) if isinstance(x, float) else x
                                                                    for k, x in r.items()}}), flush=True)
-    base = args.baseline or variants[0]
+    base = baseline or variants[0]
     med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
            for v, rs in rows.items()}
-    print(f"\nmedians of {args.reps} (ratio: median wall / {base}'s)")
+    print(f"\nmedians of {reps} (ratio: median wall / {base}'s)")
     for v, m in med.items():
         print(json.dumps({"variant": v, **{k: round(x, 6) for k, x in m.items()},
                           "ratio": round(m["wall"] / med[base]["wall"], 3)}))
-
 
 if __name__ == "__main__":
     main()

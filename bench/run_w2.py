@@ -11,14 +11,10 @@ assets train on windows of one length, so a stack of 9 has no masked steps.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
-from run_w1 import ROOT, run_once
+from run_w1 import ROOT, rounds, run_once
 
 
 def main() -> None:
@@ -30,23 +26,7 @@ def main() -> None:
     data = []
     if args.weeks:
         data.append(f"backtest.end={pd.Timestamp('2023-07-03') + pd.Timedelta(weeks=args.weeks)}")
-    variants = args.variants.split(",")
-    rows: dict[str, list[dict]] = {v: [] for v in variants}
-    with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(args.reps):
-            for v in variants:
-                r = run_once(v, Path(tmp), ROOT / "bench/w2.yaml", data)
-                rows[v].append(r)
-                print(json.dumps({"variant": v, "rep": rep + 1, **{k: round(x, 6) if isinstance(x, float) else x
-                                                                   for k, x in r.items()}}), flush=True)
-    base = variants[0]
-    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
-           for v, rs in rows.items()}
-    print(f"\nmedians of {args.reps} (ratio: median wall / {base}'s)")
-    for v, m in med.items():
-        print(json.dumps({"variant": v, **{k: round(x, 6) for k, x in m.items()},
-                          "ratio": round(m["wall"] / med[base]["wall"], 3)}))
-
+    rounds(args.variants.split(","), args.reps, lambda v, tmp: run_once(v, tmp, ROOT / "bench/w2.yaml", data))
 
 if __name__ == "__main__":
     main()
