@@ -585,29 +585,31 @@ def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[st
 
 
 def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | None = None) -> dict[str, StrategySpec]:
-    """A hybrid (``residual_of: har``) gets its baseline's type and parameters (``residual_params``), so
-    it fits the same baseline on its own training window, and its results change when they do. The
-    baseline must be a strategy of the run (on this asset) that does not depend on a seed."""
+    """A hybrid (``residual_of: har``) gets its baseline's type and parameters (``residual_params``; a list
+    for several, ``residual_of: [har, garch]``), so it fits the same baselines on its own training window,
+    and its results change when theirs do. Each must be a strategy of the run (on this asset) that does not
+    depend on a seed."""
     out = dict(specs)
     for name, spec in specs.items():
-        base_name = getattr(spec.params, "residual_of", None)
-        if base_name is None:
-            continue
+        names = spec.params.residual_names() if hasattr(spec.params, "residual_names") else []
         where = f"{source}: strategies.{name}.residual_of"
-        if base_name not in specs:
-            if asset is not None:
-                raise ConfigError(f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, or "
-                                  f"restrict {name} to the assets {base_name} runs on")
-            others = [n for n in specs if n != name]
-            raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run{did_you_mean(base_name, others)}; "
-                              f"name one of {', '.join(others)}")
-        base = specs[base_name]
-        if base.params.seeded() or base.repeats > 1 or base_name == name:
-            raise ConfigError(f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
-                              "such as har, garch or ewma")
-        linked = spec.params.model_copy(update={"residual_params": {"type": base.type,
-                                                                    **base.params.model_dump(mode="json")}})
-        out[name] = replace(spec, params=linked)
+        linked = []
+        for base_name in names:
+            if base_name not in specs:
+                if asset is not None:
+                    raise ConfigError(f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
+                                      f"or restrict {name} to the assets {base_name} runs on")
+                others = [n for n in specs if n != name]
+                raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run"
+                                  f"{did_you_mean(base_name, others)}; name one of {', '.join(others)}")
+            base = specs[base_name]
+            if base.params.seeded() or base.repeats > 1 or base_name == name:
+                raise ConfigError(f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
+                                  "such as har, garch or ewma")
+            linked.append({"type": base.type, **base.params.model_dump(mode="json")})
+        if linked:
+            params = {"residual_params": linked[0] if isinstance(spec.params.residual_of, str) else linked}
+            out[name] = replace(spec, params=spec.params.model_copy(update=params))
     return out
 
 

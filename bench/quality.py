@@ -54,6 +54,12 @@ VARIANTS = {
     "hybrid_har_features": {"residual_of": "har", "loss": "qlike",
                             "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
     "hybrid_garch_qlike": {"residual_of": "garch", "loss": "qlike"},
+    "hybrid_garch_features": {"residual_of": "garch", "loss": "qlike",
+                              "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "hybrid_mean_features": {"residual_of": ["har", "garch"], "loss": "qlike",
+                             "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "hybrid_garch_features_slow": {"residual_of": "garch", "loss": "qlike", "learning_rate": 0.001,
+                                   "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
 }
 
 

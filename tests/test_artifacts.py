@@ -25,7 +25,7 @@ USER = {
     "gru": TINY_GRU,
     "featured": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
                                            "garch_variance"]},
-    "hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},
+    "hybrid": {**TINY_LSTM, "residual_of": ["har", "garch"], "loss": "qlike"},  # their mean, corrected
     "median": {"type": "tests.user_models:MedianParams", "bars": 6},
     "har": {"type": "har", "lags": [1, 6, 24]},
     "garch": {"type": "garch"},

@@ -26,6 +26,7 @@ STRATEGIES = {
     "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
                                                 "garch_variance", "seasonal_profile"]},
     "lstm_hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},  # HAR fitted on the same window
+    "lstm_hybrid_mean": {**TINY_LSTM, "residual_of": ["har", "garch"]},  # their mean, both fitted on the window
     "keras": TINY_GRU,
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
     "har": {"type": "har"},
@@ -61,7 +62,7 @@ def forecasts_for(minute: pd.DataFrame, tmp_path, name: str, saved: str | None =
     path = tmp_path / f"{name}-{len(minute)}-{hash(minute['close'].sum())}.parquet"
     minute.to_parquet(path, index=False)
     spec = {k: (saved if v == "SAVED_MODEL" else v) for k, v in STRATEGIES[name].items()}
-    others = {"har": {"type": "har"}} if "residual_of" in spec else {}  # a hybrid's baseline runs beside it
+    others = {"har": {"type": "har"}, "garch": {"type": "garch"}} if "residual_of" in spec else {}  # its baselines
     cfg = parse_config(base_config(path, tmp_path, **{name: spec}, **others))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
