@@ -220,7 +220,12 @@ def test_repeats_run_seed_members_and_their_ensemble(minute_file, tmp_path):
     assert {p.name for p in (res.out_dir / "models").iterdir()} == {"lstm#1", "lstm#2", "har"}
     seeds = pd.read_parquet(res.out_dir / "seeds.parquet").set_index("loss")
     assert seeds.loc["qlike", "seeds"] == 2 and seeds.loc["qlike", "std"] > 0
-    assert "## Seed spread" in (res.out_dir / "report.md").read_text()
+    scores = pd.read_parquet(res.out_dir / "scores.parquet").groupby("strategy")["qlike"].mean()
+    gap = scores["lstm"] - scores["har"]  # the ensemble's gap to the benchmark, and the seeds it needs
+    assert seeds.loc["qlike", "gap"] == pytest.approx(gap)
+    assert seeds.loc["qlike", "seeds_needed"] == max(1, np.ceil((2 * seeds.loc["qlike", "std"] / abs(gap)) ** 2))
+    report = (res.out_dir / "report.md").read_text()
+    assert "## Seed spread" in report and f"- Seeds: `lstm`'s gap to `har` ({gap:+.4g}) is " in report
     cost = pd.read_parquet(res.out_dir / "cost.parquet").set_index("strategy")
     assert cost.loc["lstm", "retrains"] == cost.loc["lstm#1", "retrains"] + cost.loc["lstm#2", "retrains"]
     for bad, pattern in (({"repeats": 0}, r"strategies.lstm.repeats: must be a whole number"),):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from .losses import summary
@@ -48,9 +49,11 @@ def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.
         "",
         *(headline(scores, tests, cost, ev.loss, ev.benchmark) if tests is not None and cost is not None else []),
     ]
+    if spread is not None and len(spread):
+        lines += seeds_lines(spread, ev.loss, ev.benchmark)
     lines += schedule_lines(cfg, plan) + loss_lines(scores)
     if spread is not None and len(spread):
-        lines += spread_lines(spread)
+        lines += spread_lines(spread, ev.benchmark)
     if tests is not None:
         lines += accuracy_lines(cfg, tests)
     if cost is not None and len(cost):
@@ -132,13 +135,48 @@ def loss_lines(scores: pd.DataFrame) -> list[str]:
     return out
 
 
-def spread_lines(spread: pd.DataFrame) -> list[str]:
-    """Section: each seed ensemble's losses over its members (mean, std, min, max) and the ensemble's own."""
+def spread_lines(spread: pd.DataFrame, benchmark: str | None = None) -> list[str]:
+    """Section: each seed ensemble's losses over its members (mean, std, min, max) and the ensemble's own;
+    with a benchmark, the ensemble's gap to it and about how many seeds tell that gap from seed noise."""
+    has_gap = benchmark is not None and "gap" in spread and spread["gap"].notna().any()
+    extra = f" minus `{benchmark}` | seeds this gap needs |" if has_gap else ""
+
+    def tail(r) -> str:
+        if not has_gap:
+            return ""
+        return (f" {r.gap:+.4g} | {int(r.seeds_needed)} |" if np.isfinite(r.gap) and np.isfinite(r.seeds_needed)
+                else " – | – |")
+
     return ["", "## Seed spread (each loss averaged over horizons; one row per seed ensemble)", "",
-            "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |" + extra,
+            "|---|---|---|---|---|---|---|---|" + ("---|---|" if has_gap else ""),
             *[f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
-              f"{r.ensemble:.4g} |" for r in spread.itertuples()]]
+              f"{r.ensemble:.4g} |" + tail(r) for r in spread.itertuples()]]
+
+
+def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
+    """For the answer: does each seed ensemble have enough seeds to tell its gap to the benchmark from
+    the spread between seeds? (Seeds needed: the mean of that many single-seed losses has a standard error
+    of half the gap.)
+
+    >>> s = pd.DataFrame({"strategy": ["lstm", "gru"], "loss": "qlike", "seeds": [3, 2], "std": [0.01, 0.02],
+    ...                   "gap": [-0.05, 0.01], "seeds_needed": [1, 16]})
+    >>> print("\\n".join(seeds_lines(s, "qlike", "har")))
+    - Seeds: `lstm`'s gap to `har` (-0.05) is 5.0 single-seed standard deviations (0.01); about 1 seed tells it from seed noise, and it ran with 3.
+    - Seeds: `gru`'s gap to `har` (+0.01) is 0.5 single-seed standard deviations (0.02); about 16 seeds tell it from seed noise, and it ran with 2: **too few**, another draw of seeds could reverse it (`repeats: 16`).
+    """
+    rows = spread[spread["loss"] == loss] if "gap" in spread else spread.iloc[:0]
+    out = []
+    for r in rows.itertuples():
+        if not (np.isfinite(r.gap) and np.isfinite(r.std) and r.std > 0):
+            continue
+        need = int(r.seeds_needed)
+        line = (f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.1f} single-seed "
+                f"standard deviations ({r.std:.2g}); about {need} seed{'s' if need > 1 else ''} tell"
+                f"{'' if need > 1 else 's'} it from seed noise, and it ran with {r.seeds}")
+        out.append(line + (f": **too few**, another draw of seeds could reverse it (`repeats: {need}`)."
+                           if need > r.seeds else "."))
+    return out
 
 
 def cost_lines(cfg: RunConfig, cost: pd.DataFrame) -> list[str]:

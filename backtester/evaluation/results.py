@@ -33,6 +33,7 @@ from .markdown import run_report, universe_report
 from .panel import panel_dm_table, win_table
 from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
+from .verdict import seeds_needed
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -164,15 +165,22 @@ def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> p
 
 
 def seed_spread(cfg: RunConfig, scores: pd.DataFrame) -> pd.DataFrame:
-    """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the ensemble's."""
+    """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the
+    ensemble's; with a benchmark, ``gap`` (the ensemble's loss minus the benchmark's) and ``seeds_needed``:
+    about how many seeds tell that gap from seed noise (:func:`~.verdict.seeds_needed`: the mean of that many
+    single-seed losses has a standard error of half the gap)."""
     out = []
     per = scores.groupby("strategy", observed=True)[["mse", "mae", "qlike"]].mean()
+    bench = cfg.evaluation.benchmark
     for name, members in cfg.ensembles().items():
         m = per.loc[per.index.intersection(members)]
         for loss in ("qlike", "mse", "mae"):
-            out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": m[loss].std(ddof=1),
-                        "min": m[loss].min(), "max": m[loss].max(),
-                        "ensemble": per.loc[name, loss] if name in per.index else float("nan")})
+            ens = per.loc[name, loss] if name in per.index else float("nan")
+            gap = ens - per.loc[bench, loss] if bench in per.index and bench != name else float("nan")
+            std = m[loss].std(ddof=1)
+            out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": std,
+                        "min": m[loss].min(), "max": m[loss].max(), "ensemble": ens, "gap": gap,
+                        "seeds_needed": seeds_needed(std, gap) if np.isfinite(gap) and np.isfinite(std) else np.nan})
     return pd.DataFrame(out)
 
 
