@@ -128,17 +128,28 @@ class Garch(JsonState):
         if early.any():
             known = int(ends[early].max())
             eps_in = (history.ret[:known] * SCALE / self._season(history.time[:known])) ** 2
-            start = self.omega / (1 - persistence) if persistence < 1 else float(np.mean(eps_in))
+            start = self.omega + persistence * backcast(eps_in)  # arch's first conditional variance
             fitted, _ = lfilter([1.0], [1.0, -self.beta], self.omega + self.alpha * eps_in, zi=[self.beta * start])
-            var[early] = fitted[ends[early] - 1]
-        h = np.arange(horizon)
-        if persistence < 1:
-            uncond = self.omega / (1 - persistence)
-            paths = uncond + persistence**h[None, :] * (var[:, None] - uncond)
-        else:
-            paths = var[:, None] + self.omega * h[None, :]
-        targets = history.time[ends - 1][:, None] + (h[None, :] + 1) * self.bar_ns
+            fitted = np.concatenate([[start], fitted])  # fitted[t]: the variance of bar t, known after bar t - 1
+            var[early] = fitted[ends[early]]
+        # h steps ahead: persistence^h var + omega (1 + persistence + ... + persistence^(h-1)); summed, not
+        # through omega / (1 - persistence), which is huge (and loses the digits) when persistence is near 1
+        powers = persistence ** np.arange(horizon)
+        sums = np.cumsum(np.concatenate([[0.0], powers[:-1]]))
+        paths = powers[None, :] * var[:, None] + self.omega * sums[None, :]
+        targets = history.time[ends - 1][:, None] + np.arange(1, horizon + 1)[None, :] * self.bar_ns
         return np.sqrt(np.maximum(paths, 0.0)) * self._season(targets.ravel()).reshape(targets.shape) / SCALE
+
+
+def backcast(eps2: np.ndarray) -> float:
+    """The variance before the first bar, as ``arch`` starts its recursion: the mean of the first 75 squared
+    returns, weighted 0.94^k.
+
+    >>> backcast(np.array([4.0, 4.0, 4.0]))
+    4.0
+    """
+    w = 0.94 ** np.arange(min(75, len(eps2)))
+    return float(np.sum(w * eps2[: len(w)]) / np.sum(w)) if len(w) else 0.0
 
 
 class GarchParams(Params):
