@@ -49,8 +49,10 @@ def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.
         "",
         *(headline(scores, tests, cost, ev.loss, ev.benchmark) if tests is not None and cost is not None else []),
     ]
-    if spread is not None and len(spread):
-        lines += seeds_lines(spread, ev.loss, ev.benchmark)
+    lines += seeds_lines(spread, ev.loss, ev.benchmark)
+    lines += [f"- `{name}` ran with one seed: its loss is one draw of its initial weights and sample order; "
+              "`repeats: 3` (or more) says whether its gaps are noise." for name, spec in cfg.strategies.items()
+              if spec.repeats == 1 and spec.params.seeded()]
     lines += schedule_lines(cfg, plan) + loss_lines(scores)
     if spread is not None and len(spread):
         lines += spread_lines(spread, ev.benchmark)
@@ -165,7 +167,9 @@ def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[
     - Seeds: `lstm`'s gap to `har` (-0.05) is 5.0 single-seed standard deviations (0.01); about 1 seed tells it from seed noise, and it ran with 3.
     - Seeds: `gru`'s gap to `har` (+0.01) is 0.5 single-seed standard deviations (0.02); about 16 seeds tell it from seed noise, and it ran with 2: **too few**, another draw of seeds could reverse it (`repeats: 16`).
     """
-    rows = spread[spread["loss"] == loss] if "gap" in spread else spread.iloc[:0]
+    if spread is None or "gap" not in spread:
+        return []
+    rows = spread[spread["loss"] == loss]
     out = []
     for r in rows.itertuples():
         if not (np.isfinite(r.gap) and np.isfinite(r.std) and r.std > 0):
