@@ -188,6 +188,7 @@ def check_plan(cfg, plan: Plan) -> None:
     if short:
         parts = []
         for (where, what), names in short.items():
-            listed = ", ".join(f"strategy {n!r} needs {k}" for n, k in names)
+            bases = dict.fromkeys((n.rpartition("#")[0] or n, k) for n, k in names)  # seed members: their strategy
+            listed = ", ".join(f"strategy {n!r} needs {k}" for n, k in bases)
             parts.append(f"{where}: {what} ({listed}); {fixes[(where, what)]}")
         raise ConfigError("; ".join(parts))

@@ -30,7 +30,7 @@ def test_set_switches_the_retrain_rule_of_a_weekly_config(rule, label):
     # was: error: configs/weekly.yaml: backtest.retrain.weekday: unknown key (did you mean 'day'?)
     proc = plan(f"backtest.retrain.rule={rule}")
     assert proc.returncode == 0, proc.stderr
-    assert f"lstm, har, garch, ewma, naive, rolling_mean: " in proc.stdout
+    assert f"lstm#1, lstm#2, lstm#3, har, garch, ewma, naive, rolling_mean: " in proc.stdout  # lstm: 3 seeds
     assert f"({label}; window expanding)" in proc.stdout
 
 
