@@ -35,6 +35,7 @@ from .backend import select_backend
 from .errors import BacktestError, ConfigError
 
 RETRIES = 2  # a lost worker's jobs are run again this many times
+CONNECT_TIMEOUT = "10s"  # how long to try a Dask scheduler before saying it cannot be reached
 
 OnDone = Callable[[Any, Any], None]
 
@@ -259,7 +260,7 @@ def dask_client(address: str):
         raise ConfigError("execution.scheduler: Dask is not installed; pip install -e '.[dask]' "
                           "(on the workers too)") from None
     try:
-        return Client(address, timeout="10s", set_as_default=False)
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise ConfigError(f"execution.scheduler: cannot reach the Dask scheduler at {address} "

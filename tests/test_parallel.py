@@ -92,8 +92,10 @@ def test_a_worker_lost_mid_segment_is_retried_and_the_result_is_identical(minute
     pd.testing.assert_frame_equal(one.forecasts, two.forecasts, check_exact=True)
 
 
-def test_bad_jobs_and_unreachable_scheduler_are_one_line_and_write_nothing(minute_file, tmp_path):
+def test_bad_jobs_and_unreachable_scheduler_are_one_line_and_write_nothing(minute_file, tmp_path, monkeypatch):
     import yaml
+
+    monkeypatch.setattr("backtester.executors.CONNECT_TIMEOUT", "1s")  # nothing listens there: no need to wait 10 s
 
     raw = base_config(minute_file, tmp_path, naive={"type": "naive"})
     cfg = tmp_path / "c.yaml"
