@@ -44,7 +44,6 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from .artifacts import read_meta
 from .executors import Executor, InProcess, cost_order
 from .errors import FatalError
 from .plan import Plan
@@ -52,9 +51,10 @@ from .interrupt import check as check_interrupt
 from .recorder import combine_rows
 from .rundir import versions
 from .segment import (ChainDone, FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
-                      call, check_failures, issue_forecasts, read_segment, run_segment, write_segment)
+                      check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .series import BarSeries
 from .pooled import run_pooled_segment
+from .resume import reload_model, resume_point
 from .stacking import StackJob, run_stack, stack_jobs
 from .store import (RunKeyBase, adopt, adopt_tuning, digest, is_stored, prune, segment_keys, stored_key,
                     stored_tuning_key, tuning_key)
@@ -167,35 +167,6 @@ def run_job(job: ChainJob | PooledJob | StackJob) -> ChainDone:
     if isinstance(job, StackJob):
         return run_stack(job)
     return run_pooled(job) if isinstance(job, PooledJob) else run_chain(job)
-
-
-def resume_point(job: ChainJob, keys: tuple[str | None, ...]) -> tuple[int, LiveModel | None]:
-    """How many of the chain's first segments are finished in the store, and the model to go on from
-    (the last good one among them, reloaded from its artifact)."""
-    need = job.settings.save_models and job.context is not None
-    n = 0
-    while n < len(keys) and keys[n] is not None and is_stored(job.stage, job.segments[n], keys[n], need):
-        n += 1
-    if n == 0 or n == len(keys) or not job.params[0].chains():
-        return n, None
-    for k in range(n - 1, -1, -1):
-        stored = read_segment(job.stage, job.segments[k])
-        if stored.ok:
-            folder = artifact_dir(job.stage, job.segments[k].owner, job.segments[k].model_version)
-            live = reload_model(folder, stored, job.segments[k], job.params[k])
-            return (n, live) if live is not None else (0, None)
-    return n, None
-
-
-def reload_model(folder: Path, stored: StoredSegment, seg: Segment, params: Any) -> LiveModel | None:
-    """The model a finished segment saved in ``folder``, or None if it saved none it can reload."""
-    if not (folder / "artifact.json").is_file():
-        return None
-    if not read_meta(folder).get("restorable", False):
-        return None
-    strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
-    call(seg.strategy, "load()", strategy.load, folder)
-    return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
 
 
 @dataclass

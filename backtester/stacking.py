@@ -1,13 +1,15 @@
-"""Stacked training: a run's compatible cold fits trained together, several per compiled program.
+"""Stacked training: a run's compatible fits trained together, several per compiled program.
 
-``execution.stack`` (``auto``, ``off`` or a number N) groups the segments whose strategy can stack
-(``Params.stacks()``: a Keras strategy without a warm start, one model per asset) and whose params
-are equal (one architecture, one training loop): the retrains of a strategy, its seed members and
-its assets. Each group, ordered by training-window length and cut into runs of at most N, is one
-:class:`StackJob`: its members' windows are prepared one by one, trained together
-(``fit_stacked`` of the strategy class; :mod:`strategies.keras_stack`), and then each member issues
-its forecasts and is written as a segment of its own (:func:`backtester.segment.run_segment` with
-its ``prefit``), under its own store key, exactly as if it had run alone.
+``execution.stack`` (``auto``, ``off`` or a number N) groups the chains whose strategy can stack
+(``Params.stacks()``: a local Keras strategy of ours) and whose params are equal (one architecture, one
+training loop): chains of one cold segment (the retrains of a strategy, its seed members and its
+assets), and warm-start chains of equally many segments (a strategy's seed members and assets). Each
+group, ordered by training-window length and cut into runs of at most N, is one :class:`StackJob`. Its
+chains go through their segments in lockstep: at each retrain the members' windows are prepared one by
+one (a warm member continuing its own last good model), trained together (``fit_stacked`` of the
+strategy class; :mod:`strategies.keras_stack`), and then each member issues its forecasts and is
+written as a segment of its own (:func:`backtester.segment.run_segment` with its ``prefit``), under its
+own store key, exactly as if it had run alone.
 
 A stacked model equals the model trained alone up to float32 rounding (``tests/test_stack.py``), so
 the groups are a matter of speed, never of results beyond that rounding. They depend only on the
@@ -31,19 +33,22 @@ from typing import Any
 
 from .errors import BacktestError, FailedRetrain
 from .interrupt import check as check_interrupt
+from strategies.base import WarmStartable
+
+from .resume import resume_point
 from .segment import ChainDone, Prefit, call, read_segment, retrain_seed, run_segment, write_segment
-from .store import is_stored
 
 
 @dataclass(frozen=True)
 class StackJob:
-    """Cold fits of one architecture, trained together: each member a chain of one segment."""
+    """Fits of one architecture, trained together: each member a chain of one cold segment, or a
+    warm-start chain (its members then have as many segments, and go through them in lockstep)."""
 
-    members: tuple[Any, ...]  # ChainJob, one segment each
+    members: tuple[Any, ...]  # ChainJob
 
     @property
     def segments(self) -> tuple:
-        return tuple(m.segments[0] for m in self.members)
+        return tuple(s for m in self.members for s in m.segments)
 
 
 def split_even(items: list, parts: int) -> list[list]:
@@ -58,17 +63,20 @@ def split_even(items: list, parts: int) -> list[list]:
 
 
 def stack_jobs(jobs: list, size: int) -> list:
-    """``jobs`` with every chain of one stackable segment gathered into :class:`StackJob` groups of at most
-    ``size`` members of equal params and horizon (ordered by training-window length, so a group's windows
-    are alike and few of its steps are masked). A group of one stays as it was; other jobs keep their place."""
+    """``jobs`` with every chain whose fits stack gathered into :class:`StackJob` groups of at most ``size``
+    members of equal params and horizon (ordered by training-window length, so a group's windows are alike
+    and few of its steps are masked): chains of one segment, and warm-start chains of equally many
+    segments (seed members and assets of one strategy). A group of one stays as it was; other jobs keep
+    their place."""
     if size <= 1:
         return list(jobs)
     groups: dict[tuple, list] = {}
     out: list = []
     for job in jobs:
-        if type(job).__name__ == "ChainJob" and len(job.segments) == 1 and job.params[0].stacks():
-            params, seg = job.params[0], job.segments[0]
-            key = (type(params).__module__, type(params).__name__, params.model_dump_json(), seg.horizon)
+        first = job.params[0] if type(job).__name__ == "ChainJob" else None
+        if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
+            key = (type(first).__module__, type(first).__name__, tuple(p.model_dump_json() for p in job.params),
+                   job.segments[0].horizon, len(job.segments))
             if key not in groups:
                 groups[key] = []
                 out.append(key)
@@ -87,25 +95,30 @@ def stack_jobs(jobs: list, size: int) -> list:
     return result
 
 
-def fit_together(members: list) -> list[Prefit | None]:
-    """Each member's strategy built and fitted, all trained together; None where the window is too short
-    (:func:`run_segment` then fails that retrain as it would alone)."""
+def fit_together(members: list, index: int = 0, starts: list | None = None) -> list[Prefit | None]:
+    """Each member's strategy for its segment ``index`` built (continuing its ``starts`` model, for a warm
+    start) and fitted, all trained together; None where the window is too short (:func:`run_segment` then
+    fails that retrain as it would alone)."""
     out: list[Prefit | None] = [None] * len(members)
     strategies, trains, where = [], [], []
     for k, m in enumerate(members):
-        seg, params = m.segments[0], m.params[0]
+        seg, params = m.segments[index], m.params[index]
         train = m.series.upto(seg.stop).slice(seg.window.start, seg.window.stop)
         if len(train) < params.min_train_bars(seg.horizon):
             continue
         seed = retrain_seed(m.settings.run_seed, seg.owner, seg.retrain_time)
-        strategies.append(call(seg.strategy, "build()", params.build, seed))
+        strategy = call(seg.strategy, "build()", params.build, seed)
+        live = starts[k] if starts is not None else None
+        if live is not None and params.chains() and isinstance(strategy, WarmStartable):
+            strategy.start_from(live.strategy, live.model_version)
+        strategies.append(strategy)
         trains.append(train)
         where.append(k)
     if not strategies:
         return out
     t0 = time.perf_counter()
     try:
-        infos = type(strategies[0]).fit_stacked(strategies, trains, members[0].segments[0].horizon)
+        infos = type(strategies[0]).fit_stacked(strategies, trains, members[0].segments[index].horizon)
     except (FailedRetrain, BacktestError, KeyboardInterrupt):
         raise
     except Exception as exc:  # what a lone fit would record as a failed retrain, for every member
@@ -119,22 +132,32 @@ def fit_together(members: list) -> list[Prefit | None]:
 
 
 def run_stack(job: StackJob):
-    """Train the group's members that the store does not hold, together; forecast and write each."""
+    """Run the group's chains in lockstep: at each retrain, the members the store does not hold are trained
+    together (each warm chain continuing its own last good model), then each issues its forecasts and is
+    written as a segment of its own, exactly as :func:`backtester.engine.run_chain` would."""
+    n = len(job.members[0].segments)
+    keys = [m.keys or (None,) * len(m.segments) for m in job.members]
+    points = [resume_point(m, k) for m, k in zip(job.members, keys)]
+    live = [p[1] for p in points]
     done: dict[str, tuple] = {}
-    todo = []
-    for m in job.members:
-        seg, key = m.segments[0], (m.keys[0] if m.keys else None)
-        need = m.settings.save_models and m.context is not None
-        if key is not None and is_stored(m.stage, seg, key, need):
-            done[seg.key] = (seg.key, 0.0, read_segment(m.stage, seg).record.status, True)
-        else:
-            todo.append(m)
-    check_interrupt()
-    for m, prefit in zip(todo, fit_together(todo) if todo else []):
-        seg, params = m.segments[0], m.params[0]
-        res = run_segment(seg, params, m.series, m.bars, m.settings.run_seed, batched=m.settings.batched,
-                          prefit=prefit)
-        write_segment(m.stage, res, replace(m.spec, params=params), m.context, m.settings.save_models,
-                      m.keys[0] if m.keys else None)
-        done[seg.key] = (seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False)
+    for i in range(n):
+        check_interrupt()
+        todo = []
+        for k, m in enumerate(job.members):
+            seg = m.segments[i]
+            if i < points[k][0]:
+                done[seg.key] = (seg.key, 0.0, read_segment(m.stage, seg).record.status, True)
+            else:
+                todo.append(k)
+        prefits = fit_together([job.members[k] for k in todo], i, [live[k] for k in todo]) if todo else []
+        for k, prefit in zip(todo, prefits):
+            m = job.members[k]
+            seg, params = m.segments[i], m.params[i]
+            res = run_segment(seg, params, m.series, m.bars, m.settings.run_seed, fallback=live[k],
+                              batched=m.settings.batched, prefit=prefit)
+            write_segment(m.stage, res, replace(m.spec, params=params), m.context, m.settings.save_models,
+                          keys[k][i], keep_model=params.chains() and n > 1)
+            if res.ok:
+                live[k] = res.model
+            done[seg.key] = (seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False)
     return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done[s.key] for s in job.segments))

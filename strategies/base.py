@@ -186,7 +186,8 @@ class Params(BaseModel):
         return False
 
     def stacks(self) -> bool:
-        """Whether its cold fits can be trained together, several in one compiled program (``execution.stack``):
+        """Whether its fits can be trained together, several in one compiled program (``execution.stack``; a
+        warm-start chain's with those of the chains beside it, in lockstep):
         its strategy class then has ``fit_stacked(strategies, trains, horizon)``, which fits each strategy on
         its window as ``fit`` would and returns, per strategy, its ``FitInfo`` or the ``FailedRetrain`` it met."""
         return False

@@ -295,20 +295,24 @@ class KerasForecaster:
         n_val = len(x_val)
         fresh = self.build_model(steps)
         self.model = self._twin_of(fresh, steps) if p.reuse_compiled else fresh
-        epochs = p.epochs
-        self.started_from: Any = None
-        start = getattr(self, "_start", None)
-        if start is not None:
-            saved = getattr(start[0], "_weights", None)
-            weights = saved if saved is not None else start[0]._live_model().get_weights()
-            if [w.shape for w in weights] == [tuple(v.shape) for v in self.model.weights]:
-                self.model.set_weights(weights)
-                epochs, self.started_from = p.warm_start.epochs if p.warm_start else p.epochs, start[1]
-            else:
-                self.started_from = f"cold: model {start[1]} has another architecture"
-            self._start = None  # keep no reference to the previous model (a long warm chain would hold them all)
+        epochs, self.started_from = self._warm(self.model)
         self.history = train_epochs(self.model, x_tr, y_tr, x_val, y_val, p.batch_size, epochs, self.seed)
         return self._trained(len(x_tr), n_val)
+
+    def _warm(self, model) -> tuple[int, Any]:
+        """A warm start (:meth:`start_from`): ``model`` takes the previous model's weights. Returns the
+        epochs to train and what the fit started from (None: cold)."""
+        p = self.params
+        start = getattr(self, "_start", None)
+        if start is None:
+            return p.epochs, None
+        self._start = None  # keep no reference to the previous model (a long warm chain would hold them all)
+        saved = getattr(start[0], "_weights", None)
+        weights = saved if saved is not None else start[0]._live_model().get_weights()
+        if [w.shape for w in weights] != [tuple(v.shape) for v in model.weights]:
+            return p.epochs, f"cold: model {start[1]} has another architecture"
+        model.set_weights(weights)
+        return (p.warm_start.epochs if p.warm_start else p.epochs), start[1]
 
     def _trained(self, n_train: int, n_val: int) -> FitInfo:
         """Keep the trained weights (``self.model`` holds them, ``self.history`` its losses) and report the fit."""
@@ -341,12 +345,15 @@ class KerasForecaster:
             return FailedRetrain(f"fit() raised {type(exc).__name__}" + (f": {text}" if text else ""))
 
         out: list[Any] = [None] * len(members)
+        starts = [getattr(f, "_start", None) for f in members]  # warm starts, kept for a fall-back lone fit
         ready = []
         for k, (f, train) in enumerate(zip(members, trains)):
             try:
                 steps = f.steps(horizon)
                 x_tr, y_tr, x_val, y_val, f.scaler, f.floor, f.feature_scaler = f._samples(train, steps)
-                ready.append((k, f.build_model(steps), (x_tr, y_tr, x_val, y_val), steps))
+                fresh = f.build_model(steps)
+                epochs, f.started_from = f._warm(fresh)  # a warm start: the previous model's weights
+                ready.append((k, fresh, (x_tr, y_tr, x_val, y_val), steps, epochs))
             except FailedRetrain as exc:
                 out[k] = exc
             except (BacktestError, KeyboardInterrupt):
@@ -356,14 +363,21 @@ class KerasForecaster:
         if not ready:
             return out
         p, first = members[0].params, members[ready[0][0]]
+        by_epochs: dict[int, list] = {}  # warm and cold members train for different epochs: one program each
+        for r in ready:
+            by_epochs.setdefault(r[4], []).append(r)
+        histories: dict[int, Any] = {}
         try:
-            histories = train_stacked([r[1] for r in ready], [r[2] for r in ready], p.batch_size, p.epochs,
-                                      [members[r[0]].seed for r in ready],
-                                      program_key=first._twin_key(ready[0][1], ready[0][3]))
+            for epochs, part in by_epochs.items():
+                got = train_stacked([r[1] for r in part], [r[2] for r in part], p.batch_size, epochs,
+                                    [members[r[0]].seed for r in part],
+                                    program_key=first._twin_key(ready[0][1], ready[0][3]))
+                histories.update({r[0]: (h, len(part)) for r, h in zip(part, got)})
         except (BacktestError, KeyboardInterrupt):
             raise
         except Exception:  # the group's program failed (out of memory?): each member trains alone instead
-            for k, _, _, _ in ready:
+            for k, _, _, _, _ in ready:
+                members[k]._start = starts[k]
                 try:
                     out[k] = members[k].fit(trains[k], horizon)
                 except FailedRetrain as exc:
@@ -373,13 +387,13 @@ class KerasForecaster:
                 except Exception as exc:
                     out[k] = failed(exc)
             return out
-        for (k, fresh, samples, steps), history in zip(ready, histories):
+        for k, fresh, samples, steps, _ in ready:
             f = members[k]
             f.model = f._twin_of(fresh, steps) if p.reuse_compiled else fresh
-            f.history, f.started_from = history, None
+            f.history, size = histories[k]
             try:
                 out[k] = f._trained(len(samples[0]), len(samples[2]))
-                out[k].extra["stacked"] = len(ready)  # trained in a program of this many (the audit reads it)
+                out[k].extra["stacked"] = size  # trained in a program of this many (the audit reads it)
             except FailedRetrain as exc:
                 out[k] = exc
         return out
@@ -772,9 +786,10 @@ class WindowedKerasParams(Params):
         return self.warm_start is not None
 
     def stacks(self) -> bool:
-        """Cold local fits of our own forecaster, compiled: an imported model (or a params class whose
-        ``build`` returns another forecaster), a warm start, a global model or ``jit_compile: false`` train alone."""
-        return (self.warm_start is None and self.scope == "local" and self.jit_compile is not False
+        """Local fits of our own forecaster, compiled (a warm-start chain stacks with its seed members' and
+        assets' chains, in lockstep): an imported model (or a params class whose ``build`` returns another
+        forecaster), a global model or ``jit_compile: false`` train alone."""
+        return (self.scope == "local" and self.jit_compile is not False
                 and type(self).build is WindowedKerasParams.build)
 
     def pools_assets(self) -> bool:

@@ -1,5 +1,7 @@
 """Stacked training (``execution.stack``): models trained together equal each model trained alone."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,19 +115,21 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
     from strategies.lstm import LstmParams
 
     assert LstmParams().stacks() and not LstmParams(jit_compile=False).stacks()
-    assert not LstmParams(warm_start={"epochs": 1}).stacks()
+    assert LstmParams(warm_start={"epochs": 1}).stacks()  # warm chains stack in lockstep (below)
     assert not ImportedParams.model_construct().stacks()  # the notebook's saved model is not retrained here
     assert split_even(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
 
 
 def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(minute_file, tmp_path):
     raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2, "epochs": 2, "validation_split": 0.2},
+                      warm={**TINY_LSTM, "repeats": 2, "epochs": 2, "warm_start": {"epochs": 1}},  # chains in lockstep
                       har={"type": "har"})
     raw["backtest"]["end"] = "2024-01-31 00:00"
     raw["execution"] = {"stack": "off"}
     alone = run(parse_config(raw))
     raw["execution"] = {"stack": 3}
-    stacked = run(parse_config(raw), force=True)
+    stacked = run(parse_config(raw), force=True, fresh=True)  # fresh: not the unstacked run's stored segments
+    assert stacked.manifest["segments"]["computed"] == stacked.manifest["segments"]["total"]
     a, b = alone.forecasts, stacked.forecasts
     pd.testing.assert_frame_equal(a.drop(columns="forecast"), b.drop(columns="forecast"))
     assert np.max(np.abs(a["forecast"].to_numpy() - b["forecast"].to_numpy())) < STACK_ATOL
@@ -136,11 +140,14 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
     assert stacked.manifest["execution"]["stack"] == 3 and alone.manifest["execution"]["stack"] == 1
     raw["execution"] = {"stack": 3, "jobs": 2}
     raw["name"] = "two"
-    two = run(parse_config(raw))
+    two = run(parse_config(raw), fresh=True)
+    assert two.manifest["segments"]["reused"] == 0
     pd.testing.assert_frame_equal(two.forecasts, b, check_exact=True)  # the groups do not depend on the workers
     from backtester.audit import audit
 
-    report = audit(stacked.out_dir, sample=1, only=["lstm"])  # recomputed alone: equal to float32 rounding
+    details = stacked.retrains[stacked.retrains["strategy"] == "warm#1"]["details"].map(json.loads)
+    assert [d.get("started_from") for d in details] == [None, 1, 2] and all(d["stacked"] == 2 for d in details)
+    report = audit(stacked.out_dir, sample=1, only=["lstm", "warm"])  # recomputed alone: equal to float32 rounding
     assert report.ok, "\n".join(report.lines())
 
 
@@ -151,3 +158,26 @@ def test_bad_stack_values_are_one_line(minute_file, tmp_path):
     raw["execution"] = {"stack": "sometimes"}
     with pytest.raises(ConfigError, match="execution.stack"):
         parse_config(raw)
+
+
+def test_stacked_warm_chains_resume_each_from_its_own_last_model(minute_file, tmp_path):
+    """Warm-start chains of two seeds stack in lockstep; killed with one chain a retrain behind the other,
+    the same command trains only what is missing, each chain continuing its own last saved model."""
+    import os
+
+    from backtester.rundir import stage_dir
+
+    raw = base_config(minute_file, tmp_path, warm={**TINY_LSTM, "repeats": 2, "epochs": 2, "warm_start": {"epochs": 1}})
+    raw["backtest"]["end"] = "2024-01-31 00:00"
+    raw["execution"] = {"stack": 2}
+    first = run(parse_config(raw))
+    reference = first.forecasts.copy()
+    stage = stage_dir(first.out_dir)
+    os.rename(first.out_dir, stage)  # as if killed just before the swap, with warm#2's last retrain not written
+    (stage / "segments" / "warm#2" / "0003.json").unlink()
+    resumed = run(parse_config(raw))
+    assert resumed.manifest["segments"]["reused"] == 5 and resumed.manifest["segments"]["computed"] == 1
+    last = resumed.retrains[(resumed.retrains["strategy"] == "warm#2") & (resumed.retrains["model_version"] == 3)]
+    assert json.loads(last["details"].iloc[0])["started_from"] == 2  # from its own version 2, reloaded
+    pd.testing.assert_frame_equal(reference.drop(columns="forecast"), resumed.forecasts.drop(columns="forecast"))
+    assert np.max(np.abs(reference["forecast"].to_numpy() - resumed.forecasts["forecast"].to_numpy())) < STACK_ATOL
