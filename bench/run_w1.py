@@ -41,6 +41,11 @@ VARIANTS = {
     "jax-2-stack2": ["backend=jax", "execution.jobs=2", "execution.stack=2"],
     "jax-stack18": ["backend=jax", "execution.stack=18"],  # all 18 fits in one program, one process
     "jax-stack9": ["backend=jax", "execution.stack=9"],
+    # W1's LSTM as three seeds of warm-start chains (each retrain continues the last model for 1 epoch)
+    "warm3-alone": ["backend=jax", "execution.stack=off", "strategies.lstm.repeats=3",
+                    "strategies.lstm.warm_start.epochs=1"],
+    "warm3-stack3": ["backend=jax", "execution.stack=3", "strategies.lstm.repeats=3",
+                     "strategies.lstm.warm_start.epochs=1"],
     "tf": ["backend=tensorflow"],
     "tf-2": ["backend=tensorflow", "execution.jobs=2"],
     "tf-xla": ["backend=tensorflow", "strategies.lstm.jit_compile=true"],
