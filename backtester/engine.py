@@ -69,7 +69,7 @@ class Settings:
     max_failed: int = 3  # more failed fits in a row than this, for one strategy, stop the run
     batched: bool = True  # one forecast_batch call per segment (False: the per-bar reference path)
     save_models: bool = False  # an artifact folder per retrain
-    stack: int = 1  # cold Keras fits trained together per compiled program (backtester.stacking); 1: each alone
+    stack: int = 1  # Keras fits trained together per compiled program (backtester.stacking); 1: each alone
 
 
 @dataclass(frozen=True)

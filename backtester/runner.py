@@ -136,7 +136,8 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
     shown = plans[0] if len(plans) == 1 else plans
     settings = engine_settings(cfg)
     if settings.stack > 1:
-        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks())
+        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks()
+                          and (not s.params.chains() or s.repeats > 1 or cfg.data.assets))  # a lone chain: alone
         if stacking:
             log(f"execution: stacked training, up to {settings.stack} fits per compiled program "
                 f"({', '.join(stacking)})")

@@ -110,13 +110,16 @@ class MeanOfBaselines:
                         for m in self.members.values()], axis=0)
 
     def save(self, folder: Path) -> None:
-        for name, member in self.members.items():
-            (Path(folder) / name).mkdir(exist_ok=True)
-            member.save(Path(folder) / name)
+        """Each member in a folder of its own, by position (``0/``, ``1/``: a strategy's name may not be a
+        safe folder name), and ``members.json`` naming them."""
+        for k, member in enumerate(self.members.values()):
+            (Path(folder) / str(k)).mkdir(exist_ok=True)
+            member.save(Path(folder) / str(k))
+        (Path(folder) / "members.json").write_text(json.dumps(list(self.members)))
 
     def load(self, folder: Path) -> None:
-        for name, member in self.members.items():
-            member.load(Path(folder) / name)
+        for k, member in enumerate(self.members.values()):
+            member.load(Path(folder) / str(k))
 
 
 def garch_feature(params: WindowedKerasParams, seed: int):
@@ -679,6 +682,14 @@ class WindowedKerasParams(Params):
     @classmethod
     def _known_features(cls, v: list) -> list:
         return check_features(v)
+
+    @field_validator("residual_of", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            return v
+        raise ValueError(f"a baseline's name (residual_of: har) or a list of names (residual_of: [har, garch]), "
+                         f"not {v!r}")
 
     @field_validator("residual_of")
     @classmethod

@@ -1,7 +1,7 @@
 """Train many Keras models of one architecture at once: one compiled program over a leading model axis.
 
-The fits of one strategy's cold retrains, its seed members and its assets share a builder and
-shapes; only their samples, seeds and initial weights differ. :func:`train_stacked` trains them
+The fits of one strategy's cold retrains (or one retrain of its warm-start chains), its seed members
+and its assets share a builder and shapes; only their samples, seeds and initial weights differ. :func:`train_stacked` trains them
 together: each model's state (weights, dropout seed state, optimizer state, loss tracker) gets a
 leading model axis, and Keras' own pure ``train_step`` (the JAX trainer's) runs under
 ``jax.vmap`` inside a ``jax.lax.scan`` over :data:`CHUNK` batches per compiled call.

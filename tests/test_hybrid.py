@@ -31,6 +31,8 @@ def test_a_hybrid_starts_as_its_baseline_and_learns_a_correction(minute_file, tm
      "strategies.h.residual_of: 'harr' is not a strategy of this run (did you mean 'har'?)"),
     ({"h": {**TINY_LSTM, "residual_of": ["har", "garhc"]}, "har": {"type": "har"}, "garch": {"type": "garch"}},
      "strategies.h.residual_of: 'garhc' is not a strategy of this run (did you mean 'garch'?)"),
+    ({"h": {**TINY_LSTM, "residual_of": ["har", 3]}, "har": {"type": "har"}},
+     "strategies.h.residual_of: a baseline's name (residual_of: har) or a list of names"),
     ({"h": {**TINY_LSTM, "residual_of": ["har", "har"]}, "har": {"type": "har"}},
      "strategies.h.residual_of: name one baseline (residual_of: har) or several different ones"),
     ({"h": {**TINY_LSTM, "residual_of": "lstm"}, "lstm": TINY_LSTM},

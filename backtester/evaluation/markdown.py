@@ -172,9 +172,14 @@ def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[
     rows = spread[spread["loss"] == loss]
     out = []
     for r in rows.itertuples():
-        if not (np.isfinite(r.gap) and np.isfinite(r.std) and r.std > 0):
+        if not (np.isfinite(r.gap) and np.isfinite(r.std) and r.std > 0 and r.gap != 0):
             continue
         need = int(r.seeds_needed)
+        if need > 100:  # repeats allows 100
+            out.append(f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.2f} "
+                       f"single-seed standard deviations ({r.std:.2g}): more than 100 seeds would be needed to tell "
+                       "it from seed noise; on these data the two are not told apart.")
+            continue
         line = (f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.1f} single-seed "
                 f"standard deviations ({r.std:.2g}); about {need} seed{'s' if need > 1 else ''} tell"
                 f"{'' if need > 1 else 's'} it from seed noise, and it ran with {r.seeds}")

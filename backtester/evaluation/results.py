@@ -86,7 +86,7 @@ def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFram
     return {
         "forecasts": rows, "retrains": retrains, "metrics": scores, "losses": losses,
         "scores": score_table(losses, rows, ev.benchmark), "breakdowns": breakdown_table(losses),
-        "tests": accuracy_tests(cfg, losses), "seeds": seed_spread(cfg, scores), "coverage": coverage(rows),
+        "tests": accuracy_tests(cfg, losses), "seeds": seed_spread(cfg, scores, losses), "coverage": coverage(rows),
         "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles(), trials),
     }
 
@@ -164,11 +164,12 @@ def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> p
     return combine_rows(parts) if ensembles else forecasts
 
 
-def seed_spread(cfg: RunConfig, scores: pd.DataFrame) -> pd.DataFrame:
+def seed_spread(cfg: RunConfig, scores: pd.DataFrame, losses: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the
-    ensemble's; with a benchmark, ``gap`` (the ensemble's loss minus the benchmark's) and ``seeds_needed``:
-    about how many seeds tell that gap from seed noise (:func:`~.verdict.seeds_needed`: the mean of that many
-    single-seed losses has a standard error of half the gap)."""
+    ensemble's; with a benchmark, ``gap`` (the ensemble's loss minus the benchmark's, on the rows both
+    forecast, from ``losses``) and ``seeds_needed``: about how many seeds tell that gap from seed noise
+    (:func:`~.verdict.seeds_needed`: the mean of that many single-seed losses has a standard error of half
+    the gap)."""
     out = []
     per = scores.groupby("strategy", observed=True)[["mse", "mae", "qlike"]].mean()
     bench = cfg.evaluation.benchmark
@@ -176,12 +177,23 @@ def seed_spread(cfg: RunConfig, scores: pd.DataFrame) -> pd.DataFrame:
         m = per.loc[per.index.intersection(members)]
         for loss in ("qlike", "mse", "mae"):
             ens = per.loc[name, loss] if name in per.index else float("nan")
-            gap = ens - per.loc[bench, loss] if bench in per.index and bench != name else float("nan")
+            gap = (common_gap(losses, name, bench, loss) if losses is not None else ens - per.loc[bench, loss]) \
+                if bench in per.index and bench != name else float("nan")
             std = m[loss].std(ddof=1)
             out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": std,
                         "min": m[loss].min(), "max": m[loss].max(), "ensemble": ens, "gap": gap,
                         "seeds_needed": seeds_needed(std, gap) if np.isfinite(gap) and np.isfinite(std) else np.nan})
     return pd.DataFrame(out)
+
+
+def common_gap(losses: pd.DataFrame, a: str, b: str, loss: str) -> float:
+    """``a``'s loss minus ``b``'s on the rows both forecast: per horizon, then averaged over horizons."""
+    t = losses[(losses["loss"] == loss) & losses["strategy"].isin([a, b])]
+    wide = t.pivot_table(index=["issued_at", "target_time", "horizon"], columns="strategy", values="value",
+                         observed=True).dropna()
+    if a not in wide or b not in wide or not len(wide):
+        return float("nan")
+    return float((wide[a] - wide[b]).groupby(level="horizon").mean().mean())
 
 
 def artifact_sizes(models: Path) -> dict[str, int]:
