@@ -180,6 +180,7 @@ def test_the_report_answers_across_assets_first(universe_run):
     assert md.index("## The answer, across assets") < md.index("## Pooled tests across assets") < md.index(
         "## Asset `aaa`") < md.index("## Asset `ccc`")
     assert "beats `har` on" in md and "pooled DM" in md
+    assert "- Seeds: `rolling_mean` ran with 2; its gap to `har` needs about 1 on `" in md  # no seed: no spread
     for name in ("pooled_differentials.png", "forecast_vs_actual_aaa.png", "forecast_vs_actual_ccc.png"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text()

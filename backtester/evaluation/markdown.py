@@ -326,10 +326,33 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
         inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
         out.append(f"- 90 % model confidence set on the cross-sectional average loss: "
                    f"{', '.join(f'`{m}`' for m in inside)}.")
+    out += across_assets_seeds(tables.get("seeds"), loss, benchmark)
     cost = tables["cost"].groupby("strategy", sort=False)["train_seconds"].sum()
     if len(cost):
         out.append("- Training cost over all assets: " + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items()
                                                                   if "#" not in str(k)) + ".")
+    return out
+
+
+def across_assets_seeds(seeds: pd.DataFrame | None, loss: str, benchmark: str | None) -> list[str]:
+    """Per seed ensemble of a universe: the most seeds any asset's gap to the benchmark needs, and where.
+
+    >>> s = pd.DataFrame({"asset": ["btc", "eth"], "strategy": "lstm", "loss": "qlike", "seeds": 3,
+    ...                   "gap": [-0.1, -0.01], "seeds_needed": [1, 12]})
+    >>> across_assets_seeds(s, "qlike", "har")
+    ['- Seeds: `lstm` ran with 3; its gap to `har` needs about 12 on `eth` (the most of any asset): **too few** there.']
+    """
+    if seeds is None or not len(seeds) or "seeds_needed" not in seeds:
+        return []
+    out = []
+    rows = seeds[(seeds["loss"] == loss) & seeds["seeds_needed"].notna()]
+    for name, part in rows.groupby("strategy", sort=True):
+        worst = part.loc[part["seeds_needed"].idxmax()]
+        need, ran = int(worst["seeds_needed"]), int(worst["seeds"])
+        verdict = "enough everywhere" if need <= ran else "**too few** there"
+        shown = f"about {need}" if need <= 100 else "more than 100"
+        out.append(f"- Seeds: `{name}` ran with {ran}; its gap to `{benchmark}` needs {shown} on `{worst['asset']}` "
+                   f"(the most of any asset): {verdict}.")
     return out
 
 
