@@ -586,13 +586,16 @@ def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[st
 
 def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | None = None) -> dict[str, StrategySpec]:
     """A hybrid (``residual_of: har``) gets its baseline's type and parameters (``residual_params``; a list
-    for several, ``residual_of: [har, garch]``), so it fits the same baselines on its own training window,
-    and its results change when theirs do. Each must be a strategy of the run (on this asset) that does not
-    depend on a seed."""
+    for several, ``residual_of: [har, garch]``), and a forecast combination (``type: mean_of``, ``of: [har,
+    garch]``) its members' (``members``), so it fits the same baselines on its own training window, and its
+    results change when theirs do. Each must be a strategy of the run (on this asset) that does not depend
+    on a seed (and is not itself a combination)."""
     out = dict(specs)
     for name, spec in specs.items():
-        names = spec.params.residual_names() if hasattr(spec.params, "residual_names") else []
-        where = f"{source}: strategies.{name}.residual_of"
+        combined = spec.type == "mean_of"  # a forecast combination: its members, by name
+        names = list(spec.params.of) if combined else \
+            spec.params.residual_names() if hasattr(spec.params, "residual_names") else []
+        where = f"{source}: strategies.{name}.{'of' if combined else 'residual_of'}"
         linked = []
         for base_name in names:
             if base_name not in specs:
@@ -603,11 +606,15 @@ def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | Non
                 raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run"
                                   f"{did_you_mean(base_name, others)}; name one of {', '.join(others)}")
             base = specs[base_name]
+            if base.type == "mean_of":
+                raise ConfigError(f"{where}: {base_name!r} is a combination itself; name its members instead")
             if base.params.seeded() or base.repeats > 1 or base_name == name:
                 raise ConfigError(f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
                                   "such as har, garch or ewma")
             linked.append({"type": base.type, **base.params.model_dump(mode="json")})
-        if linked:
+        if linked and combined:
+            out[name] = replace(spec, params=spec.params.model_copy(update={"members": linked}))
+        elif linked:
             params = {"residual_params": linked[0] if isinstance(spec.params.residual_of, str) else linked}
             out[name] = replace(spec, params=spec.params.model_copy(update=params))
     return out

@@ -10,7 +10,8 @@ its own test period, weekly retrains (Monday 00:00 UTC), expanding windows, H = 
 - ``report`` (kept out of the choosing): BTC, ETH and ARB 2023 H2, EUR/USD 2017 Q2.
 
 Every variant runs with ``--seeds`` seeds (``repeats``; its mean forecast is the ensemble scored), beside
-``har`` and ``garch`` (seasonal). Prints, per asset and variant, the mean QLIKE over horizons and at
+``har``, ``garch`` (seasonal) and ``har_garch`` (their mean forecast, ``type: mean_of``). Prints, per asset
+and variant, the mean QLIKE over horizons and at
 h = 1, the DM statistic and p-value against HAR and against GARCH (horizon-averaged and h = 1), the
 training seconds per retrain, and the pooled DM across assets; writes the table as Markdown to
 ``bench/quality_<stage>.md``.
@@ -72,7 +73,7 @@ def config(stage: str, variants: list[str], seeds: int, out: Path) -> dict:
         assets[name] = entry
     strategies = {f"lstm_{v}": {**BASE_LSTM, **VARIANTS[v], **({"repeats": seeds} if seeds > 1 else {})}
                   for v in variants}
-    strategies |= {"har": {}, "garch": {}}
+    strategies |= {"har": {}, "garch": {}, "har_garch": {"type": "mean_of", "of": ["har", "garch"]}}
     first = min(s for _, s, _ in STAGES[stage].values())
     return {"name": f"quality_{stage}", "seed": 7, "backend": "jax",
             "data": {"assets": assets, "bar": "1h"},
@@ -98,19 +99,21 @@ def table(run: Path, variants: list[str]) -> str:
         return "–"
 
     lines = ["| asset | strategy | QLIKE all h | QLIKE h=1 | DM vs har, all h (p) | DM vs har, h=1 (p) | "
-             "DM vs garch, all h (p) | s per retrain |", "|---|---|---|---|---|---|---|---|"]
+             "DM vs garch, all h (p) | DM vs har_garch, all h (p) | s per retrain |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for asset in sorted(metrics["asset"].unique()) + ["all"]:
         m = metrics if asset == "all" else metrics[metrics["asset"] == asset]
         per = m.groupby(["asset", "strategy"])[["qlike"]].mean().groupby(level="strategy").mean()["qlike"]
         h1 = m[m["horizon"] == 1].groupby(["asset", "strategy"])["qlike"].mean().groupby(level="strategy").mean()
-        for s in names + ["har", "garch"]:
+        for s in names + ["har", "garch", "har_garch"]:
             if s not in per.index:
                 continue
             r = retrains[retrains["strategy"].astype(str).str.startswith(s + "#") | (retrains["strategy"] == s)]
             if asset != "all":
                 r = r[r["asset"] == asset]
             cells = [f"{per[s]:.4f}", f"{h1[s]:.4f}"]
-            cells += [p(asset, s, "har", 0), p(asset, s, "har", 1), p(asset, s, "garch", 0)] if s in names else ["", "", ""]
+            cells += ([p(asset, s, "har", 0), p(asset, s, "har", 1), p(asset, s, "garch", 0), p(asset, s, "har_garch", 0)]
+                      if s in names else ["", "", "", ""])
             cells.append(f"{r['seconds'].mean():.2f}" if len(r) else "")
             lines.append(f"| {asset} | {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Forecasting strategies behind one small Protocol, and an open registry of their types.
 
 Built in: ``lstm``, ``keras`` (your own Keras builder), ``imported`` (a saved model), ``naive``, ``rolling_mean``,
-``ewma``, ``har``, ``garch``. A strategy ``type`` may also be
+``ewma``, ``har``, ``garch``, ``mean_of`` (the mean of other baselines' forecasts). A strategy ``type`` may also be
 
 - the name an installed package registers in the entry-point group
   ``backtester.strategies`` (``myname = "mypkg.module:MyParams"``), or
@@ -16,7 +16,7 @@ Examples
 >>> validate_params("x", {"type": "lsmt"})
 Traceback (most recent call last):
 ...
-backtester.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, naive, rolling_mean, or a path 'package.module:ParamsClass'
+backtester.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path 'package.module:ParamsClass'
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from backtester.errors import ConfigError
 from backtester.validation import describe_validation_error, did_you_mean
 
 from .base import FitInfo, Params, Strategy
+from .combination import MeanOfParams
 from .ewma import EwmaParams
 from .garch import GarchParams
 from .har import HarParams
@@ -49,6 +50,7 @@ REGISTRY: dict[str, type[Params]] = {
     "imported": ImportedParams,
     "keras": KerasParams,
     "lstm": LstmParams,
+    "mean_of": MeanOfParams,
     "naive": NaiveParams,
     "rolling_mean": RollingMeanParams,
 }

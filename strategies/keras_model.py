@@ -56,70 +56,10 @@ from .keras_features import (channels, check_features, garch_channels, needs_gar
                              scaled_columns)
 from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
 from .keras_tuning import TuningConfig, tune, tuning_points
+from .combination import baseline_min_bars, baseline_strategy
 from .loading import import_object
 
 PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
-
-
-def baseline_params(raw: dict[str, Any]) -> Params:
-    """A hybrid's baseline parameters (``residual_params``: its type and fields)."""
-    from . import strategy_class
-
-    fields = dict(raw)
-    return strategy_class(fields.pop("type")).model_validate(fields)
-
-
-def baseline_min_bars(raw: dict[str, Any] | list[dict[str, Any]], steps: int) -> int:
-    """The training bars a hybrid's baseline needs before it forecasts (the most any of several needs)."""
-    return max(baseline_params(r).min_train_bars(steps) for r in (raw if isinstance(raw, list) else [raw]))
-
-
-def baseline_strategy(raw: dict[str, Any] | list[dict[str, Any]], seed: int, names: list[str] | None = None):
-    """A fresh baseline strategy for a hybrid: one baseline, or the mean of several (``residual_of: [har, garch]``)."""
-    if isinstance(raw, list):
-        return MeanOfBaselines({n: baseline_params(r).build(seed) for n, r in zip(names, raw)})
-    return baseline_params(raw).build(seed)
-
-
-class MeanOfBaselines:
-    """The equal-weight mean of several baselines' volatility forecasts: the start of a hybrid with
-    ``residual_of: [har, garch]``. A plain forecast combination is often better than each of its members
-    (on BTC 2023 H1 the mean of HAR and the seasonal GARCH has QLIKE 0.62 against 0.77 and 0.70;
-    bench/README.md), so the net starts from there.
-
-    >>> import numpy as np
-    >>> from strategies.naive import NaiveParams, RollingMeanParams
-    >>> from backtester.series import BarSeries
-    >>> rv = np.array([1.0, 1, 1, 1, 1, 1, 1, 1, 3, 1])
-    >>> s = BarSeries(np.arange(10), rv, np.zeros(10), np.ones(10, bool))
-    >>> m = MeanOfBaselines({"naive": NaiveParams().build(0), "mean": RollingMeanParams(bars=4).build(0)})
-    >>> m.fit(s, 1)
-    >>> m.forecast_batch(s, np.array([9, 10]), 1)[:, 0].tolist()  # (3 + 1.5) / 2, (1 + 1.5) / 2
-    [2.25, 1.25]
-    """
-
-    def __init__(self, members: dict[str, Any]):
-        self.members = members
-
-    def fit(self, train, horizon: int) -> None:
-        for member in self.members.values():
-            member.fit(train, horizon)
-
-    def forecast_batch(self, history, ends: np.ndarray, horizon: int) -> np.ndarray:
-        return np.mean([np.asarray(m.forecast_batch(history, ends, horizon), dtype="float64")
-                        for m in self.members.values()], axis=0)
-
-    def save(self, folder: Path) -> None:
-        """Each member in a folder of its own, by position (``0/``, ``1/``: a strategy's name may not be a
-        safe folder name), and ``members.json`` naming them."""
-        for k, member in enumerate(self.members.values()):
-            (Path(folder) / str(k)).mkdir(exist_ok=True)
-            member.save(Path(folder) / str(k))
-        (Path(folder) / "members.json").write_text(json.dumps(list(self.members)))
-
-    def load(self, folder: Path) -> None:
-        for k, member in enumerate(self.members.values()):
-            member.load(Path(folder) / str(k))
 
 
 def garch_feature(params: WindowedKerasParams, seed: int):

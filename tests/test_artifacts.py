@@ -31,6 +31,7 @@ USER = {
     "garch": {"type": "garch"},
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
+    "combined": {"type": "mean_of", "of": ["har", "ewma"]},  # a forecast combination: each member saved
 }
 
 

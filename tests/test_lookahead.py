@@ -35,6 +35,7 @@ STRATEGIES = {
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
     "rolling_mean": {"type": "rolling_mean"},
+    "mean_of": {"type": "mean_of", "of": ["har", "garch"]},  # both fitted on its window
     # tuned strategies: tests/test_tuning.py poisons the data after a mid-run tuning; warm chains: imported below
     "imported": {"type": "imported", "model": "SAVED_MODEL", "use": "warm_start", "epochs": 1},
 }
@@ -62,7 +63,7 @@ def forecasts_for(minute: pd.DataFrame, tmp_path, name: str, saved: str | None =
     path = tmp_path / f"{name}-{len(minute)}-{hash(minute['close'].sum())}.parquet"
     minute.to_parquet(path, index=False)
     spec = {k: (saved if v == "SAVED_MODEL" else v) for k, v in STRATEGIES[name].items()}
-    others = {"har": {"type": "har"}, "garch": {"type": "garch"}} if "residual_of" in spec else {}  # its baselines
+    others = {"har": {"type": "har"}, "garch": {"type": "garch"}} if "residual_of" in spec or "of" in spec else {}
     cfg = parse_config(base_config(path, tmp_path, **{name: spec}, **others))
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)

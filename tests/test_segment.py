@@ -32,6 +32,7 @@ EVERY_TYPE = {
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
     "rolling_mean": {"type": "rolling_mean", "retrain": {"rule": "every_n_bars", "n": 30}},
+    "mean_of": {"type": "mean_of", "of": ["har_iterated", "ewma"]},  # its members on its own schedule and window
 }
 
 
