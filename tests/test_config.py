@@ -72,7 +72,7 @@ def test_unknown_retrain_rule_lists_the_rules():
 def test_unknown_strategy_lists_names():
     raw = valid()
     raw["strategies"] = {"m": {"type": "lsmt"}}
-    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, naive, rolling_mean, or a path")
+    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path")
 
 
 @pytest.mark.parametrize(
