@@ -602,9 +602,11 @@ def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | Non
                 if asset is not None:
                     raise ConfigError(f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
                                       f"or restrict {name} to the assets {base_name} runs on")
-                others = [n for n in specs if n != name]
+                others = [n for n, o in specs.items() if n != name and not o.params.seeded() and o.repeats == 1
+                          and o.type != "mean_of"]  # the baselines it can name
                 raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run"
-                                  f"{did_you_mean(base_name, others)}; name one of {', '.join(others)}")
+                                  f"{did_you_mean(base_name, others)}; name one of its baselines: "
+                                  f"{', '.join(others) or 'none (add one, e.g. har: {type: har})'}")
             base = specs[base_name]
             if base.type == "mean_of":
                 raise ConfigError(f"{where}: {base_name!r} is a combination itself; name its members instead")

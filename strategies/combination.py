@@ -98,13 +98,14 @@ class MeanOfParams(Params):
     filled in as ``members``); built without a run, each name is a baseline type with its defaults."""
 
     type: Literal["mean_of"] = "mean_of"
-    of: list[str] = Field(default_factory=lambda: ["har", "garch"], min_length=2)
+    of: list[str] = Field(default_factory=lambda: ["har", "garch"])
     members: list[dict[str, Any]] | None = None  # each baseline's type and parameters (filled in from ``of``)
 
     @model_validator(mode="after")
     def _different(self) -> MeanOfParams:
-        if len(set(self.of)) < len(self.of):
-            raise ValueError("of: name different baselines, e.g. of: [har, garch]")
+        if len(set(self.of)) < len(self.of) or len(self.of) < 2:
+            raise ValueError("of: name two or more different baselines, e.g. of: [har, garch] (the mean of one is "
+                             "that baseline itself)")
         if self.members is not None and len(self.members) != len(self.of):
             raise ValueError("members: is filled in from of (one per baseline); remove it")
         return self

@@ -87,10 +87,10 @@ def test_plan_prints_retrains_before_training():
     res = invoke("plan", ROOT / "configs/weekly.yaml", "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}",
                  "--set", "data.cache_dir=null", "--set", "backend=jax")  # this test process has Keras on jax
     assert res.exit_code == 0, res.output
-    assert "retrains: 64 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output  # lstm: 3 seeds
-    assert ("lstm#1, lstm#2, lstm#3, har, garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; "
+    assert "retrains: 72 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output  # lstm: 3 seeds
+    assert ("lstm#1, lstm#2, lstm#3, har, garch, har_garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; "
             "window expanding)") in res.output
-    assert "forecast rows: 251,232" in res.output
+    assert "forecast rows: 282,636" in res.output
 
 
 def write_config(tmp_path, raw) -> str:

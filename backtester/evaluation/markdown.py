@@ -164,7 +164,7 @@ def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[
     >>> s = pd.DataFrame({"strategy": ["lstm", "gru"], "loss": "qlike", "seeds": [3, 2], "std": [0.01, 0.02],
     ...                   "gap": [-0.05, 0.01], "seeds_needed": [1, 16]})
     >>> print("\\n".join(seeds_lines(s, "qlike", "har")))
-    - Seeds: `lstm`'s gap to `har` (-0.05) is 5.0 single-seed standard deviations (0.01); about 1 seed tells it from seed noise, and it ran with 3.
+    - Seeds: `lstm`'s gap to `har` (-0.05) is 5.0 single-seed standard deviations (0.01); about 1 seed tells it from seed noise, and it ran with 3 (seed noise only; whether the gap is significant is the DM test's answer).
     - Seeds: `gru`'s gap to `har` (+0.01) is 0.5 single-seed standard deviations (0.02); about 16 seeds tell it from seed noise, and it ran with 2: **too few**, another draw of seeds could reverse it (`repeats: 16`).
     """
     if spread is None or "gap" not in spread:
@@ -184,7 +184,8 @@ def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[
                 f"standard deviations ({r.std:.2g}); about {need} seed{'s' if need > 1 else ''} tell"
                 f"{'' if need > 1 else 's'} it from seed noise, and it ran with {r.seeds}")
         out.append(line + (f": **too few**, another draw of seeds could reverse it (`repeats: {need}`)."
-                           if need > r.seeds else "."))
+                           if need > r.seeds else " (seed noise only; whether the gap is significant is the DM test's "
+                           "answer)."))
     return out
 
 
