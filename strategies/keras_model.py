@@ -283,26 +283,33 @@ class KerasForecaster:
 
         from backtester.errors import BacktestError
 
-        def failed(exc: Exception) -> FailedRetrain:  # what a lone fit() would record (backtester.segment.attempt)
-            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            return FailedRetrain(f"fit() raised {type(exc).__name__}" + (f": {text}" if text else ""))
+        def alone(call) -> Any:  # what a lone fit() would give: its result, or the FailedRetrain it records
+            try:
+                return call()
+            except FailedRetrain as exc:
+                return exc
+            except (BacktestError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # as backtester.segment.attempt words it
+                text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+                return FailedRetrain(f"fit() raised {type(exc).__name__}" + (f": {text}" if text else ""))
+
+        def prepare(f: KerasForecaster, train: BarSeries) -> tuple:
+            steps = f.steps(horizon)
+            x_tr, y_tr, x_val, y_val, f.scaler, f.floor, f.feature_scaler = f._samples(train, steps)
+            fresh = f.build_model(steps)
+            epochs, f.started_from = f._warm(fresh)  # a warm start: the previous model's weights
+            return fresh, (x_tr, y_tr, x_val, y_val), steps, epochs
 
         out: list[Any] = [None] * len(members)
         starts = [getattr(f, "_start", None) for f in members]  # warm starts, kept for a fall-back lone fit
         ready = []
         for k, (f, train) in enumerate(zip(members, trains)):
-            try:
-                steps = f.steps(horizon)
-                x_tr, y_tr, x_val, y_val, f.scaler, f.floor, f.feature_scaler = f._samples(train, steps)
-                fresh = f.build_model(steps)
-                epochs, f.started_from = f._warm(fresh)  # a warm start: the previous model's weights
-                ready.append((k, fresh, (x_tr, y_tr, x_val, y_val), steps, epochs))
-            except FailedRetrain as exc:
-                out[k] = exc
-            except (BacktestError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # this member fails alone, as its lone fit would
-                out[k] = failed(exc)
+            got = alone(lambda: prepare(f, train))  # a member whose preparation fails fails alone
+            if isinstance(got, FailedRetrain):
+                out[k] = got
+            else:
+                ready.append((k, *got))
         if not ready:
             return out
         p, first = members[0].params, members[ready[0][0]]
@@ -321,14 +328,7 @@ class KerasForecaster:
         except Exception:  # the group's program failed (out of memory?): each member trains alone instead
             for k, _, _, _, _ in ready:
                 members[k]._start = starts[k]
-                try:
-                    out[k] = members[k].fit(trains[k], horizon)
-                except FailedRetrain as exc:
-                    out[k] = exc
-                except (BacktestError, KeyboardInterrupt):
-                    raise
-                except Exception as exc:
-                    out[k] = failed(exc)
+                out[k] = alone(lambda: members[k].fit(trains[k], horizon))
             return out
         for k, fresh, samples, steps, _ in ready:
             f = members[k]

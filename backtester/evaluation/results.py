@@ -164,7 +164,7 @@ def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> p
     return combine_rows(parts) if ensembles else forecasts
 
 
-def seed_spread(cfg: RunConfig, scores: pd.DataFrame, losses: pd.DataFrame | None = None) -> pd.DataFrame:
+def seed_spread(cfg: RunConfig, scores: pd.DataFrame, losses: pd.DataFrame) -> pd.DataFrame:
     """Per seed ensemble: each loss (mean over horizons) as mean, std, min and max over its members, and the
     ensemble's; with a benchmark, ``gap`` (the ensemble's loss minus the benchmark's, on the rows both
     forecast, from ``losses``) and ``seeds_needed``: about how many seeds tell that gap from seed noise
@@ -177,8 +177,7 @@ def seed_spread(cfg: RunConfig, scores: pd.DataFrame, losses: pd.DataFrame | Non
         m = per.loc[per.index.intersection(members)]
         for loss in ("qlike", "mse", "mae"):
             ens = per.loc[name, loss] if name in per.index else float("nan")
-            gap = (common_gap(losses, name, bench, loss) if losses is not None else ens - per.loc[bench, loss]) \
-                if bench in per.index and bench != name else float("nan")
+            gap = common_gap(losses, name, bench, loss) if bench in per.index and bench != name else float("nan")
             std = m[loss].std(ddof=1)
             out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": std,
                         "min": m[loss].min(), "max": m[loss].max(), "ensemble": ens, "gap": gap,
