@@ -96,12 +96,13 @@ def _blame(message: str, overrides: tuple[str, ...]) -> str:
 
 def _load(config: str, overrides: tuple[str, ...], train: bool = False):
     """The config, with this process set up for it (its backend chosen before any strategy is read;
-    with ``train``, each strategy type's set-up done now, e.g. Keras imported)."""
+    with ``train``, each strategy type's set-up done now, e.g. Keras imported, unless the segments
+    train on workers: a process that only hands out jobs never waits for Keras)."""
     from .config import load_config
     from .process import choose_backend, setup
 
     cfg = load_config(config, overrides, before_strategies=choose_backend)
-    setup(cfg, strategies=train)
+    setup(cfg, strategies=train and cfg.execution.jobs == 1 and cfg.execution.scheduler is None)
     return cfg
 
 

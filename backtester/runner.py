@@ -244,10 +244,25 @@ def on_accelerator(cfg) -> bool:
         return False
     import os
 
+    if not accelerator_plugin():
+        return False  # JAX's CPU wheel alone: no need to import JAX here (a second, on a parent that trains nothing)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # asking must not take the GPU's memory
     import jax
 
     return jax.default_backend() != "cpu"
+
+
+def accelerator_plugin() -> bool:
+    """Whether JAX could find a GPU or TPU here: a PJRT plugin (``jax[cuda12]``'s, ROCm's) or libtpu is
+    installed and ``JAX_PLATFORMS`` does not pin the CPU. Looked up without importing JAX."""
+    import os
+    from importlib import metadata, util
+
+    if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":
+        return False
+    if util.find_spec("jax_plugins") is not None or util.find_spec("libtpu") is not None:
+        return True
+    return any(True for _ in metadata.entry_points(group="jax_plugins"))
 
 
 def executor_for(cfg) -> Executor:

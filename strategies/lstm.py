@@ -78,6 +78,10 @@ class LstmParams(WindowedKerasParams):
                 raise ValueError(f"tuning.space.{key}: {shown} is outside {lo}..{hi}; narrow the range")
         return self
 
+    def preflight(self, horizon: int) -> None:
+        """Nothing to check: the builder is ours and the layers are validated, so a process that only
+        hands fits to workers never imports Keras (``type: keras`` still builds its user's model once)."""
+
     def space_names(self, key: str) -> list[str]:
         """``units`` and ``dropout`` in a tuning space mean every layer's (``units_0``, ``units_1``)."""
         return [f"{key}_0", f"{key}_1"] if key in ("units", "dropout") else [key]
