@@ -396,8 +396,8 @@ def run_tunings(walk: Walk, executor: Executor, keys: dict[str, str] | None = No
     """Every tuning retrain's search, as jobs on ``executor`` (one finished under its key is read back);
     results by segment key."""
     keys = keys or {}
-    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage, keys.get(s.key))
-            for s in walk.plan.segments() if s.tune]
+    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage, keys.get(s.key),
+                    walk.settings.stack) for s in walk.plan.segments() if s.tune]
     out: dict[str, TuneResult] = {}
     executor.run(run_tuning, jobs, lambda job, result: out.__setitem__(job.segment.key, result))
     return out

@@ -55,6 +55,7 @@ class TuneJob:
     run_seed: int
     stage: Path | None
     key: str | None = None  # the store key (backtester.store): a finished search with this key is read back
+    stack: int = 1  # the most trials trained together (execution.stack); the same trials and scores either way
 
 
 def run_tuning(job: TuneJob) -> TuneResult:
@@ -64,7 +65,7 @@ def run_tuning(job: TuneJob) -> TuneResult:
         done = read_tuning(job.stage, job.segment, job.key)
         if done is not None:
             return done
-    return tune_segment(job.segment, job.params, job.series, job.run_seed, job.stage, job.key)
+    return tune_segment(job.segment, job.params, job.series, job.run_seed, job.stage, job.key, job.stack)
 
 
 def read_tuning(stage: Path, seg: Segment, key: str) -> TuneResult | None:
@@ -82,7 +83,7 @@ def read_tuning(stage: Path, seg: Segment, key: str) -> TuneResult | None:
 
 
 def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None,
-                 key: str | None = None) -> TuneResult:
+                 key: str | None = None, stack: int = 1) -> TuneResult:
     """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``
     (``best.json`` last, with ``key``)."""
     train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
@@ -95,7 +96,7 @@ def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: 
         need = params.min_train_bars(seg.horizon)
         if len(train) < need:
             raise FailedRetrain(f"{len(train)} training bars, need {need}")
-        best, trials = params.tune(train, seg.horizon, seed, folder)
+        best, trials = params.tune(train, seg.horizon, seed, folder, stack)
         status = "ok"
     except FailedRetrain as exc:
         best, trials, status = None, pd.DataFrame(columns=TRIAL_COLUMNS[3:-1]), f"failed: {exc}"

@@ -32,6 +32,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/real/btcusdt_1m_2022_2023.parquet"
+TUNE_LR = ("{tuner: random, max_trials: 8, epochs: 3, space: {num_layers: 1, units: 32, dropout: 0.1, "
+           "learning_rate: {min: 0.001, max: 0.01, sampling: log}}}")
+TUNE_NB = "{tuner: random, max_trials: 8, epochs: 3}"
 VARIANTS = {
     "jax": ["backend=jax"],  # execution.stack: auto, the default (alone on a CPU, 32 per program on a GPU)
     "jax-2": ["backend=jax", "execution.jobs=2"],
@@ -46,6 +49,12 @@ VARIANTS = {
                     "strategies.lstm.warm_start.epochs=1"],
     "warm3-stack3": ["backend=jax", "execution.stack=3", "strategies.lstm.repeats=3",
                      "strategies.lstm.warm_start.epochs=1"],
+    # W1 plus a random search of 8 trials (3 epochs each) at the first retrain: over the learning rate only (one
+    # architecture: the trials can share a program), or over the notebook's space (1-2 layers, units, dropout, lr)
+    "tune-lr-alone": ["backend=jax", "execution.stack=off", f"strategies.lstm.tuning={TUNE_LR}"],
+    "tune-lr-stack8": ["backend=jax", "execution.stack=8", f"strategies.lstm.tuning={TUNE_LR}"],
+    "tune-nb-alone": ["backend=jax", "execution.stack=off", f"strategies.lstm.tuning={TUNE_NB}"],
+    "tune-nb-stack8": ["backend=jax", "execution.stack=8", f"strategies.lstm.tuning={TUNE_NB}"],
     "tf": ["backend=tensorflow"],
     "tf-2": ["backend=tensorflow", "execution.jobs=2"],
     "tf-xla": ["backend=tensorflow", "strategies.lstm.jit_compile=true"],
@@ -83,6 +92,7 @@ def run_once(variant: str, out: Path, config: Path | None = None, data: list[str
     a, fc = f["actual"].to_numpy(), f["forecast"].to_numpy()
     return {"wall": wall, "prepare": s["prepare"], "train": s["train"], "predict": s["predict"],
             "overhead": s["engine_overhead"], "engine": s["engine"], "evaluate": s["evaluate"],
+            "tuning": s.get("tuning", 0.0),
             "mse": float(np.mean((fc - a) ** 2)), "qlike": qlike(a, fc), "rows": len(f)}
 
 

@@ -201,9 +201,10 @@ class Params(BaseModel):
         does it search hyperparameters on its training window first? Never, by default."""
         return [False] * len(retrains)
 
-    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path) -> tuple[dict[str, Any], Any]:
+    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1) -> tuple[dict[str, Any], Any]:
         """Search hyperparameters on ``train`` (state under ``folder``); return the best values and a
-        frame of trials (``trial, status, score, hyperparameters``). Raise FailedRetrain if it fails."""
+        frame of trials (``trial, status, score, hyperparameters``). Raise FailedRetrain if it fails.
+        ``stack``: the most trials it may train together (``execution.stack``), where it can."""
         raise NotImplementedError(f"{type(self).__name__} does not tune")
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Params:

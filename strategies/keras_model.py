@@ -567,11 +567,13 @@ def padded_batches(x: np.ndarray, y: np.ndarray, batch: int, weights: str) -> tu
     return x, y, w
 
 
-def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) -> dict[str, list[float]]:
+def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int,
+                 callbacks: list | None = None) -> dict[str, list[float]]:
     """``fit`` epoch by epoch on samples shuffled by a generator seeded with ``seed``, each epoch padded
     to whole batches (:func:`padded_batches`), so no call brings a new input shape to compile.
 
-    Returns the per-epoch history (``loss``, ``val_loss`` when there is validation data).
+    Returns the per-epoch history (``loss``, ``val_loss`` when there is validation data, and what
+    ``callbacks``, given to every epoch's ``fit``, add to an epoch's logs).
     The epoch's training loss weighs the padded last batch as a full one (its mean is still
     over its real rows only); the validation loss is the exact mean.
     """
@@ -585,7 +587,7 @@ def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int) 
         order = rng.permutation(len(x))
         xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
         h = model.fit(xe[..., None] if xe.ndim == 2 else xe, ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
-                      validation_data=val, verbose=0)
+                      validation_data=val, callbacks=callbacks, verbose=0)
         for k, vals in h.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
     return history
@@ -757,8 +759,9 @@ class WindowedKerasParams(Params):
         times = retrain_times(rule, bars, start, end) if rule is not None else None
         return tuning_points(self.tuning.every, list(retrains), times)
 
-    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path) -> tuple[dict[str, HyperValue], Any]:
-        return tune(self, train, horizon, seed, folder)
+    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1
+             ) -> tuple[dict[str, HyperValue], Any]:
+        return tune(self, train, horizon, seed, folder, stack if self.stacks() else 1)
 
     def tuning_budget(self) -> tuple[int, int]:
         t = self.tuning

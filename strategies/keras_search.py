@@ -68,8 +68,9 @@ class WindowedHyperModel(kt.HyperModel):
         check_model(model, self.params.builder_path(), memory, steps, n)
         return model
 
-    def fit(self, hp, model, *args, **kwargs):
-        w, cfg = self.window, self.params.tuning
+    def samples(self, hp) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """``(x_train, y_train, x_val, y_val)`` for the trial's lookback, and the validation targets' RV."""
+        w = self.window
         memory = self.memory(hp)
         _, y = windows(w.scaled, memory, w.steps)
         x, _ = windows(w.inputs if w.inputs is not None else w.scaled, memory, w.steps)
@@ -79,12 +80,114 @@ class WindowedHyperModel(kt.HyperModel):
         n_tr = len(x) - n_val - (w.steps - 1)
         if n_tr < 1:
             raise kt.errors.FailedTrialError(f"memory {memory}: too few samples to train and validate")
+        return (x[:n_tr], y[:n_tr], x[-n_val:], y[-n_val:]), rv_y[-n_val:]
+
+    def fit(self, hp, model, *args, **kwargs):
+        """One trial alone: :func:`~strategies.keras_model.train_epochs` (the shuffle seeded by the run,
+        whole padded batches), the tuner's callbacks at every epoch's end."""
+        from .keras_model import train_epochs
+
+        (x_tr, y_tr, x_val, y_val), rv_val = self.samples(hp)
         callbacks = list(kwargs.get("callbacks") or [])
-        if cfg.objective == "val_qlike":
-            callbacks.insert(0, QlikeOnValidation(x[-n_val:], rv_y[-n_val:], w.to_vol))
-        return model.fit(x[:n_tr], y[:n_tr], validation_data=(x[-n_val:], y[-n_val:]),
-                         batch_size=self.params.batch_size, epochs=kwargs.get("epochs", cfg.epochs),
-                         initial_epoch=kwargs.get("initial_epoch", 0), shuffle=True, callbacks=callbacks, verbose=0)
+        if self.params.tuning.objective == "val_qlike":
+            callbacks.insert(0, QlikeOnValidation(x_val, rv_val, self.window.to_vol))
+        epochs = kwargs.get("epochs", self.params.tuning.epochs) - kwargs.get("initial_epoch", 0)
+        return _history(train_epochs(model, x_tr, y_tr, x_val, y_val, self.params.batch_size, epochs, self.seed,
+                                     callbacks))
+
+    def fit_together(self, hps: list) -> list[Any]:
+        """Trials ``hps`` trained as :meth:`fit` trains each alone, those whose models compile alike (the
+        same layers, shapes, loss and optimizer, the learning rate aside: it is optimizer state) in one
+        program (:func:`strategies.keras_stack.train_stacked`). Returns per trial its ``History`` or the
+        error it met; a program that fails falls back to lone fits."""
+        from .keras_stack import train_stacked
+
+        out: list[Any] = [None] * len(hps)
+        groups: dict[str, list] = {}
+        for k, hp in enumerate(hps):
+            try:
+                keras.backend.clear_session()  # as keras-tuner does before each trial's build
+                model = self.build(hp)
+                samples, rv_val = self.samples(hp)
+            except Exception as exc:  # this trial fails alone, as it would in keras-tuner's loop
+                out[k] = exc
+                continue
+            groups.setdefault(program_key(model), []).append((k, model, samples, rv_val))
+        qlike = self.params.tuning.objective == "val_qlike"
+        for key, group in groups.items():
+            models = [g[1] for g in group]
+
+            def add_qlike(histories, group=group):
+                for (_, model, samples, rv_val), h in zip(group, histories):
+                    pred = np.asarray(model.predict(samples[2], verbose=0, batch_size=256))
+                    h.setdefault("val_qlike", []).append(mean_qlike(rv_val, self.window.to_vol(pred)))
+
+            try:
+                got = train_stacked(models, [g[2] for g in group], self.params.batch_size, self.params.tuning.epochs,
+                                    [self.seed] * len(group), program_key=key, epoch_end=add_qlike if qlike else None)
+            except Exception:  # the group's program failed (out of memory?): each trial trains alone instead
+                for k, model, _, _ in group:
+                    try:
+                        out[k] = self.fit(hps[k], self.build(hps[k]))
+                    except Exception as exc:
+                        out[k] = exc
+                continue
+            for (k, *_), h in zip(group, got):
+                out[k] = _history(h)
+        return out
+
+
+def _history(values: dict[str, list[float]]):
+    history = keras.callbacks.History()
+    history.history = values
+    return history
+
+
+def program_key(model) -> str:
+    """What makes two trials' models one compiled program: architecture, shapes, loss and optimizer (a plain
+    learning rate aside: it is a variable of the optimizer's state, so models differing in it stack)."""
+    opt = model.optimizer.get_config()
+    if isinstance(opt.get("learning_rate"), float):
+        opt.pop("learning_rate")
+    opt.pop("name", None)
+    return json.dumps([model.get_config(), repr(model.loss), type(model.optimizer).__name__, opt,
+                       model.jit_compile], sort_keys=True, default=repr)
+
+
+def search_stacked(tuner, size: int) -> None:
+    """``tuner.search`` with up to ``size`` trials trained at once (:meth:`WindowedHyperModel.fit_together`).
+
+    For a random search only: its oracle draws each trial's values without looking at earlier scores,
+    so asking for ``size`` trials before any ends gives the trials, and the scores, of the one-by-one
+    search (tested). Each trial is reported and ended as keras-tuner's own loop does."""
+    from keras_tuner.src.engine import tuner_utils
+
+    oracle, objective = tuner.oracle, tuner.oracle.objective
+    tuner.on_search_begin()
+    stopped = False
+    while not stopped:
+        trials = []
+        for k in range(size):
+            trial = oracle.create_trial(f"stack{k}")
+            if trial.status != kt.engine.trial.TrialStatus.RUNNING:
+                stopped = True  # the budget is spent (or the space is exhausted)
+                break
+            trials.append(trial)
+        results = tuner.hypermodel.fit_together([t.hyperparameters for t in trials]) if trials else []
+        for trial, result in zip(trials, results):
+            tuner.on_trial_begin(trial)
+            if isinstance(result, Exception):
+                if isinstance(result, kt.errors.FatalError):
+                    raise result
+                failed = isinstance(result, kt.errors.FailedTrialError)
+                trial.status = kt.engine.trial.TrialStatus.FAILED if failed else kt.engine.trial.TrialStatus.INVALID
+                trial.message = f"{type(result).__name__}: {result}"
+            else:
+                oracle.update_trial(trial.trial_id, tuner_utils.convert_to_metrics_dict(result, objective),
+                                    step=tuner_utils.get_best_step(result, objective))
+                trial.status = kt.engine.trial.TrialStatus.COMPLETED
+            tuner.on_trial_end(trial)
+    tuner.on_search_end()
 
 
 def _quiet(tuner_class):

@@ -24,6 +24,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 CHUNK = 32  # batches per compiled call: the program's shape does not depend on a window's length
@@ -130,13 +132,17 @@ def _tracker_slots(template) -> tuple[int, int]:
 
 
 def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], batch: int,
-                  epochs: int, seeds: list[int], chunk: int = CHUNK, program_key: str | None = None
+                  epochs: int, seeds: list[int], chunk: int = CHUNK, program_key: str | None = None,
+                  epoch_end: Callable[[list[dict[str, list[float]]]], None] | None = None
                   ) -> list[dict[str, list[float]]]:
     """Train ``models`` (same architecture, each built and compiled, in its initial state) together on
     their own ``samples`` ``(x_train, y_train, x_val, y_val)``, ``epochs`` epochs of ``batch`` with each
     model's shuffle seeded by its ``seeds`` entry. Each model's variables end as if it had been trained
     alone by :func:`strategies.keras_model.train_epochs`; returns each one's history (``loss``,
-    ``val_loss`` when it has validation samples)."""
+    ``val_loss`` when it has validation samples).
+
+    ``epoch_end(histories)``, if given, is called after each epoch with every model holding its weights
+    of that epoch (what a Keras callback's ``on_epoch_end`` sees); it may add to the histories."""
     import jax.numpy as jnp
 
     template = models[0]
@@ -191,10 +197,17 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
                 if len(s[2]):
                     h.setdefault("val_loss", []).append(float(loss))
             state = (test_state[0], test_state[1], state[2], state[3])
-    trainable, non_trainable = state[:2]
-    for k, m in enumerate(models):  # the optimizer's state stays initial: only the weights are kept
+        if epoch_end is not None:
+            _assign(models, *state[:2])
+            epoch_end(histories)
+    _assign(models, *state[:2])  # the optimizer's state stays initial: only the weights are kept
+    return histories
+
+
+def _assign(models: list, trainable: list, non_trainable: list) -> None:
+    """Each model's variables from its slice of the stacked state."""
+    for k, m in enumerate(models):
         for var, value in zip(m.trainable_variables, trainable):
             var.assign(np.asarray(value[k]))
         for var, value in zip(m.non_trainable_variables, non_trainable):
             var.assign(np.asarray(value[k]))
-    return histories

@@ -192,15 +192,20 @@ def declare_space(hp, params) -> None:
             hp.Fixed(name, value)
 
 
-def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> tuple[dict[str, HyperValue], pd.DataFrame]:
+def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path, stack: int = 1
+         ) -> tuple[dict[str, HyperValue], pd.DataFrame]:
     """Search ``params.tuning.space`` on the training window ``train``; return the best values and every trial.
 
     The tuner's state lives in ``directory`` (a fresh search each time). Seeded: the same
-    window, params and seed give the same trials and the same choice.
+    window, params and seed give the same trials and the same choice. With ``stack`` > 1 a random
+    search trains up to ``stack`` trials at once, those whose models compile alike in one program
+    (:func:`strategies.keras_search.search_stacked`): the same trials and scores, to float32 rounding.
+    A Bayesian search (each trial chosen from the scores before it) and Hyperband (trials continue
+    earlier ones) run trial by trial.
     """
     from sklearn.preprocessing import MinMaxScaler
 
-    from .keras_search import Window, WindowedHyperModel, best_and_trials, kt, make_tuner
+    from .keras_search import Window, WindowedHyperModel, best_and_trials, kt, make_tuner, search_stacked
 
     cfg = params.tuning
     floor = positive_floor(train.rv)
@@ -219,7 +224,11 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path) -> 
     declare_space(hp, params)
     tuner = make_tuner(cfg, WindowedHyperModel(params, window, seed), hp, seed, directory)
     try:
-        tuner.search(epochs=cfg.epochs, verbose=0)
+        if stack > 1 and cfg.tuner == "random":
+            tuner.oracle.verbose = 0
+            search_stacked(tuner, stack)
+        else:
+            tuner.search(epochs=cfg.epochs, verbose=0)
     except BacktestError:
         raise
     except Exception as exc:  # keras-tuner gives up (e.g. every trial failed): this tuning failed, the run goes on

@@ -181,3 +181,71 @@ def test_stacked_warm_chains_resume_each_from_its_own_last_model(minute_file, tm
     assert json.loads(last["details"].iloc[0])["started_from"] == 2  # from its own version 2, reloaded
     pd.testing.assert_frame_equal(reference.drop(columns="forecast"), resumed.forecasts.drop(columns="forecast"))
     assert np.max(np.abs(reference["forecast"].to_numpy() - resumed.forecasts["forecast"].to_numpy())) < STACK_ATOL
+
+
+TRIAL_SPACE = {"units": {"values": [3, 5]}, "num_layers": 1, "dropout": 0.0, "memory": {"values": [6, 12, 296]},
+               "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}  # memory 296: too few samples
+
+
+@pytest.mark.parametrize("objective", ["val_loss", "val_qlike"])
+def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_path, objective):
+    """Trials of one architecture (units and lookback alike, learning rates apart) train in one program; the
+    trials, their statuses, scores and the choice equal the one-by-one search's, a failing trial included."""
+    from strategies.keras_search import WindowedHyperModel
+    from strategies.keras_tuning import tune
+    from strategies.lstm import LstmParams
+
+    from .test_tuning import series_of
+
+    params = LstmParams.model_validate({**TINY_LSTM, "tuning": {"max_trials": 8, "epochs": 2, "objective": objective,
+                                                                "space": TRIAL_SPACE}})
+    best, alone = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "alone")
+    sizes = []
+    real = WindowedHyperModel.fit_together
+    WindowedHyperModel.fit_together = lambda self, hps: sizes.append(len(hps)) or real(self, hps)
+    try:
+        best_stacked, stacked = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "stacked", stack=3)
+    finally:
+        WindowedHyperModel.fit_together = real
+    assert sizes == [3, 3, 2]
+    assert best_stacked == best
+    pd.testing.assert_frame_equal(stacked.drop(columns="score"), alone.drop(columns="score"))
+    np.testing.assert_allclose(stacked["score"], alone["score"], rtol=1e-5)
+    assert "FAILED" in set(alone["status"]) and (alone["status"] == "COMPLETED").sum() >= 4
+    shapes = [(v["units_0"], v["memory"]) for v in alone["hyperparameters"].map(json.loads)]
+    assert len(set(shapes)) < len(shapes)  # some trials did share a program
+
+
+@pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_run_trial_by_trial_under_stack(tmp_path, tuner):
+    """Each of their trials depends on the ones before it (scores; checkpoints): asked to stack, they run one by
+    one, with the same trials as unstacked."""
+    from strategies.keras_tuning import tune
+    from strategies.lstm import LstmParams
+
+    from .test_tuning import series_of
+
+    space = {**TRIAL_SPACE, "memory": 12}
+    params = LstmParams.model_validate({**TINY_LSTM, "tuning": {"tuner": tuner, "max_trials": 3, "epochs": 2,
+                                                                "space": space}})
+    best, alone = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "a")
+    best_stacked, stacked = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "b", stack=4)
+    assert best == best_stacked and (alone["status"] == "COMPLETED").all() and len(alone) >= 2
+    pd.testing.assert_frame_equal(stacked, alone, check_exact=True)
+
+
+def test_a_run_stacks_its_tuning_trials_with_the_trials_of_the_unstacked_run(minute_file, tmp_path):
+    tuned = {**TINY_LSTM, "tuning": {"max_trials": 4, "epochs": 1,
+                                     "space": {**TRIAL_SPACE, "memory": 12, "units": {"values": [3]}}}}
+    raw = base_config(minute_file, tmp_path, lstm=tuned)
+    raw["backtest"]["end"] = "2024-01-24 00:00"
+    raw["execution"] = {"stack": "off"}
+    alone = run(parse_config(raw))
+    raw["execution"] = {"stack": 4}
+    stacked = run(parse_config(raw), force=True, fresh=True)
+    a, b = (pd.read_parquet(r.out_dir / "tuning.parquet") for r in (alone, stacked))
+    cols = ["strategy", "model_version", "trial", "status", "best", "hyperparameters"]
+    assert len(a) == 4 and a["best"].sum() == 1
+    pd.testing.assert_frame_equal(b[cols], a[cols])
+    np.testing.assert_allclose(b["score"], a["score"], rtol=1e-5)
+    assert np.max(np.abs(alone.forecasts["forecast"].to_numpy() - stacked.forecasts["forecast"].to_numpy())) < STACK_ATOL
