@@ -95,27 +95,28 @@ class WindowedHyperModel(kt.HyperModel):
         return _history(train_epochs(model, x_tr, y_tr, x_val, y_val, self.params.batch_size, epochs, self.seed,
                                      callbacks))
 
-    def fit_together(self, hps: list) -> list[Any]:
-        """Trials ``hps`` trained as :meth:`fit` trains each alone, those whose models compile alike (the
-        same layers, shapes, loss and optimizer, the learning rate aside: it is optimizer state) in one
-        program (:func:`strategies.keras_stack.train_stacked`). Returns per trial its ``History`` or the
-        error it met; a program that fails falls back to lone fits."""
+    def prepare(self, hp) -> tuple:
+        """A trial's model, built as keras-tuner builds it (the session cleared first), its samples and the
+        validation targets' RV."""
+        keras.backend.clear_session()
+        model = self.build(hp)
+        samples, rv_val = self.samples(hp)
+        return model, samples, rv_val
+
+    def fit_together(self, hps: list, prepared: list) -> list[Any]:
+        """Trials ``hps`` (each :meth:`prepare`-d, or the error that met) trained as :meth:`fit` trains each
+        alone, those whose models compile alike (the same layers, shapes, loss and optimizer, the learning
+        rate aside: it is optimizer state) in one program (:func:`strategies.keras_stack.train_stacked`).
+        Returns per trial its ``History`` or its error; a program that fails falls back to lone fits."""
         from .keras_stack import train_stacked
 
-        out: list[Any] = [None] * len(hps)
+        out: list[Any] = list(prepared)
         groups: dict[str, list] = {}
-        for k, hp in enumerate(hps):
-            try:
-                keras.backend.clear_session()  # as keras-tuner does before each trial's build
-                model = self.build(hp)
-                samples, rv_val = self.samples(hp)
-            except Exception as exc:  # this trial fails alone, as it would in keras-tuner's loop
-                out[k] = exc
-                continue
-            groups.setdefault(program_key(model), []).append((k, model, samples, rv_val))
+        for k, got in enumerate(prepared):
+            if not isinstance(got, Exception):
+                groups.setdefault(program_key(got[0]), []).append((k, *got))
         qlike = self.params.tuning.objective == "val_qlike"
         for key, group in groups.items():
-            models = [g[1] for g in group]
 
             def add_qlike(histories, group=group):
                 for (_, model, samples, rv_val), h in zip(group, histories):
@@ -123,12 +124,13 @@ class WindowedHyperModel(kt.HyperModel):
                     h.setdefault("val_qlike", []).append(mean_qlike(rv_val, self.window.to_vol(pred)))
 
             try:
-                got = train_stacked(models, [g[2] for g in group], self.params.batch_size, self.params.tuning.epochs,
-                                    [self.seed] * len(group), program_key=key, epoch_end=add_qlike if qlike else None)
+                got = train_stacked([g[1] for g in group], [g[2] for g in group], self.params.batch_size,
+                                    self.params.tuning.epochs, [self.seed] * len(group), program_key=key,
+                                    epoch_end=add_qlike if qlike else None)
             except Exception:  # the group's program failed (out of memory?): each trial trains alone instead
-                for k, model, _, _ in group:
+                for k, *_ in group:
                     try:
-                        out[k] = self.fit(hps[k], self.build(hps[k]))
+                        out[k] = self.fit(hps[k], self.prepare(hps[k])[0])
                     except Exception as exc:
                         out[k] = exc
                 continue
@@ -162,18 +164,26 @@ def search_stacked(tuner, size: int) -> None:
     search (tested). Each trial is reported and ended as keras-tuner's own loop does."""
     from keras_tuner.src.engine import tuner_utils
 
-    oracle, objective = tuner.oracle, tuner.oracle.objective
+    oracle, objective, hypermodel = tuner.oracle, tuner.oracle.objective, tuner.hypermodel
     tuner.on_search_begin()
     stopped = False
     while not stopped:
-        trials = []
+        trials, prepared = [], []
         for k in range(size):
             trial = oracle.create_trial(f"stack{k}")
             if trial.status != kt.engine.trial.TrialStatus.RUNNING:
                 stopped = True  # the budget is spent (or the space is exhausted)
                 break
+            try:
+                prepared.append(hypermodel.prepare(trial.hyperparameters))
+            except Exception as exc:  # this trial fails alone, as in keras-tuner's loop
+                prepared.append(exc)
+            # what ending this trial records of its build (new entries of the space, its values), recorded now:
+            # the next trial is drawn from the space the one-by-one search would draw it from
+            oracle.update_space(trial.hyperparameters)
+            oracle._record_values(trial)
             trials.append(trial)
-        results = tuner.hypermodel.fit_together([t.hyperparameters for t in trials]) if trials else []
+        results = hypermodel.fit_together([t.hyperparameters for t in trials], prepared) if trials else []
         for trial, result in zip(trials, results):
             tuner.on_trial_begin(trial)
             if isinstance(result, Exception):

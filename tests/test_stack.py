@@ -202,7 +202,7 @@ def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_p
     best, alone = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "alone")
     sizes = []
     real = WindowedHyperModel.fit_together
-    WindowedHyperModel.fit_together = lambda self, hps: sizes.append(len(hps)) or real(self, hps)
+    WindowedHyperModel.fit_together = lambda self, hps, prepared: sizes.append(len(hps)) or real(self, hps, prepared)
     try:
         best_stacked, stacked = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "stacked", stack=3)
     finally:
@@ -214,6 +214,25 @@ def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_p
     assert "FAILED" in set(alone["status"]) and (alone["status"] == "COMPLETED").sum() >= 4
     shapes = [(v["units_0"], v["memory"]) for v in alone["hyperparameters"].map(json.loads)]
     assert len(set(shapes)) < len(shapes)  # some trials did share a program
+
+
+def test_a_stacked_search_draws_from_the_space_each_build_adds_to(tmp_path):
+    """The notebook's default space: a 2-layer trial's build adds ``units_1`` and ``dropout_1`` to the space,
+    and the one-by-one search draws every later trial from the grown space. The stacked search records each
+    build before drawing the next trial, so it draws the same trials."""
+    from strategies.keras_tuning import tune
+    from strategies.lstm import LstmParams
+
+    from .test_tuning import series_of
+
+    params = LstmParams.model_validate({**TINY_LSTM, "tuning": {"max_trials": 5, "epochs": 1}})
+    best, alone = tune(params, series_of(200), 4, seed=3, directory=tmp_path / "a")
+    best_stacked, stacked = tune(params, series_of(200), 4, seed=3, directory=tmp_path / "b", stack=5)
+    values = alone["hyperparameters"].map(json.loads)
+    assert values.map(lambda v: v["num_layers"]).tolist().count(2) >= 1 and "units_1" in values.iloc[-1]
+    assert best_stacked == best
+    pd.testing.assert_frame_equal(stacked.drop(columns="score"), alone.drop(columns="score"))
+    np.testing.assert_allclose(stacked["score"], alone["score"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
