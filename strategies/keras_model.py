@@ -279,7 +279,7 @@ class KerasForecaster:
         """Fit every member on its own training window as :meth:`fit` would, all trained together in one
         compiled program (:func:`strategies.keras_stack.train_stacked`; same params, so one architecture).
         Returns per member its ``FitInfo``, or the ``FailedRetrain`` it met."""
-        from .keras_stack import train_stacked
+        from .keras_stack import train_fitting
 
         from backtester.errors import BacktestError
 
@@ -319,13 +319,13 @@ class KerasForecaster:
         histories: dict[int, Any] = {}
         try:
             for epochs, part in by_epochs.items():
-                got = train_stacked([r[1] for r in part], [r[2] for r in part], p.batch_size, epochs,
-                                    [members[r[0]].seed for r in part],
-                                    program_key=first._twin_key(ready[0][1], ready[0][3]))
-                histories.update({r[0]: (h, len(part)) for r, h in zip(part, got)})
+                got, sizes = train_fitting([r[1] for r in part], [r[2] for r in part], p.batch_size, epochs,
+                                           [members[r[0]].seed for r in part],
+                                           program_key=first._twin_key(ready[0][1], ready[0][3]))
+                histories.update({r[0]: (h, size) for r, h, size in zip(part, got, sizes)})
         except (BacktestError, KeyboardInterrupt):
             raise
-        except Exception:  # the group's program failed (out of memory?): each member trains alone instead
+        except Exception:  # the group's program failed (not for memory: halved then): each member trains alone
             for k, _, _, _, _ in ready:
                 members[k]._start = starts[k]
                 out[k] = alone(lambda: members[k].fit(trains[k], horizon))

@@ -108,7 +108,7 @@ class WindowedHyperModel(kt.HyperModel):
         alone, those whose models compile alike (the same layers, shapes, loss and optimizer, the learning
         rate aside: it is optimizer state) in one program (:func:`strategies.keras_stack.train_stacked`).
         Returns per trial its ``History`` or its error; a program that fails falls back to lone fits."""
-        from .keras_stack import train_stacked
+        from .keras_stack import train_fitting
 
         out: list[Any] = list(prepared)
         groups: dict[str, list] = {}
@@ -118,16 +118,17 @@ class WindowedHyperModel(kt.HyperModel):
         qlike = self.params.tuning.objective == "val_qlike"
         for key, group in groups.items():
 
-            def add_qlike(histories, group=group):
-                for (_, model, samples, rv_val), h in zip(group, histories):
+            def add_qlike(histories, positions, group=group):
+                for k, h in zip(positions, histories):
+                    _, model, samples, rv_val = group[k]
                     pred = np.asarray(model.predict(samples[2], verbose=0, batch_size=256))
                     h.setdefault("val_qlike", []).append(mean_qlike(rv_val, self.window.to_vol(pred)))
 
             try:
-                got = train_stacked([g[1] for g in group], [g[2] for g in group], self.params.batch_size,
-                                    self.params.tuning.epochs, [self.seed] * len(group), program_key=key,
-                                    epoch_end=add_qlike if qlike else None)
-            except Exception:  # the group's program failed (out of memory?): each trial trains alone instead
+                got, _ = train_fitting([g[1] for g in group], [g[2] for g in group], self.params.batch_size,
+                                       self.params.tuning.epochs, [self.seed] * len(group), program_key=key,
+                                       epoch_end=add_qlike if qlike else None)
+            except Exception:  # the group's program failed (not for memory: halved then): each trial trains alone
                 for k, *_ in group:
                     try:
                         out[k] = self.fit(hps[k], self.prepare(hps[k])[0])

@@ -211,3 +211,43 @@ def _assign(models: list, trainable: list, non_trainable: list) -> None:
             var.assign(np.asarray(value[k]))
         for var, value in zip(m.non_trainable_variables, non_trainable):
             var.assign(np.asarray(value[k]))
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the host) ran out of memory: XLA's ``RESOURCE_EXHAUSTED``, or a
+    ``MemoryError``."""
+    return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "out of memory" in str(exc).lower()
+
+
+def train_fitting(models: list, samples: list, batch: int, epochs: int, seeds: list[int],
+                  program_key: str | None = None, epoch_end: Callable[[list, list[int]], None] | None = None
+                  ) -> tuple[list[dict[str, list[float]]], list[int]]:
+    """:func:`train_stacked`, halving a group that does not fit in memory (down to a lone model) instead of
+    failing it: the group size is the most that fits. Each model's result does not depend on its group's
+    size. Returns the histories and, per model, the size of the program that trained it. ``epoch_end``
+    gets the histories and the positions (in ``models``) of the models that hold them."""
+    initial = [[np.array(v.value) for v in m.variables] for m in models]
+
+    def run(positions: list[int]) -> None:
+        try:
+            got = train_stacked([models[k] for k in positions], [samples[k] for k in positions], batch, epochs,
+                                [seeds[k] for k in positions], program_key=program_key,
+                                epoch_end=None if epoch_end is None else lambda hs: epoch_end(hs, positions))
+        except Exception as exc:
+            if len(positions) == 1 or not out_of_memory(exc):
+                raise
+            for k in positions:  # back to the initial state: a failed program may have left an epoch's weights
+                for var, value in zip(models[k].variables, initial[k]):
+                    var.assign(value)
+            half = len(positions) // 2
+            run(positions[:half])
+            run(positions[half:])
+            return
+        for k, h in zip(positions, got):
+            histories[k], sizes[k] = h, len(positions)
+
+    histories: list = [None] * len(models)
+    sizes = [0] * len(models)
+    run(list(range(len(models))))
+    return histories, sizes
+

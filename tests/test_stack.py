@@ -82,6 +82,38 @@ def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
     assert type(short[0]).__name__ == "FailedRetrain"
 
 
+def test_a_group_too_big_for_memory_is_halved_not_trained_alone(monkeypatch):
+    """A stacked program that runs out of memory (XLA's RESOURCE_EXHAUSTED) is split in halves until it fits;
+    each model still gets its own fit's forecasts, and its record says the size of the program that trained it."""
+    import strategies.keras_stack as ks
+    from strategies.keras_model import KerasForecaster
+    from strategies.lstm import LstmParams
+
+    from .test_tuning import series_of
+
+    params = LstmParams.model_validate({**TINY_LSTM, "epochs": 2})
+    series = series_of(300, seed=2)
+    windows = [series.slice(0, n) for n in (150, 170, 190, 210, 230)]
+    alone = [params.build(seed) for seed in range(5)]
+    for f, w in zip(alone, windows):
+        f.fit(w, 4)
+    real, tried = ks.train_stacked, []
+
+    def small_device(models, *args, **kwargs):
+        tried.append(len(models))
+        if len(models) > 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(ks, "train_stacked", small_device)
+    stacked = [params.build(seed) for seed in range(5)]
+    got = KerasForecaster.fit_stacked(stacked, windows, 4)
+    assert tried == [5, 2, 3, 1, 2] and [g.extra["stacked"] for g in got] == [2, 2, 1, 2, 2]
+    ends = np.arange(240, 300)
+    for a, b in zip(alone, stacked):
+        np.testing.assert_allclose(b.forecast_batch(series, ends, 4), a.forecast_batch(series, ends, 4), rtol=1e-5)
+
+
 def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_file, tmp_path):
     from backtester.engine import Settings, Walk, chains
     from backtester.plan import make_plan
