@@ -155,7 +155,8 @@ class OutputConfig(Strict):
         return v
 
 
-STACK_AUTO_ACCELERATOR = 32  # stack: auto on a GPU/TPU (on a CPU, auto trains each model alone)
+STACK_AUTO_ACCELERATOR = 32  # stack: auto on a GPU/TPU
+STACK_AUTO_CPU = 16  # stack: auto on a CPU, for fits of one window length (seeds, assets, a search's trials)
 
 
 class ExecutionConfig(Strict):
@@ -175,15 +176,32 @@ class ExecutionConfig(Strict):
             raise ValueError("stack is auto, off, or the most models trained together (1 or more, e.g. 8)")
         return v
 
-    def stack_size(self, backend: str, accelerator: bool = False) -> int:
-        """Models per stacked training program: 1 (each alone) for ``off`` or a backend other than jax; for
-        ``auto`` 1 on a CPU, where a model's step costs the same stacked or alone (measured: bench/README.md,
-        "Stacked training"), and :data:`STACK_AUTO_ACCELERATOR` on a GPU or TPU."""
+    def stack_size(self, backend: str, accelerator: bool = False, threads: int = 1) -> tuple[int, bool]:
+        """Models per stacked training program, and whether only fits on windows of one length stack.
+
+        ``off``, or a backend other than jax: 1 (each alone). ``N``: N, any windows. ``auto`` on a GPU or
+        TPU: :data:`STACK_AUTO_ACCELERATOR`, any windows. ``auto`` on a CPU, where a stacked step costs
+        about as much per model as a lone one and a group's shorter windows waste masked steps, stacking
+        pays only for fits on windows of one length (a strategy's seed members and assets at one retrain,
+        a random search's trials), and for retrains only on workers of one thread each (``threads``),
+        where it saves Keras' per-step dispatch (measured: bench/README.md, "Stacked training"). Trials
+        stack on any thread count (they also share one compile). So: :data:`STACK_AUTO_CPU`, equal windows
+        only, or 1 for retrains on several threads (trials then still stack: see ``trial_stack``).
+        """
         if self.stack == "off" or backend != "jax":
-            return 1
+            return 1, False
         if self.stack == "auto":
-            return STACK_AUTO_ACCELERATOR if accelerator else 1
-        return int(self.stack)
+            if accelerator:
+                return STACK_AUTO_ACCELERATOR, False
+            return (STACK_AUTO_CPU if threads == 1 else 1), True
+        return int(self.stack), False
+
+    def trial_stack(self, backend: str, accelerator: bool = False) -> int:
+        """The most trials of a random search trained together: ``stack``'s size; ``auto`` on a CPU
+        :data:`STACK_AUTO_CPU` whatever the threads (a search's trials share one window)."""
+        if self.stack == "auto" and backend == "jax" and not accelerator:
+            return STACK_AUTO_CPU
+        return self.stack_size(backend, accelerator)[0]
 
 
 class EvaluationConfig(Strict):

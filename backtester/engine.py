@@ -70,6 +70,8 @@ class Settings:
     batched: bool = True  # one forecast_batch call per segment (False: the per-bar reference path)
     save_models: bool = False  # an artifact folder per retrain
     stack: int = 1  # Keras fits trained together per compiled program (backtester.stacking); 1: each alone
+    stack_equal: bool = False  # only fits on training windows of one length stack (stack: auto on a CPU)
+    trial_stack: int = 1  # trials of a random search trained together
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
 
         skip = {job.segments[0].strategy for job in pooled}
         jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys, skip=skip)]
-        jobs = stack_jobs(jobs, settings.stack) + pooled
+        jobs = stack_jobs(jobs, settings.stack, settings.stack_equal) + pooled
         if executor.parallel and (len(walks) > 1 or settings.stack > 1):
             jobs = cost_order((job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments))
                               for job in jobs)
@@ -397,7 +399,7 @@ def run_tunings(walk: Walk, executor: Executor, keys: dict[str, str] | None = No
     results by segment key."""
     keys = keys or {}
     jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage, keys.get(s.key),
-                    walk.settings.stack) for s in walk.plan.segments() if s.tune]
+                    walk.settings.trial_stack) for s in walk.plan.segments() if s.tune]
     out: dict[str, TuneResult] = {}
     executor.run(run_tuning, jobs, lambda job, result: out.__setitem__(job.segment.key, result))
     return out

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -30,7 +31,7 @@ import yaml
 from .assets import AssetRun
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
-from .executors import Executor, dask_client, make_executor
+from .executors import Executor, dask_client, make_executor, worker_threads
 from .errors import BacktestError, ConfigError
 from .plan import Plan, check_plan, make_plan
 from .process import check
@@ -140,7 +141,8 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
                           and (not s.params.chains() or s.repeats > 1 or cfg.data.assets))  # a lone chain: alone
         if stacking:
             log(f"execution: stacked training, up to {settings.stack} fits per compiled program "
-                f"({', '.join(stacking)})")
+                + ("of one window length (seeds and assets at one retrain) " if settings.stack_equal else "")
+                + f"({', '.join(stacking)})")
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
             progress(shown, None, False)
@@ -160,7 +162,8 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         manifest = make_manifest(cfg, runs, rows, retrains, timings)
-        manifest["execution"] = {"jobs": cfg.execution.jobs, "stack": settings.stack}
+        manifest["execution"] = {"jobs": cfg.execution.jobs, "stack": settings.stack,
+                                 "stack_equal_windows": settings.stack_equal, "trial_stack": settings.trial_stack}
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
@@ -233,8 +236,11 @@ def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
 
 
 def engine_settings(cfg) -> Settings:
-    return Settings(cfg.seed, cfg.backtest.max_failed_retrains, cfg.execution.batched, cfg.output.save_models,
-                    cfg.execution.stack_size(cfg.backend, on_accelerator(cfg)))
+    ex, accelerator = cfg.execution, on_accelerator(cfg)
+    threads = worker_threads(ex.jobs) if ex.jobs > 1 and not ex.scheduler else (os.cpu_count() or 1)
+    size, equal = ex.stack_size(cfg.backend, accelerator, 1 if ex.scheduler else threads)
+    return Settings(cfg.seed, cfg.backtest.max_failed_retrains, ex.batched, cfg.output.save_models, size, equal,
+                    ex.trial_stack(cfg.backend, accelerator))
 
 
 def on_accelerator(cfg) -> bool:

@@ -62,12 +62,13 @@ def split_even(items: list, parts: int) -> list[list]:
     return out
 
 
-def stack_jobs(jobs: list, size: int) -> list:
+def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     """``jobs`` with every chain whose fits stack gathered into :class:`StackJob` groups of at most ``size``
     members of equal params and horizon (ordered by training-window length, so a group's windows are alike
     and few of its steps are masked): chains of one segment, and warm-start chains of equally many
-    segments (seed members and assets of one strategy). A group of one stays as it was; other jobs keep
-    their place."""
+    segments (seed members and assets of one strategy). With ``equal_windows`` only chains whose
+    windows have the same lengths group (no masked steps: seed members and assets at one retrain). A
+    group of one stays as it was; other jobs keep their place."""
     if size <= 1:
         return list(jobs)
     groups: dict[tuple, list] = {}
@@ -77,6 +78,8 @@ def stack_jobs(jobs: list, size: int) -> list:
         if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
             key = (type(first).__module__, type(first).__name__, tuple(p.model_dump_json() for p in job.params),
                    job.segments[0].horizon, len(job.segments))
+            if equal_windows:
+                key += tuple(s.window.stop - s.window.start for s in job.segments)
             if key not in groups:
                 groups[key] = []
                 out.append(key)

@@ -143,6 +143,12 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
     lstm_members = {s.key for j in stacks for s in j.segments if s.strategy.startswith("lstm#")}
     assert lstm_members == {s.key for s in plan.segments() if s.strategy.startswith("lstm#")}  # seeds stack together
     assert stack_jobs(jobs, 1) == jobs
+    equal = [j for j in stack_jobs(jobs, 16, equal_windows=True) if isinstance(j, StackJob)]  # auto on a CPU
+    retrains = {s.retrain_time for s in plan.segments() if s.strategy.startswith("lstm#")}
+    assert len(equal) == len(retrains) and len(retrains) > 1
+    for job in equal:  # a retrain's two seeds, nothing masked; another architecture or retrain never joins
+        assert len(job.members) == 2 and all(s.strategy.startswith("lstm#") for s in job.segments)
+        assert len({s.window.stop - s.window.start for s in job.segments}) == 1
     from strategies.imported import ImportedParams
     from strategies.lstm import LstmParams
 
@@ -181,6 +187,20 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
     assert [d.get("started_from") for d in details] == [None, 1, 2] and all(d["stacked"] == 2 for d in details)
     report = audit(stacked.out_dir, sample=1, only=["lstm", "warm"])  # recomputed alone: equal to float32 rounding
     assert report.ok, "\n".join(report.lines())
+
+
+def test_stack_auto_is_measured_per_device_and_threads():
+    """auto: 32 of any windows on an accelerator; on a CPU, 16 of one window length on one-thread workers,
+    alone on several threads (bench/README.md, "Stacked training"); trials of a search stack on a CPU anyway."""
+    from backtester.config import STACK_AUTO_ACCELERATOR, STACK_AUTO_CPU, ExecutionConfig
+
+    auto = ExecutionConfig()
+    assert auto.stack_size("jax", accelerator=True, threads=8) == (STACK_AUTO_ACCELERATOR, False)
+    assert auto.stack_size("jax", threads=1) == (STACK_AUTO_CPU, True)
+    assert auto.stack_size("jax", threads=2)[0] == 1 and auto.trial_stack("jax") == STACK_AUTO_CPU
+    assert auto.stack_size("tensorflow", threads=1)[0] == 1 and auto.trial_stack("tensorflow") == 1
+    assert ExecutionConfig(stack=5).stack_size("jax", threads=2) == (5, False)
+    assert ExecutionConfig(stack="off").trial_stack("jax") == 1
 
 
 def test_bad_stack_values_are_one_line(minute_file, tmp_path):
