@@ -137,8 +137,9 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
     shown = plans[0] if len(plans) == 1 else plans
     settings = engine_settings(cfg)
     if settings.stack > 1:
-        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks()
-                          and (not s.params.chains() or s.repeats > 1 or cfg.data.assets))  # a lone chain: alone
+        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks()  # a lone chain trains alone,
+                          and (s.repeats > 1 or cfg.data.assets  # and so does a lone model per retrain where
+                               or not (s.params.chains() or settings.stack_equal)))  # only equal windows stack
         if stacking:
             log(f"execution: stacked training, up to {settings.stack} fits per compiled program "
                 + ("of one window length (seeds and assets at one retrain) " if settings.stack_equal else "")

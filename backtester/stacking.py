@@ -15,7 +15,11 @@ A stacked model equals the model trained alone up to float32 rounding (``tests/t
 the groups are a matter of speed, never of results beyond that rounding. They depend only on the
 plan and N, not on the number of workers. A resumed run trains only a group's unfinished members
 (together), so those may differ from an uninterrupted run's by that rounding. A member whose
-preparation fails fails alone; if the group's program fails (out of memory), each member trains alone.
+preparation fails fails alone; a group whose program runs out of memory is halved until it fits
+(:func:`strategies.keras_stack.train_fitting`); if it fails otherwise, each member trains alone.
+
+``stack: auto`` on a CPU groups only chains whose windows have one length (``equal_windows``): there a
+stacked program masks no step (bench/README.md, "Stacked training").
 
 Examples
 --------
