@@ -141,9 +141,9 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
                           and (s.repeats > 1 or cfg.data.assets  # and so does a lone model per retrain where
                                or not (s.params.chains() or settings.stack_equal)))  # only equal windows stack
         if stacking:
-            log(f"execution: stacked training, up to {settings.stack} fits per compiled program "
-                + ("of one window length (seeds and assets at one retrain) " if settings.stack_equal else "")
-                + f"({', '.join(stacking)})")
+            how = (f"a retrain's seeds and assets (one window length) in one compiled program, up to {settings.stack}"
+                   if settings.stack_equal else f"up to {settings.stack} fits per compiled program")
+            log(f"execution: stacked training of {', '.join(stacking)}: {how}")
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
             progress(shown, None, False)

@@ -166,7 +166,9 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
     raw["execution"] = {"stack": "off"}
     alone = run(parse_config(raw))
     raw["execution"] = {"stack": 3}
-    stacked = run(parse_config(raw), force=True, fresh=True)  # fresh: not the unstacked run's stored segments
+    said = []
+    stacked = run(parse_config(raw), force=True, fresh=True, log=said.append)  # fresh: not the unstacked run's
+    assert "execution: stacked training of lstm, warm: up to 3 fits per compiled program" in said
     assert stacked.manifest["segments"]["computed"] == stacked.manifest["segments"]["total"]
     a, b = alone.forecasts, stacked.forecasts
     pd.testing.assert_frame_equal(a.drop(columns="forecast"), b.drop(columns="forecast"))
