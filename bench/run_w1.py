@@ -42,6 +42,7 @@ VARIANTS = {
     "jax-2-alone": ["backend=jax", "execution.jobs=2", "execution.stack=off"],
     "jax-2-stack9": ["backend=jax", "execution.jobs=2", "execution.stack=9"],
     "jax-2-stack2": ["backend=jax", "execution.jobs=2", "execution.stack=2"],
+    "jax-2-stack4": ["backend=jax", "execution.jobs=2", "execution.stack=4"],
     "jax-stack18": ["backend=jax", "execution.stack=18"],  # all 18 fits in one program, one process
     "jax-stack9": ["backend=jax", "execution.stack=9"],
     # W1's LSTM as three seeds of warm-start chains (each retrain continues the last model for 1 epoch)
