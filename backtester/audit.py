@@ -533,9 +533,11 @@ def _probe(run: _Run, seg: Segment, at: int, kind: str, junk: BarSeries | None):
 def _stacked(run: _Run, name: str, rtol: float) -> float:
     """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
     (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
-    size = run.manifest.get("execution", {}).get("stack", 1)  # the run's resolved execution.stack
+    execution = run.manifest.get("execution", {})
+    size = execution.get("stack", 1)  # the run's resolved execution.stack
     mine = run.retrains[run.retrains["strategy"] == name]["details"] if "details" in run.retrains else []
-    stacked = size > 1 and run.specs[name].params.stacks() or any('"stacked"' in str(d) for d in mine)
+    stacked = any('"stacked"' in str(d) for d in mine) or (  # a fit record says so; or a run that may have
+        size > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows"))  # (older)
     return max(rtol, STACK_RTOL) if stacked else rtol
 
 

@@ -94,15 +94,17 @@ def _blame(message: str, overrides: tuple[str, ...]) -> str:
     return f"--set {hits[-1]}: {message}" if hits else message
 
 
-def _load(config: str, overrides: tuple[str, ...], train: bool = False):
+def _load(config: str, overrides: tuple[str, ...], train: bool = False, on_workers: bool = False):
     """The config, with this process set up for it (its backend chosen before any strategy is read;
-    with ``train``, each strategy type's set-up done now, e.g. Keras imported, unless the segments
-    train on workers: a process that only hands out jobs never waits for Keras)."""
+    with ``train``, each strategy type's set-up done now, e.g. Keras imported). ``on_workers``: the command
+    trains on the config's workers where it has any (``run`` with ``execution.jobs`` > 1 or a scheduler),
+    so then this process, which only hands out jobs, is not set up to train."""
     from .config import load_config
     from .process import choose_backend, setup
 
     cfg = load_config(config, overrides, before_strategies=choose_backend)
-    setup(cfg, strategies=train and cfg.execution.jobs == 1 and cfg.execution.scheduler is None)
+    elsewhere = on_workers and (cfg.execution.jobs > 1 or cfg.execution.scheduler is not None)
+    setup(cfg, strategies=train and not elsewhere)
     return cfg
 
 
@@ -145,7 +147,7 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
     try:
         extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
         extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
-        cfg = _load(config, overrides + extra, train=not dry_run)
+        cfg = _load(config, overrides + extra, train=not dry_run, on_workers=True)
         if dry_run:
             _print_plan(cfg)
             return

@@ -183,8 +183,9 @@ class ExecutionConfig(Strict):
         TPU: :data:`STACK_AUTO_ACCELERATOR`, any windows. ``auto`` on a CPU, where a stacked step costs
         about as much per model as a lone one and a group's shorter windows waste masked steps, stacking
         pays only for fits on windows of one length (a strategy's seed members and assets at one retrain,
-        a random search's trials), and for retrains only on workers of one thread each (``threads``),
-        where it saves Keras' per-step dispatch (measured: bench/README.md, "Stacked training"). Trials
+        the retrains of a rolling window, a random search's trials), and for retrains only on workers of one
+        thread each (``threads``), where it saves Keras' per-step dispatch (measured: bench/README.md,
+        "Stacked training"). Trials
         stack on any thread count (they also share one compile). So: :data:`STACK_AUTO_CPU`, equal windows
         only, or 1 for retrains on several threads (trials then still stack: see ``trial_stack``).
         """

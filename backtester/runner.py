@@ -138,12 +138,18 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
     settings = engine_settings(cfg)
     if settings.stack > 1:
         stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks()  # a lone chain trains alone,
-                          and (s.repeats > 1 or cfg.data.assets  # and so does a lone model per retrain where
-                               or not (s.params.chains() or settings.stack_equal)))  # only equal windows stack
+                          and (s.repeats > 1 or cfg.data.assets  # and so does a lone model on expanding windows
+                               or not (s.params.chains() or settings.stack_equal and s.window.kind != "rolling")))
         if stacking:
-            how = (f"a retrain's seeds and assets (one window length) in one compiled program, up to {settings.stack}"
-                   if settings.stack_equal else f"up to {settings.stack} fits per compiled program")
+            how = (f"fits on windows of one length (a retrain's seeds and assets; a rolling window's retrains) in "
+                   f"one compiled program, up to {settings.stack}" if settings.stack_equal
+                   else f"up to {settings.stack} fits per compiled program")
             log(f"execution: stacked training of {', '.join(stacking)}: {how}")
+    searching = sorted(n for n, s in cfg.strategies.items() if s.params.stacks() and getattr(s.params, "tuning", None)
+                       is not None and s.params.tuning.tuner == "random")
+    if settings.trial_stack > 1 and searching:
+        log(f"execution: the trials of {', '.join(searching)}'s random search trained together where their models "
+            f"compile alike, up to {settings.trial_stack} per program")
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
             progress(shown, None, False)

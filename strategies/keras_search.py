@@ -95,6 +95,23 @@ class WindowedHyperModel(kt.HyperModel):
         return _history(train_epochs(model, x_tr, y_tr, x_val, y_val, self.params.batch_size, epochs, self.seed,
                                      callbacks))
 
+    def program_key(self, hp, model, k: int) -> str:
+        """What makes two trials' models one compiled program: the builder, the trial's values, the model's
+        architecture, shapes, loss and optimizer, with a plain learning rate aside (named ``learning_rate``,
+        and a float in the optimizer: a variable of its state, so trials differing only in it stack). A
+        model whose config cannot be read (a subclassed model) gets a key of its own: it trains alone."""
+        try:
+            opt = model.optimizer.get_config()
+            plain = isinstance(opt.get("learning_rate"), float)
+            if plain:
+                opt.pop("learning_rate")
+            opt.pop("name", None)
+            values = {n: v for n, v in hp.values.items() if not (plain and n == "learning_rate")}
+            return json.dumps([self.params.builder_path(), values, model.get_config(), repr(model.loss),
+                               type(model.optimizer).__name__, opt, model.jit_compile], sort_keys=True, default=repr)
+        except Exception:
+            return f"alone:{k}"
+
     def prepare(self, hp) -> tuple:
         """A trial's model, built as keras-tuner builds it (the session cleared first), its samples and the
         validation targets' RV."""
@@ -114,7 +131,7 @@ class WindowedHyperModel(kt.HyperModel):
         groups: dict[str, list] = {}
         for k, got in enumerate(prepared):
             if not isinstance(got, Exception):
-                groups.setdefault(program_key(got[0]), []).append((k, *got))
+                groups.setdefault(self.program_key(hps[k], got[0], k), []).append((k, *got))
         qlike = self.params.tuning.objective == "val_qlike"
         for key, group in groups.items():
 
@@ -126,7 +143,8 @@ class WindowedHyperModel(kt.HyperModel):
 
             try:
                 got, _ = train_fitting([g[1] for g in group], [g[2] for g in group], self.params.batch_size,
-                                       self.params.tuning.epochs, [self.seed] * len(group), program_key=key,
+                                       self.params.tuning.epochs, [self.seed] * len(group),
+                                       program_key=None if key.startswith("alone:") else key,  # kept only if named
                                        epoch_end=add_qlike if qlike else None)
             except Exception:  # the group's program failed (not for memory: halved then): each trial trains alone
                 for k, *_ in group:
@@ -146,15 +164,6 @@ def _history(values: dict[str, list[float]]):
     return history
 
 
-def program_key(model) -> str:
-    """What makes two trials' models one compiled program: architecture, shapes, loss and optimizer (a plain
-    learning rate aside: it is a variable of the optimizer's state, so models differing in it stack)."""
-    opt = model.optimizer.get_config()
-    if isinstance(opt.get("learning_rate"), float):
-        opt.pop("learning_rate")
-    opt.pop("name", None)
-    return json.dumps([model.get_config(), repr(model.loss), type(model.optimizer).__name__, opt,
-                       model.jit_compile], sort_keys=True, default=repr)
 
 
 def search_stacked(tuner, size: int) -> None:

@@ -199,7 +199,8 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path, sta
     The tuner's state lives in ``directory`` (a fresh search each time). Seeded: the same
     window, params and seed give the same trials and the same choice. With ``stack`` > 1 a random
     search trains up to ``stack`` trials at once, those whose models compile alike in one program
-    (:func:`strategies.keras_search.search_stacked`): the same trials and scores, to float32 rounding.
+    (:func:`strategies.keras_search.search_stacked`): the same trials, the same scores to float32 rounding,
+    so the same choice unless two trials' scores tie within that rounding.
     A Bayesian search (each trial chosen from the scores before it) and Hyperband (trials continue
     earlier ones) run trial by trial.
     """

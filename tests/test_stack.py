@@ -322,3 +322,29 @@ def test_a_run_stacks_its_tuning_trials_with_the_trials_of_the_unstacked_run(min
     pd.testing.assert_frame_equal(b[cols], a[cols])
     np.testing.assert_allclose(b["score"], a["score"], rtol=1e-5)
     assert np.max(np.abs(alone.forecasts["forecast"].to_numpy() - stacked.forecasts["forecast"].to_numpy())) < STACK_ATOL
+
+
+def test_trials_share_a_program_only_where_they_compile_alike():
+    """Learning rates apart (optimizer state), the same builder, values and model share one key; another size,
+    another key; a model whose config cannot be read (a subclassed model) trains alone."""
+    from types import SimpleNamespace
+
+    from strategies.keras_model import fixed_hyperparameters
+    from strategies.keras_search import WindowedHyperModel
+    from strategies.lstm import LstmParams, build_lstm
+
+    from strategies.keras_core import keras_module
+
+    stub = SimpleNamespace(params=LstmParams())
+
+    def key(k, **values):
+        hp = fixed_hyperparameters({**LstmParams(layers=[{"units": 4, "dropout": 0.0}]).fixed_values(), **values})
+        keras_module().backend.clear_session()  # as each trial's build (WindowedHyperModel.prepare)
+        return WindowedHyperModel.program_key(stub, hp, build_lstm(hp, 12, 4), k)
+
+    assert key(0, learning_rate=0.001) == key(1, learning_rate=0.005)
+    assert key(0, units_0=4) != key(1, units_0=8)
+    hp = fixed_hyperparameters(LstmParams().fixed_values())
+    model = build_lstm(hp, 12, 4)
+    model.get_config = lambda: (_ for _ in ()).throw(NotImplementedError("a subclassed model"))
+    assert WindowedHyperModel.program_key(stub, hp, model, 3) == "alone:3"
