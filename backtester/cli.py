@@ -424,7 +424,7 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
 
     from .runner import run as run_backtest, target_dir
 
-    cfg = _load(arg, (), train=True)
+    cfg = _load(arg, (), train=True, on_workers=True)  # run as `run` runs it
     out = target_dir(cfg)
     manifest = out / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()).get("config_id") == cfg.config_id():
