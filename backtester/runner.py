@@ -244,8 +244,8 @@ def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
 
 def engine_settings(cfg) -> Settings:
     ex, accelerator = cfg.execution, on_accelerator(cfg)
-    threads = worker_threads(ex.jobs) if ex.jobs > 1 and not ex.scheduler else (os.cpu_count() or 1)
-    size, equal = ex.stack_size(cfg.backend, accelerator, 1 if ex.scheduler else threads)
+    threads = 1 if ex.scheduler else worker_threads(ex.jobs)  # a Dask worker: one thread (README's --nthreads 1)
+    size, equal = ex.stack_size(cfg.backend, accelerator, threads)
     return Settings(cfg.seed, cfg.backtest.max_failed_retrains, ex.batched, cfg.output.save_models, size, equal,
                     ex.trial_stack(cfg.backend, accelerator))
 
@@ -255,8 +255,6 @@ def on_accelerator(cfg) -> bool:
     ex = cfg.execution
     if ex.stack != "auto" or cfg.backend != "jax" or not any(s.params.stacks() for s in cfg.run_strategies().values()):
         return False
-    import os
-
     if not accelerator_plugin():
         return False  # JAX's CPU wheel alone: no need to import JAX here (a second, on a parent that trains nothing)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # asking must not take the GPU's memory
@@ -268,7 +266,6 @@ def on_accelerator(cfg) -> bool:
 def accelerator_plugin() -> bool:
     """Whether JAX could find a GPU or TPU here: a PJRT plugin (``jax[cuda12]``'s, ROCm's) or libtpu is
     installed and ``JAX_PLATFORMS`` does not pin the CPU. Looked up without importing JAX."""
-    import os
     from importlib import metadata, util
 
     if os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu":

@@ -56,6 +56,7 @@ from .keras_features import (channels, check_features, garch_channels, needs_gar
                              scaled_columns)
 from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
 from .keras_tuning import TuningConfig, tune, tuning_points
+from .keras_stack import train_epochs
 from .combination import baseline_min_bars, baseline_strategy
 from .loading import import_object
 
@@ -534,63 +535,6 @@ class _Twin:
 
 
 _TWINS: dict[str, _Twin] = {}  # compiled models kept for reuse in this process, by architecture
-
-
-def padded_batches(x: np.ndarray, y: np.ndarray, batch: int, weights: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pad ``x``, ``y`` with zero-weight rows to a whole number of batches, so every batch has one shape.
-
-    ``weights="batch"``: the real rows of the last, partial batch weigh ``batch / real``,
-    so that batch's mean loss (and gradient) is the mean over its real rows, as without
-    padding. ``weights="mean"``: every real row weighs ``padded / n``, so the mean of the
-    batch means is the mean over all real rows (an exact validation loss).
-
-    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "batch")
-    >>> w.tolist()
-    [1.0, 1.0, 1.0, 1.0, 4.0, 0.0, 0.0, 0.0]
-    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "mean")
-    >>> [round(float(v), 3) for v in w]
-    [1.6, 1.6, 1.6, 1.6, 1.6, 0.0, 0.0, 0.0]
-    """
-    n = len(x)
-    total = -(-n // batch) * batch
-    w = np.zeros(total, "float32")
-    if weights == "batch":
-        w[:n] = 1.0
-        tail = n % batch
-        if tail:
-            w[n - tail : n] = batch / tail
-    else:
-        w[:n] = total / n
-    pad = total - n
-    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
-    return x, y, w
-
-
-def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int,
-                 callbacks: list | None = None) -> dict[str, list[float]]:
-    """``fit`` epoch by epoch on samples shuffled by a generator seeded with ``seed``, each epoch padded
-    to whole batches (:func:`padded_batches`), so no call brings a new input shape to compile.
-
-    Returns the per-epoch history (``loss``, ``val_loss`` when there is validation data, and what
-    ``callbacks``, given to every epoch's ``fit``, add to an epoch's logs).
-    The epoch's training loss weighs the padded last batch as a full one (its mean is still
-    over its real rows only); the validation loss is the exact mean.
-    """
-    rng = np.random.default_rng(seed)
-    val = None
-    if len(x_val):
-        xv, yv, wv = padded_batches(x_val, y_val, batch, "mean")
-        val = (xv[..., None] if xv.ndim == 2 else xv, yv, wv)
-    history: dict[str, list[float]] = {}
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
-        h = model.fit(xe[..., None] if xe.ndim == 2 else xe, ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
-                      validation_data=val, callbacks=callbacks, verbose=0)
-        for k, vals in h.history.items():
-            history.setdefault(k, []).extend(float(v) for v in vals)
-    return history
 
 
 class WindowedKerasParams(Params):

@@ -83,9 +83,9 @@ class WindowedHyperModel(kt.HyperModel):
         return (x[:n_tr], y[:n_tr], x[-n_val:], y[-n_val:]), rv_y[-n_val:]
 
     def fit(self, hp, model, *args, **kwargs):
-        """One trial alone: :func:`~strategies.keras_model.train_epochs` (the shuffle seeded by the run,
+        """One trial alone: :func:`~strategies.keras_stack.train_epochs` (the shuffle seeded by the run,
         whole padded batches), the tuner's callbacks at every epoch's end."""
-        from .keras_model import train_epochs
+        from .keras_stack import train_epochs
 
         (x_tr, y_tr, x_val, y_val), rv_val = self.samples(hp)
         callbacks = list(kwargs.get("callbacks") or [])

@@ -1,4 +1,5 @@
-"""Train many Keras models of one architecture at once: one compiled program over a leading model axis.
+"""Keras training loops: one model alone, epoch by epoch (:func:`train_epochs`), or many models of one
+architecture at once, one compiled program over a leading model axis (:func:`train_stacked`).
 
 The fits of one strategy's cold retrains (or one retrain of its warm-start chains), its seed members
 and its assets share a builder and shapes; only their samples, seeds and initial weights differ. :func:`train_stacked` trains them
@@ -6,7 +7,7 @@ together: each model's state (weights, dropout seed state, optimizer state, loss
 leading model axis, and Keras' own pure ``train_step`` (the JAX trainer's) runs under
 ``jax.vmap`` inside a ``jax.lax.scan`` over :data:`CHUNK` batches per compiled call.
 
-Each model sees exactly what :func:`strategies.keras_model.train_epochs` gives it alone: the same
+Each model sees exactly what :func:`train_epochs` gives it alone: the same
 per-epoch shuffle (a generator seeded with its seed), the same zero-weight padding of the last
 batch, the same epochs. A model with fewer batches than the largest of its group is masked for
 the steps it does not have: its state is carried through unchanged (an Adam step on a zero
@@ -57,6 +58,63 @@ def val_batches(n_train: int, n_val: int, batch: int, pad_index: int) -> tuple[n
     w = np.zeros(total, "float32")
     w[:n_val] = total / n_val
     return idx.reshape(-1, batch), w.reshape(-1, batch)
+
+
+def padded_batches(x: np.ndarray, y: np.ndarray, batch: int, weights: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad ``x``, ``y`` with zero-weight rows to a whole number of batches, so every batch has one shape.
+
+    ``weights="batch"``: the real rows of the last, partial batch weigh ``batch / real``,
+    so that batch's mean loss (and gradient) is the mean over its real rows, as without
+    padding. ``weights="mean"``: every real row weighs ``padded / n``, so the mean of the
+    batch means is the mean over all real rows (an exact validation loss).
+
+    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "batch")
+    >>> w.tolist()
+    [1.0, 1.0, 1.0, 1.0, 4.0, 0.0, 0.0, 0.0]
+    >>> _, _, w = padded_batches(np.zeros((5, 2)), np.zeros((5, 1)), 4, "mean")
+    >>> [round(float(v), 3) for v in w]
+    [1.6, 1.6, 1.6, 1.6, 1.6, 0.0, 0.0, 0.0]
+    """
+    n = len(x)
+    total = -(-n // batch) * batch
+    w = np.zeros(total, "float32")
+    if weights == "batch":
+        w[:n] = 1.0
+        tail = n % batch
+        if tail:
+            w[n - tail : n] = batch / tail
+    else:
+        w[:n] = total / n
+    pad = total - n
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+    return x, y, w
+
+
+def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int,
+                 callbacks: list | None = None) -> dict[str, list[float]]:
+    """``fit`` epoch by epoch on samples shuffled by a generator seeded with ``seed``, each epoch padded
+    to whole batches (:func:`padded_batches`), so no call brings a new input shape to compile.
+
+    Returns the per-epoch history (``loss``, ``val_loss`` when there is validation data, and what
+    ``callbacks``, given to every epoch's ``fit``, add to an epoch's logs).
+    The epoch's training loss weighs the padded last batch as a full one (its mean is still
+    over its real rows only); the validation loss is the exact mean.
+    """
+    rng = np.random.default_rng(seed)
+    val = None
+    if len(x_val):
+        xv, yv, wv = padded_batches(x_val, y_val, batch, "mean")
+        val = (xv[..., None] if xv.ndim == 2 else xv, yv, wv)
+    history: dict[str, list[float]] = {}
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
+        h = model.fit(xe[..., None] if xe.ndim == 2 else xe, ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
+                      validation_data=val, callbacks=callbacks, verbose=0)
+        for k, vals in h.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vals)
+    return history
 
 
 _PROGRAMS: dict = {}  # (architecture key, chunk) -> programs, kept for this process's later groups
@@ -138,7 +196,7 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
     """Train ``models`` (same architecture, each built and compiled, in its initial state) together on
     their own ``samples`` ``(x_train, y_train, x_val, y_val)``, ``epochs`` epochs of ``batch`` with each
     model's shuffle seeded by its ``seeds`` entry. Each model's variables end as if it had been trained
-    alone by :func:`strategies.keras_model.train_epochs`; returns each one's history (``loss``,
+    alone by :func:`train_epochs`; returns each one's history (``loss``,
     ``val_loss`` when it has validation samples).
 
     ``epoch_end(histories)``, if given, is called after each epoch with every model holding its weights
@@ -154,18 +212,7 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
     for m in models:
         m._symbolic_build(data_batch=first)
         m.reset_metrics()
-    rows = max(len(s[0]) + len(s[2]) for s in samples) + 1  # + a zero row for padding
-    rows = -(-rows // ROWS) * ROWS
-    shape_x = (rows, *first[0].shape[1:])
-    x_all = np.zeros((len(models), *shape_x), "float32")
-    y_all = np.zeros((len(models), rows, y0.shape[1]), "float32")
-    for k, (xt, yt, xv, yv) in enumerate(samples):
-        xs = np.concatenate([xt, xv]) if len(xv) else xt
-        ys = np.concatenate([yt, yv]) if len(yv) else yt
-        x_all[k, : len(xs)] = xs if xs.ndim == 3 else xs[..., None]
-        y_all[k, : len(ys)] = ys
-    pad = rows - 1
-    x_all, y_all = jnp.asarray(x_all), jnp.asarray(y_all)
+    x_all, y_all, pad = _packed(samples, first[0].shape[1:])
     train_chunk, test_chunk = _programs(template, chunk, program_key)
     state = (_stack([[v.value for v in m.trainable_variables] for m in models]),
              _stack([[v.value for v in m.non_trainable_variables] for m in models]),
@@ -183,17 +230,13 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
         batches = [epoch_batches(len(s[0]), batch, rng, pad) for s, rng in zip(samples, rngs)]
         for I, W, A in _chunks([b[0] for b in batches], [b[1] for b in batches], chunk):
             state = train_chunk(state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
-        metrics = state[3]
-        losses = np.asarray(metrics[total]) / np.maximum(np.asarray(metrics[count]), 1e-30)
-        for h, loss in zip(histories, losses):
+        for h, loss in zip(histories, _mean_loss(state[3], total, count)):
             h.setdefault("loss", []).append(float(loss))
         if has_val:
             test_state = (state[0], state[1], [jnp.array(v) for v in fresh_metrics])
             for I, W, A in _chunks([v[0] for v in val], [v[1] for v in val], chunk):
                 test_state = test_chunk(test_state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
-            m = test_state[2]
-            vloss = np.asarray(m[total]) / np.maximum(np.asarray(m[count]), 1e-30)
-            for h, s, loss in zip(histories, samples, vloss):
+            for h, s, loss in zip(histories, samples, _mean_loss(test_state[2], total, count)):
                 if len(s[2]):
                     h.setdefault("val_loss", []).append(float(loss))
             state = (test_state[0], test_state[1], state[2], state[3])
@@ -202,6 +245,28 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
             epoch_end(histories)
     _assign(models, *state[:2])  # the optimizer's state stays initial: only the weights are kept
     return histories
+
+
+def _packed(samples: list, x_shape: tuple) -> tuple:
+    """Every model's training then validation samples, one row block per model (rows padded to a multiple of
+    :data:`ROWS`, so groups of similar windows share a program), and the index of a zero row for padding."""
+    import jax.numpy as jnp
+
+    rows = max(len(s[0]) + len(s[2]) for s in samples) + 1  # + a zero row for padding
+    rows = -(-rows // ROWS) * ROWS
+    x_all = np.zeros((len(samples), rows, *x_shape), "float32")
+    y_all = np.zeros((len(samples), rows, samples[0][1].shape[1]), "float32")
+    for k, (xt, yt, xv, yv) in enumerate(samples):
+        xs = np.concatenate([xt, xv]) if len(xv) else xt
+        ys = np.concatenate([yt, yv]) if len(yv) else yt
+        x_all[k, : len(xs)] = xs if xs.ndim == 3 else xs[..., None]
+        y_all[k, : len(ys)] = ys
+    return jnp.asarray(x_all), jnp.asarray(y_all), rows - 1
+
+
+def _mean_loss(metrics: list, total: int, count: int) -> np.ndarray:
+    """Each model's mean loss from its loss tracker's total and count."""
+    return np.asarray(metrics[total]) / np.maximum(np.asarray(metrics[count]), 1e-30)
 
 
 def _assign(models: list, trainable: list, non_trainable: list) -> None:

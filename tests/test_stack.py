@@ -24,7 +24,8 @@ def _samples(rng, n, memory, steps, n_val):
 
 def test_each_stacked_model_equals_the_model_trained_alone():
     from strategies.keras_core import _private_python_random
-    from strategies.keras_model import fixed_hyperparameters, keras_module, train_epochs
+    from strategies.keras_model import fixed_hyperparameters, keras_module
+    from strategies.keras_stack import train_epochs
     from strategies.keras_stack import train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
