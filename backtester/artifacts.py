@@ -25,13 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import BacktestError
+from .core.errors import BacktestError
 from .recorder import ForecastRecorder
 from .segment import Segment, segment_forecasts
-
-
-class ArtifactError(BacktestError):
-    """A model folder that is not a usable artifact."""
+from backtester.core.errors import ArtifactError
 
 
 @dataclass
@@ -112,7 +109,7 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
     ``rows.attrs`` holds ``recorded`` (rows of the run's forecasts.parquet for this
     model and period) and ``max_abs_diff`` against them (0.0 = reproduced exactly).
     """
-    from .series import BarSeries
+    from .core.series import BarSeries
 
     folder = Path(folder)
     read_meta(folder)  # a bad folder is named before any data is read

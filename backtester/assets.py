@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .config import Asset
 from .plan import Plan
 from .rv import PreparedBars
-from .series import BarSeries
+from .core.series import BarSeries
 
 
 @dataclass

@@ -75,23 +75,19 @@ import pandas as pd
 
 from strategies.base import BatchForecaster
 
-from .errors import BacktestError
 from .recorder import COLUMNS
 from .segment import LiveModel, Segment, issue_forecasts, run_segment
 from .pooled import run_pooled_segment
-from .series import BarSeries
-from .targets import to_target
+from .core.series import BarSeries
+from .core.targets import to_target
 from .tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
+from backtester.core.errors import AuditError
 
 BATCH_RTOL = 1e-5  # float32 (Keras) models: batched vs one-row predictions
 BATCH_RTOL_FLOAT64 = 1e-9  # everything else: vectorised vs per-bar float64 arithmetic
 RECOMPUTE_RTOL = 1e-12  # truncated and poisoned recomputations vs the run's rows (float64 rounding only)
 STACK_RTOL = 1e-4  # a model trained alone vs its stacked twin in the run (float32 rounding over training)
 CHECKS = ("truncation", "poison", "batch", "windows", "scaler", "rows")
-
-
-class AuditError(BacktestError):
-    """The run directory cannot be audited (not a finished run, its data changed, an unknown strategy)."""
 
 
 @dataclass(frozen=True)
@@ -293,7 +289,7 @@ class Probe:
 def sample_segments(segments: list[Segment], sample: int) -> list[Segment]:
     """``sample`` of the segments that issue forecasts: always the first and the last, the rest evenly spaced.
 
-    >>> from backtester.schedule import TrainWindow
+    >>> from backtester.core.schedule import TrainWindow
     >>> segs = [Segment("x", k, pd.Timestamp(0), TrainWindow(pd.Timestamp(0), 0, 1), k, k + 1, 1) for k in range(1, 8)]
     >>> [s.model_version for s in sample_segments(segs, 3)], [s.model_version for s in sample_segments(segs, 1)]
     ([1, 4, 7], [1, 7])
@@ -309,7 +305,7 @@ def sample_issues(seg: Segment, seed: int = 0) -> list[int]:
     """A segment's first and last issue bar and one in between, drawn from (``seed``, the segment), so that
     a strategy cannot know in advance which of its issue times are checked.
 
-    >>> from backtester.schedule import TrainWindow
+    >>> from backtester.core.schedule import TrainWindow
     >>> seg = Segment("x", 1, pd.Timestamp(0), TrainWindow(pd.Timestamp(0), 0, 10), 10, 20, 1)
     >>> picks = sample_issues(seg); picks[0], picks[-1], len(picks), picks == sample_issues(seg)
     (10, 19, 3, True)
@@ -449,7 +445,7 @@ def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tu
 def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str | None = None,
           log: Callable[[str], None] = lambda msg: None) -> AuditReport:
     """Audit the finished run in ``run_dir``; see the module docstring. Raises :class:`AuditError`
-    (a :class:`~backtester.errors.BacktestError`) for a directory that cannot be audited. In a universe
+    (a :class:`~backtester.core.errors.BacktestError`) for a directory that cannot be audited. In a universe
     every asset is audited in turn, its checks named ``<asset>/<strategy>``."""
     only = list(only)
     report = AuditReport(Path(run_dir))

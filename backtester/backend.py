@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 BACKENDS = ("tensorflow", "jax")
 PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from .errors import BacktestError, ConfigError, FatalError
-from .interrupt import exit_code, install as install_signals
+from .core.errors import BacktestError, ConfigError, FatalError
+from .core.interrupt import exit_code, install as install_signals
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3

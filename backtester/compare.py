@@ -28,19 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import BacktestError
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
 from .evaluation.verdict import Answer, answer_lines, members_of
 from .evaluation.report import write_html
+from backtester.core.errors import CompareError
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
-
-
-class CompareError(BacktestError):
-    """Runs that cannot be compared."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A run config is YAML. It is validated in two phases: first its shape (types,
 unknown keys, value ranges), then cross-field rules. Every failure raises
-:class:`~backtester.errors.ConfigError` with one line naming the key path
+:class:`~backtester.core.errors.ConfigError` with one line naming the key path
 and the fix; an unknown or misspelt key lists the valid keys.
 
 Examples
@@ -33,11 +33,11 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from strategies import Params, strategy_class, validate_params
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 from .overrides import blame_overrides, load_yaml, override_key, with_overrides
-from .schedule import RetrainRule, WeeklyRule, WindowConfig
-from .types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
-from .validation import describe_validation_error, did_you_mean
+from .core.schedule import RetrainRule, WeeklyRule, WindowConfig
+from .core.types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
+from .core.validation import describe_validation_error, did_you_mean
 
 
 class DataConfig(Strict):
@@ -546,7 +546,7 @@ def asset_test_period(backtest: BacktestConfig, options: dict[str, Any], name: s
     >>> asset_test_period(b, {"backtest": {"horizon": 6}}, "eurusd", "c")
     Traceback (most recent call last):
     ...
-    backtester.errors.ConfigError: c: data.assets.eurusd.backtest.horizon: an asset sets only its own test period (start, end); the rest of backtest is the run's
+    backtester.core.errors.ConfigError: c: data.assets.eurusd.backtest.horizon: an asset sets only its own test period (start, end); the rest of backtest is the run's
     """
     own = options.get("backtest")
     if own is None:
@@ -650,7 +650,7 @@ def check_numbers(raw: Any, source: str = "config", where: str = "") -> None:
     >>> check_numbers({"strategies": {"naive": {"bars": 10**20}}})
     Traceback (most recent call last):
     ...
-    backtester.errors.ConfigError: config: strategies.naive.bars: 100000000000000000000 is out of range; numbers in a config lie between -1e15 and 1e15
+    backtester.core.errors.ConfigError: config: strategies.naive.bars: 100000000000000000000 is out of range; numbers in a config lie between -1e15 and 1e15
     """
     if isinstance(raw, dict):
         for key, value in raw.items():

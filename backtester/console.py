@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .interrupt import exit_code, install
+from .core.interrupt import exit_code, install
 
 
 def entry() -> None:

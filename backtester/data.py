@@ -3,7 +3,7 @@
 Input is either N-minute price bars (``data.kind: minute``) or ready-made
 realized-volatility bars (``data.kind: rv``). Timestamps are converted to UTC;
 naive timestamps are read in ``data.timezone``. Every problem raises a
-:class:`~backtester.errors.DataError` whose message names the file and the fix.
+:class:`~backtester.core.errors.DataError` whose message names the file and the fix.
 
 Examples
 --------
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .core.errors import DataError
 
 
 def file_fingerprint(path: Path) -> str:

@@ -45,14 +45,14 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from .executors import Executor, InProcess, cost_order
-from .errors import FatalError
+from .core.errors import FatalError
 from .plan import Plan
-from .interrupt import check as check_interrupt
+from .core.interrupt import check as check_interrupt
 from .recorder import combine_rows
 from .rundir import versions
 from .segment import (ChainDone, FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
                       check_failures, issue_forecasts, read_segment, run_segment, write_segment)
-from .series import BarSeries
+from .core.series import BarSeries
 from .pooled import run_pooled_segment
 from .resume import reload_model, resume_point
 from .stacking import StackJob, run_stack, stack_jobs

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .series import BarSeries
+from .core.series import BarSeries
 
 SLICE = 3000  # bars beyond the strategy's minimum in the larger timing fit
 

@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from .backend import select_backend
-from .errors import BacktestError, ConfigError
+from .core.errors import BacktestError, ConfigError
 
 RETRIES = 2  # a lost worker's jobs are run again this many times
 CONNECT_TIMEOUT = "10s"  # how long to try a Dask scheduler before saying it cannot be reached

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError
-from .schedule import KEYS_BY_RULE, WindowConfig
+from .core.errors import ConfigError
+from .core.schedule import KEYS_BY_RULE, WindowConfig
 
 # The blocks whose keys depend on a discriminator: block name -> (discriminator, its default, kind -> keys).
 _KINDED_BLOCKS: dict[str, tuple[str, str, dict[str, frozenset[str]]]] = {
@@ -169,7 +169,7 @@ def load_yaml(text: str, where: str) -> Any:
     >>> load_yaml("seed: !!python/object/apply:os.system [echo hi]", "demo.yaml")
     Traceback (most recent call last):
     ...
-    backtester.errors.ConfigError: demo.yaml (line 1): the tag '!!python/object/apply:os.system' is not allowed in a config; remove it and write a plain value
+    backtester.core.errors.ConfigError: demo.yaml (line 1): the tag '!!python/object/apply:os.system' is not allowed in a config; remove it and write a plain value
     """
     loader = yaml.SafeLoader(text)
     try:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .errors import ConfigError
-from .schedule import TrainWindow, retrain_times, training_window
+from .core.errors import ConfigError
+from .core.schedule import TrainWindow, retrain_times, training_window
 from .segment import Segment
-from .types import fmt_duration
+from .core.types import fmt_duration
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ import pandas as pd
 
 from strategies.base import PooledFit
 
-from .errors import FailedRetrain
-from .segment import (FitRecord, LiveModel, Segment, SegmentResult, StrategyError, attempt, call, issue_forecasts,
+from .core.errors import FailedRetrain
+from .segment import (FitRecord, LiveModel, Segment, SegmentResult, attempt, call, issue_forecasts,
                       retrain_seed)
-from .series import BarSeries
+from .core.series import BarSeries
+from backtester.core.errors import StrategyError
 
 
 def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple[BarSeries, ...],

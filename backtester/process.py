@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from .backend import loaded_backend, select_backend
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 XLA_CACHE = "BACKTESTER_XLA_CACHE"  # where JAX keeps compiled steps across processes and runs
 

@@ -20,11 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import FatalError
-
-
-class LookAheadError(FatalError):
-    """A forecast row would depend on data from after its issue time."""
+from backtester.core.errors import LookAheadError
 
 
 COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import __version__
-from .errors import OutputError
+from .core.errors import OutputError
 
 PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "jax", "jaxlib", "arch",
             "exchange-calendars", "pydantic")

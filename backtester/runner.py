@@ -32,14 +32,14 @@ from .assets import AssetRun
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor, worker_threads
-from .errors import BacktestError, ConfigError
+from .core.errors import BacktestError, ConfigError
 from .plan import Plan, check_plan, make_plan
 from .process import check
-from .interrupt import check as check_interrupt
+from .core.interrupt import check as check_interrupt
 from .rundir import data_record, git_commit, guard_output, run_lock, run_stage, swap_in, versions
 from .rv import PreparedBars, prepare_bars
 from .segment import RunContext, Segment
-from .series import BarSeries
+from .core.series import BarSeries
 
 
 @dataclass

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .data import file_fingerprint, load_prices, load_rv_bars, price_batches, source_format
-from .errors import ConfigError, DataError
+from .core.errors import ConfigError, DataError
 
 NS_MIN = 60 * 10**9
 

@@ -10,7 +10,7 @@ handed nothing later, keeps no state between calls, and returns a complete
 part, its fit record, its artifact folder), so finished segments can be reused
 and segments can run anywhere.
 
-If the fit fails (:class:`~backtester.errors.FailedRetrain`), the segment's forecasts come from
+If the fit fails (:class:`~backtester.core.errors.FailedRetrain`), the segment's forecasts come from
 ``fallback``, the strategy's previous model, where the caller has it (inside a warm-start chain);
 otherwise it is left without forecasts and :func:`backtester.engine.assemble` gives it those of the
 previous model, reloaded from its artifact (:func:`issue_forecasts`).
@@ -18,8 +18,8 @@ previous model, reloaded from its artifact (:func:`issue_forecasts`).
 Examples
 --------
 >>> import numpy as np, pandas as pd
->>> from backtester.schedule import TrainWindow
->>> from backtester.series import BarSeries
+>>> from backtester.core.schedule import TrainWindow
+>>> from backtester.core.series import BarSeries
 >>> from strategies.naive import NaiveParams
 >>> bars = pd.date_range("2024-01-01 01:00", periods=6, freq="h", tz="UTC")
 >>> series = BarSeries(bars.asi8, np.arange(1.0, 7.0), np.zeros(6), np.ones(6, bool))
@@ -46,15 +46,12 @@ import pandas as pd
 
 from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
 
-from .atomic import atomic_write_bytes, atomic_write_text, fsync_tree
-from .errors import BacktestError, FailedRetrain, FatalError
+from .core.atomic import atomic_write_bytes, atomic_write_text, fsync_tree
+from .core.errors import BacktestError, FailedRetrain, FatalError
 from .recorder import ForecastRecorder
-from .schedule import TrainWindow
-from .series import BarSeries
-
-
-class StrategyError(BacktestError):
-    """A strategy raised an unexpected exception, or returned forecasts of the wrong shape."""
+from .core.schedule import TrainWindow
+from .core.series import BarSeries
+from backtester.core.errors import LeakError, StrategyError
 
 
 def retrain_seed(seed: int, strategy: str, at: pd.Timestamp) -> int:
@@ -198,10 +195,6 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
             raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
         out[j] = values
     return _finite(out, "forecast()")
-
-
-class LeakError(FatalError):
-    """A strategy's forecasts depend on bars after their issue time."""
 
 
 def check_batch(seg: Segment, strategy, known: BarSeries, values: np.ndarray, rtol: float = 1e-5) -> None:
@@ -465,7 +458,7 @@ def check_failures(strategy: str, statuses: list[str], max_failed: int, times: l
     >>> check_failures("x", ["failed: NaN", "failed: NaN"], max_failed=1, times=["2024-01-01", "2024-01-08"])
     Traceback (most recent call last):
     ...
-    backtester.errors.FatalError: strategy 'x': 2 retrains in a row failed, the last at 2024-01-08 (failed: NaN); check its parameters or raise backtest.max_failed_retrains
+    backtester.core.errors.FatalError: strategy 'x': 2 retrains in a row failed, the last at 2024-01-08 (failed: NaN); check its parameters or raise backtest.max_failed_retrains
     """
     run = 0
     for k, status in enumerate(statuses):

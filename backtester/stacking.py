@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import BacktestError, FailedRetrain
-from .interrupt import check as check_interrupt
+from .core.errors import BacktestError, FailedRetrain
+from .core.interrupt import check as check_interrupt
 from strategies.base import WarmStartable
 
 from .resume import resume_point

@@ -22,7 +22,7 @@ Tunings are keyed the same way (``tuning/<strategy>/<version>/best.json``, writt
 Examples
 --------
 >>> import numpy as np
->>> from backtester.series import BarSeries
+>>> from backtester.core.series import BarSeries
 >>> s = BarSeries(np.arange(4, dtype="int64"), np.ones(4), np.zeros(4), np.ones(4, bool))
 >>> a = data_keys(s, [(2, 3), (4, 4)])
 >>> a[(2, 3)] == data_keys(s, [(2, 3)])[(2, 3)], a[(2, 3)] == a[(4, 4)]
@@ -42,12 +42,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .core.atomic import atomic_write_text
 from .segment import Segment, artifact_dir, segment_paths
-from .series import BarSeries
+from .core.series import BarSeries
 
-# the engine's modules whose code computes a segment's numbers (strategies/ is hashed whole)
-ENGINE_MODULES = ("segment.py", "series.py", "recorder.py", "tuning.py", "targets.py", "pooled.py", "filters.py")
+# where a segment's computation starts: the code digest covers these and every module of ours they import
+SEGMENT_ROOTS = ("backtester.segment", "backtester.stacking", "backtester.pooled", "backtester.tuning", "strategies")
 
 
 def digest(payload: Any) -> str:
@@ -78,12 +78,68 @@ def files_digest(paths: Iterable[str | Path]) -> str:
 
 
 def code_digest() -> str:
-    """The source of the code that computes segments: ``strategies/`` and the engine's segment modules."""
-    import strategies
+    """The source of the code that computes segments: every module of ours that :data:`SEGMENT_ROOTS`
+    import, directly or not (deferred and type-only imports included), found by reading the imports."""
+    files = imported_files(SEGMENT_ROOTS)
+    return digest([(str(f.relative_to(ROOT)), files_digest([f])) for f in files])
 
-    here = Path(__file__).resolve().parent
-    files = sorted(Path(strategies.__file__).resolve().parent.glob("*.py")) + [here / m for m in ENGINE_MODULES]
-    return digest([(f.name, files_digest([f])) for f in files])
+
+ROOT = Path(__file__).resolve().parent.parent  # the folder that holds backtester/ and strategies/
+OURS = ("backtester", "strategies")
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of our module ``name`` (a package's ``__init__.py``), or None."""
+    base = ROOT.joinpath(*name.split("."))
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def module_imports(name: str, file: Path) -> set[str]:
+    """Every module of ours that ``file`` (module ``name``) imports anywhere in its body."""
+    import ast
+
+    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+            mod = ".".join(x for x in (base, node.module or "") if x)
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] in OURS and module_file(m) is not None}
+
+
+@lru_cache(maxsize=8)
+def imported_files(roots: tuple[str, ...]) -> list[Path]:
+    """The source files of ``roots`` and of every module of ours they import (transitively); a package
+    root brings every module under it. (A parent package's ``__init__`` counts only where imported.)
+
+    Examples
+    --------
+    >>> names = [f.name for f in imported_files(("backtester.segment",))]
+    >>> "segment.py" in names, "errors.py" in names, "markdown.py" in names
+    (True, True, False)
+    """
+    todo = list(roots)
+    for root in roots:
+        f = module_file(root)
+        if f is not None and f.name == "__init__.py":
+            todo += [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in f.parent.rglob("*.py")]
+    seen: dict[str, Path] = {}
+    while todo:
+        name = todo.pop().removesuffix(".__init__")
+        f = module_file(name)
+        if name in seen or f is None:
+            continue
+        seen[name] = f
+        todo += list(module_imports(name, f))
+    return sorted(set(seen.values()))
 
 
 def data_keys(series: BarSeries, stops: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from .filters import lfilter
+from .core.filters import lfilter
 
 
 def intraday_pattern(hours: np.ndarray) -> np.ndarray:

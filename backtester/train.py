@@ -24,13 +24,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import ConfigError, FatalError
+from .core.errors import ConfigError, FatalError
 from .process import check
 from .rundir import data_record, guard_output, staging, swap_in, versions
 from .rv import prepare_bars
-from .schedule import training_window
+from .core.schedule import training_window
 from .segment import RunContext, Segment, run_segment, write_segment
-from .series import BarSeries
+from .core.series import BarSeries
 from .tuning import read_trials, tune_segment
 
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .errors import FailedRetrain
+from .core.atomic import atomic_write_bytes, atomic_write_text
+from .core.errors import FailedRetrain
 from .segment import Segment, retrain_seed
-from .series import BarSeries
+from .core.series import BarSeries
 
 TRIAL_COLUMNS = ["strategy", "model_version", "tuned_at", "trial", "status", "score", "best", "hyperparameters",
                  "tuning_seconds"]  # tuning_seconds: the whole search's

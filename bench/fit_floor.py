@@ -23,7 +23,7 @@ def main() -> None:
     from backtester.config import load_config
     from backtester.plan import make_plan
     from backtester.rv import prepare_bars
-    from backtester.series import BarSeries
+    from backtester.core.series import BarSeries
     from strategies.keras_model import fixed_hyperparameters, keras_module, windows
     from strategies.lstm import build_lstm
 

@@ -16,7 +16,7 @@ Examples
 >>> validate_params("x", {"type": "lsmt"})
 Traceback (most recent call last):
 ...
-backtester.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path 'package.module:ParamsClass'
+backtester.core.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path 'package.module:ParamsClass'
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backtester.errors import ConfigError
-from backtester.validation import describe_validation_error, did_you_mean
+from backtester.core.errors import ConfigError
+from backtester.core.validation import describe_validation_error, did_you_mean
 
 from .base import FitInfo, Params, Strategy
 from .combination import MeanOfParams

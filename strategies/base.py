@@ -21,7 +21,7 @@ from typing import Callable, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import json
 import numpy as np
 from pydantic import Field, model_validator
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, Params
 
@@ -55,7 +55,7 @@ class MeanOfBaselines:
 
     >>> import numpy as np
     >>> from strategies.naive import NaiveParams, RollingMeanParams
-    >>> from backtester.series import BarSeries
+    >>> from backtester.core.series import BarSeries
     >>> rv = np.array([1.0, 1, 1, 1, 1, 1, 1, 1, 3, 1])
     >>> s = BarSeries(np.arange(10), rv, np.zeros(10), np.ones(10, bool))
     >>> m = MeanOfBaselines({"naive": NaiveParams().build(0), "mean": RollingMeanParams(bars=4).build(0)})

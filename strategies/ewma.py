@@ -6,7 +6,7 @@ The recursion runs over the last bars only (until lam**k < 1e-12), seeded with t
 Examples
 --------
 >>> import numpy as np
->>> from backtester.series import BarSeries
+>>> from backtester.core.series import BarSeries
 >>> s = BarSeries(np.arange(3), np.array([2.0, 2.0, 2.0]), np.zeros(3), np.ones(3, bool))
 >>> EwmaParams().build(0).forecast(s, 2).tolist()
 [2.0, 2.0]
@@ -20,10 +20,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
-from backtester.filters import lfilter
+from backtester.core.filters import lfilter
 
 
 class Ewma(JsonState):

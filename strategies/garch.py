@@ -15,7 +15,7 @@ forecast is its square root, in the units of the bar's RV.
 Examples
 --------
 >>> import numpy as np
->>> from backtester.series import BarSeries
+>>> from backtester.core.series import BarSeries
 >>> rng = np.random.default_rng(0); r = rng.standard_normal(600) * 0.01
 >>> t = np.arange(1, 601) * 3_600_000_000_000  # hourly bar closes, ns
 >>> s = BarSeries(t, np.abs(r), r, np.ones(600, bool))
@@ -29,13 +29,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
 
-from backtester.errors import FailedRetrain
-from backtester.series import BarSeries
+from backtester.core.errors import FailedRetrain
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, session_zone
-from backtester.filters import lfilter
+from backtester.core.filters import lfilter
 
 
 SCALE = 100.0

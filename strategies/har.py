@@ -9,7 +9,7 @@ positive RV of the training window.
 Examples
 --------
 >>> import numpy as np
->>> from backtester.series import BarSeries
+>>> from backtester.core.series import BarSeries
 >>> rng = np.random.default_rng(0); rv = np.abs(rng.normal(1, 0.1, 400))
 >>> s = BarSeries(np.arange(400), rv, np.zeros(400), np.ones(400, bool))
 >>> m = HarParams(lags=[1, 5, 20]).build(0); _ = m.fit(s, 3)
@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from backtester.errors import FailedRetrain
-from backtester.series import BarSeries
+from backtester.core.errors import FailedRetrain
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, forecast_each, positive_floor, trailing_windows
 

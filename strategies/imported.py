@@ -42,13 +42,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, positive_floor
-from .keras_core import BuilderError, keras_module
-from .keras_import import (ModelFileError, file_kind, check_scaler_file, describe_model, load_model_file,
+from .keras_core import keras_module
+from .keras_import import (file_kind, check_scaler_file, describe_model, load_model_file,
                            load_scaler, scaler_from_json)
 from .keras_model import KerasForecaster, WindowedKerasParams
+from backtester.core.errors import BuilderError, ModelFileError
 
 _LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
 
@@ -110,7 +111,7 @@ def check_scaler_fits(state: dict[str, Any], rv: np.ndarray, where: str) -> None
     >>> check_scaler_fits(state, np.array([0.0011, 0.004, 0.0093]), "nb.pkl")
     Traceback (most recent call last):
     ...
-    strategies.keras_import.ModelFileError: nb.pkl: the scaler was fitted on values in [0.002, 0.995] but the training data's RV lies in [0.0011, 0.0093] (median 0.004, which the scaler maps to 0.002 of its range; it must map inside 0.01 .. 0.99), so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, or leave out scaler to fit one on each training window
+    backtester.core.errors.ModelFileError: nb.pkl: the scaler was fitted on values in [0.002, 0.995] but the training data's RV lies in [0.0011, 0.0093] (median 0.004, which the scaler maps to 0.002 of its range; it must map inside 0.01 .. 0.99), so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, or leave out scaler to fit one on each training window
     >>> check_scaler_fits(state, np.array([0.1, 0.4, 0.9]), "nb.pkl")
     """
     values = np.asarray(rv, dtype="float64")

@@ -20,14 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backtester.errors import BacktestError
-from backtester.targets import from_target, to_target  # noqa: F401  (re-exported for builders)
+from backtester.core.targets import from_target, to_target  # noqa: F401  (re-exported for builders)
+from backtester.core.errors import BuilderError
 
 HyperValue = int | float | str | bool
-
-
-class BuilderError(BacktestError):
-    """A builder returned something that is not a compiled Keras model of the right shape."""
 
 
 def _silenced(fn: Callable[[], Any]) -> Any:

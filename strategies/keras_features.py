@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester.targets import to_target
+from backtester.core.targets import to_target
 
 NAMES = ("rv", "log_rv", "rv_mean", "hour_of_day", "weekday", "asset", "garch_variance", "seasonal_profile")
 FITTED = ("garch_variance", "seasonal_profile")  # channels from a GARCH fitted on the training window
@@ -46,7 +46,7 @@ SCALED = ("log_rv", "rv_mean", *FITTED)  # channels min-max scaled on the traini
 
 def check_features(items: list[Any]) -> list[Any]:
     """Validate a ``features`` list (durations already bar counts); returns it as given."""
-    from backtester.validation import did_you_mean
+    from backtester.core.validation import did_you_mean
 
     if not items:
         raise ValueError("give at least one feature, e.g. [rv]")

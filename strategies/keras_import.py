@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from backtester.errors import BacktestError
 
 from .keras_core import keras_module
+from backtester.core.errors import ModelFileError
 
 __all__ = [
     "ModelFileError",
@@ -55,10 +55,6 @@ RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "C
 KERAS2_ONLY_RNN_KEYS = ("time_major",)  # RNN kwargs Keras 2 saved and Keras 3 rejects
 RESAVE = ("re-save it from the notebook with model.save('model.keras') under Keras 3, "
           "or rebuild it with a builder (type: keras)")
-
-
-class ModelFileError(BacktestError):
-    """A model or scaler file that cannot be imported (missing, corrupt, untranslatable, untrusted)."""
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -540,7 +536,7 @@ def load_scaler(path: str | os.PathLike, trusted: bool) -> dict[str, Any]:
     >>> load_scaler("volatility_scaler.pkl", trusted=False)         # doctest: +SKIP
     Traceback (most recent call last):
     ...
-    strategies.keras_import.ModelFileError: volatility_scaler.pkl: not loaded: unpickling runs code ...
+    backtester.core.errors.ModelFileError: volatility_scaler.pkl: not loaded: unpickling runs code ...
     >>> load_scaler("volatility_scaler.pkl", trusted=True)["kind"]  # doctest: +SKIP
     'MinMaxScaler'
     """
@@ -571,7 +567,7 @@ def check_scaler_file(path: str | os.PathLike) -> None:
     >>> check_scaler_file(tempfile.mkstemp(suffix=".pkl")[1])      # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    strategies.keras_import.ModelFileError: ....pkl: not a pickled scaler: it is empty (0 bytes); ...
+    backtester.core.errors.ModelFileError: ....pkl: not a pickled scaler: it is empty (0 bytes); ...
     """
     path = Path(path)
     what = looks_like(path)

@@ -44,9 +44,9 @@ from typing import Any, Callable, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backtester.errors import FailedRetrain
-from backtester.schedule import retrain_times
-from backtester.series import BarSeries
+from backtester.core.errors import FailedRetrain
+from backtester.core.schedule import retrain_times
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, Params, forecast_each, positive_floor, session_zone, trailing_windows
 from .keras_core import (HyperValue, _private_python_random, call_with_features, check_model, describe_layers,
@@ -282,7 +282,7 @@ class KerasForecaster:
         Returns per member its ``FitInfo``, or the ``FailedRetrain`` it met."""
         from .keras_stack import train_fitting
 
-        from backtester.errors import BacktestError
+        from backtester.core.errors import BacktestError
 
         def alone(call) -> Any:  # what a lone fit() would give: its result, or the FailedRetrain it records
             try:
@@ -744,9 +744,9 @@ def refuse_standard_library(path: str, where: str, what: str) -> None:
     >>> refuse_standard_library("os:system", "strategies.x.builder", "a function build(hp, memory, steps)")
     Traceback (most recent call last):
     ...
-    backtester.errors.ConfigError: strategies.x.builder: 'os:system' is in Python's standard library (module 'os'), not a function build(hp, memory, steps); point it at your own code, e.g. 'my_models:build'
+    backtester.core.errors.ConfigError: strategies.x.builder: 'os:system' is in Python's standard library (module 'os'), not a function build(hp, memory, steps); point it at your own code, e.g. 'my_models:build'
     """
-    from backtester.errors import ConfigError
+    from backtester.core.errors import ConfigError
 
     module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
     top = module.split(".")[0]
@@ -801,7 +801,7 @@ class KerasParams(WindowedKerasParams):
     @field_validator("builder")
     @classmethod
     def _importable(cls, v: str) -> str:
-        from backtester.errors import ConfigError
+        from backtester.core.errors import ConfigError
 
         try:
             refuse_standard_library(v, "builder", "a function build(hp, memory, steps)")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from backtester.evaluation.losses import mean_qlike
+from backtester.core.scores import mean_qlike
 
 from .keras_core import HyperValue, _private_python_random, call_with_features, check_model, keras_module, windows
 

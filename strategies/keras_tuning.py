@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backtester.errors import BacktestError, FailedRetrain
-from backtester.series import BarSeries
+from backtester.core.errors import BacktestError, FailedRetrain
+from backtester.core.series import BarSeries
 
 from .base import positive_floor
 from .keras_core import HyperValue, from_target, to_target
@@ -132,7 +132,7 @@ class TuningConfig(BaseModel):
         if isinstance(v, dict):
             from pydantic import TypeAdapter, ValidationError
 
-            from backtester.schedule import RetrainRule
+            from backtester.core.schedule import RetrainRule
 
             try:
                 TypeAdapter(RetrainRule).validate_python(v)
@@ -148,7 +148,7 @@ class TuningConfig(BaseModel):
             return None
         from pydantic import TypeAdapter
 
-        from backtester.schedule import RetrainRule
+        from backtester.core.schedule import RetrainRule
 
         return TypeAdapter(RetrainRule).validate_python(self.every)
 

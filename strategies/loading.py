@@ -10,7 +10,7 @@ Examples
 >>> import_object("math:nope", "strategies.x.builder", "a function")
 Traceback (most recent call last):
 ...
-backtester.errors.ConfigError: strategies.x.builder: module 'math' has no attribute 'nope'; check the name after ':'
+backtester.core.errors.ConfigError: strategies.x.builder: module 'math' has no attribute 'nope'; check the name after ':'
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 
 
 def split_path(path: str) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> import numpy as np
->>> from backtester.series import BarSeries
+>>> from backtester.core.series import BarSeries
 >>> s = BarSeries(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4), np.ones(4, bool))
 >>> NaiveParams().build(0).forecast(s, 2).tolist(), RollingMeanParams(bars=2).build(0).forecast(s, 2).tolist()
 ([4.0, 4.0], [3.5, 3.5])
@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
 

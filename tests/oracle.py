@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from backtester.clock import clock
-from backtester.errors import FailedRetrain
+from backtester.core.errors import FailedRetrain
 from backtester.recorder import ForecastRecorder
-from backtester.schedule import training_window
+from backtester.core.schedule import training_window
 from backtester.segment import retrain_seed
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from backtester.artifacts import load_artifact, predict
 from backtester.cli import main
 from backtester.config import parse_config
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.process import choose_backend
 from backtester.runner import run
 from strategies import validate_params

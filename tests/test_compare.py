@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtester.cli import main
-from backtester.compare import CompareError, compare
+from backtester.compare import compare
 from backtester.config import parse_config
 from backtester.runner import run
 
 from .conftest import base_config
+from backtester.core.errors import CompareError
 
 
 def small_run(path, tmp_path, name, start, **strategies):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from backtester.config import load_config, parse_config
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.overrides import apply_override, with_overrides
 
 

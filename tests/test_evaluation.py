@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from backtester.config import parse_config
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.evaluation.accuracy import diebold_mariano, dm_table, model_confidence_set
 from backtester.evaluation.losses import coverage, loss_table, mincer_zarnowitz, oos_r2, row_losses
 from backtester.runner import run

@@ -40,7 +40,7 @@ def test_a_channel_at_a_bar_depends_only_on_bars_closed_by_then(n, cut, target):
 
 
 def test_the_garch_channels_at_a_bar_depend_only_on_bars_closed_by_then_and_are_garchs_own_forecast():
-    from backtester.series import BarSeries
+    from backtester.core.series import BarSeries
     from strategies.garch import GarchParams
     from strategies.keras_features import garch_channels
 

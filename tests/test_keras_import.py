@@ -21,7 +21,6 @@ from click.testing import CliRunner
 
 from backtester.cli import main
 from strategies.keras_import import (
-    ModelFileError,
     describe_model,
     load_model_file,
     load_scaler,
@@ -29,6 +28,7 @@ from strategies.keras_import import (
     translate_config,
 )
 from strategies.keras_model import keras_module
+from backtester.core.errors import ModelFileError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tf_keras") is None,
                                 reason="needs tf-keras (the test extra) to write a Keras 2 .h5")

@@ -8,14 +8,15 @@ import pytest
 
 from backtester.config import parse_config
 from backtester.engine import Settings, run_engine
-from backtester.errors import FatalError
+from backtester.core.errors import FatalError
 from backtester.plan import make_plan
-from backtester.recorder import ForecastRecorder, LookAheadError
+from backtester.recorder import ForecastRecorder
 from backtester.rv import prepare_bars
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 from strategies import REGISTRY
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
+from backtester.core.errors import LookAheadError
 
 CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
 

@@ -11,7 +11,7 @@ from sklearn.preprocessing import MinMaxScaler
 from backtester.config import parse_config
 from backtester.evaluation.losses import qlike
 from backtester.runner import run
-from backtester.targets import from_target, to_target
+from backtester.core.targets import from_target, to_target
 from strategies.keras_losses import training_loss, with_scale
 
 from .conftest import TINY_LSTM, assert_run_refused, base_config

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtester.config import DataConfig
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.rv import prepare_bars, realized_volatility
 
 MIN = pd.Timedelta("1min")

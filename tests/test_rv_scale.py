@@ -8,7 +8,7 @@ import pytest
 
 from backtester.config import DataConfig
 from backtester.data import load_prices, price_batches
-from backtester.errors import DataError
+from backtester.core.errors import DataError
 from backtester.rv import minute_rv_bars, prepare_bars, realized_volatility
 
 

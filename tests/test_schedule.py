@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtester.schedule import (DailyRule, DatesRule, EveryNBarsRule, MonthlyRule, NeverRule, WeeklyRule, WindowConfig,
+from backtester.core.schedule import (DailyRule, DatesRule, EveryNBarsRule, MonthlyRule, NeverRule, WeeklyRule, WindowConfig,
                                  retrain_times, training_window)
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]

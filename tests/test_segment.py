@@ -15,9 +15,9 @@ from backtester.engine import Settings, run_engine
 from backtester.plan import Plan, Schedule, make_plan
 from backtester.rv import prepare_bars
 from backtester.runner import run
-from backtester.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
+from backtester.core.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
 from backtester.segment import read_records, run_segment
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
 from .oracle import oracle_forecasts

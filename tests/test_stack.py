@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from backtester.config import parse_config
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.runner import run
 from backtester.stacking import StackJob, split_even, stack_jobs
 
@@ -119,7 +119,7 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
     from backtester.engine import Settings, Walk, chains
     from backtester.plan import make_plan
     from backtester.rv import prepare_bars
-    from backtester.series import BarSeries
+    from backtester.core.series import BarSeries
 
     raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2}, wide={**TINY_LSTM, "memory": 14},
                       har={"type": "har"})

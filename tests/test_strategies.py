@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 from strategies import REGISTRY, validate_params
 from strategies.ewma import EwmaParams
 from strategies.garch import GarchParams

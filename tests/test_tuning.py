@@ -19,7 +19,7 @@ from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
 from backtester.rv import prepare_bars
 from backtester.runner import run
-from backtester.series import BarSeries
+from backtester.core.series import BarSeries
 from strategies.keras_tuning import TuningConfig, tune, tuning_points
 from strategies.lstm import LstmParams
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from backtester.config import parse_config
-from backtester.errors import ConfigError
+from backtester.core.errors import ConfigError
 from backtester.runner import run
 from backtester.synth import synth_bars
 

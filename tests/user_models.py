@@ -96,7 +96,7 @@ class Level:
 
         import pandas as pd
 
-        from backtester.errors import FailedRetrain
+        from backtester.core.errors import FailedRetrain
 
         if self.die_marker and not os.path.exists(self.die_marker):
             open(self.die_marker, "w").close()

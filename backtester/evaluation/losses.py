@@ -39,38 +39,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LOSSES = ("mse", "mae", "mse_var", "qlike", "mse_log")
+from ..core.scores import LOSSES, mean_qlike, qlike, row_losses
 
-
-def row_losses(actual: np.ndarray, forecast: np.ndarray) -> dict[str, np.ndarray]:
-    """Each loss per row (NaN where undefined; see the module table)."""
-    a = np.asarray(actual, dtype="float64")
-    f = np.asarray(forecast, dtype="float64")
-    known = np.isfinite(a)
-    pos = known & (a > 0) & (f > 0)
-    ratio = np.divide(a**2, f**2, out=np.ones_like(a), where=pos)
-    logdiff = np.log(np.where(pos, f, 1.0)) - np.log(np.where(pos, a, 1.0))
-    return {
-        "mse": np.where(known, (f - a) ** 2, np.nan),
-        "mae": np.where(known, np.abs(f - a), np.nan),
-        "mse_var": np.where(known, (f**2 - a**2) ** 2, np.nan),
-        "qlike": np.where(pos, ratio - np.log(ratio) - 1, np.nan),
-        "mse_log": np.where(pos, logdiff**2, np.nan),
-    }
-
-
-def qlike(actual_vol: np.ndarray, forecast_vol: np.ndarray) -> np.ndarray:
-    """QLIKE of variance per row, from volatilities (NaN where actual or forecast is not positive)."""
-    return row_losses(actual_vol, forecast_vol)["qlike"]
-
-
-def mean_qlike(actual_vol: np.ndarray, forecast_vol: np.ndarray) -> float:
-    """Mean QLIKE of variance, from volatilities of any shape, over the rows where it is defined and
-    finite (NaN if there is none): a single number, e.g. for a tuning objective."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        values = qlike(np.ravel(actual_vol), np.ravel(forecast_vol))
-    values = values[np.isfinite(values)]
-    return float(np.mean(values)) if len(values) else float("nan")
+__all__ = ["LOSSES", "mean_qlike", "qlike", "row_losses"]
 
 
 def join_actuals(forecasts: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Value types shared by the config and the retrain rules: durations, timestamps, clock times, time zones.
 
 Each is an annotated pydantic type whose validator names the bad value and the fix. They live
-apart from :mod:`backtester.config` so that :mod:`backtester.schedule` (the rules) does not
+apart from :mod:`backtester.config` so that :mod:`backtester.core.schedule` (the rules) does not
 import the config, which imports the strategies.
 
 Examples

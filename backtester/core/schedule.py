@@ -20,7 +20,7 @@ config's field type) and the keys each rule takes (:data:`KEYS_BY_RULE`, used by
 Examples
 --------
 >>> import pandas as pd
->>> from backtester.schedule import WeeklyRule
+>>> from backtester.core.schedule import WeeklyRule
 >>> bars = pd.date_range("2024-01-01 01:00", "2024-01-31", freq="h", tz="UTC")
 >>> times = retrain_times(WeeklyRule(weekday="wed", time="12:00"), bars, pd.Timestamp("2024-01-08", tz="UTC"))
 >>> [str(t) for t in times[:3]]

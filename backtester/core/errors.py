@@ -36,9 +36,41 @@ class FailedRetrain(Exception):
     >>> raise FailedRetrain("training loss is NaN")
     Traceback (most recent call last):
     ...
-    backtester.errors.FailedRetrain: training loss is NaN
+    backtester.core.errors.FailedRetrain: training loss is NaN
     """
 
 
 class FatalError(BacktestError):
     """The run cannot go on (for example, too many consecutive failed retrains)."""
+
+
+class ArtifactError(BacktestError):
+    """A model folder that is not a usable artifact."""
+
+
+class AuditError(BacktestError):
+    """The run directory cannot be audited (not a finished run, its data changed, an unknown strategy)."""
+
+
+class CompareError(BacktestError):
+    """Runs that cannot be compared."""
+
+
+class LookAheadError(FatalError):
+    """A forecast row would depend on data from after its issue time."""
+
+
+class StrategyError(BacktestError):
+    """A strategy raised an unexpected exception, or returned forecasts of the wrong shape."""
+
+
+class LeakError(FatalError):
+    """A strategy's forecasts depend on bars after their issue time."""
+
+
+class BuilderError(BacktestError):
+    """A builder returned something that is not a compiled Keras model of the right shape."""
+
+
+class ModelFileError(BacktestError):
+    """A model or scaler file that cannot be imported (missing, corrupt, untranslatable, untrusted)."""
