@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester.core.errors import ArtifactError
+
 from .core.errors import BacktestError
 from .recorder import ForecastRecorder
 from .segment import Segment, segment_forecasts
-from backtester.core.errors import ArtifactError
 
 
 @dataclass
@@ -52,14 +53,20 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     meta_path = folder / "artifact.json"
     if not folder.is_dir():
-        raise ArtifactError(f"{folder}: no such folder; pass an artifact folder such as results/<run>/models/<strategy>/<version>")
+        raise ArtifactError(
+            f"{folder}: no such folder; pass an artifact folder such as results/<run>/models/<strategy>/<version>"
+        )
     if not meta_path.is_file():
-        raise ArtifactError(f"{folder}: not a model artifact (no artifact.json); pass a folder such as "
-                            "results/<run>/models/<strategy>/<version>")
+        raise ArtifactError(
+            f"{folder}: not a model artifact (no artifact.json); pass a folder such as "
+            "results/<run>/models/<strategy>/<version>"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the artifact is damaged") from None
+        raise ArtifactError(
+            f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the artifact is damaged"
+        ) from None
     if not str(meta.get("format", "")).startswith("backtester-artifact/"):
         raise ArtifactError(f"{meta_path}: not a backtester artifact (format {meta.get('format')!r})")
     return meta
@@ -71,10 +78,14 @@ def load_artifact(folder: str | Path) -> Artifact:
 
     folder = Path(folder)
     meta = read_meta(folder)
-    _, params = validate_params(meta["strategy"], {"type": meta["type"], **meta["params"]}, source=str(folder / "artifact.json"))
+    _, params = validate_params(
+        meta["strategy"], {"type": meta["type"], **meta["params"]}, source=str(folder / "artifact.json")
+    )
     if not meta.get("restorable", False):
-        raise ArtifactError(f"{folder}: strategy {meta['strategy']!r} ({meta['type']}) does not save its fitted state "
-                            "(it has no save/load methods), so it cannot be reloaded")
+        raise ArtifactError(
+            f"{folder}: strategy {meta['strategy']!r} ({meta['type']}) does not save its fitted state "
+            "(it has no save/load methods), so it cannot be reloaded"
+        )
     missing = [f for f in meta.get("files", []) if not (folder / f).exists()]
     if missing:
         raise ArtifactError(f"{folder}: artifact is incomplete, missing {', '.join(missing)}; rerun the backtest")
@@ -95,7 +106,9 @@ def run_bars(run_dir: Path, data_path: str | Path | None = None, backend: str | 
 
     config = run_dir / "config.yaml"
     if not config.is_file():
-        raise ArtifactError(f"{run_dir}: no config.yaml beside the models folder; the artifact must stay inside its run directory")
+        raise ArtifactError(
+            f"{run_dir}: no config.yaml beside the models folder; the artifact must stay inside its run directory"
+        )
     overrides = [f"data.path={data_path}"] if data_path is not None else []
     overrides += [f"backend={backend}"] if backend is not None else []
     cfg = load_config(config, overrides)
@@ -116,9 +129,11 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
     prepared, path = run_bars(folder.parents[2], data_path, backend)  # the CLI chose the backend before Keras loaded
     art = load_artifact(folder)
     if prepared.fingerprint != art.meta["data"]["sha256"]:
-        raise ArtifactError(f"{path}: not the data this model was trained on "
-                            f"(sha256 {prepared.fingerprint[:12]} vs {art.meta['data']['sha256'][:12]}); "
-                            "pass the original file with --data")
+        raise ArtifactError(
+            f"{path}: not the data this model was trained on "
+            f"(sha256 {prepared.fingerprint[:12]} vs {art.meta['data']['sha256'][:12]}); "
+            "pass the original file with --data"
+        )
     bars = prepared.bars.index
     series = BarSeries.from_frame(prepared.bars)
     if art.meta["issued"]["count"]:
@@ -128,8 +143,15 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
         return _future_rows(art, series, bars, int(bars.searchsorted(pd.Timestamp(art.meta["retrain_time"]))))
     trained = pd.Timestamp(art.meta["trained_through"]).value
     recorder = ForecastRecorder(bars)
-    seg = Segment(art.meta["strategy"], int(art.meta["model_version"]), pd.Timestamp(art.meta["retrain_time"]),
-                  None, first, last + 1, art.horizon)
+    seg = Segment(
+        art.meta["strategy"],
+        int(art.meta["model_version"]),
+        pd.Timestamp(art.meta["retrain_time"]),
+        None,
+        first,
+        last + 1,
+        art.horizon,
+    )
     for i, values in zip(range(first, last + 1), segment_forecasts(seg, art.strategy, series.upto(last + 1))):
         recorder.add(art.meta["strategy"], i, values, int(art.meta["model_version"]), trained)
     rows = recorder.frame()
@@ -146,12 +168,17 @@ def _future_rows(art: Artifact, series, bars: pd.DatetimeIndex, at: int) -> pd.D
     issued = bars[at]
     step = pd.Series(bars[1:] - bars[:-1]).median() if len(bars) > 1 else pd.Timedelta("1h")
     values = np.asarray(art.strategy.forecast(series.upto(at + 1), art.horizon), dtype="float64")
-    rows = pd.DataFrame({
-        "strategy": art.meta["strategy"], "issued_at": issued,
-        "target_time": [issued + (h + 1) * step for h in range(art.horizon)], "horizon": np.arange(1, art.horizon + 1),
-        "forecast": values, "model_version": int(art.meta["model_version"]),
-        "trained_through": pd.Timestamp(art.meta["trained_through"]),
-    })[COLUMNS]
+    rows = pd.DataFrame(
+        {
+            "strategy": art.meta["strategy"],
+            "issued_at": issued,
+            "target_time": [issued + (h + 1) * step for h in range(art.horizon)],
+            "horizon": np.arange(1, art.horizon + 1),
+            "forecast": values,
+            "model_version": int(art.meta["model_version"]),
+            "trained_through": pd.Timestamp(art.meta["trained_through"]),
+        }
+    )[COLUMNS]
     rows.attrs["recorded"], rows.attrs["max_abs_diff"] = 0, 0.0
     return rows
 
@@ -161,8 +188,12 @@ def recorded_rows(art: Artifact, rows: pd.DataFrame) -> pd.DataFrame:
     if not path.is_file() or rows.empty:
         return rows.iloc[:0]
     f = pd.read_parquet(path)
-    sel = f[(f["strategy"] == art.meta["strategy"]) & (f["model_version"] == int(art.meta["model_version"]))
-            & (f["issued_at"] >= rows["issued_at"].min()) & (f["issued_at"] <= rows["issued_at"].max())]
+    sel = f[
+        (f["strategy"] == art.meta["strategy"])
+        & (f["model_version"] == int(art.meta["model_version"]))
+        & (f["issued_at"] >= rows["issued_at"].min())
+        & (f["issued_at"] <= rows["issued_at"].max())
+    ]
     return sel.drop(columns=["actual"], errors="ignore").reset_index(drop=True)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Asset
+from .core.series import BarSeries
 from .plan import Plan
 from .rv import PreparedBars
-from .core.series import BarSeries
 
 
 @dataclass

@@ -66,22 +66,23 @@ Examples
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from backtester.core.errors import AuditError
 from strategies.base import BatchForecaster
 
-from .recorder import COLUMNS
-from .segment import LiveModel, Segment, issue_forecasts, run_segment
-from .pooled import run_pooled_segment
 from .core.series import BarSeries
 from .core.targets import to_target
+from .pooled import run_pooled_segment
+from .recorder import COLUMNS
+from .segment import LiveModel, Segment, issue_forecasts, run_segment
 from .tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
-from backtester.core.errors import AuditError
 
 BATCH_RTOL = 1e-5  # float32 (Keras) models: batched vs one-row predictions
 BATCH_RTOL_FLOAT64 = 1e-9  # everything else: vectorised vs per-bar float64 arithmetic
@@ -120,13 +121,17 @@ class AuditReport:
     def lines(self) -> list[str]:
         """One line per strategy and check (``PASS``, ``FAIL`` or ``SKIP``), then a summary line."""
         width = max([len(c.strategy) for c in self.checks] + [8])
-        out = [f"{'SKIP' if c.skipped else 'PASS' if c.ok else 'FAIL'}  {c.strategy:<{width}}  {c.check:<11}  {c.detail}"
-               for c in self.checks]
+        out = [
+            f"{'SKIP' if c.skipped else 'PASS' if c.ok else 'FAIL'}  {c.strategy:<{width}}  {c.check:<11}  {c.detail}"
+            for c in self.checks
+        ]
         strategies = len({c.strategy for c in self.checks})
         done = [c for c in self.checks if not c.skipped]
-        what = (f"{len(done)} checks on {strategies} strateg{'y' if strategies == 1 else 'ies'} "
-                f"({self.recomputations} recomputations at "
-                f"{self.issue_times} issue times)")
+        what = (
+            f"{len(done)} checks on {strategies} strateg{'y' if strategies == 1 else 'ies'} "
+            f"({self.recomputations} recomputations at "
+            f"{self.issue_times} issue times)"
+        )
         if self.ok:
             out.append(f"audit: PASS, {what}")
         else:
@@ -169,8 +174,10 @@ class _Run:
 
 def _need(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise AuditError(f"{path}: missing, so {path.parent} is not a finished run ({what}); "
-                         "pass results/<name> of a finished `backtest run`")
+        raise AuditError(
+            f"{path}: missing, so {path.parent} is not a finished run ({what}); "
+            "pass results/<name> of a finished `backtest run`"
+        )
     return path
 
 
@@ -188,34 +195,54 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
-        raise AuditError(f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run is damaged, "
-                         "run it again") from None
+        raise AuditError(
+            f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run is damaged, run it again"
+        ) from None
     data = manifest.get("data", {})
     if manifest.get("status") != "complete" or not ("sha256" in data or "assets" in data):
-        raise AuditError(f"{manifest_path}: not the manifest of a complete run (status {manifest.get('status')!r}); "
-                         "run the backtest again")
+        raise AuditError(
+            f"{manifest_path}: not the manifest of a complete run (status {manifest.get('status')!r}); "
+            "run the backtest again"
+        )
     for name in ("config.yaml", "forecasts.parquet", "retrains.parquet"):
         _need(run_dir / name, f"no {name}")
     _known_names(run_dir / "config.yaml", only)  # before the data is read
-    cfg = load_config(run_dir / "config.yaml", [f"backend={backend}"] if backend else [],
-                      before_strategies=choose_backend)
+    cfg = load_config(
+        run_dir / "config.yaml", [f"backend={backend}"] if backend else [], before_strategies=choose_backend
+    )
     forecasts = pd.read_parquet(run_dir / "forecasts.parquet")
     forecasts["strategy"] = forecasts["strategy"].astype("string")
     retrains = pd.read_parquet(run_dir / "retrains.parquet")
     for asset in cfg.universe():
         if not Path(asset.cfg.data.path).is_file():
             where = f"data.assets.{asset.name}.path" if asset.name else "data.path"
-            raise AuditError(f"{asset.cfg.data.path}: the run's data file ({where} in {run_dir / 'config.yaml'}) is "
-                             "missing; put the original file back at that path")
+            raise AuditError(
+                f"{asset.cfg.data.path}: the run's data file ({where} in {run_dir / 'config.yaml'}) is "
+                "missing; put the original file back at that path"
+            )
     runs = []
     for r in plan_universe(cfg):  # the run's plans, a global model's retrains on the schedule it followed
         recorded = data["assets"][r.asset.name]["sha256"] if r.asset.name else data["sha256"]
         if r.prepared.fingerprint != recorded:
-            raise AuditError(f"{r.cfg.data.path}: not the data this run used (sha256 {r.prepared.fingerprint[:12]} vs "
-                             f"the manifest's {recorded[:12]}); put the run's original data file back at that path")
+            raise AuditError(
+                f"{r.cfg.data.path}: not the data this run used (sha256 {r.prepared.fingerprint[:12]} vs "
+                f"the manifest's {recorded[:12]}); put the run's original data file back at that path"
+            )
         mine = lambda f: f[f["asset"] == r.asset.label].drop(columns="asset") if "asset" in f else f  # noqa: E731
-        runs.append(_Run(run_dir, r.cfg, manifest, r.series, r.prepared.bars.index, r.plan, mine(forecasts),
-                         mine(retrains), r.cfg.run_strategies(), asset=r.asset.name))
+        runs.append(
+            _Run(
+                run_dir,
+                r.cfg,
+                manifest,
+                r.series,
+                r.prepared.bars.index,
+                r.plan,
+                mine(forecasts),
+                mine(retrains),
+                r.cfg.run_strategies(),
+                asset=r.asset.name,
+            )
+        )
     setup(cfg)  # Keras (where a strategy uses it) on the run's backend, once the input is known to be good
     for run in runs:
         run.peers = runs
@@ -233,8 +260,9 @@ def _tunings(run: _Run, name: str) -> dict[str, TuneResult]:
         path = tuning_dir(run.path, seg) / "best.json"
         if path.is_file():
             rec = json.loads(path.read_text())
-            out[seg.key] = TuneResult(seg, rec.get("best"), pd.DataFrame(), float(rec.get("seconds", 0.0)),
-                                      str(rec.get("status", "ok")))
+            out[seg.key] = TuneResult(
+                seg, rec.get("best"), pd.DataFrame(), float(rec.get("seconds", 0.0)), str(rec.get("status", "ok"))
+            )
         else:
             out[seg.key] = tune_segment(seg, run.specs[name].params, run.series, run.cfg.seed, None)
     return out
@@ -252,8 +280,10 @@ def _known_names(config: Path, only: list[str]) -> None:
         return  # load_config names the problem
     for name in only:
         if name not in names and name.split("#")[0] not in names:
-            raise AuditError(f"--strategy {name}: no such strategy in {config} (its strategies: {', '.join(names)}); "
-                             "pass one of those")
+            raise AuditError(
+                f"--strategy {name}: no such strategy in {config} (its strategies: {', '.join(names)}); "
+                "pass one of those"
+            )
 
 
 def _select(run: _Run, only: list[str]) -> list[str]:
@@ -269,8 +299,10 @@ def _select(run: _Run, only: list[str]) -> list[str]:
             chosen.extend(ensembles[name])
         else:
             known = ", ".join(list(run.cfg.strategies))
-            raise AuditError(f"--strategy {name}: no such strategy in {run.path / 'config.yaml'} (its strategies: "
-                             f"{known}); pass one of those")
+            raise AuditError(
+                f"--strategy {name}: no such strategy in {run.path / 'config.yaml'} (its strategies: "
+                f"{known}); pass one of those"
+            )
     return [n for n in run.specs if n in chosen]
 
 
@@ -322,9 +354,9 @@ def poisoned(series: BarSeries, at: int) -> BarSeries:
     n = len(series) - at - 1
     scale = float(np.nanmax(np.abs(series.rv[: at + 1]))) or 1.0
     rv, ret, observed = series.rv.copy(), series.ret.copy(), series.observed.copy()
-    rv[at + 1:] = scale * rng.uniform(10.0, 1000.0, n)
-    ret[at + 1:] = scale * rng.normal(0.0, 100.0, n)
-    observed[at + 1:] = True
+    rv[at + 1 :] = scale * rng.uniform(10.0, 1000.0, n)
+    ret[at + 1 :] = scale * rng.normal(0.0, 100.0, n)
+    observed[at + 1 :] = True
     return BarSeries(series.time, rv, ret, observed)
 
 
@@ -385,8 +417,9 @@ def _recompute_pooled(run: _Run, target: Segment, series: BarSeries, batched: bo
         seg = replace(mine[0], stop=max(min(mine[0].stop, upto), mine[0].window.stop))
         peer_series = peer.series.upto(upto) if cut else poisoned(peer.series, upto - 1) if junk else peer.series
         members.append(seg), data.append(peer_series), grids.append(peer.bars)
-    results = run_pooled_segment(tuple(members), run.params[target.key], tuple(data), tuple(grids), run.cfg.seed,
-                                 batched)
+    results = run_pooled_segment(
+        tuple(members), run.params[target.key], tuple(data), tuple(grids), run.cfg.seed, batched
+    )
     mine = next(r for r in results if r.segment.asset == run.asset)
     return _Recomputed(mine.rows, mine.model)
 
@@ -419,8 +452,14 @@ def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tu
     if rtol > 0:
         diff = diff / np.maximum(np.abs(m["forecast_run"].to_numpy()), np.finfo(float).tiny)
     same = (diff <= rtol) | (m["forecast"].isna() & m["forecast_run"].isna()).to_numpy()
-    bad_meta = both & ((m["target_time"] != m["target_time_run"]) | (m["model_version"] != m["model_version_run"])
-                       | (m["trained_through"] != m["trained_through_run"])).to_numpy()
+    bad_meta = (
+        both
+        & (
+            (m["target_time"] != m["target_time_run"])
+            | (m["model_version"] != m["model_version_run"])
+            | (m["trained_through"] != m["trained_through_run"])
+        ).to_numpy()
+    )
     bad = (both & ~same) | bad_meta | ~both
     worst = float(np.nanmax(diff[both])) if both.any() else 0.0
     if not bad.any():
@@ -431,8 +470,10 @@ def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tu
     if not both[k]:
         why = "have a row the run does not have" if row["_merge"] == "left_only" else "lack a row the run has"
     elif bad_meta[k]:
-        why = (f"come from model {row['model_version']} trained through {row['trained_through']}, the run's from "
-               f"model {row['model_version_run']} trained through {row['trained_through_run']}")
+        why = (
+            f"come from model {row['model_version']} trained through {row['trained_through']}, the run's from "
+            f"model {row['model_version_run']} trained through {row['trained_through_run']}"
+        )
     else:
         what = "relative" if rtol > 0 else "abs"
         why = f"differ from the run's by {diff[k]:.3g} ({what}, max {worst:.3g}, allowed {rtol:g})"
@@ -442,8 +483,13 @@ def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tu
 # --------------------------------------------------------------------------- the audit
 
 
-def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str | None = None,
-          log: Callable[[str], None] = lambda msg: None) -> AuditReport:
+def audit(
+    run_dir: Path,
+    sample: int = 3,
+    only: Iterable[str] = (),
+    backend: str | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> AuditReport:
     """Audit the finished run in ``run_dir``; see the module docstring. Raises :class:`AuditError`
     (a :class:`~backtester.core.errors.BacktestError`) for a directory that cannot be audited. In a universe
     every asset is audited in turn, its checks named ``<asset>/<strategy>``."""
@@ -462,16 +508,23 @@ def audit(run_dir: Path, sample: int = 3, only: Iterable[str] = (), backend: str
     return report
 
 
-def audit_part(run: _Run, names: list[str], sample: int, report: AuditReport,
-               log: Callable[[str], None]) -> list[Check]:
+def audit_part(
+    run: _Run, names: list[str], sample: int, report: AuditReport, log: Callable[[str], None]
+) -> list[Check]:
     """The checks of the strategies ``names`` of one asset's run (counting recomputations in ``report``)."""
     order = {name: k for k, name in enumerate(run.specs)}
-    probes = [Probe(i, order[name], seg) for name in names
-              for seg in sample_segments(run.plan.segments(name), sample) for i in sample_issues(seg, run.cfg.seed)]
+    probes = [
+        Probe(i, order[name], seg)
+        for name in names
+        for seg in sample_segments(run.plan.segments(name), sample)
+        for i in sample_issues(seg, run.cfg.seed)
+    ]
     report.issue_times += len({p.at for p in probes})
     who = f"{run.asset}: " if run.asset else ""
-    log(f"audit: {who}{len(names)} strategies, {len(probes)} sampled issue times in "
-        f"{len({p.segment.key for p in probes})} segments, each recomputed on data cut there and poisoned after")
+    log(
+        f"audit: {who}{len(names)} strategies, {len(probes)} sampled issue times in "
+        f"{len({p.segment.key for p in probes})} segments, each recomputed on data cut there and poisoned after"
+    )
     found: dict[tuple[str, str], list[tuple[pd.Timestamp, float, str]]] = {}  # (strategy, check) -> failures
     worst: dict[tuple[str, str], float] = {}
     counts: dict[tuple[str, str], int] = {}
@@ -495,14 +548,28 @@ def audit_part(run: _Run, names: list[str], sample: int, report: AuditReport,
                 counts[key] = counts.get(key, 0) + n
                 if first is not None:
                     found.setdefault(key, []).append((first, diff, why))
-                if kind == "truncation" and last and run.cfg.execution.batched \
-                        and res.model is not None and isinstance(res.model.strategy, BatchForecaster):
+                if (
+                    kind == "truncation"
+                    and last
+                    and run.cfg.execution.batched
+                    and res.model is not None
+                    and isinstance(res.model.strategy, BatchForecaster)
+                ):
                     batching.add(name)  # check its batches against per-bar forecasts
     checks = []
     for name in names:
         for kind in ("truncation", "poison", "batch"):
-            checks.append(_recompute_check(run, name, kind, found.get((name, kind), []), name in batching,
-                                           worst.get((name, kind), 0.0), counts.get((name, kind), 0)))
+            checks.append(
+                _recompute_check(
+                    run,
+                    name,
+                    kind,
+                    found.get((name, kind), []),
+                    name in batching,
+                    worst.get((name, kind), 0.0),
+                    counts.get((name, kind), 0),
+                )
+            )
         checks.extend(_window_checks(run, name))
         checks.append(_rows_check(run, name))
     return checks
@@ -517,8 +584,10 @@ def _probe(run: _Run, seg: Segment, at: int, kind: str, junk: BarSeries | None):
     elif kind == "poison":  # the whole segment on junk after T (its rows after T are not compared)
         res, rtol = recompute(run, seg, seg.stop - 1, junk), _stacked(run, seg.strategy, RECOMPUTE_RTOL)
     else:  # the per-bar reference path over the whole segment
-        res, rtol = (recompute(run, seg, at, run.series, batched=False),
-                     _stacked(run, seg.strategy, _batch_rtol(run, seg.strategy)))
+        res, rtol = (
+            recompute(run, seg, at, run.series, batched=False),
+            _stacked(run, seg.strategy, _batch_rtol(run, seg.strategy)),
+        )
     got = res.rows[res.rows["issued_at"] <= t]
     want = run.rows(seg.strategy)
     want = want[(want["issued_at"] >= run.bars[seg.first]) & (want["issued_at"] <= t)]
@@ -533,7 +602,8 @@ def _stacked(run: _Run, name: str, rtol: float) -> float:
     size = execution.get("stack", 1)  # the run's resolved execution.stack
     mine = run.retrains[run.retrains["strategy"] == name]["details"] if "details" in run.retrains else []
     stacked = any('"stacked"' in str(d) for d in mine) or (  # a fit record says so; or a run that may have
-        size > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows"))  # (older)
+        size > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows")
+    )  # (older)
     return max(rtol, STACK_RTOL) if stacked else rtol
 
 
@@ -541,22 +611,32 @@ def _batch_rtol(run: _Run, name: str) -> float:
     return BATCH_RTOL if run.specs[name].params.needs_backend() else BATCH_RTOL_FLOAT64
 
 
-def _recompute_check(run: _Run, name: str, kind: str, failures: list, batching: bool, worst: float,
-                     count: int) -> Check:
+def _recompute_check(
+    run: _Run, name: str, kind: str, failures: list, batching: bool, worst: float, count: int
+) -> Check:
     if kind == "batch" and not batching:
-        why = "the run forecast bar by bar (execution.batched: false)" if not run.cfg.execution.batched \
+        why = (
+            "the run forecast bar by bar (execution.batched: false)"
+            if not run.cfg.execution.batched
             else "no forecast_batch (forecasts are per bar)"
+        )
         return Check(name, kind, True, why, skipped=True)
     if not failures:
         allowed = _stacked(run, name, _batch_rtol(run, name) if kind == "batch" else RECOMPUTE_RTOL)
-        what = {"truncation": f"data cut at each of {count} sampled issue times",
-                "poison": f"junk after each of {count} sampled issue times",
-                "batch": f"per-bar forecast() at all {count} issue times of the sampled segments"}[kind]
-        return Check(name, kind, True, f"{what}: the run's rows reproduced (max rel diff {worst:.3g}, "
-                                       f"allowed {allowed:g})")
+        what = {
+            "truncation": f"data cut at each of {count} sampled issue times",
+            "poison": f"junk after each of {count} sampled issue times",
+            "batch": f"per-bar forecast() at all {count} issue times of the sampled segments",
+        }[kind]
+        return Check(
+            name, kind, True, f"{what}: the run's rows reproduced (max rel diff {worst:.3g}, allowed {allowed:g})"
+        )
     first, diff, why = min(failures, key=lambda f: f[0])
-    where = {"truncation": "data cut at the sampled issue time", "poison": "junk after the sampled issue time",
-             "batch": "per-bar forecast() vs the run's forecast_batch"}[kind]
+    where = {
+        "truncation": "data cut at the sampled issue time",
+        "poison": "junk after the sampled issue time",
+        "batch": "per-bar forecast() vs the run's forecast_batch",
+    }[kind]
     return Check(name, kind, False, f"forecasts issued at {first} {why}, {where} (first offending issue time)", first)
 
 
@@ -595,8 +675,15 @@ def _window_checks(run: _Run, name: str) -> list[Check]:
                 problems.append((retrain, f"artifact {v} is not a retrain of the plan"))
                 continue
             end, through = pd.Timestamp(meta["window"]["end"]), pd.Timestamp(meta["trained_through"])
-            problems += _window_problems(run, seg, pd.Timestamp(meta["window"]["start"]), end, through,
-                                         int(meta["window"]["bars"]), f"artifact {v}")
+            problems += _window_problems(
+                run,
+                seg,
+                pd.Timestamp(meta["window"]["start"]),
+                end,
+                through,
+                int(meta["window"]["bars"]),
+                f"artifact {v}",
+            )
             if meta.get("data", {}).get("sha256") != sha:
                 problems.append((retrain, f"artifact {v} was trained on other data (sha256)"))
             if (meta["_folder"] / "scaler.json").is_file() and not meta.get("params", {}).get("scaler"):
@@ -608,25 +695,46 @@ def _window_checks(run: _Run, name: str) -> list[Check]:
     else:
         for rec in fits.itertuples():
             seg = segs[int(rec.model_version)]
-            problems += _window_problems(run, seg, pd.Timestamp(rec.window_start), pd.Timestamp(rec.window_end),
-                                         pd.Timestamp(rec.window_end), int(rec.train_bars), f"fit {rec.model_version}")
+            problems += _window_problems(
+                run,
+                seg,
+                pd.Timestamp(rec.window_start),
+                pd.Timestamp(rec.window_end),
+                pd.Timestamp(rec.window_end),
+                int(rec.train_bars),
+                f"fit {rec.model_version}",
+            )
         where = f"{len(fits)} fits in retrains.parquet (no artifacts)"
-    out = [_check(name, "windows", problems, f"{where}: training windows are the plan's and end at or before "
-                                             "their retrain times")]
+    out = [
+        _check(
+            name,
+            "windows",
+            problems,
+            f"{where}: training windows are the plan's and end at or before their retrain times",
+        )
+    ]
     if scalers_checked:
         out.append(_check(name, "scaler", scaler, f"{scalers_checked} scalers saw exactly their training windows"))
     return out
 
 
-def _window_problems(run: _Run, seg: Segment, start, end, through, bars: int, what: str) -> list[tuple[pd.Timestamp, str]]:
+def _window_problems(
+    run: _Run, seg: Segment, start, end, through, bars: int, what: str
+) -> list[tuple[pd.Timestamp, str]]:
     out = []
     w = seg.window
     if end > seg.retrain_time or through > seg.retrain_time:
-        out.append((seg.retrain_time, f"{what} trained through {max(end, through)}, after its retrain time "
-                                      f"{seg.retrain_time}"))
+        out.append(
+            (seg.retrain_time, f"{what} trained through {max(end, through)}, after its retrain time {seg.retrain_time}")
+        )
     if (start, end, bars) != (run.bars[w.start], run.bars[w.stop - 1], w.stop - w.start):
-        out.append((seg.retrain_time, f"{what} window {start} .. {end} ({bars} bars) is not the plan's "
-                                      f"{run.bars[w.start]} .. {run.bars[w.stop - 1]} ({w.stop - w.start} bars)"))
+        out.append(
+            (
+                seg.retrain_time,
+                f"{what} window {start} .. {end} ({bars} bars) is not the plan's "
+                f"{run.bars[w.start]} .. {run.bars[w.stop - 1]} ({w.stop - w.start} bars)",
+            )
+        )
     return out
 
 
@@ -660,8 +768,10 @@ def _rows_check(run: _Run, name: str) -> Check:
         source = "artifacts"
     else:
         fits = run.retrains[(run.retrains["strategy"] == name) & (run.retrains["status"] == "ok")]
-        known = {int(r.model_version): (segs[int(r.model_version)].retrain_time, pd.Timestamp(r.window_end))
-                 for r in fits.itertuples()}
+        known = {
+            int(r.model_version): (segs[int(r.model_version)].retrain_time, pd.Timestamp(r.window_end))
+            for r in fits.itertuples()
+        }
         source = "retrains.parquet"
     problems: list[tuple[pd.Timestamp, str]] = []
     versions = rows["model_version"].astype("int64").to_numpy()
@@ -670,22 +780,31 @@ def _rows_check(run: _Run, name: str) -> Check:
         first = rows["issued_at"][unknown].min()
         problems.append((first, f"rows name model {int(versions[unknown][0])}, which the {source} do not have"))
     ok = ~unknown
+
     def per_row(k: int) -> pd.Series:
-        return pd.Series(pd.to_datetime([known[v][k] if v in known else pd.NaT for v in versions], utc=True),
-                         index=rows.index)
+        return pd.Series(
+            pd.to_datetime([known[v][k] if v in known else pd.NaT for v in versions], utc=True), index=rows.index
+        )
 
     retrain, through = per_row(0), per_row(1)
-    for mask, why in ((ok & (rows["trained_through"] != through).to_numpy(), "trained_through is not its model's"),
-                      (ok & (through > rows["issued_at"]).to_numpy(), "its model was trained after it was issued"),
-                      (ok & (retrain > rows["issued_at"]).to_numpy(), "its model was retrained after it was issued")):
+    for mask, why in (
+        (ok & (rows["trained_through"] != through).to_numpy(), "trained_through is not its model's"),
+        (ok & (through > rows["issued_at"]).to_numpy(), "its model was trained after it was issued"),
+        (ok & (retrain > rows["issued_at"]).to_numpy(), "its model was retrained after it was issued"),
+    ):
         if mask.any():
             problems.append((rows["issued_at"][mask].min(), f"a row's {why}"))
     issuing = run.plan.bars[run.plan.first : min(run.plan.stop, len(run.plan.bars) - 1)]  # with a target in the data
     missing = issuing.difference(pd.DatetimeIndex(rows["issued_at"].unique()))
     if len(missing):
         problems.append((missing[0], f"{len(missing)} issue times have no rows"))
-    return _check(name, "rows", problems, f"{len(rows):,} rows: model versions and trained_through agree with the "
-                                          f"{source}, none trained after its issue time")
+    return _check(
+        name,
+        "rows",
+        problems,
+        f"{len(rows):,} rows: model versions and trained_through agree with the "
+        f"{source}, none trained after its issue time",
+    )
 
 
 def _check(name: str, check: str, problems: list[tuple[pd.Timestamp, str]], passed: str) -> Check:

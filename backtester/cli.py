@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from .core.errors import BacktestError, ConfigError, FatalError
-from .core.interrupt import exit_code, install as install_signals
+from .core.interrupt import exit_code
+from .core.interrupt import install as install_signals
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
@@ -61,8 +62,9 @@ def entry() -> None:
         if _DEBUG[0]:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(f"error: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
-                   err=True)
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True
+        )
         code = 1
     _hard_exit(code)
 
@@ -108,10 +110,19 @@ def _load(config: str, overrides: tuple[str, ...], train: bool = False, on_worke
     return cfg
 
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config key, e.g. --set backtest.horizon=6 (repeatable).")
-backend_option = click.option("--backend", type=click.Choice(["tensorflow", "jax"]), default=None,
-                              help="Keras backend (overrides the config's 'backend').")
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set backtest.horizon=6 (repeatable).",
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["tensorflow", "jax"]),
+    default=None,
+    help="Keras backend (overrides the config's 'backend').",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,18 +138,44 @@ def main(debug: bool) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
-@click.option("--jobs", "-j", type=int, default=None, metavar="N",
-              help="Run segments on N local worker processes (overrides execution.jobs).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (overrides execution.scheduler).")
-@click.option("--force", is_flag=True, help="Replace an existing results directory of the same name "
-              "(reusing its finished segments that are still valid).")
-@click.option("--fresh", is_flag=True, help="Compute every segment again: ignore the segments finished by an "
-              "interrupted run or by the run being replaced.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Run segments on N local worker processes (overrides execution.jobs).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (overrides execution.scheduler).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing results directory of the same name (reusing its finished segments that are still valid).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Compute every segment again: ignore the segments finished by an "
+    "interrupted run or by the run being replaced.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
 @click.option("-q", "--quiet", count=True, help="No progress bar or tables, only where the results went; -qq: nothing.")
-def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int | None, scheduler: str | None,
-        force: bool, fresh: bool, dry_run: bool, quiet: int) -> None:
+def run(
+    config: str,
+    overrides: tuple[str, ...],
+    backend: str | None,
+    jobs: int | None,
+    scheduler: str | None,
+    force: bool,
+    fresh: bool,
+    dry_run: bool,
+    quiet: int,
+) -> None:
     """Run the backtest described by CONFIG and write results/<name>/.
 
     Interrupted (Ctrl-C, kill) or edited, the same command again reuses every segment already
@@ -164,8 +201,10 @@ def run(config: str, overrides: tuple[str, ...], backend: str | None, jobs: int 
         click.echo(_summary_table(result))
         secs = result.manifest["seconds"]
         tuning = f", tuning {secs['tuning']:.1f}s" if "tuning" in secs else ""
-        click.echo(f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s{tuning}, "
-                   f"predict {secs['predict']:.1f}s)")
+        click.echo(
+            f"wrote {result.out_dir}/ in {secs['total']:.1f}s (train {secs['train']:.1f}s{tuning}, "
+            f"predict {secs['predict']:.1f}s)"
+        )
     elif quiet == 1:
         click.echo(f"wrote {result.out_dir}/")
 
@@ -182,8 +221,10 @@ def _interrupted(cfg) -> str:
     earlier = " (the earlier run there is untouched)" if (out / "manifest.json").is_file() else ""
     if kept == 0:
         return f"interrupted: nothing was written to {out}/{earlier}; run the same command again to start over"
-    return (f"interrupted: kept {kept} finished segment{'s' * (kept != 1)} in {stage}/; nothing was written to "
-            f"{out}/{earlier}; run the same command again to continue")
+    return (
+        f"interrupted: kept {kept} finished segment{'s' * (kept != 1)} in {stage}/; nothing was written to "
+        f"{out}/{earlier}; run the same command again to continue"
+    )
 
 
 class ProgressBar:
@@ -218,8 +259,15 @@ class ProgressBar:
             self.costs[seg.key] = cost
         self.total = sum(self.costs.values()) or 1.0
         self.done = 0.0
-        self.bar = tqdm(total=len(self.costs), unit="retrain", desc="walk-forward", file=sys.stderr, mininterval=0.5,
-                        leave=False, bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}")
+        self.bar = tqdm(
+            total=len(self.costs),
+            unit="retrain",
+            desc="walk-forward",
+            file=sys.stderr,
+            mininterval=0.5,
+            leave=False,
+            bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}",
+        )
 
     def _advance(self, seg, reused: bool = False) -> None:
         bar = self.bar
@@ -247,10 +295,15 @@ def _summary_table(result) -> str:
     table = summary(result.metrics)
     m = result.metrics
     horizons = f"{int(m['horizon'].min())}..{int(m['horizon'].max())}" if len(m) else "-"
-    over = f"mean over {m['asset'].nunique()} assets and horizons" if "asset" in m and m["asset"].nunique() > 1 \
+    over = (
+        f"mean over {m['asset'].nunique()} assets and horizons"
+        if "asset" in m and m["asset"].nunique() > 1
         else "mean over horizons"
-    lines = [f"{over} {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
-             f"  {'strategy':<16} {'QLIKE':>8} {'MSE (vol)':>11} {'MAE (vol)':>11}"]
+    )
+    lines = [
+        f"{over} {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
+        f"  {'strategy':<16} {'QLIKE':>8} {'MSE (vol)':>11} {'MAE (vol)':>11}",
+    ]
     for name, row in table.iterrows():
         lines.append(f"  {name!s:<16} {row['qlike']:>8.4f} {row['mse']:>11.3e} {row['mae']:>11.3e}")
     return "\n".join(lines)
@@ -276,8 +329,9 @@ def _print_plan(cfg, estimate: bool = False) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--estimate", is_flag=True,
-              help="Estimate each strategy's run time from a quick timing of one small fit (seconds).")
+@click.option(
+    "--estimate", is_flag=True, help="Estimate each strategy's run time from a quick timing of one small fit (seconds)."
+)
 def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
     """Print the walk-forward plan of CONFIG: retrain dates, windows, forecast count, cost per strategy."""
     try:
@@ -290,16 +344,33 @@ def plan(config: str, overrides: tuple[str, ...], estimate: bool) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
-@click.option("--until", default=None, metavar="DATE",
-              help="Train on the bars closed at or before DATE (a date alone: the whole day); default: all data.")
+@click.option(
+    "--until",
+    default=None,
+    metavar="DATE",
+    help="Train on the bars closed at or before DATE (a date alone: the whole day); default: all data.",
+)
 @click.option("--strategy", "only", multiple=True, metavar="NAME", help="Train only this strategy (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Where to write the model folder (default: results/<name>-model).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write the model folder (default: results/<name>-model).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing model folder.")
 @click.option("--asset", default=None, metavar="NAME", help="In a universe (data.assets): the asset to train on.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the folder written.")
-def train(config: str, overrides: tuple[str, ...], backend: str | None, until: str | None, only: tuple[str, ...],
-          out: str | None, force: bool, asset: str | None, quiet: bool) -> None:
+def train(
+    config: str,
+    overrides: tuple[str, ...],
+    backend: str | None,
+    until: str | None,
+    only: tuple[str, ...],
+    out: str | None,
+    force: bool,
+    asset: str | None,
+    quiet: bool,
+) -> None:
     """Tune (if configured) and train each strategy of CONFIG once, as a retrain at --until would;
     write the artifacts (results/<name>-model/models/<strategy>/1/)."""
     try:
@@ -344,9 +415,13 @@ def data() -> None:
 @click.option("--start", default="2024-01-01", show_default=True, help="First bar (UTC).")
 @click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--assets", type=click.IntRange(1, 100), default=None,
-              help="Write this many assets (seeds SEED, SEED+1, ...; their volatilities share a market factor) as "
-                   "OUT/syn1.parquet, OUT/syn2.parquet, ...")
+@click.option(
+    "--assets",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="Write this many assets (seeds SEED, SEED+1, ...; their volatilities share a market factor) as "
+    "OUT/syn1.parquet, OUT/syn2.parquet, ...",
+)
 def synth(out: str, start: str, days: int, seed: int, assets: int | None) -> None:
     """Write synthetic 1-minute OHLCV bars (stochastic volatility, jumps, gaps)."""
     from .synth import synth_bars
@@ -367,8 +442,11 @@ def synth(out: str, start: str, days: int, seed: int, assets: int | None) -> Non
 @data.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="Also write the RV bars to this Parquet file (in a universe: one file per asset, FILE_<asset>).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Also write the RV bars to this Parquet file (in a universe: one file per asset, FILE_<asset>).",
+)
 def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
     """Build (and cache) the realized-volatility bars of CONFIG's data section."""
     try:
@@ -379,7 +457,9 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
     except BacktestError as exc:
         _fail(exc)
     for name, prepared in done:
-        click.echo(f"{name + ': ' if name else ''}{prepared.describe()}{' (from cache)' if prepared.from_cache else ''}")
+        click.echo(
+            f"{name + ': ' if name else ''}{prepared.describe()}{' (from cache)' if prepared.from_cache else ''}"
+        )
         if out:
             path = Path(out) if not name else Path(out).with_name(f"{Path(out).stem}_{name}{Path(out).suffix}")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,25 +469,57 @@ def prepare(config: str, overrides: tuple[str, ...], out: str | None) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Where the comparison goes (default: RUN/comparison for one run, else results/compare_<runs>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the comparison goes (default: RUN/comparison for one run, else results/compare_<runs>).",
+)
 @click.option("--benchmark", default=None, help="Strategy the DM tests compare against (default: har if present).")
-@click.option("--loss", default="qlike", show_default=True, help="Loss of the tests: qlike, mse, mae, mse_var, mse_log.")
-@click.option("--force", is_flag=True, help="Replace --out, and rerun a config whose results hold another config's run.")
+@click.option(
+    "--loss", default="qlike", show_default=True, help="Loss of the tests: qlike, mse, mae, mse_var, mse_log."
+)
+@click.option(
+    "--force", is_flag=True, help="Replace --out, and rerun a config whose results hold another config's run."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or messages.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
-              help="Seed of the MCS bootstrap (default: the first run's seed).")
-@click.option("--block-size", type=click.IntRange(1, 100_000), default=None,
-              help="MCS bootstrap block length (default: the first run's evaluation.block_size, else arch's).")
-def compare(runs: tuple[str, ...], out: str | None, benchmark: str | None, loss: str, force: bool, quiet: bool,
-            seed: int | None, block_size: int | None) -> None:
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=None,
+    help="Seed of the MCS bootstrap (default: the first run's seed).",
+)
+@click.option(
+    "--block-size",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="MCS bootstrap block length (default: the first run's evaluation.block_size, else arch's).",
+)
+def compare(
+    runs: tuple[str, ...],
+    out: str | None,
+    benchmark: str | None,
+    loss: str,
+    force: bool,
+    quiet: bool,
+    seed: int | None,
+    block_size: int | None,
+) -> None:
     """Compare RUNS (run directories, or configs: run first unless already run) on their common forecast rows."""
     try:
         dirs = [_run_dir_for(arg, force, quiet) for arg in runs]
-        from .compare import compare as compare_runs, default_out
+        from .compare import compare as compare_runs
+        from .compare import default_out
 
-        result = compare_runs(dirs, out or default_out(dirs), benchmark=benchmark, loss=loss, force=force, seed=seed,
-                              block_size=block_size)
+        result = compare_runs(
+            dirs,
+            out or default_out(dirs),
+            benchmark=benchmark,
+            loss=loss,
+            force=force,
+            seed=seed,
+            block_size=block_size,
+        )
     except BacktestError as exc:
         _fail(exc)
     if not quiet:
@@ -422,7 +534,8 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
         return path
     import json
 
-    from .runner import run as run_backtest, target_dir
+    from .runner import run as run_backtest
+    from .runner import target_dir
 
     cfg = _load(arg, (), train=True, on_workers=True)  # run as `run` runs it
     out = target_dir(cfg)
@@ -459,8 +572,13 @@ def report(run_dir: str) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--sample", type=click.IntRange(1, 1000), default=3, show_default=True,
-              help="Segments recomputed per strategy (always its first and last).")
+@click.option(
+    "--sample",
+    type=click.IntRange(1, 1000),
+    default=3,
+    show_default=True,
+    help="Segments recomputed per strategy (always its first and last).",
+)
 @click.option("--strategy", "only", multiple=True, metavar="NAME", help="Audit only this strategy (repeatable).")
 @backend_option
 def audit(run_dir: str, sample: int, only: tuple[str, ...], backend: str | None) -> None:
@@ -469,8 +587,9 @@ def audit(run_dir: str, sample: int, only: tuple[str, ...], backend: str | None)
     try:
         from .audit import audit as audit_run
 
-        report = audit_run(Path(run_dir), sample=sample, only=only, backend=backend,
-                           log=lambda msg: click.echo(msg, err=True))
+        report = audit_run(
+            Path(run_dir), sample=sample, only=only, backend=backend, log=lambda msg: click.echo(msg, err=True)
+        )
     except BacktestError as exc:
         _fail(exc)
     for line in report.lines():
@@ -486,14 +605,20 @@ def model() -> None:
 
 @model.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
-              help="The run's data file, if it has moved since the run.")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The run's data file, if it has moved since the run.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the forecasts to this Parquet file.")
 @backend_option
 def predict(model_dir: str, data_path: str | None, out: str | None, backend: str | None) -> None:
     """Reload MODEL_DIR and forecast every issue time it served; compare with the run's rows."""
     try:
-        from .artifacts import predict as predict_artifact, read_meta
+        from .artifacts import predict as predict_artifact
+        from .artifacts import read_meta
         from .backend import select_backend
 
         select_backend(backend or read_meta(model_dir).get("backend") or "tensorflow")  # the run's, by default
@@ -506,8 +631,12 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
         rows.to_parquet(out, index=False)
     first, last = rows["issued_at"].min(), rows["issued_at"].max()
     click.echo(f"{len(rows):,} forecasts issued {first} .. {last}")
-    if len(rows) and rows["target_time"].max() > rows["trained_through"].max() and rows.attrs["recorded"] == 0 \
-            and first == last:  # a `backtest train` model: show its forecast
+    if (
+        len(rows)
+        and rows["target_time"].max() > rows["trained_through"].max()
+        and rows.attrs["recorded"] == 0
+        and first == last
+    ):  # a `backtest train` model: show its forecast
         for r in rows.itertuples():
             click.echo(f"  h={r.horizon:<3} {r.target_time}  {r.forecast:.6g}")
     recorded, diff = rows.attrs["recorded"], rows.attrs["max_abs_diff"]
@@ -530,11 +659,20 @@ def predict(model_dir: str, data_path: str | None, out: str | None, backend: str
 
 @model.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Write the description to this model_config.json (and, with --scaler, scaler.json beside it); "
-                   "without --out nothing is written.")
-@click.option("--scaler", "scaler_path", type=click.Path(dir_okay=False), default=None,
-              help="A pickled scikit-learn MinMaxScaler to describe (and convert to scaler.json beside --out).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the description to this model_config.json (and, with --scaler, scaler.json beside it); "
+    "without --out nothing is written.",
+)
+@click.option(
+    "--scaler",
+    "scaler_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A pickled scikit-learn MinMaxScaler to describe (and convert to scaler.json beside --out).",
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow unpickling --scaler (unpickling runs code from the file).")
 def inspect(path: str, out: str | None, scaler_path: str | None, trust_pickle: bool) -> None:
     """Describe a .h5 (Keras 2 or 3) or .keras model file; with --out, write its model_config.json."""

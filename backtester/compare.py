@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backtester.core.errors import CompareError
+
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
-from .evaluation.verdict import Answer, answer_lines, members_of
 from .evaluation.report import write_html
-from backtester.core.errors import CompareError
+from .evaluation.verdict import Answer, answer_lines, members_of
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
 
@@ -68,8 +69,11 @@ def read_run(path: str | Path) -> RunData:
         raise CompareError(f"{path}: not a finished run (no manifest.json); run it again with backtest run --force")
     meta = json.loads(manifest.read_text())
     forecasts, retrains = pd.read_parquet(path / "forecasts.parquet"), pd.read_parquet(path / "retrains.parquet")
-    tuning = pd.read_parquet(path / "tuning.parquet") if (path / "tuning.parquet").is_file() else \
-        pd.DataFrame({"asset": pd.Series(dtype="string"), "strategy": pd.Series(dtype="string")})
+    tuning = (
+        pd.read_parquet(path / "tuning.parquet")
+        if (path / "tuning.parquet").is_file()
+        else pd.DataFrame({"asset": pd.Series(dtype="string"), "strategy": pd.Series(dtype="string")})
+    )
     for frame in (forecasts, retrains, tuning):  # a run from before universes: one asset, named after its file
         if "asset" not in frame:
             frame.insert(0, "asset", Path(meta["data"]["path"]).stem)
@@ -91,8 +95,10 @@ def seeded_strategies(path: Path, manifest: dict) -> set[str]:
             raw = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("strategies") or {}
         except (OSError, yaml.YAMLError):
             raw = {}
-        kinds = {name: {"seeded": REGISTRY[k].seeded() if (k := (spec or {}).get("type", name)) in REGISTRY else False}
-                 for name, spec in raw.items()}
+        kinds = {
+            name: {"seeded": REGISTRY[k].seeded() if (k := (spec or {}).get("type", name)) in REGISTRY else False}
+            for name, spec in raw.items()
+        }
     return {name for name, k in kinds.items() if k.get("seeded")}
 
 
@@ -117,8 +123,9 @@ def align_assets(runs: list[RunData]) -> None:
     for r in runs[1:]:
         common &= set(asset_data(r).values())
     if not common:
-        what = ", ".join(f"{r.path} ({', '.join(f'{a} sha256 {s[:12]}' for a, s in asset_data(r).items())})"
-                         for r in runs)
+        what = ", ".join(
+            f"{r.path} ({', '.join(f'{a} sha256 {s[:12]}' for a, s in asset_data(r).items())})" for r in runs
+        )
         raise CompareError(f"runs used different data: {what}; compare runs of the same data files")
     for r in runs:
         names = {name: first[sha] for name, sha in asset_data(r).items() if sha in common}
@@ -161,9 +168,16 @@ def default_out(run_dirs: list[str | Path]) -> Path:
     return dirs[0].parent / ("compare_" + "_".join(d.name for d in dirs))
 
 
-def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | None = None, loss: str = "qlike",
-            seed: int | None = None, mcs_reps: int = 1000, force: bool = False,
-            block_size: int | None = None) -> CompareResult:
+def compare(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    benchmark: str | None = None,
+    loss: str = "qlike",
+    seed: int | None = None,
+    mcs_reps: int = 1000,
+    force: bool = False,
+    block_size: int | None = None,
+) -> CompareResult:
     """Compare finished runs; see the module docstring. The MCS bootstrap takes ``seed`` and ``block_size``
     (default: the first run's seed and ``evaluation.block_size``)."""
     if loss not in LOSSES:
@@ -185,7 +199,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         benchmark = "har"
     rows = common_rows(forecasts)
     if rows.empty:
-        spans = "; ".join(f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs)
+        spans = "; ".join(
+            f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs
+        )
         raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
     out = checked_out(Path(out_dir), runs, force)
     table = loss_table(rows)
@@ -193,8 +209,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
     tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
     cost = cost_table(retrains, table, loss, benchmark, ensembles=members_of(strategies), tuning=tuning)
     order = {name: i for i, name in enumerate(strategies)}  # each ensemble just before its seeds
-    cost = cost.sort_values("strategy", key=lambda c: c.map(lambda n: (order.get(n.rpartition("#")[0] or n, 0), "#" in n)),
-                            kind="stable").reset_index(drop=True)
+    cost = cost.sort_values(
+        "strategy", key=lambda c: c.map(lambda n: (order.get(n.rpartition("#")[0] or n, 0), "#" in n)), kind="stable"
+    ).reset_index(drop=True)
     answer = Answer(table, tests, cost, loss, retrains)
     styles = strategy_styles(sorted(map(str, strategies)))
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -207,10 +224,28 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path, benchmark: str | No
         cost.to_parquet(stage / "cost.parquet", index=False)
         plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
         plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
-        (stage / "compare.md").write_text(markdown(runs, rows, comparison, tests, cost, loss, benchmark,
-                                                   answer_lines(answer, benchmark, seeded), answer.spread, seeded))
-        write_html(stage, "compare.md", {"loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
-                                         "cost_vs_accuracy.png": "Accuracy against training cost"})
+        (stage / "compare.md").write_text(
+            markdown(
+                runs,
+                rows,
+                comparison,
+                tests,
+                cost,
+                loss,
+                benchmark,
+                answer_lines(answer, benchmark, seeded),
+                answer.spread,
+                seeded,
+            )
+        )
+        write_html(
+            stage,
+            "compare.md",
+            {
+                "loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
+                "cost_vs_accuracy.png": "Accuracy against training cost",
+            },
+        )
         if out.exists():
             shutil.rmtree(out)
         os.replace(stage, out)
@@ -241,8 +276,9 @@ def run_evaluation(run: RunData) -> dict:
         return {}
 
 
-def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: int, mcs_reps: int,
-                  block_size: int | None = None) -> pd.DataFrame:
+def compare_tests(
+    table: pd.DataFrame, loss: str, benchmark: str | None, seed: int, mcs_reps: int, block_size: int | None = None
+) -> pd.DataFrame:
     """DM tests and the MCS per asset; with several assets also the pooled DM tests (``asset`` = ``all``)."""
     parts = []
     for asset, t in table.groupby("asset", observed=True, sort=True):
@@ -258,14 +294,17 @@ def compare_tests(table: pd.DataFrame, loss: str, benchmark: str | None, seed: i
     return out[["asset"] + [c for c in out.columns if c != "asset"]]
 
 
-def markdown(runs, rows, comparison, tests, cost, loss, benchmark, answer: list[str], spread: pd.DataFrame,
-             seeded: set[str]) -> str:
+def markdown(
+    runs, rows, comparison, tests, cost, loss, benchmark, answer: list[str], spread: pd.DataFrame, seeded: set[str]
+) -> str:
     per = comparison.groupby("strategy")[[loss]].mean().sort_values(loss)
     lines = [
         "# Comparison",
         "",
-        *[f"- run `{r.name}` ({r.path}): {r.forecasts['strategy'].nunique()} strategies, {len(r.forecasts):,} rows"
-          for r in runs],
+        *[
+            f"- run `{r.name}` ({r.path}): {r.forecasts['strategy'].nunique()} strategies, {len(r.forecasts):,} rows"
+            for r in runs
+        ],
         f"- common rows: {len(rows):,} ({rows['issued_at'].nunique():,} issue times x horizons "
         f"{rows['horizon'].min()}..{rows['horizon'].max()}, every strategy)"
         + (f", on {rows['asset'].nunique()} assets" if rows["asset"].nunique() > 1 else ""),
@@ -284,10 +323,17 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark, answer: list[
     for name, row in per.iterrows():
         lines.append(f"| {name} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
     if len(spread):
-        lines += ["", f"## Seed spread ({loss} of each seed alone on the common rows, against their mean forecast's)",
-                  "", "| strategy | seeds | mean over seeds | std | min | max | ensemble |", "|---|---|---|---|---|---|---|",
-                  *[f"| {r.strategy} | {r.seeds} | {r.mean:.4f} | {r.std:.4f} | {r.min:.4f} | {r.max:.4f} | {r.ensemble:.4f} |"
-                    for r in spread.itertuples()]]
+        lines += [
+            "",
+            f"## Seed spread ({loss} of each seed alone on the common rows, against their mean forecast's)",
+            "",
+            "| strategy | seeds | mean over seeds | std | min | max | ensemble |",
+            "|---|---|---|---|---|---|---|",
+            *[
+                f"| {r.strategy} | {r.seeds} | {r.mean:.4f} | {r.std:.4f} | {r.min:.4f} | {r.max:.4f} | {r.ensemble:.4f} |"
+                for r in spread.itertuples()
+            ],
+        ]
     lines += dm_markdown(tests, loss, benchmark, seeded) + mcs_markdown(tests)
     lines += cost_markdown(cost, loss, benchmark)
     lines += ["", "Plots: `loss_by_horizon.png`, `cost_vs_accuracy.png`.", ""]
@@ -297,20 +343,29 @@ def markdown(runs, rows, comparison, tests, cost, loss, benchmark, answer: list[
 def cost_markdown(cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
     """The cost table: retrains, training and tuning seconds, and what they bought against the benchmark."""
     gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
-    lines = ["", f"## Cost and gains (gain = `{benchmark}`'s mean {loss} minus the strategy's; an ensemble costs all "
-                 "its seeds)" if benchmark else "## Cost", "",
-             "| strategy | retrains | training s | tuning s | s per retrain | gain | gain per minute |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Cost and gains (gain = `{benchmark}`'s mean {loss} minus the strategy's; an ensemble costs all its seeds)"
+        if benchmark
+        else "## Cost",
+        "",
+        "| strategy | retrains | training s | tuning s | s per retrain | gain | gain per minute |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in cost.itertuples(index=False):
         d = r._asdict()
         g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
         per_min = f"{d['gain_per_train_minute']:+.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
-        lines.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.tuning_seconds:.1f} | "
-                     f"{r.seconds_per_retrain:.2f} | {g} | {per_min} |")
+        lines.append(
+            f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.tuning_seconds:.1f} | "
+            f"{r.seconds_per_retrain:.2f} | {g} | {per_min} |"
+        )
     return lines
 
 
-def dm_markdown(tests: pd.DataFrame, loss: str, benchmark: str | None = None, seeded: set[str] | None = None) -> list[str]:
+def dm_markdown(
+    tests: pd.DataFrame, loss: str, benchmark: str | None = None, seeded: set[str] | None = None
+) -> list[str]:
     """The DM tests on the horizon-averaged loss (per asset, then pooled where there are several): every
     strategy against the benchmark, and the seeded strategies against each other (every pair is in
     tests.parquet)."""
@@ -319,33 +374,49 @@ def dm_markdown(tests: pd.DataFrame, loss: str, benchmark: str | None = None, se
     dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
     if benchmark is not None:
         seeded = seeded or set()
-        dm = dm[(dm["against"] == benchmark) | (dm["model"] == benchmark)
-                | (dm["model"].isin(seeded) & dm["against"].isin(seeded))]
-    lines = ["", f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
-                 + (f"against `{benchmark}` and between the seeded strategies; " if benchmark else "")
-                 + "every pair, seed members' too, is in tests.parquet)" + ("; asset `all`: the pooled test across assets" if many else ""),
-             "", "| asset | model | against | DM | p-value | n |" if many else "| model | against | DM | p-value | n |",
-             "|---|---|---|---|---|---|" if many else "|---|---|---|---|---|"]
+        dm = dm[
+            (dm["against"] == benchmark)
+            | (dm["model"] == benchmark)
+            | (dm["model"].isin(seeded) & dm["against"].isin(seeded))
+        ]
+    lines = [
+        "",
+        f"## Diebold–Mariano, {loss} averaged over horizons (HLN-corrected; negative = model has the lower loss; "
+        + (f"against `{benchmark}` and between the seeded strategies; " if benchmark else "")
+        + "every pair, seed members' too, is in tests.parquet)"
+        + ("; asset `all`: the pooled test across assets" if many else ""),
+        "",
+        "| asset | model | against | DM | p-value | n |" if many else "| model | against | DM | p-value | n |",
+        "|---|---|---|---|---|---|" if many else "|---|---|---|---|---|",
+    ]
     for r in dm.itertuples():
         stat = f"{r.statistic:.2f}" if np.isfinite(r.statistic) else r.note
         p = f"{r.pvalue:.3g}" if np.isfinite(r.pvalue) else ""
-        lines.append(("| " + str(r.asset) + " " if many else "") + f"| {r.model} | {r.against} | {stat} | {p} | {int(r.n)} |")
+        lines.append(
+            ("| " + str(r.asset) + " " if many else "") + f"| {r.model} | {r.against} | {stat} | {p} | {int(r.n)} |"
+        )
     return lines
 
 
 def mcs_markdown(tests: pd.DataFrame) -> list[str]:
     """The MCS of each asset."""
     many = tests["asset"].nunique() > 1
-    lines = ["", "## Model Confidence Set" + (" (per asset)" if many else ""), "",
-             ("| asset " if many else "") + "| strategy | MCS p-value | in 90 % set | in 75 % set |",
-             ("|---" if many else "") + "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Model Confidence Set" + (" (per asset)" if many else ""),
+        "",
+        ("| asset " if many else "") + "| strategy | MCS p-value | in 90 % set | in 75 % set |",
+        ("|---" if many else "") + "|---|---|---|---|",
+    ]
     mcs = tests[(tests["test"] == "mcs") & ~tests["model"].astype(str).str.contains("#")]  # seeds: tests.parquet
     for asset, part in mcs.groupby("asset", sort=True):
         mcs = part.pivot(index="model", columns="size", values="in_set")
         pv = part.groupby("model")["mcs_pvalue"].first()
         for name in mcs.index:
-            marks = ["**yes**" if mcs.loc[name, s] is True else "no" if mcs.loc[name, s] is False else "–"
-                     for s in (0.10, 0.25)]
+            marks = [
+                "**yes**" if mcs.loc[name, s] is True else "no" if mcs.loc[name, s] is False else "–"
+                for s in (0.10, 0.25)
+            ]
             p = f"{pv[name]:.3f}" if np.isfinite(pv[name]) else "not computed"
             lines.append((f"| {asset} " if many else "") + f"| {name} | {p} | {marks[0]} | {marks[1]} |")
     return lines

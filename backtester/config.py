@@ -23,9 +23,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
@@ -34,10 +35,10 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from strategies import Params, strategy_class, validate_params
 
 from .core.errors import ConfigError
-from .overrides import blame_overrides, load_yaml, override_key, with_overrides
 from .core.schedule import RetrainRule, WeeklyRule, WindowConfig
 from .core.types import Duration, Strict, Timestamp, TimeZone, fmt_duration, to_timedelta
 from .core.validation import describe_validation_error, did_you_mean
+from .overrides import blame_overrides, load_yaml, override_key, with_overrides
 
 
 class DataConfig(Strict):
@@ -62,7 +63,9 @@ class DataConfig(Strict):
     calendar: str = "24/7"
     bar: Duration = pd.Timedelta("1h")
     anchor: Literal["session", "utc"] = "session"  # fx daily bars close at 17:00 New York (session) or 00:00 UTC
-    min_returns: int | None = Field(default=None, ge=1, le=10_000_000)  # default: half the input bars a bar holds in session
+    min_returns: int | None = Field(
+        default=None, ge=1, le=10_000_000
+    )  # default: half the input bars a bar holds in session
     max_gap: Duration = pd.Timedelta("15min")
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time
@@ -72,25 +75,31 @@ class DataConfig(Strict):
     @classmethod
     def _one_path(cls, v: Any) -> Any:
         if isinstance(v, (list, tuple, dict)):
-            raise ValueError("one file; for several assets use data.assets instead (name: file, or a glob such as "
-                             "data/*.parquet)")
+            raise ValueError(
+                "one file; for several assets use data.assets instead (name: file, or a glob such as data/*.parquet)"
+            )
         return v
 
     @field_validator("assets", mode="before")
     @classmethod
     def _assets_shape(cls, v: Any) -> Any:
         if v is not None and not isinstance(v, (dict, str)):
-            raise ValueError("a mapping of asset name to file (or to {path: file, ...options}), e.g. {btc: "
-                             "data/btc.parquet}, or a glob string such as data/*.parquet")
+            raise ValueError(
+                "a mapping of asset name to file (or to {path: file, ...options}), e.g. {btc: "
+                "data/btc.parquet}, or a glob string such as data/*.parquet"
+            )
         return v
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.path is None) == (self.assets is None):
-            raise ValueError("data: give either path (one file) or assets (a universe: name -> file, or a glob such "
-                             "as data/*.parquet), not both" if self.path is not None else
-                             "data: path is missing; give path (one file) or assets (a universe: name -> file, or "
-                             "a glob such as data/*.parquet)")
+            raise ValueError(
+                "data: give either path (one file) or assets (a universe: name -> file, or a glob such "
+                "as data/*.parquet), not both"
+                if self.path is not None
+                else "data: path is missing; give path (one file) or assets (a universe: name -> file, or "
+                "a glob such as data/*.parquet)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -101,19 +110,24 @@ class DataConfig(Strict):
         if not self.header:
             named = [k for k, v in cols.items() if not isinstance(v, int)]
             if named:
-                raise ValueError(f"header: false: give data.{named[0]} as a column position (0 = the first column), "
-                                 f"not a name")
+                raise ValueError(
+                    f"header: false: give data.{named[0]} as a column position (0 = the first column), not a name"
+                )
         else:
             positions = [k for k, v in cols.items() if isinstance(v, int)]
             if positions:
-                raise ValueError(f"{positions[0]}: a position ({cols[positions[0]]}) needs header: false; "
-                                 "give the column's name, or set data.header: false if the file has no header row")
+                raise ValueError(
+                    f"{positions[0]}: a position ({cols[positions[0]]}) needs header: false; "
+                    "give the column's name, or set data.header: false if the file has no header row"
+                )
         return self
 
     @model_validator(mode="after")
     def _bar_is_multiple(self) -> DataConfig:
         if self.kind == "minute" and self.bar % self.interval != pd.Timedelta(0):
-            raise ValueError(f"data.bar ({fmt_duration(self.bar)}) must be a multiple of data.interval ({fmt_duration(self.interval)})")
+            raise ValueError(
+                f"data.bar ({fmt_duration(self.bar)}) must be a multiple of data.interval ({fmt_duration(self.interval)})"
+            )
         return self
 
 
@@ -150,7 +164,9 @@ class OutputConfig(Strict):
                 if part.exists() or part.is_symlink():
                     if not part.is_dir():
                         what = "is a file" if part == path else f"lies under {part}, which is a file"
-                        raise ValueError(f"{path} {what}, not a folder; point output.dir at a folder (default: results)")
+                        raise ValueError(
+                            f"{path} {what}, not a folder; point output.dir at a folder (default: results)"
+                        )
                     break
         return v
 
@@ -304,8 +320,10 @@ class RunConfig(Strict):
         """One plain folder name: letters, digits, ``_``, ``-`` and ``.``, not starting with ``.`` or ``-``
         (so never ``..``, a hidden folder, an absolute path or a path with separators), at most 100 characters."""
         if isinstance(v, str) and not NAME_PATTERN.fullmatch(v):
-            raise ValueError("the run's folder results/<name>/ must be one plain name: letters, digits, '_', '-' and "
-                             "'.', starting with a letter, digit or '_', at most 100 characters (e.g. weekly_lstm)")
+            raise ValueError(
+                "the run's folder results/<name>/ must be one plain name: letters, digits, '_', '-' and "
+                "'.', starting with a letter, digit or '_', at most 100 characters (e.g. weekly_lstm)"
+            )
         return v
 
     def resolved(self) -> dict[str, Any]:
@@ -343,8 +361,13 @@ class RunConfig(Strict):
             if ev.benchmark is not None and ev.benchmark not in {m.name for s in specs.values() for m in s.members()}:
                 ev = ev.model_copy(update={"benchmark": None})  # not run on this asset: pairwise tests only here
             backtest = self._tests.get(name, self.backtest)
-            out.append(Asset(name, name, self.model_copy(update={"data": data, "strategies": specs, "evaluation": ev,
-                                                                 "backtest": backtest})))
+            out.append(
+                Asset(
+                    name,
+                    name,
+                    self.model_copy(update={"data": data, "strategies": specs, "evaluation": ev, "backtest": backtest}),
+                )
+            )
         return out
 
     def backtest_period(self) -> tuple:
@@ -360,8 +383,11 @@ class RunConfig(Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
-                before_strategies: Callable[[RunConfig], None] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    before_strategies: Callable[[RunConfig], None] | None = None,
+) -> RunConfig:
     """Read a YAML config, apply ``a.b=value`` overrides and validate it.
 
     ``before_strategies(cfg)`` is called once the config's shape is valid and before any strategy is
@@ -397,8 +423,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if not given:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolve_data_path(data_path, path)})})
     elif not data_path.is_absolute() and not data_path.exists():
-        raise ConfigError(f"--set {given[-1]}: data.path: {data_path} not found (looked in {os.path.abspath(data_path)}); "
-                          "paths given with --set are relative to the working directory")
+        raise ConfigError(
+            f"--set {given[-1]}: data.path: {data_path} not found (looked in {os.path.abspath(data_path)}); "
+            "paths given with --set are relative to the working directory"
+        )
     return cfg
 
 
@@ -423,20 +451,27 @@ def resolve_data_path(data_path: Path, config_path: str | Path) -> Path:
             rel = os.path.relpath(candidate)
             return Path(rel) if not rel.startswith(os.path.join(os.pardir, os.pardir)) else candidate
     places = ", ".join(map(str, tried[:-1])) + f" and {tried[-1]}" if len(tried) > 1 else str(tried[0])
-    raise ConfigError(f"{config_path}: data.path: {data_path} not found (looked in {places}); paths are relative to "
-                      "the working directory, the config file's folder or its parent")
+    raise ConfigError(
+        f"{config_path}: data.path: {data_path} not found (looked in {places}); paths are relative to "
+        "the working directory, the config file's folder or its parent"
+    )
 
 
-def parse_config(raw: dict[str, Any], source: str = "config",
-                 before_strategies: Callable[[RunConfig], None] | None = None,
-                 config_path: str | Path | None = None) -> RunConfig:
+def parse_config(
+    raw: dict[str, Any],
+    source: str = "config",
+    before_strategies: Callable[[RunConfig], None] | None = None,
+    config_path: str | Path | None = None,
+) -> RunConfig:
     """Validate a raw dict (shape, then each strategy's schedule and parameters); see :func:`load_config`.
     ``config_path``: the file the dict came from (relative paths in ``data.assets`` are looked for beside it too)."""
     raw = copy.deepcopy(raw)
     stray = [k for k in raw if k not in RunConfig.model_fields]
     if stray:  # name a misspelt section before pydantic reports the section it hides as missing
         valid = list(RunConfig.model_fields)
-        raise ConfigError(f"{source}: {stray[0]}: unknown key{did_you_mean(stray[0], valid)}; valid keys here: {', '.join(valid)}")
+        raise ConfigError(
+            f"{source}: {stray[0]}: unknown key{did_you_mean(stray[0], valid)}; valid keys here: {', '.join(valid)}"
+        )
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -448,25 +483,33 @@ def parse_config(raw: dict[str, Any], source: str = "config",
         before_strategies(cfg)
     assets = expand_assets(cfg.data, source, config_path) if cfg.data.assets is not None else {}
     data = next(iter(assets.values())) if assets else cfg.data
-    specs = {name: parse_strategy(name, params, cfg.backtest, source, bar=data.bar, data=data)
-             for name, params in cfg.strategies.items()}
+    specs = {
+        name: parse_strategy(name, params, cfg.backtest, source, bar=data.bar, data=data)
+        for name, params in cfg.strategies.items()
+    }
     specs = link_residuals(specs, source)
     universe = universe_specs(cfg, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation
-    if ev.benchmark is not None and ev.benchmark not in specs and ev.benchmark not in {
-            m.name for sp in specs.values() for m in sp.members()}:
+    if (
+        ev.benchmark is not None
+        and ev.benchmark not in specs
+        and ev.benchmark not in {m.name for sp in specs.values() for m in sp.members()}
+    ):
         if "benchmark" in ev.model_fields_set:
-            raise ConfigError(f"{source}: evaluation.benchmark: {ev.benchmark!r} is not a strategy of this run; "
-                              f"use one of {', '.join(specs)} or null")
+            raise ConfigError(
+                f"{source}: evaluation.benchmark: {ev.benchmark!r} is not a strategy of this run; "
+                f"use one of {', '.join(specs)} or null"
+            )
         ev = ev.model_copy(update={"benchmark": None})  # the default har, absent: pairwise tests only
     if assets:
         listed = {name: {"path": str(d.path), **_asset_options(cfg.data.assets, name)} for name, d in assets.items()}
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"assets": listed})})
     cfg = cfg.model_copy(update={"strategies": specs, "evaluation": ev})
     cfg._universe = universe
-    cfg._tests = {name: asset_test_period(cfg.backtest, _asset_options(cfg.data.assets, name), name, source)
-                  for name in universe}
+    cfg._tests = {
+        name: asset_test_period(cfg.backtest, _asset_options(cfg.data.assets, name), name, source) for name in universe
+    }
     return cfg
 
 
@@ -482,16 +525,20 @@ def expand_assets(data: DataConfig, source: str, config_path: str | Path | None 
         for path in found:
             name = Path(path).name.split(".")[0]
             if name in entries:
-                raise ConfigError(f"{source}: data.assets: {data.assets} matches two files named {name!r} "
-                                  f"({entries[name]['path']} and {path}); list the assets by name instead")
+                raise ConfigError(
+                    f"{source}: data.assets: {data.assets} matches two files named {name!r} "
+                    f"({entries[name]['path']} and {path}); list the assets by name instead"
+                )
             entries[name] = {"path": path}
     else:
         for name, value in data.assets.items():
             if isinstance(value, (str, Path)):
                 value = {"path": value}
             if not isinstance(value, dict) or "path" not in value:
-                raise ConfigError(f"{source}: data.assets.{name}: give the asset's file, or a mapping with its path "
-                                  f"and the data options it overrides, e.g. {{path: data/eurusd.csv, calendar: fx}}")
+                raise ConfigError(
+                    f"{source}: data.assets.{name}: give the asset's file, or a mapping with its path "
+                    f"and the data options it overrides, e.g. {{path: data/eurusd.csv, calendar: fx}}"
+                )
             entries[str(name)] = dict(value)
     if not entries:
         raise ConfigError(f"{source}: data.assets: is empty; name at least one asset (name: file)")
@@ -499,8 +546,10 @@ def expand_assets(data: DataConfig, source: str, config_path: str | Path | None 
     out = {}
     for name, options in entries.items():
         if not ASSET_PATTERN.fullmatch(name):
-            raise ConfigError(f"{source}: data.assets.{name}: an asset name is letters, digits, '_', '-' and '.', "
-                              "starting with a letter or digit (it names folders and table rows)")
+            raise ConfigError(
+                f"{source}: data.assets.{name}: an asset name is letters, digits, '_', '-' and '.', "
+                "starting with a letter or digit (it names folders and table rows)"
+            )
         if "assets" in options:
             raise ConfigError(f"{source}: data.assets.{name}.assets: an asset cannot hold assets")
         options = {k: v for k, v in options.items() if k != "backtest"}  # its own test period: asset_test_period
@@ -510,11 +559,15 @@ def expand_assets(data: DataConfig, source: str, config_path: str | Path | None 
         try:
             out[name] = DataConfig.model_validate({**base, **options, "path": path})
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {describe_validation_error(exc, DataConfig, prefix=f'data.assets.{name}')}") from None
+            raise ConfigError(
+                f"{source}: {describe_validation_error(exc, DataConfig, prefix=f'data.assets.{name}')}"
+            ) from None
     bars = {fmt_duration(d.bar) for d in out.values()}
     if len(bars) > 1:
-        raise ConfigError(f"{source}: data.assets: the assets have different bars ({', '.join(sorted(bars))}); one run "
-                          "forecasts one bar size: set data.bar once for all")
+        raise ConfigError(
+            f"{source}: data.assets: the assets have different bars ({', '.join(sorted(bars))}); one run "
+            "forecasts one bar size: set data.bar once for all"
+        )
     return out
 
 
@@ -532,8 +585,10 @@ def _glob_assets(pattern: str, source: str, config_path: str | Path | None) -> l
         found = [f for f in found if Path(f).is_file()]
         if found:
             return [os.path.normpath(f) for f in found]
-    raise ConfigError(f"{source}: data.assets: no file matches {pattern!r} (looked from the working directory"
-                      f"{' and beside the config file' if len(bases) > 1 else ''}); check the pattern")
+    raise ConfigError(
+        f"{source}: data.assets: no file matches {pattern!r} (looked from the working directory"
+        f"{' and beside the config file' if len(bases) > 1 else ''}); check the pattern"
+    )
 
 
 def asset_test_period(backtest: BacktestConfig, options: dict[str, Any], name: str, source: str) -> BacktestConfig:
@@ -552,18 +607,27 @@ def asset_test_period(backtest: BacktestConfig, options: dict[str, Any], name: s
     if own is None:
         return backtest
     if not isinstance(own, dict) or not own:
-        raise ConfigError(f"{source}: data.assets.{name}.backtest: give the asset's own test period, e.g. "
-                          "{start: '2017-03-06', end: '2017-06-30'}")
+        raise ConfigError(
+            f"{source}: data.assets.{name}.backtest: give the asset's own test period, e.g. "
+            "{start: '2017-03-06', end: '2017-06-30'}"
+        )
     for key in own:
         if key not in ("start", "end"):
-            raise ConfigError(f"{source}: data.assets.{name}.backtest.{key}: an asset sets only its own test period "
-                              "(start, end); the rest of backtest is the run's")
-    merged = {**backtest.model_dump(exclude={"start", "end"}), "start": own.get("start", backtest.start),
-              "end": own.get("end", backtest.end if "start" not in own else None)}
+            raise ConfigError(
+                f"{source}: data.assets.{name}.backtest.{key}: an asset sets only its own test period "
+                "(start, end); the rest of backtest is the run's"
+            )
+    merged = {
+        **backtest.model_dump(exclude={"start", "end"}),
+        "start": own.get("start", backtest.start),
+        "end": own.get("end", backtest.end if "start" not in own else None),
+    }
     try:
         return BacktestConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc, BacktestConfig, prefix=f'data.assets.{name}.backtest')}") from None
+        raise ConfigError(
+            f"{source}: {describe_validation_error(exc, BacktestConfig, prefix=f'data.assets.{name}.backtest')}"
+        ) from None
 
 
 def _asset_options(assets: dict[str, Any] | str, name: str) -> dict[str, Any]:
@@ -573,32 +637,44 @@ def _asset_options(assets: dict[str, Any] | str, name: str) -> dict[str, Any]:
     return {}
 
 
-def universe_specs(cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[str, StrategySpec],
-                   source: str) -> dict[str, tuple[DataConfig, dict[str, StrategySpec]]]:
+def universe_specs(
+    cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[str, StrategySpec], source: str
+) -> dict[str, tuple[DataConfig, dict[str, StrategySpec]]]:
     """Per asset: its data block and the strategies that run on it, parsed against its data (a
     strategy's defaults may depend on the asset's calendar). Empty for a run on one ``data.path``."""
     for name, spec in specs.items():
         if spec.assets is None:
             continue
         if not assets:
-            raise ConfigError(f"{source}: strategies.{name}.assets: only a universe (data.assets) has assets; "
-                              "remove it, or list the assets under data.assets")
+            raise ConfigError(
+                f"{source}: strategies.{name}.assets: only a universe (data.assets) has assets; "
+                "remove it, or list the assets under data.assets"
+            )
         unknown = [a for a in spec.assets if a not in assets]
         if unknown:
-            raise ConfigError(f"{source}: strategies.{name}.assets: {unknown[0]!r} is not an asset of data.assets "
-                              f"({', '.join(assets)}){did_you_mean(unknown[0], list(assets))}")
+            raise ConfigError(
+                f"{source}: strategies.{name}.assets: {unknown[0]!r} is not an asset of data.assets "
+                f"({', '.join(assets)}){did_you_mean(unknown[0], list(assets))}"
+            )
     for name, spec in specs.items():
         follow = spec.params.schedule_asset()
         if follow is not None and follow not in (spec.assets or list(assets)):
-            raise ConfigError(f"{source}: strategies.{name}.schedule_of: {follow!r} is not an asset this strategy runs "
-                              f"on ({', '.join(spec.assets or list(assets))})")
+            raise ConfigError(
+                f"{source}: strategies.{name}.schedule_of: {follow!r} is not an asset this strategy runs "
+                f"on ({', '.join(spec.assets or list(assets))})"
+            )
     out = {}
     for asset, data in assets.items():
-        mine = {name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)
-                for name, spec in specs.items() if spec.assets is None or asset in spec.assets}
+        mine = {
+            name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)
+            for name, spec in specs.items()
+            if spec.assets is None or asset in spec.assets
+        }
         if not mine:
-            raise ConfigError(f"{source}: data.assets.{asset}: no strategy runs on this asset (each names others in "
-                              "its assets: list); remove the asset or add it to a strategy's assets")
+            raise ConfigError(
+                f"{source}: data.assets.{asset}: no strategy runs on this asset (each names others in "
+                "its assets: list); remove the asset or add it to a strategy's assets"
+            )
         out[asset] = (data, link_residuals(mine, source, asset))
     return out
 
@@ -612,26 +688,40 @@ def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | Non
     out = dict(specs)
     for name, spec in specs.items():
         combined = spec.type == "mean_of"  # a forecast combination: its members, by name
-        names = list(spec.params.of) if combined else \
-            spec.params.residual_names() if hasattr(spec.params, "residual_names") else []
+        names = (
+            list(spec.params.of)
+            if combined
+            else spec.params.residual_names()
+            if hasattr(spec.params, "residual_names")
+            else []
+        )
         where = f"{source}: strategies.{name}.{'of' if combined else 'residual_of'}"
         linked = []
         for base_name in names:
             if base_name not in specs:
                 if asset is not None:
-                    raise ConfigError(f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
-                                      f"or restrict {name} to the assets {base_name} runs on")
-                others = [n for n, o in specs.items() if n != name and not o.params.seeded() and o.repeats == 1
-                          and o.type != "mean_of"]  # the baselines it can name
-                raise ConfigError(f"{where}: {base_name!r} is not a strategy of this run"
-                                  f"{did_you_mean(base_name, others)}; name one of its baselines: "
-                                  f"{', '.join(others) or 'none (add one, e.g. har: {type: har})'}")
+                    raise ConfigError(
+                        f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
+                        f"or restrict {name} to the assets {base_name} runs on"
+                    )
+                others = [
+                    n
+                    for n, o in specs.items()
+                    if n != name and not o.params.seeded() and o.repeats == 1 and o.type != "mean_of"
+                ]  # the baselines it can name
+                raise ConfigError(
+                    f"{where}: {base_name!r} is not a strategy of this run"
+                    f"{did_you_mean(base_name, others)}; name one of its baselines: "
+                    f"{', '.join(others) or 'none (add one, e.g. har: {type: har})'}"
+                )
             base = specs[base_name]
             if base.type == "mean_of":
                 raise ConfigError(f"{where}: {base_name!r} is a combination itself; name its members instead")
             if base.params.seeded() or base.repeats > 1 or base_name == name:
-                raise ConfigError(f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
-                                  "such as har, garch or ewma")
+                raise ConfigError(
+                    f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
+                    "such as har, garch or ewma"
+                )
             linked.append({"type": base.type, **base.params.model_dump(mode="json")})
         if linked and combined:
             out[name] = replace(spec, params=spec.params.model_copy(update={"members": linked}))
@@ -662,7 +752,9 @@ def check_numbers(raw: Any, source: str = "config", where: str = "") -> None:
         if isinstance(raw, float) and not math.isfinite(raw):
             raise ConfigError(f"{source}: {where}: {raw} is not a finite number; give a number")
         if abs(raw) > MAX_NUMBER:
-            raise ConfigError(f"{source}: {where}: {raw} is out of range; numbers in a config lie between -1e15 and 1e15")
+            raise ConfigError(
+                f"{source}: {where}: {raw} is out of range; numbers in a config lie between -1e15 and 1e15"
+            )
 
 
 def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
@@ -685,12 +777,16 @@ def bars_in(value: Any, bar: pd.Timedelta, where: str) -> Any:
         raise ValueError(f"{where}: {exc}; or give a bar count") from None
     n = td / bar
     if n < 1 or abs(n - round(n)) > 1e-9:
-        raise ValueError(f"{where}: {value} is not a whole number of {fmt_duration(bar)} bars; give a multiple of "
-                         f"{fmt_duration(bar)} or a bar count")
+        raise ValueError(
+            f"{where}: {value} is not a whole number of {fmt_duration(bar)} bars; give a multiple of "
+            f"{fmt_duration(bar)} or a bar count"
+        )
     return int(round(n))
 
 
-def _bars_from_durations(cls: type[Params], raw: dict[str, Any], bar: pd.Timedelta, where: str, data=None) -> dict[str, Any]:
+def _bars_from_durations(
+    cls: type[Params], raw: dict[str, Any], bar: pd.Timedelta, where: str, data=None
+) -> dict[str, Any]:
     """Fields a strategy declares in ``DURATION_FIELDS`` may be durations ('1h', '1D', '7D'): turn them into
     bar counts; a strategy's ``bar_defaults(bar)`` gives defaults that mean the same time on any bar size."""
     out = dict(raw)
@@ -704,8 +800,9 @@ def _bars_from_durations(cls: type[Params], raw: dict[str, Any], bar: pd.Timedel
     return out
 
 
-def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = "config",
-                   bar: pd.Timedelta | None = None, data=None) -> StrategySpec:
+def parse_strategy(
+    name: str, raw: Any, backtest: BacktestConfig, source: str = "config", bar: pd.Timedelta | None = None, data=None
+) -> StrategySpec:
     """One ``strategies.<name>`` entry: ``retrain`` / ``window`` override the backtest's, the rest are params."""
     if raw is None:
         raw = {}
@@ -713,29 +810,39 @@ def parse_strategy(name: str, raw: Any, backtest: BacktestConfig, source: str = 
         raise ConfigError(f"{source}: strategies.{name}: must be a mapping of parameters, e.g. {{type: {name}}}")
     raw = dict(raw)
     if "window" in raw and not isinstance(raw["window"], dict):
-        raise ConfigError(f"{source}: strategies.{name}.window: is this strategy's training window, a mapping such as "
-                          f"{{kind: rolling, length: 30D}}; for how many bars naive/rolling_mean average, write 'bars: "
-                          f"{raw['window']}'")
+        raise ConfigError(
+            f"{source}: strategies.{name}.window: is this strategy's training window, a mapping such as "
+            f"{{kind: rolling, length: 30D}}; for how many bars naive/rolling_mean average, write 'bars: "
+            f"{raw['window']}'"
+        )
     schedule = {k: raw.pop(k) for k in ("retrain", "window") if k in raw}
     repeats = raw.pop("repeats", 1)
     assets = raw.pop("assets", None)
-    if assets is not None and (not isinstance(assets, list) or not assets or not all(isinstance(a, str) for a in assets)):
-        raise ConfigError(f"{source}: strategies.{name}.assets: must be a list of asset names from data.assets, "
-                          f"e.g. [btc, eth] (got {assets!r})")
+    if assets is not None and (
+        not isinstance(assets, list) or not assets or not all(isinstance(a, str) for a in assets)
+    ):
+        raise ConfigError(
+            f"{source}: strategies.{name}.assets: must be a list of asset names from data.assets, "
+            f"e.g. [btc, eth] (got {assets!r})"
+        )
     if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 100:
-        raise ConfigError(f"{source}: strategies.{name}.repeats: must be a whole number of seeds from 1 to 100 "
-                          f"(got {repeats!r})")
+        raise ConfigError(
+            f"{source}: strategies.{name}.repeats: must be a whole number of seeds from 1 to 100 (got {repeats!r})"
+        )
     if "#" in name:
         raise ConfigError(f"{source}: strategies.{name}: '#' is reserved for seed members (name#1); rename it")
     try:
         own = StrategySchedule.model_validate(schedule)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc, StrategySchedule, prefix=f'strategies.{name}')}") from None
+        raise ConfigError(
+            f"{source}: {describe_validation_error(exc, StrategySchedule, prefix=f'strategies.{name}')}"
+        ) from None
     kind = raw.get("type", name)
     if bar is not None and isinstance(kind, str):
         try:
-            raw = _bars_from_durations(strategy_class(kind, f"{source}: strategies.{name}.type"), raw, bar,
-                                       f"strategies.{name}", data)
+            raw = _bars_from_durations(
+                strategy_class(kind, f"{source}: strategies.{name}.type"), raw, bar, f"strategies.{name}", data
+            )
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     kind, params = validate_params(name, raw, source)

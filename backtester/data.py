@@ -64,8 +64,10 @@ def read_table(path: Path, fmt: str, columns: list, separator: str = ",", header
 def _check_positions(path: Path, width: int, columns: list) -> None:
     for col in columns:
         if not 0 <= col < width:
-            raise DataError(f"{path}: no column at position {col}; the file has {width} column(s) (0 = the first); "
-                            "set data.timestamp_column / data.price_column / data.rv_column")
+            raise DataError(
+                f"{path}: no column at position {col}; the file has {width} column(s) (0 = the first); "
+                "set data.timestamp_column / data.price_column / data.rv_column"
+            )
 
 
 def source_format(path: Path, fmt: str) -> str:
@@ -81,8 +83,9 @@ def source_format(path: Path, fmt: str) -> str:
     return fmt
 
 
-def _check_columns(path: Path, have: list, need: list, csv: str | None = None,
-                   first_row: pd.DataFrame | None = None) -> None:
+def _check_columns(
+    path: Path, have: list, need: list, csv: str | None = None, first_row: pd.DataFrame | None = None
+) -> None:
     for col in need:
         if col not in have:
             hint = "set data.timestamp_column / data.price_column / data.rv_column"
@@ -103,8 +106,10 @@ def _dialect_hint(have: list, separator: str, first_row: pd.DataFrame | None) ->
     except (ValueError, TypeError):
         looks_like_data = False
     if looks_like_data:
-        return ("the file seems to have no header row (its first row reads as data): set data.header: false and give "
-                "data.timestamp_column / data.price_column as positions (0 = the first column)")
+        return (
+            "the file seems to have no header row (its first row reads as data): set data.header: false and give "
+            "data.timestamp_column / data.price_column as positions (0 = the first column)"
+        )
     return None
 
 
@@ -117,8 +122,9 @@ def _epoch_unit(mag: float) -> str:
     return "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
 
 
-def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, unit: str | None = None,
-                     fmt: str | None = None) -> pd.DatetimeIndex:
+def parse_timestamps(
+    values: pd.Series, timezone: str, path: Path, column: str, unit: str | None = None, fmt: str | None = None
+) -> pd.DatetimeIndex:
     """Parse a timestamp column into a UTC DatetimeIndex.
 
     Text is read with ``fmt`` (a strftime format) when given, else as ISO-like dates;
@@ -136,9 +142,11 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
             idx = pd.DatetimeIndex(pd.to_datetime(values, unit=unit, utc=True))
             years = idx[~idx.isna()].year
             if len(years) and (years.min() < 1970 or years.max() > 2200):
-                raise DataError(f"{path}: column {column!r} read as epoch {unit} gives dates from {idx.min()} to "
-                                f"{idx.max()}; set data.epoch_unit (s, ms, us or ns) to the unit of the numbers"
-                                + (" (the magnitude suggested " + unit + ")" if guessed else ""))
+                raise DataError(
+                    f"{path}: column {column!r} read as epoch {unit} gives dates from {idx.min()} to "
+                    f"{idx.max()}; set data.epoch_unit (s, ms, us or ns) to the unit of the numbers"
+                    + (" (the magnitude suggested " + unit + ")" if guessed else "")
+                )
         else:
             with warnings.catch_warnings():  # pandas warns about mixed offsets before it fails on them
                 warnings.simplefilter("ignore", FutureWarning)
@@ -146,18 +154,25 @@ def parse_timestamps(values: pd.Series, timezone: str, path: Path, column: str, 
     except (ValueError, TypeError, OverflowError) as exc:
         mixed = mixed_offsets(values)
         if mixed:
-            raise DataError(f"{path}: column {column!r} has {mixed}; convert the timestamps to UTC (or one offset) "
-                            "before loading, or write them without offsets and set data.timezone to the zone they "
-                            "are in (e.g. 'Europe/Berlin')") from None
+            raise DataError(
+                f"{path}: column {column!r} has {mixed}; convert the timestamps to UTC (or one offset) "
+                "before loading, or write them without offsets and set data.timezone to the zone they "
+                "are in (e.g. 'Europe/Berlin')"
+            ) from None
         what = str(exc).splitlines()[0]
         if fmt is not None:
-            raise DataError(f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
-                            f"fix the format (e.g. '%d/%m/%Y %H:%M')") from None
+            raise DataError(
+                f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
+                f"fix the format (e.g. '%d/%m/%Y %H:%M')"
+            ) from None
         if pd.api.types.is_numeric_dtype(values):
-            raise DataError(f"{path}: column {column!r} has epoch numbers out of range ({what}); "
-                            "set data.epoch_unit (s, ms, us or ns)") from None
-        raise DataError(f"{path}: column {column!r} has unparseable timestamps ({what}); "
-                        f"{_format_hint(values)}") from None
+            raise DataError(
+                f"{path}: column {column!r} has epoch numbers out of range ({what}); "
+                "set data.epoch_unit (s, ms, us or ns)"
+            ) from None
+        raise DataError(
+            f"{path}: column {column!r} has unparseable timestamps ({what}); {_format_hint(values)}"
+        ) from None
     if idx.hasnans:
         row = int(np.flatnonzero(idx.isna())[0])
         raise DataError(f"{path}: column {column!r} has an empty or unparseable timestamp at row {row}")
@@ -191,7 +206,7 @@ def mixed_offsets(values: pd.Series) -> str | None:
         return None
     first = offsets.iloc[0]
     other = offsets[offsets != first]
-    return (f"mixed UTC offsets ({first} at row {offsets.index[0]}, {other.iloc[0]} at row {other.index[0]})")
+    return f"mixed UTC offsets ({first} at row {offsets.index[0]}, {other.iloc[0]} at row {other.index[0]})"
 
 
 def _format_hint(values: pd.Series) -> str:
@@ -233,18 +248,27 @@ def _check_order(idx: pd.DatetimeIndex, path: Path, column: str, raw: pd.Series 
     if (diffs <= 0).any() and raw is not None:
         guess = _dayfirst_hint(raw)
         if guess:
-            raise DataError(f"{path}: timestamps in {column!r} read month-first are out of order, but read day-first "
-                            f"they are sorted: set data.timestamp_format: '{guess}'")
+            raise DataError(
+                f"{path}: timestamps in {column!r} read month-first are out of order, but read day-first "
+                f"they are sorted: set data.timestamp_format: '{guess}'"
+            )
     if (diffs == 0).any():
         row = int(np.flatnonzero(diffs == 0)[0]) + 1
         raise DataError(f"{path}: duplicate timestamp {idx[row]} at row {row} in {column!r}; remove duplicate rows")
     if (diffs < 0).any():
         row = int(np.flatnonzero(diffs < 0)[0]) + 1
-        raise DataError(f"{path}: timestamps are not sorted ({idx[row]} at row {row} comes after {idx[row - 1]}); sort the file by {column!r}")
+        raise DataError(
+            f"{path}: timestamps are not sorted ({idx[row]} at row {row} comes after {idx[row - 1]}); sort the file by {column!r}"
+        )
 
 
 def validate_prices(
-    df: pd.DataFrame, ts_col, price_col, timezone: str, path: Path | str, unit: str | None = None,
+    df: pd.DataFrame,
+    ts_col,
+    price_col,
+    timezone: str,
+    path: Path | str,
+    unit: str | None = None,
     fmt: str | None = None,
 ) -> pd.Series:
     """Return the price column as a Series indexed by UTC timestamps, after validation."""
@@ -270,8 +294,9 @@ def load_prices(cfg) -> pd.Series:
     df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.price_column], cfg.separator, cfg.header)
     if len(df) < 2:
         raise DataError(f"{cfg.path}: only {len(df)} row(s); need at least two bars")
-    prices = validate_prices(df, cfg.timestamp_column, cfg.price_column, cfg.timezone, cfg.path, cfg.epoch_unit,
-                             cfg.timestamp_format)
+    prices = validate_prices(
+        df, cfg.timestamp_column, cfg.price_column, cfg.timezone, cfg.path, cfg.epoch_unit, cfg.timestamp_format
+    )
     if cfg.timestamp_is == "close":
         prices.index = prices.index - cfg.interval
     return prices
@@ -307,7 +332,9 @@ def price_batches(cfg, batch_rows: int = 1 << 16) -> Iterator[pd.Series]:
     for batch in _read_batches(source, path, batch_rows, [ts_col, price_col]):
         prices = validate_prices(batch, ts_col, price_col, cfg.timezone, path, unit, cfg.timestamp_format)
         if last is not None and prices.index[0] <= last:
-            raise DataError(f"{path}: timestamps are not sorted or repeat at {prices.index[0]}; sort the file by {ts_col!r}")
+            raise DataError(
+                f"{path}: timestamps are not sorted or repeat at {prices.index[0]}; sort the file by {ts_col!r}"
+            )
         last = prices.index[-1]
         if cfg.timestamp_is == "close":
             prices.index = prices.index - cfg.interval
@@ -332,16 +359,21 @@ def _read_batches(source, path: Path, batch_rows: int, columns: list[str]) -> It
 def load_rv_bars(cfg) -> pd.DataFrame:
     """Load ready-made volatility bars (``data.kind: rv``), keyed by bar close time."""
     df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.rv_column], cfg.separator, cfg.header)
-    idx = parse_timestamps(df[cfg.timestamp_column], cfg.timezone, cfg.path, cfg.timestamp_column, cfg.epoch_unit,
-                           cfg.timestamp_format)
-    _check_order(idx, cfg.path, cfg.timestamp_column, df[cfg.timestamp_column] if cfg.timestamp_format is None else None)
+    idx = parse_timestamps(
+        df[cfg.timestamp_column], cfg.timezone, cfg.path, cfg.timestamp_column, cfg.epoch_unit, cfg.timestamp_format
+    )
+    _check_order(
+        idx, cfg.path, cfg.timestamp_column, df[cfg.timestamp_column] if cfg.timestamp_format is None else None
+    )
     if cfg.timestamp_is == "open":
         idx = idx + cfg.bar
     rv = pd.to_numeric(df[cfg.rv_column], errors="coerce").to_numpy(dtype="float64")
     bad = np.isinf(rv) | (rv < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{cfg.path}: negative or infinite volatility in {cfg.rv_column!r} at row {row}; fix or blank it (blank = missing bar)")
+        raise DataError(
+            f"{cfg.path}: negative or infinite volatility in {cfg.rv_column!r} at row {row}; fix or blank it (blank = missing bar)"
+        )
     out = pd.DataFrame({"rv": rv, "ret": np.nan, "n_returns": np.where(np.isnan(rv), 0, -1)}, index=idx)
     out.index.name = "time"
     return out

@@ -37,27 +37,51 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 
-from .executors import Executor, InProcess, cost_order
 from .core.errors import FatalError
-from .plan import Plan
 from .core.interrupt import check as check_interrupt
-from .recorder import combine_rows
-from .rundir import versions
-from .segment import (ChainDone, FitRecord, LiveModel, RunContext, Segment, SegmentResult, StoredSegment, artifact_dir,
-                      check_failures, issue_forecasts, read_segment, run_segment, write_segment)
 from .core.series import BarSeries
+from .executors import Executor, InProcess, cost_order
+from .plan import Plan
 from .pooled import run_pooled_segment
+from .recorder import combine_rows
 from .resume import reload_model, resume_point
+from .rundir import versions
+from .segment import (
+    ChainDone,
+    FitRecord,
+    LiveModel,
+    RunContext,
+    Segment,
+    SegmentResult,
+    StoredSegment,
+    artifact_dir,
+    check_failures,
+    issue_forecasts,
+    read_segment,
+    run_segment,
+    write_segment,
+)
 from .stacking import StackJob, run_stack, stack_jobs
-from .store import (RunKeyBase, adopt, adopt_tuning, digest, is_stored, prune, segment_keys, stored_key,
-                    stored_tuning_key, tuning_key)
+from .store import (
+    RunKeyBase,
+    adopt,
+    adopt_tuning,
+    digest,
+    is_stored,
+    prune,
+    segment_keys,
+    stored_key,
+    stored_tuning_key,
+    tuning_key,
+)
 from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning, tuning_dir
 
 
@@ -120,10 +144,25 @@ def run_chain(job: ChainJob) -> ChainDone:
             continue
         check_interrupt()
         chained = params.chains()
-        res = run_segment(seg, params, job.series, job.bars, job.settings.run_seed, fallback=live,
-                          batched=job.settings.batched, start_from=live if chained else None)
-        write_segment(job.stage, res, replace(job.spec, params=params), job.context, job.settings.save_models, key,
-                      keep_model=chained and len(job.segments) > 1)
+        res = run_segment(
+            seg,
+            params,
+            job.series,
+            job.bars,
+            job.settings.run_seed,
+            fallback=live,
+            batched=job.settings.batched,
+            start_from=live if chained else None,
+        )
+        write_segment(
+            job.stage,
+            res,
+            replace(job.spec, params=params),
+            job.context,
+            job.settings.save_models,
+            key,
+            keep_model=chained and len(job.segments) > 1,
+        )
         if res.ok:
             live = res.model
         done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
@@ -151,14 +190,24 @@ def run_pooled(job: PooledJob) -> ChainDone:
     worker = f"{os.uname().nodename}:{os.getpid()}"
     need = job.settings.save_models and all(c is not None for c in job.contexts)
     if job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments):
-        return ChainDone(worker, tuple((s.key, 0.0, read_segment(job.stage, s).record.status, True) for s in job.segments))
+        return ChainDone(
+            worker, tuple((s.key, 0.0, read_segment(job.stage, s).record.status, True) for s in job.segments)
+        )
     check_interrupt()
-    results = run_pooled_segment(job.segments, job.params, job.series, job.bars, job.settings.run_seed,
-                                 job.settings.batched)
+    results = run_pooled_segment(
+        job.segments, job.params, job.series, job.bars, job.settings.run_seed, job.settings.batched
+    )
     done = []
     for res, context in zip(results, job.contexts):  # the model is kept: a later failed fit falls back on it
-        write_segment(job.stage, res, replace(job.spec, params=job.params), context, job.settings.save_models, job.key,
-                      keep_model=True)
+        write_segment(
+            job.stage,
+            res,
+            replace(job.spec, params=job.params),
+            context,
+            job.settings.save_models,
+            job.key,
+            keep_model=True,
+        )
         done.append((res.segment.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
     return ChainDone(worker, tuple(done))
 
@@ -189,10 +238,18 @@ class EngineResult:
         return max(self.workers.values()) if self.workers else self.fit_seconds + self.predict_seconds
 
 
-def run_engine(plan: Plan, specs: dict[str, Any], series: BarSeries, settings: Settings, stage: Path | None = None,
-               context: RunContext | None = None, executor: Executor | None = None,
-               on_segment: Callable[[Segment, bool], None] | None = None, resume: bool = False,
-               previous: Path | None = None) -> EngineResult:
+def run_engine(
+    plan: Plan,
+    specs: dict[str, Any],
+    series: BarSeries,
+    settings: Settings,
+    stage: Path | None = None,
+    context: RunContext | None = None,
+    executor: Executor | None = None,
+    on_segment: Callable[[Segment, bool], None] | None = None,
+    resume: bool = False,
+    previous: Path | None = None,
+) -> EngineResult:
     """Run every segment of ``plan`` on ``executor`` (default: this process), writing each to ``stage``
     (default: a temporary directory), and assemble the result. Artifacts are written only with
     ``settings.save_models`` and a ``context`` (what they record about the run).
@@ -227,9 +284,15 @@ class Leg:
     context: RunContext | None = None
 
 
-def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None, executor: Executor | None = None,
-                 on_segment: Callable[[Segment, bool], None] | None = None, resume: bool = False,
-                 previous: Path | None = None) -> EngineResult:
+def run_universe(
+    legs: list[Leg],
+    settings: Settings,
+    stage: Path | None = None,
+    executor: Executor | None = None,
+    on_segment: Callable[[Segment, bool], None] | None = None,
+    resume: bool = False,
+    previous: Path | None = None,
+) -> EngineResult:
     """:func:`run_engine` over several assets at once: every asset's chains go to ``executor`` together
     (longest first), so assets spread over workers like any other segments. The forecasts get an ``asset``
     column when the legs are assets of a universe (``plan.asset`` set)."""
@@ -241,7 +304,9 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
             prune(where, [], {}, False, {})  # nothing in it may be reused
         tunings, params, keys, tuning_keys = {}, {}, {}, {}
         for walk in walks:
-            for part, got in zip((tunings, params, keys, tuning_keys), _prepare(walk, executor, keyed, resume, previous)):
+            for part, got in zip(
+                (tunings, params, keys, tuning_keys), _prepare(walk, executor, keyed, resume, previous)
+            ):
                 part.update(got)
         pooled = pooled_jobs(walks, params, keys)
         adopted = reuse(walks, keys, tuning_keys, previous) if resume else set()
@@ -267,8 +332,9 @@ def run_universe(legs: list[Leg], settings: Settings, stage: Path | None = None,
         jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys, skip=skip)]
         jobs = stack_jobs(jobs, settings.stack, settings.stack_equal) + pooled
         if executor.parallel and (len(walks) > 1 or settings.stack > 1):
-            jobs = cost_order((job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments))
-                              for job in jobs)
+            jobs = cost_order(
+                (job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments)) for job in jobs
+            )
         done = [job for job in jobs if finished_already(job)]  # read back here: no worker needed for them
         InProcess().run(run_job, done, finished)
         executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], finished)
@@ -287,8 +353,9 @@ def finished_already(job: ChainJob | PooledJob | StackJob) -> bool:
         need = job.settings.save_models and all(c is not None for c in job.contexts)
         return job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments)
     need = job.settings.save_models and job.context is not None
-    return bool(job.keys) and all(k is not None and is_stored(job.stage, s, k, need)
-                                  for s, k in zip(job.segments, job.keys))
+    return bool(job.keys) and all(
+        k is not None and is_stored(job.stage, s, k, need) for s, k in zip(job.segments, job.keys)
+    )
 
 
 def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str]) -> list[PooledJob]:
@@ -309,9 +376,19 @@ def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str])
             if key is not None:
                 keys[s.key] = key
         w0, s0 = members[0]
-        jobs.append(PooledJob(tuple(s for _, s in members), params[s0.key], w0.specs[name],
-                              tuple(w.series for w, _ in members), tuple(w.plan.bars for w, _ in members),
-                              w0.settings, w0.stage, tuple(w.context for w, _ in members), key))
+        jobs.append(
+            PooledJob(
+                tuple(s for _, s in members),
+                params[s0.key],
+                w0.specs[name],
+                tuple(w.series for w, _ in members),
+                tuple(w.plan.bars for w, _ in members),
+                w0.settings,
+                w0.stage,
+                tuple(w.context for w, _ in members),
+                key,
+            )
+        )
     return jobs
 
 
@@ -332,26 +409,43 @@ def _prepare(walk: Walk, executor: Executor, keyed: bool, resume: bool, previous
     store holds. Returns ``(tunings, params by segment, segment keys, tuning keys)``."""
     plan, specs, series, where = walk.plan, walk.specs, walk.series, walk.stage
     base = key_base(walk)
-    tuning_keys = {s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
-                   for s in plan.segments() if s.tune} if keyed else {}
+    tuning_keys = (
+        {
+            s.key: tuning_key(base, s, specs[s.strategy].type, specs[s.strategy].params, series)
+            for s in plan.segments()
+            if s.tune
+        }
+        if keyed
+        else {}
+    )
     if resume and previous is not None:
         for seg in plan.segments():
-            if seg.key in tuning_keys and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key] \
-                    and stored_tuning_key(tuning_dir(previous, seg)) == tuning_keys[seg.key]:
+            if (
+                seg.key in tuning_keys
+                and stored_tuning_key(tuning_dir(where, seg)) != tuning_keys[seg.key]
+                and stored_tuning_key(tuning_dir(previous, seg)) == tuning_keys[seg.key]
+            ):
                 adopt_tuning(where, previous, seg)
     tunings = run_tunings(walk, executor, tuning_keys)
     params = {}
     for name, spec in specs.items():
         params.update(params_by_segment(spec.params, plan.segments(name), tunings))
-    keys = segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()},
-                        params, series) if keyed else {}
+    keys = (
+        segment_keys(base, {n: plan.segments(n) for n in specs}, {n: s.type for n, s in specs.items()}, params, series)
+        if keyed
+        else {}
+    )
     return tunings, params, keys, tuning_keys
 
 
 def key_base(walk: Walk) -> RunKeyBase:
     ctx = walk.context
-    return RunKeyBase.current(ctx.versions if ctx is not None and ctx.versions else versions(),
-                              ctx.backend if ctx is not None else None, walk.settings.run_seed, walk.settings.batched)
+    return RunKeyBase.current(
+        ctx.versions if ctx is not None and ctx.versions else versions(),
+        ctx.backend if ctx is not None else None,
+        walk.settings.run_seed,
+        walk.settings.batched,
+    )
 
 
 def reuse(walks: list[Walk], keys: dict[str, str], tuning_keys: dict[str, str], previous: Path | None) -> set[str]:
@@ -369,8 +463,13 @@ def reuse(walks: list[Walk], keys: dict[str, str], tuning_keys: dict[str, str], 
     return adopted
 
 
-def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_failed: int,
-               segments: dict[str, Segment] | None = None) -> None:
+def stop_early(
+    strategy: str,
+    keys: list[str],
+    statuses: dict[str, str],
+    max_failed: int,
+    segments: dict[str, Segment] | None = None,
+) -> None:
     """Stop the run as soon as the strategy's finished retrains, read in time order up to the first one
     not finished yet, hold more than ``max_failed`` failures in a row (the rest would be wasted)."""
     known = []
@@ -378,7 +477,7 @@ def stop_early(strategy: str, keys: list[str], statuses: dict[str, str], max_fai
         if key not in statuses:
             break
         known.append(statuses[key])
-    times = [segments[k].retrain_time for k in keys[:len(known)]] if segments else None
+    times = [segments[k].retrain_time for k in keys[: len(known)]] if segments else None
     check_failures(strategy, known, max_failed, times)
 
 
@@ -398,15 +497,31 @@ def run_tunings(walk: Walk, executor: Executor, keys: dict[str, str] | None = No
     """Every tuning retrain's search, as jobs on ``executor`` (one finished under its key is read back);
     results by segment key."""
     keys = keys or {}
-    jobs = [TuneJob(s, walk.specs[s.strategy].params, walk.series, walk.settings.run_seed, walk.stage, keys.get(s.key),
-                    walk.settings.trial_stack) for s in walk.plan.segments() if s.tune]
+    jobs = [
+        TuneJob(
+            s,
+            walk.specs[s.strategy].params,
+            walk.series,
+            walk.settings.run_seed,
+            walk.stage,
+            keys.get(s.key),
+            walk.settings.trial_stack,
+        )
+        for s in walk.plan.segments()
+        if s.tune
+    ]
     out: dict[str, TuneResult] = {}
     executor.run(run_tuning, jobs, lambda job, result: out.__setitem__(job.segment.key, result))
     return out
 
 
-def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True,
-           keys: dict[str, str] | None = None, skip: set[str] = frozenset()) -> list[ChainJob]:
+def chains(
+    walk: Walk,
+    params: dict[str, Any],
+    longest_first: bool = True,
+    keys: dict[str, str] | None = None,
+    skip: set[str] = frozenset(),
+) -> list[ChainJob]:
     """The plan's segments as chains (a chaining strategy's in one, any other segment alone): longest first
     for executors that run them at once, else in plan order (strategy by strategy, in time order, so that
     a strategy failing every fit stops the run at once)."""
@@ -420,10 +535,20 @@ def chains(walk: Walk, params: dict[str, Any], longest_first: bool = True,
         cost = {k: sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in g) for k, g in groups.items()}
         order = cost_order(cost.items())
     keys = keys or {}
-    return [ChainJob(tuple(groups[k]), tuple(params[s.key] for s in groups[k]), walk.specs[groups[k][0].strategy],
-                     walk.series, walk.plan.bars, walk.settings, walk.stage, walk.context,
-                     tuple(keys.get(s.key) for s in groups[k]) if keys else ())
-            for k in order]
+    return [
+        ChainJob(
+            tuple(groups[k]),
+            tuple(params[s.key] for s in groups[k]),
+            walk.specs[groups[k][0].strategy],
+            walk.series,
+            walk.plan.bars,
+            walk.settings,
+            walk.stage,
+            walk.context,
+            tuple(keys.get(s.key) for s in groups[k]) if keys else (),
+        )
+        for k in order
+    ]
 
 
 def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset()) -> EngineResult:
@@ -451,8 +576,9 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
             if stored.ok:
                 last_ok = (seg, stored)
             records.append(stored.record)
-            check_failures(seg.owner, [r.status for r in records], walk.settings.max_failed,
-                           [r.retrain_time for r in records])
+            check_failures(
+                seg.owner, [r.status for r in records], walk.settings.max_failed, [r.retrain_time for r in records]
+            )
             parts.append(stored.rows)
             if seg.key not in reused:
                 out.fit_seconds += stored.fit_seconds
@@ -471,13 +597,17 @@ def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any)
     if live is not None:
         return live
     if params.pools_assets() and seg.asset:
-        raise FatalError(f"strategy {seg.strategy!r} ({seg.asset}): the global model of the retrain at "
-                         f"{seg.retrain_time} left no artifact to fall back on; run it again with --fresh")
+        raise FatalError(
+            f"strategy {seg.strategy!r} ({seg.asset}): the global model of the retrain at "
+            f"{seg.retrain_time} left no artifact to fall back on; run it again with --fresh"
+        )
     fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
     refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
     if refit.model is None or refit.model.model_version != seg.model_version:
-        raise FatalError(f"strategy {seg.strategy!r}: the retrain at {seg.retrain_time} fitted once but not when "
-                         f"fitted again ({refit.record.status}); its fit is not deterministic")
+        raise FatalError(
+            f"strategy {seg.strategy!r}: the retrain at {seg.retrain_time} fitted once but not when "
+            f"fitted again ({refit.record.status}); its fit is not deterministic"
+        )
     return refit.model
 
 

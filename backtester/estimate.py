@@ -55,13 +55,22 @@ def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.D
     for name, spec in cfg.run_strategies().items():
         sched = plan.schedules[name]
         n_samples = [spec.params.train_samples(w.stop - w.start, plan.horizon) for w in sched.windows]
-        row = {"strategy": name, "retrains": len(sched.retrains), "tunings": int(sum(sched.tunes)),
-               "samples": int(sum(n_samples)), "seconds": float("nan"), "from": ""}
+        row = {
+            "strategy": name,
+            "retrains": len(sched.retrains),
+            "tunings": int(sum(sched.tunes)),
+            "samples": int(sum(n_samples)),
+            "seconds": float("nan"),
+            "from": "",
+        }
         if past is not None and name in past:
             row["seconds"], row["from"] = past[name], "last run"
         elif estimate:
             try:
-                row["seconds"], row["from"] = _quick_estimate(spec.params, sched, n_samples, series, plan.horizon), "timing"
+                row["seconds"], row["from"] = (
+                    _quick_estimate(spec.params, sched, n_samples, series, plan.horizon),
+                    "timing",
+                )
             except Exception as exc:  # a fit that fails here fails in the run too; the plan still prints
                 row["from"] = f"no estimate: the timing fit failed ({type(exc).__name__})"
         rows.append(row)
@@ -99,13 +108,17 @@ def format_table(table: pd.DataFrame) -> str:
     lines = [f"  {'strategy':<16} {'retrains':>8} {'tunings':>7} {'training samples':>16} {'est. time':>10}"]
     for r in table.itertuples():
         secs = "" if np.isnan(r.seconds) else f"{_duration(r.seconds)}"
-        lines.append(f"  {r.strategy:<16} {r.retrains:>8,} {r.tunings:>7,} {r.samples:>16,} {secs:>10}"
-                     + (f"  ({r._6})" if r._6 else ""))
+        lines.append(
+            f"  {r.strategy:<16} {r.retrains:>8,} {r.tunings:>7,} {r.samples:>16,} {secs:>10}"
+            + (f"  ({r._6})" if r._6 else "")
+        )
     known = table["seconds"].dropna()
     if len(known):
         part = "" if len(known) == len(table) else f" (for {len(known)} of {len(table)} strategies)"
-        lines.append(f"  estimated fit time in one process: {_duration(float(known.sum()))}{part}; "
-                     "training samples = windows x (1 - validation_split), summed over retrains")
+        lines.append(
+            f"  estimated fit time in one process: {_duration(float(known.sum()))}{part}; "
+            "training samples = windows x (1 - validation_split), summed over retrains"
+        )
     else:
         lines.append("  run time: `backtest plan --estimate` times one small fit per strategy")
     return "\n".join(lines)

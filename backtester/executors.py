@@ -25,11 +25,13 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor as _FuturesExecutor, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from .backend import select_backend
 from .core.errors import BacktestError, ConfigError
@@ -84,8 +86,9 @@ class LocalPool:
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
         setup = WorkerSetup(self.backend, worker_threads(max(workers, 1)), self.params)
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(setup, ctx.Value("i", 0)))
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(setup, ctx.Value("i", 0))
+        )
 
     def start(self) -> None:
         """Spawn the workers now (each runs its set-up while this process goes on); not when more workers
@@ -118,8 +121,10 @@ class LocalPool:
                 pool.shutdown(wait=True)
                 self._pool = None
                 if attempt == RETRIES:
-                    raise BacktestError(f"a worker process died {RETRIES + 1} times (out of memory?); "
-                                        f"{len(pending)} jobs did not finish; try fewer --jobs") from None
+                    raise BacktestError(
+                        f"a worker process died {RETRIES + 1} times (out of memory?); "
+                        f"{len(pending)} jobs did not finish; try fewer --jobs"
+                    ) from None
                 continue
             except BaseException:  # interrupted, or a job's error stops the run: stop the workers now, mid-job
                 _terminate(pool)
@@ -161,8 +166,9 @@ class DaskCluster:
             client.close()
 
 
-def make_executor(jobs: int = 1, scheduler: str | None = None, backend: str = "jax",
-                  params: Iterable[Any] = ()) -> Executor:
+def make_executor(
+    jobs: int = 1, scheduler: str | None = None, backend: str = "jax", params: Iterable[Any] = ()
+) -> Executor:
     """The executor an ``execution`` block asks for: a Dask cluster, a local pool, or this process."""
     if scheduler is not None:
         return DaskCluster(scheduler, backend, params)
@@ -257,15 +263,18 @@ def dask_client(address: str):
     try:
         from distributed import Client
     except ImportError:
-        raise ConfigError("execution.scheduler: Dask is not installed; pip install -e '.[dask]' "
-                          "(on the workers too)") from None
+        raise ConfigError(
+            "execution.scheduler: Dask is not installed; pip install -e '.[dask]' (on the workers too)"
+        ) from None
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
-        raise ConfigError(f"execution.scheduler: cannot reach the Dask scheduler at {address} "
-                          f"({type(exc).__name__}: {first}); start one with `dask scheduler` and workers with "
-                          "`dask worker ADDRESS`, or drop --scheduler") from None
+        raise ConfigError(
+            f"execution.scheduler: cannot reach the Dask scheduler at {address} "
+            f"({type(exc).__name__}: {first}); start one with `dask scheduler` and workers with "
+            "`dask worker ADDRESS`, or drop --scheduler"
+        ) from None
 
 
 def cost_order(items: Iterable[tuple[Any, float]]) -> list[Any]:

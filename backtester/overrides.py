@@ -18,7 +18,8 @@ Examples
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def with_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) 
         new = block.get(leaf)
         if new == old or not isinstance(new, str) or new not in accepts:
             continue  # the same kind, or an unknown one (validation names it)
-        kept = {k[len(block_path)] for k in keys if len(k) > len(block_path) and k[:len(block_path)] == block_path}
+        kept = {k[len(block_path)] for k in keys if len(k) > len(block_path) and k[: len(block_path)] == block_path}
         for key in [key for key in block if key not in accepts[new] and key not in kept]:
             del block[key]
     return raw
@@ -78,8 +79,9 @@ def _node(raw: dict[str, Any], parts: list[str]) -> Any:
     return node
 
 
-def blame_overrides(exc: ConfigError, raw: dict[str, Any], overrides: list[str], source: str,
-                    parse: Callable[..., Any]) -> ConfigError:
+def blame_overrides(
+    exc: ConfigError, raw: dict[str, Any], overrides: list[str], source: str, parse: Callable[..., Any]
+) -> ConfigError:
     """``exc`` naming the overrides that caused it instead of the file, where they did.
 
     An override is a suspect when its key and the failing key path lie on one branch
@@ -92,8 +94,11 @@ def blame_overrides(exc: ConfigError, raw: dict[str, Any], overrides: list[str],
     failing = detail.partition(": ")[0].split(".")
     suspects = [item for item in overrides if _on_one_branch(override_key(item), failing)]
     exact = [item for item in suspects if override_key(item) == failing]
-    switches = [item for item in overrides
-                if _is_switch(override_key(item)) and _on_one_branch(override_key(item)[:-1], failing)]
+    switches = [
+        item
+        for item in overrides
+        if _is_switch(override_key(item)) and _on_one_branch(override_key(item)[:-1], failing)
+    ]
     suspects = exact or suspects or switches  # a switched kind may miss a key of its own (every_n_bars: n)
     if not suspects:
         return exc
@@ -150,7 +155,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 # --------------------------------------------------------------------------- YAML, safely
 
 MAX_YAML_NODES = 100_000  # a config has a few hundred; an alias bomb expands to billions
-_SAFE_TAGS = (frozenset(yaml.SafeLoader.yaml_constructors) - {None}) | {"tag:yaml.org,2002:merge"}  # `<<: *defaults` too
+_SAFE_TAGS = (frozenset(yaml.SafeLoader.yaml_constructors) - {None}) | {
+    "tag:yaml.org,2002:merge"
+}  # `<<: *defaults` too
 
 
 def load_yaml(text: str, where: str) -> Any:
@@ -201,26 +208,34 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
             open_nodes.discard(key)
             size = 1 + sum(sizes[id(child)] for child in _children(node))
             if size > MAX_YAML_NODES:
-                raise ConfigError(f"{where} (line {node.start_mark.line + 1}): expands to more than {MAX_YAML_NODES:,} "
-                                  "values through its aliases (*name), far more than a config holds; write the "
-                                  "values out or use fewer aliases")
+                raise ConfigError(
+                    f"{where} (line {node.start_mark.line + 1}): expands to more than {MAX_YAML_NODES:,} "
+                    "values through its aliases (*name), far more than a config holds; write the "
+                    "values out or use fewer aliases"
+                )
             sizes[key] = size
             continue
         if key in sizes:
             continue
         if key in open_nodes:
-            raise ConfigError(f"{where} (line {node.start_mark.line + 1}): an alias refers to the block it sits in, "
-                              "which never ends; remove that alias")
+            raise ConfigError(
+                f"{where} (line {node.start_mark.line + 1}): an alias refers to the block it sits in, "
+                "which never ends; remove that alias"
+            )
         if node.tag not in _SAFE_TAGS:
-            raise ConfigError(f"{where} (line {node.start_mark.line + 1}): the tag {_shown_tag(node.tag)!r} is not "
-                              "allowed in a config; remove it and write a plain value")
+            raise ConfigError(
+                f"{where} (line {node.start_mark.line + 1}): the tag {_shown_tag(node.tag)!r} is not "
+                "allowed in a config; remove it and write a plain value"
+            )
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for k, _ in node.value:
                 if isinstance(k, yaml.ScalarNode) and k.value in seen and k.value != "<<":
-                    raise ConfigError(f"{where} (line {k.start_mark.line + 1}): {k.value!r} appears twice in one "
-                                      "mapping (YAML keeps only the last); give each key once, e.g. each asset "
-                                      "a name of its own")
+                    raise ConfigError(
+                        f"{where} (line {k.start_mark.line + 1}): {k.value!r} appears twice in one "
+                        "mapping (YAML keeps only the last); give each key once, e.g. each asset "
+                        "a name of its own"
+                    )
                 if isinstance(k, yaml.ScalarNode):
                     seen.add(k.value)
         open_nodes.add(key)

@@ -28,8 +28,8 @@ import pandas as pd
 
 from .core.errors import ConfigError
 from .core.schedule import TrainWindow, retrain_times, training_window
-from .segment import Segment
 from .core.types import fmt_duration
+from .segment import Segment
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,19 @@ class Plan:
             for k, (start, window) in enumerate(zip(starts, sched.windows)):
                 stop = starts[k + 1] if k + 1 < len(starts) else self.stop
                 tune = bool(sched.tunes[k]) if sched.tunes else False
-                out.append(Segment(strategy=name, model_version=k + 1, retrain_time=sched.retrains[k],
-                                   window=window, first=start, stop=stop, horizon=self.horizon, tune=tune,
-                                   asset=self.asset))
+                out.append(
+                    Segment(
+                        strategy=name,
+                        model_version=k + 1,
+                        retrain_time=sched.retrains[k],
+                        window=window,
+                        first=start,
+                        stop=stop,
+                        horizon=self.horizon,
+                        tune=tune,
+                        asset=self.asset,
+                    )
+                )
         return out
 
     def forecast_rows(self, strategies: int = 1) -> int:
@@ -107,10 +117,14 @@ class Plan:
             tunes = sum(sched.tunes)
             tuned = f"; tuning at {tunes} of them (marked *)" if tunes else ""
             lines.append(f"{', '.join(group)}: {n} retrain{'s' if n != 1 else ''} ({sched.label}){tuned}")
-            lines.append("  retrain time                 window start                 window end                   bars")
+            lines.append(
+                "  retrain time                 window start                 window end                   bars"
+            )
             for k, row in enumerate(self.table(group[0]).itertuples()):
                 mark = " *" if tunes and sched.tunes[k] else ""
-                lines.append(f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}{mark}")
+                lines.append(
+                    f"  {row.retrain_time!s:28} {row.window_start!s:28} {row.window_end!s:28} {row.train_bars:>6}{mark}"
+                )
         return "\n".join(lines)
 
     def _groups(self) -> list[list[str]]:
@@ -179,8 +193,11 @@ def check_plan(cfg, plan: Plan) -> None:
             longer = pd.Timedelta(days=math.ceil(hours / 24)) if hours > 24 else pd.Timedelta(hours=hours)
             fixes[key] = f"set length: {fmt_duration(longer)} or more"
         else:
-            key = ("backtest.start", f"the first training window ({plan.bars[first.start]} .. "
-                   f"{plan.bars[first.stop - 1]}) has {have} bars, too few")
+            key = (
+                "backtest.start",
+                f"the first training window ({plan.bars[first.start]} .. "
+                f"{plan.bars[first.stop - 1]}) has {have} bars, too few",
+            )
             short.setdefault(key, []).append((name, need))
             most = max(n for _, n in short[key])
             ready = plan.bars[min(first.start + most - 1, len(plan.bars) - 1)]

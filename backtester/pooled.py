@@ -24,17 +24,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester.core.errors import StrategyError
 from strategies.base import PooledFit
 
 from .core.errors import FailedRetrain
-from .segment import (FitRecord, LiveModel, Segment, SegmentResult, attempt, call, issue_forecasts,
-                      retrain_seed)
 from .core.series import BarSeries
-from backtester.core.errors import StrategyError
+from .segment import FitRecord, LiveModel, Segment, SegmentResult, attempt, call, issue_forecasts, retrain_seed
 
 
-def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple[BarSeries, ...],
-                       bars: tuple[pd.DatetimeIndex, ...], run_seed: int, batched: bool = True) -> list[SegmentResult]:
+def run_pooled_segment(
+    segments: tuple[Segment, ...],
+    params: Any,
+    series: tuple[BarSeries, ...],
+    bars: tuple[pd.DatetimeIndex, ...],
+    run_seed: int,
+    batched: bool = True,
+) -> list[SegmentResult]:
     """Fit one model on every asset's training window of retrain ``segments[0].model_version`` and issue
     each asset's forecasts with it; one :class:`SegmentResult` per asset, in the order of ``segments``.
 
@@ -54,8 +59,10 @@ def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple
             raise FailedRetrain(", ".join(f"{a}: {n} training bars" for a, n in short.items()) + f", need {need}")
         strategy = call(first.strategy, "build()", params.build, seed)
         if not isinstance(strategy, PooledFit):
-            raise StrategyError(f"strategy {first.strategy!r}: scope: global needs a strategy with fit_assets() and "
-                                f"for_asset(); {type(strategy).__name__} has not")
+            raise StrategyError(
+                f"strategy {first.strategy!r}: scope: global needs a strategy with fit_assets() and "
+                f"for_asset(); {type(strategy).__name__} has not"
+            )
         info = attempt("fit_assets()", strategy.fit_assets, trains, first.horizon)
         if info is not None and np.isinf(float(info.train_loss)):
             raise FailedRetrain(f"training loss is {info.train_loss}")
@@ -67,8 +74,11 @@ def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple
         train = trains[seg.asset]
         # trained_through: the asset's own last training bar (every asset's window ends at or before the
         # retrain time, so no window reaches past it; a model reloaded from its artifact says the same)
-        model = (LiveModel(strategy.for_asset(seg.asset), seg.model_version, int(train.time[-1]))
-                 if strategy is not None else None)
+        model = (
+            LiveModel(strategy.for_asset(seg.asset), seg.model_version, int(train.time[-1]))
+            if strategy is not None
+            else None
+        )
         t1 = time.perf_counter()
         try:
             rows = issue_forecasts(seg, model, k, grid, batched)
@@ -77,13 +87,20 @@ def run_pooled_segment(segments: tuple[Segment, ...], params: Any, series: tuple
         else:
             status_here = status
         record = FitRecord(
-            strategy=seg.strategy, model_version=seg.model_version, retrain_time=seg.retrain_time,
+            strategy=seg.strategy,
+            model_version=seg.model_version,
+            retrain_time=seg.retrain_time,
             window_start=pd.Timestamp(int(train.time[0]), tz="UTC") if len(train) else None,
             window_end=pd.Timestamp(int(train.time[-1]), tz="UTC") if len(train) else None,
-            train_bars=len(train), samples=int(info.samples) if info and model else 0,
+            train_bars=len(train),
+            samples=int(info.samples) if info and model else 0,
             train_loss=float(info.train_loss) if info and model else float("nan"),
             val_loss=float(info.val_loss) if info and model else float("nan"),
-            seconds=fit_seconds, status=status_here, seed=seed,
-            details=json.dumps({**(info.extra if info else {}), "scope": "global"}, default=float), asset=seg.asset)
+            seconds=fit_seconds,
+            status=status_here,
+            seed=seed,
+            details=json.dumps({**(info.extra if info else {}), "scope": "global"}, default=float),
+            asset=seg.asset,
+        )
         out.append(SegmentResult(seg, record, rows, model, fit_seconds, time.perf_counter() - t1))
     return out

@@ -54,6 +54,8 @@ def check(cfg) -> None:
         return
     current = loaded_backend() or os.environ.get("KERAS_BACKEND", "jax")  # keras_core imports Keras on jax by default
     if current != cfg.backend:
-        raise ConfigError(f"backend: the config asks for {cfg.backend!r} but this process uses {current!r}; call "
-                          f"backtester.process.setup(cfg) before anything imports Keras, or set "
-                          f"KERAS_BACKEND={cfg.backend}")
+        raise ConfigError(
+            f"backend: the config asks for {cfg.backend!r} but this process uses {current!r}; call "
+            f"backtester.process.setup(cfg) before anything imports Keras, or set "
+            f"KERAS_BACKEND={cfg.backend}"
+        )

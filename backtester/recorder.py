@@ -22,7 +22,6 @@ import pandas as pd
 
 from backtester.core.errors import LookAheadError
 
-
 COLUMNS = ["strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through"]
 
 

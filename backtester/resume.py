@@ -39,5 +39,3 @@ def reload_model(folder: Path, stored: StoredSegment, seg: Segment, params: Any)
     strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
     call(seg.strategy, "load()", strategy.load, folder)
     return LiveModel(strategy, seg.model_version, stored.record.window_end.value)
-
-

@@ -30,16 +30,27 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 from . import __version__
 from .core.errors import OutputError
 
-PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow", "keras", "jax", "jaxlib", "arch",
-            "exchange-calendars", "pydantic")
+PACKAGES = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "tensorflow",
+    "keras",
+    "jax",
+    "jaxlib",
+    "arch",
+    "exchange-calendars",
+    "pydantic",
+)
 
 
 def guard_output(out: Path, force: bool) -> None:
@@ -113,8 +124,10 @@ def run_lock(out: Path, log=lambda msg: None) -> Iterator[None]:
         holder = _holder(fd)
         os.close(fd)
         who = f"pid {holder.get('pid', '?')}" + (f", started {holder['started']}" if "started" in holder else "")
-        raise OutputError(f"{out}: another backtest ({who}) is writing this run; wait for it to finish or stop "
-                          f"it (kill {holder.get('pid', '<pid>')}), then run the same command again") from None
+        raise OutputError(
+            f"{out}: another backtest ({who}) is writing this run; wait for it to finish or stop "
+            f"it (kill {holder.get('pid', '<pid>')}), then run the same command again"
+        ) from None
     try:
         before = _holder(fd)
         if before.get("pid") not in (None, os.getpid()) and not _alive(before["pid"]):
@@ -170,8 +183,9 @@ def versions() -> dict[str, str]:
 def git_commit() -> str | None:
     """The commit of the checkout this package runs from, if it is one."""
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return res.stdout.strip() or None if res.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None

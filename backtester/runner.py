@@ -20,26 +20,26 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import yaml
 
 from .assets import AssetRun
+from .core.errors import BacktestError, ConfigError
+from .core.interrupt import check as check_interrupt
+from .core.series import BarSeries
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor, worker_threads
-from .core.errors import BacktestError, ConfigError
 from .plan import Plan, check_plan, make_plan
 from .process import check
-from .core.interrupt import check as check_interrupt
 from .rundir import data_record, git_commit, guard_output, run_lock, run_stage, swap_in, versions
 from .rv import PreparedBars, prepare_bars
 from .segment import RunContext, Segment
-from .core.series import BarSeries
 
 
 @dataclass
@@ -98,8 +98,13 @@ def target_dir(cfg) -> Path:
     return Path(cfg.output.dir) / cfg.name
 
 
-def run(cfg, force: bool = False, progress: Callable[[Plan, Segment | None, bool], None] | None = None,
-        log: Callable[[str], None] = lambda msg: None, fresh: bool = False) -> RunResult:
+def run(
+    cfg,
+    force: bool = False,
+    progress: Callable[[Plan, Segment | None, bool], None] | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    fresh: bool = False,
+) -> RunResult:
     """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``.
 
     Steps: prepare (data, plan, preflight) -> segments (each written to the staging directory when
@@ -137,27 +142,48 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
     shown = plans[0] if len(plans) == 1 else plans
     settings = engine_settings(cfg)
     if settings.stack > 1:
-        stacking = sorted(n for n, s in cfg.strategies.items() if s.params.stacks()  # a lone chain trains alone,
-                          and (s.repeats > 1 or cfg.data.assets  # and so does a lone model on expanding windows
-                               or not (s.params.chains() or settings.stack_equal and s.window.kind != "rolling")))
+        stacking = sorted(
+            n
+            for n, s in cfg.strategies.items()
+            if s.params.stacks()  # a lone chain trains alone,
+            and (
+                s.repeats > 1
+                or cfg.data.assets  # and so does a lone model on expanding windows
+                or not (s.params.chains() or settings.stack_equal and s.window.kind != "rolling")
+            )
+        )
         if stacking:
-            how = (f"fits on windows of one length (a retrain's seeds and assets; a rolling window's retrains) in "
-                   f"one compiled program, up to {settings.stack}" if settings.stack_equal
-                   else f"up to {settings.stack} fits per compiled program")
+            how = (
+                f"fits on windows of one length (a retrain's seeds and assets; a rolling window's retrains) in "
+                f"one compiled program, up to {settings.stack}"
+                if settings.stack_equal
+                else f"up to {settings.stack} fits per compiled program"
+            )
             log(f"execution: stacked training of {', '.join(stacking)}: {how}")
-    searching = sorted(n for n, s in cfg.strategies.items() if s.params.stacks() and getattr(s.params, "tuning", None)
-                       is not None and s.params.tuning.tuner == "random")
+    searching = sorted(
+        n
+        for n, s in cfg.strategies.items()
+        if s.params.stacks() and getattr(s.params, "tuning", None) is not None and s.params.tuning.tuner == "random"
+    )
     if settings.trial_stack > 1 and searching:
-        log(f"execution: the trials of {', '.join(searching)}'s random search trained together where their models "
-            f"compile alike, up to {settings.trial_stack} per program")
+        log(
+            f"execution: the trials of {', '.join(searching)}'s random search trained together where their models "
+            f"compile alike, up to {settings.trial_stack} per program"
+        )
     with run_lock(out, log), run_stage(out, fresh) as stage:
         if progress is not None:
             progress(shown, None, False)
         t0 = time.perf_counter()
         legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
-        engine = run_universe(legs, settings, stage=stage, executor=executor,
-                              on_segment=partial(progress, shown) if progress else None, resume=not fresh,
-                              previous=None if fresh else out)
+        engine = run_universe(
+            legs,
+            settings,
+            stage=stage,
+            executor=executor,
+            on_segment=partial(progress, shown) if progress else None,
+            resume=not fresh,
+            previous=None if fresh else out,
+        )
         total = sum(len(p.segments()) for p in plans)
         if engine.reused:
             found = f", {engine.adopted} from the finished run in {out}/" if engine.adopted else ""
@@ -169,8 +195,12 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         manifest = make_manifest(cfg, runs, rows, retrains, timings)
-        manifest["execution"] = {"jobs": cfg.execution.jobs, "stack": settings.stack,
-                                 "stack_equal_windows": settings.stack_equal, "trial_stack": settings.trial_stack}
+        manifest["execution"] = {
+            "jobs": cfg.execution.jobs,
+            "stack": settings.stack,
+            "stack_equal_windows": settings.stack_equal,
+            "trial_stack": settings.trial_stack,
+        }
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
@@ -195,17 +225,21 @@ def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
         if len(set(periods.values())) > 1:
             odd = next(a for a, p in periods.items() if p != cfg.backtest_period())
             same = [a for a, p in periods.items() if p == cfg.backtest_period()]
-            raise ConfigError(f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
-                              f"asset, but {odd} has its own test period ({periods[odd][0]} .. {periods[odd][1] or 'its data end'}); "
-                              f"give the global model the assets that share one, e.g. assets: [{', '.join(same)}]")
+            raise ConfigError(
+                f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
+                f"asset, but {odd} has its own test period ({periods[odd][0]} .. {periods[odd][1] or 'its data end'}); "
+                f"give the global model the assets that share one, e.g. assets: [{', '.join(same)}]"
+            )
         chosen = spec.params.schedule_asset()
         if chosen is not None:
             late = [r for r in runs if name in r.plan.schedules and r.plan.issue_times[0] < times[chosen][0]]
             if late:
-                raise ConfigError(f"strategies.{name.split('#')[0]}.schedule_of: {chosen}'s first retrain "
-                                  f"({times[chosen][0]}) comes after {late[0].asset.name}'s first forecast "
-                                  f"({late[0].plan.issue_times[0]}), which no global model could serve; follow "
-                                  "the asset whose market opens first, or start the backtest later")
+                raise ConfigError(
+                    f"strategies.{name.split('#')[0]}.schedule_of: {chosen}'s first retrain "
+                    f"({times[chosen][0]}) comes after {late[0].asset.name}'s first forecast "
+                    f"({late[0].plan.issue_times[0]}), which no global model could serve; follow "
+                    "the asset whose market opens first, or start the backtest later"
+                )
             out[name] = times[chosen]
             continue
         first = next(iter(times.values()))
@@ -213,9 +247,11 @@ def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
         if differ:
             a0 = next(iter(times))
             sample = "; ".join(f"{a}: {len(t)} retrains, {t[0]} .. {t[-1]}" for a, t in list(times.items())[:3])
-            raise ConfigError(f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
-                              f"asset, but the assets' retrain times differ ({sample}); name the asset whose "
-                              f"times every asset follows, e.g. schedule_of: {a0}")
+            raise ConfigError(
+                f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
+                f"asset, but the assets' retrain times differ ({sample}); name the asset whose "
+                f"times every asset follows, e.g. schedule_of: {a0}"
+            )
     return out
 
 
@@ -226,8 +262,10 @@ def describe_run(cfg, prepared: PreparedBars, plan: Plan, log: Callable[[str], N
     for name, spec in cfg.strategies.items():
         for note in spec.params.notes(plan.issue_times[0]):
             log(f"{who}note: {name} {note}")
-    log(f"{who}plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
-        f"{plan.retrain_count} retrains in {len(plan.segments())} segments")
+    log(
+        f"{who}plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
+        f"{plan.retrain_count} retrains in {len(plan.segments())} segments"
+    )
 
 
 def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
@@ -238,16 +276,25 @@ def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
         log(f"execution: segments on the Dask scheduler at {ex.scheduler}")
     elif ex.jobs > 1:
         used = min(ex.jobs, segments)
-        log(f"execution: {used} worker processes" + (f" (jobs: {ex.jobs} asked, but there are only {used} segments)"
-                                                      if used < ex.jobs else ""))
+        log(
+            f"execution: {used} worker processes"
+            + (f" (jobs: {ex.jobs} asked, but there are only {used} segments)" if used < ex.jobs else "")
+        )
 
 
 def engine_settings(cfg) -> Settings:
     ex, accelerator = cfg.execution, on_accelerator(cfg)
     threads = 1 if ex.scheduler else worker_threads(ex.jobs)  # a Dask worker: one thread (README's --nthreads 1)
     size, equal = ex.stack_size(cfg.backend, accelerator, threads)
-    return Settings(cfg.seed, cfg.backtest.max_failed_retrains, ex.batched, cfg.output.save_models, size, equal,
-                    ex.trial_stack(cfg.backend, accelerator))
+    return Settings(
+        cfg.seed,
+        cfg.backtest.max_failed_retrains,
+        ex.batched,
+        cfg.output.save_models,
+        size,
+        equal,
+        ex.trial_stack(cfg.backend, accelerator),
+    )
 
 
 def on_accelerator(cfg) -> bool:
@@ -296,11 +343,14 @@ def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
     return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
 
 
-def make_manifest(cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.DataFrame,
-                  timings: dict[str, float]) -> dict:
+def make_manifest(
+    cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.DataFrame, timings: dict[str, float]
+) -> dict:
     plans = [r.plan for r in runs]
-    data = {r.asset.name: {**data_record(r.cfg, r.prepared), "missing_bars": [str(t) for t in r.prepared.missing]}
-            for r in runs}
+    data = {
+        r.asset.name: {**data_record(r.cfg, r.prepared), "missing_bars": [str(t) for t in r.prepared.missing]}
+        for r in runs
+    }
     return {
         "name": cfg.name,
         "config_id": cfg.config_id(),
@@ -311,10 +361,16 @@ def make_manifest(cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.Da
         "versions": versions(),
         "git_commit": git_commit(),
         "data": data[""] if "" in data else {"assets": data},
-        "strategies": {name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats}
-                       for name, spec in cfg.strategies.items()},
-        "plan": {"retrains": sum(p.retrain_count for p in plans), "segments": sum(len(p.segments()) for p in plans),
-                 "issue_times": sum(len(p.issue_times) for p in plans), "horizon": plans[0].horizon},
+        "strategies": {
+            name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats}
+            for name, spec in cfg.strategies.items()
+        },
+        "plan": {
+            "retrains": sum(p.retrain_count for p in plans),
+            "segments": sum(len(p.segments()) for p in plans),
+            "issue_times": sum(len(p.issue_times) for p in plans),
+            "horizon": plans[0].horizon,
+        },
         "rows": len(rows),
         "failed_retrains": int((retrains["status"] != "ok").sum()),
         "seconds": {k: round(v, 3) for k, v in timings.items()},

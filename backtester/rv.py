@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import file_fingerprint, load_prices, load_rv_bars, price_batches, source_format
 from .core.errors import ConfigError, DataError
+from .data import file_fingerprint, load_prices, load_rv_bars, price_batches, source_format
 
 NS_MIN = 60 * 10**9
 
@@ -219,11 +219,23 @@ def bar_close(end: np.ndarray, bar_ns: int, anchor: tuple[str, int] | None = Non
     tz, offset = anchor
     local = pd.DatetimeIndex(end, tz="UTC").tz_convert(tz).tz_localize(None).asi8
     close_local = -(-(local - offset) // bar_ns) * bar_ns + offset
-    return pd.DatetimeIndex(close_local).tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").tz_convert("UTC").asi8
+    return (
+        pd.DatetimeIndex(close_local)
+        .tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
+        .tz_convert("UTC")
+        .asi8
+    )
 
 
-def _returns(t, logp, keys, interval: pd.Timedelta, bar: pd.Timedelta, max_gap: pd.Timedelta,
-             anchor: tuple[str, int] | None = None):
+def _returns(
+    t,
+    logp,
+    keys,
+    interval: pd.Timedelta,
+    bar: pd.Timedelta,
+    max_gap: pd.Timedelta,
+    anchor: tuple[str, int] | None = None,
+):
     """Log returns between consecutive input bars, the close of the bar each ends in, and whether it counts."""
     r = np.diff(logp)
     keep = (keys[1:] == keys[:-1]) & (np.diff(t) <= max_gap.value)
@@ -237,7 +249,12 @@ def _bar_sums(r: np.ndarray, close: np.ndarray, keep: np.ndarray) -> tuple[np.nd
     r, close = r[keep], close[keep]
     closes, idx = np.unique(close, return_inverse=True)
     m = len(closes)
-    return closes, np.bincount(idx, minlength=m), np.bincount(idx, weights=r * r, minlength=m), np.bincount(idx, weights=r, minlength=m)
+    return (
+        closes,
+        np.bincount(idx, minlength=m),
+        np.bincount(idx, weights=r * r, minlength=m),
+        np.bincount(idx, weights=r, minlength=m),
+    )
 
 
 def _on_grid(grid: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +277,9 @@ def _frame(grid, expected, n, ss, total, min_returns: int | None) -> pd.DataFram
     return out
 
 
-def _bar_grid(t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str,
-              anchor: tuple[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _bar_grid(
+    t: np.ndarray, interval: pd.Timedelta, bar: pd.Timedelta, calendar: str, anchor: tuple[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Close times of every bar from the first to the last input bar that overlaps a session,
     and how many input bars each would hold if none were missing."""
     bar_ns = bar.value
@@ -340,11 +358,21 @@ def _params_key(cfg) -> dict:
         "min_returns": cfg.min_returns,
         "max_gap": str(cfg.max_gap),
         "version": 1,
-        **({"anchor": list(bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))}
-           if bar_anchor(cfg.calendar, cfg.bar, cfg.anchor) else {}),
-        **({"timestamp_format": cfg.timestamp_format, "epoch_unit": cfg.epoch_unit, "separator": cfg.separator,
-            "header": cfg.header} if (cfg.timestamp_format, cfg.epoch_unit, cfg.separator, cfg.header)
-           != (None, None, ",", True) else {}),  # CSV dialect options (absent when default: old keys stay valid)
+        **(
+            {"anchor": list(bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))}
+            if bar_anchor(cfg.calendar, cfg.bar, cfg.anchor)
+            else {}
+        ),
+        **(
+            {
+                "timestamp_format": cfg.timestamp_format,
+                "epoch_unit": cfg.epoch_unit,
+                "separator": cfg.separator,
+                "header": cfg.header,
+            }
+            if (cfg.timestamp_format, cfg.epoch_unit, cfg.separator, cfg.header) != (None, None, ",", True)
+            else {}
+        ),  # CSV dialect options (absent when default: old keys stay valid)
     }
 
 
@@ -392,7 +420,14 @@ def minute_rv_bars(cfg, batch_rows: int = 1 << 16) -> pd.DataFrame:
     A problem found while streaming is reported as the one-piece path words it (row numbers over the
     whole file), by reading the file again whole.
     """
-    args = (cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap, bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))
+    args = (
+        cfg.interval,
+        cfg.bar,
+        cfg.calendar,
+        cfg.min_returns,
+        cfg.max_gap,
+        bar_anchor(cfg.calendar, cfg.bar, cfg.anchor),
+    )
     if source_format(cfg.path, cfg.format) == "parquet":
         try:
             return realized_volatility_batches(price_batches(cfg, batch_rows), *args)

@@ -44,14 +44,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester.core.errors import LeakError, StrategyError
 from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
 
 from .core.atomic import atomic_write_bytes, atomic_write_text, fsync_tree
 from .core.errors import BacktestError, FailedRetrain, FatalError
-from .recorder import ForecastRecorder
 from .core.schedule import TrainWindow
 from .core.series import BarSeries
-from backtester.core.errors import LeakError, StrategyError
+from .recorder import ForecastRecorder
 
 
 def retrain_seed(seed: int, strategy: str, at: pd.Timestamp) -> int:
@@ -147,8 +147,9 @@ def call(strategy_name: str, what: str, fn, *args):
     except (FloatingPointError, np.linalg.LinAlgError) as exc:
         raise FailedRetrain(f"{type(exc).__name__}: {exc}") from None
     except Exception as exc:
-        raise StrategyError(f"strategy {strategy_name!r}: {what} raised {_one_line(exc)}; "
-                            "fix the strategy or its parameters") from None
+        raise StrategyError(
+            f"strategy {strategy_name!r}: {what} raised {_one_line(exc)}; fix the strategy or its parameters"
+        ) from None
 
 
 def attempt(what: str, fn, *args):
@@ -167,8 +168,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
-def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = True,
-                      spot_check: bool = False) -> np.ndarray:
+def segment_forecasts(
+    seg: Segment, strategy, known: BarSeries, batched: bool = True, spot_check: bool = False
+) -> np.ndarray:
     """The forecasts issued at bars ``seg.first .. seg.stop - 1``, shape (issues, horizon).
 
     One ``forecast_batch`` call when the strategy has it and ``batched``; else one
@@ -178,21 +180,27 @@ def segment_forecasts(seg: Segment, strategy, known: BarSeries, batched: bool = 
     """
     ends = np.arange(seg.first + 1, seg.stop + 1)
     if batched and isinstance(strategy, BatchForecaster):
-        values = np.asarray(attempt("forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon),
-                            dtype="float64")
+        values = np.asarray(
+            attempt("forecast_batch()", strategy.forecast_batch, known, ends, seg.horizon), dtype="float64"
+        )
         if values.shape != (len(ends), seg.horizon):
-            raise StrategyError(f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
-                                f"expected ({len(ends)}, {seg.horizon})")
+            raise StrategyError(
+                f"strategy {seg.strategy!r}: forecast_batch returned {values.shape} forecasts, "
+                f"expected ({len(ends)}, {seg.horizon})"
+            )
         values = _finite(values, "forecast_batch()")
         if spot_check:
             check_batch(seg, strategy, known, values)
         return values
     out = np.empty((len(ends), seg.horizon))
     for j, end in enumerate(ends):
-        values = np.asarray(attempt("forecast()", strategy.forecast, known.upto(int(end)), seg.horizon),
-                            dtype="float64")
+        values = np.asarray(
+            attempt("forecast()", strategy.forecast, known.upto(int(end)), seg.horizon), dtype="float64"
+        )
         if values.shape != (seg.horizon,):
-            raise StrategyError(f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)")
+            raise StrategyError(
+                f"strategy {seg.strategy!r} returned {values.shape} forecasts, expected ({seg.horizon},)"
+            )
         out[j] = values
     return _finite(out, "forecast()")
 
@@ -207,9 +215,11 @@ def check_batch(seg: Segment, strategy, known: BarSeries, values: np.ndarray, rt
             continue
         at = pd.Timestamp(int(known.time[end - 1]), tz="UTC")
         diff = float(np.max(np.abs(values[j] - alone))) if alone.shape == values[j].shape else float("nan")
-        raise LeakError(f"strategy {seg.strategy!r}: its forecast_batch issued at {at} differs from forecast() on the "
-                        f"bars known then (max abs diff {diff:.3g}): row j of the batch must use only "
-                        "history.upto(ends[j]); it saw bars after its issue time, so the run is not reported")
+        raise LeakError(
+            f"strategy {seg.strategy!r}: its forecast_batch issued at {at} differs from forecast() on the "
+            f"bars known then (max abs diff {diff:.3g}): row j of the batch must use only "
+            "history.upto(ends[j]); it saw bars after its issue time, so the run is not reported"
+        )
 
 
 def _finite(values: np.ndarray, what: str) -> np.ndarray:
@@ -239,9 +249,17 @@ class Prefit:
     seconds: float
 
 
-def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex, run_seed: int,
-                fallback: LiveModel | None = None, batched: bool = True,
-                start_from: LiveModel | None = None, prefit: Prefit | None = None) -> SegmentResult:
+def run_segment(
+    seg: Segment,
+    params,
+    series: BarSeries,
+    bars: pd.DatetimeIndex,
+    run_seed: int,
+    fallback: LiveModel | None = None,
+    batched: bool = True,
+    start_from: LiveModel | None = None,
+    prefit: Prefit | None = None,
+) -> SegmentResult:
     """Fit the segment's model and issue its forecasts; see the module docstring.
 
     ``series`` is cut to the segment's last issue time before anything else, so
@@ -268,8 +286,10 @@ def run_segment(seg: Segment, params, series: BarSeries, bars: pd.DatetimeIndex,
         else:
             strategy = call(seg.strategy, "build()", params.build, seed)
             if not isinstance(strategy, Strategy):
-                raise StrategyError(f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
-                                    f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy")
+                raise StrategyError(
+                    f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
+                    f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy"
+                )
             if start_from is not None and isinstance(strategy, WarmStartable):
                 strategy.start_from(start_from.strategy, start_from.model_version)
             info = attempt("fit()", strategy.fit, train, seg.horizon)
@@ -313,14 +333,20 @@ def users_own(params) -> bool:
     return not type(params).__module__.startswith("strategies.")
 
 
-def issue_forecasts(seg: Segment, model: LiveModel | None, known: BarSeries, bars: pd.DatetimeIndex,
-                    batched: bool = True, spot_check: bool = False) -> pd.DataFrame:
+def issue_forecasts(
+    seg: Segment,
+    model: LiveModel | None,
+    known: BarSeries,
+    bars: pd.DatetimeIndex,
+    batched: bool = True,
+    spot_check: bool = False,
+) -> pd.DataFrame:
     """The rows of the forecasts ``model`` issues at the segment's bars (none without a model)."""
     recorder = ForecastRecorder(bars)
     if model is not None and seg.issues > 0:
         values = segment_forecasts(seg, model.strategy, known, batched, spot_check)
-        for i, values in zip(range(seg.first, seg.stop), values):
-            recorder.add(seg.strategy, i, values, model.model_version, model.trained_through)
+        for i, row in zip(range(seg.first, seg.stop), values):
+            recorder.add(seg.strategy, i, row, model.model_version, model.trained_through)
     return recorder.frame()
 
 
@@ -348,8 +374,15 @@ class RunContext:
     versions: dict[str, str] | None = None
 
 
-def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext | None, save_model: bool,
-                  key: str | None = None, keep_model: bool = False) -> FitRecord:
+def write_segment(
+    stage: Path,
+    result: SegmentResult,
+    spec,
+    context: RunContext | None,
+    save_model: bool,
+    key: str | None = None,
+    keep_model: bool = False,
+) -> FitRecord:
     """Write a finished segment: its artifact folder (if saved), its rows part and its fit record
     (with ``key``, the segment's store key: :mod:`backtester.store`). ``keep_model``: write the artifact
     folder even when it is not saved (a warm-start chain resumes from it), without naming it in the record.
@@ -382,8 +415,12 @@ def write_segment(stage: Path, result: SegmentResult, spec, context: RunContext 
     buffer = io.BytesIO()
     result.rows.to_parquet(buffer, index=False)
     atomic_write_bytes(rows_path, buffer.getvalue())
-    payload = {**asdict(record), "fit_seconds": result.fit_seconds, "predict_seconds": result.predict_seconds,
-               "key": key}
+    payload = {
+        **asdict(record),
+        "fit_seconds": result.fit_seconds,
+        "predict_seconds": result.predict_seconds,
+        "key": key,
+    }
     atomic_write_text(record_path, json.dumps(payload, default=str))
     return record
 
@@ -402,11 +439,18 @@ def artifact_meta(result: SegmentResult, spec, context: RunContext) -> dict[str,
         "seed": rec.seed,
         "horizon": seg.horizon,
         "retrain_time": str(seg.retrain_time),
-        "window": {"kind": spec.window.kind, "start": str(rec.window_start), "end": str(rec.window_end),
-                   "bars": rec.train_bars},
+        "window": {
+            "kind": spec.window.kind,
+            "start": str(rec.window_start),
+            "end": str(rec.window_end),
+            "bars": rec.train_bars,
+        },
         "trained_through": str(pd.Timestamp(result.model.trained_through, tz="UTC")),
-        "issued": ({"first": str(bars[seg.first]), "last": str(bars[seg.stop - 1]), "count": seg.issues}
-                   if seg.issues else {"first": None, "last": None, "count": 0}),
+        "issued": (
+            {"first": str(bars[seg.first]), "last": str(bars[seg.stop - 1]), "count": seg.issues}
+            if seg.issues
+            else {"first": None, "last": None, "count": 0}
+        ),
         "data": context.data,
         "train_loss": rec.train_loss,
         "val_loss": rec.val_loss,
@@ -465,5 +509,7 @@ def check_failures(strategy: str, statuses: list[str], max_failed: int, times: l
         run = run + 1 if status != "ok" else 0
         if run > max_failed:
             at = f", the last at {times[k]}" if times is not None else ""
-            raise FatalError(f"strategy {strategy!r}: {run} retrains in a row failed{at} ({status}); "
-                             "check its parameters or raise backtest.max_failed_retrains")
+            raise FatalError(
+                f"strategy {strategy!r}: {run} retrains in a row failed{at} ({status}); "
+                "check its parameters or raise backtest.max_failed_retrains"
+            )

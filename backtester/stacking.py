@@ -35,10 +35,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .core.errors import BacktestError, FailedRetrain
-from .core.interrupt import check as check_interrupt
 from strategies.base import WarmStartable
 
+from .core.errors import BacktestError, FailedRetrain
+from .core.interrupt import check as check_interrupt
 from .resume import resume_point
 from .segment import ChainDone, Prefit, call, read_segment, retrain_seed, run_segment, write_segment
 
@@ -80,8 +80,13 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     for job in jobs:
         first = job.params[0] if type(job).__name__ == "ChainJob" else None
         if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
-            key = (type(first).__module__, type(first).__name__, tuple(p.model_dump_json() for p in job.params),
-                   job.segments[0].horizon, len(job.segments))
+            key = (
+                type(first).__module__,
+                type(first).__name__,
+                tuple(p.model_dump_json() for p in job.params),
+                job.segments[0].horizon,
+                len(job.segments),
+            )
             if equal_windows:
                 key += tuple(s.window.stop - s.window.start for s in job.segments)
             if key not in groups:
@@ -95,8 +100,9 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
         if not isinstance(item, tuple):
             result.append(item)
             continue
-        members = sorted(groups[item], key=lambda j: (j.segments[0].window.stop - j.segments[0].window.start,
-                                                      j.segments[0].key))
+        members = sorted(
+            groups[item], key=lambda j: (j.segments[0].window.stop - j.segments[0].window.start, j.segments[0].key)
+        )
         for part in split_even(members, math.ceil(len(members) / size)):
             result.append(part[0] if len(part) == 1 else StackJob(tuple(part)))
     return result
@@ -130,8 +136,11 @@ def fit_together(members: list, index: int = 0, starts: list | None = None) -> l
         raise
     except Exception as exc:  # what a lone fit would record as a failed retrain, for every member
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        infos = [FailedRetrain(f"fit() raised {type(exc).__name__}: {text}" if text else f"fit() raised "
-                               f"{type(exc).__name__}")] * len(strategies)
+        infos = [
+            FailedRetrain(
+                f"fit() raised {type(exc).__name__}: {text}" if text else f"fit() raised {type(exc).__name__}"
+            )
+        ] * len(strategies)
     each = (time.perf_counter() - t0) / len(strategies)  # the group's training, shared out
     for k, strategy, info in zip(where, strategies, infos):
         out[k] = Prefit(strategy, info, each)
@@ -160,10 +169,25 @@ def run_stack(job: StackJob):
         for k, prefit in zip(todo, prefits):
             m = job.members[k]
             seg, params = m.segments[i], m.params[i]
-            res = run_segment(seg, params, m.series, m.bars, m.settings.run_seed, fallback=live[k],
-                              batched=m.settings.batched, prefit=prefit)
-            write_segment(m.stage, res, replace(m.spec, params=params), m.context, m.settings.save_models,
-                          keys[k][i], keep_model=params.chains() and n > 1)
+            res = run_segment(
+                seg,
+                params,
+                m.series,
+                m.bars,
+                m.settings.run_seed,
+                fallback=live[k],
+                batched=m.settings.batched,
+                prefit=prefit,
+            )
+            write_segment(
+                m.stage,
+                res,
+                replace(m.spec, params=params),
+                m.context,
+                m.settings.save_models,
+                keys[k][i],
+                keep_model=params.chains() and n > 1,
+            )
             if res.ok:
                 live[k] = res.model
             done[seg.key] = (seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False)

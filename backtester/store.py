@@ -35,16 +35,17 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .core.atomic import atomic_write_text
-from .segment import Segment, artifact_dir, segment_paths
 from .core.series import BarSeries
+from .segment import Segment, artifact_dir, segment_paths
 
 # where a segment's computation starts: the code digest covers these and every module of ours they import
 SEGMENT_ROOTS = ("backtester.segment", "backtester.stacking", "backtester.pooled", "backtester.tuning", "strategies")
@@ -186,21 +187,40 @@ class RunKeyBase:
         return cls(code_digest(), tuple(sorted(versions.items())), backend, run_seed, batched)
 
 
-def segment_key(base: RunKeyBase, seg: Segment, type_name: str, params: Any, data: str,
-                previous: str | None = None) -> str:
+def segment_key(
+    base: RunKeyBase, seg: Segment, type_name: str, params: Any, data: str, previous: str | None = None
+) -> str:
     """The key of ``seg`` run with ``params`` (see the module docstring)."""
-    return digest({
-        "base": base.__dict__,
-        "strategy": seg.owner, "type": type_name,
-        "params": params.model_dump(mode="json"), "files": files_digest(params.depends_on()),
-        "segment": [seg.model_version, seg.retrain_time.value, seg.window.start, seg.window.stop,
-                    seg.first, seg.stop, seg.horizon, seg.tune],
-        "data": data, "previous": previous,
-    })
+    return digest(
+        {
+            "base": base.__dict__,
+            "strategy": seg.owner,
+            "type": type_name,
+            "params": params.model_dump(mode="json"),
+            "files": files_digest(params.depends_on()),
+            "segment": [
+                seg.model_version,
+                seg.retrain_time.value,
+                seg.window.start,
+                seg.window.stop,
+                seg.first,
+                seg.stop,
+                seg.horizon,
+                seg.tune,
+            ],
+            "data": data,
+            "previous": previous,
+        }
+    )
 
 
-def segment_keys(base: RunKeyBase, segments_by_strategy: dict[str, list[Segment]], types: dict[str, str],
-                 params: dict[str, Any], series: BarSeries) -> dict[str, str]:
+def segment_keys(
+    base: RunKeyBase,
+    segments_by_strategy: dict[str, list[Segment]],
+    types: dict[str, str],
+    params: dict[str, Any],
+    series: BarSeries,
+) -> dict[str, str]:
     """Every segment's key, by segment key (``strategy/version``); a chaining strategy's keys chain."""
     n = len(series)
     spans = {s.key: (s.stop, min(n, s.stop + s.horizon)) for segs in segments_by_strategy.values() for s in segs}
@@ -281,8 +301,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def prune(stage: Path, segments: Iterable[Segment], keys: dict[str, str], need_artifact: bool,
-          tunings: dict[str, str]) -> None:
+def prune(
+    stage: Path, segments: Iterable[Segment], keys: dict[str, str], need_artifact: bool, tunings: dict[str, str]
+) -> None:
     """Remove from ``stage`` everything but the finished segments and tunings whose keys match: an
     interrupted run's results and temporary files, and segments, models and tunings the plan no longer
     has or that were made from something else."""
@@ -298,8 +319,11 @@ def prune(stage: Path, segments: Iterable[Segment], keys: dict[str, str], need_a
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     _keep_only(stage / "segments", wanted)
     _keep_only(stage / "models", models)
-    tuned = {p for p in (stage / "tuning").rglob("best.json")
-             if stored_tuning_key(p.parent) == tunings.get(str(p.parent.relative_to(stage / "tuning")))}
+    tuned = {
+        p
+        for p in (stage / "tuning").rglob("best.json")
+        if stored_tuning_key(p.parent) == tunings.get(str(p.parent.relative_to(stage / "tuning")))
+    }
     _keep_only(stage / "tuning", {p.parent for p in tuned})
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from .core.filters import lfilter
 
 
@@ -86,7 +87,9 @@ def synth_bars(
         comp = np.sqrt(1 - market_share) * comp + np.sqrt(market_share) * common
     log_vol = comp.sum(axis=1) - 0.5 * (WEIGHTS**2).sum()
 
-    minute_vol = daily_vol / np.sqrt(1440) * np.exp(log_vol) * intraday_pattern(t.hour.to_numpy() + t.minute.to_numpy() / 60)
+    minute_vol = (
+        daily_vol / np.sqrt(1440) * np.exp(log_vol) * intraday_pattern(t.hour.to_numpy() + t.minute.to_numpy() / 60)
+    )
     df_t = 4.0
     eps = rng.standard_t(df_t, n) / np.sqrt(df_t / (df_t - 2))
     r = minute_vol * eps

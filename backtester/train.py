@@ -25,12 +25,12 @@ import pandas as pd
 import yaml
 
 from .core.errors import ConfigError, FatalError
+from .core.schedule import training_window
+from .core.series import BarSeries
 from .process import check
 from .rundir import data_record, guard_output, staging, swap_in, versions
 from .rv import prepare_bars
-from .core.schedule import training_window
 from .segment import RunContext, Segment, run_segment, write_segment
-from .core.series import BarSeries
 from .tuning import read_trials, tune_segment
 
 
@@ -42,8 +42,14 @@ class Trained:
     seconds: float
 
 
-def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | Path | None = None,
-          force: bool = False, log=lambda msg: None) -> Trained:
+def train(
+    cfg,
+    until: str | None = None,
+    only: tuple[str, ...] = (),
+    out: str | Path | None = None,
+    force: bool = False,
+    log=lambda msg: None,
+) -> Trained:
     """Train every strategy of ``cfg`` (or those in ``only``) on the bars closed at or before ``until``."""
     check(cfg)
     t0 = time.perf_counter()
@@ -62,31 +68,47 @@ def train(cfg, until: str | None = None, only: tuple[str, ...] = (), out: str | 
     with staging(out_dir) as stage:
         context = RunContext(cfg.name, bars, data_record(cfg, prepared), cfg.backend, versions())
         series = BarSeries.from_frame(prepared.bars)
-        models = {name: out_dir / train_one(cfg, name, spec, series, at, stage, context, log)
-                  for name, spec in specs.items()}
+        models = {
+            name: out_dir / train_one(cfg, name, spec, series, at, stage, context, log) for name, spec in specs.items()
+        }
         shutil.rmtree(stage / "segments", ignore_errors=True)  # no forecasts: only the fit matters here
         trials = read_trials(stage)
         if len(trials):
             trials.to_parquet(stage / "tuning.parquet", index=False)
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        manifest = {"kind": "train", "name": cfg.name, "trained_at": str(at), "strategies": list(models),
-                    "config_id": cfg.config_id(), "seed": cfg.seed, "backend": cfg.backend,
-                    "data": context.data, "versions": context.versions,
-                    "seconds": round(time.perf_counter() - t0, 3)}
+        manifest = {
+            "kind": "train",
+            "name": cfg.name,
+            "trained_at": str(at),
+            "strategies": list(models),
+            "config_id": cfg.config_id(),
+            "seed": cfg.seed,
+            "backend": cfg.backend,
+            "data": context.data,
+            "versions": context.versions,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
         swap_in(stage, out_dir)
     return Trained(out_dir, at, models, time.perf_counter() - t0)
 
 
-def train_one(cfg, name: str, spec, series: BarSeries, at: pd.Timestamp, stage: Path, context: RunContext,
-              log) -> str:
+def train_one(cfg, name: str, spec, series: BarSeries, at: pd.Timestamp, stage: Path, context: RunContext, log) -> str:
     """Tune (if the strategy tunes at ``at``) and fit one strategy as its retrain at ``at`` would; write its
     artifact under ``stage`` and return the artifact's path relative to it."""
     bars = context.bars
     window = training_window(spec.window, bars, at)
     position = int(bars.get_loc(at))
-    seg = Segment(name, 1, at, window, first=position + 1, stop=position + 1, horizon=cfg.backtest.horizon,
-                  tune=spec.params.tuning_points(pd.DatetimeIndex([at]), bars, at, at)[0])
+    seg = Segment(
+        name,
+        1,
+        at,
+        window,
+        first=position + 1,
+        stop=position + 1,
+        horizon=cfg.backtest.horizon,
+        tune=spec.params.tuning_points(pd.DatetimeIndex([at]), bars, at, at)[0],
+    )
     params = spec.params
     if seg.tune:
         log(f"{name}: tuning on {window.stop - window.start:,} bars ...")
@@ -94,11 +116,15 @@ def train_one(cfg, name: str, spec, series: BarSeries, at: pd.Timestamp, stage: 
         if tuned.best is None:
             raise FatalError(f"strategy {name!r}: tuning failed ({tuned.status}); train on more data (--until later)")
         params = params.with_hyperparameters(tuned.best)
-    log(f"{name}: training on {window.stop - window.start:,} bars ({bars[window.start]} .. {bars[window.stop - 1]}) ...")
+    log(
+        f"{name}: training on {window.stop - window.start:,} bars ({bars[window.start]} .. {bars[window.stop - 1]}) ..."
+    )
     res = run_segment(seg, params, series, bars, cfg.seed)
     if not res.ok:
-        raise FatalError(f"strategy {name!r}: training failed ({res.record.status}); "
-                         "train on more data (--until later) or check its parameters")
+        raise FatalError(
+            f"strategy {name!r}: training failed ({res.record.status}); "
+            "train on more data (--until later) or check its parameters"
+        )
     record = write_segment(stage, res, replace(spec, params=params), context, save_model=True)
     if record.artifact is None:  # pragma: no cover - write_segment saves every ok fit here
         raise FatalError(f"strategy {name!r}: no artifact written")

@@ -24,11 +24,20 @@ import pandas as pd
 
 from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import FailedRetrain
-from .segment import Segment, retrain_seed
 from .core.series import BarSeries
+from .segment import Segment, retrain_seed
 
-TRIAL_COLUMNS = ["strategy", "model_version", "tuned_at", "trial", "status", "score", "best", "hyperparameters",
-                 "tuning_seconds"]  # tuning_seconds: the whole search's
+TRIAL_COLUMNS = [
+    "strategy",
+    "model_version",
+    "tuned_at",
+    "trial",
+    "status",
+    "score",
+    "best",
+    "hyperparameters",
+    "tuning_seconds",
+]  # tuning_seconds: the whole search's
 
 
 @dataclass
@@ -78,12 +87,19 @@ def read_tuning(stage: Path, seg: Segment, key: str) -> TuneResult | None:
     if done.get("key") != key or not (folder / "trials.parquet").is_file():
         return None
     trials = pd.read_parquet(folder / "trials.parquet")
-    return TuneResult(seg, done["best"], trials if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS),
-                      done["seconds"], done["status"], reused=True)
+    return TuneResult(
+        seg,
+        done["best"],
+        trials if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS),
+        done["seconds"],
+        done["status"],
+        reused=True,
+    )
 
 
-def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None,
-                 key: str | None = None, stack: int = 1) -> TuneResult:
+def tune_segment(
+    seg: Segment, params, series: BarSeries, run_seed: int, stage: Path | None, key: str | None = None, stack: int = 1
+) -> TuneResult:
     """Run the search of ``seg`` (a tuning retrain) on its training window; write it under ``stage``
     (``best.json`` last, with ``key``)."""
     train = series.upto(seg.window.stop).slice(seg.window.start, seg.window.stop)
@@ -101,14 +117,21 @@ def tune_segment(seg: Segment, params, series: BarSeries, run_seed: int, stage: 
     except FailedRetrain as exc:
         best, trials, status = None, pd.DataFrame(columns=TRIAL_COLUMNS[3:-1]), f"failed: {exc}"
     seconds = time.perf_counter() - t0
-    trials = trials.assign(strategy=seg.strategy, model_version=seg.model_version, tuned_at=seg.retrain_time,
-                           tuning_seconds=seconds)[TRIAL_COLUMNS] if len(trials) else pd.DataFrame(columns=TRIAL_COLUMNS)
+    trials = (
+        trials.assign(
+            strategy=seg.strategy, model_version=seg.model_version, tuned_at=seg.retrain_time, tuning_seconds=seconds
+        )[TRIAL_COLUMNS]
+        if len(trials)
+        else pd.DataFrame(columns=TRIAL_COLUMNS)
+    )
     if stage is not None:
         buffer = io.BytesIO()
         trials.to_parquet(buffer, index=False)
         atomic_write_bytes(folder / "trials.parquet", buffer.getvalue())
-        atomic_write_text(folder / "best.json", json.dumps({"status": status, "best": best, "seconds": seconds,
-                                                            "key": key}, indent=2, default=str))
+        atomic_write_text(
+            folder / "best.json",
+            json.dumps({"status": status, "best": best, "seconds": seconds, "key": key}, indent=2, default=str),
+        )
     else:
         shutil.rmtree(folder, ignore_errors=True)
     return TuneResult(seg, best, trials, seconds, status)

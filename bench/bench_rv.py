@@ -46,7 +46,9 @@ def child(path: str, how: str) -> None:
         n = len(prepare_bars(DataConfig(path=path, cache_dir=None)).bars)
     elif how == "whole":
         cfg = DataConfig(path=path, cache_dir=None)
-        n = len(realized_volatility(load_prices(cfg), cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap))
+        n = len(
+            realized_volatility(load_prices(cfg), cfg.interval, cfg.bar, cfg.calendar, cfg.min_returns, cfg.max_gap)
+        )
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb(), "bars": n}))
 
@@ -67,9 +69,15 @@ def measure(path: Path, how: str, reps: int) -> tuple[float, float, int]:
     """Median wall seconds and median peak RSS (MB) of ``reps`` fresh subprocesses."""
     runs = []
     for _ in range(reps):
-        out = subprocess.run([sys.executable, __file__, "--child", str(path), how], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(path), how], check=True, capture_output=True, text=True
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return (statistics.median(r["seconds"] for r in runs), statistics.median(r["peak_mb"] for r in runs), runs[0]["bars"])
+    return (
+        statistics.median(r["seconds"] for r in runs),
+        statistics.median(r["peak_mb"] for r in runs),
+        runs[0]["bars"],
+    )
 
 
 def ten_years(path: Path) -> Path:
@@ -103,7 +111,9 @@ def main() -> None:
         bars = realized_volatility(prices, pd.Timedelta("1min"), pd.Timedelta("1h"))
         rv_times.append(time.perf_counter() - t0)
     print(f"1 year: {len(prices):,} rows -> {len(bars):,} hourly bars, {int(bars['rv'].isna().sum())} missing")
-    print(f"realized_volatility (prices in memory, 1 year): median {statistics.median(rv_times):.3f}s over {args.reps} runs")
+    print(
+        f"realized_volatility (prices in memory, 1 year): median {statistics.median(rv_times):.3f}s over {args.reps} runs"
+    )
 
     synth = ten_years(args.synth)
     with tempfile.TemporaryDirectory() as tmp:

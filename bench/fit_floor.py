@@ -21,13 +21,15 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from backtester.config import load_config
+    from backtester.core.series import BarSeries
     from backtester.plan import make_plan
     from backtester.rv import prepare_bars
-    from backtester.core.series import BarSeries
     from strategies.keras_model import fixed_hyperparameters, keras_module, windows
     from strategies.lstm import build_lstm
 
-    cfg = load_config(ROOT / "bench/w1.yaml", [f"data.path={ROOT.parent / 'shared/data/real/btcusdt_1m_2022_2023.parquet'}"])
+    cfg = load_config(
+        ROOT / "bench/w1.yaml", [f"data.path={ROOT.parent / 'shared/data/real/btcusdt_1m_2022_2023.parquet'}"]
+    )
     bars = prepare_bars(cfg.data).bars
     plan = make_plan(cfg, bars.index)
     series = BarSeries.from_frame(bars)
@@ -48,8 +50,17 @@ def main() -> None:
         model.fit(x[..., None], y, batch_size=p.batch_size, epochs=p.epochs, shuffle=True, verbose=0)
         seconds += time.perf_counter() - t0
         steps += -(-len(x) // p.batch_size) * p.epochs
-    print(json.dumps({"train": round(seconds, 3), "fits": len(plan.segments("lstm")), "steps": steps,
-                      "ms_per_step": round(1000 * seconds / steps, 3), "backend": keras.backend.backend()}))
+    print(
+        json.dumps(
+            {
+                "train": round(seconds, 3),
+                "fits": len(plan.segments("lstm")),
+                "steps": steps,
+                "ms_per_step": round(1000 * seconds / steps, 3),
+                "backend": keras.backend.backend(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,18 +32,35 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared/data/real"
 BACKTEST = str(Path(sys.executable).parent / "backtest")
 
-FILES = {"btc": "btcusdt_1m_2022_2023.parquet", "eth": "ethusdt_1m_2022_2023.parquet",
-         "arb": "arbusdt_1m_2023.parquet", "eurusd": "eurusd_1m_2017h1.parquet"}
+FILES = {
+    "btc": "btcusdt_1m_2022_2023.parquet",
+    "eth": "ethusdt_1m_2022_2023.parquet",
+    "arb": "arbusdt_1m_2023.parquet",
+    "eurusd": "eurusd_1m_2017h1.parquet",
+}
 # asset -> (data start, test start, test end)
 STAGES = {
-    "choose": {"btc": ("2022-11-01", "2023-01-02", "2023-07-01"), "eth": ("2022-11-01", "2023-01-02", "2023-07-01"),
-               "eurusd": ("2017-01-02", "2017-02-06", "2017-04-01")},
-    "report": {"btc": ("2023-05-01", "2023-07-03", "2024-01-01"), "eth": ("2023-05-01", "2023-07-03", "2024-01-01"),
-               "arb": ("2023-05-01", "2023-07-03", "2024-01-01"),
-               "eurusd": ("2017-01-02", "2017-04-03", "2017-07-01")},
+    "choose": {
+        "btc": ("2022-11-01", "2023-01-02", "2023-07-01"),
+        "eth": ("2022-11-01", "2023-01-02", "2023-07-01"),
+        "eurusd": ("2017-01-02", "2017-02-06", "2017-04-01"),
+    },
+    "report": {
+        "btc": ("2023-05-01", "2023-07-03", "2024-01-01"),
+        "eth": ("2023-05-01", "2023-07-03", "2024-01-01"),
+        "arb": ("2023-05-01", "2023-07-03", "2024-01-01"),
+        "eurusd": ("2017-01-02", "2017-04-03", "2017-07-01"),
+    },
 }
-BASE_LSTM = {"type": "lstm", "memory": 60, "layers": [{"units": 32, "dropout": 0.1}], "learning_rate": 0.003,
-             "batch_size": 16, "epochs": 5, "validation_split": 0.0}
+BASE_LSTM = {
+    "type": "lstm",
+    "memory": 60,
+    "layers": [{"units": 32, "dropout": 0.1}],
+    "learning_rate": 0.003,
+    "batch_size": 16,
+    "epochs": 5,
+    "validation_split": 0.0,
+}
 VARIANTS = {
     "default": {},  # today's lstm: 60 bars of min-max scaled RV, MSE
     "features": {"features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
@@ -52,15 +69,28 @@ VARIANTS = {
     "log_features": {"features": ["rv", "log_rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day"], "target": "log"},
     "hybrid_har": {"residual_of": "har"},
     "hybrid_har_qlike": {"residual_of": "har", "loss": "qlike"},
-    "hybrid_har_features": {"residual_of": "har", "loss": "qlike",
-                            "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "hybrid_har_features": {
+        "residual_of": "har",
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
     "hybrid_garch_qlike": {"residual_of": "garch", "loss": "qlike"},
-    "hybrid_garch_features": {"residual_of": "garch", "loss": "qlike",
-                              "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
-    "hybrid_mean_features": {"residual_of": ["har", "garch"], "loss": "qlike",
-                             "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
-    "hybrid_garch_features_slow": {"residual_of": "garch", "loss": "qlike", "learning_rate": 0.001,
-                                   "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"]},
+    "hybrid_garch_features": {
+        "residual_of": "garch",
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
+    "hybrid_mean_features": {
+        "residual_of": ["har", "garch"],
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
+    "hybrid_garch_features_slow": {
+        "residual_of": "garch",
+        "loss": "qlike",
+        "learning_rate": 0.001,
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
 }
 
 
@@ -71,16 +101,26 @@ def config(stage: str, variants: list[str], seeds: int, out: Path) -> dict:
         if name == "eurusd":
             entry["calendar"] = "fx"
         assets[name] = entry
-    strategies = {f"lstm_{v}": {**BASE_LSTM, **VARIANTS[v], **({"repeats": seeds} if seeds > 1 else {})}
-                  for v in variants}
+    strategies = {
+        f"lstm_{v}": {**BASE_LSTM, **VARIANTS[v], **({"repeats": seeds} if seeds > 1 else {})} for v in variants
+    }
     strategies |= {"har": {}, "garch": {}, "har_garch": {"type": "mean_of", "of": ["har", "garch"]}}
     first = min(s for _, s, _ in STAGES[stage].values())
-    return {"name": f"quality_{stage}", "seed": 7, "backend": "jax",
-            "data": {"assets": assets, "bar": "1h"},
-            "backtest": {"start": first, "horizon": 24, "retrain": {"rule": "weekly", "weekday": "mon", "time": "00:00",
-                                                                     "timezone": "UTC"}, "window": {"kind": "expanding"}},
-            "strategies": strategies, "evaluation": {"benchmark": "har", "loss": "qlike"},
-            "output": {"dir": str(out), "plots": False, "save_models": False}}
+    return {
+        "name": f"quality_{stage}",
+        "seed": 7,
+        "backend": "jax",
+        "data": {"assets": assets, "bar": "1h"},
+        "backtest": {
+            "start": first,
+            "horizon": 24,
+            "retrain": {"rule": "weekly", "weekday": "mon", "time": "00:00", "timezone": "UTC"},
+            "window": {"kind": "expanding"},
+        },
+        "strategies": strategies,
+        "evaluation": {"benchmark": "har", "loss": "qlike"},
+        "output": {"dir": str(out), "plots": False, "save_models": False},
+    }
 
 
 def table(run: Path, variants: list[str]) -> str:
@@ -98,9 +138,11 @@ def table(run: Path, variants: list[str]) -> str:
                 return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
         return "–"
 
-    lines = ["| asset | strategy | QLIKE all h | QLIKE h=1 | DM vs har, all h (p) | DM vs har, h=1 (p) | "
-             "DM vs garch, all h (p) | DM vs har_garch, all h (p) | s per retrain |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| asset | strategy | QLIKE all h | QLIKE h=1 | DM vs har, all h (p) | DM vs har, h=1 (p) | "
+        "DM vs garch, all h (p) | DM vs har_garch, all h (p) | s per retrain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for asset in sorted(metrics["asset"].unique()) + ["all"]:
         m = metrics if asset == "all" else metrics[metrics["asset"] == asset]
         per = m.groupby(["asset", "strategy"])[["qlike"]].mean().groupby(level="strategy").mean()["qlike"]
@@ -112,8 +154,11 @@ def table(run: Path, variants: list[str]) -> str:
             if asset != "all":
                 r = r[r["asset"] == asset]
             cells = [f"{per[s]:.4f}", f"{h1[s]:.4f}"]
-            cells += ([p(asset, s, "har", 0), p(asset, s, "har", 1), p(asset, s, "garch", 0), p(asset, s, "har_garch", 0)]
-                      if s in names else ["", "", "", ""])
+            cells += (
+                [p(asset, s, "har", 0), p(asset, s, "har", 1), p(asset, s, "garch", 0), p(asset, s, "har_garch", 0)]
+                if s in names
+                else ["", "", "", ""]
+            )
             cells.append(f"{r['seconds'].mean():.2f}" if len(r) else "")
             lines.append(f"| {asset} | {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -139,7 +184,8 @@ def main() -> None:
         text = table(out / f"quality_{args.stage}", variants)
     print(text)
     (ROOT / f"bench/quality_{args.stage}.md").write_text(
-        f"`python bench/quality.py {args.stage} --seeds {args.seeds} --variants {args.variants}`\n\n{text}\n")
+        f"`python bench/quality.py {args.stage} --seeds {args.seeds} --variants {args.variants}`\n\n{text}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ BACKTEST = str(Path(sys.executable).with_name("backtest"))
 
 def backtest(config: str, out: Path, *extra: str) -> tuple[float, str]:
     t0 = time.perf_counter()
-    res = subprocess.run([BACKTEST, "run", config, "--force", "--set", f"output.dir={out}", *extra],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [BACKTEST, "run", config, "--force", "--set", f"output.dir={out}", *extra], capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise SystemExit(res.stderr)
     line = next((ln for ln in res.stderr.splitlines() if "reused" in ln), "reused nothing")
@@ -32,8 +33,9 @@ def backtest(config: str, out: Path, *extra: str) -> tuple[float, str]:
 
 
 def killed_half_way(config: str, out: Path, name: str, total: int, *extra: str) -> tuple[float, int]:
-    proc = subprocess.Popen([BACKTEST, "run", config, "--force", "-qq", "--set", f"output.dir={out}", *extra],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [BACKTEST, "run", config, "--force", "-qq", "--set", f"output.dir={out}", *extra], start_new_session=True
+    )
     stage = out / f".{name}.partial" / "segments"
     t0 = time.perf_counter()
     while len(list(stage.glob("*/*.json"))) < total // 2 and proc.poll() is None:
@@ -69,8 +71,10 @@ def main() -> None:
     print(f"  from scratch:                 {full:6.1f} s")
     print(f"  the same command again:       {again:6.1f} s  ({line_again})")
     print(f"  one strategy added:           {add:6.1f} s  ({line_add})")
-    print(f"  killed after {killed_after:5.1f} s with {kept} segments finished; the same command: "
-          f"{resumed:6.1f} s  ({line_resumed})")
+    print(
+        f"  killed after {killed_after:5.1f} s with {kept} segments finished; the same command: "
+        f"{resumed:6.1f} s  ({line_resumed})"
+    )
 
 
 if __name__ == "__main__":

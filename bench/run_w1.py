@@ -32,8 +32,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/real/btcusdt_1m_2022_2023.parquet"
-TUNE_LR = ("{tuner: random, max_trials: 8, epochs: 3, space: {num_layers: 1, units: 32, dropout: 0.1, "
-           "learning_rate: {min: 0.001, max: 0.01, sampling: log}}}")
+TUNE_LR = (
+    "{tuner: random, max_trials: 8, epochs: 3, space: {num_layers: 1, units: 32, dropout: 0.1, "
+    "learning_rate: {min: 0.001, max: 0.01, sampling: log}}}"
+)
 TUNE_NB = "{tuner: random, max_trials: 8, epochs: 3}"
 VARIANTS = {
     "jax": ["backend=jax"],  # execution.stack: auto, the default (alone on a CPU, 32 per program on a GPU)
@@ -46,10 +48,18 @@ VARIANTS = {
     "jax-stack18": ["backend=jax", "execution.stack=18"],  # all 18 fits in one program, one process
     "jax-stack9": ["backend=jax", "execution.stack=9"],
     # W1's LSTM as three seeds of warm-start chains (each retrain continues the last model for 1 epoch)
-    "warm3-alone": ["backend=jax", "execution.stack=off", "strategies.lstm.repeats=3",
-                    "strategies.lstm.warm_start.epochs=1"],
-    "warm3-stack3": ["backend=jax", "execution.stack=3", "strategies.lstm.repeats=3",
-                     "strategies.lstm.warm_start.epochs=1"],
+    "warm3-alone": [
+        "backend=jax",
+        "execution.stack=off",
+        "strategies.lstm.repeats=3",
+        "strategies.lstm.warm_start.epochs=1",
+    ],
+    "warm3-stack3": [
+        "backend=jax",
+        "execution.stack=3",
+        "strategies.lstm.repeats=3",
+        "strategies.lstm.warm_start.epochs=1",
+    ],
     # W1 plus a random search of 8 trials (3 epochs each) at the first retrain: over the learning rate only (one
     # architecture: the trials can share a program), or over the notebook's space (1-2 layers, units, dropout, lr)
     "tune-lr-alone": ["backend=jax", "execution.stack=off", f"strategies.lstm.tuning={TUNE_LR}"],
@@ -75,11 +85,21 @@ def run_once(variant: str, out: Path, config: Path | None = None, data: list[str
     if variant.startswith("floor-"):
         env = {**os.environ, "KERAS_BACKEND": {"floor-jax": "jax", "floor-tf": "tensorflow"}[variant]}
         t0 = time.perf_counter()
-        line = subprocess.run([sys.executable, str(ROOT / "bench/fit_floor.py")], env=env, check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        line = (
+            subprocess.run(
+                [sys.executable, str(ROOT / "bench/fit_floor.py")], env=env, check=True, capture_output=True, text=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         return {"wall": time.perf_counter() - t0, **json.loads(line)}
-    sets = [f"output.dir={out}", "output.plots=false", *(data if data is not None else [f"data.path={DATA}"]),
-            f"name={variant}", *VARIANTS[variant]]
+    sets = [
+        f"output.dir={out}",
+        "output.plots=false",
+        *(data if data is not None else [f"data.path={DATA}"]),
+        f"name={variant}",
+        *VARIANTS[variant],
+    ]
     config = config or ROOT / ("bench/naive_year.yaml" if variant == "naive-year" else "bench/w1.yaml")
     cmd = [str(Path(sys.executable).parent / "backtest"), "run", str(config), "--force", "--fresh", "-qq"]
     for s in sets:
@@ -91,10 +111,19 @@ def run_once(variant: str, out: Path, config: Path | None = None, data: list[str
     s = json.loads((run_dir / "manifest.json").read_text())["seconds"]
     f = pd.read_parquet(run_dir / "forecasts.parquet").dropna(subset=["actual"])
     a, fc = f["actual"].to_numpy(), f["forecast"].to_numpy()
-    return {"wall": wall, "prepare": s["prepare"], "train": s["train"], "predict": s["predict"],
-            "overhead": s["engine_overhead"], "engine": s["engine"], "evaluate": s["evaluate"],
-            "tuning": s.get("tuning", 0.0),
-            "mse": float(np.mean((fc - a) ** 2)), "qlike": qlike(a, fc), "rows": len(f)}
+    return {
+        "wall": wall,
+        "prepare": s["prepare"],
+        "train": s["train"],
+        "predict": s["predict"],
+        "overhead": s["engine_overhead"],
+        "engine": s["engine"],
+        "evaluate": s["evaluate"],
+        "tuning": s.get("tuning", 0.0),
+        "mse": float(np.mean((fc - a) ** 2)),
+        "qlike": qlike(a, fc),
+        "rows": len(f),
+    }
 
 
 def main() -> None:
@@ -115,15 +144,33 @@ def rounds(variants: list[str], reps: int, once, baseline: str | None = None) ->
             for v in variants:
                 r = once(v, Path(tmp))
                 rows[v].append(r)
-                print(json.dumps({"variant": v, "rep": rep + 1, **{k: round(x, 6) if isinstance(x, float) else x
-                                                                   for k, x in r.items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "variant": v,
+                            "rep": rep + 1,
+                            **{k: round(x, 6) if isinstance(x, float) else x for k, x in r.items()},
+                        }
+                    ),
+                    flush=True,
+                )
     base = baseline or variants[0]
-    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
-           for v, rs in rows.items()}
+    med = {
+        v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
+        for v, rs in rows.items()
+    }
     print(f"\nmedians of {reps} (ratio: median wall / {base}'s)")
     for v, m in med.items():
-        print(json.dumps({"variant": v, **{k: round(x, 6) for k, x in m.items()},
-                          "ratio": round(m["wall"] / med[base]["wall"], 3)}))
+        print(
+            json.dumps(
+                {
+                    "variant": v,
+                    **{k: round(x, 6) for k, x in m.items()},
+                    "ratio": round(m["wall"] / med[base]["wall"], 3),
+                }
+            )
+        )
+
 
 if __name__ == "__main__":
     main()

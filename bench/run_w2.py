@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-
 from run_w1 import ROOT, rounds, run_once
 
 
@@ -27,6 +26,7 @@ def main() -> None:
     if args.weeks:
         data.append(f"backtest.end={pd.Timestamp('2023-07-03') + pd.Timedelta(weeks=args.weeks)}")
     rounds(args.variants.split(","), args.reps, lambda v, tmp: run_once(v, tmp, ROOT / "bench/w2.yaml", data))
+
 
 if __name__ == "__main__":
     main()

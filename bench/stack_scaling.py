@@ -39,8 +39,10 @@ def measure(models: int) -> dict:
     hp = fixed_hyperparameters(LstmParams(layers=[{"units": 32, "dropout": 0.1}]).fixed_values())
     rng = np.random.default_rng(0)
     empty = (np.zeros((0, 60), "float32"), np.zeros((0, 24), "float32"))
-    data = [(rng.random((SAMPLES, 60), dtype="float32"), rng.random((SAMPLES, 24), dtype="float32"), *empty)
-            for _ in range(models)]
+    data = [
+        (rng.random((SAMPLES, 60), dtype="float32"), rng.random((SAMPLES, 24), dtype="float32"), *empty)
+        for _ in range(models)
+    ]
 
     def build(seed):
         keras.utils.set_random_seed(seed)
@@ -64,8 +66,13 @@ def measure(models: int) -> dict:
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"models": models, "ms_per_stacked_step": round(ms, 3), "ms_per_model_step": round(ms / models, 3),
-            "ms_per_step_alone": None if alone is None else round(alone, 3), "peak_rss_mib": round(peak)}
+    return {
+        "models": models,
+        "ms_per_stacked_step": round(ms, 3),
+        "ms_per_model_step": round(ms / models, 3),
+        "ms_per_step_alone": None if alone is None else round(alone, 3),
+        "peak_rss_mib": round(peak),
+    }
 
 
 def main() -> None:

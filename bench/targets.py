@@ -51,7 +51,7 @@ def score(run_dir: Path) -> dict:
     out: dict = {"rows": int(len(wide))}
     for s in ("lstm", "har"):
         ql, mse = [], []
-        for h, part in wide.groupby(level="horizon"):
+        for _, part in wide.groupby(level="horizon"):
             a, fc = part["actual"].to_numpy(), part[s].to_numpy()
             ql.append(qlike(a, fc))
             mse.append(float(np.mean((fc - a) ** 2)))
@@ -69,10 +69,19 @@ def run_once(dataset: str, target: str, seed: int, sets: list[str], tag: str) ->
     wall = time.perf_counter() - t0
     run_dir = ROOT / "results" / name
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    return {"dataset": dataset, "target": target, "seed": seed, "tag": tag, "sets": sets, "name": name,
-            "wall": round(wall, 1), "train": manifest["seconds"]["train"],
-            "failed_retrains": manifest["failed_retrains"], "git_commit": manifest.get("git_commit"),
-            **score(run_dir)}
+    return {
+        "dataset": dataset,
+        "target": target,
+        "seed": seed,
+        "tag": tag,
+        "sets": sets,
+        "name": name,
+        "wall": round(wall, 1),
+        "train": manifest["seconds"]["train"],
+        "failed_retrains": manifest["failed_retrains"],
+        "git_commit": manifest.get("git_commit"),
+        **score(run_dir),
+    }
 
 
 def load() -> list[dict]:
@@ -88,16 +97,22 @@ def fmt(values: list[float], digits: int = 3, sci: bool = False) -> str:
 
 def table(runs: list[dict]) -> str:
     """Markdown: per dataset × target (× tag), mean over seeds ± half the seed range."""
-    lines = ["| dataset | model | target | seeds | " + " | ".join(f"QLIKE h={h}" for h in SHOW)
-             + " | QLIKE mean h=1..24 | MSE vol h=1 | horizons beating HAR | wall s |",
-             "|---|---|---|---|" + "---|" * (len(SHOW) + 4)]
+    lines = [
+        "| dataset | model | target | seeds | "
+        + " | ".join(f"QLIKE h={h}" for h in SHOW)
+        + " | QLIKE mean h=1..24 | MSE vol h=1 | horizons beating HAR | wall s |",
+        "|---|---|---|---|" + "---|" * (len(SHOW) + 4),
+    ]
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         mine = [r for r in runs if r["dataset"] == dataset]
         har = mine[0]["har"]  # HAR does not depend on the seed or the LSTM (checked below)
         for r in mine[1:]:
             assert np.allclose(r["har"]["qlike"], har["qlike"]), "HAR differs between runs"
-        lines.append(f"| {dataset} | HAR | – | all | " + " | ".join(f"{har['qlike'][h - 1]:.3f}" for h in SHOW)
-                     + f" | {np.mean(har['qlike']):.3f} | {har['mse'][0]:.3e} | – | – |")
+        lines.append(
+            f"| {dataset} | HAR | – | all | "
+            + " | ".join(f"{har['qlike'][h - 1]:.3f}" for h in SHOW)
+            + f" | {np.mean(har['qlike']):.3f} | {har['mse'][0]:.3e} | – | – |"
+        )
         for key in dict.fromkeys((r["target"], r["tag"]) for r in mine):
             group = [r for r in mine if (r["target"], r["tag"]) == key]
             q = np.array([r["lstm"]["qlike"] for r in group])  # seeds × horizons
@@ -110,7 +125,8 @@ def table(runs: list[dict]) -> str:
                 + " | ".join(fmt(q[:, h - 1]) for h in SHOW)
                 + f" | {fmt(q.mean(axis=1))} | {fmt([r['lstm']['mse'][0] for r in group], sci=True)}"
                 + f" | {mean_wins:.0%} (per seed {', '.join(f'{w:.0%}' for w in wins)})"
-                + f" | {np.mean([r['wall'] for r in group]):.0f} |")
+                + f" | {np.mean([r['wall'] for r in group]):.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -121,8 +137,11 @@ def diagnose(runs: list[dict]) -> str:
     forecast repeated); the median per-row QLIKE at h=1; and the QLIKE after the best constant rescale of
     the variance forecast, c = mean(a²/f²), which is ln(mean r) - mean(ln r) with r = a²/f². That
     rescale looks ahead: it only shows how much of the loss is a level bias, it is not a result."""
-    lines = ["| dataset | target | seeds | mean f / mean a | forecasts clipped to floor (per seed) | median QLIKE h=1 "
-             "| QLIKE h=1 rescaled | QLIKE mean h=1..24 rescaled |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | target | seeds | mean f / mean a | forecasts clipped to floor (per seed) | median QLIKE h=1 "
+        "| QLIKE h=1 rescaled | QLIKE mean h=1..24 rescaled |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict = {}
     for r in runs:
         groups.setdefault((r["dataset"], r["target"], r["tag"]), []).append(r)
@@ -136,16 +155,27 @@ def diagnose(runs: list[dict]) -> str:
             at_min = f["forecast"] <= seg_min * (1 + 1e-12)
             shared = at_min.groupby(f["model_version"]).transform("sum") > 1  # a clipped forecast repeats
             at_floor = int((at_min & shared).sum())
-            resc = [float(np.log(x.mean()) - np.log(x).mean())
-                    for _, x in pd.Series(ratio, index=f["horizon"].to_numpy()).groupby(level=0)]
+            resc = [
+                float(np.log(x.mean()) - np.log(x).mean())
+                for _, x in pd.Series(ratio, index=f["horizon"].to_numpy()).groupby(level=0)
+            ]
             h1 = ratio[f["horizon"].to_numpy() == 1]
-            stats.append((f["forecast"].mean() / f["actual"].mean(), at_floor,
-                          float(np.median(h1 - np.log(h1) - 1)), resc[0], float(np.mean(resc))))
+            stats.append(
+                (
+                    f["forecast"].mean() / f["actual"].mean(),
+                    at_floor,
+                    float(np.median(h1 - np.log(h1) - 1)),
+                    resc[0],
+                    float(np.mean(resc)),
+                )
+            )
         st = np.array(stats)
         label = target + (f" ({tag})" if tag else "")
-        lines.append(f"| {dataset} | {label} | {','.join(str(r['seed']) for r in group)} | {fmt(st[:, 0])} | "
-                     + " / ".join(str(int(x)) for x in st[:, 1])
-                     + f" | {fmt(st[:, 2])} | {fmt(st[:, 3])} | {fmt(st[:, 4])} |")
+        lines.append(
+            f"| {dataset} | {label} | {','.join(str(r['seed']) for r in group)} | {fmt(st[:, 0])} | "
+            + " / ".join(str(int(x)) for x in st[:, 1])
+            + f" | {fmt(st[:, 2])} | {fmt(st[:, 3])} | {fmt(st[:, 4])} |"
+        )
     return "\n".join(lines)
 
 
@@ -154,7 +184,9 @@ def main() -> None:
     ap.add_argument("--datasets", default="btc,eth")
     ap.add_argument("--targets", default="rv,log,variance")
     ap.add_argument("--seeds", default="42,7")
-    ap.add_argument("--set", action="append", default=[], dest="sets", help="extra override, e.g. strategies.lstm.epochs=10")
+    ap.add_argument(
+        "--set", action="append", default=[], dest="sets", help="extra override, e.g. strategies.lstm.epochs=10"
+    )
     ap.add_argument("--tag", default="", help="label of a variant run with --set (part of the run's name)")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="also print the bias / floor diagnostics")
@@ -169,9 +201,12 @@ def main() -> None:
                     r = run_once(dataset, target, seed, args.sets, args.tag)
                     with LOG.open("a") as fh:
                         fh.write(json.dumps(r) + "\n")
-                    print(f"{r['name']}: wall {r['wall']} s, QLIKE h=1 lstm {r['lstm']['qlike'][0]:.4f} "
-                          f"har {r['har']['qlike'][0]:.4f}, mean lstm {np.mean(r['lstm']['qlike']):.4f} "
-                          f"har {np.mean(r['har']['qlike']):.4f}", flush=True)
+                    print(
+                        f"{r['name']}: wall {r['wall']} s, QLIKE h=1 lstm {r['lstm']['qlike'][0]:.4f} "
+                        f"har {r['har']['qlike'][0]:.4f}, mean lstm {np.mean(r['lstm']['qlike']):.4f} "
+                        f"har {np.mean(r['har']['qlike']):.4f}",
+                        flush=True,
+                    )
     print(table(load()))
     if args.diagnose:
         print()

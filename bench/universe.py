@@ -35,9 +35,11 @@ BACKTEST = str(Path(sys.executable).parent / "backtest")
 def peak_run(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak resident MiB of one command, measured in a fresh wrapper process (its
     ``RUSAGE_CHILDREN`` peak is the command's own, workers included)."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "subprocess.run(sys.argv[1:], check=True); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, cwd=ROOT)
     wall, kib = out.stdout.split()[-2:]
     return float(wall), int(kib) / 1024
@@ -63,11 +65,15 @@ def speed(end: str, reps: int, jobs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base["output"]["dir"] = str(tmp / "results")
-        configs = {"universe": write_config({**base, "name": "universe", "data": {**base["data"], "assets": assets}},
-                                            tmp, "universe")}
+        configs = {
+            "universe": write_config(
+                {**base, "name": "universe", "data": {**base["data"], "assets": assets}}, tmp, "universe"
+            )
+        }
         for name, path in assets.items():
-            configs[name] = write_config({**base, "name": f"one_{name}", "data": {**base["data"], "assets": {name: path}}},
-                                         tmp, f"one_{name}")
+            configs[name] = write_config(
+                {**base, "name": f"one_{name}", "data": {**base["data"], "assets": {name: path}}}, tmp, f"one_{name}"
+            )
         rows = []
         for rep in range(reps):
             for label, config in configs.items():
@@ -90,20 +96,54 @@ def memory(sizes: list[int], days: int) -> None:
         tmp = Path(tmp)
         for n in sizes:
             folder = tmp / f"u{n}"
-            subprocess.run([BACKTEST, "data", "synth", "--out", str(folder), "--assets", str(n), "--days", str(days),
-                            "--seed", "1"], check=True, capture_output=True, cwd=ROOT)
-            raw = {"name": f"mem{n}", "seed": 0,
-                   "data": {"assets": str(folder / "*.parquet"), "bar": "1h", "cache_dir": str(tmp / "cache")},
-                   "backtest": {"start": "2024-01-15 00:00", "horizon": 24, "retrain": {"rule": "weekly", "weekday": "mon"}},
-                   "strategies": {"har": {}, "ewma": {}, "naive": {}},
-                   "output": {"dir": str(tmp / "results"), "plots": False}}
+            subprocess.run(
+                [
+                    BACKTEST,
+                    "data",
+                    "synth",
+                    "--out",
+                    str(folder),
+                    "--assets",
+                    str(n),
+                    "--days",
+                    str(days),
+                    "--seed",
+                    "1",
+                ],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
+            raw = {
+                "name": f"mem{n}",
+                "seed": 0,
+                "data": {"assets": str(folder / "*.parquet"), "bar": "1h", "cache_dir": str(tmp / "cache")},
+                "backtest": {
+                    "start": "2024-01-15 00:00",
+                    "horizon": 24,
+                    "retrain": {"rule": "weekly", "weekday": "mon"},
+                },
+                "strategies": {"har": {}, "ewma": {}, "naive": {}},
+                "output": {"dir": str(tmp / "results"), "plots": False},
+            }
             config = write_config(raw, tmp, f"mem{n}")
             subprocess.run([BACKTEST, "data", "prepare", str(config), "-q"], capture_output=True, cwd=ROOT)
             t0 = time.perf_counter()
             wall, mib = peak_run([BACKTEST, "run", str(config), "--force", "--fresh", "-qq", "--jobs", "1"])
             manifest = json.loads((tmp / "results" / f"mem{n}" / "manifest.json").read_text())
-            print(json.dumps({"assets": n, "days_each": days, "forecast_rows": manifest["rows"], "wall": round(wall, 1),
-                              "peak_mib": round(mib), "measured_in": round(time.perf_counter() - t0, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "assets": n,
+                        "days_each": days,
+                        "forecast_rows": manifest["rows"],
+                        "wall": round(wall, 1),
+                        "peak_mib": round(mib),
+                        "measured_in": round(time.perf_counter() - t0, 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def main() -> None:

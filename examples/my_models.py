@@ -13,12 +13,14 @@ def build_gru(hp, memory, steps):
     `hyperparameters`, and anything the config leaves out takes the default given here."""
     import keras
 
-    model = keras.Sequential([
-        keras.Input((memory, 1)),
-        keras.layers.GRU(hp.Int("units", 8, 64, step=8, default=16)),
-        keras.layers.Dropout(hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1)),
-        keras.layers.Dense(steps),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((memory, 1)),
+            keras.layers.GRU(hp.Int("units", 8, 64, step=8, default=16)),
+            keras.layers.Dropout(hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1)),
+            keras.layers.Dense(steps),
+        ]
+    )
     lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="mse")
     return model
@@ -32,12 +34,12 @@ class ScaledMedian:
 
     def fit(self, train, horizon):
         rv = train.rv
-        medians = np.array([np.median(rv[i - self.bars:i]) for i in range(self.bars, len(rv))])
-        self.factor = float(np.mean(rv[self.bars:]) / np.mean(medians))
+        medians = np.array([np.median(rv[i - self.bars : i]) for i in range(self.bars, len(rv))])
+        self.factor = float(np.mean(rv[self.bars :]) / np.mean(medians))
         return FitInfo(samples=len(medians), extra={"factor": self.factor})
 
     def forecast(self, history, horizon):
-        return np.full(horizon, self.factor * np.median(history.rv[-self.bars:]))
+        return np.full(horizon, self.factor * np.median(history.rv[-self.bars :]))
 
     def save(self, folder):  # optional: lets `backtest model predict` reload it
         (folder / "factor.txt").write_text(repr(self.factor))

@@ -55,8 +55,16 @@ REGISTRY: dict[str, type[Params]] = {
     "rolling_mean": RollingMeanParams,
 }
 
-__all__ = ["REGISTRY", "FitInfo", "Params", "Strategy", "inspect_model", "strategy_class", "summary_lines",
-           "validate_params"]  # inspect_model, summary_lines: `backtest model inspect`
+__all__ = [
+    "REGISTRY",
+    "FitInfo",
+    "Params",
+    "Strategy",
+    "inspect_model",
+    "strategy_class",
+    "summary_lines",
+    "validate_params",
+]  # inspect_model, summary_lines: `backtest model inspect`
 
 
 def _entry_points() -> dict[str, Any]:
@@ -72,8 +80,10 @@ def strategy_class(kind: str, where: str = "strategies.x.type") -> type[Params]:
         try:
             cls = plugins[kind].load()
         except Exception as exc:  # a broken plugin must not take the CLI down with a traceback
-            raise ConfigError(f"{where}: strategy {kind!r} from entry point {plugins[kind].value!r} "
-                              f"failed to import ({type(exc).__name__}: {exc}); fix or reinstall that package") from None
+            raise ConfigError(
+                f"{where}: strategy {kind!r} from entry point {plugins[kind].value!r} "
+                f"failed to import ({type(exc).__name__}: {exc}); fix or reinstall that package"
+            ) from None
         origin = f"entry point {plugins[kind].value!r}"
     elif ":" in kind or "." in kind:
         refuse_standard_library(kind, where, "a Params class")  # never imported: no Params class lives there
@@ -81,14 +91,20 @@ def strategy_class(kind: str, where: str = "strategies.x.type") -> type[Params]:
         origin = repr(kind)
     else:
         names = sorted(set(REGISTRY) | set(plugins))
-        raise ConfigError(f"{where}: unknown strategy {kind!r}{did_you_mean(kind, names)}; valid names: "
-                          f"{', '.join(names)}, or a path 'package.module:ParamsClass'")
+        raise ConfigError(
+            f"{where}: unknown strategy {kind!r}{did_you_mean(kind, names)}; valid names: "
+            f"{', '.join(names)}, or a path 'package.module:ParamsClass'"
+        )
     if not (isinstance(cls, type) and issubclass(cls, Params)):
-        raise ConfigError(f"{where}: {origin} is {cls!r}, not a subclass of strategies.Params; "
-                          "point it at your Params class (see 'Add your own strategy' in the README)")
+        raise ConfigError(
+            f"{where}: {origin} is {cls!r}, not a subclass of strategies.Params; "
+            "point it at your Params class (see 'Add your own strategy' in the README)"
+        )
     if cls.build is Params.build:
-        raise ConfigError(f"{where}: {origin} is {cls.__name__}, which defines no build(seed); point it at a Params "
-                          "subclass that builds a strategy (see 'Add your own strategy' in the README)")
+        raise ConfigError(
+            f"{where}: {origin} is {cls.__name__}, which defines no build(seed); point it at a Params "
+            "subclass that builds a strategy (see 'Add your own strategy' in the README)"
+        )
     return cls
 
 

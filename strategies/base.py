@@ -14,9 +14,10 @@ few numbers or arrays (written as ``params.json``, never pickled).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -104,7 +105,9 @@ def trailing_windows(values: np.ndarray, ends: np.ndarray, width: int) -> np.nda
     if len(ends) == 0 or ends.min() < width:
         return None
     if values.ndim == 2:  # bars x channels: windows x width x channels
-        return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width, axis=0)[ends - width].swapaxes(1, 2)
+        return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width, axis=0)[ends - width].swapaxes(
+            1, 2
+        )
     return np.lib.stride_tricks.sliding_window_view(values[: ends.max()], width)[ends - width]
 
 
@@ -128,7 +131,11 @@ class JsonState:
         state = json.loads((Path(folder) / "params.json").read_text())
         for name in self.STATE:
             value = state[name]
-            setattr(self, name, np.array(value["array"], dtype="float64") if isinstance(value, dict) and "array" in value else value)
+            setattr(
+                self,
+                name,
+                np.array(value["array"], dtype="float64") if isinstance(value, dict) and "array" in value else value,
+            )
 
 
 class Params(BaseModel):
@@ -201,7 +208,9 @@ class Params(BaseModel):
         does it search hyperparameters on its training window first? Never, by default."""
         return [False] * len(retrains)
 
-    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1) -> tuple[dict[str, Any], Any]:
+    def tune(
+        self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1
+    ) -> tuple[dict[str, Any], Any]:
         """Search hyperparameters on ``train`` (state under ``folder``); return the best values and a
         frame of trials (``trial, status, score, hyperparameters``). Raise FailedRetrain if it fails.
         ``stack``: the most trials it may train together (``execution.stack``), where it can."""

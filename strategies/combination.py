@@ -14,10 +14,9 @@ Examples
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
-
-import json
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -76,8 +75,10 @@ class MeanOfBaselines:
         return self.forecast_batch(history, np.array([len(history)]), horizon)[0]
 
     def forecast_batch(self, history, ends: np.ndarray, horizon: int) -> np.ndarray:
-        return np.mean([np.asarray(m.forecast_batch(history, ends, horizon), dtype="float64")
-                        for m in self.members.values()], axis=0)
+        return np.mean(
+            [np.asarray(m.forecast_batch(history, ends, horizon), dtype="float64") for m in self.members.values()],
+            axis=0,
+        )
 
     def save(self, folder: Path) -> None:
         """Each member in a folder of its own, by position (``0/``, ``1/``: a strategy's name may not be a
@@ -92,7 +93,6 @@ class MeanOfBaselines:
             member.load(Path(folder) / str(k))
 
 
-
 class MeanOfParams(Params):
     """``of``: the baselines whose forecasts are averaged, strategies of the run (their parameters are
     filled in as ``members``); built without a run, each name is a baseline type with its defaults."""
@@ -104,8 +104,10 @@ class MeanOfParams(Params):
     @model_validator(mode="after")
     def _different(self) -> MeanOfParams:
         if len(set(self.of)) < len(self.of) or len(self.of) < 2:
-            raise ValueError("of: name two or more different baselines, e.g. of: [har, garch] (the mean of one is "
-                             "that baseline itself)")
+            raise ValueError(
+                "of: name two or more different baselines, e.g. of: [har, garch] (the mean of one is "
+                "that baseline itself)"
+            )
         if self.members is not None and len(self.members) != len(self.of):
             raise ValueError("members: is filled in from of (one per baseline); remove it")
         return self

@@ -20,10 +20,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from backtester.core.filters import lfilter
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, forecast_each, trailing_windows
-from backtester.core.filters import lfilter
 
 
 class Ewma(JsonState):

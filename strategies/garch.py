@@ -31,11 +31,10 @@ from typing import Any, Literal
 import numpy as np
 
 from backtester.core.errors import FailedRetrain
+from backtester.core.filters import lfilter
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, session_zone
-from backtester.core.filters import lfilter
-
 
 SCALE = 100.0
 
@@ -102,8 +101,13 @@ class Garch(JsonState):
         return FitInfo(
             samples=len(r),
             train_loss=float(-res.loglikelihood / len(r)),
-            extra={"omega": self.omega, "alpha": self.alpha, "beta": self.beta, "seasonal": self.profile is not None,
-                   "converged": int(res.convergence_flag) == 0},
+            extra={
+                "omega": self.omega,
+                "alpha": self.alpha,
+                "beta": self.beta,
+                "seasonal": self.profile is not None,
+                "converged": int(res.convergence_flag) == 0,
+            },
         )
 
     def forecast(self, history: BarSeries, horizon: int) -> np.ndarray:

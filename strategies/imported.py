@@ -42,14 +42,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from backtester.core.errors import BuilderError, ModelFileError
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, positive_floor
 from .keras_core import keras_module
-from .keras_import import (file_kind, check_scaler_file, describe_model, load_model_file,
-                           load_scaler, scaler_from_json)
+from .keras_import import check_scaler_file, describe_model, file_kind, load_model_file, load_scaler, scaler_from_json
 from .keras_model import KerasForecaster, WindowedKerasParams
-from backtester.core.errors import BuilderError, ModelFileError
 
 _LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
 
@@ -120,22 +119,28 @@ def check_scaler_fits(state: dict[str, Any], rv: np.ndarray, where: str) -> None
         return
     lo, hi, med = float(values.min()), float(values.max()), float(np.median(values))
     seen = f"the training data's RV lies in [{lo:.2g}, {hi:.2g}] (median {med:.2g}"
-    fix = ("so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, "
-           "or leave out scaler to fit one on each training window")
+    fix = (
+        "so every input and forecast would be off scale; refit the scaler on RV of this data's bar size and unit, "
+        "or leave out scaler to fit one on each training window"
+    )
     if state.get("kind") == "MinMaxScaler":
         smin, smax = float(state["data_min"][0]), float(state["data_max"][0])
         pos = (med - smin) / (smax - smin) if smax > smin else float("nan")
         if not SCALED_MEDIAN[0] <= pos <= SCALED_MEDIAN[1]:
-            raise ModelFileError(f"{where}: the scaler was fitted on values in [{smin:.4g}, {smax:.4g}] but {seen}, "
-                                 f"which the scaler maps to {pos:.2g} of its range; it must map inside "
-                                 f"{SCALED_MEDIAN[0]} .. {SCALED_MEDIAN[1]}), {fix}")
+            raise ModelFileError(
+                f"{where}: the scaler was fitted on values in [{smin:.4g}, {smax:.4g}] but {seen}, "
+                f"which the scaler maps to {pos:.2g} of its range; it must map inside "
+                f"{SCALED_MEDIAN[0]} .. {SCALED_MEDIAN[1]}), {fix}"
+            )
     elif state.get("kind") == "StandardScaler" and state.get("with_mean") and state.get("with_std"):
         mean, scale = float(state["mean"][0]), float(state["scale"][0])
         z = (med - mean) / scale if scale > 0 else float("nan")
         if not abs(z) <= MAX_MEDIAN_Z:
-            raise ModelFileError(f"{where}: the scaler was fitted on values of mean {mean:.4g} and standard deviation "
-                                 f"{scale:.4g} but {seen}, {z:.3g} standard deviations from that mean; it must lie "
-                                 f"within {MAX_MEDIAN_Z:g}), {fix}")
+            raise ModelFileError(
+                f"{where}: the scaler was fitted on values of mean {mean:.4g} and standard deviation "
+                f"{scale:.4g} but {seen}, {z:.3g} standard deviations from that mean; it must lie "
+                f"within {MAX_MEDIAN_Z:g}), {fix}"
+            )
 
 
 def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float):
@@ -144,8 +149,10 @@ def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float)
     saved = _loaded(path)
     out = saved.output_shape[-1]
     if out != steps:
-        raise BuilderError(f"{path}: the model forecasts {out} step(s) but {steps} are needed; "
-                           f"use multistep: recursive for a 1-step model, or set backtest.horizon: {out}")
+        raise BuilderError(
+            f"{path}: the model forecasts {out} step(s) but {steps} are needed; "
+            f"use multistep: recursive for a 1-step model, or set backtest.horizon: {out}"
+        )
     model = keras.models.clone_model(saved)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     return model
@@ -175,8 +182,10 @@ class ImportedParams(WindowedKerasParams):
         data = dict(data)
         if steps is not None:
             if "memory" in data and data["memory"] != steps:
-                raise ValueError(f"memory: {data['memory']} but the model in {path} takes {steps} bars "
-                                 f"(input shape (None, {steps}, 1)); set memory: {steps} or leave it out")
+                raise ValueError(
+                    f"memory: {data['memory']} but the model in {path} takes {steps} bars "
+                    f"(input shape (None, {steps}, 1)); set memory: {steps} or leave it out"
+                )
             data["memory"] = steps
         if data.get("use") == "warm_start" and data.get("warm_start") is None:
             data["warm_start"] = {}
@@ -194,14 +203,19 @@ class ImportedParams(WindowedKerasParams):
         if self.use == "as_is" and self.target != "rv":
             raise ValueError("target: an imported model used as_is learned RV as is; leave target: rv")
         if self.residual_of is not None:
-            raise ValueError("residual_of: an imported model forecasts RV itself; for a hybrid use type: lstm with "
-                             "residual_of")
+            raise ValueError(
+                "residual_of: an imported model forecasts RV itself; for a hybrid use type: lstm with residual_of"
+            )
         if self.features != ["rv"]:
-            raise ValueError("features: an imported model keeps its saved input, one channel of RV; leave features "
-                             "out (or use type: lstm with the features)")
+            raise ValueError(
+                "features: an imported model keeps its saved input, one channel of RV; leave features "
+                "out (or use type: lstm with the features)"
+            )
         if self.tuning is not None:
-            raise ValueError("tuning: an imported model keeps its saved architecture; to tune around it, use type: lstm "
-                             "with the hyperparameters `backtest model inspect` prints, and a tuning block")
+            raise ValueError(
+                "tuning: an imported model keeps its saved architecture; to tune around it, use type: lstm "
+                "with the hyperparameters `backtest model inspect` prints, and a tuning block"
+            )
         return self
 
     def builder_path(self) -> str:
@@ -231,8 +245,10 @@ class ImportedParams(WindowedKerasParams):
             except ModelFileError as exc:
                 raise ModelFileError(f"{self.scaler}: {exc}") from None
             except (ValueError, KeyError, TypeError) as exc:
-                raise ModelFileError(f"{self.scaler}: not a scaler.json ({type(exc).__name__}: {exc}); write it with "
-                                     "`backtest model inspect MODEL --scaler PKL --trust-pickle`") from None
+                raise ModelFileError(
+                    f"{self.scaler}: not a scaler.json ({type(exc).__name__}: {exc}); write it with "
+                    "`backtest model inspect MODEL --scaler PKL --trust-pickle`"
+                ) from None
             return state
         return load_scaler(self.scaler, trusted=self.trust_pickle)
 
@@ -292,5 +308,11 @@ class ImportedForecaster(KerasForecaster):
         self._weights = self.model.get_weights()
         object.__setattr__(self.model, "_backtester_owner", self)
         self.history, self.samples, self.started_from = {}, 0, f"imported {p.model} (as is)"
-        return FitInfo(samples=0, extra={"hyperparameters": self.hp_values, "started_from": self.started_from,
-                                         "scaler": "saved" if state is not None else "fitted on the training window"})
+        return FitInfo(
+            samples=0,
+            extra={
+                "hyperparameters": self.hp_values,
+                "started_from": self.started_from,
+                "scaler": "saved" if state is not None else "fitted on the training window",
+            },
+        )

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from backtester.core.targets import from_target, to_target  # noqa: F401  (re-exported for builders)
 from backtester.core.errors import BuilderError
+from backtester.core.targets import from_target, to_target  # noqa: F401  (re-exported for builders)
 
 HyperValue = int | float | str | bool
 
@@ -117,9 +118,11 @@ def call_with_features(builder: Callable, path: str, hp, memory: int, steps: int
     try:
         inspect.signature(builder).bind(hp, memory, steps, n_features)
     except TypeError:
-        raise BuilderError(f"builder {path!r} takes (hp, memory, steps), but features make {n_features} input "
-                           "channels; add a parameter: def build(hp, memory, steps, n_features=1) and start the "
-                           "model with keras.Input((memory, n_features))") from None
+        raise BuilderError(
+            f"builder {path!r} takes (hp, memory, steps), but features make {n_features} input "
+            "channels; add a parameter: def build(hp, memory, steps, n_features=1) and start the "
+            "model with keras.Input((memory, n_features))"
+        ) from None
     except ValueError:  # no signature to read (a builtin): just call it
         pass
     return builder(hp, memory, steps, n_features)
@@ -129,20 +132,28 @@ def check_model(model: Any, builder: str, memory: int, steps: int, n_features: i
     """Refuse a builder result that is not a compiled Keras model mapping (memory, n_features) to (steps,)."""
     keras = keras_module()
     if not isinstance(model, keras.Model):
-        raise BuilderError(f"builder {builder!r} returned {type(model).__name__}, not a keras.Model; "
-                           "return the model from build(hp, memory, steps)")
+        raise BuilderError(
+            f"builder {builder!r} returned {type(model).__name__}, not a keras.Model; "
+            "return the model from build(hp, memory, steps)"
+        )
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        raise BuilderError(f"builder {builder!r} returned a model that is not compiled; "
-                           "call model.compile(optimizer=..., loss='mse') before returning it")
+        raise BuilderError(
+            f"builder {builder!r} returned a model that is not compiled; "
+            "call model.compile(optimizer=..., loss='mse') before returning it"
+        )
     try:
         out = model.compute_output_shape((None, memory, n_features))
     except Exception as exc:
         wanted = "1" if n_features == 1 else "n_features"
-        raise BuilderError(f"builder {builder!r}: the model does not take input (batch, {memory}, {n_features}) "
-                           f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, {wanted}))") from None
+        raise BuilderError(
+            f"builder {builder!r}: the model does not take input (batch, {memory}, {n_features}) "
+            f"({type(exc).__name__}: {exc}); start it with keras.Input((memory, {wanted}))"
+        ) from None
     if tuple(out)[1:] != (steps,):
-        raise BuilderError(f"builder {builder!r}: the model's output shape is {tuple(out)}, expected (None, {steps}); "
-                           "end it with keras.layers.Dense(steps)")
+        raise BuilderError(
+            f"builder {builder!r}: the model's output shape is {tuple(out)}, expected (None, {steps}); "
+            "end it with keras.layers.Dense(steps)"
+        )
 
 
 def describe_layers(model) -> list[dict[str, Any]]:

@@ -62,7 +62,9 @@ def check_features(items: list[Any]) -> list[Any]:
         elif isinstance(item, str):
             name = item
             if name not in NAMES:
-                raise ValueError(f"unknown feature {name!r}{did_you_mean(name, list(NAMES))}; valid: {', '.join(NAMES)}")
+                raise ValueError(
+                    f"unknown feature {name!r}{did_you_mean(name, list(NAMES))}; valid: {', '.join(NAMES)}"
+                )
             if name == "rv_mean":
                 raise ValueError("rv_mean: give the spans to average over, e.g. {rv_mean: [1D, 7D, 30D]}")
         else:
@@ -112,9 +114,17 @@ def garch_channels(garch, series, floor: float) -> dict[str, np.ndarray]:
     return {"garch_variance": 2 * np.log(np.maximum(vol, floor)), "seasonal_profile": garch._season(nxt)}
 
 
-def raw_channels(items: list[Any], rv: np.ndarray, time_ns: np.ndarray, target: str, floor: float,
-                 timezone: str = "UTC", assets: list[str] | None = None, asset: str | None = None,
-                 fitted: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def raw_channels(
+    items: list[Any],
+    rv: np.ndarray,
+    time_ns: np.ndarray,
+    target: str,
+    floor: float,
+    timezone: str = "UTC",
+    assets: list[str] | None = None,
+    asset: str | None = None,
+    fitted: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """The unscaled channels (bars x channels) of a window of bars: ``rv`` (filled RV), ``time_ns`` (close
     times, UTC ns); ``floor``: the training window's smallest positive RV; ``fitted``: the GARCH channels
     (:func:`garch_channels`) where the list has them."""
@@ -146,8 +156,7 @@ def raw_channels(items: list[Any], rv: np.ndarray, time_ns: np.ndarray, target: 
 def scaled_columns(items: list[Any], assets: list[str] | None = None) -> np.ndarray:
     """Indices of the channels min-max scaled by the feature scaler (``log_rv``, ``rv_mean``, the GARCH ones)."""
     names = channels(items, assets)
-    return np.array([k for k, n in enumerate(names) if n in ("log_rv", *FITTED) or n.startswith("rv_mean_")],
-                    dtype=int)
+    return np.array([k for k, n in enumerate(names) if n in ("log_rv", *FITTED) or n.startswith("rv_mean_")], dtype=int)
 
 
 def rv_column(items: list[Any], assets: list[str] | None = None) -> int | None:

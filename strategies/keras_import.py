@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from backtester.core.errors import ModelFileError
 
 from .keras_core import keras_module
-from backtester.core.errors import ModelFileError
 
 __all__ = [
     "ModelFileError",
@@ -53,8 +53,10 @@ __all__ = [
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
 KERAS2_ONLY_RNN_KEYS = ("time_major",)  # RNN kwargs Keras 2 saved and Keras 3 rejects
-RESAVE = ("re-save it from the notebook with model.save('model.keras') under Keras 3, "
-          "or rebuild it with a builder (type: keras)")
+RESAVE = (
+    "re-save it from the notebook with model.save('model.keras') under Keras 3, "
+    "or rebuild it with a builder (type: keras)"
+)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -165,12 +167,15 @@ def _build_from_h5(weights_group, config: dict, path: Path):
         try:
             model = saving_utils.model_from_config(config)
         except Exception as exc:
-            raise ModelFileError(f"{path}: cannot rebuild the model in Keras 3 ({_first_line(exc)}); {RESAVE}") from None
+            raise ModelFileError(
+                f"{path}: cannot rebuild the model in Keras 3 ({_first_line(exc)}); {RESAVE}"
+            ) from None
         try:
             legacy_h5_format.load_weights_from_hdf5_group(weights_group, model)
         except Exception as exc:
-            raise ModelFileError(f"{path}: the stored weights do not fit the rebuilt model ({_first_line(exc)}); "
-                                 f"{RESAVE}") from None
+            raise ModelFileError(
+                f"{path}: the stored weights do not fit the rebuilt model ({_first_line(exc)}); {RESAVE}"
+            ) from None
     return model
 
 
@@ -223,13 +228,17 @@ def file_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if what == "an HDF5 file":
         if suffix == ".keras":
-            raise ModelFileError(f"{path}: named .keras but it is an HDF5 file (the .h5 format); rename it to "
-                                 f"{path.with_suffix('.h5').name}, or {SAVE}")
+            raise ModelFileError(
+                f"{path}: named .keras but it is an HDF5 file (the .h5 format); rename it to "
+                f"{path.with_suffix('.h5').name}, or {SAVE}"
+            )
         return "h5"
     if what == "a zip archive holding a .keras model":
         if suffix in H5_SUFFIXES:
-            raise ModelFileError(f"{path}: named {suffix} but it is a zip archive holding a .keras model; rename it "
-                                 f"to {path.with_suffix('.keras').name}, or {SAVE}")
+            raise ModelFileError(
+                f"{path}: named {suffix} but it is a zip archive holding a .keras model; rename it "
+                f"to {path.with_suffix('.keras').name}, or {SAVE}"
+            )
         return "keras"
     what = f" ({what})" if what == "corrupt or another format" else f": it is {what}"
     raise ModelFileError(f"{path}: not an HDF5 (.h5) or .keras file{what}; {SAVE}")
@@ -241,19 +250,25 @@ def _open_h5(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise ModelFileError(f"{path}: a corrupt or truncated HDF5 file ({_first_line(exc)}); "
-                             "save the model again with model.save('model.h5') or model.save('model.keras')") from None
+        raise ModelFileError(
+            f"{path}: a corrupt or truncated HDF5 file ({_first_line(exc)}); "
+            "save the model again with model.save('model.h5') or model.save('model.keras')"
+        ) from None
 
 
 def _model_config(f, path: Path) -> dict:
     raw = _attr(f, "model_config")
     if raw is None:
-        raise ModelFileError(f"{path}: an HDF5 file without a model_config (weights only, from save_weights?); "
-                             "save the whole model with model.save('model.h5') or model.save('model.keras')")
+        raise ModelFileError(
+            f"{path}: an HDF5 file without a model_config (weights only, from save_weights?); "
+            "save the whole model with model.save('model.h5') or model.save('model.keras')"
+        )
     try:
         config = json.loads(raw)
     except ValueError:
-        raise ModelFileError(f"{path}: its model_config is not valid JSON (corrupt file); save the model again") from None
+        raise ModelFileError(
+            f"{path}: its model_config is not valid JSON (corrupt file); save the model again"
+        ) from None
     if not isinstance(config, dict) or "config" not in config:
         raise ModelFileError(f"{path}: its model_config is not a Keras model config; save the model again")
     return config
@@ -348,8 +363,12 @@ def _file_meta(path: Path) -> dict[str, Any]:
             names = set(z.namelist())
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
             config = json.loads(z.read("config.json")) if "config.json" in names else {}
-        return {"format": "keras", "keras_version": meta.get("keras_version"), "backend": None,
-                "training": config.get("compile_config")}
+        return {
+            "format": "keras",
+            "keras_version": meta.get("keras_version"),
+            "backend": None,
+            "training": config.get("compile_config"),
+        }
     with _open_h5(path) as f:
         version = _attr(f, "keras_version")
         raw = _attr(f, "training_config")
@@ -359,8 +378,12 @@ def _file_meta(path: Path) -> dict[str, Any]:
         training = json.loads(raw) if raw else None
     except ValueError:  # unreadable: describe the model without it
         training = None
-    return {"format": "keras2-h5" if keras2 else "keras3-h5", "keras_version": version, "backend": backend,
-            "training": training}
+    return {
+        "format": "keras2-h5" if keras2 else "keras3-h5",
+        "keras_version": version,
+        "backend": backend,
+        "training": training,
+    }
 
 
 def _training_summary(training: dict | None) -> dict[str, Any]:
@@ -487,8 +510,10 @@ def summary_lines(info: dict[str, Any], scaler: dict[str, Any] | None = None) ->
     lines += [f"  {_layer_call(entry)}" for entry in info["layers"] if entry["class"] != "InputLayer"]
     features = info.get("features")
     steps = info.get("output_steps")
-    lines.append(f"lookback {info.get('lookback') or '?'} bars x {features} feature{'s' if features != 1 else ''}"
-                 f" -> {steps} output step{'s' if steps != 1 else ''}")
+    lines.append(
+        f"lookback {info.get('lookback') or '?'} bars x {features} feature{'s' if features != 1 else ''}"
+        f" -> {steps} output step{'s' if steps != 1 else ''}"
+    )
     optimizer = info.get("optimizer") or "not stored (saved uncompiled or before training)"
     lr = f", learning rate {info['learning_rate']:g}" if info.get("learning_rate") is not None else ""
     loss = f", loss {info['loss']}" if info.get("loss") else ""
@@ -496,13 +521,17 @@ def summary_lines(info: dict[str, Any], scaler: dict[str, Any] | None = None) ->
     lines.append(f"parameters {info['params_total']:,} ({info['params_trainable']:,} trainable)")
     hp = info.get("hyperparameters")
     if hp:
-        lines.append("lstm hyperparameters: " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                                           for k, v in hp.items()))
+        lines.append(
+            "lstm hyperparameters: "
+            + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+        )
     elif info.get("hyperparameters_note"):
         lines.append(f"lstm hyperparameters: none ({info['hyperparameters_note']})")
     if scaler:
-        lines.append(f"scaler {scaler['kind']}, fitted on {scaler['n_samples_seen']:,} values"
-                     + (f" in [{scaler['data_min'][0]:.6g}, {scaler['data_max'][0]:.6g}]" if "data_min" in scaler else ""))
+        lines.append(
+            f"scaler {scaler['kind']}, fitted on {scaler['n_samples_seen']:,} values"
+            + (f" in [{scaler['data_min'][0]:.6g}, {scaler['data_max'][0]:.6g}]" if "data_min" in scaler else "")
+        )
     return lines
 
 
@@ -542,12 +571,15 @@ def load_scaler(path: str | os.PathLike, trusted: bool) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such file; pass the pickled scaler the notebook saved "
-                             "(e.g. volatility_scaler.pkl)")
+        raise ModelFileError(
+            f"{path}: no such file; pass the pickled scaler the notebook saved (e.g. volatility_scaler.pkl)"
+        )
     check_scaler_file(path)
     if not trusted:
-        raise ModelFileError(f"{path}: not loaded: unpickling runs code from the file; if you trust it, "
-                             "pass --trust-pickle (or set trust_pickle: true in the config)")
+        raise ModelFileError(
+            f"{path}: not loaded: unpickling runs code from the file; if you trust it, "
+            "pass --trust-pickle (or set trust_pickle: true in the config)"
+        )
     import joblib
 
     try:
@@ -555,8 +587,9 @@ def load_scaler(path: str | os.PathLike, trusted: bool) -> dict[str, Any]:
     except Exception as exc:
         what = looks_like(path)
         why = f": it is {what}" if what.startswith("a text") else f" ({_first_line(exc)})"
-        raise ModelFileError(f"{path}: cannot unpickle it{why}; save the fitted scaler with "
-                             "joblib.dump(scaler, path) or pickle.dump") from None
+        raise ModelFileError(
+            f"{path}: cannot unpickle it{why}; save the fitted scaler with joblib.dump(scaler, path) or pickle.dump"
+        ) from None
     return scaler_to_json(scaler, path)
 
 
@@ -573,8 +606,10 @@ def check_scaler_file(path: str | os.PathLike) -> None:
     what = looks_like(path)
     if what.startswith(("empty", "an HDF5", "a zip")):
         hint = " (the model file?)" if not what.startswith("empty") else ""
-        raise ModelFileError(f"{path}: not a pickled scaler: it is {what}{hint}; pass the .pkl the notebook wrote "
-                             "with joblib.dump(scaler, path) or pickle.dump")
+        raise ModelFileError(
+            f"{path}: not a pickled scaler: it is {what}{hint}; pass the .pkl the notebook wrote "
+            "with joblib.dump(scaler, path) or pickle.dump"
+        )
 
 
 def scaler_to_json(scaler, path: str | os.PathLike = "scaler") -> dict[str, Any]:
@@ -589,14 +624,17 @@ def scaler_to_json(scaler, path: str | os.PathLike = "scaler") -> dict[str, Any]
 
     fix = "refit it on the RV column alone, e.g. MinMaxScaler().fit(rv.reshape(-1, 1)), and pickle that"
     if not isinstance(scaler, (MinMaxScaler, StandardScaler)):
-        raise ModelFileError(f"{path}: holds a {type(scaler).__module__}.{type(scaler).__name__}, "
-                             f"not a fitted MinMaxScaler or StandardScaler; {fix}")
+        raise ModelFileError(
+            f"{path}: holds a {type(scaler).__module__}.{type(scaler).__name__}, "
+            f"not a fitted MinMaxScaler or StandardScaler; {fix}"
+        )
     if not hasattr(scaler, "n_samples_seen_") or not hasattr(scaler, "scale_"):
         raise ModelFileError(f"{path}: the {type(scaler).__name__} is not fitted; {fix}")
     n_features = int(getattr(scaler, "n_features_in_", len(np.ravel(scaler.scale_))))
     if n_features != 1:
-        raise ModelFileError(f"{path}: the {type(scaler).__name__} was fitted on {n_features} features; "
-                             f"our models take one (RV): {fix}")
+        raise ModelFileError(
+            f"{path}: the {type(scaler).__name__} was fitted on {n_features} features; our models take one (RV): {fix}"
+        )
     seen = int(np.max(np.ravel(scaler.n_samples_seen_)))
     if isinstance(scaler, MinMaxScaler):
         return {
@@ -656,8 +694,11 @@ def features_to_json(scaler) -> dict[str, Any] | None:
     """
     if scaler is None:
         return None
-    return {"data_min": _floats(scaler.data_min_), "data_max": _floats(scaler.data_max_),
-            "n_samples_seen": int(np.max(np.ravel(scaler.n_samples_seen_)))}
+    return {
+        "data_min": _floats(scaler.data_min_),
+        "data_max": _floats(scaler.data_max_),
+        "n_samples_seen": int(np.max(np.ravel(scaler.n_samples_seen_))),
+    }
 
 
 def features_from_json(d: dict[str, Any] | None):
@@ -688,8 +729,12 @@ class Inspection:
     written: list[Path]
 
 
-def inspect_model(path: str | os.PathLike, out: str | os.PathLike | None = None,
-                  scaler_path: str | os.PathLike | None = None, trust_pickle: bool = False) -> Inspection:
+def inspect_model(
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    scaler_path: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+) -> Inspection:
     """Describe the model at ``path`` (and convert a pickled scaler); write nothing unless ``out`` is given.
 
     With ``out``, the description goes to ``out`` (``model_config.json``) and a converted scaler to
@@ -711,8 +756,10 @@ def inspect_model(path: str | os.PathLike, out: str | os.PathLike | None = None,
             if target is not None and target.resolve() in inputs:
                 raise ModelFileError(f"{out}: --out would overwrite {target}, an input file; pass another file name")
         if (out.parent / "artifact.json").is_file():
-            raise ModelFileError(f"{out.parent}: is a backtest model artifact (its scaler.json and config.json are the "
-                                 "run's); pass --out into another folder")
+            raise ModelFileError(
+                f"{out.parent}: is a backtest model artifact (its scaler.json and config.json are the "
+                "run's); pass --out into another folder"
+            )
     scaler = load_scaler(scaler_path, trust_pickle) if scaler_path is not None else None
     info = describe_model(load_model_file(path), path)
     written: list[Path] = []

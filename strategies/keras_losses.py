@@ -32,7 +32,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -87,5 +87,7 @@ def training_loss(kind: str, target: str) -> Callable | str:
 def check_pair(loss: str | None, target: str) -> None:
     """Refuse a loss/target pair that makes no sense (see the module docstring)."""
     if loss == "mse_log" and target == "log":
-        raise ValueError("loss: mse_log with target: log is loss: mse with target: log again (the squared error "
-                         "of log volatility); write loss: mse, or keep mse_log with target: rv")
+        raise ValueError(
+            "loss: mse_log with target: log is loss: mse with target: log again (the squared error "
+            "of log volatility); write loss: mse, or keep mse_log with target: rv"
+        )

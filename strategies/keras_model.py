@@ -37,9 +37,10 @@ import inspect
 import json
 import math
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -49,15 +50,32 @@ from backtester.core.schedule import retrain_times
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, Params, forecast_each, positive_floor, session_zone, trailing_windows
-from .keras_core import (HyperValue, _private_python_random, call_with_features, check_model, describe_layers,
-                         from_target, keras_module, learning_rate, to_target, windows)
-from .keras_import import features_from_json, features_to_json, scaler_from_json, scaler_to_json
-from .keras_features import (channels, check_features, garch_channels, needs_garch, raw_channels, rv_column,
-                             scaled_columns)
-from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
-from .keras_tuning import TuningConfig, tune, tuning_points
-from .keras_stack import train_epochs
 from .combination import baseline_min_bars, baseline_strategy
+from .keras_core import (
+    HyperValue,
+    _private_python_random,
+    call_with_features,
+    check_model,
+    describe_layers,
+    from_target,
+    keras_module,
+    learning_rate,
+    to_target,
+    windows,
+)
+from .keras_features import (
+    channels,
+    check_features,
+    garch_channels,
+    needs_garch,
+    raw_channels,
+    rv_column,
+    scaled_columns,
+)
+from .keras_import import features_from_json, features_to_json, scaler_from_json, scaler_to_json
+from .keras_losses import VARIANCE_LOSSES, check_pair, training_loss, with_scale
+from .keras_stack import train_epochs
+from .keras_tuning import TuningConfig, tune, tuning_points
 from .loading import import_object
 
 PREDICT_CHUNK = 256  # rows per batched predict call: one input shape, compiled once
@@ -114,8 +132,11 @@ class KerasForecaster:
         hp = fixed_hyperparameters(p.fixed_values())
         builder = p.builder_function()
         n = len(channels(p.features, self.assets))
-        model = builder(hp, p.memory, steps) if n == 1 else call_with_features(builder, p.builder_path(), hp, p.memory,
-                                                                                 steps, n)
+        model = (
+            builder(hp, p.memory, steps)
+            if n == 1
+            else call_with_features(builder, p.builder_path(), hp, p.memory, steps, n)
+        )
         check_model(model, p.builder_path(), p.memory, steps, n)
         if p.loss is not None:  # the config's loss replaces the builder's; same optimizer
             model.compile(optimizer=model.optimizer, loss=training_loss(p.loss, p.target))
@@ -183,8 +204,15 @@ class KerasForecaster:
         if p.loss in VARIANCE_LOSSES:  # the loss reads the scale back from more target columns
             y = with_scale(y, scaler, floor, residual)
         n_val = int(len(x) * p.validation_split)
-        return (x[: len(x) - n_val], y[: len(x) - n_val], x[len(x) - n_val :], y[len(x) - n_val :], scaler, floor,
-                self.feature_scaler)
+        return (
+            x[: len(x) - n_val],
+            y[: len(x) - n_val],
+            x[len(x) - n_val :],
+            y[len(x) - n_val :],
+            scaler,
+            floor,
+            self.feature_scaler,
+        )
 
     def _residual_samples(self, train: BarSeries, x: np.ndarray, target: np.ndarray, floor: float, steps: int):
         """Fit the baseline on the training window; the samples it can forecast (its own history need met),
@@ -197,8 +225,9 @@ class KerasForecaster:
         keep = ends >= baseline_min_bars(p.residual_params, steps)
         if keep.sum() < 2:
             raise FailedRetrain(f"residual_of {p.residual_of}: too few training samples where the baseline forecasts")
-        base = to_target(np.asarray(self.baseline.forecast_batch(train, ends[keep], steps), dtype="float64"), p.target,
-                         floor)
+        base = to_target(
+            np.asarray(self.baseline.forecast_batch(train, ends[keep], steps), dtype="float64"), p.target, floor
+        )
         _, actual = windows(target, p.memory, steps)
         error = actual[keep] - base
         self.residual_scale = float(np.max(np.abs(error))) or 1.0
@@ -207,15 +236,19 @@ class KerasForecaster:
     def _hybrid(self, scaled: np.ndarray, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
         """A hybrid's forecasts: the baseline's, plus the net's correction, back in volatility."""
         base = np.asarray(self.baseline.forecast_batch(history, np.asarray(ends), horizon), dtype="float64")
-        out = to_target(base, self.params.target, self.floor) + np.asarray(scaled, "float64")[:, :horizon] * self.residual_scale
+        out = (
+            to_target(base, self.params.target, self.floor)
+            + np.asarray(scaled, "float64")[:, :horizon] * self.residual_scale
+        )
         return np.maximum(self._from_target(out), self.floor)
 
     def _raw_inputs(self, series: BarSeries, floor: float) -> np.ndarray:
         """The unscaled input channels of ``series`` (bars x channels; see :mod:`strategies.keras_features`)."""
         p = self.params
         fitted = garch_channels(self.garch, series, floor) if needs_garch(p.features) else None
-        return raw_channels(p.features, series.rv, series.time, p.target, floor, p.session_timezone, self.assets,
-                            self.asset, fitted)
+        return raw_channels(
+            p.features, series.rv, series.time, p.target, floor, p.session_timezone, self.assets, self.asset, fitted
+        )
 
     def _scaled_inputs(self, raw: np.ndarray, scaler, feature_scaler) -> np.ndarray:
         """The channels as the model sees them: ``rv`` by the target's scaler, ``log_rv`` / ``rv_mean`` by the
@@ -232,7 +265,9 @@ class KerasForecaster:
 
     def _inputs(self, series: BarSeries) -> np.ndarray:
         """The scaled input channels of ``series`` with this model's scalers."""
-        return self._scaled_inputs(self._raw_inputs(series, self.floor), self.scaler, getattr(self, "feature_scaler", None))
+        return self._scaled_inputs(
+            self._raw_inputs(series, self.floor), self.scaler, getattr(self, "feature_scaler", None)
+        )
 
     def _train(self, x_tr, y_tr, x_val, y_val, steps: int) -> FitInfo:
         p = self.params
@@ -271,8 +306,11 @@ class KerasForecaster:
             samples=n_train,
             train_loss=train_loss,
             val_loss=val_loss,
-            extra={"loss_history": self.history["loss"], "hyperparameters": self.hp_values,
-                   "started_from": self.started_from},
+            extra={
+                "loss_history": self.history["loss"],
+                "hyperparameters": self.hp_values,
+                "started_from": self.started_from,
+            },
         )
 
     @staticmethod
@@ -280,9 +318,9 @@ class KerasForecaster:
         """Fit every member on its own training window as :meth:`fit` would, all trained together in one
         compiled program (:func:`strategies.keras_stack.train_stacked`; same params, so one architecture).
         Returns per member its ``FitInfo``, or the ``FailedRetrain`` it met."""
-        from .keras_stack import train_fitting
-
         from backtester.core.errors import BacktestError
+
+        from .keras_stack import train_fitting
 
         def alone(call) -> Any:  # what a lone fit() would give: its result, or the FailedRetrain it records
             try:
@@ -320,9 +358,14 @@ class KerasForecaster:
         histories: dict[int, Any] = {}
         try:
             for epochs, part in by_epochs.items():
-                got, sizes = train_fitting([r[1] for r in part], [r[2] for r in part], p.batch_size, epochs,
-                                           [members[r[0]].seed for r in part],
-                                           program_key=first._twin_key(ready[0][1], ready[0][3]))
+                got, sizes = train_fitting(
+                    [r[1] for r in part],
+                    [r[2] for r in part],
+                    p.batch_size,
+                    epochs,
+                    [members[r[0]].seed for r in part],
+                    program_key=first._twin_key(ready[0][1], ready[0][3]),
+                )
                 histories.update({r[0]: (h, size) for r, h, size in zip(part, got, sizes)})
         except (BacktestError, KeyboardInterrupt):
             raise
@@ -382,9 +425,20 @@ class KerasForecaster:
 
     def _twin_key(self, fresh, steps: int) -> str:
         """What makes two models the same compiled program: builder, hyperparameters, shapes, loss."""
-        return json.dumps([self.params.builder_path(), self.hp_values, self.params.memory, steps, fresh.jit_compile,
-                           learning_rate(fresh), self.params.loss, self.params.target,
-                           channels(self.params.features, self.assets)], default=str)
+        return json.dumps(
+            [
+                self.params.builder_path(),
+                self.hp_values,
+                self.params.memory,
+                steps,
+                fresh.jit_compile,
+                learning_rate(fresh),
+                self.params.loss,
+                self.params.target,
+                channels(self.params.features, self.assets),
+            ],
+            default=str,
+        )
 
     def _live_model(self):
         """The model holding this forecaster's weights (a shared twin is reloaded if another retrain used it)."""
@@ -428,7 +482,9 @@ class KerasForecaster:
             scaled = self._predict_many(window)[:, :horizon]
             if p.residual_params is not None:
                 return self._hybrid(scaled, history, ends, horizon)
-            out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(scaled.shape)
+            out = self.scaler.inverse_transform(np.asarray(scaled, dtype="float64").reshape(-1, 1)).reshape(
+                scaled.shape
+            )
             return np.maximum(self._from_target(out), self.floor)
         rv = trailing_windows(history.rv, ends, p.memory)
         if rv is None:
@@ -476,8 +532,12 @@ class KerasForecaster:
             (folder / "garch").mkdir(exist_ok=True)
             self.garch.save(folder / "garch")
         if self.params.features != ["rv"]:
-            scaler["features"] = {"channels": channels(self.params.features, self.assets), "assets": self.assets,
-                                  "asset": self.asset, "scaler": features_to_json(self.feature_scaler)}
+            scaler["features"] = {
+                "channels": channels(self.params.features, self.assets),
+                "assets": self.assets,
+                "asset": self.asset,
+                "scaler": features_to_json(self.feature_scaler),
+            }
         (folder / "scaler.json").write_text(json.dumps(scaler, indent=2))
         trainable = int(sum(int(np.prod(w.shape)) for w in self.model.trainable_weights))
         config = {
@@ -574,39 +634,57 @@ class WindowedKerasParams(Params):
     def _names(cls, v: Any) -> Any:
         if v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
             return v
-        raise ValueError(f"a baseline's name (residual_of: har) or a list of names (residual_of: [har, garch]), "
-                         f"not {v!r}")
+        raise ValueError(
+            f"a baseline's name (residual_of: har) or a list of names (residual_of: [har, garch]), not {v!r}"
+        )
 
     @field_validator("residual_of")
     @classmethod
     def _one_or_several(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and (not v or len(set(v)) < len(v)):
-            raise ValueError("name one baseline (residual_of: har) or several different ones, whose mean forecast "
-                             "the net corrects (residual_of: [har, garch])")
+            raise ValueError(
+                "name one baseline (residual_of: har) or several different ones, whose mean forecast "
+                "the net corrects (residual_of: [har, garch])"
+            )
         return v[0] if isinstance(v, list) and len(v) == 1 else v
 
     def residual_names(self) -> list[str]:
         """The baselines a hybrid corrects (``[]`` if it is not one)."""
-        return [] if self.residual_of is None else [self.residual_of] if isinstance(self.residual_of, str) \
+        return (
+            []
+            if self.residual_of is None
+            else [self.residual_of]
+            if isinstance(self.residual_of, str)
             else list(self.residual_of)
+        )
 
     @model_validator(mode="after")
     def _features_fit(self) -> WindowedKerasParams:
         if self.features != ["rv"] and self.multistep == "recursive":
-            raise ValueError("features: a recursive model feeds its forecasts back as the next input, which only "
-                             "works with features: [rv]; use multistep: direct")
+            raise ValueError(
+                "features: a recursive model feeds its forecasts back as the next input, which only "
+                "works with features: [rv]; use multistep: direct"
+            )
         if self.residual_params is not None and self.residual_of is None:
-            raise ValueError("residual_params: is filled in from residual_of (the baseline's own parameters); "
-                             "remove it and name the baseline: residual_of: har")
+            raise ValueError(
+                "residual_params: is filled in from residual_of (the baseline's own parameters); "
+                "remove it and name the baseline: residual_of: har"
+            )
         if self.residual_of is not None and (self.multistep == "recursive" or self.scope == "global"):
-            raise ValueError("residual_of: a hybrid forecasts every horizon at once on one asset's baseline; use "
-                             "multistep: direct and scope: local")
+            raise ValueError(
+                "residual_of: a hybrid forecasts every horizon at once on one asset's baseline; use "
+                "multistep: direct and scope: local"
+            )
         if needs_garch(self.features) and self.scope == "global":
-            raise ValueError("features: garch_variance / seasonal_profile fit a GARCH per training window of one "
-                             "asset; a global model (scope: global) cannot use them yet: drop them or use scope: local")
+            raise ValueError(
+                "features: garch_variance / seasonal_profile fit a GARCH per training window of one "
+                "asset; a global model (scope: global) cannot use them yet: drop them or use scope: local"
+            )
         if "asset" in self.features and self.scope != "global":
-            raise ValueError("features: asset codes which asset a sample is from; only a global model (scope: "
-                             "global) trains on several")
+            raise ValueError(
+                "features: asset codes which asset a sample is from; only a global model (scope: "
+                "global) trains on several"
+            )
         return self
 
     @staticmethod
@@ -620,15 +698,21 @@ class WindowedKerasParams(Params):
         items = raw.get("features")
         if not isinstance(items, list):
             return raw
-        out = [{"rv_mean": [to_bars(k, f"{where}.features.rv_mean") for k in item["rv_mean"]]}
-               if isinstance(item, dict) and isinstance(item.get("rv_mean"), list) else item for item in items]
+        out = [
+            {"rv_mean": [to_bars(k, f"{where}.features.rv_mean") for k in item["rv_mean"]]}
+            if isinstance(item, dict) and isinstance(item.get("rv_mean"), list)
+            else item
+            for item in items
+        ]
         return {**raw, "features": out}
 
     @model_validator(mode="after")
     def _global_alone(self) -> WindowedKerasParams:
         if self.scope == "global" and (self.tuning is not None or self.warm_start is not None):
-            raise ValueError("scope: global trains one model on every asset from scratch at each retrain; it "
-                             "cannot be combined with tuning or warm_start yet: remove one of them")
+            raise ValueError(
+                "scope: global trains one model on every asset from scratch at each retrain; it "
+                "cannot be combined with tuning or warm_start yet: remove one of them"
+            )
         if self.scope == "local" and self.schedule_of is not None:
             raise ValueError("schedule_of: only a global model (scope: global) follows one asset's retrain times")
         return self
@@ -686,8 +770,7 @@ class WindowedKerasParams(Params):
         """Local fits of our own forecaster, compiled (a warm-start chain stacks with its seed members' and
         assets' chains, in lockstep): an imported model (or a params class whose ``build`` returns another
         forecaster), a global model or ``jit_compile: false`` train alone."""
-        return (self.scope == "local" and self.jit_compile is not False
-                and type(self).build is WindowedKerasParams.build)
+        return self.scope == "local" and self.jit_compile is not False and type(self).build is WindowedKerasParams.build
 
     def pools_assets(self) -> bool:
         return self.scope == "global"
@@ -703,8 +786,9 @@ class WindowedKerasParams(Params):
         times = retrain_times(rule, bars, start, end) if rule is not None else None
         return tuning_points(self.tuning.every, list(retrains), times)
 
-    def tune(self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1
-             ) -> tuple[dict[str, HyperValue], Any]:
+    def tune(
+        self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1
+    ) -> tuple[dict[str, HyperValue], Any]:
         return tune(self, train, horizon, seed, folder, stack if self.stacks() else 1)
 
     def tuning_budget(self) -> tuple[int, int]:
@@ -752,8 +836,10 @@ def refuse_standard_library(path: str, where: str, what: str) -> None:
     top = module.split(".")[0]
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         example = "my_models:MyParams" if "Params" in what else "my_models:build"
-        raise ConfigError(f"{where}: {path!r} is in Python's standard library (module {top!r}), not {what}; point it "
-                          f"at your own code, e.g. {example!r}")
+        raise ConfigError(
+            f"{where}: {path!r} is in Python's standard library (module {top!r}), not {what}; point it "
+            f"at your own code, e.g. {example!r}"
+        )
 
 
 def check_builder_signature(fn: Callable, path: str) -> None:
@@ -770,25 +856,36 @@ def check_builder_signature(fn: Callable, path: str) -> None:
     """
     target = fn.func if isinstance(fn, functools.partial) else fn
     if not inspect.isfunction(target):
-        kind = ("a class" if isinstance(target, type) else "a built-in function" if inspect.isbuiltin(target)
-                else f"a {type(target).__name__}")
-        raise ValueError(f"{path!r} is {kind}, not a Python function build(hp, memory, steps); point builder at your "
-                         "own function")
+        kind = (
+            "a class"
+            if isinstance(target, type)
+            else "a built-in function"
+            if inspect.isbuiltin(target)
+            else f"a {type(target).__name__}"
+        )
+        raise ValueError(
+            f"{path!r} is {kind}, not a Python function build(hp, memory, steps); point builder at your own function"
+        )
     top = (getattr(target, "__module__", None) or "").split(".")[0]
     if top in sys.stdlib_module_names:
-        raise ValueError(f"{path!r} is a function of Python's standard library (module {top!r}), not a builder; "
-                         "point builder at your own function build(hp, memory, steps)")
+        raise ValueError(
+            f"{path!r} is a function of Python's standard library (module {top!r}), not a builder; "
+            "point builder at your own function build(hp, memory, steps)"
+        )
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        raise ValueError(f"{path!r}: its signature cannot be read, so it is not called; point builder at a Python "
-                         "function build(hp, memory, steps)") from None
+        raise ValueError(
+            f"{path!r}: its signature cannot be read, so it is not called; point builder at a Python "
+            "function build(hp, memory, steps)"
+        ) from None
     try:
         sig.bind(None, None, None)
     except TypeError:
         params = ", ".join(str(p) for p in sig.parameters.values())
-        raise ValueError(f"{path!r} takes ({params}), not (hp, memory, steps); point builder at a function "
-                         "build(hp, memory, steps)") from None
+        raise ValueError(
+            f"{path!r} takes ({params}), not (hp, memory, steps); point builder at a function build(hp, memory, steps)"
+        ) from None
 
 
 class KerasParams(WindowedKerasParams):

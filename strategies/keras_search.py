@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +64,11 @@ class WindowedHyperModel(kt.HyperModel):
         _private_python_random(self.seed)
         memory, steps = self.memory(hp), self.window.steps
         n = 1 if self.window.inputs is None else self.window.inputs.shape[1]
-        model = (self.builder(hp, memory, steps) if n == 1 else
-                 call_with_features(self.builder, self.params.builder_path(), hp, memory, steps, n))
+        model = (
+            self.builder(hp, memory, steps)
+            if n == 1
+            else call_with_features(self.builder, self.params.builder_path(), hp, memory, steps, n)
+        )
         check_model(model, self.params.builder_path(), memory, steps, n)
         return model
 
@@ -92,8 +96,9 @@ class WindowedHyperModel(kt.HyperModel):
         if self.params.tuning.objective == "val_qlike":
             callbacks.insert(0, QlikeOnValidation(x_val, rv_val, self.window.to_vol))
         epochs = kwargs.get("epochs", self.params.tuning.epochs) - kwargs.get("initial_epoch", 0)
-        return _history(train_epochs(model, x_tr, y_tr, x_val, y_val, self.params.batch_size, epochs, self.seed,
-                                     callbacks))
+        return _history(
+            train_epochs(model, x_tr, y_tr, x_val, y_val, self.params.batch_size, epochs, self.seed, callbacks)
+        )
 
     def program_key(self, hp, model, k: int) -> str:
         """What makes two trials' models one compiled program: the builder, the trial's values, the model's
@@ -107,8 +112,19 @@ class WindowedHyperModel(kt.HyperModel):
                 opt.pop("learning_rate")
             opt.pop("name", None)
             values = {n: v for n, v in hp.values.items() if not (plain and n == "learning_rate")}
-            return json.dumps([self.params.builder_path(), values, model.get_config(), repr(model.loss),
-                               type(model.optimizer).__name__, opt, model.jit_compile], sort_keys=True, default=repr)
+            return json.dumps(
+                [
+                    self.params.builder_path(),
+                    values,
+                    model.get_config(),
+                    repr(model.loss),
+                    type(model.optimizer).__name__,
+                    opt,
+                    model.jit_compile,
+                ],
+                sort_keys=True,
+                default=repr,
+            )
         except Exception:
             return f"alone:{k}"
 
@@ -142,10 +158,15 @@ class WindowedHyperModel(kt.HyperModel):
                     h.setdefault("val_qlike", []).append(mean_qlike(rv_val, self.window.to_vol(pred)))
 
             try:
-                got, _ = train_fitting([g[1] for g in group], [g[2] for g in group], self.params.batch_size,
-                                       self.params.tuning.epochs, [self.seed] * len(group),
-                                       program_key=None if key.startswith("alone:") else key,  # kept only if named
-                                       epoch_end=add_qlike if qlike else None)
+                got, _ = train_fitting(
+                    [g[1] for g in group],
+                    [g[2] for g in group],
+                    self.params.batch_size,
+                    self.params.tuning.epochs,
+                    [self.seed] * len(group),
+                    program_key=None if key.startswith("alone:") else key,  # kept only if named
+                    epoch_end=add_qlike if qlike else None,
+                )
             except Exception:  # the group's program failed (not for memory: halved then): each trial trains alone
                 for k, *_ in group:
                     try:
@@ -162,8 +183,6 @@ def _history(values: dict[str, list[float]]):
     history = keras.callbacks.History()
     history.history = values
     return history
-
-
 
 
 def search_stacked(tuner, size: int) -> None:
@@ -203,8 +222,11 @@ def search_stacked(tuner, size: int) -> None:
                 trial.status = kt.engine.trial.TrialStatus.FAILED if failed else kt.engine.trial.TrialStatus.INVALID
                 trial.message = f"{type(result).__name__}: {result}"
             else:
-                oracle.update_trial(trial.trial_id, tuner_utils.convert_to_metrics_dict(result, objective),
-                                    step=tuner_utils.get_best_step(result, objective))
+                oracle.update_trial(
+                    trial.trial_id,
+                    tuner_utils.convert_to_metrics_dict(result, objective),
+                    step=tuner_utils.get_best_step(result, objective),
+                )
                 trial.status = kt.engine.trial.TrialStatus.COMPLETED
             tuner.on_trial_end(trial)
     tuner.on_search_end()
@@ -212,15 +234,26 @@ def search_stacked(tuner, size: int) -> None:
 
 def _quiet(tuner_class):
     """The tuner without its TensorBoard hook (it imports tensorboard on the TF backend; we pass no TensorBoard)."""
-    return type(tuner_class.__name__, (tuner_class,),
-                {"_configure_tensorboard_dir": lambda self, callbacks, trial, execution=0: None})
+    return type(
+        tuner_class.__name__,
+        (tuner_class,),
+        {"_configure_tensorboard_dir": lambda self, callbacks, trial, execution=0: None},
+    )
 
 
 def make_tuner(cfg, hypermodel: WindowedHyperModel, hp, seed: int, directory: Path):
     """The configured tuner (random, bayesian or hyperband) over ``hp``, its state in ``directory``."""
-    common = dict(hypermodel=hypermodel, objective=kt.Objective(cfg.objective, direction="min"), seed=seed,
-                  hyperparameters=hp, tune_new_entries=True, directory=str(directory), project_name="tuner",
-                  overwrite=True, max_consecutive_failed_trials=10**6)  # a failed trial is recorded, not fatal
+    common = dict(
+        hypermodel=hypermodel,
+        objective=kt.Objective(cfg.objective, direction="min"),
+        seed=seed,
+        hyperparameters=hp,
+        tune_new_entries=True,
+        directory=str(directory),
+        project_name="tuner",
+        overwrite=True,
+        max_consecutive_failed_trials=10**6,
+    )  # a failed trial is recorded, not fatal
     if cfg.tuner == "random":
         return _quiet(kt.RandomSearch)(max_trials=cfg.max_trials, **common)
     if cfg.tuner == "bayesian":
@@ -233,18 +266,24 @@ def best_and_trials(tuner) -> tuple[dict[str, HyperValue] | None, pd.DataFrame]:
     rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         score = trial.score
-        rows.append({"trial": trial.trial_id, "status": str(trial.status),
-                     "score": float(score) if score is not None else float("nan"),
-                     "hyperparameters": json.dumps(trial.hyperparameters.values, sort_keys=True, default=str)})
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "status": str(trial.status),
+                "score": float(score) if score is not None else float("nan"),
+                "hyperparameters": json.dumps(trial.hyperparameters.values, sort_keys=True, default=str),
+            }
+        )
     trials = pd.DataFrame(rows, columns=["trial", "status", "score", "hyperparameters"])
     done = trials[np.isfinite(trials["score"])] if len(trials) else trials
     if not len(done):
         return None, trials
-    best = {k: v for k, v in tuner.get_best_hyperparameters(1)[0].values.items()
-            if not k.startswith("tuner/")}  # Hyperband's bookkeeping (tuner/epochs, tuner/round, ...)
+    best = {
+        k: v for k, v in tuner.get_best_hyperparameters(1)[0].values.items() if not k.startswith("tuner/")
+    }  # Hyperband's bookkeeping (tuner/epochs, tuner/round, ...)
     trials["best"] = trials["hyperparameters"].map(
-        lambda h: {k: v for k, v in json.loads(h).items() if not k.startswith("tuner/")}) == json.loads(
-        json.dumps(best, default=str))
+        lambda h: {k: v for k, v in json.loads(h).items() if not k.startswith("tuner/")}
+    ) == json.loads(json.dumps(best, default=str))
     if trials["best"].sum() > 1:  # the same values twice: the first with the best score is the one
         first = int(trials.index[trials["best"] & (trials["score"] == done["score"].min())][0])
         trials["best"] = trials.index == first

@@ -25,7 +25,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -91,8 +91,9 @@ def padded_batches(x: np.ndarray, y: np.ndarray, batch: int, weights: str) -> tu
     return x, y, w
 
 
-def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int,
-                 callbacks: list | None = None) -> dict[str, list[float]]:
+def train_epochs(
+    model, x, y, x_val, y_val, batch: int, epochs: int, seed: int, callbacks: list | None = None
+) -> dict[str, list[float]]:
     """``fit`` epoch by epoch on samples shuffled by a generator seeded with ``seed``, each epoch padded
     to whole batches (:func:`padded_batches`), so no call brings a new input shape to compile.
 
@@ -110,8 +111,17 @@ def train_epochs(model, x, y, x_val, y_val, batch: int, epochs: int, seed: int,
     for _ in range(epochs):
         order = rng.permutation(len(x))
         xe, ye, we = padded_batches(x[order], y[order], batch, "batch")
-        h = model.fit(xe[..., None] if xe.ndim == 2 else xe, ye, sample_weight=we, batch_size=batch, epochs=1, shuffle=False,
-                      validation_data=val, callbacks=callbacks, verbose=0)
+        h = model.fit(
+            xe[..., None] if xe.ndim == 2 else xe,
+            ye,
+            sample_weight=we,
+            batch_size=batch,
+            epochs=1,
+            shuffle=False,
+            validation_data=val,
+            callbacks=callbacks,
+            verbose=0,
+        )
         for k, vals in h.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
     return history
@@ -189,10 +199,16 @@ def _tracker_slots(template) -> tuple[int, int]:
     return ids.index(id(tracker.total)), ids.index(id(tracker.count))
 
 
-def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], batch: int,
-                  epochs: int, seeds: list[int], chunk: int = CHUNK, program_key: str | None = None,
-                  epoch_end: Callable[[list[dict[str, list[float]]]], None] | None = None
-                  ) -> list[dict[str, list[float]]]:
+def train_stacked(
+    models: list,
+    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    batch: int,
+    epochs: int,
+    seeds: list[int],
+    chunk: int = CHUNK,
+    program_key: str | None = None,
+    epoch_end: Callable[[list[dict[str, list[float]]]], None] | None = None,
+) -> list[dict[str, list[float]]]:
     """Train ``models`` (same architecture, each built and compiled, in its initial state) together on
     their own ``samples`` ``(x_train, y_train, x_val, y_val)``, ``epochs`` epochs of ``batch`` with each
     model's shuffle seeded by its ``seeds`` entry. Each model's variables end as if it had been trained
@@ -214,15 +230,21 @@ def train_stacked(models: list, samples: list[tuple[np.ndarray, np.ndarray, np.n
         m.reset_metrics()
     x_all, y_all, pad = _packed(samples, first[0].shape[1:])
     train_chunk, test_chunk = _programs(template, chunk, program_key)
-    state = (_stack([[v.value for v in m.trainable_variables] for m in models]),
-             _stack([[v.value for v in m.non_trainable_variables] for m in models]),
-             _stack([[v.value for v in m.optimizer.variables] for m in models]),
-             _stack([[v.value for v in m.metrics_variables] for m in models]))
+    state = (
+        _stack([[v.value for v in m.trainable_variables] for m in models]),
+        _stack([[v.value for v in m.non_trainable_variables] for m in models]),
+        _stack([[v.value for v in m.optimizer.variables] for m in models]),
+        _stack([[v.value for v in m.metrics_variables] for m in models]),
+    )
     fresh_metrics = state[3]
     total, count = _tracker_slots(template)
     rngs = [np.random.default_rng(s) for s in seeds]
-    val = [val_batches(len(s[0]), len(s[2]), batch, pad) if len(s[2]) else
-           (np.zeros((0, batch), "int32"), np.zeros((0, batch), "float32")) for s in samples]
+    val = [
+        val_batches(len(s[0]), len(s[2]), batch, pad)
+        if len(s[2])
+        else (np.zeros((0, batch), "int32"), np.zeros((0, batch), "float32"))
+        for s in samples
+    ]
     has_val = any(len(s[2]) for s in samples)
     histories: list[dict[str, list[float]]] = [{} for _ in models]
     for _ in range(epochs):
@@ -284,9 +306,15 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "out of memory" in str(exc).lower()
 
 
-def train_fitting(models: list, samples: list, batch: int, epochs: int, seeds: list[int],
-                  program_key: str | None = None, epoch_end: Callable[[list, list[int]], None] | None = None
-                  ) -> tuple[list[dict[str, list[float]]], list[int]]:
+def train_fitting(
+    models: list,
+    samples: list,
+    batch: int,
+    epochs: int,
+    seeds: list[int],
+    program_key: str | None = None,
+    epoch_end: Callable[[list, list[int]], None] | None = None,
+) -> tuple[list[dict[str, list[float]]], list[int]]:
     """:func:`train_stacked`, halving a group that does not fit in memory (down to a lone model) instead of
     failing it: the group size is the most that fits. Each model's result does not depend on its group's
     size. Returns the histories and, per model, the size of the program that trained it. ``epoch_end``
@@ -295,9 +323,15 @@ def train_fitting(models: list, samples: list, batch: int, epochs: int, seeds: l
 
     def run(positions: list[int]) -> None:
         try:
-            got = train_stacked([models[k] for k in positions], [samples[k] for k in positions], batch, epochs,
-                                [seeds[k] for k in positions], program_key=program_key,
-                                epoch_end=None if epoch_end is None else lambda hs: epoch_end(hs, positions))
+            got = train_stacked(
+                [models[k] for k in positions],
+                [samples[k] for k in positions],
+                batch,
+                epochs,
+                [seeds[k] for k in positions],
+                program_key=program_key,
+                epoch_end=None if epoch_end is None else lambda hs: epoch_end(hs, positions),
+            )
         except Exception as exc:
             if len(positions) == 1 or not out_of_memory(exc):
                 raise
@@ -315,4 +349,3 @@ def train_fitting(models: list, samples: list, batch: int, epochs: int, seeds: l
     sizes = [0] * len(models)
     run(list(range(len(models))))
     return histories, sizes
-

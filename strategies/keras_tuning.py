@@ -44,7 +44,6 @@ from .base import positive_floor
 from .keras_core import HyperValue, from_target, to_target
 
 
-
 class Range(BaseModel):
     """One searched hyperparameter: ``{min, max[, step][, sampling]}`` or ``{values: [...]}``."""
 
@@ -71,7 +70,9 @@ class Range(BaseModel):
 
     @property
     def integer(self) -> bool:
-        return all(v is None or float(v).is_integer() for v in (self.min, self.max, self.step)) and self.sampling != "log"
+        return (
+            all(v is None or float(v).is_integer() for v in (self.min, self.max, self.step)) and self.sampling != "log"
+        )
 
     def declare(self, hp, name: str) -> None:
         """Declare this range as ``name`` on a ``keras_tuner.HyperParameters``."""
@@ -192,8 +193,9 @@ def declare_space(hp, params) -> None:
             hp.Fixed(name, value)
 
 
-def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path, stack: int = 1
-         ) -> tuple[dict[str, HyperValue], pd.DataFrame]:
+def tune(
+    params, train: BarSeries, horizon: int, seed: int, directory: Path, stack: int = 1
+) -> tuple[dict[str, HyperValue], pd.DataFrame]:
     """Search ``params.tuning.space`` on the training window ``train``; return the best values and every trial.
 
     The tuner's state lives in ``directory`` (a fresh search each time). Seeded: the same
@@ -217,10 +219,14 @@ def tune(params, train: BarSeries, horizon: int, seed: int, directory: Path, sta
         back = scaler.inverse_transform(np.asarray(v, "float64").reshape(-1, 1)).reshape(np.shape(v))
         return np.maximum(from_target(back, params.target), floor)
 
-    window = Window(scaler.transform(target)[:, 0].astype("float32"), train.rv,
-                    horizon if params.multistep == "direct" else 1,
-                    cfg.validation_split or params.validation_split or 0.2, to_vol,
-                    feature_inputs(params, train, scaler, floor, seed))
+    window = Window(
+        scaler.transform(target)[:, 0].astype("float32"),
+        train.rv,
+        horizon if params.multistep == "direct" else 1,
+        cfg.validation_split or params.validation_split or 0.2,
+        to_vol,
+        feature_inputs(params, train, scaler, floor, seed),
+    )
     hp = kt.HyperParameters()
     declare_space(hp, params)
     tuner = make_tuner(cfg, WindowedHyperModel(params, window, seed), hp, seed, directory)

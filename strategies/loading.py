@@ -44,10 +44,14 @@ def import_object(path: str, where: str, what: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc}); run from the folder that holds it "
-                          "or add that folder to PYTHONPATH") from None
+        raise ConfigError(
+            f"{where}: cannot import module {module_name!r} ({exc}); run from the folder that holds it "
+            "or add that folder to PYTHONPATH"
+        ) from None
     except Exception as exc:
-        raise ConfigError(f"{where}: importing module {module_name!r} raised {type(exc).__name__}: {exc}; fix that module") from None
+        raise ConfigError(
+            f"{where}: importing module {module_name!r} raised {type(exc).__name__}: {exc}; fix that module"
+        ) from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)

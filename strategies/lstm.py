@@ -69,8 +69,11 @@ class LstmParams(WindowedKerasParams):
             base = key.rsplit("_", 1)[0] if key.rsplit("_", 1)[-1].isdigit() else key
             if base not in limits:
                 continue
-            values = spec.values if getattr(spec, "values", None) is not None else (
-                [spec.min, spec.max] if hasattr(spec, "min") else [spec])
+            values = (
+                spec.values
+                if getattr(spec, "values", None) is not None
+                else ([spec.min, spec.max] if hasattr(spec, "min") else [spec])
+            )
             lo, hi = limits[base]
             bad = [v for v in values if not isinstance(v, (int, float)) or not lo <= v <= hi]
             if bad:
@@ -98,8 +101,12 @@ class LstmParams(WindowedKerasParams):
         layers = []
         for k in range(n):
             old = self.layers[k] if k < len(self.layers) else LayerSpec()
-            layers.append(LayerSpec(units=int(values.get(f"units_{k}", old.units)),
-                                    dropout=float(values.get(f"dropout_{k}", old.dropout))))
+            layers.append(
+                LayerSpec(
+                    units=int(values.get(f"units_{k}", old.units)),
+                    dropout=float(values.get(f"dropout_{k}", old.dropout)),
+                )
+            )
         lr = float(values.get("learning_rate", self.learning_rate))
         return base.model_copy(update={"layers": layers, "learning_rate": lr})
 

@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BACKTESTER_XLA_CACHE", str(ROOT / ".cache" / "test-xla"))
 
 TINY_LSTM = {"type": "lstm", "memory": 12, "layers": [{"units": 4, "dropout": 0.0}], "epochs": 1, "batch_size": 16}
-TINY_GRU = {"type": "keras", "builder": "tests.user_models:build_gru", "hyperparameters": {"units": 3},
-            "memory": 12, "epochs": 1}
+TINY_GRU = {
+    "type": "keras",
+    "builder": "tests.user_models:build_gru",
+    "hyperparameters": {"units": 3},
+    "memory": 12,
+    "epochs": 1,
+}
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +59,21 @@ def base_config(path: Path, tmp_path: Path, **strategies) -> dict:
 
 
 # The longest files start first, so that two workers (pytest -n 2 --dist loadfile) finish together.
-LONGEST_FIRST = ("test_readme_commands.py", "test_readme_commands_b.py", "test_resume.py", "test_parallel.py",
-                 "test_universe.py", "test_tuning.py",
-                 "test_backend.py", "test_segment.py", "test_audit.py",
-                 "test_usability.py", "test_imported.py", "test_lookahead.py", "test_determinism.py")
+LONGEST_FIRST = (
+    "test_readme_commands.py",
+    "test_readme_commands_b.py",
+    "test_resume.py",
+    "test_parallel.py",
+    "test_universe.py",
+    "test_tuning.py",
+    "test_backend.py",
+    "test_segment.py",
+    "test_audit.py",
+    "test_usability.py",
+    "test_imported.py",
+    "test_lookahead.py",
+    "test_determinism.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -100,8 +100,13 @@ class LeakyScaler:
         return np.array([self.forecast(history.upto(int(e)), horizon) for e in ends])
 
     def save(self, folder):
-        state = {"kind": "StandardScaler", "mean": [self.mean], "var": [self.var], "n_samples_seen": self.seen,
-                 "target": "rv"}
+        state = {
+            "kind": "StandardScaler",
+            "mean": [self.mean],
+            "var": [self.var],
+            "n_samples_seen": self.seen,
+            "target": "rv",
+        }
         (folder / "scaler.json").write_text(json.dumps(state))
 
     def load(self, folder):

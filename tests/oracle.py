@@ -13,8 +13,8 @@ import pandas as pd
 
 from backtester.clock import clock
 from backtester.core.errors import FailedRetrain
-from backtester.recorder import ForecastRecorder
 from backtester.core.schedule import training_window
+from backtester.recorder import ForecastRecorder
 from backtester.segment import retrain_seed
 
 

@@ -23,8 +23,10 @@ from .conftest import TINY_GRU, TINY_LSTM, base_config
 USER = {
     "lstm": {**TINY_LSTM, "layers": [{"units": 4, "dropout": 0.1}], "retrain": {"rule": "monthly", "day": 16}},
     "gru": TINY_GRU,
-    "featured": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
-                                           "garch_variance"]},
+    "featured": {
+        **TINY_LSTM,
+        "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday", "garch_variance"],
+    },
     "hybrid": {**TINY_LSTM, "residual_of": ["har", "garch"], "loss": "qlike"},  # their mean, corrected
     "median": {"type": "tests.user_models:MedianParams", "bars": 6},
     "har": {"type": "har", "lags": [1, 6, 24]},
@@ -72,7 +74,9 @@ def test_every_model_version_leads_to_a_complete_artifact(user_run):
         assert row["artifact"] == f"models/{strategy}/{version}"
         assert pd.Timestamp(meta["window"]["end"]) == row["window_end"]
     lstm = user_run / "models" / "lstm" / "1"
-    assert {"model.keras", "scaler.json", "config.json", "history.json", "summary.txt"} <= {p.name for p in lstm.iterdir()}
+    assert {"model.keras", "scaler.json", "config.json", "history.json", "summary.txt"} <= {
+        p.name for p in lstm.iterdir()
+    }
     config = json.loads((lstm / "config.json").read_text())
     assert config["hyperparameters"] == {"num_layers": 1, "units_0": 4, "dropout_0": 0.1, "learning_rate": 0.003}
     assert [l["layer"] for l in config["layers"]] == ["LSTM", "Dropout", "Dense"]
@@ -136,8 +140,9 @@ def test_entry_point_plugins_register_strategies(tmp_path, monkeypatch):
     dist = tmp_path / "myplugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[backtester.strategies]\nmedian = tests.user_models:MedianParams\n"
-                                           "broken = tests.no_such_module:Params\n")
+    (dist / "entry_points.txt").write_text(
+        "[backtester.strategies]\nmedian = tests.user_models:MedianParams\nbroken = tests.no_such_module:Params\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     kind, params = validate_params("m", {"type": "median", "bars": 3})
     assert kind == "median" and type(params).__name__ == "MedianParams" and params.bars == 3
@@ -148,20 +153,30 @@ def test_entry_point_plugins_register_strategies(tmp_path, monkeypatch):
 
 
 BAD_CONFIGS = [
-    ({"m": {"type": "keras", "builder": "no_such_pkg.models:build"}},
-     r"strategies.m.builder: cannot import module 'no_such_pkg.models'"),
-    ({"m": {"type": "keras", "builder": "tests.user_models:build_missing"}},
-     r"strategies.m.builder: module 'tests.user_models' has no attribute 'build_missing'"),
-    ({"m": {"type": "keras", "builder": "tests.user_models:NOT_A_FUNCTION"}},
-     r"strategies.m.builder: .*not a function build\(hp, memory, steps\)"),
+    (
+        {"m": {"type": "keras", "builder": "no_such_pkg.models:build"}},
+        r"strategies.m.builder: cannot import module 'no_such_pkg.models'",
+    ),
+    (
+        {"m": {"type": "keras", "builder": "tests.user_models:build_missing"}},
+        r"strategies.m.builder: module 'tests.user_models' has no attribute 'build_missing'",
+    ),
+    (
+        {"m": {"type": "keras", "builder": "tests.user_models:NOT_A_FUNCTION"}},
+        r"strategies.m.builder: .*not a function build\(hp, memory, steps\)",
+    ),
     ({"m": {"type": "keras"}}, r"strategies.m.builder: required key is missing"),
-    ({"m": {"type": "keras", "builder": "os:system"}},  # a callable, but not a builder: never called
-     r"strategies.m.builder: 'os:system' is in Python's standard library \(module 'os'\)"),
+    (
+        {"m": {"type": "keras", "builder": "os:system"}},  # a callable, but not a builder: never called
+        r"strategies.m.builder: 'os:system' is in Python's standard library \(module 'os'\)",
+    ),
     ({"m": {"type": "tests.user_models:NotParams"}}, r"strategies.m.type: .*not a subclass of strategies.Params"),
     ({"m": {"type": "tests.nope:X"}}, r"strategies.m.type: cannot import module 'tests.nope'"),
     ({"m": {"type": "naive", "retrain": {"rule": "monthly", "day": 40}}}, r"strategies.m.retrain.day: .*1..31"),
-    ({"m": {"type": "naive", "retrain": {"rule": "weekly", "weekdy": "tue"}}},
-     r"strategies.m.retrain.weekdy: unknown key \(did you mean 'weekday'\?\)"),
+    (
+        {"m": {"type": "naive", "retrain": {"rule": "weekly", "weekdy": "tue"}}},
+        r"strategies.m.retrain.weekdy: unknown key \(did you mean 'weekday'\?\)",
+    ),
     ({"m": {"type": "naive", "window": 24}}, r"strategies.m.window: is this strategy's training window.*'bars: 24'"),
     ({"m": {"type": "naive", "window": {"kind": "rolling"}}}, r"strategies.m.window: .*exactly one of 'length'"),
 ]
@@ -178,18 +193,28 @@ def test_bad_strategy_config_is_one_line_exit_2(strategies, pattern, minute_file
 
 
 BAD_RUNS = [
-    ({"type": "keras", "builder": "tests.user_models:build_nothing", "memory": 12},
-     r"builder 'tests.user_models:build_nothing' returned str, not a keras.Model"),
-    ({"type": "keras", "builder": "tests.user_models:build_uncompiled", "memory": 12},
-     r"builder 'tests.user_models:build_uncompiled' returned a model that is not compiled; call model.compile"),
-    ({"type": "keras", "builder": "tests.user_models:build_wrong_output", "memory": 12},
-     r"the model's output shape is \(None, 5\), expected \(None, 4\)"),
-    ({"type": "tests.user_models:NotAStrategyParams"},
-     r"strategy 'm': NotAStrategyParams.build\(\) returned object, which has no fit/forecast methods"),
+    (
+        {"type": "keras", "builder": "tests.user_models:build_nothing", "memory": 12},
+        r"builder 'tests.user_models:build_nothing' returned str, not a keras.Model",
+    ),
+    (
+        {"type": "keras", "builder": "tests.user_models:build_uncompiled", "memory": 12},
+        r"builder 'tests.user_models:build_uncompiled' returned a model that is not compiled; call model.compile",
+    ),
+    (
+        {"type": "keras", "builder": "tests.user_models:build_wrong_output", "memory": 12},
+        r"the model's output shape is \(None, 5\), expected \(None, 4\)",
+    ),
+    (
+        {"type": "tests.user_models:NotAStrategyParams"},
+        r"strategy 'm': NotAStrategyParams.build\(\) returned object, which has no fit/forecast methods",
+    ),
 ]
 
 
-@pytest.mark.parametrize("params, pattern", BAD_RUNS, ids=["not-a-model", "uncompiled", "wrong-shape", "not-a-strategy"])
+@pytest.mark.parametrize(
+    "params, pattern", BAD_RUNS, ids=["not-a-model", "uncompiled", "wrong-shape", "not-a-strategy"]
+)
 def test_bad_builders_and_strategies_fail_before_writing(params, pattern, minute_file, tmp_path):
     raw = base_config(minute_file, tmp_path, m=params)
     res = invoke("run", write_config(tmp_path, raw), "-q")

@@ -75,10 +75,13 @@ def runs(minute_bars, tmp_path_factory) -> dict[str, Path]:
     data = tmp / "bars.parquet"
     minute_bars.to_parquet(data, index=False)
     once = {**HONEST, "lstm": {**TINY_LSTM, "retrain": {"rule": "never"}}}
-    configs = [write_config(tmp, data, "leaky", {**HONEST, **LEAKY}, save_models=True),
-               write_config(tmp, data, "honest", once, save_models=False)]
-    res = subprocess.run([sys.executable, "-c", RUN_BOTH, *map(str, configs)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+    configs = [
+        write_config(tmp, data, "leaky", {**HONEST, **LEAKY}, save_models=True),
+        write_config(tmp, data, "honest", once, save_models=False),
+    ]
+    res = subprocess.run(
+        [sys.executable, "-c", RUN_BOTH, *map(str, configs)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr
     return {"leaky": tmp / "results" / "leaky", "honest": tmp / "results" / "honest"}
 
@@ -128,11 +131,14 @@ def test_honest_strategies_pass_beside_leaky_ones_with_artifacts(leaky_run):
     assert lines_of(res.stdout, "lstm")["scaler"].startswith("PASS  lstm")
 
 
-@pytest.mark.parametrize("name, checks", [
-    ("batch_peek", ["truncation", "poison", "batch"]),  # forecast_batch reads the bar after each issue time
-    ("peek", ["truncation", "poison"]),  # its fit reads the future out of spy's module global
-    ("scaler_peek", ["truncation", "poison", "batch", "scaler"]),  # its scaler is refitted on the segment's future
-])
+@pytest.mark.parametrize(
+    "name, checks",
+    [
+        ("batch_peek", ["truncation", "poison", "batch"]),  # forecast_batch reads the bar after each issue time
+        ("peek", ["truncation", "poison"]),  # its fit reads the future out of spy's module global
+        ("scaler_peek", ["truncation", "poison", "batch", "scaler"]),  # its scaler is refitted on the segment's future
+    ],
+)
 def test_a_leak_fails_the_audit_naming_the_strategy_and_an_issue_time(leaky_run, name, checks):
     _, res = leaky_run
     assert res.returncode == 1, res.stdout + res.stderr

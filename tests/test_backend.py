@@ -17,8 +17,14 @@ pytest.importorskip("jax")  # installed by the test extra; the jax extra for use
 
 def backtest(*args, cwd=ROOT):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    return subprocess.run([sys.executable, "-m", "backtester.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "backtester.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +60,14 @@ def test_a_run_on_jax_works_and_records_its_backend(runs):
     assert len(on_jax) == len(on_tf)
 
 
-@pytest.mark.parametrize("saved_on, loaded_on, expect", [
-    ("on_jax", "jax", "identical to the"),
-    ("on_tf", "jax", "recorded forecasts"),
-    ("on_jax", "tensorflow", "recorded forecasts"),
-])
+@pytest.mark.parametrize(
+    "saved_on, loaded_on, expect",
+    [
+        ("on_jax", "jax", "identical to the"),
+        ("on_tf", "jax", "recorded forecasts"),
+        ("on_jax", "tensorflow", "recorded forecasts"),
+    ],
+)
 def test_artifacts_load_on_either_backend(runs, saved_on, loaded_on, expect):
     results, _, _ = runs
     res = backtest("model", "predict", results / saved_on / "models" / "lstm" / "2", "--backend", loaded_on)

@@ -14,9 +14,34 @@ from backtester.cli import main
 
 from .conftest import ROOT, base_config
 
-FORECAST_COLUMNS = ["asset", "strategy", "issued_at", "target_time", "horizon", "forecast", "model_version", "trained_through", "actual"]
-RETRAIN_COLUMNS = ["asset", "strategy", "model_version", "retrain_time", "window_start", "window_end", "train_bars", "samples",
-                   "train_loss", "val_loss", "seconds", "status", "seed", "details", "artifact"]
+FORECAST_COLUMNS = [
+    "asset",
+    "strategy",
+    "issued_at",
+    "target_time",
+    "horizon",
+    "forecast",
+    "model_version",
+    "trained_through",
+    "actual",
+]
+RETRAIN_COLUMNS = [
+    "asset",
+    "strategy",
+    "model_version",
+    "retrain_time",
+    "window_start",
+    "window_end",
+    "train_bars",
+    "samples",
+    "train_loss",
+    "val_loss",
+    "seconds",
+    "status",
+    "seed",
+    "details",
+    "artifact",
+]
 
 
 def invoke(*args):
@@ -26,18 +51,46 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    res = invoke("run", ROOT / "configs/smoke.yaml", "-q", "--set", f"output.dir={out}", "--set", f"data.cache_dir={out}/cache",
-                 "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}")
+    res = invoke(
+        "run",
+        ROOT / "configs/smoke.yaml",
+        "-q",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        f"data.cache_dir={out}/cache",
+        "--set",
+        f"data.path={ROOT / 'data/sample_1m.parquet'}",
+    )
     assert res.exit_code == 0, res.output
     return out / "smoke"
 
 
 def test_smoke_run_writes_every_output(smoke_run):
     names = {p.name for p in smoke_run.iterdir()}
-    assert names == {"config.yaml", "manifest.json", "forecasts.parquet", "retrains.parquet", "metrics.parquet",
-                     "report.md", "forecast_vs_actual.png", "error_by_horizon.png", "models", "segments",
-                     "losses.parquet", "tests.parquet", "cost.parquet", "report.html", "scores.parquet", "breakdowns.parquet", "rolling_loss.png",
-                     "cumulative_loss_difference.png", "loss_by_segment.png", "loss_by_hour.png", "cost_vs_accuracy.png"}
+    assert names == {
+        "config.yaml",
+        "manifest.json",
+        "forecasts.parquet",
+        "retrains.parquet",
+        "metrics.parquet",
+        "report.md",
+        "forecast_vs_actual.png",
+        "error_by_horizon.png",
+        "models",
+        "segments",
+        "losses.parquet",
+        "tests.parquet",
+        "cost.parquet",
+        "report.html",
+        "scores.parquet",
+        "breakdowns.parquet",
+        "rolling_loss.png",
+        "cumulative_loss_difference.png",
+        "loss_by_segment.png",
+        "loss_by_hour.png",
+        "cost_vs_accuracy.png",
+    }
     f = pd.read_parquet(smoke_run / "forecasts.parquet")
     assert list(f.columns) == FORECAST_COLUMNS
     assert (f["trained_through"] <= f["issued_at"]).all()
@@ -53,7 +106,10 @@ def test_smoke_run_writes_every_output(smoke_run):
 
     r = pd.read_parquet(smoke_run / "retrains.parquet")
     assert list(r.columns) == RETRAIN_COLUMNS
-    assert sorted(r["retrain_time"].unique()) == [pd.Timestamp("2024-02-19", tz="UTC"), pd.Timestamp("2024-02-26", tz="UTC")]
+    assert sorted(r["retrain_time"].unique()) == [
+        pd.Timestamp("2024-02-19", tz="UTC"),
+        pd.Timestamp("2024-02-26", tz="UTC"),
+    ]
     assert (r["status"] == "ok").all() and (r["window_end"] == r["retrain_time"]).all()
     garch = json.loads(r.loc[r["strategy"] == "garch", "details"].iloc[0])
     assert {"omega", "alpha", "beta"} <= set(garch) and garch["alpha"] + garch["beta"] < 1
@@ -76,20 +132,37 @@ def test_smoke_run_writes_every_output(smoke_run):
 
 def test_refuses_to_overwrite_a_finished_run(smoke_run):
     before = (smoke_run / "manifest.json").read_text()
-    res = invoke("run", ROOT / "configs/smoke.yaml", "-q", "--set", f"output.dir={smoke_run.parent}",
-                 "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}")
+    res = invoke(
+        "run",
+        ROOT / "configs/smoke.yaml",
+        "-q",
+        "--set",
+        f"output.dir={smoke_run.parent}",
+        "--set",
+        f"data.path={ROOT / 'data/sample_1m.parquet'}",
+    )
     assert res.exit_code == 2
     assert "a finished run is already there; pass --force" in res.output
     assert (smoke_run / "manifest.json").read_text() == before
 
 
 def test_plan_prints_retrains_before_training():
-    res = invoke("plan", ROOT / "configs/weekly.yaml", "--set", f"data.path={ROOT / 'data/sample_1m.parquet'}",
-                 "--set", "data.cache_dir=null", "--set", "backend=jax")  # this test process has Keras on jax
+    res = invoke(
+        "plan",
+        ROOT / "configs/weekly.yaml",
+        "--set",
+        f"data.path={ROOT / 'data/sample_1m.parquet'}",
+        "--set",
+        "data.cache_dir=null",
+        "--set",
+        "backend=jax",
+    )  # this test process has Keras on jax
     assert res.exit_code == 0, res.output
     assert "retrains: 72 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output  # lstm: 3 seeds
-    assert ("lstm#1, lstm#2, lstm#3, har, garch, har_garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; "
-            "window expanding)") in res.output
+    assert (
+        "lstm#1, lstm#2, lstm#3, har, garch, har_garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; "
+        "window expanding)"
+    ) in res.output
     assert "forecast rows: 282,636" in res.output
 
 
@@ -109,12 +182,32 @@ def csv_with(tmp_path, minute_bars, edit):
 
 
 BAD_DATA = [
-    ("unsorted", lambda f: pd.concat([f.iloc[10:20], f.iloc[:10], f.iloc[20:]]), r"bars.csv: timestamps are not sorted"),
-    ("duplicate", lambda f: pd.concat([f.iloc[:5], f.iloc[4:]]), r"bars.csv: duplicate timestamp .* remove duplicate rows"),
+    (
+        "unsorted",
+        lambda f: pd.concat([f.iloc[10:20], f.iloc[:10], f.iloc[20:]]),
+        r"bars.csv: timestamps are not sorted",
+    ),
+    (
+        "duplicate",
+        lambda f: pd.concat([f.iloc[:5], f.iloc[4:]]),
+        r"bars.csv: duplicate timestamp .* remove duplicate rows",
+    ),
     ("nan price", lambda f: f.assign(close=f["close"].where(f.index != 7)), r"non-finite or non-positive price.*row 7"),
-    ("negative price", lambda f: f.assign(close=f["close"].where(f.index != 9, -1.0)), r"non-finite or non-positive price"),
-    ("bad timestamp", lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 3, "not a time")), r"unparseable timestamp"),
-    ("wrong column", lambda f: f.rename(columns={"close": "Close"}), r"bars.csv: no column 'close'; columns are timestamp, open, high, low, Close"),
+    (
+        "negative price",
+        lambda f: f.assign(close=f["close"].where(f.index != 9, -1.0)),
+        r"non-finite or non-positive price",
+    ),
+    (
+        "bad timestamp",
+        lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 3, "not a time")),
+        r"unparseable timestamp",
+    ),
+    (
+        "wrong column",
+        lambda f: f.rename(columns={"close": "Close"}),
+        r"bars.csv: no column 'close'; columns are timestamp, open, high, low, Close",
+    ),
 ]
 
 
@@ -132,7 +225,10 @@ def test_bad_inputs_each_give_one_line(tmp_path, minute_file):
     cases = [
         ({"data": {"path": str(tmp_path / "missing.parquet")}}, r"missing.parquet: data file not found"),
         ({"backtest": {"start": "2030-01-01"}}, r"backtest.start: .* is after the last bar"),
-        ({"backtest": {"start": "2024-01-01 02:00"}}, r"backtest.start: the first training window .* has \d+ bars, too few \(strategy .h. needs"),
+        (
+            {"backtest": {"start": "2024-01-01 02:00"}},
+            r"backtest.start: the first training window .* has \d+ bars, too few \(strategy .h. needs",
+        ),
         ({"strategies": {"m": {"type": "lsmt"}}}, r"unknown strategy 'lsmt' \(did you mean 'lstm'\?\)"),
         ({"backtest": {"retrain": {"rule": "weekly", "weekday": "someday"}}}, r"backtest.retrain.weekday"),
     ]
@@ -149,8 +245,12 @@ def test_bad_inputs_each_give_one_line(tmp_path, minute_file):
 
 
 def test_real_process_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "backtester.cli", "run", str(tmp_path / "nope.yaml")],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "backtester.cli", "run", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'nope.yaml'}: config file not found; check the path"
     assert "Traceback" not in proc.stderr
@@ -185,8 +285,9 @@ def test_ctrl_c_exits_130_and_keeps_nothing_half_written(tmp_path, minute_file, 
     monkeypatch.setattr("backtester.runner.run_universe", interrupted)
     res = invoke("run", write_config(tmp_path, raw), "-q")
     assert res.exit_code == 130
-    assert res.output.strip() == (f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/; "
-                                  "run the same command again to start over")
+    assert res.output.strip() == (
+        f"interrupted: nothing was written to {tmp_path / 'results' / 't'}/; run the same command again to start over"
+    )
     # only the hidden staging directory (empty: no segment had finished) and the run's lock file
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".t.lock", ".t.partial"]
     assert list((tmp_path / "results" / ".t.partial").rglob("*.json")) == []

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from backtester.cli import main
 from backtester.compare import compare
 from backtester.config import parse_config
+from backtester.core.errors import CompareError
 from backtester.runner import run
 
 from .conftest import base_config
-from backtester.core.errors import CompareError
 
 
 def small_run(path, tmp_path, name, start, **strategies):
@@ -42,16 +42,26 @@ def test_compare_aligns_on_common_rows_and_labels_shared_names(two_runs):
     losses = pd.read_parquet(res.out_dir / "losses.parquet")
     assert set(losses["strategy"]) == {"har", "a:naive", "b:naive", "ewma"}
     assert losses["issued_at"].min() == pd.Timestamp("2024-01-12", tz="UTC")  # b starts later
-    keys = losses[losses["loss"] == "mse"].groupby("strategy")[["issued_at", "horizon"]].apply(
-        lambda d: tuple(map(tuple, d.sort_values(["issued_at", "horizon"]).to_numpy())))
+    keys = (
+        losses[losses["loss"] == "mse"]
+        .groupby("strategy")[["issued_at", "horizon"]]
+        .apply(lambda d: tuple(map(tuple, d.sort_values(["issued_at", "horizon"]).to_numpy())))
+    )
     assert keys.nunique() == 1  # exactly the same rows for every strategy
     # the same naive model in both runs: identical losses, and the MCS says so
     mcs = res.tests[res.tests["test"] == "mcs"].set_index(["model", "size"])
     assert mcs.loc[("b:naive", 0.10), "note"] == "identical losses to a:naive"
     dm = res.tests[(res.tests["test"] == "dm") & (res.tests["against"] == "har")]
     assert set(dm["model"]) == {"a:naive", "b:naive", "ewma"} and (dm["n"] > 0).all()
-    assert {"compare.md", "comparison.parquet", "tests.parquet", "cost.parquet", "loss_by_horizon.png",
-            "cost_vs_accuracy.png", "report.html"} <= {p.name for p in res.out_dir.iterdir()}
+    assert {
+        "compare.md",
+        "comparison.parquet",
+        "tests.parquet",
+        "cost.parquet",
+        "loss_by_horizon.png",
+        "cost_vs_accuracy.png",
+        "report.html",
+    } <= {p.name for p in res.out_dir.iterdir()}
     assert (res.out_dir / "report.html").read_text().count("data:image/png;base64,") == 2
     assert "## Model Confidence Set" in (res.out_dir / "compare.md").read_text()
 
@@ -86,8 +96,13 @@ def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):
 
 def test_compare_cli_runs_a_config_first_then_reuses_it(two_runs, tmp_path):
     tmp, a, b = two_runs
-    raw = base_config(tmp / "bars.parquet", tmp_path, har={"type": "har"}, weekly={"type": "naive"},
-                      once={"type": "naive", "bars": 3, "retrain": {"rule": "never"}})
+    raw = base_config(
+        tmp / "bars.parquet",
+        tmp_path,
+        har={"type": "har"},
+        weekly={"type": "naive"},
+        once={"type": "naive", "bars": 3, "retrain": {"rule": "never"}},
+    )
     raw["evaluation"] = {"mcs_reps": 200}
     config = tmp_path / "schemes.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -96,11 +111,17 @@ def test_compare_cli_runs_a_config_first_then_reuses_it(two_runs, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "results" / "t" / "comparison" / "report.html").is_file()
     first = (tmp_path / "results" / "t" / "manifest.json").read_text()
-    res = runner.invoke(main, ["compare", str(config), "--out", str(tmp_path / "cmp"), "--force"], catch_exceptions=False)
+    res = runner.invoke(
+        main, ["compare", str(config), "--out", str(tmp_path / "cmp"), "--force"], catch_exceptions=False
+    )
     assert res.exit_code == 0 and "reusing the finished run" in res.output, res.output
     assert (tmp_path / "results" / "t" / "manifest.json").read_text() == first
-    res = runner.invoke(main, ["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], catch_exceptions=False)
-    assert res.exit_code == 2 and res.output.count("\n") == 1 and re.search(r"missing: no such run directory", res.output)
+    res = runner.invoke(
+        main, ["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], catch_exceptions=False
+    )
+    assert (
+        res.exit_code == 2 and res.output.count("\n") == 1 and re.search(r"missing: no such run directory", res.output)
+    )
 
 
 # --------------------------------------------------------------------------- the answer in words
@@ -119,12 +140,28 @@ def answer_table(n=300):
     for k, offset in enumerate((-0.1, 0.0, 0.1), start=1):
         values[f"w#{k}"] = w + offset + rng.normal(0, 0.02, n)
         values[f"m#{k}"] = m + rng.normal(0, 0.02, n)
-    versions = {"har": np.ones(n, int), "d": np.repeat(np.arange(1, 31), n // 30), "w": np.repeat(np.arange(1, 4), n // 3)}
+    versions = {
+        "har": np.ones(n, int),
+        "d": np.repeat(np.arange(1, 31), n // 30),
+        "w": np.repeat(np.arange(1, 4), n // 3),
+    }
     frames = []
     for name, v in values.items():
         base = name.split("#")[0]
-        frames.append(pd.DataFrame({"asset": "X", "strategy": name, "issued_at": t, "target_time": t + pd.Timedelta("1h"),
-                                    "horizon": 1, "model_version": versions.get(base, seg), "loss": "qlike", "value": v}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "asset": "X",
+                    "strategy": name,
+                    "issued_at": t,
+                    "target_time": t + pd.Timedelta("1h"),
+                    "horizon": 1,
+                    "model_version": versions.get(base, seg),
+                    "loss": "qlike",
+                    "value": v,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -134,22 +171,42 @@ def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decide
 
     table = answer_table()
     tests = dm_table(table, "qlike", "har").assign(test="dm", asset="X")
-    cost = pd.DataFrame({"strategy": ["har", "m", "w", "d"], "retrains": [1, 18, 9, 30],
-                         "train_seconds": [0.001, 10.0, 25.0, 100.0], "tuning_seconds": [0.0, 0.0, 5.0, 0.0]})
-    retrains = pd.DataFrame({"asset": "X", "strategy": "m#1", "model_version": range(1, 7), "status": "ok",
-                             "retrain_time": pd.date_range("2024-01-01", periods=6, freq="50h", tz="UTC")})
+    cost = pd.DataFrame(
+        {
+            "strategy": ["har", "m", "w", "d"],
+            "retrains": [1, 18, 9, 30],
+            "train_seconds": [0.001, 10.0, 25.0, 100.0],
+            "tuning_seconds": [0.0, 0.0, 5.0, 0.0],
+        }
+    )
+    retrains = pd.DataFrame(
+        {
+            "asset": "X",
+            "strategy": "m#1",
+            "model_version": range(1, 7),
+            "status": "ok",
+            "retrain_time": pd.date_range("2024-01-01", periods=6, freq="50h", tz="UTC"),
+        }
+    )
     lines = answer_lines(Answer(table, tests, cost, "qlike", retrains), "har", {"w", "m", "d"})
     text = "\n".join(lines)
     assert lines[0].startswith("- **Lowest qlike: `w`**")
     assert "**`w` over `m`: worth it.** 3 retrains x 3 seeds instead of 6 retrains x 3 seeds, +20.0 s" in text
-    assert re.search(r"\*\*`d` over `w`: no significant difference\.\*\* 30 retrains instead of 3 retrains x 3 seeds.*"
-                     r"smaller than the spread between single seeds of `w` \(std 0\.0\d+\): another draw of seeds "
-                     r"could reverse it; telling a gap this size apart takes about \d+ seeds\.$", text, re.M)
+    assert re.search(
+        r"\*\*`d` over `w`: no significant difference\.\*\* 30 retrains instead of 3 retrains x 3 seeds.*"
+        r"smaller than the spread between single seeds of `w` \(std 0\.0\d+\): another draw of seeds "
+        r"could reverse it; telling a gap this size apart takes about \d+ seeds\.$",
+        text,
+        re.M,
+    )
     # (and no segment decides a gap within noise: the sentence ends there)
     assert "`d` ran with one seed" in text and "`w` ran with one seed" not in text
     # m's 6th segment (a sixth of the rows, loss +3) alone makes it lose to har: said, with its retrain time
-    assert re.search(r"`m` against `har`: a single retrain segment decides it: `m`'s model 6 on `X`, retrained "
-                     r"2024-01-11 10:00 \(mean qlike [\d.]+ over its 50 rows\); without it the difference would be", text)
+    assert re.search(
+        r"`m` against `har`: a single retrain segment decides it: `m`'s model 6 on `X`, retrained "
+        r"2024-01-11 10:00 \(mean qlike [\d.]+ over its 50 rows\); without it the difference would be",
+        text,
+    )
     row = next(line for line in lines if line.startswith("| har |"))
     assert "benchmark" in row and "no training" in row  # 1 ms of fitting is no training
 

@@ -40,17 +40,24 @@ def test_valid_config_fills_defaults_and_hashes():
 def test_misspelt_key_names_path_and_valid_keys():
     raw = valid()
     raw["backtest"]["horizn"] = 6
-    msg = fails(raw, r"c.yaml: backtest.horizn: unknown key \(did you mean 'horizon'\?\); valid keys here: start, end, horizon")
+    msg = fails(
+        raw, r"c.yaml: backtest.horizn: unknown key \(did you mean 'horizon'\?\); valid keys here: start, end, horizon"
+    )
     assert "retrain" in msg
 
 
 def test_unknown_key_inside_retrain_rule_and_strategy():
     raw = valid()
     raw["backtest"]["retrain"]["weekdy"] = "tue"
-    fails(raw, r"backtest.retrain.weekdy: unknown key \(did you mean 'weekday'\?\); valid keys here: rule, weekday, time, timezone")
+    fails(
+        raw,
+        r"backtest.retrain.weekdy: unknown key \(did you mean 'weekday'\?\); valid keys here: rule, weekday, time, timezone",
+    )
     raw = valid()
     raw["backtest"]["retrain"] = {"rule": "monthly", "dya": 3}
-    fails(raw, r"backtest.retrain.dya: unknown key \(did you mean 'day'\?\); valid keys here: rule, day, time, timezone")
+    fails(
+        raw, r"backtest.retrain.dya: unknown key \(did you mean 'day'\?\); valid keys here: rule, day, time, timezone"
+    )
     raw = valid()
     raw["strategies"]["net"]["layers"][0]["unitz"] = 3
     fails(raw, r"strategies.net.layers.0.unitz: unknown key \(did you mean 'units'\?\)")
@@ -62,27 +69,44 @@ def test_unknown_key_inside_retrain_rule_and_strategy():
 def test_unknown_retrain_rule_lists_the_rules():
     raw = valid()
     raw["backtest"]["retrain"] = {"rule": "biweekly"}
-    fails(raw, r"^c.yaml: backtest.retrain: unknown retrain rule 'biweekly' \(did you mean 'weekly'\?\); valid rules: weekly, "
-               r"monthly, daily, every_n_bars, dates, never$")
+    fails(
+        raw,
+        r"^c.yaml: backtest.retrain: unknown retrain rule 'biweekly' \(did you mean 'weekly'\?\); valid rules: weekly, "
+        r"monthly, daily, every_n_bars, dates, never$",
+    )
     raw = valid()
     raw["strategies"]["har"] = {"retrain": {"rule": "montly", "day": 3}}
-    fails(raw, r"^c.yaml: strategies.har.retrain: unknown retrain rule 'montly' \(did you mean 'monthly'\?\); valid rules: ")
+    fails(
+        raw,
+        r"^c.yaml: strategies.har.retrain: unknown retrain rule 'montly' \(did you mean 'monthly'\?\); valid rules: ",
+    )
 
 
 def test_unknown_strategy_lists_names():
     raw = valid()
     raw["strategies"] = {"m": {"type": "lsmt"}}
-    fails(raw, r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path")
+    fails(
+        raw,
+        r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path",
+    )
 
 
 @pytest.mark.parametrize(
     "path, value, pattern",
     [
-        (("backtest", "retrain"), {"rule": "fortnightly"}, r"backtest.retrain: unknown retrain rule 'fortnightly'; valid "
-                                                           r"rules: weekly, monthly, daily, every_n_bars, dates, never$"),
+        (
+            ("backtest", "retrain"),
+            {"rule": "fortnightly"},
+            r"backtest.retrain: unknown retrain rule 'fortnightly'; valid "
+            r"rules: weekly, monthly, daily, every_n_bars, dates, never$",
+        ),
         (("backtest", "retrain"), {"rule": "weekly", "weekday": "monday"}, r"backtest.retrain.weekday: .*'mon'"),
         (("backtest", "retrain"), {"rule": "weekly", "time": "25:00"}, r"backtest.retrain.time: .*time of day"),
-        (("backtest", "retrain"), {"rule": "weekly", "timezone": "Mars/Olympus"}, r"backtest.retrain.timezone: unknown timezone"),
+        (
+            ("backtest", "retrain"),
+            {"rule": "weekly", "timezone": "Mars/Olympus"},
+            r"backtest.retrain.timezone: unknown timezone",
+        ),
         (("backtest", "retrain"), {"rule": "monthly", "day": 32}, r"backtest.retrain.day: .*1..31"),
         (("backtest", "window"), {"kind": "rolling"}, r"backtest.window: .*exactly one of 'length'"),
         (("backtest", "start"), "yesterday-ish", r"backtest.start: .*not a timestamp"),
@@ -120,7 +144,9 @@ def test_overrides_and_load(tmp_path):
     path.write_text(yaml.safe_dump(valid()))
     (tmp_path / "bars.parquet").touch()  # data.path: bars.parquet, beside the config
     cfg = load_config(path, ["backtest.horizon=6", "strategies.net.epochs=2", "backtest.retrain={rule: daily}"])
-    assert cfg.backtest.horizon == 6 and cfg.strategies["net"].params.epochs == 2 and cfg.backtest.retrain.rule == "daily"
+    assert (
+        cfg.backtest.horizon == 6 and cfg.strategies["net"].params.epochs == 2 and cfg.backtest.retrain.rule == "daily"
+    )
     with pytest.raises(ConfigError, match=r"--set 'horizon': write it as key.path=value"):
         apply_override({}, "horizon")
     with pytest.raises(ConfigError, match=r"^--set backtest.horizn=3: backtest.horizn: unknown key"):
@@ -142,7 +168,10 @@ def test_strategy_schedules_override_the_backtest_ones_and_round_trip():
     assert (roll.retrain.rule, roll.window.length) == ("weekly", pd.Timedelta("30D"))
     assert (net.retrain, net.window) == (cfg.backtest.retrain, cfg.backtest.window)
     resolved = cfg.resolved()
-    assert resolved["strategies"]["once"]["retrain"] == {"rule": "never"} and "retrain" not in resolved["strategies"]["net"]
+    assert (
+        resolved["strategies"]["once"]["retrain"] == {"rule": "never"}
+        and "retrain" not in resolved["strategies"]["net"]
+    )
     assert parse_config(resolved).config_id() == cfg.config_id()
     raw["strategies"]["once"]["retrain"] = {"rule": "monthly", "day": 3}
     assert parse_config(raw).config_id() != cfg.config_id()
@@ -152,10 +181,20 @@ def test_switching_a_rule_or_window_kind_drops_the_old_kinds_keys():
     raw = valid()
     raw["backtest"]["retrain"] = {"rule": "weekly", "weekday": "tue", "time": "06:00", "timezone": "Europe/London"}
     raw["backtest"]["window"] = {"kind": "rolling", "length": "30D", "start": "2024-01-01"}
-    raw["strategies"]["har"] = {"retrain": {"rule": "monthly", "day": "last"}, "window": {"kind": "rolling", "bars": 500}}
-    out = with_overrides(raw, ["backtest.retrain.rule=monthly", "backtest.window.kind=expanding",
-                               "strategies.har.retrain.rule=every_n_bars", "strategies.har.retrain.n=24",
-                               "strategies.har.window.kind=expanding"])
+    raw["strategies"]["har"] = {
+        "retrain": {"rule": "monthly", "day": "last"},
+        "window": {"kind": "rolling", "bars": 500},
+    }
+    out = with_overrides(
+        raw,
+        [
+            "backtest.retrain.rule=monthly",
+            "backtest.window.kind=expanding",
+            "strategies.har.retrain.rule=every_n_bars",
+            "strategies.har.retrain.n=24",
+            "strategies.har.window.kind=expanding",
+        ],
+    )
     assert out["backtest"]["retrain"] == {"rule": "monthly", "time": "06:00", "timezone": "Europe/London"}
     assert out["backtest"]["window"] == {"kind": "expanding", "start": "2024-01-01"}
     assert out["strategies"]["har"] == {"retrain": {"rule": "every_n_bars", "n": 24}, "window": {"kind": "expanding"}}
@@ -181,12 +220,18 @@ def test_override_errors_name_the_override_and_file_errors_the_file(tmp_path):
             load_config(path, overrides)
         return str(info.value)
 
-    assert message(["execution.jobs=0"]) == \
-        "--set execution.jobs=0: execution.jobs: Input should be greater than or equal to 1 (got 0)"
-    assert message(["backtest.retrain.rule=every_n_bars"]) == \
-        "--set backtest.retrain.rule=every_n_bars: backtest.retrain.n: required key is missing; add it"
-    assert message(["backtest.end=2024-01-01"]) == \
-        "--set backtest.end=2024-01-01: backtest: backtest.end must be after backtest.start"
+    assert (
+        message(["execution.jobs=0"])
+        == "--set execution.jobs=0: execution.jobs: Input should be greater than or equal to 1 (got 0)"
+    )
+    assert (
+        message(["backtest.retrain.rule=every_n_bars"])
+        == "--set backtest.retrain.rule=every_n_bars: backtest.retrain.n: required key is missing; add it"
+    )
+    assert (
+        message(["backtest.end=2024-01-01"])
+        == "--set backtest.end=2024-01-01: backtest: backtest.end must be after backtest.start"
+    )
     assert message(["strategies.net.layers=[]"]).startswith("--set strategies.net.layers=[]: strategies.net.layers: ")
     bad = valid()
     bad["backtest"]["horizon"] = 0
@@ -207,7 +252,8 @@ def test_relative_data_path_is_found_beside_the_config(tmp_path, monkeypatch):
         load_config("c.yaml")
     assert str(info.value) == (
         f"c.yaml: data.path: data/bars.parquet not found (looked in {tmp_path}/configs/data/bars.parquet and "
-        f"{tmp_path}/data/bars.parquet); paths are relative to the working directory, the config file's folder or its parent")
+        f"{tmp_path}/data/bars.parquet); paths are relative to the working directory, the config file's folder or its parent"
+    )
     (tmp_path / "data" / "bars.parquet").touch()
     assert load_config("c.yaml").data.path == Path("../data/bars.parquet")  # the config file's parent
     (tmp_path / "configs" / "data").mkdir()
@@ -215,5 +261,7 @@ def test_relative_data_path_is_found_beside_the_config(tmp_path, monkeypatch):
     assert load_config("c.yaml").data.path == Path("data/bars.parquet")  # the working directory first
     monkeypatch.chdir(tmp_path)
     assert load_config("configs/c.yaml").data.path == Path("data/bars.parquet")
-    with pytest.raises(ConfigError, match=r"^--set data.path=elsewhere.parquet: data.path: elsewhere.parquet not found"):
+    with pytest.raises(
+        ConfigError, match=r"^--set data.path=elsewhere.parquet: data.path: elsewhere.parquet not found"
+    ):
         load_config("configs/c.yaml", ["data.path=elsewhere.parquet"])

@@ -11,7 +11,9 @@ from .conftest import TINY_LSTM, base_config
 
 def test_same_seed_same_forecasts_and_another_seed_differs(minute_file, tmp_path):
     dropout = {**TINY_LSTM, "layers": [{"units": 4, "dropout": 0.2}]}
-    raw = base_config(minute_file, tmp_path, lstm=TINY_LSTM, lstm_dropout=dropout, har={"type": "har"}, garch={"type": "garch"})
+    raw = base_config(
+        minute_file, tmp_path, lstm=TINY_LSTM, lstm_dropout=dropout, har={"type": "har"}, garch={"type": "garch"}
+    )
     raw["backtest"]["end"] = "2024-01-20 00:00"
     first = run(parse_config(raw)).forecasts
     second = run(parse_config(raw), force=True).forecasts
@@ -37,5 +39,9 @@ def test_ready_made_rv_bars_run_directly(minute_file, tmp_path):
     raw["data"].update({"kind": "rv", "rv_column": "vol", "timestamp_column": "time", "timestamp_is": "close"})
     from_rv = run(parse_config(raw)).forecasts
     assert (from_rv["asset"] == "hourly").all() and (from_minutes["asset"] == "bars").all()  # named after the file
-    pd.testing.assert_frame_equal(from_rv.drop(columns=["actual", "asset"]), from_minutes.drop(columns=["actual", "asset"]),
-                                  check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        from_rv.drop(columns=["actual", "asset"]),
+        from_minutes.drop(columns=["actual", "asset"]),
+        check_exact=False,
+        rtol=1e-12,
+    )

@@ -37,11 +37,17 @@ def test_each_loss_against_hand_computed_values():
 
 def rows_frame():
     t = pd.date_range("2024-01-01 01:00", periods=4, freq="h", tz="UTC")
-    return pd.DataFrame({
-        "strategy": ["a", "a", "b", "b"], "issued_at": [t[0], t[1], t[0], t[1]], "target_time": [t[1], t[2], t[1], t[2]],
-        "horizon": [1, 1, 1, 1], "forecast": [1.0, 2.0, 0.0, 2.0], "model_version": [1, 1, 1, 1],
-        "actual": [1.0, 0.0, 1.0, np.nan],
-    })
+    return pd.DataFrame(
+        {
+            "strategy": ["a", "a", "b", "b"],
+            "issued_at": [t[0], t[1], t[0], t[1]],
+            "target_time": [t[1], t[2], t[1], t[2]],
+            "horizon": [1, 1, 1, 1],
+            "forecast": [1.0, 2.0, 0.0, 2.0],
+            "model_version": [1, 1, 1, 1],
+            "actual": [1.0, 0.0, 1.0, np.nan],
+        }
+    )
 
 
 def test_loss_table_is_tidy_and_coverage_counts_what_is_left_out():
@@ -53,18 +59,37 @@ def test_loss_table_is_tidy_and_coverage_counts_what_is_left_out():
     assert ("b", "qlike") not in counts  # b's only known actual meets a zero forecast
     assert np.isfinite(table["value"]).all()
     cov = coverage(rows).set_index("strategy")
-    assert cov.loc["a"].to_dict() == {"rows": 2, "missing_actual": 0, "zero_actual": 1, "nonpositive_forecast": 0,
-                                      "scored_qlike": 1}
-    assert cov.loc["b"].to_dict() == {"rows": 2, "missing_actual": 1, "zero_actual": 0, "nonpositive_forecast": 1,
-                                      "scored_qlike": 0}
+    assert cov.loc["a"].to_dict() == {
+        "rows": 2,
+        "missing_actual": 0,
+        "zero_actual": 1,
+        "nonpositive_forecast": 0,
+        "scored_qlike": 1,
+    }
+    assert cov.loc["b"].to_dict() == {
+        "rows": 2,
+        "missing_actual": 1,
+        "zero_actual": 0,
+        "nonpositive_forecast": 1,
+        "scored_qlike": 0,
+    }
 
 
 def test_mincer_zarnowitz_and_oos_r2():
     rng = np.random.default_rng(1)
     f = rng.uniform(1, 2, 200)
     t = pd.date_range("2024-01-01", periods=200, freq="h", tz="UTC")
-    rows = pd.DataFrame({"strategy": "m", "issued_at": t, "target_time": t, "horizon": 1, "model_version": 1,
-                         "forecast": f, "actual": 0.5 + 2 * f})
+    rows = pd.DataFrame(
+        {
+            "strategy": "m",
+            "issued_at": t,
+            "target_time": t,
+            "horizon": 1,
+            "model_version": 1,
+            "forecast": f,
+            "actual": 0.5 + 2 * f,
+        }
+    )
     mz = mincer_zarnowitz(rows).iloc[0]
     assert (mz.mz_intercept, mz.mz_slope, mz.mz_r2) == pytest.approx((0.5, 2.0, 1.0))
     both = pd.concat([rows, rows.assign(strategy="bench", forecast=rows["actual"] + 0.1)])
@@ -77,8 +102,10 @@ def dm_by_hand(d, h):
     """Diebold–Mariano with rectangular HAC (lag h-1) and the HLN correction, written out long-hand."""
     T = len(d)
     mean = sum(d) / T
+
     def gamma(k):
         return sum((d[t] - mean) * (d[t - k] - mean) for t in range(k, T)) / T
+
     v = gamma(0) + 2 * sum(gamma(k) for k in range(1, h))
     dm = mean / math.sqrt(v / T)
     corrected = dm * math.sqrt((T + 1 - 2 * h + h * (h - 1) / T) / T)
@@ -109,8 +136,13 @@ def test_diebold_mariano_with_too_few_rows_is_not_computed():
 def test_mcs_excludes_the_clearly_worse_model_and_keeps_two_equal_ones():
     rng = np.random.default_rng(7)
     base = rng.gamma(2.0, 0.5, 600)
-    losses = pd.DataFrame({"good": base + rng.normal(0, 0.05, 600), "twin": base + rng.normal(0, 0.05, 600),
-                           "bad": base + 0.8 + rng.normal(0, 0.05, 600)})
+    losses = pd.DataFrame(
+        {
+            "good": base + rng.normal(0, 0.05, 600),
+            "twin": base + rng.normal(0, 0.05, 600),
+            "bad": base + 0.8 + rng.normal(0, 0.05, 600),
+        }
+    )
     first = model_confidence_set(losses, sizes=(0.10, 0.25), reps=500, seed=3)
     again = model_confidence_set(losses, sizes=(0.10, 0.25), reps=500, seed=3)
     pd.testing.assert_frame_equal(first, again)
@@ -128,9 +160,19 @@ def test_dm_table_has_benchmark_pairs_per_horizon_and_averaged():
     for name, bias in (("har", 0.0), ("x", 0.3), ("y", 0.0)):
         for h in (1, 2):
             a = rng.uniform(1, 2, 120)
-            parts.append(pd.DataFrame({"strategy": name, "issued_at": t, "target_time": t + pd.Timedelta(hours=h),
-                                       "horizon": h, "model_version": 1, "actual": a,
-                                       "forecast": a * rng.uniform(0.8, 1.2, 120) + bias}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "strategy": name,
+                        "issued_at": t,
+                        "target_time": t + pd.Timedelta(hours=h),
+                        "horizon": h,
+                        "model_version": 1,
+                        "actual": a,
+                        "forecast": a * rng.uniform(0.8, 1.2, 120) + bias,
+                    }
+                )
+            )
     table = loss_table(pd.concat(parts, ignore_index=True))
     dm = dm_table(table, "qlike", "har")
     assert set(zip(dm["model"], dm["against"])) == {("x", "har"), ("y", "har"), ("x", "y")}
@@ -161,7 +203,9 @@ def test_a_run_writes_losses_and_tests_and_checks_the_benchmark(minute_file, tmp
     assert "## Cost and accuracy" in report
     assert "## Diebold–Mariano against `har`" in report and "## Model Confidence Set" in report
     raw["evaluation"] = {"benchmark": "garch"}
-    with pytest.raises(ConfigError, match=r"evaluation.benchmark: 'garch' is not a strategy of this run; use one of har, naive, ewma"):
+    with pytest.raises(
+        ConfigError, match=r"evaluation.benchmark: 'garch' is not a strategy of this run; use one of har, naive, ewma"
+    ):
         parse_config(raw)
     del raw["evaluation"]
     raw["strategies"] = {"naive": {}, "ewma": {}}
@@ -195,8 +239,19 @@ def test_html_report_embeds_every_figure_and_renders_offline(minute_file, tmp_pa
     if chromium is None:
         pytest.skip("headless Chromium is not installed (apt-get install chromium)")
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,2400",
-                    f"--screenshot={shot}", (res.out_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            (res.out_dir / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     from matplotlib.image import imread
 
     img = imread(shot)
@@ -210,11 +265,18 @@ def test_repeats_run_seed_members_and_their_ensemble(minute_file, tmp_path):
     raw["backtest"]["end"] = "2024-01-16 00:00"
     raw["evaluation"] = {"mcs_reps": 200}
     cfg = parse_config(raw)
-    assert list(cfg.run_strategies()) == ["lstm#1", "lstm#2", "har"] and cfg.ensembles() == {"lstm": ["lstm#1", "lstm#2"]}
-    assert parse_config(cfg.resolved()).config_id() == cfg.config_id() and cfg.resolved()["strategies"]["lstm"]["repeats"] == 2
+    assert list(cfg.run_strategies()) == ["lstm#1", "lstm#2", "har"] and cfg.ensembles() == {
+        "lstm": ["lstm#1", "lstm#2"]
+    }
+    assert (
+        parse_config(cfg.resolved()).config_id() == cfg.config_id()
+        and cfg.resolved()["strategies"]["lstm"]["repeats"] == 2
+    )
     res = run(cfg)
     f = res.forecasts
-    a, b, ens = (f[f["strategy"] == s].set_index(["issued_at", "horizon"])["forecast"] for s in ("lstm#1", "lstm#2", "lstm"))
+    a, b, ens = (
+        f[f["strategy"] == s].set_index(["issued_at", "horizon"])["forecast"] for s in ("lstm#1", "lstm#2", "lstm")
+    )
     assert not np.array_equal(a.to_numpy(), b.to_numpy())  # different seeds
     np.testing.assert_allclose(ens.to_numpy(), ((a + b) / 2).to_numpy(), rtol=1e-12)
     assert {p.name for p in (res.out_dir / "models").iterdir()} == {"lstm#1", "lstm#2", "har"}

@@ -10,17 +10,16 @@ import pytest
 import yaml
 
 from backtester.config import parse_config
+from backtester.core.errors import FailedRetrain, FatalError, StrategyError
+from backtester.core.schedule import WindowConfig, training_window
+from backtester.core.series import BarSeries
 from backtester.engine import Settings, run_engine
-from backtester.core.errors import FailedRetrain, FatalError
 from backtester.plan import Plan, Schedule
 from backtester.runner import run
-from backtester.core.schedule import WindowConfig, training_window
 from backtester.segment import retrain_seed
-from backtester.core.series import BarSeries
 from strategies.base import FitInfo, Params
 
 from .conftest import base_config
-from backtester.core.errors import StrategyError
 
 BARS = pd.date_range("2024-01-01 01:00", periods=100, freq="h", tz="UTC")
 SERIES = BarSeries(BARS.asi8, np.linspace(1, 2, 100), np.zeros(100), np.ones(100, dtype=bool))
@@ -88,7 +87,10 @@ def test_no_model_yet_means_no_forecast():
 
 
 def test_too_many_failures_in_a_row_are_fatal():
-    with pytest.raises(FatalError, match=r"strategy 'flaky': 2 retrains in a row failed, the last at 2024-01-02 07:00:00\+00:00 \(failed: loss is NaN\)"):
+    with pytest.raises(
+        FatalError,
+        match=r"strategy 'flaky': 2 retrains in a row failed, the last at 2024-01-02 07:00:00\+00:00 \(failed: loss is NaN\)",
+    ):
         run_flaky(fail_at=(2, 3), max_failed=1)
 
 
@@ -109,7 +111,9 @@ def test_an_exception_in_fit_is_a_failed_retrain_and_a_wrong_shape_is_named():
     res = run_flaky(fail_at=(2,), mode="raise")  # any exception in a fit: recorded, the previous model kept
     failed = {r.retrain_time: r for r in res.records}[BARS[20]]
     assert failed.status == "failed: fit() raised ValueError: bad shapes" and failed.model_version == 1
-    with pytest.raises(FatalError, match=r"2 retrains in a row failed, the last at .* \(failed: fit\(\) raised ValueError"):
+    with pytest.raises(
+        FatalError, match=r"2 retrains in a row failed, the last at .* \(failed: fit\(\) raised ValueError"
+    ):
         run_flaky(fail_at=(1, 2), mode="raise", max_failed=1)
     with pytest.raises(StrategyError, match=r"strategy 'flaky' returned \(3,\) forecasts, expected \(2,\)"):
         run_flaky(mode="shape")
@@ -144,6 +148,8 @@ def test_a_user_batch_that_reads_later_bars_stops_the_run_with_exit_3(minute_fil
     path.write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(main, ["run", str(path), "-q"])
     assert res.exit_code == 3, res.output
-    assert res.output.strip().startswith("error: strategy 'peeking': its forecast_batch issued at 2024-01-09 00:00:00+00:00 "
-                                         "differs from forecast() on the bars known then")
+    assert res.output.strip().startswith(
+        "error: strategy 'peeking': its forecast_batch issued at 2024-01-09 00:00:00+00:00 "
+        "differs from forecast() on the bars known then"
+    )
     assert not (tmp_path / "results" / "t").exists()  # a leaky run is not reported

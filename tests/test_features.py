@@ -33,7 +33,7 @@ def test_a_channel_at_a_bar_depends_only_on_bars_closed_by_then(n, cut, target):
     time = pd.date_range("2024-01-05 01:00", periods=n, freq="h", tz="UTC").asi8
     full = raw_channels(ALL, rv, time, target, 0.001, "America/New_York")
     poisoned = rv.copy()
-    poisoned[n - cut:] = 99.0
+    poisoned[n - cut :] = 99.0
     again = raw_channels(ALL, poisoned, time, target, 0.001, "America/New_York")
     np.testing.assert_array_equal(full[: n - cut], again[: n - cut])
     assert full.shape == (n, len(channels(ALL)))
@@ -70,7 +70,9 @@ def test_the_garch_channels_at_a_bar_depend_only_on_bars_closed_by_then_and_are_
 
 
 def test_time_codes_follow_the_session_zone_and_means_are_harrs_components():
-    time = pd.DatetimeIndex(["2024-01-02 17:00", "2024-01-06 05:00"], tz="UTC").asi8  # 12:00 Tue / 00:00 Sat in New York
+    time = pd.DatetimeIndex(
+        ["2024-01-02 17:00", "2024-01-06 05:00"], tz="UTC"
+    ).asi8  # 12:00 Tue / 00:00 Sat in New York
     rv = np.array([1.0, 3.0])
     x = raw_channels(["hour_of_day", "weekday", {"rv_mean": [2]}], rv, time, "rv", 0.5, "America/New_York")
     np.testing.assert_allclose(x[0, :2], [0.0, -1.0], atol=1e-12)  # noon: half the day
@@ -85,16 +87,31 @@ def write(tmp_path, raw):
     return path
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"features": ["rv", "hour_of_dya"]}, "strategies.lstm.features: unknown feature 'hour_of_dya' (did you mean 'hour_of_day'?)"),
-    ({"features": [{"rv_mean": ["90min"]}]}, "strategies.lstm.features.rv_mean: 90min is not a whole number of 1h bars"),
-    ({"features": ["rv_mean"]}, "rv_mean: give the spans to average over"),
-    ({"features": ["rv", "log_rv"], "multistep": "recursive"}, "only works with features: [rv]; use multistep: direct"),
-    ({"features": ["rv", "asset"]}, "only a global model (scope: global) trains on several"),
-    ({"features": []}, "give at least one feature"),
-    ({"features": ["rv", "garch_varaince"]}, "unknown feature 'garch_varaince' (did you mean 'garch_variance'?)"),
-    ({"features": ["rv", "garch_variance"], "scope": "global"}, "a global model (scope: global) cannot use them yet"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            {"features": ["rv", "hour_of_dya"]},
+            "strategies.lstm.features: unknown feature 'hour_of_dya' (did you mean 'hour_of_day'?)",
+        ),
+        (
+            {"features": [{"rv_mean": ["90min"]}]},
+            "strategies.lstm.features.rv_mean: 90min is not a whole number of 1h bars",
+        ),
+        ({"features": ["rv_mean"]}, "rv_mean: give the spans to average over"),
+        (
+            {"features": ["rv", "log_rv"], "multistep": "recursive"},
+            "only works with features: [rv]; use multistep: direct",
+        ),
+        ({"features": ["rv", "asset"]}, "only a global model (scope: global) trains on several"),
+        ({"features": []}, "give at least one feature"),
+        ({"features": ["rv", "garch_varaince"]}, "unknown feature 'garch_varaince' (did you mean 'garch_variance'?)"),
+        (
+            {"features": ["rv", "garch_variance"], "scope": "global"},
+            "a global model (scope: global) cannot use them yet",
+        ),
+    ],
+)
 def test_a_bad_feature_is_one_line(minute_file, tmp_path, spec, message):
     raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, **spec})
     res = CliRunner().invoke(main, ["run", str(write(tmp_path, raw))])
@@ -131,19 +148,26 @@ def test_a_global_model_can_code_its_assets(tmp_path):
         path = tmp_path / f"{name}.parquet"
         synth_bars(start="2024-01-01", days=20, seed=5 + k).to_parquet(path, index=False)
         assets[name] = str(path)
-    raw = base_config(tmp_path / "aaa.parquet", tmp_path, g={**TINY_LSTM, "scope": "global", "features": ["rv", "asset"]})
+    raw = base_config(
+        tmp_path / "aaa.parquet", tmp_path, g={**TINY_LSTM, "scope": "global", "features": ["rv", "asset"]}
+    )
     del raw["data"]["path"]
     raw["data"]["assets"] = assets
     res = run(parse_config(raw))
     for name in assets:
         scaler = json.loads((res.out_dir / "models" / name / "g" / "1" / "scaler.json").read_text())
-        assert scaler["features"]["channels"] == ["rv", "asset_aaa", "asset_bbb"] and scaler["features"]["asset"] == name
+        assert (
+            scaler["features"]["channels"] == ["rv", "asset_aaa", "asset_bbb"] and scaler["features"]["asset"] == name
+        )
     f = res.forecasts.pivot_table(index=["issued_at", "horizon"], columns="asset", values="forecast")
     assert np.isfinite(f.to_numpy()).all()
 
 
 def test_a_search_tunes_on_the_same_channels(tmp_path):
-    raw = {**TINY_LSTM, "features": ["rv", "hour_of_day"],
-           "tuning": {"max_trials": 1, "epochs": 1, "space": {"units": {"values": [2, 3]}}}}
+    raw = {
+        **TINY_LSTM,
+        "features": ["rv", "hour_of_day"],
+        "tuning": {"max_trials": 1, "epochs": 1, "space": {"units": {"values": [2, 3]}}},
+    }
     best, trials = tune(LstmParams.model_validate(raw), series_of(300), 4, seed=1, directory=tmp_path)
     assert len(trials) == 1 and np.isfinite(trials["score"]).all() and best["units_0"] in (2, 3)

@@ -62,24 +62,57 @@ BASE_TEXT = yaml.safe_dump(BASE)
 # (id, command, config text, key phrase of the one error line)
 CONFIG_CASES = [
     # 1. callables that are not what they should be: refused before they are imported or called
-    ("builder-os-system", "plan", strategy({"type": "keras", "builder": "os:system", "memory": 12}),
-     "strategies.s.builder: 'os:system' is in Python's standard library"),
-    ("builder-print", "plan", strategy({"type": "keras", "builder": "builtins:print", "memory": 12}),
-     "strategies.s.builder: 'builtins:print' is in Python's standard library"),
-    ("builder-subprocess", "plan", strategy({"type": "keras", "builder": "subprocess:call", "memory": 12}),
-     "strategies.s.builder: 'subprocess:call' is in Python's standard library"),
-    ("builder-a-class", "plan", strategy({"type": "keras", "builder": "tests.user_models:NotParams", "memory": 12}),
-     "'tests.user_models:NotParams' is a class, not a Python function build(hp, memory, steps)"),
-    ("builder-a-ufunc", "plan", strategy({"type": "keras", "builder": "numpy:add", "memory": 12}),
-     "'numpy:add' is a ufunc, not a Python function"),
-    ("type-getcwd", "plan", strategy({"type": "os:getcwd"}),
-     "strategies.s.type: 'os:getcwd' is in Python's standard library (module 'os'), not a Params class"),
+    (
+        "builder-os-system",
+        "plan",
+        strategy({"type": "keras", "builder": "os:system", "memory": 12}),
+        "strategies.s.builder: 'os:system' is in Python's standard library",
+    ),
+    (
+        "builder-print",
+        "plan",
+        strategy({"type": "keras", "builder": "builtins:print", "memory": 12}),
+        "strategies.s.builder: 'builtins:print' is in Python's standard library",
+    ),
+    (
+        "builder-subprocess",
+        "plan",
+        strategy({"type": "keras", "builder": "subprocess:call", "memory": 12}),
+        "strategies.s.builder: 'subprocess:call' is in Python's standard library",
+    ),
+    (
+        "builder-a-class",
+        "plan",
+        strategy({"type": "keras", "builder": "tests.user_models:NotParams", "memory": 12}),
+        "'tests.user_models:NotParams' is a class, not a Python function build(hp, memory, steps)",
+    ),
+    (
+        "builder-a-ufunc",
+        "plan",
+        strategy({"type": "keras", "builder": "numpy:add", "memory": 12}),
+        "'numpy:add' is a ufunc, not a Python function",
+    ),
+    (
+        "type-getcwd",
+        "plan",
+        strategy({"type": "os:getcwd"}),
+        "strategies.s.type: 'os:getcwd' is in Python's standard library (module 'os'), not a Params class",
+    ),
     ("type-print", "plan", strategy({"type": "builtins:print"}), "'builtins:print' is in Python's standard library"),
-    ("type-not-params", "plan", strategy({"type": "tests.user_models:NotParams"}),
-     "not a subclass of strategies.Params"),
+    (
+        "type-not-params",
+        "plan",
+        strategy({"type": "tests.user_models:NotParams"}),
+        "not a subclass of strategies.Params",
+    ),
     ("type-the-base-class", "plan", strategy({"type": "strategies.base:Params"}), "which defines no build(seed)"),
     # 2. names and output paths that escape
-    ("name-dotdot-path", "run", patched(name="../../x"), "name: the run's folder results/<name>/ must be one plain name"),
+    (
+        "name-dotdot-path",
+        "run",
+        patched(name="../../x"),
+        "name: the run's folder results/<name>/ must be one plain name",
+    ),
     ("name-absolute", "run", patched(name="/abs"), "must be one plain name"),
     ("name-dotdot", "run", patched(name=".."), "must be one plain name"),
     ("name-dot", "run", patched(name="."), "must be one plain name"),
@@ -90,35 +123,84 @@ CONFIG_CASES = [
     ("output-dir-under-a-file", "run", patched(output__dir="afile/sub"), "lies under afile, which is a file"),
     ("run-folder-a-file", "run", patched(name="runfile"), "name: results/runfile is a file, not a run folder"),
     # 3. YAML tags, alias bombs, huge numbers
-    ("python-tag", "plan", BASE_TEXT + 'x: !!python/object/apply:os.system ["echo hi"]\n',
-     "the tag '!!python/object/apply:os.system' is not allowed in a config"),
-    ("python-tag-in-a-value", "plan", BASE_TEXT.replace("seed: 1", "seed: !!python/object/apply:os.getcwd []"),
-     "the tag '!!python/object/apply:os.getcwd' is not allowed"),
+    (
+        "python-tag",
+        "plan",
+        BASE_TEXT + 'x: !!python/object/apply:os.system ["echo hi"]\n',
+        "the tag '!!python/object/apply:os.system' is not allowed in a config",
+    ),
+    (
+        "python-tag-in-a-value",
+        "plan",
+        BASE_TEXT.replace("seed: 1", "seed: !!python/object/apply:os.getcwd []"),
+        "the tag '!!python/object/apply:os.getcwd' is not allowed",
+    ),
     ("custom-tag", "plan", BASE_TEXT.replace("seed: 1", "seed: !mytag 1"), "the tag '!mytag' is not allowed"),
     ("billion-laughs", "plan", billion_laughs() + BASE_TEXT, "expands to more than 100,000 values through its aliases"),
     ("alias-loop", "plan", BASE_TEXT + "x: &x [1, *x]\n", "an alias refers to the block it sits in"),
-    ("horizon-1e308", "plan", patched(backtest__horizon=1e308), "backtest.horizon: must be a whole number from 1 to 1000"),
-    ("epochs-1e20", "plan", strategy({**TINY_KERAS, "epochs": 10**20}),
-     "strategies.s.epochs: must be a whole number from 1 to 100,000"),
-    ("seed-2-80", "plan", BASE_TEXT.replace("seed: 1", f"seed: {2**80}"),
-     "seed: must be a whole number from 0 to 4,294,967,295"),
-    ("memory-1e12", "plan", strategy({**TINY_KERAS, "memory": 10**12}),
-     "strategies.s.memory: must be a whole number from 1 to 100,000"),
+    (
+        "horizon-1e308",
+        "plan",
+        patched(backtest__horizon=1e308),
+        "backtest.horizon: must be a whole number from 1 to 1000",
+    ),
+    (
+        "epochs-1e20",
+        "plan",
+        strategy({**TINY_KERAS, "epochs": 10**20}),
+        "strategies.s.epochs: must be a whole number from 1 to 100,000",
+    ),
+    (
+        "seed-2-80",
+        "plan",
+        BASE_TEXT.replace("seed: 1", f"seed: {2**80}"),
+        "seed: must be a whole number from 0 to 4,294,967,295",
+    ),
+    (
+        "memory-1e12",
+        "plan",
+        strategy({**TINY_KERAS, "memory": 10**12}),
+        "strategies.s.memory: must be a whole number from 1 to 100,000",
+    ),
     ("jobs-1e20", "plan", patched(execution__jobs=10**20), "execution.jobs: must be a whole number from 1 to 1024"),
-    ("naive-bars-1e20", "plan", strategy({"type": "naive", "bars": 10**20}),
-     "strategies.s.bars: 100000000000000000000 is out of range; numbers in a config lie between -1e15 and 1e15"),
+    (
+        "naive-bars-1e20",
+        "plan",
+        strategy({"type": "naive", "bars": 10**20}),
+        "strategies.s.bars: 100000000000000000000 is out of range; numbers in a config lie between -1e15 and 1e15",
+    ),
     # 4. mixed UTC offsets in the data's timestamps
-    ("mixed-offsets", "data prepare", patched(data__path="mixed.csv"),
-     "mixed.csv: column 'timestamp' has mixed UTC offsets (+00:00 at row 0, +02:00 at row"),
+    (
+        "mixed-offsets",
+        "data prepare",
+        patched(data__path="mixed.csv"),
+        "mixed.csv: column 'timestamp' has mixed UTC offsets (+00:00 at row 0, +02:00 at row",
+    ),
     # 5. model files that are not what their name says (a run's config reads the first bytes)
-    ("model-text-h5", "plan", strategy({"type": "imported", "model": "files/text.h5"}),
-     "files/text.h5: not an HDF5 (.h5) or .keras file: it is a text file starting 'not a model'"),
-    ("model-zip-h5", "plan", strategy({"type": "imported", "model": "files/zip.h5"}),
-     "files/zip.h5: named .h5 but it is a zip archive holding a .keras model; rename it to zip.keras"),
-    ("model-h5-keras", "plan", strategy({"type": "imported", "model": "files/hdf5.keras"}),
-     "files/hdf5.keras: named .keras but it is an HDF5 file"),
-    ("scaler-empty", "plan", strategy({"type": "imported", "model": "files/model.keras", "scaler": "files/empty.pkl"}),
-     "files/empty.pkl: not a pickled scaler: it is empty (0 bytes)"),
+    (
+        "model-text-h5",
+        "plan",
+        strategy({"type": "imported", "model": "files/text.h5"}),
+        "files/text.h5: not an HDF5 (.h5) or .keras file: it is a text file starting 'not a model'",
+    ),
+    (
+        "model-zip-h5",
+        "plan",
+        strategy({"type": "imported", "model": "files/zip.h5"}),
+        "files/zip.h5: named .h5 but it is a zip archive holding a .keras model; rename it to zip.keras",
+    ),
+    (
+        "model-h5-keras",
+        "plan",
+        strategy({"type": "imported", "model": "files/hdf5.keras"}),
+        "files/hdf5.keras: named .keras but it is an HDF5 file",
+    ),
+    (
+        "scaler-empty",
+        "plan",
+        strategy({"type": "imported", "model": "files/model.keras", "scaler": "files/empty.pkl"}),
+        "files/empty.pkl: not a pickled scaler: it is empty (0 bytes)",
+    ),
 ]
 
 # 5 and 7: `backtest model inspect` (args after the command; phrase)
@@ -126,16 +208,32 @@ INSPECT_CASES = [
     ("h5-that-is-text", ["files/text.h5"], "files/text.h5: not an HDF5 (.h5) or .keras file: it is a text file"),
     ("h5-that-is-zip", ["files/zip.h5"], "named .h5 but it is a zip archive holding a .keras model"),
     ("keras-that-is-hdf5", ["files/hdf5.keras"], "named .keras but it is an HDF5 file (the .h5 format)"),
-    ("keras-that-is-text", ["files/text.keras"], "files/text.keras: not an HDF5 (.h5) or .keras file: it is a text file"),
+    (
+        "keras-that-is-text",
+        ["files/text.keras"],
+        "files/text.keras: not an HDF5 (.h5) or .keras file: it is a text file",
+    ),
     ("empty-h5", ["files/empty.h5"], "files/empty.h5: not an HDF5 (.h5) or .keras file: it is empty (0 bytes)"),
-    ("scaler-text", ["files/model.keras", "--scaler", "files/text.pkl", "--trust-pickle"],
-     "files/text.pkl: cannot unpickle it: it is a text file starting 'not a pickle'"),
-    ("scaler-empty", ["files/model.keras", "--scaler", "files/empty.pkl", "--trust-pickle"],
-     "files/empty.pkl: not a pickled scaler: it is empty (0 bytes)"),
-    ("scaler-hdf5", ["files/model.keras", "--scaler", "files/hdf5.keras", "--trust-pickle"],
-     "files/hdf5.keras: not a pickled scaler: it is an HDF5 file (the model file?)"),
-    ("scaler-not-a-scaler", ["files/model.keras", "--scaler", "files/dict.pkl", "--trust-pickle"],
-     "files/dict.pkl: holds a builtins.dict, not a fitted MinMaxScaler or StandardScaler"),
+    (
+        "scaler-text",
+        ["files/model.keras", "--scaler", "files/text.pkl", "--trust-pickle"],
+        "files/text.pkl: cannot unpickle it: it is a text file starting 'not a pickle'",
+    ),
+    (
+        "scaler-empty",
+        ["files/model.keras", "--scaler", "files/empty.pkl", "--trust-pickle"],
+        "files/empty.pkl: not a pickled scaler: it is empty (0 bytes)",
+    ),
+    (
+        "scaler-hdf5",
+        ["files/model.keras", "--scaler", "files/hdf5.keras", "--trust-pickle"],
+        "files/hdf5.keras: not a pickled scaler: it is an HDF5 file (the model file?)",
+    ),
+    (
+        "scaler-not-a-scaler",
+        ["files/model.keras", "--scaler", "files/dict.pkl", "--trust-pickle"],
+        "files/dict.pkl: holds a builtins.dict, not a fitted MinMaxScaler or StandardScaler",
+    ),
 ]
 
 
@@ -183,8 +281,10 @@ def invoke(work: Path, args: list[str], monkeypatch) -> tuple:
     res = CliRunner().invoke(main, args)
     seconds = time.perf_counter() - t0
     assert (tree(work / "results"), tree(work / "files")) == before  # untouched, nothing new
-    assert sorted(p.name for p in work.iterdir()) == sorted(["bars.parquet", "mixed.csv", "afile", "results", "files",
-                                                             "case.yaml"] + (["cache"] if (work / "cache").exists() else []))
+    assert sorted(p.name for p in work.iterdir()) == sorted(
+        ["bars.parquet", "mixed.csv", "afile", "results", "files", "case.yaml"]
+        + (["cache"] if (work / "cache").exists() else [])
+    )
     return res, seconds
 
 
@@ -262,11 +362,21 @@ def test_inspect_writes_nothing_without_out(keras_files, tmp_path):
 
 
 def test_a_scaler_fitted_on_other_values_is_refused_before_anything_trains(work, keras_files, monkeypatch):
-    text = patched(name="fresh", strategies={"nb": {"type": "imported", "model": str(keras_files / "model.keras"),
-                                                    "scaler": str(keras_files / "wide_scaler.pkl"),
-                                                    "trust_pickle": True, "multistep": "recursive",
-                                                    "retrain": {"rule": "never"}}})
+    text = patched(
+        name="fresh",
+        strategies={
+            "nb": {
+                "type": "imported",
+                "model": str(keras_files / "model.keras"),
+                "scaler": str(keras_files / "wide_scaler.pkl"),
+                "trust_pickle": True,
+                "multistep": "recursive",
+                "retrain": {"rule": "never"},
+            }
+        },
+    )
     (work / "case.yaml").write_text(text)
     res, _ = invoke(work, ["run", "-q", "case.yaml"], monkeypatch)
-    assert_one_error_line(res, "wide_scaler.pkl: the scaler was fitted on values in [0.002, 0.995] but the training "
-                               "data's RV lies in [")
+    assert_one_error_line(
+        res, "wide_scaler.pkl: the scaler was fitted on values in [0.002, 0.995] but the training data's RV lies in ["
+    )

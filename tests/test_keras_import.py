@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from backtester.cli import main
+from backtester.core.errors import ModelFileError
 from strategies.keras_import import (
     describe_model,
     load_model_file,
@@ -28,10 +29,10 @@ from strategies.keras_import import (
     translate_config,
 )
 from strategies.keras_model import keras_module
-from backtester.core.errors import ModelFileError
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tf_keras") is None,
-                                reason="needs tf-keras (the test extra) to write a Keras 2 .h5")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tf_keras") is None, reason="needs tf-keras (the test extra) to write a Keras 2 .h5"
+)
 
 NOTEBOOK = textwrap.dedent("""
     import json, pickle, sys
@@ -69,8 +70,9 @@ def notebook(tmp_path_factory):
     """The notebook's files, written by Keras 2 (tf_keras) in a subprocess."""
     out = tmp_path_factory.mktemp("notebook")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-c", NOTEBOOK, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NOTEBOOK, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     keras_module()  # import Keras 3 here while the subprocess imports Keras 2
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
@@ -125,15 +127,25 @@ def test_describe_model_reports_the_notebook_architecture(notebook):
     info = describe_model(load_model_file(path), path)
     params = json.loads((notebook / "params.json").read_text())
     assert [(e["class"], e.get("units"), e.get("rate"), e.get("return_sequences")) for e in info["layers"]] == [
-        ("LSTM", 32, None, True), ("Dropout", None, 0.2, None), ("LSTM", 16, None, False),
-        ("Dropout", None, 0.1, None), ("Dense", 1, None, None)]
+        ("LSTM", 32, None, True),
+        ("Dropout", None, 0.2, None),
+        ("LSTM", 16, None, False),
+        ("Dropout", None, 0.1, None),
+        ("Dense", 1, None, None),
+    ]
     assert [e.get("activation") for e in info["layers"]] == ["tanh", None, "tanh", None, "linear"]
     assert info["format"] == "keras2-h5" and info["source"] == str(path.resolve())
     assert (info["input_shape"], info["lookback"], info["features"], info["output_steps"]) == ([None, 60, 1], 60, 1, 1)
     assert (info["optimizer"], info["learning_rate"], info["loss"]) == ("Adam", 0.005, "mse")
     assert (info["params_total"], info["params_trainable"]) == (params["total"], params["trainable"]) == (7505, 7505)
-    assert info["hyperparameters"] == {"num_layers": 2, "units_0": 32, "dropout_0": 0.2, "units_1": 16,
-                                       "dropout_1": 0.1, "learning_rate": 0.005}
+    assert info["hyperparameters"] == {
+        "num_layers": 2,
+        "units_0": 32,
+        "dropout_0": 0.2,
+        "units_1": 16,
+        "dropout_1": 0.1,
+        "learning_rate": 0.005,
+    }
 
 
 def test_cli_inspect_prints_a_summary_and_writes_model_config_only_to_out(model_copy):
@@ -180,15 +192,20 @@ def test_untrusted_pickle_is_refused_and_nothing_is_written(notebook, model_copy
     before = sorted(model_copy.parent.iterdir())
     res = invoke(model_copy, "--scaler", notebook / "volatility_scaler.pkl")
     assert res.exit_code == 2
-    assert res.stderr == (f"error: {notebook / 'volatility_scaler.pkl'}: not loaded: unpickling runs code from the file; "
-                          "if you trust it, pass --trust-pickle (or set trust_pickle: true in the config)\n")
+    assert res.stderr == (
+        f"error: {notebook / 'volatility_scaler.pkl'}: not loaded: unpickling runs code from the file; "
+        "if you trust it, pass --trust-pickle (or set trust_pickle: true in the config)\n"
+    )
     assert sorted(model_copy.parent.iterdir()) == before
 
 
 def test_a_scaler_of_two_features_is_refused(notebook):
     path = notebook / "scaler_2_features.pkl"
-    with pytest.raises(ModelFileError, match=r"scaler_2_features.pkl: the MinMaxScaler was fitted on 2 features; "
-                                             r"our models take one \(RV\): refit it on the RV column alone"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"scaler_2_features.pkl: the MinMaxScaler was fitted on 2 features; "
+        r"our models take one \(RV\): refit it on the RV column alone",
+    ):
         load_scaler(path, trusted=True)
 
 
@@ -204,17 +221,22 @@ def test_a_corrupt_h5_exits_2_with_one_line(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(512))
     res = invoke(path)
     assert res.exit_code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: {path}: not an HDF5 (.h5) or .keras file (corrupt or another format); "
-                          "save the model with model.save('model.h5') or model.save('model.keras')\n")
+    assert res.stderr == (
+        f"error: {path}: not an HDF5 (.h5) or .keras file (corrupt or another format); "
+        "save the model with model.save('model.h5') or model.save('model.keras')\n"
+    )
     assert not (tmp_path / "model_config.json").exists()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no such file; pass the .h5 or .keras file"),
-    ("weights_only", "an HDF5 file without a model_config (weights only, from save_weights?)"),
-    ("truncated", "a corrupt or truncated HDF5 file"),
-    ("unknown_layer", "cannot rebuild the model in Keras 3 (Unknown layer: 'NotALayer'); re-save it"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such file; pass the .h5 or .keras file"),
+        ("weights_only", "an HDF5 file without a model_config (weights only, from save_weights?)"),
+        ("truncated", "a corrupt or truncated HDF5 file"),
+        ("unknown_layer", "cannot rebuild the model in Keras 3 (Unknown layer: 'NotALayer'); re-save it"),
+    ],
+)
 def test_bad_model_files_give_one_line_naming_the_file(notebook, tmp_path, case, message):
     path = tmp_path / "model.h5"
     source = notebook / "volatility_lstm_model.h5"

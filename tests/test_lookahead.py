@@ -7,16 +7,15 @@ import pandas as pd
 import pytest
 
 from backtester.config import parse_config
+from backtester.core.errors import FatalError, LookAheadError
+from backtester.core.series import BarSeries
 from backtester.engine import Settings, run_engine
-from backtester.core.errors import FatalError
 from backtester.plan import make_plan
 from backtester.recorder import ForecastRecorder
 from backtester.rv import prepare_bars
-from backtester.core.series import BarSeries
 from strategies import REGISTRY
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
-from backtester.core.errors import LookAheadError
 
 CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
 
@@ -24,8 +23,18 @@ STRATEGIES = {
     "lstm": TINY_LSTM,
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive"},
     "lstm_qlike": {**TINY_LSTM, "loss": "qlike"},  # the loss reads each window's own scale
-    "lstm_features": {**TINY_LSTM, "features": ["rv", "log_rv", {"rv_mean": ["6h", "1D"]}, "hour_of_day", "weekday",
-                                                "garch_variance", "seasonal_profile"]},
+    "lstm_features": {
+        **TINY_LSTM,
+        "features": [
+            "rv",
+            "log_rv",
+            {"rv_mean": ["6h", "1D"]},
+            "hour_of_day",
+            "weekday",
+            "garch_variance",
+            "seasonal_profile",
+        ],
+    },
     "lstm_hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},  # HAR fitted on the same window
     "lstm_hybrid_mean": {**TINY_LSTM, "residual_of": ["har", "garch"]},  # their mean, both fitted on the window
     "keras": TINY_GRU,

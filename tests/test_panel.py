@@ -44,7 +44,7 @@ def cluster_by_hand(diff: pd.DataFrame, K: int) -> tuple[float, float]:
     means, start = [], 0
     for k in range(K):
         size = T // K + (1 if k < T % K else 0)  # the longer blocks first
-        means.append(sum(d[start:start + size]) / size)
+        means.append(sum(d[start : start + size]) / size)
         start += size
     assert start == T
     m = sum(means) / K
@@ -151,13 +151,24 @@ def loss_rows(seed: int = 0, T: int = 48) -> pd.DataFrame:
             if strategy == "lstm" and asset == "ETH":
                 continue
             for h in (1, 2, 3):
-                parts.append(pd.DataFrame({
-                    "strategy": strategy, "issued_at": issued, "target_time": issued + pd.Timedelta(hours=h),
-                    "horizon": h, "model_version": 1, "loss": "qlike", "asset": asset,
-                    "value": 1.0 + bias + rng.gamma(2.0, 0.25, T)}))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "strategy": strategy,
+                            "issued_at": issued,
+                            "target_time": issued + pd.Timedelta(hours=h),
+                            "horizon": h,
+                            "model_version": 1,
+                            "loss": "qlike",
+                            "asset": asset,
+                            "value": 1.0 + bias + rng.gamma(2.0, 0.25, T),
+                        }
+                    )
+                )
     table = pd.concat(parts, ignore_index=True)
-    table = table.drop(index=table.index[(table["strategy"] == "naive") & (table["asset"] == "BTC")
-                                         & (table["horizon"] == 2)][:5])  # five issue times not complete
+    table = table.drop(
+        index=table.index[(table["strategy"] == "naive") & (table["asset"] == "BTC") & (table["horizon"] == 2)][:5]
+    )  # five issue times not complete
     table["strategy"] = table["strategy"].astype("string")
     table["asset"] = table["asset"].astype("string")
     table["loss"] = pd.Categorical(table["loss"], categories=["mse", "qlike"])
@@ -172,8 +183,19 @@ def by_strategy(table: pd.DataFrame, strategy: str, index: str) -> pd.DataFrame:
 def test_panel_dm_table_rows_columns_and_the_pooled_statistic_by_hand():
     table = loss_rows()
     out = panel_dm_table(table, "qlike", "har", clusters=4)
-    assert out.columns.tolist() == ["test", "loss", "horizon", "model", "against", "statistic", "pvalue",
-                                    "mean_diff", "n", "assets", "note"]
+    assert out.columns.tolist() == [
+        "test",
+        "loss",
+        "horizon",
+        "model",
+        "against",
+        "statistic",
+        "pvalue",
+        "mean_diff",
+        "n",
+        "assets",
+        "note",
+    ]
     pairs = list(dict.fromkeys(zip(out["model"], out["against"])))
     assert pairs == list(dict.fromkeys(zip(*dm_table(table, "qlike", "har")[["model", "against"]].T.values)))
     assert pairs == [("lstm", "har"), ("naive", "har"), ("lstm", "naive")]
@@ -208,20 +230,32 @@ def test_panel_dm_table_horizon_zero_averages_complete_issue_times_per_asset():
 
 
 def test_win_table_counts_wins_and_significant_wins_per_comparison():
-    dm = pd.DataFrame({
-        "asset": ["BTC", "ETH", "SOL", "XRP", "ADA", "BTC", "ETH"],
-        "loss": ["qlike"] * 5 + ["mse"] * 2,
-        "horizon": [1] * 5 + [0] * 2,
-        "model": ["lstm"] * 7,
-        "against": ["har"] * 7,
-        "statistic": [-3.0, -0.5, 2.5, 0.4, np.nan, -2.2, -2.1],
-        "pvalue": [0.003, 0.6, 0.01, 0.7, np.nan, 0.03, 0.04],
-        "mean_diff": [-0.2, -0.1, 0.3, 0.05, -0.4, -0.1, -0.1],
-    })
+    dm = pd.DataFrame(
+        {
+            "asset": ["BTC", "ETH", "SOL", "XRP", "ADA", "BTC", "ETH"],
+            "loss": ["qlike"] * 5 + ["mse"] * 2,
+            "horizon": [1] * 5 + [0] * 2,
+            "model": ["lstm"] * 7,
+            "against": ["har"] * 7,
+            "statistic": [-3.0, -0.5, 2.5, 0.4, np.nan, -2.2, -2.1],
+            "pvalue": [0.003, 0.6, 0.01, 0.7, np.nan, 0.03, 0.04],
+            "mean_diff": [-0.2, -0.1, 0.3, 0.05, -0.4, -0.1, -0.1],
+        }
+    )
     got = win_table(dm)
-    want = pd.DataFrame({"loss": ["qlike", "mse"], "horizon": [1, 0], "model": "lstm", "against": "har",
-                         "assets": [4, 2], "wins": [2, 2], "significant_wins": [1, 2], "losses": [2, 0],
-                         "significant_losses": [1, 0]})
+    want = pd.DataFrame(
+        {
+            "loss": ["qlike", "mse"],
+            "horizon": [1, 0],
+            "model": "lstm",
+            "against": "har",
+            "assets": [4, 2],
+            "wins": [2, 2],
+            "significant_wins": [1, 2],
+            "losses": [2, 0],
+            "significant_losses": [1, 0],
+        }
+    )
     pd.testing.assert_frame_equal(got, want)
     strict = win_table(dm, alpha=0.01)
     assert strict["significant_wins"].tolist() == [1, 0] and strict["significant_losses"].tolist() == [0, 0]

@@ -37,7 +37,9 @@ def run_with(path, tmp, name, strategies=STRATEGIES, **execution):
 
 def same_results(a, b):
     pd.testing.assert_frame_equal(a.forecasts, b.forecasts, check_exact=True)
-    pd.testing.assert_frame_equal(a.retrains.drop(columns="seconds"), b.retrains.drop(columns="seconds"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        a.retrains.drop(columns="seconds"), b.retrains.drop(columns="seconds"), check_exact=True
+    )
     if (a.out_dir / "tuning.parquet").exists():
         tuning = lambda r: pd.read_parquet(r.out_dir / "tuning.parquet").drop(columns="tuning_seconds")
         pd.testing.assert_frame_equal(tuning(a), tuning(b), check_exact=True)

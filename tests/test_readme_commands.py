@@ -15,7 +15,12 @@ import yaml
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-NEEDS_OTHER_DATA = ("btc_weekly", "configs/universe.yaml", "notebook/", "SCHEDULER_HOST")  # real data, a user's files, a cluster
+NEEDS_OTHER_DATA = (
+    "btc_weekly",
+    "configs/universe.yaml",
+    "notebook/",
+    "SCHEDULER_HOST",
+)  # real data, a user's files, a cluster
 
 
 def readme_commands() -> list[str]:
@@ -68,9 +73,14 @@ def backtest(project, line: str) -> subprocess.CompletedProcess:
 
 def test_the_readme_lists_the_commands_a_user_starts_with():
     lines = readme_commands()
-    for wanted in ("backtest plan configs/schemes.yaml", "backtest run configs/schemes.yaml",
-                   "backtest compare configs/compare.yaml", "backtest run configs/weekly.yaml --jobs 2",
-                   "backtest run configs/custom.yaml", "backtest model predict results/custom/models/gru/2"):
+    for wanted in (
+        "backtest plan configs/schemes.yaml",
+        "backtest run configs/schemes.yaml",
+        "backtest compare configs/compare.yaml",
+        "backtest run configs/weekly.yaml --jobs 2",
+        "backtest run configs/custom.yaml",
+        "backtest model predict results/custom/models/gru/2",
+    ):
         assert wanted in lines
 
 
@@ -78,13 +88,14 @@ def first_half() -> list[str]:
     """The README's commands up to (not including) the section that starts the second half; the rest run in
     tests/test_readme_commands_b.py, so that two test workers share them (each command is a fresh process)."""
     lines = readme_commands()
-    cut = next((k for k, line in enumerate(lines) if line.startswith("backtest run configs/competitive.yaml")),
-               len(lines))
+    cut = next(
+        (k for k, line in enumerate(lines) if line.startswith("backtest run configs/competitive.yaml")), len(lines)
+    )
     return lines[:cut]
 
 
 def second_half() -> list[str]:
-    return readme_commands()[len(first_half()):]
+    return readme_commands()[len(first_half()) :]
 
 
 def run_commands(project, lines: list[str]) -> None:

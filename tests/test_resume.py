@@ -65,8 +65,9 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 
 def config(minute_file, tmp_path, name="r", **strategies):
-    raw = base_config(minute_file, tmp_path, **(strategies or {"naive": {}, "har": {"type": "har"},
-                                                              "ewma": {"type": "ewma"}}))
+    raw = base_config(
+        minute_file, tmp_path, **(strategies or {"naive": {}, "har": {"type": "har"}, "ewma": {"type": "ewma"}})
+    )
     raw["name"] = name
     raw["output"]["save_models"] = True
     return raw
@@ -155,11 +156,16 @@ def interrupt_after(monkeypatch, n: int):
     return lambda: monkeypatch.setattr(engine, "run_segment", real)
 
 
-def test_a_warm_start_chain_resumes_from_its_last_saved_model_and_a_tuning_is_reused(minute_file, tmp_path,
-                                                                                     monkeypatch):
+def test_a_warm_start_chain_resumes_from_its_last_saved_model_and_a_tuning_is_reused(
+    minute_file, tmp_path, monkeypatch
+):
     space = {"units": {"values": [2, 4]}, "num_layers": 1, "dropout": 0.0}
-    raw = config(minute_file, tmp_path, warm={**TINY_LSTM, "warm_start": {"epochs": 1}},
-                 tuned={**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": space}})
+    raw = config(
+        minute_file,
+        tmp_path,
+        warm={**TINY_LSTM, "warm_start": {"epochs": 1}},
+        tuned={**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": space}},
+    )
     raw["output"]["save_models"] = False  # the chain keeps its models in the staging directory all the same
     reference = run(parse_config({**raw, "name": "reference"}))
     restore = interrupt_after(monkeypatch, 4)  # plan order: warm 1..3, then tuned 1 (after its search)
@@ -170,8 +176,10 @@ def test_a_warm_start_chain_resumes_from_its_last_saved_model_and_a_tuning_is_re
     assert segments_in(resumed.manifest) == (4, 2)  # the chain went on from version 3's kept weights
     assert not (resumed.out_dir / "models").exists()  # not asked for: not in the results
     assert_same_run(reference.out_dir, resumed.out_dir)
-    pd.testing.assert_frame_equal(pd.read_parquet(reference.out_dir / "tuning.parquet").drop(columns="tuning_seconds"),
-                                  pd.read_parquet(resumed.out_dir / "tuning.parquet").drop(columns="tuning_seconds"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(reference.out_dir / "tuning.parquet").drop(columns="tuning_seconds"),
+        pd.read_parquet(resumed.out_dir / "tuning.parquet").drop(columns="tuning_seconds"),
+    )
     assert "tuning" not in resumed.manifest["seconds"] or resumed.manifest["seconds"]["tuning"] == 0
 
 
@@ -185,9 +193,12 @@ def test_what_a_killed_write_leaves_is_recomputed(minute_file, tmp_path):
     os.rename(first.out_dir, stage)  # as if killed just before the swap
     seg = stage / "segments"
     (seg / "naive" / "0001.json").unlink()  # rows written, record not yet
-    (seg / "har" / "0002.json").write_text('{"strategy": "har", "model_')  # torn (cannot happen with rename: belt and braces)
+    (seg / "har" / "0002.json").write_text(
+        '{"strategy": "har", "model_'
+    )  # torn (cannot happen with rename: belt and braces)
     (seg / "har" / "0003.parquet.tmp-999").write_bytes(b"PAR1 half")
     import shutil
+
     shutil.rmtree(stage / "models" / "ewma" / "1")  # a record whose artifact is missing
     (stage / "forecasts.parquet").write_bytes(b"junk")  # an interrupted evaluation's output
     resumed = run(parse_config(raw))
@@ -217,9 +228,15 @@ def write_config(tmp_path: Path, raw: dict) -> Path:
 
 def start(path: Path, *extra: str) -> subprocess.Popen:
     """``backtest run`` as a user starts it: its own process group, SIGINT at its default."""
-    return subprocess.Popen([BACKTEST, "run", str(path), *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [BACKTEST, "run", str(path), *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for(predicate, timeout=240.0, poll=0.05) -> None:
@@ -263,8 +280,9 @@ def killed_runs(minute_file, tmp_path):
 
 
 def run_cli(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([BACKTEST, "run", str(path), "-q", *extra], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [BACKTEST, "run", str(path), "-q", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -292,8 +310,9 @@ def test_kill_9_at_several_points_then_the_same_command_gives_the_identical_run(
     assert_same_run(results / "reference", out)
 
 
-@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, "1"), (signal.SIGINT, 130, "2"),
-                                             (signal.SIGTERM, 143, "2")])
+@pytest.mark.parametrize(
+    "sig, code, jobs", [(signal.SIGINT, 130, "1"), (signal.SIGINT, 130, "2"), (signal.SIGTERM, 143, "2")]
+)
 def test_ctrl_c_and_sigterm_exit_130_and_143_with_one_line_and_no_child_left(minute_file, tmp_path, sig, code, jobs):
     raw = lstm_config(minute_file, tmp_path)
     path = write_config(tmp_path, raw)
@@ -325,7 +344,8 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(minute_file, 
     assert refused.stderr.strip().splitlines() == [
         f"error: {out}: another backtest (pid {os.getpid()}, started "
         + refused.stderr.split("started ")[1].split(")")[0]
-        + f") is writing this run; wait for it to finish or stop it (kill {os.getpid()}), then run the same command again"]
+        + f") is writing this run; wait for it to finish or stop it (kill {os.getpid()}), then run the same command again"
+    ]
     assert not out.exists()
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -21,8 +21,16 @@ def prices(stamps, values):
 
 def test_hand_computed_rv_and_gap_policy():
     p = prices(
-        ["2024-01-01 00:00", "2024-01-01 00:01", "2024-01-01 00:02", "2024-01-01 00:03", "2024-01-01 00:04",
-         "2024-01-01 00:05", "2024-01-01 00:08", "2024-01-01 00:09"],
+        [
+            "2024-01-01 00:00",
+            "2024-01-01 00:01",
+            "2024-01-01 00:02",
+            "2024-01-01 00:03",
+            "2024-01-01 00:04",
+            "2024-01-01 00:05",
+            "2024-01-01 00:08",
+            "2024-01-01 00:09",
+        ],
         [100, 101, 100, 102, 102, 103, 110, 111],
     )
     bars = realized_volatility(p, MIN, pd.Timedelta("5min"), min_returns=1, max_gap=pd.Timedelta("2min"))
@@ -50,7 +58,9 @@ def test_fx_weekend_return_is_never_counted():
     sun_r = np.diff(np.log([1.30, 1.31, 1.30, 1.32, 1.32]))
     np.testing.assert_allclose(bars["rv"], [np.sqrt((fri_r**2).sum()), np.sqrt((sun_r**2).sum())])
     # the same data on a 24/7 calendar would count the weekend jump and list every weekend bar
-    naive = realized_volatility(p, MIN, pd.Timedelta("5min"), calendar="24/7", min_returns=1, max_gap=pd.Timedelta("7D"))
+    naive = realized_volatility(
+        p, MIN, pd.Timedelta("5min"), calendar="24/7", min_returns=1, max_gap=pd.Timedelta("7D")
+    )
     assert naive["rv"].max() > 0.1 and naive["rv"].isna().sum() > 500
 
 
@@ -100,7 +110,12 @@ def brute_force(p: pd.Series, bar: pd.Timedelta, min_returns: int, max_gap: pd.T
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(5, 400), seed=st.integers(0, 10**6), drop=st.floats(0, 0.5), bar=st.sampled_from(["5min", "15min", "1h"]))
+@given(
+    n=st.integers(5, 400),
+    seed=st.integers(0, 10**6),
+    drop=st.floats(0, 0.5),
+    bar=st.sampled_from(["5min", "15min", "1h"]),
+)
 def test_matches_brute_force(n, seed, drop, bar):
     rng = np.random.default_rng(seed)
     t = pd.date_range("2024-03-01 00:00", periods=n, freq="min", tz="UTC")
@@ -150,7 +165,9 @@ def test_default_min_returns_is_relative_to_the_session_part_of_the_bar():
 def test_long_series_keeps_its_last_bar(calendar):
     # regression: a float-sized np.arange dropped the last bar of two years of minute data
     t = pd.DatetimeIndex(["2022-01-03 00:00", "2022-01-03 00:01", "2023-12-29 20:58", "2023-12-29 20:59"], tz="UTC")
-    bars = realized_volatility(pd.Series([1.0, 1.1, 1.2, 1.3], index=t), MIN, pd.Timedelta("1h"), calendar=calendar, min_returns=1)
+    bars = realized_volatility(
+        pd.Series([1.0, 1.1, 1.2, 1.3], index=t), MIN, pd.Timedelta("1h"), calendar=calendar, min_returns=1
+    )
     assert bars.index[-1] == pd.Timestamp("2023-12-29 21:00", tz="UTC")
     assert bars.index[0] == pd.Timestamp("2022-01-03 01:00", tz="UTC")
     assert bars["rv"].notna().sum() == 2
@@ -162,10 +179,17 @@ def test_five_minute_close_stamped_local_time_csv(tmp_path, minute_bars):
     local_close = (five.index + pd.Timedelta("5min")).tz_convert("America/New_York").tz_localize(None)
     path = tmp_path / "five.csv"
     pd.DataFrame({"time": local_close.strftime("%Y-%m-%d %H:%M"), "px": five.to_numpy()}).to_csv(path, index=False)
-    cfg = DataConfig(path=path, timestamp_column="time", price_column="px", timezone="America/New_York",
-                     timestamp_is="close", interval="5min", cache_dir=None)
+    cfg = DataConfig(
+        path=path,
+        timestamp_column="time",
+        price_column="px",
+        timezone="America/New_York",
+        timestamp_is="close",
+        interval="5min",
+        cache_dir=None,
+    )
     got = prepare_bars(cfg).bars
     want = realized_volatility(five, pd.Timedelta("5min"), pd.Timedelta("1h"))
-    want = want.iloc[np.flatnonzero(want["rv"].notna())[0]:]
+    want = want.iloc[np.flatnonzero(want["rv"].notna())[0] :]
     pd.testing.assert_frame_equal(got, want, check_freq=False)
     assert got["n_returns"].max() == 12 and got.index[0].minute == 0

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from backtester.config import DataConfig
-from backtester.data import load_prices, price_batches
 from backtester.core.errors import DataError
+from backtester.data import load_prices, price_batches
 from backtester.rv import minute_rv_bars, prepare_bars, realized_volatility
 
 
@@ -70,8 +70,16 @@ def test_epoch_seconds_are_read_in_one_unit(tmp_path):
 
 BAD = [
     ("duplicate", lambda f: pd.concat([f.iloc[:200], f.iloc[199:]]), r"duplicate timestamp .* at row 200"),
-    ("unsorted", lambda f: pd.concat([f.iloc[:199], f.iloc[[200, 199]], f.iloc[201:]]), r"timestamps are not sorted .* at row 200"),
-    ("bad price", lambda f: f.assign(close=f["close"].where(f.index % 250 != 249, -1.0)), r"2 non-finite .* first at row 249"),
+    (
+        "unsorted",
+        lambda f: pd.concat([f.iloc[:199], f.iloc[[200, 199]], f.iloc[201:]]),
+        r"timestamps are not sorted .* at row 200",
+    ),
+    (
+        "bad price",
+        lambda f: f.assign(close=f["close"].where(f.index % 250 != 249, -1.0)),
+        r"2 non-finite .* first at row 249",
+    ),
 ]
 
 

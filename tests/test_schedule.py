@@ -5,8 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtester.core.schedule import (DailyRule, DatesRule, EveryNBarsRule, MonthlyRule, NeverRule, WeeklyRule, WindowConfig,
-                                 retrain_times, training_window)
+from backtester.core.schedule import (
+    DailyRule,
+    DatesRule,
+    EveryNBarsRule,
+    MonthlyRule,
+    NeverRule,
+    WeeklyRule,
+    WindowConfig,
+    retrain_times,
+    training_window,
+)
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -22,7 +31,9 @@ clock_times = st.sampled_from(["00:00", "01:30", "02:30", "09:15", "16:00", "23:
 
 
 @settings(max_examples=60, deadline=None)
-@given(start=starts, span=st.integers(15, 200), weekday=st.sampled_from(DAYS), at=clock_times, tz=st.sampled_from(ZONES))
+@given(
+    start=starts, span=st.integers(15, 200), weekday=st.sampled_from(DAYS), at=clock_times, tz=st.sampled_from(ZONES)
+)
 def test_weekly_rule_fires_on_its_local_weekday_and_time(start, span, weekday, at, tz):
     bars = hourly(start, span)
     rule = WeeklyRule(weekday=weekday, time=at, timezone=tz)
@@ -53,7 +64,11 @@ def test_monthly_rule_clips_to_month_end(start, span, day, at, tz):
     for t in local:
         assert t.day == min(day, t.days_in_month)
     # every month wholly inside the span has its retrain
-    inner = pd.period_range(bars[0].tz_convert(tz).tz_localize(None).to_period("M") + 1, bars[-1].tz_convert(tz).tz_localize(None).to_period("M") - 1, freq="M")
+    inner = pd.period_range(
+        bars[0].tz_convert(tz).tz_localize(None).to_period("M") + 1,
+        bars[-1].tz_convert(tz).tz_localize(None).to_period("M") - 1,
+        freq="M",
+    )
     assert set(inner) <= set(months)
 
 
@@ -72,8 +87,14 @@ def test_monthly_first_and_last_trading_day(start, span, which):
 
 
 @settings(max_examples=40, deadline=None)
-@given(start=starts, span=st.integers(15, 120), weekday=st.sampled_from(DAYS), at=clock_times, tz=st.sampled_from(ZONES),
-       holes=st.lists(st.integers(0, 2000), max_size=40))
+@given(
+    start=starts,
+    span=st.integers(15, 120),
+    weekday=st.sampled_from(DAYS),
+    at=clock_times,
+    tz=st.sampled_from(ZONES),
+    holes=st.lists(st.integers(0, 2000), max_size=40),
+)
 def test_retrains_are_bars_carried_from_nominal_times(start, span, weekday, at, tz, holes):
     bars = hourly(start, span)
     bars = bars.delete([h for h in set(holes) if h < len(bars) - 1])
@@ -146,14 +167,22 @@ def test_training_windows_end_at_retrain_time(window, expected):
 
 
 @settings(max_examples=80, deadline=None)
-@given(n=st.integers(5, 500), at=st.integers(0, 499), kind=st.sampled_from(["expanding", "length", "bars"]),
-       size=st.integers(2, 300), holes=st.lists(st.integers(0, 499), max_size=50))
+@given(
+    n=st.integers(5, 500),
+    at=st.integers(0, 499),
+    kind=st.sampled_from(["expanding", "length", "bars"]),
+    size=st.integers(2, 300),
+    holes=st.lists(st.integers(0, 499), max_size=50),
+)
 def test_training_window_property(n, at, kind, size, holes):
     bars = hourly("2024-01-01", 30)[:n]
     bars = bars.delete(sorted({h for h in holes if h < len(bars) - 1}))
     at_time = bars[min(at, len(bars) - 1)] + pd.Timedelta("10min")  # between bars: only earlier closes count
-    window = {"expanding": WindowConfig(), "length": WindowConfig(kind="rolling", length=pd.Timedelta(hours=size)),
-              "bars": WindowConfig(kind="rolling", bars=size)}[kind]
+    window = {
+        "expanding": WindowConfig(),
+        "length": WindowConfig(kind="rolling", length=pd.Timedelta(hours=size)),
+        "bars": WindowConfig(kind="rolling", bars=size),
+    }[kind]
     w = training_window(window, bars, at_time)
     chosen = bars[w.start : w.stop]
     assert (chosen <= at_time).all()

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from backtester.clock import clock
 from backtester.config import parse_config
+from backtester.core.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
+from backtester.core.series import BarSeries
 from backtester.engine import Settings, run_engine
 from backtester.plan import Plan, Schedule, make_plan
-from backtester.rv import prepare_bars
 from backtester.runner import run
-from backtester.core.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
+from backtester.rv import prepare_bars
 from backtester.segment import read_records, run_segment
-from backtester.core.series import BarSeries
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
 from .oracle import oracle_forecasts
@@ -27,7 +27,12 @@ EVERY_TYPE = {
     "lstm_recursive": {**TINY_LSTM, "multistep": "recursive", "retrain": {"rule": "monthly", "day": 15}},
     "gru": {**TINY_GRU, "window": {"kind": "rolling", "bars": 200}},
     "har": {"type": "har", "retrain": {"rule": "daily", "time": "06:00"}},
-    "har_iterated": {"type": "har", "mode": "iterated", "lags": [1, 6, 24], "window": {"kind": "rolling", "length": "5D"}},
+    "har_iterated": {
+        "type": "har",
+        "mode": "iterated",
+        "lags": [1, 6, 24],
+        "window": {"kind": "rolling", "length": "5D"},
+    },
     "garch": {"type": "garch", "retrain": {"rule": "never"}},
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},
@@ -37,8 +42,13 @@ EVERY_TYPE = {
 
 
 @settings(max_examples=80, deadline=None)
-@given(n=st.integers(30, 400), first=st.integers(1, 25), every=st.integers(1, 60), extra=st.lists(st.integers(0, 399), max_size=6),
-       end_cut=st.integers(0, 20))
+@given(
+    n=st.integers(30, 400),
+    first=st.integers(1, 25),
+    every=st.integers(1, 60),
+    extra=st.lists(st.integers(0, 399), max_size=6),
+    end_cut=st.integers(0, 20),
+)
 def test_segments_partition_the_clock_events(n, first, every, extra, end_cut):
     bars = pd.date_range("2024-01-01 01:00", periods=n, freq="h", tz="UTC")
     stop = max(first + 1, n - end_cut)
@@ -124,11 +134,14 @@ def test_each_strategy_runs_its_own_schedule_on_the_same_issue_times(every_type)
 
 def test_plan_and_run_of_several_schemes(minute_file, tmp_path):
     lstm = {**TINY_LSTM, "memory": 6}
-    raw = base_config(minute_file, tmp_path,
-                      lstm_weekly=lstm,
-                      lstm_monthly={**lstm, "retrain": {"rule": "monthly", "day": 12}},
-                      lstm_daily={**lstm, "retrain": {"rule": "daily"}},
-                      lstm_once={**lstm, "retrain": {"rule": "never"}})
+    raw = base_config(
+        minute_file,
+        tmp_path,
+        lstm_weekly=lstm,
+        lstm_monthly={**lstm, "retrain": {"rule": "monthly", "day": 12}},
+        lstm_daily={**lstm, "retrain": {"rule": "daily"}},
+        lstm_once={**lstm, "retrain": {"rule": "never"}},
+    )
     raw["backtest"]["end"] = "2024-01-16 23:00"
     res = run(parse_config(raw))
     r = res.retrains

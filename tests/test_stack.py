@@ -25,8 +25,7 @@ def _samples(rng, n, memory, steps, n_val):
 def test_each_stacked_model_equals_the_model_trained_alone():
     from strategies.keras_core import _private_python_random
     from strategies.keras_model import fixed_hyperparameters, keras_module
-    from strategies.keras_stack import train_epochs
-    from strategies.keras_stack import train_stacked
+    from strategies.keras_stack import train_epochs, train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
     keras = keras_module()
@@ -66,8 +65,15 @@ def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
 
     from .test_tuning import series_of
 
-    params = LstmParams.model_validate({**TINY_LSTM, "features": ["rv", {"rv_mean": [6]}, "hour_of_day"],
-                                        "loss": "qlike", "epochs": 2, "validation_split": 0.2})
+    params = LstmParams.model_validate(
+        {
+            **TINY_LSTM,
+            "features": ["rv", {"rv_mean": [6]}, "hour_of_day"],
+            "loss": "qlike",
+            "epochs": 2,
+            "validation_split": 0.2,
+        }
+    )
     series = series_of(400, seed=4)
     windows = [series.slice(0, n) for n in (200, 260, 330)]
     alone = [params.build(seed) for seed in (1, 2, 3)]
@@ -116,13 +122,14 @@ def test_a_group_too_big_for_memory_is_halved_not_trained_alone(monkeypatch):
 
 
 def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_file, tmp_path):
+    from backtester.core.series import BarSeries
     from backtester.engine import Settings, Walk, chains
     from backtester.plan import make_plan
     from backtester.rv import prepare_bars
-    from backtester.core.series import BarSeries
 
-    raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2}, wide={**TINY_LSTM, "memory": 14},
-                      har={"type": "har"})
+    raw = base_config(
+        minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2}, wide={**TINY_LSTM, "memory": 14}, har={"type": "har"}
+    )
     raw["backtest"]["end"] = "2024-01-31 00:00"
     cfg = parse_config(raw)
     bars = prepare_bars(cfg.data).bars
@@ -160,9 +167,13 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
 
 
 def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(minute_file, tmp_path):
-    raw = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, "repeats": 2, "epochs": 2, "validation_split": 0.2},
-                      warm={**TINY_LSTM, "repeats": 2, "epochs": 2, "warm_start": {"epochs": 1}},  # chains in lockstep
-                      har={"type": "har"})
+    raw = base_config(
+        minute_file,
+        tmp_path,
+        lstm={**TINY_LSTM, "repeats": 2, "epochs": 2, "validation_split": 0.2},
+        warm={**TINY_LSTM, "repeats": 2, "epochs": 2, "warm_start": {"epochs": 1}},  # chains in lockstep
+        har={"type": "har"},
+    )
     raw["backtest"]["end"] = "2024-01-31 00:00"
     raw["execution"] = {"stack": "off"}
     alone = run(parse_config(raw))
@@ -238,8 +249,13 @@ def test_stacked_warm_chains_resume_each_from_its_own_last_model(minute_file, tm
     assert np.max(np.abs(reference["forecast"].to_numpy() - resumed.forecasts["forecast"].to_numpy())) < STACK_ATOL
 
 
-TRIAL_SPACE = {"units": {"values": [3, 5]}, "num_layers": 1, "dropout": 0.0, "memory": {"values": [6, 12, 296]},
-               "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}  # memory 296: too few samples
+TRIAL_SPACE = {
+    "units": {"values": [3, 5]},
+    "num_layers": 1,
+    "dropout": 0.0,
+    "memory": {"values": [6, 12, 296]},
+    "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+}  # memory 296: too few samples
 
 
 @pytest.mark.parametrize("objective", ["val_loss", "val_qlike"])
@@ -252,8 +268,9 @@ def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_p
 
     from .test_tuning import series_of
 
-    params = LstmParams.model_validate({**TINY_LSTM, "tuning": {"max_trials": 8, "epochs": 2, "objective": objective,
-                                                                "space": TRIAL_SPACE}})
+    params = LstmParams.model_validate(
+        {**TINY_LSTM, "tuning": {"max_trials": 8, "epochs": 2, "objective": objective, "space": TRIAL_SPACE}}
+    )
     best, alone = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "alone")
     sizes = []
     real = WindowedHyperModel.fit_together
@@ -300,8 +317,9 @@ def test_bayesian_and_hyperband_run_trial_by_trial_under_stack(tmp_path, tuner):
     from .test_tuning import series_of
 
     space = {**TRIAL_SPACE, "memory": 12}
-    params = LstmParams.model_validate({**TINY_LSTM, "tuning": {"tuner": tuner, "max_trials": 3, "epochs": 2,
-                                                                "space": space}})
+    params = LstmParams.model_validate(
+        {**TINY_LSTM, "tuning": {"tuner": tuner, "max_trials": 3, "epochs": 2, "space": space}}
+    )
     best, alone = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "a")
     best_stacked, stacked = tune(params, series_of(300), 4, seed=5, directory=tmp_path / "b", stack=4)
     assert best == best_stacked and (alone["status"] == "COMPLETED").all() and len(alone) >= 2
@@ -309,8 +327,10 @@ def test_bayesian_and_hyperband_run_trial_by_trial_under_stack(tmp_path, tuner):
 
 
 def test_a_run_stacks_its_tuning_trials_with_the_trials_of_the_unstacked_run(minute_file, tmp_path):
-    tuned = {**TINY_LSTM, "tuning": {"max_trials": 4, "epochs": 1,
-                                     "space": {**TRIAL_SPACE, "memory": 12, "units": {"values": [3]}}}}
+    tuned = {
+        **TINY_LSTM,
+        "tuning": {"max_trials": 4, "epochs": 1, "space": {**TRIAL_SPACE, "memory": 12, "units": {"values": [3]}}},
+    }
     raw = base_config(minute_file, tmp_path, lstm=tuned)
     raw["backtest"]["end"] = "2024-01-24 00:00"
     raw["execution"] = {"stack": "off"}
@@ -322,7 +342,9 @@ def test_a_run_stacks_its_tuning_trials_with_the_trials_of_the_unstacked_run(min
     assert len(a) == 4 and a["best"].sum() == 1
     pd.testing.assert_frame_equal(b[cols], a[cols])
     np.testing.assert_allclose(b["score"], a["score"], rtol=1e-5)
-    assert np.max(np.abs(alone.forecasts["forecast"].to_numpy() - stacked.forecasts["forecast"].to_numpy())) < STACK_ATOL
+    assert (
+        np.max(np.abs(alone.forecasts["forecast"].to_numpy() - stacked.forecasts["forecast"].to_numpy())) < STACK_ATOL
+    )
 
 
 def test_trials_share_a_program_only_where_they_compile_alike():
@@ -330,11 +352,10 @@ def test_trials_share_a_program_only_where_they_compile_alike():
     another key; a model whose config cannot be read (a subclassed model) trains alone."""
     from types import SimpleNamespace
 
+    from strategies.keras_core import keras_module
     from strategies.keras_model import fixed_hyperparameters
     from strategies.keras_search import WindowedHyperModel
     from strategies.lstm import LstmParams, build_lstm
-
-    from strategies.keras_core import keras_module
 
     stub = SimpleNamespace(params=LstmParams())
 

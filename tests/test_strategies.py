@@ -101,8 +101,14 @@ def test_reusing_a_compiled_model_gives_the_rebuild_paths_forecasts():
     s = series(700, seed=3)
 
     def walk(reuse: bool):
-        p = LstmParams(memory=12, layers=[{"units": 4, "dropout": 0.2}], epochs=1, batch_size=16,
-                       validation_split=0.1, reuse_compiled=reuse)
+        p = LstmParams(
+            memory=12,
+            layers=[{"units": 4, "dropout": 0.2}],
+            epochs=1,
+            batch_size=16,
+            validation_split=0.1,
+            reuse_compiled=reuse,
+        )
         fitted = []
         for k, n in enumerate([300, 371, 460]):  # 3 remainders mod 16: the padding is exercised
             m = p.build(100 + k)
@@ -146,8 +152,14 @@ def test_garch_forecasts_inside_its_window_are_archs_fitted_volatility():
     g.fit(series, 4)
     every = np.arange(1, n)  # every bar of the window, the first ones (arch's backcast start) included
     inside = g.forecast_batch(series, every, 1)[:, 0]
-    fitted = np.asarray(arch_model(ret * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off")
-                        .conditional_volatility)[every] / 100
+    fitted = (
+        np.asarray(
+            arch_model(ret * 100, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)
+            .fit(disp="off")
+            .conditional_volatility
+        )[every]
+        / 100
+    )
     np.testing.assert_allclose(inside, fitted, rtol=1e-6)
     assert g.forecast_batch(series, np.array([n]), 1)[0, 0] == pytest.approx(np.sqrt(g.next_var) / 100)
     # a persistence a hair below 1 (as arch fits on some real windows): no omega / (1 - persistence) blow-up

@@ -15,18 +15,22 @@ from click.testing import CliRunner
 from backtester.cli import main
 from backtester.compare import compare
 from backtester.config import parse_config
+from backtester.core.series import BarSeries
 from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
-from backtester.rv import prepare_bars
 from backtester.runner import run
-from backtester.core.series import BarSeries
+from backtester.rv import prepare_bars
 from strategies.keras_tuning import TuningConfig, tune, tuning_points
 from strategies.lstm import LstmParams
 
 from .conftest import TINY_LSTM, base_config
 
-SPACE = {"units": {"values": [3, 5]}, "num_layers": 1, "dropout": 0.0,
-         "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}
+SPACE = {
+    "units": {"values": [3, 5]},
+    "num_layers": 1,
+    "dropout": 0.0,
+    "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+}
 TUNED = {**TINY_LSTM, "tuning": {"max_trials": 3, "epochs": 1, "space": SPACE}}
 TUNED_2 = {**TINY_LSTM, "tuning": {"max_trials": 2, "epochs": 1, "space": SPACE}}
 WARM = {**TINY_LSTM, "warm_start": {"epochs": 1}}
@@ -54,8 +58,15 @@ def test_tuning_picks_only_from_the_configured_space_and_repeats_with_its_seed(t
 
 
 def test_memory_can_be_searched_and_the_objective_can_be_qlike(tmp_path):
-    raw = {**TUNED, "tuning": {"max_trials": 2, "epochs": 1, "objective": "val_qlike",
-                               "space": {**SPACE, "memory": {"values": [6, 12]}}}}
+    raw = {
+        **TUNED,
+        "tuning": {
+            "max_trials": 2,
+            "epochs": 1,
+            "objective": "val_qlike",
+            "space": {**SPACE, "memory": {"values": [6, 12]}},
+        },
+    }
     best, trials = tune(LstmParams.model_validate(raw), series_of(), 4, seed=1, directory=tmp_path)
     assert best["memory"] in (6, 12) and (trials["score"] > 0).all() and np.isfinite(trials["score"]).all()
     assert LstmParams.model_validate(raw).with_hyperparameters(best).memory == best["memory"]
@@ -68,7 +79,16 @@ def test_tuning_cadence_first_each_k_and_a_calendar_rule():
     assert tuning_points(4, list(retrains)) == [True, False, False, False, True, False, False, False, True]
     months = pd.DatetimeIndex(["2024-02-01", "2024-03-01"], tz="UTC")  # first retrain at or after each
     assert tuning_points({"rule": "monthly"}, list(retrains), months) == [
-        True, False, False, False, False, True, False, False, False]
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def engine_run(minute, tmp_path, strategies, name="x"):
@@ -102,11 +122,16 @@ def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
     minute_bars[known].to_parquet(path, index=False)
     cfg = parse_config(base_config(path, tmp_path, **tuned))
     series = BarSeries.from_frame(prepare_bars(cfg.data).bars)
-    cut_off = {s.key: tune_segment(s, cfg.strategies["lstm"].params, series, cfg.seed, None) for s in (segs[0], segs[2])}
+    cut_off = {
+        s.key: tune_segment(s, cfg.strategies["lstm"].params, series, cfg.seed, None) for s in (segs[0], segs[2])
+    }
     for key in (segs[0].key, segs[2].key):
         for other in (bad.tunings[key], cut_off[key]):
-            pd.testing.assert_frame_equal(other.trials.drop(columns="tuning_seconds"),
-                                          full.tunings[key].trials.drop(columns="tuning_seconds"), check_exact=True)
+            pd.testing.assert_frame_equal(
+                other.trials.drop(columns="tuning_seconds"),
+                full.tunings[key].trials.drop(columns="tuning_seconds"),
+                check_exact=True,
+            )
     upto = lambda f: f[f["issued_at"] <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(upto(bad.forecasts), upto(full.forecasts), check_exact=True)
     assert not np.allclose(bad.forecasts["forecast"], full.forecasts["forecast"])  # the poison did reach later rows
@@ -152,7 +177,10 @@ def test_a_run_with_tuning_and_warm_starts_writes_tuning_parquet_and_artifacts(m
     assert warm2["started_from"] == 1
     # the search's seconds are part of what the strategy cost, in the run and in a comparison
     cost = pd.read_parquet(result.out_dir / "cost.parquet").set_index("strategy")
-    assert cost.loc["lstm", "tuning_seconds"] == pytest.approx(trials["tuning_seconds"].iloc[0]) and trials["tuning_seconds"].iloc[0] > 0
+    assert (
+        cost.loc["lstm", "tuning_seconds"] == pytest.approx(trials["tuning_seconds"].iloc[0])
+        and trials["tuning_seconds"].iloc[0] > 0
+    )
     assert cost.loc["warm", "tuning_seconds"] == 0
     assert "| tuning s |" in (result.out_dir / "report.md").read_text()
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
@@ -163,12 +191,18 @@ def test_a_run_with_tuning_and_warm_starts_writes_tuning_parquet_and_artifacts(m
     assert "`lstm` ran with one seed" in text and "`warm` ran with one seed" in text
 
 
-@pytest.mark.parametrize("tuning, message", [
-    ({"space": {"units": {"min": 64, "max": 16}}}, "strategies.lstm.tuning.space: units: min 64 is above max 16; swap them"),
-    ({"max_trials": 0}, "strategies.lstm.tuning.max_trials: Input should be greater than or equal to 1 (got 0)"),
-    ({"every": {"rule": "montly"}}, "strategies.lstm.tuning.every"),
-    ({"tuner": "grid"}, "strategies.lstm.tuning.tuner"),
-])
+@pytest.mark.parametrize(
+    "tuning, message",
+    [
+        (
+            {"space": {"units": {"min": 64, "max": 16}}},
+            "strategies.lstm.tuning.space: units: min 64 is above max 16; swap them",
+        ),
+        ({"max_trials": 0}, "strategies.lstm.tuning.max_trials: Input should be greater than or equal to 1 (got 0)"),
+        ({"every": {"rule": "montly"}}, "strategies.lstm.tuning.every"),
+        ({"tuner": "grid"}, "strategies.lstm.tuning.tuner"),
+    ],
+)
 def test_a_bad_tuning_block_is_one_line(minute_file, tmp_path, tuning, message):
     import yaml
 
@@ -182,9 +216,9 @@ def test_a_bad_tuning_block_is_one_line(minute_file, tmp_path, tuning, message):
 
 
 def test_tuning_config_defaults_are_the_notebooks_space():
-    from strategies.keras_model import fixed_hyperparameters  # noqa: F401  (keras imported)
     import keras_tuner as kt
 
+    from strategies.keras_model import fixed_hyperparameters  # noqa: F401  (keras imported)
     from strategies.keras_tuning import declare_space
     from strategies.lstm import build_lstm
 

@@ -53,43 +53,70 @@ def single_config(path, tmp_path, **strategies) -> dict:
 def test_a_glob_names_assets_by_file_and_a_mapping_overrides_data_options(universe_files, tmp_path):
     cfg = parse_config(universe_config(universe_files, tmp_path))
     assert [a.name for a in cfg.universe()] == ["aaa", "bbb", "ccc"]
-    raw = universe_config(universe_files, tmp_path, assets={
-        "x": str(universe_files / "aaa.parquet"),
-        "y": {"path": str(universe_files / "bbb.parquet"), "calendar": "fx", "max_gap": "30min"}})
+    raw = universe_config(
+        universe_files,
+        tmp_path,
+        assets={
+            "x": str(universe_files / "aaa.parquet"),
+            "y": {"path": str(universe_files / "bbb.parquet"), "calendar": "fx", "max_gap": "30min"},
+        },
+    )
     cfg = parse_config(raw)
     x, y = cfg.universe()
     assert (x.cfg.data.calendar, y.cfg.data.calendar) == ("24/7", "fx")
     assert y.cfg.data.max_gap == pd.Timedelta("30min") and x.cfg.data.max_gap == pd.Timedelta("15min")
-    assert cfg.resolved()["data"]["assets"]["y"] == {"path": str(universe_files / "bbb.parquet"), "calendar": "fx",
-                                                     "max_gap": "30min"}
+    assert cfg.resolved()["data"]["assets"]["y"] == {
+        "path": str(universe_files / "bbb.parquet"),
+        "calendar": "fx",
+        "max_gap": "30min",
+    }
 
 
 def test_a_strategy_can_run_on_some_assets_only(universe_files, tmp_path):
     cfg = parse_config(universe_config(universe_files, tmp_path, naive={}, har={"assets": ["bbb"]}))
     assert {a.name: list(a.cfg.strategies) for a in cfg.universe()} == {
-        "aaa": ["naive"], "bbb": ["naive", "har"], "ccc": ["naive"]}
+        "aaa": ["naive"],
+        "bbb": ["naive", "har"],
+        "ccc": ["naive"],
+    }
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda raw: raw["data"].update(path="x.parquet"), r"data: give either path .* or assets"),
-    (lambda raw: raw["data"].update(assets={}), r"data.assets: is empty"),
-    (lambda raw: raw["data"].update(assets="/nowhere/*.parquet"), r"data.assets: no file matches"),
-    (lambda raw: raw["data"].update(assets={"a/b": "x.parquet"}), r"data.assets.a/b: an asset name is"),
-    (lambda raw: raw["data"].update(assets={"a": {"calendar": "fx"}}), r"data.assets.a: give the asset's file"),
-    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "bar": "2h"}, "b": "y"}), r"different bars"),
-    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "calendr": "fx"}}), r"data.assets.a.calendr"),
-    (lambda raw: raw["strategies"].update(naive={"assets": ["zzz"]}), r"strategies.naive.assets: 'zzz' is not"),
-    (lambda raw: raw["strategies"].update(naive={"assets": "aaa"}), r"strategies.naive.assets: must be a list"),
-    (lambda raw: raw["data"].update(assets=["x.parquet"]), r"data.assets: .*a mapping of asset name to file .* or a glob"),
-    (lambda raw: (raw["data"].pop("assets"), raw["data"].update(path=["a.parquet", "b.parquet"])),
-     r"data.path: .*for several assets use data.assets"),
-    (lambda raw: raw["strategies"].update(naive={"assets": ["aaa"]}, har={"assets": ["aaa"]}),
-     r"data.assets.bbb: no strategy runs on this asset"),
-    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "backtest": {"horizon": 6}}}),
-     r"data.assets.a.backtest.horizon: an asset sets only its own test period \(start, end\)"),
-    (lambda raw: raw["data"].update(assets={"a": {"path": "x", "backtest": {"start": "2024-02-01", "end": "2024-01-20"}}}),
-     r"data.assets.a.backtest: .*end must be after"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda raw: raw["data"].update(path="x.parquet"), r"data: give either path .* or assets"),
+        (lambda raw: raw["data"].update(assets={}), r"data.assets: is empty"),
+        (lambda raw: raw["data"].update(assets="/nowhere/*.parquet"), r"data.assets: no file matches"),
+        (lambda raw: raw["data"].update(assets={"a/b": "x.parquet"}), r"data.assets.a/b: an asset name is"),
+        (lambda raw: raw["data"].update(assets={"a": {"calendar": "fx"}}), r"data.assets.a: give the asset's file"),
+        (lambda raw: raw["data"].update(assets={"a": {"path": "x", "bar": "2h"}, "b": "y"}), r"different bars"),
+        (lambda raw: raw["data"].update(assets={"a": {"path": "x", "calendr": "fx"}}), r"data.assets.a.calendr"),
+        (lambda raw: raw["strategies"].update(naive={"assets": ["zzz"]}), r"strategies.naive.assets: 'zzz' is not"),
+        (lambda raw: raw["strategies"].update(naive={"assets": "aaa"}), r"strategies.naive.assets: must be a list"),
+        (
+            lambda raw: raw["data"].update(assets=["x.parquet"]),
+            r"data.assets: .*a mapping of asset name to file .* or a glob",
+        ),
+        (
+            lambda raw: (raw["data"].pop("assets"), raw["data"].update(path=["a.parquet", "b.parquet"])),
+            r"data.path: .*for several assets use data.assets",
+        ),
+        (
+            lambda raw: raw["strategies"].update(naive={"assets": ["aaa"]}, har={"assets": ["aaa"]}),
+            r"data.assets.bbb: no strategy runs on this asset",
+        ),
+        (
+            lambda raw: raw["data"].update(assets={"a": {"path": "x", "backtest": {"horizon": 6}}}),
+            r"data.assets.a.backtest.horizon: an asset sets only its own test period \(start, end\)",
+        ),
+        (
+            lambda raw: raw["data"].update(
+                assets={"a": {"path": "x", "backtest": {"start": "2024-02-01", "end": "2024-01-20"}}}
+            ),
+            r"data.assets.a.backtest: .*end must be after",
+        ),
+    ],
+)
 def test_bad_universe_configs_name_the_field(universe_files, tmp_path, change, message):
     raw = universe_config(universe_files, tmp_path)
     change(raw)
@@ -98,13 +125,17 @@ def test_bad_universe_configs_name_the_field(universe_files, tmp_path, change, m
 
 
 def test_a_benchmark_on_some_assets_only_leaves_the_others_with_pairwise_tests(universe_files, tmp_path):
-    raw = universe_config(universe_files, tmp_path, two_assets(universe_files), naive={}, ewma={},
-                          har={"assets": ["aaa"]})
+    raw = universe_config(
+        universe_files, tmp_path, two_assets(universe_files), naive={}, ewma={}, har={"assets": ["aaa"]}
+    )
     res = run(parse_config(raw))
     tests = pd.read_parquet(res.out_dir / "tests.parquet")
     dm = tests[tests["test"] == "dm"]
     assert "har" in set(dm.loc[dm["asset"] == "aaa", "against"])
-    assert set(dm.loc[dm["asset"] == "bbb", "model"]) | set(dm.loc[dm["asset"] == "bbb", "against"]) == {"naive", "ewma"}
+    assert set(dm.loc[dm["asset"] == "bbb", "model"]) | set(dm.loc[dm["asset"] == "bbb", "against"]) == {
+        "naive",
+        "ewma",
+    }
     pooled = tests[tests["test"] == "pooled_dm"]
     assert (pooled.loc[pooled["against"] == "har", "assets"] == 1).all()
 
@@ -121,8 +152,9 @@ def test_assets_on_a_strategy_of_a_one_file_run_is_refused(universe_files, tmp_p
 @pytest.fixture(scope="module")
 def universe_run(universe_files, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("urun")
-    raw = universe_config(universe_files, tmp, naive={}, har={}, ewma={"assets": ["aaa", "ccc"]},
-                          rolling_mean={"repeats": 2})
+    raw = universe_config(
+        universe_files, tmp, naive={}, har={}, ewma={"assets": ["aaa", "ccc"]}, rolling_mean={"repeats": 2}
+    )
     raw["output"]["plots"] = True
     return run(parse_config(raw))
 
@@ -132,8 +164,18 @@ def test_each_asset_forecasts_as_a_run_on_its_own_file(universe_files, universe_
     assert list(rows.columns[:2]) == ["asset", "strategy"]
     assert set(rows["asset"]) == {"aaa", "bbb", "ccc"}
     for asset in ("aaa", "ccc"):
-        alone = run(parse_config(single_config(universe_files / f"{asset}.parquet", tmp_path, naive={}, har={},
-                                               ewma={}, rolling_mean={"repeats": 2}))).forecasts
+        alone = run(
+            parse_config(
+                single_config(
+                    universe_files / f"{asset}.parquet",
+                    tmp_path,
+                    naive={},
+                    har={},
+                    ewma={},
+                    rolling_mean={"repeats": 2},
+                )
+            )
+        ).forecasts
         got = rows[rows["asset"] == asset].drop(columns="asset").reset_index(drop=True)
         want = alone.drop(columns="asset").reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want)
@@ -160,7 +202,12 @@ def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(univers
     ewma = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "ewma") & (pooled["against"] == "har")]
     assert (ewma["assets"] == 2).all()  # only where both ran
     assert set(pooled.loc[pooled["test"] == "mcs", "model"]) == {  # ewma is not on every asset
-        "naive", "har", "rolling_mean", "rolling_mean#1", "rolling_mean#2"}
+        "naive",
+        "har",
+        "rolling_mean",
+        "rolling_mean#1",
+        "rolling_mean#2",
+    }
     per_asset = tests[(tests["asset"] != "all") & (tests["test"] == "dm")]
     assert set(per_asset["asset"]) == {"aaa", "bbb", "ccc"}
     for asset in ("aaa", "bbb"):  # the horizon-averaged DM tests and the MCS use the same issue times
@@ -169,23 +216,34 @@ def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(univers
         assert list(dm_n) == list(mine[mine["test"] == "mcs"]["n"].unique()), asset
     wins = pd.read_parquet(out / "wins.parquet")
     row = wins[(wins["model"] == "naive") & (wins["against"] == "har") & (wins["horizon"] == 0)].iloc[0]
-    dm = per_asset[(per_asset["model"] == "naive") & (per_asset["against"] == "har") & (per_asset["horizon"] == 0)
-                   & (per_asset["loss"] == "qlike")]
+    dm = per_asset[
+        (per_asset["model"] == "naive")
+        & (per_asset["against"] == "har")
+        & (per_asset["horizon"] == 0)
+        & (per_asset["loss"] == "qlike")
+    ]
     assert row["assets"] == 3 and row["wins"] == int((dm["mean_diff"] < 0).sum())
 
 
 def test_the_report_answers_across_assets_first(universe_run):
     out = universe_run.out_dir
     md = (out / "report.md").read_text()
-    assert md.index("## The answer, across assets") < md.index("## Pooled tests across assets") < md.index(
-        "## Asset `aaa`") < md.index("## Asset `ccc`")
+    assert (
+        md.index("## The answer, across assets")
+        < md.index("## Pooled tests across assets")
+        < md.index("## Asset `aaa`")
+        < md.index("## Asset `ccc`")
+    )
     assert "beats `har` on" in md and "pooled DM" in md
     assert "- Seeds: `rolling_mean` ran with 2; its gap to `har` needs about 1 on `" in md  # no seed: no spread
     for name in ("pooled_differentials.png", "forecast_vs_actual_aaa.png", "forecast_vs_actual_ccc.png"):
         assert (out / name).is_file(), name
     page = (out / "report.html").read_text()
-    for caption in ("Loss differentials against the benchmark", "Forecasts against realized volatility: aaa",
-                    "Forecasts against realized volatility: ccc"):
+    for caption in (
+        "Loss differentials against the benchmark",
+        "Forecasts against realized volatility: aaa",
+        "Forecasts against realized volatility: ccc",
+    ):
         assert f"<figcaption>{caption}" in page, caption  # every figure embedded
     manifest = universe_run.manifest
     assert set(manifest["data"]["assets"]) == {"aaa", "bbb", "ccc"}
@@ -198,7 +256,10 @@ def test_segments_seeds_and_artifacts_are_keyed_by_asset(universe_files, tmp_pat
     res = run(parse_config(raw))
     models = res.out_dir / "models"
     assert sorted(p.relative_to(models).as_posix() for p in models.glob("*/*/*")) == [
-        "aaa/lstm/1", "bbb/lstm/1", "ccc/lstm/1"]
+        "aaa/lstm/1",
+        "bbb/lstm/1",
+        "ccc/lstm/1",
+    ]
     seeds = res.retrains.set_index("asset")["seed"]
     assert seeds.nunique() == 3  # each asset's model gets a seed of its own
     # aaa and bbb hold different bars, and their models and forecasts differ
@@ -272,8 +333,11 @@ def universe_cli_run(universe_files, tmp_path_factory):
     import yaml
 
     tmp = tmp_path_factory.mktemp("ucli")
-    raw = universe_config(universe_files, tmp, assets={"aaa": str(universe_files / "aaa.parquet"),
-                                                       "bbb": str(universe_files / "bbb.parquet")})
+    raw = universe_config(
+        universe_files,
+        tmp,
+        assets={"aaa": str(universe_files / "aaa.parquet"), "bbb": str(universe_files / "bbb.parquet")},
+    )
     raw["name"], raw["output"]["save_models"] = "u", True
     raw["backtest"]["end"] = "2024-01-20 00:00"
     config = tmp / "u.yaml"
@@ -358,9 +422,13 @@ def test_a_global_model_is_one_model_per_retrain_trained_on_every_asset(universe
         g_a, g_b = r.loc[("g", "aaa", version)], r.loc[("g", "bbb", version)]
         assert g_a["seed"] == g_b["seed"] and g_a["samples"] == g_b["samples"]  # one fit, one model
         assert g_a["samples"] == r.loc[("l", "aaa", version), "samples"] + r.loc[("l", "bbb", version), "samples"]
-        history = [(res.out_dir / "models" / a / "g" / str(version) / "history.json").read_text() for a in ("aaa", "bbb")]
+        history = [
+            (res.out_dir / "models" / a / "g" / str(version) / "history.json").read_text() for a in ("aaa", "bbb")
+        ]
         assert history[0] == history[1]
-        scalers = [(res.out_dir / "models" / a / "g" / str(version) / "scaler.json").read_text() for a in ("aaa", "bbb")]
+        scalers = [
+            (res.out_dir / "models" / a / "g" / str(version) / "scaler.json").read_text() for a in ("aaa", "bbb")
+        ]
         assert scalers[0] != scalers[1]  # each asset scaled on its own window
     assert r.loc[("l", "aaa", 1), "seed"] != r.loc[("l", "bbb", 1), "seed"]
 
@@ -369,11 +437,13 @@ def test_a_global_model_sees_no_bar_after_the_retrain_time_of_any_asset(universe
     """Poison aaa after CUT: no asset's forecasts issued up to CUT change; bbb's later forecasts do (the model
     that serves them trained on aaa's bars too), unlike a local model's."""
     strategies = {"g": GLOBAL_LSTM, "l": TINY_LSTM}
-    clean = run(parse_config(universe_config(universe_files, tmp_path / "clean", two_assets(universe_files),
-                                             **strategies))).forecasts
+    clean = run(
+        parse_config(universe_config(universe_files, tmp_path / "clean", two_assets(universe_files), **strategies))
+    ).forecasts
     dirty_files = poisoned_copy(universe_files, tmp_path / "poisoned")
-    dirty = run(parse_config(universe_config(dirty_files, tmp_path / "dirty", two_assets(dirty_files),
-                                             **strategies))).forecasts
+    dirty = run(
+        parse_config(universe_config(dirty_files, tmp_path / "dirty", two_assets(dirty_files), **strategies))
+    ).forecasts
 
     def part(frame, keep):
         return frame[keep(frame)].drop(columns="actual").reset_index(drop=True)
@@ -387,8 +457,10 @@ def test_a_global_model_sees_no_bar_after_the_retrain_time_of_any_asset(universe
 
 
 def test_a_global_model_needs_one_schedule(universe_files, tmp_path):
-    assets = {"aaa": str(universe_files / "aaa.parquet"),
-              "bbb": {"path": str(universe_files / "bbb.parquet"), "end": "2024-01-20 00:00"}}
+    assets = {
+        "aaa": str(universe_files / "aaa.parquet"),
+        "bbb": {"path": str(universe_files / "bbb.parquet"), "end": "2024-01-20 00:00"},
+    }
     raw = universe_config(universe_files, tmp_path, assets=assets, g=GLOBAL_LSTM)
     with pytest.raises(ConfigError, match=r"strategies.g: scope: global .* retrain times differ .* schedule_of: aaa"):
         run(parse_config(raw))
@@ -436,8 +508,10 @@ def test_an_asset_named_twice_is_refused_with_its_line(tmp_path):
     from backtester.config import load_config
 
     path = tmp_path / "u.yaml"
-    path.write_text("name: u\ndata:\n  assets:\n    btc: a.parquet\n    btc: b.parquet\nbacktest: {start: 2024-01-09}\n"
-                    "strategies: {naive: {}}\n")
+    path.write_text(
+        "name: u\ndata:\n  assets:\n    btc: a.parquet\n    btc: b.parquet\nbacktest: {start: 2024-01-09}\n"
+        "strategies: {naive: {}}\n"
+    )
     with pytest.raises(ConfigError, match=r"u.yaml \(line 5\): 'btc' appears twice in one mapping"):
         load_config(path)
 
@@ -447,8 +521,10 @@ def test_an_asset_can_have_its_own_test_period(universe_files, tmp_path):
     its file over that period; the pooled tests take the assets forecast at each time; a global model needs
     its assets to share one period."""
     late = pd.Timestamp("2024-01-16 00:00", tz="UTC")
-    assets = {"aaa": str(universe_files / "aaa.parquet"),
-              "bbb": {"path": str(universe_files / "bbb.parquet"), "backtest": {"start": str(late.tz_localize(None))}}}
+    assets = {
+        "aaa": str(universe_files / "aaa.parquet"),
+        "bbb": {"path": str(universe_files / "bbb.parquet"), "backtest": {"start": str(late.tz_localize(None))}},
+    }
     res = run(parse_config(universe_config(universe_files, tmp_path, assets=assets)))
     first = res.forecasts.groupby("asset")["issued_at"].min()
     assert first["aaa"] == pd.Timestamp("2024-01-09", tz="UTC") and first["bbb"] == late
@@ -460,6 +536,9 @@ def test_an_asset_can_have_its_own_test_period(universe_files, tmp_path):
     pooled = pd.read_parquet(res.out_dir / "tests.parquet").query("test == 'pooled_dm'")
     assert len(pooled) and (pooled["assets"] == 2).all() and pooled["statistic"].notna().any()
     raw = universe_config(universe_files, tmp_path, assets=assets, g=GLOBAL_LSTM)
-    with pytest.raises(ConfigError, match=r"strategies.g: scope: global .* bbb has its own test period "
-                                          r"\(2024-01-16 00:00:00\+00:00 \.\. its data end\); .* assets: \[aaa\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"strategies.g: scope: global .* bbb has its own test period "
+        r"\(2024-01-16 00:00:00\+00:00 \.\. its data end\); .* assets: \[aaa\]",
+    ):
         run(parse_config(raw))

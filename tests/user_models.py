@@ -14,11 +14,13 @@ from strategies import FitInfo, Params
 def build_gru(hp, memory, steps):
     import keras
 
-    model = keras.Sequential([
-        keras.Input((memory, 1)),
-        keras.layers.GRU(hp.Int("units", 2, 64, default=8)),
-        keras.layers.Dense(steps),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((memory, 1)),
+            keras.layers.GRU(hp.Int("units", 2, 64, default=8)),
+            keras.layers.Dense(steps),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 1e-4, 1e-1, default=1e-2)), loss="mse")
     return model
 
@@ -51,12 +53,12 @@ class Median:
         self.bars = bars
 
     def fit(self, train, horizon):
-        med = np.array([np.median(train.rv[max(0, i - self.bars + 1): i + 1]) for i in range(len(train.rv) - 1)])
+        med = np.array([np.median(train.rv[max(0, i - self.bars + 1) : i + 1]) for i in range(len(train.rv) - 1)])
         self.scale = float(np.mean(train.rv[1:]) / np.mean(med))
         return FitInfo(samples=len(med), extra={"scale": self.scale})
 
     def forecast(self, history, horizon):
-        return np.full(horizon, self.scale * np.median(history.rv[-self.bars:]))
+        return np.full(horizon, self.scale * np.median(history.rv[-self.bars :]))
 
     def save(self, folder):
         (folder / "median.txt").write_text(repr(self.scale))

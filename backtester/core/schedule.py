@@ -182,8 +182,9 @@ class NeverRule(Strict):
 RULES = (WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule)
 """The retrain rules: a new rule is a class above with ``times`` and ``label``, added here."""
 
-KEYS_BY_RULE: dict[str, frozenset[str]] = {get_args(r.model_fields["rule"].annotation)[0]: frozenset(r.model_fields)
-                                           for r in RULES}
+KEYS_BY_RULE: dict[str, frozenset[str]] = {
+    get_args(r.model_fields["rule"].annotation)[0]: frozenset(r.model_fields) for r in RULES
+}
 """Rule name -> the keys a ``retrain`` block of that rule takes (``'never'`` -> ``{'rule'}``)."""
 
 
@@ -193,9 +194,11 @@ def _known_rule(value: Any) -> Any:
         return value
     rule = value["rule"]
     if not (isinstance(rule, str) and rule in KEYS_BY_RULE):
-        raise PydanticCustomError("unknown_rule", "unknown retrain rule {rule}{hint}; valid rules: {valid}",
-                                  {"rule": repr(rule), "hint": did_you_mean(str(rule), list(KEYS_BY_RULE)),
-                                   "valid": ", ".join(KEYS_BY_RULE)})
+        raise PydanticCustomError(
+            "unknown_rule",
+            "unknown retrain rule {rule}{hint}; valid rules: {valid}",
+            {"rule": repr(rule), "hint": did_you_mean(str(rule), list(KEYS_BY_RULE)), "valid": ", ".join(KEYS_BY_RULE)},
+        )
     return value
 
 
@@ -214,7 +217,9 @@ class WindowConfig(Strict):
     """
 
     KEYS_BY_KIND: ClassVar[dict[str, frozenset[str]]] = {
-        "expanding": frozenset({"kind", "start"}), "rolling": frozenset({"kind", "start", "length", "bars"})}
+        "expanding": frozenset({"kind", "start"}),
+        "rolling": frozenset({"kind", "start", "length", "bars"}),
+    }
 
     kind: Literal["expanding", "rolling"] = "expanding"
     start: Timestamp | None = None
@@ -232,7 +237,9 @@ class WindowConfig(Strict):
     def label(self) -> str:
         if self.kind == "expanding":
             return self.kind
-        return f"{self.kind} {fmt_duration(self.length)}" if self.length is not None else f"{self.kind} {self.bars} bars"
+        return (
+            f"{self.kind} {fmt_duration(self.length)}" if self.length is not None else f"{self.kind} {self.bars} bars"
+        )
 
 
 # --------------------------------------------------------------------------- from rules and windows to bars
@@ -245,7 +252,9 @@ def carry_to_bars(nominal: pd.DatetimeIndex, bars: pd.DatetimeIndex) -> pd.Datet
     return bars[np.unique(pos)]
 
 
-def retrain_times(rule: RetrainRule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
+def retrain_times(
+    rule: RetrainRule, bars: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp | None = None
+) -> pd.DatetimeIndex:
     """Bar close times at which retrains happen, for bars in ``[start, end]``.
 
     The first bar at or after ``start`` always retrains (the initial fit). No retrain is

@@ -82,7 +82,9 @@ def allowed_range(model: type[BaseModel], loc: list[str]) -> str | None:
                 bounds[key] = getattr(item, key)
     if not bounds:
         return None
-    fmt = lambda x: f"{x:,}" if isinstance(x, int) and abs(x) >= 10_000 else f"{x:g}" if isinstance(x, float) else str(x)
+    fmt = lambda x: (
+        f"{x:,}" if isinstance(x, int) and abs(x) >= 10_000 else f"{x:g}" if isinstance(x, float) else str(x)
+    )
     kind = "a whole number" if int in _union_members(field.annotation) else "a number"
     if "ge" in bounds and "le" in bounds:
         return f"{kind} from {fmt(bounds['ge'])} to {fmt(bounds['le'])}"

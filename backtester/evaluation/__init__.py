@@ -17,5 +17,14 @@ Nothing here imports :mod:`backtester.runner` or :mod:`backtester.compare`.
 from .losses import join_actuals, loss_frame, loss_matrix, mean_qlike, metrics, qlike, summary
 from .plots import plot_error_by_horizon, plot_forecasts
 
-__all__ = ["join_actuals", "loss_frame", "loss_matrix", "mean_qlike", "metrics", "plot_error_by_horizon",
-           "plot_forecasts", "qlike", "summary"]
+__all__ = [
+    "join_actuals",
+    "loss_frame",
+    "loss_matrix",
+    "mean_qlike",
+    "metrics",
+    "plot_error_by_horizon",
+    "plot_forecasts",
+    "qlike",
+    "summary",
+]

@@ -95,8 +95,12 @@ def dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bo
     strategies = sorted(t["strategy"].unique())
     pairs = [(s, benchmark) for s in strategies if benchmark is not None and s != benchmark]
     if pairwise:
-        pairs += [(x, y) for i, x in enumerate(strategies) for y in strategies[i + 1:]
-                  if (x, y) not in pairs and (y, x) not in pairs]
+        pairs += [
+            (x, y)
+            for i, x in enumerate(strategies)
+            for y in strategies[i + 1 :]
+            if (x, y) not in pairs and (y, x) not in pairs
+        ]
     rows = []
     wide = t.pivot_table(index=["horizon", "target_time"], columns="strategy", values="value", observed=True)
     horizons = sorted(t["horizon"].unique())
@@ -108,8 +112,9 @@ def dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bo
             rows.append((loss, int(h), model, against, r.statistic, r.pvalue, r.mean_diff, r.n, r.note))
         r = diebold_mariano(avg[model].to_numpy(), avg[against].to_numpy(), max(horizons))
         rows.append((loss, 0, model, against, r.statistic, r.pvalue, r.mean_diff, r.n, r.note))
-    return pd.DataFrame(rows, columns=["loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n",
-                                       "note"])
+    return pd.DataFrame(
+        rows, columns=["loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "note"]
+    )
 
 
 def horizon_averaged(t: pd.DataFrame) -> pd.DataFrame:
@@ -122,8 +127,13 @@ def horizon_averaged(t: pd.DataFrame) -> pd.DataFrame:
     return avg.loc[full[full].index]
 
 
-def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10, 0.25), reps: int = 1000,
-                         block_size: int | None = None, seed: int = 0) -> pd.DataFrame:
+def model_confidence_set(
+    losses: pd.DataFrame,
+    sizes: tuple[float, ...] = (0.10, 0.25),
+    reps: int = 1000,
+    block_size: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """MCS over the columns of a time x strategy loss matrix (rows with any NaN dropped).
 
     Returns per strategy and size: ``mcs_pvalue`` and ``in_set`` (``size`` 0.10 gives the 90 % set).
@@ -134,8 +144,10 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
     rows = []
     if len(clean) < MIN_ROWS or clean.shape[1] < 2:
         note = f"not computed: {len(clean)} common rows, {clean.shape[1]} strategies"
-        return pd.DataFrame([(s, size, np.nan, None, note, len(clean)) for size in sizes for s in losses.columns],
-                            columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"])
+        return pd.DataFrame(
+            [(s, size, np.nan, None, note, len(clean)) for size in sizes for s in losses.columns],
+            columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"],
+        )
     twins = {}  # a strategy whose losses equal an earlier one's (e.g. the same baseline in two runs) shares its result
     unique = []
     for s in clean.columns:
@@ -145,8 +157,10 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
         else:
             twins[s] = match
     if len(unique) < 2:
-        return pd.DataFrame([(str(s), size, 1.0, True, "identical losses", len(clean)) for size in sizes
-                             for s in clean.columns], columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"])
+        return pd.DataFrame(
+            [(str(s), size, 1.0, True, "identical losses", len(clean)) for size in sizes for s in clean.columns],
+            columns=["strategy", "size", "mcs_pvalue", "in_set", "note", "n"],
+        )
     for size in sizes:
         mcs = MCS(clean[unique], size=size, reps=reps, block_size=block_size, bootstrap="stationary", seed=seed)
         try:
@@ -154,8 +168,9 @@ def model_confidence_set(losses: pd.DataFrame, sizes: tuple[float, ...] = (0.10,
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mcs.compute()
         except (IndexError, ValueError, np.linalg.LinAlgError) as exc:
-            rows += [(str(s), size, np.nan, None, f"not computed: {type(exc).__name__}", len(clean))
-                     for s in clean.columns]
+            rows += [
+                (str(s), size, np.nan, None, f"not computed: {type(exc).__name__}", len(clean)) for s in clean.columns
+            ]
             continue
         pvalues = mcs.pvalues["Pvalue"]
         included = set(mcs.included)

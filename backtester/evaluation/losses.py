@@ -107,14 +107,16 @@ def coverage(rows: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: rows, rows scored, and why the others are not (missing actual, zero actual,
     non-positive forecast)."""
     a, f = rows["actual"], rows["forecast"]
-    frame = pd.DataFrame({
-        "strategy": rows["strategy"].astype("string"),
-        "rows": 1,
-        "missing_actual": a.isna().astype(int),
-        "zero_actual": (a == 0).astype(int),
-        "nonpositive_forecast": (f <= 0).astype(int),
-        "scored_qlike": (a.notna() & (a > 0) & (f > 0)).astype(int),
-    })
+    frame = pd.DataFrame(
+        {
+            "strategy": rows["strategy"].astype("string"),
+            "rows": 1,
+            "missing_actual": a.isna().astype(int),
+            "zero_actual": (a == 0).astype(int),
+            "nonpositive_forecast": (f <= 0).astype(int),
+            "scored_qlike": (a.notna() & (a > 0) & (f > 0)).astype(int),
+        }
+    )
     return frame.groupby("strategy", observed=True).sum().reset_index()
 
 
@@ -131,7 +133,11 @@ def breakdown_table(table: pd.DataFrame) -> pd.DataFrame:
     """Tidy breakdowns of every loss: mean and count per strategy by retrain segment (``model_version``),
     by hour of day and by weekday (0 = Monday) of the target bar. Columns: ``by, key, strategy, loss, mean, n``."""
     times = pd.DatetimeIndex(table["target_time"])
-    keyed = {"segment": table["model_version"].to_numpy(), "hour": times.hour.to_numpy(), "weekday": times.dayofweek.to_numpy()}
+    keyed = {
+        "segment": table["model_version"].to_numpy(),
+        "hour": times.hour.to_numpy(),
+        "weekday": times.dayofweek.to_numpy(),
+    }
     parts = []
     for by, key in keyed.items():
         g = table.assign(key=key).groupby(["key", "strategy", "loss"], observed=True)["value"].agg(["mean", "size"])
@@ -181,9 +187,15 @@ def oos_r2(table: pd.DataFrame, benchmark: str, loss: str = "mse") -> pd.DataFra
     return r2.stack().rename("oos_r2").reset_index().rename(columns={"level_1": "strategy"})
 
 
-def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark: str | None,
-               artifact_bytes: dict[str, int] | None = None, ensembles: dict[str, list[str]] | None = None,
-               tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+def cost_table(
+    retrains: pd.DataFrame,
+    table: pd.DataFrame,
+    loss: str,
+    benchmark: str | None,
+    artifact_bytes: dict[str, int] | None = None,
+    ensembles: dict[str, list[str]] | None = None,
+    tuning: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """What each strategy cost and what it bought: retrains, training seconds, tuning seconds (its
     hyperparameter searches, from ``tuning``: the trials table), artifact size, mean loss, the gain over
     the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored) and that gain per
@@ -209,20 +221,23 @@ def cost_table(retrains: pd.DataFrame, table: pd.DataFrame, loss: str, benchmark
         elif benchmark is not None and benchmark in wide and strategy in wide:
             both = wide[[strategy, benchmark]].dropna()
             gain = float(both[benchmark].mean() - both[strategy].mean())
-        rows.append({
-            "strategy": str(strategy),
-            "retrains": int(len(part)),
-            "failed": int((part["status"] != "ok").sum()),
-            "train_seconds": seconds,
-            "seconds_per_retrain": seconds / len(part),
-            "tuning_seconds": tuned,
-            "artifact_bytes": int(artifact_bytes.get(str(strategy), 0)),
-            f"mean_{loss}": mean,
-            f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
-            # per minute of training and tuning, for strategies that train for at least a second (else it means nothing)
-            "gain_per_train_minute": (gain / ((seconds + tuned) / 60) if seconds + tuned >= 1.0 and np.isfinite(gain)
-                                      else np.nan),
-        })
+        rows.append(
+            {
+                "strategy": str(strategy),
+                "retrains": int(len(part)),
+                "failed": int((part["status"] != "ok").sum()),
+                "train_seconds": seconds,
+                "seconds_per_retrain": seconds / len(part),
+                "tuning_seconds": tuned,
+                "artifact_bytes": int(artifact_bytes.get(str(strategy), 0)),
+                f"mean_{loss}": mean,
+                f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
+                # per minute of training and tuning, for strategies that train for at least a second (else it means nothing)
+                "gain_per_train_minute": (
+                    gain / ((seconds + tuned) / 60) if seconds + tuned >= 1.0 and np.isfinite(gain) else np.nan
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -23,19 +23,29 @@ import pandas as pd
 from .losses import summary
 
 if TYPE_CHECKING:
+    from ..assets import AssetRun
     from ..config import RunConfig
     from ..plan import Plan
-    from ..assets import AssetRun
     from ..rv import PreparedBars
 
-PLOTS = ("Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "
-         "`cumulative_loss_difference.png`, `loss_by_segment.png`, `loss_by_hour.png`, `cost_vs_accuracy.png`; "
-         "all in `report.html`.")
+PLOTS = (
+    "Plots: `forecast_vs_actual.png`, `error_by_horizon.png`, `rolling_loss.png`, "
+    "`cumulative_loss_difference.png`, `loss_by_segment.png`, `loss_by_hour.png`, `cost_vs_accuracy.png`; "
+    "all in `report.html`."
+)
 
 
-def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.DataFrame, scores: pd.DataFrame,
-               tests: pd.DataFrame | None = None, cover: pd.DataFrame | None = None,
-               cost: pd.DataFrame | None = None, spread: pd.DataFrame | None = None) -> str:
+def run_report(
+    cfg: RunConfig,
+    prepared: PreparedBars,
+    plan: Plan,
+    retrains: pd.DataFrame,
+    scores: pd.DataFrame,
+    tests: pd.DataFrame | None = None,
+    cover: pd.DataFrame | None = None,
+    cost: pd.DataFrame | None = None,
+    spread: pd.DataFrame | None = None,
+) -> str:
     """A short Markdown report of the run; a section whose frame is None or empty is left out."""
     ev = cfg.evaluation
     lines = [
@@ -50,9 +60,12 @@ def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.
         *(headline(scores, tests, cost, ev.loss, ev.benchmark) if tests is not None and cost is not None else []),
     ]
     lines += seeds_lines(spread, ev.loss, ev.benchmark)
-    lines += [f"- `{name}` ran with one seed: its loss is one draw of its initial weights and sample order; "
-              "`repeats: 3` (or more) says whether its gaps are noise." for name, spec in cfg.strategies.items()
-              if spec.repeats == 1 and spec.params.seeded()]
+    lines += [
+        f"- `{name}` ran with one seed: its loss is one draw of its initial weights and sample order; "
+        "`repeats: 3` (or more) says whether its gaps are noise."
+        for name, spec in cfg.strategies.items()
+        if spec.repeats == 1 and spec.params.seeded()
+    ]
     lines += schedule_lines(cfg, plan) + loss_lines(scores)
     if spread is not None and len(spread):
         lines += spread_lines(spread, ev.benchmark)
@@ -66,7 +79,9 @@ def run_report(cfg: RunConfig, prepared: PreparedBars, plan: Plan, retrains: pd.
     return "\n".join(lines)
 
 
-def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
+def headline(
+    scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None
+) -> list[str]:
     """A few sentences that answer the run's question, for the top of the report.
 
     Seed members (``lstm#2``) are left out: one seed is one draw, their mean forecast speaks for them.
@@ -80,21 +95,31 @@ def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss
     wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
     overall = wide.mean().sort_values()
     best = str(overall.index[0])
-    out = [f"- **Best overall: `{best}`** (mean {loss_col} over horizons {overall.iloc[0]:.4f}; "
-           f"next `{overall.index[1]}` {overall.iloc[1]:.4f})." if len(overall) > 1 else f"- Only strategy: `{best}`."]
+    out = [
+        f"- **Best overall: `{best}`** (mean {loss_col} over horizons {overall.iloc[0]:.4f}; "
+        f"next `{overall.index[1]}` {overall.iloc[1]:.4f})."
+        if len(overall) > 1
+        else f"- Only strategy: `{best}`."
+    ]
     winners = wide.idxmin(axis=1)
     spans = []
     for name, group in winners.groupby(winners, sort=False):
         hs = list(group.index)
         spans.append(f"`{name}` at h={_ranges(hs)}")
     out.append(f"- Lowest {loss_col} by horizon: " + "; ".join(spans) + ".")
-    dm = tests[(tests["test"] == "dm") & (tests["horizon"] == 0) & (tests["against"] == benchmark)] if benchmark else tests.iloc[:0]
+    dm = (
+        tests[(tests["test"] == "dm") & (tests["horizon"] == 0) & (tests["against"] == benchmark)]
+        if benchmark
+        else tests.iloc[:0]
+    )
     if len(dm):
         better = dm[(dm["statistic"] < 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
         worse = dm[(dm["statistic"] > 0) & (dm["pvalue"] < 0.05)]["model"].tolist()
-        out.append(f"- Against `{benchmark}` (DM on the horizon-averaged {loss}, 5 %): significantly better: "
-                   f"{', '.join(f'`{m}`' for m in better) or 'none'}; significantly worse: "
-                   f"{', '.join(f'`{m}`' for m in worse) or 'none'}.")
+        out.append(
+            f"- Against `{benchmark}` (DM on the horizon-averaged {loss}, 5 %): significantly better: "
+            f"{', '.join(f'`{m}`' for m in better) or 'none'}; significantly worse: "
+            f"{', '.join(f'`{m}`' for m in worse) or 'none'}."
+        )
     mcs = tests[(tests["test"] == "mcs") & (tests["size"] == 0.10)]
     if len(mcs) and mcs["in_set"].notna().any():
         inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
@@ -103,8 +128,10 @@ def headline(scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss
         c = cost.set_index("strategy")
         if best in c.index:
             tuned = float(c.loc[best, "tuning_seconds"]) if "tuning_seconds" in c else 0.0
-            out.append(f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of "
-                       f"training" + (f" and {tuned:.1f} s of tuning." if tuned else "."))
+            out.append(
+                f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of "
+                f"training" + (f" and {tuned:.1f} s of tuning." if tuned else ".")
+            )
     return out
 
 
@@ -120,20 +147,35 @@ def _ranges(hs: list[int]) -> str:
 
 def schedule_lines(cfg: RunConfig, plan: Plan) -> list[str]:
     """Section: each strategy's retrain count and schedule."""
-    return ["", "## Schedules", "", "| strategy | retrains | schedule |", "|---|---|---|",
-            *[f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |"
-              for name, spec in cfg.run_strategies().items()]]
+    return [
+        "",
+        "## Schedules",
+        "",
+        "| strategy | retrains | schedule |",
+        "|---|---|---|",
+        *[
+            f"| {name} | {len(plan.schedules[name].retrains)} | {spec.schedule_label()} |"
+            for name, spec in cfg.run_strategies().items()
+        ],
+    ]
 
 
 def loss_lines(scores: pd.DataFrame) -> list[str]:
     """Section: QLIKE, MSE and MAE per strategy, averaged over horizons and at h=1 (best QLIKE first)."""
     s = summary(scores)
     h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
-    out = ["", "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)", "",
-           "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |", "|---|---|---|---|---|---|"]
+    out = [
+        "",
+        "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
+        "",
+        "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in s.iterrows():
-        out.append(f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | "
-                   f"{h1.loc[name, 'mse']:.3e} |")
+        out.append(
+            f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | "
+            f"{h1.loc[name, 'mse']:.3e} |"
+        )
     return out
 
 
@@ -146,14 +188,24 @@ def spread_lines(spread: pd.DataFrame, benchmark: str | None = None) -> list[str
     def tail(r) -> str:
         if not has_gap:
             return ""
-        return (f" {r.gap:+.4g} | {int(r.seeds_needed)} |" if np.isfinite(r.gap) and np.isfinite(r.seeds_needed)
-                else " – | – |")
+        return (
+            f" {r.gap:+.4g} | {int(r.seeds_needed)} |"
+            if np.isfinite(r.gap) and np.isfinite(r.seeds_needed)
+            else " – | – |"
+        )
 
-    return ["", "## Seed spread (each loss averaged over horizons; one row per seed ensemble)", "",
-            "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |" + extra,
-            "|---|---|---|---|---|---|---|---|" + ("---|---|" if has_gap else ""),
-            *[f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
-              f"{r.ensemble:.4g} |" + tail(r) for r in spread.itertuples()]]
+    return [
+        "",
+        "## Seed spread (each loss averaged over horizons; one row per seed ensemble)",
+        "",
+        "| strategy | loss | seeds | mean over seeds | std | min | max | ensemble (mean forecast) |" + extra,
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if has_gap else ""),
+        *[
+            f"| {r.strategy} | {r.loss} | {r.seeds} | {r.mean:.4g} | {r.std:.2g} | {r.min:.4g} | {r.max:.4g} | "
+            f"{r.ensemble:.4g} |" + tail(r)
+            for r in spread.itertuples()
+        ],
+    ]
 
 
 def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[str]:
@@ -176,16 +228,25 @@ def seeds_lines(spread: pd.DataFrame, loss: str, benchmark: str | None) -> list[
             continue
         need = int(r.seeds_needed)
         if need > 100:  # repeats allows 100
-            out.append(f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.2f} "
-                       f"single-seed standard deviations ({r.std:.2g}): more than 100 seeds would be needed to tell "
-                       "it from seed noise; on these data the two are not told apart.")
+            out.append(
+                f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.2f} "
+                f"single-seed standard deviations ({r.std:.2g}): more than 100 seeds would be needed to tell "
+                "it from seed noise; on these data the two are not told apart."
+            )
             continue
-        line = (f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.1f} single-seed "
-                f"standard deviations ({r.std:.2g}); about {need} seed{'s' if need > 1 else ''} tell"
-                f"{'' if need > 1 else 's'} it from seed noise, and it ran with {r.seeds}")
-        out.append(line + (f": **too few**, another draw of seeds could reverse it (`repeats: {need}`)."
-                           if need > r.seeds else " (seed noise only; whether the gap is significant is the DM test's "
-                           "answer)."))
+        line = (
+            f"- Seeds: `{r.strategy}`'s gap to `{benchmark}` ({r.gap:+.4g}) is {abs(r.gap) / r.std:.1f} single-seed "
+            f"standard deviations ({r.std:.2g}); about {need} seed{'s' if need > 1 else ''} tell"
+            f"{'' if need > 1 else 's'} it from seed noise, and it ran with {r.seeds}"
+        )
+        out.append(
+            line
+            + (
+                f": **too few**, another draw of seeds could reverse it (`repeats: {need}`)."
+                if need > r.seeds
+                else " (seed noise only; whether the gap is significant is the DM test's answer)."
+            )
+        )
     return out
 
 
@@ -193,16 +254,23 @@ def cost_lines(cfg: RunConfig, cost: pd.DataFrame) -> list[str]:
     """Section: training cost against accuracy, per strategy."""
     ev = cfg.evaluation
     gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
-    out = ["", f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
-               "strategy's, on common rows)", "",
-           f"| strategy | retrains | training s | s per retrain | tuning s | artifacts kB | mean {ev.loss} | "
-           f"{gain.replace('_', ' ')} | gain per minute of training and tuning |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
+        "strategy's, on common rows)",
+        "",
+        f"| strategy | retrains | training s | s per retrain | tuning s | artifacts kB | mean {ev.loss} | "
+        f"{gain.replace('_', ' ')} | gain per minute of training and tuning |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in cost.itertuples(index=False):
         d = r._asdict()
         per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
         g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
-        out.append(f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
-                   f"{d.get('tuning_seconds', 0.0):.1f} | {r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |")
+        out.append(
+            f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
+            f"{d.get('tuning_seconds', 0.0):.1f} | {r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |"
+        )
     return out
 
 
@@ -217,15 +285,25 @@ def dm_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
     dm = tests[(tests["test"] == "dm") & (tests["against"] == ev.benchmark)]
     if ev.benchmark is None or not len(dm):
         return []
-    out = ["", f"## Diebold–Mariano against `{ev.benchmark}` ({ev.loss}; HLN-corrected, two-sided; "
-               "negative = lower loss than the benchmark)", "",
-           "| strategy | all horizons: DM | p | h=1: DM | p |", "|---|---|---|---|---|"]
+    out = [
+        "",
+        f"## Diebold–Mariano against `{ev.benchmark}` ({ev.loss}; HLN-corrected, two-sided; "
+        "negative = lower loss than the benchmark)",
+        "",
+        "| strategy | all horizons: DM | p | h=1: DM | p |",
+        "|---|---|---|---|---|",
+    ]
     for model, part in dm.groupby("model", sort=True):
         avg, h1 = part[part["horizon"] == 0].iloc[0], part[part["horizon"] == 1]
         h1 = h1.iloc[0] if len(h1) else None
-        cells = [f"{avg.statistic:.2f}", f"{avg.pvalue:.3g}"] if avg.note in ("rectangular", "bartlett") else [avg.note, ""]
-        cells += ([f"{h1.statistic:.2f}", f"{h1.pvalue:.3g}"] if h1 is not None and h1.note in ("rectangular", "bartlett")
-                  else ["not computed", ""])
+        cells = (
+            [f"{avg.statistic:.2f}", f"{avg.pvalue:.3g}"] if avg.note in ("rectangular", "bartlett") else [avg.note, ""]
+        )
+        cells += (
+            [f"{h1.statistic:.2f}", f"{h1.pvalue:.3g}"]
+            if h1 is not None and h1.note in ("rectangular", "bartlett")
+            else ["not computed", ""]
+        )
         out.append(f"| {model} | " + " | ".join(cells) + " |")
     return out
 
@@ -237,12 +315,20 @@ def mcs_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
     if not len(mcs):
         return []
     sizes = sorted(mcs["size"].unique())
-    rows = f"{int(mcs['n'].max()):,} issue times with every horizon scored by every strategy, the rows of the " \
-           "horizon-averaged DM tests; " if "n" in mcs and mcs["n"].notna().any() else ""
-    out = ["", f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; {rows}stationary bootstrap, "
-               f"{ev.mcs_reps} reps, seed {cfg.seed})", "",
-           "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
-           "|---|---|" + "---|" * len(sizes)]
+    rows = (
+        f"{int(mcs['n'].max()):,} issue times with every horizon scored by every strategy, the rows of the "
+        "horizon-averaged DM tests; "
+        if "n" in mcs and mcs["n"].notna().any()
+        else ""
+    )
+    out = [
+        "",
+        f"## Model Confidence Set ({ev.loss} averaged over horizons per issue time; {rows}stationary bootstrap, "
+        f"{ev.mcs_reps} reps, seed {cfg.seed})",
+        "",
+        "| strategy | MCS p-value | " + " | ".join(f"in {100 - round(100 * s)} % set" for s in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
     for model, part in mcs.groupby("model", sort=True):
         part = part.set_index("size")
         if str(part["note"].iloc[0]).startswith("not computed"):
@@ -255,10 +341,17 @@ def mcs_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
 
 def coverage_lines(cover: pd.DataFrame) -> list[str]:
     """Section: per strategy, the rows not scored and why (see :func:`~.losses.coverage`)."""
-    return ["", "## Rows not scored", "", "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
-            "|---|---|---|---|---|",
-            *[f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
-              for r in cover.itertuples()]]
+    return [
+        "",
+        "## Rows not scored",
+        "",
+        "| strategy | rows | missing actual | zero actual | forecast <= 0 |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r.strategy} | {r.rows} | {r.missing_actual} | {r.zero_actual} | {r.nonpositive_forecast} |"
+            for r in cover.itertuples()
+        ],
+    ]
 
 
 # --------------------------------------------------------------------------- universes
@@ -269,23 +362,45 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
     cross-sectional average loss, cost), the pooled tests, then each asset's own report."""
     ev = cfg.evaluation
     retrains, tests = tables["retrains"], tables["tests"]
-    lines = [f"# Backtest `{cfg.name}`", "",
-             f"- universe: {len(runs)} assets, horizons 1..{runs[0].plan.horizon}",
-             *[f"- `{r.asset.label}`: `{r.cfg.data.path}` — {r.prepared.describe()}; test period "
-               f"{r.plan.issue_times[0]} .. {r.plan.issue_times[-1]}" for r in runs],
-             f"- failed retrains: {int((retrains['status'] != 'ok').sum())}", "",
-             "## The answer, across assets", "",
-             *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs))]
+    lines = [
+        f"# Backtest `{cfg.name}`",
+        "",
+        f"- universe: {len(runs)} assets, horizons 1..{runs[0].plan.horizon}",
+        *[
+            f"- `{r.asset.label}`: `{r.cfg.data.path}` — {r.prepared.describe()}; test period "
+            f"{r.plan.issue_times[0]} .. {r.plan.issue_times[-1]}"
+            for r in runs
+        ],
+        f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
+        "",
+        "## The answer, across assets",
+        "",
+        *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs)),
+    ]
     lines += pooled_lines(cfg, tests)
     for r in runs:
         mine = {k: v[v["asset"] == r.asset.label].drop(columns="asset") for k, v in tables.items() if "asset" in v}
-        part = run_report(r.cfg, r.prepared, r.plan, mine["retrains"], mine["metrics"], mine["tests"],
-                          mine["coverage"], mine["cost"], mine["seeds"]).splitlines()
+        part = run_report(
+            r.cfg,
+            r.prepared,
+            r.plan,
+            mine["retrains"],
+            mine["metrics"],
+            mine["tests"],
+            mine["coverage"],
+            mine["cost"],
+            mine["seeds"],
+        ).splitlines()
         part = [line for line in part if not line.startswith("Plots: ")]
         part[0] = f"## Asset `{r.asset.label}`"
         lines += [""] + [("#" + line) if line.startswith("## ") else line for line in part]
-    lines += ["", PLOTS.replace("`forecast_vs_actual.png`", "`forecast_vs_actual_<asset>.png`")
-              .replace("all in", "`pooled_differentials.png`; all in"), ""]
+    lines += [
+        "",
+        PLOTS.replace("`forecast_vs_actual.png`", "`forecast_vs_actual_<asset>.png`").replace(
+            "all in", "`pooled_differentials.png`; all in"
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -297,8 +412,10 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
     per = tables["metrics"][~tables["metrics"]["strategy"].astype(str).str.contains("#")]
     avg = per.groupby(["asset", "strategy"], observed=True)[loss].mean().groupby(level="strategy").mean().sort_values()
     if len(avg):
-        out.append(f"- **Lowest {loss} averaged over assets and horizons: `{avg.index[0]}`** ({avg.iloc[0]:.4f}"
-                   + (f"; next `{avg.index[1]}` {avg.iloc[1]:.4f})." if len(avg) > 1 else ")."))
+        out.append(
+            f"- **Lowest {loss} averaged over assets and horizons: `{avg.index[0]}`** ({avg.iloc[0]:.4f}"
+            + (f"; next `{avg.index[1]}` {avg.iloc[1]:.4f})." if len(avg) > 1 else ").")
+        )
     if benchmark is None or wins is None or not len(wins):
         return out + ["- No benchmark: pairwise pooled tests only (below)."]
     pooled = tests[(tests["test"] == "pooled_dm") & (tests["against"] == benchmark)]
@@ -314,24 +431,33 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
             p = pooled[(pooled["model"] == model) & (pooled["horizon"] == h)]
             c = cluster[(cluster["model"] == model) & (cluster["horizon"] == h)]
             stat = p["statistic"].iloc[0] if len(p) else float("nan")
-            verdict = (f"pooled DM {stat:+.2f} ({'lower' if stat < 0 else 'higher'} loss), p = {p['pvalue'].iloc[0]:.3g}"
-                       if pd.notna(stat) else "pooled DM not computed")
+            verdict = (
+                f"pooled DM {stat:+.2f} ({'lower' if stat < 0 else 'higher'} loss), p = {p['pvalue'].iloc[0]:.3g}"
+                if pd.notna(stat)
+                else "pooled DM not computed"
+            )
             if len(c) and pd.notna(c["pvalue"].iloc[0]):
                 verdict += f"; time-clustered p = {c['pvalue'].iloc[0]:.3g}"
-            said.append(f"{what} it beats `{benchmark}` on {int(row['wins'])} of {int(row['assets'])} assets "
-                        f"({int(row['significant_wins'])} significantly; {verdict})")
+            said.append(
+                f"{what} it beats `{benchmark}` on {int(row['wins'])} of {int(row['assets'])} assets "
+                f"({int(row['significant_wins'])} significantly; {verdict})"
+            )
         if said:
             out.append(f"- `{model}`: " + "; ".join(said) + ".")
     mcs = tests[(tests["test"] == "mcs") & (tests["asset"] == "all") & (tests["size"] == 0.10)]
     if len(mcs) and mcs["in_set"].notna().any():
         inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
-        out.append(f"- 90 % model confidence set on the cross-sectional average loss: "
-                   f"{', '.join(f'`{m}`' for m in inside)}.")
+        out.append(
+            f"- 90 % model confidence set on the cross-sectional average loss: {', '.join(f'`{m}`' for m in inside)}."
+        )
     out += across_assets_seeds(tables.get("seeds"), loss, benchmark)
     cost = tables["cost"].groupby("strategy", sort=False)["train_seconds"].sum()
     if len(cost):
-        out.append("- Training cost over all assets: " + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items()
-                                                                  if "#" not in str(k)) + ".")
+        out.append(
+            "- Training cost over all assets: "
+            + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items() if "#" not in str(k))
+            + "."
+        )
     return out
 
 
@@ -352,8 +478,10 @@ def across_assets_seeds(seeds: pd.DataFrame | None, loss: str, benchmark: str | 
         need, ran = int(worst["seeds_needed"]), int(worst["seeds"])
         verdict = "enough everywhere" if need <= ran else "**too few** there"
         shown = f"about {need}" if need <= 100 else "more than 100"
-        out.append(f"- Seeds: `{name}` ran with {ran}; its gap to `{benchmark}` needs {shown} on `{worst['asset']}` "
-                   f"(the most of any asset): {verdict}.")
+        out.append(
+            f"- Seeds: `{name}` ran with {ran}; its gap to `{benchmark}` needs {shown} on `{worst['asset']}` "
+            f"(the most of any asset): {verdict}."
+        )
     return out
 
 
@@ -363,20 +491,32 @@ def pooled_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
     pooled = tests[tests["test"].isin(["pooled_dm", "cluster_dm"])]
     if not len(pooled):
         return []
-    out = ["", f"## Pooled tests across assets ({ev.loss}; the loss differential averaged over assets at each "
-               "time, HAC variance, robust to any dependence across assets; time-clustered: block means, "
-               "Student t; negative = the model's loss is lower)", "",
-           "| model | against | horizon | pooled DM | p | clustered p | assets | mean difference |",
-           "|---|---|---|---|---|---|---|---|"]
-    wide = pooled.pivot_table(index=["model", "against", "horizon"], columns="test",
-                              values=["statistic", "pvalue", "mean_diff", "assets"], aggfunc="first")
+    out = [
+        "",
+        f"## Pooled tests across assets ({ev.loss}; the loss differential averaged over assets at each "
+        "time, HAC variance, robust to any dependence across assets; time-clustered: block means, "
+        "Student t; negative = the model's loss is lower)",
+        "",
+        "| model | against | horizon | pooled DM | p | clustered p | assets | mean difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    wide = pooled.pivot_table(
+        index=["model", "against", "horizon"],
+        columns="test",
+        values=["statistic", "pvalue", "mean_diff", "assets"],
+        aggfunc="first",
+    )
     for (model, against, h), r in wide.iterrows():
         if h not in (0, 1) or "#" in str(model) or "#" in str(against):
             continue
         stat = r.get(("statistic", "pooled_dm"))
-        cells = [f"{stat:+.2f}" if pd.notna(stat) else "–", _p(r.get(("pvalue", "pooled_dm"))),
-                 _p(r.get(("pvalue", "cluster_dm"))), f"{r.get(('assets', 'pooled_dm'), float('nan')):.0f}",
-                 f"{r.get(('mean_diff', 'pooled_dm'), float('nan')):+.4g}"]
+        cells = [
+            f"{stat:+.2f}" if pd.notna(stat) else "–",
+            _p(r.get(("pvalue", "pooled_dm"))),
+            _p(r.get(("pvalue", "cluster_dm"))),
+            f"{r.get(('assets', 'pooled_dm'), float('nan')):.0f}",
+            f"{r.get(('mean_diff', 'pooled_dm'), float('nan')):+.4g}",
+        ]
         out.append(f"| {model} | {against} | {'all' if h == 0 else h} | " + " | ".join(cells) + " |")
     return out
 

@@ -59,8 +59,19 @@ import pandas as pd
 
 from .accuracy import MIN_ROWS, DMResult, norm_sf, t_sf
 
-PANEL_COLUMNS = ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "assets",
-                 "note"]
+PANEL_COLUMNS = [
+    "test",
+    "loss",
+    "horizon",
+    "model",
+    "against",
+    "statistic",
+    "pvalue",
+    "mean_diff",
+    "n",
+    "assets",
+    "note",
+]
 WIN_KEYS = ["loss", "horizon", "model", "against"]
 
 
@@ -165,8 +176,12 @@ def _pairs(strategies: list[str], benchmark: str | None, pairwise: bool) -> list
     """Every strategy against the benchmark, then every other pair (the order of ``accuracy.dm_table``)."""
     pairs = [(s, benchmark) for s in strategies if benchmark is not None and s != benchmark]
     if pairwise:
-        pairs += [(x, y) for i, x in enumerate(strategies) for y in strategies[i + 1:]
-                  if (x, y) not in pairs and (y, x) not in pairs]
+        pairs += [
+            (x, y)
+            for i, x in enumerate(strategies)
+            for y in strategies[i + 1 :]
+            if (x, y) not in pairs and (y, x) not in pairs
+        ]
     return pairs
 
 
@@ -186,8 +201,9 @@ def _tests(diff: pd.DataFrame, lags: int, clusters: int, key: tuple) -> list[tup
     return out
 
 
-def panel_dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bool = True,
-                   clusters: int = 8) -> pd.DataFrame:
+def panel_dm_table(
+    table: pd.DataFrame, loss: str, benchmark: str | None, pairwise: bool = True, clusters: int = 8
+) -> pd.DataFrame:
     """Pooled and time-cluster tests across assets, per horizon and on the horizon-averaged loss.
 
     ``table``: the tidy loss table with an ``asset`` column. Pairs as in ``accuracy.dm_table``; per
@@ -212,10 +228,8 @@ def panel_dm_table(table: pd.DataFrame, loss: str, benchmark: str | None, pairwi
     t = table[table["loss"] == loss]
     strategies = sorted(t["strategy"].unique())
     horizons = sorted(int(h) for h in t["horizon"].unique())
-    wide = t.pivot_table(index=["horizon", "target_time"], columns=["strategy", "asset"], values="value",
-                         observed=True)
-    avg = t.pivot_table(index="issued_at", columns=["strategy", "asset"], values="value", aggfunc="mean",
-                        observed=True)
+    wide = t.pivot_table(index=["horizon", "target_time"], columns=["strategy", "asset"], values="value", observed=True)
+    avg = t.pivot_table(index="issued_at", columns=["strategy", "asset"], values="value", aggfunc="mean", observed=True)
     counts = t.groupby(["issued_at", "strategy", "asset"], observed=True)["horizon"].size()
     complete = counts.unstack(["strategy", "asset"]).eq(len(horizons))  # issue times with every horizon
     averaged = avg.where(complete.reindex(index=avg.index, columns=avg.columns, fill_value=False))
@@ -250,7 +264,15 @@ def win_table(per_asset_dm: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     below = tested & (d["mean_diff"].to_numpy(dtype="float64") < 0)
     above = tested & (d["mean_diff"].to_numpy(dtype="float64") > 0)
     significant = d["pvalue"].to_numpy(dtype="float64") < alpha
-    counts = pd.DataFrame({"assets": tested, "wins": below, "significant_wins": below & significant,
-                           "losses": above, "significant_losses": above & significant}, index=d.index)
+    counts = pd.DataFrame(
+        {
+            "assets": tested,
+            "wins": below,
+            "significant_wins": below & significant,
+            "losses": above,
+            "significant_losses": above & significant,
+        },
+        index=d.index,
+    )
     out = pd.concat([d[WIN_KEYS], counts.astype("int64")], axis=1)
     return out.groupby(WIN_KEYS, sort=False, observed=True).sum().reset_index()

@@ -7,14 +7,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 UNITS = {"bar": "volatility per bar", "percent": "volatility per bar, %", "annualized": "annualized volatility, %"}
 
 # the standard baselines keep one colour everywhere; other strategies take the palette in name order
-BASELINE_COLOURS = {"har": "#1f77b4", "garch": "#ff7f0e", "ewma": "#2ca02c", "naive": "#7f7f7f",
-                    "rolling_mean": "#bcbd22"}
-PALETTE = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
-           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363"]
+BASELINE_COLOURS = {
+    "har": "#1f77b4",
+    "garch": "#ff7f0e",
+    "ewma": "#2ca02c",
+    "naive": "#7f7f7f",
+    "rolling_mean": "#bcbd22",
+}
+PALETTE = [
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+]
 
 
 def strategy_styles(names) -> dict[str, dict]:
@@ -42,8 +61,13 @@ def strategy_styles(names) -> dict[str, dict]:
         if b != n:
             out[n] = {"color": colours[b], "lw": 0.7, "alpha": 0.35, "label": "_nolegend_", "zorder": 1}
         elif n in members:
-            out[n] = {"color": colours[b], "lw": 2.4, "alpha": 1.0, "label": f"{n} (mean of {members[n]} seeds; faint: each)",
-                      "zorder": 3}
+            out[n] = {
+                "color": colours[b],
+                "lw": 2.4,
+                "alpha": 1.0,
+                "label": f"{n} (mean of {members[n]} seeds; faint: each)",
+                "zorder": 3,
+            }
         else:
             out[n] = {"color": colours[b], "lw": 1.3, "alpha": 0.95, "label": n, "zorder": 2}
     return out
@@ -94,8 +118,16 @@ def with_gaps(frame, step: pd.Timedelta | None = None):
     return pd.concat([frame, frame.iloc[:0].reindex(breaks)]).sort_index()
 
 
-def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: int = 1, zoom_bars: int = 168,
-                   unit: str = "bar", title: str | None = None, styles: dict[str, dict] | None = None) -> None:
+def plot_forecasts(
+    rows: pd.DataFrame,
+    retrains: pd.DataFrame,
+    path,
+    horizon: int = 1,
+    zoom_bars: int = 168,
+    unit: str = "bar",
+    title: str | None = None,
+    styles: dict[str, dict] | None = None,
+) -> None:
     """Forecast vs actual at one horizon, with retrain times marked.
 
     Top: the whole test period as daily means of full days (readable over months);
@@ -119,8 +151,12 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
     step = pd.Series(wide.index[1:] - wide.index[:-1]).median() if len(wide) > 2 else None
     panels = (
         (top, with_gaps(daily_fc, pd.Timedelta("1D")), with_gaps(daily_act, pd.Timedelta("1D")), "daily means"),
-        (bottom, with_gaps(wide.iloc[-zoom_bars:], step), with_gaps(actual.iloc[-zoom_bars:], step),
-         f"last {min(zoom_bars, len(wide))} bars"),
+        (
+            bottom,
+            with_gaps(wide.iloc[-zoom_bars:], step),
+            with_gaps(actual.iloc[-zoom_bars:], step),
+            f"last {min(zoom_bars, len(wide))} bars",
+        ),
     )
     times = pd.DatetimeIndex(retrains["retrain_time"].drop_duplicates())
     styles = styled(styles, wide.columns)
@@ -130,8 +166,16 @@ def plot_forecasts(rows: pd.DataFrame, retrains: pd.DataFrame, path, horizon: in
             ax.plot(fc.index, fc[name], **styles[str(name)])
         shown = times[(times >= fc.index[0]) & (times <= fc.index[-1])] if len(fc) else times[:0]
         if len(shown) > 12:  # many retrains: ticks along the top edge instead of lines across the data
-            ax.plot(shown, np.ones(len(shown)), ls="none", marker="|", ms=9, color="grey",
-                    transform=ax.get_xaxis_transform(), clip_on=False)
+            ax.plot(
+                shown,
+                np.ones(len(shown)),
+                ls="none",
+                marker="|",
+                ms=9,
+                color="grey",
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
             marks = "ticks on top: retrains"
         else:
             for t in shown:
@@ -167,7 +211,9 @@ def plot_error_by_horizon(metric_rows: pd.DataFrame, path, styles: dict[str, dic
     fig.savefig(path, dpi=110)
 
 
-def plot_loss_by_horizon(comparison: pd.DataFrame, loss: str, path: Path, styles: dict[str, dict] | None = None) -> None:
+def plot_loss_by_horizon(
+    comparison: pd.DataFrame, loss: str, path: Path, styles: dict[str, dict] | None = None
+) -> None:
     """Mean ``loss`` against horizon, one line per strategy (``comparison``: one row per strategy and horizon,
     averaged over assets where there are several)."""
     from matplotlib.figure import Figure
@@ -207,8 +253,14 @@ def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path, styles: dic
     for r in trained.itertuples():
         st = styles[str(r.strategy)]
         member = st["label"] == "_nolegend_"
-        ax.scatter([r.total], [getattr(r, col)], color=st["color"], alpha=0.35 if member else 1.0,
-                   s=14 if member else 40 + 20 * (st["lw"] > 2), zorder=st["zorder"])
+        ax.scatter(
+            [r.total],
+            [getattr(r, col)],
+            color=st["color"],
+            alpha=0.35 if member else 1.0,
+            s=14 if member else 40 + 20 * (st["lw"] > 2),
+            zorder=st["zorder"],
+        )
         if not member:
             labels.append((getattr(r, col), f"{r.strategy} ({r.retrains} fits, {r.total:.1f} s)", st["color"], r.total))
     for r in flat.itertuples():
@@ -265,13 +317,23 @@ def _label_column(ax, labels: list[tuple]) -> None:
     right = ax.get_xlim()[1]
     fracs = [float(to_axes.transform(ax.transData.transform((right, y)))[1]) for y, *_ in labels]
     for (y, text, colour, x), p in zip(labels, spread_positions(fracs, 0.055)):
-        ax.annotate(text, xy=(x if x is not None else right, y), xycoords="data", xytext=(1.03, p),
-                    textcoords="axes fraction", va="center", fontsize=8, color=colour, annotation_clip=False,
-                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6, "alpha": 0.7, "shrinkA": 0, "shrinkB": 3})
+        ax.annotate(
+            text,
+            xy=(x if x is not None else right, y),
+            xycoords="data",
+            xytext=(1.03, p),
+            textcoords="axes fraction",
+            va="center",
+            fontsize=8,
+            color=colour,
+            annotation_clip=False,
+            arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6, "alpha": 0.7, "shrinkA": 0, "shrinkB": 3},
+        )
 
 
-def plot_pooled_differentials(losses: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None,
-                              path: Path) -> bool:
+def plot_pooled_differentials(
+    losses: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None, path: Path
+) -> bool:
     """Per horizon, each asset's mean loss differential against the benchmark (dots) and their pooled
     mean with the pooled DM test's verdict (line; filled where p < 0.05); one panel per strategy.
     Seed members are left out. Returns False (and draws nothing) without a benchmark."""

@@ -31,7 +31,9 @@ FIGURES = {
     "loss_by_hour.png": "Loss by hour of day",
     "cost_vs_accuracy.png": "Accuracy against training cost",
 }
-UNIVERSE_FIGURES = {"pooled_differentials.png": "Loss differentials against the benchmark: each asset and the pooled mean"}
+UNIVERSE_FIGURES = {
+    "pooled_differentials.png": "Loss differentials against the benchmark: each asset and the pooled mean"
+}
 
 
 # --------------------------------------------------------------------------- figures
@@ -91,15 +93,24 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     if cost_path.is_file():
         cost = pd.read_parquet(cost_path)
         if "asset" in cost and cost["asset"].nunique() > 1:
-            cost = cost.assign(tuning_seconds=cost.get("tuning_seconds", 0.0)).groupby("strategy", sort=False).agg(
-                retrains=("retrains", "sum"), train_seconds=("train_seconds", "sum"),
-                tuning_seconds=("tuning_seconds", "sum"), **{f"mean_{loss}": (f"mean_{loss}", "mean")}).reset_index()
+            cost = (
+                cost.assign(tuning_seconds=cost.get("tuning_seconds", 0.0))
+                .groupby("strategy", sort=False)
+                .agg(
+                    retrains=("retrains", "sum"),
+                    train_seconds=("train_seconds", "sum"),
+                    tuning_seconds=("tuning_seconds", "sum"),
+                    **{f"mean_{loss}": (f"mean_{loss}", "mean")},
+                )
+                .reset_index()
+            )
         plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png", styles)
         made.append("cost_vs_accuracy.png")
     tests_path = run_dir / "tests.parquet"
     if "asset" in t and t["asset"].nunique() > 1 and tests_path.is_file():
-        if plot_pooled_differentials(losses, pd.read_parquet(tests_path), loss, benchmark,
-                                     run_dir / "pooled_differentials.png"):
+        if plot_pooled_differentials(
+            losses, pd.read_parquet(tests_path), loss, benchmark, run_dir / "pooled_differentials.png"
+        ):
             made.append("pooled_differentials.png")
     return made
 
@@ -145,12 +156,19 @@ def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[s
         for name in part:
             ax.plot(part.index, part[name].rolling("7D", min_periods=24).mean(), **styles[str(name)])
 
-    _over_time(per_time, draw, f"Rolling 7-day mean {loss} (all horizons); lower is better", loss,
-               run_dir / "rolling_loss.png", made)
+    _over_time(
+        per_time,
+        draw,
+        f"Rolling 7-day mean {loss} (all horizons); lower is better",
+        loss,
+        run_dir / "rolling_loss.png",
+        made,
+    )
 
 
-def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str],
-                           styles: dict) -> None:
+def _cumulative_difference(
+    per_time: pd.DataFrame, loss: str, benchmark: str, run_dir: Path, made: list[str], styles: dict
+) -> None:
     diff = per_time.drop(columns=benchmark).sub(per_time[benchmark], axis=0)
     total = diff.fillna(0.0).cumsum().where(diff.notna())  # a strategy that did not run then adds nothing
 
@@ -159,19 +177,26 @@ def _cumulative_difference(per_time: pd.DataFrame, loss: str, benchmark: str, ru
             ax.plot(part.index, part[name], **styles[str(name)])
         ax.axhline(0, color="black", lw=0.8)
 
-    _over_time(total.dropna(how="all"), draw,
-               f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
-               f"cumulative {loss} - {benchmark}", run_dir / "cumulative_loss_difference.png", made)
+    _over_time(
+        total.dropna(how="all"),
+        draw,
+        f"Cumulative {loss} difference against {benchmark}: falling = beating it, rising = losing to it",
+        f"cumulative {loss} - {benchmark}",
+        run_dir / "cumulative_loss_difference.png",
+        made,
+    )
 
 
-def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str],
-                     styles: dict, which: str = "") -> None:
+def _loss_by_segment(
+    t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict, which: str = ""
+) -> None:
     seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
     ok = retrains[retrains["status"] == "ok"]
     when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
     # a seed ensemble's segments are those of its first member
-    seg["retrain_time"] = [when.get((s, v), when.get((f"{s}#1", v))) for s, v in zip(seg["strategy"].astype(str),
-                                                                                  seg["model_version"])]
+    seg["retrain_time"] = [
+        when.get((s, v), when.get((f"{s}#1", v))) for s, v in zip(seg["strategy"].astype(str), seg["model_version"])
+    ]
     seg = seg.dropna(subset=["retrain_time"])
     end = pd.Timestamp(t["target_time"].max())
     fig, ax = _figure()
@@ -182,19 +207,35 @@ def _loss_by_segment(t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir
         ax.step(x, y, where="post", **st)
         ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=st["color"], alpha=st["alpha"])
     _dates(ax)
-    _finish(fig, ax, f"Mean {loss} of each retrain segment (from its retrain to the next){which}", f"mean {loss}",
-            run_dir / "loss_by_segment.png", made)
+    _finish(
+        fig,
+        ax,
+        f"Mean {loss} of each retrain segment (from its retrain to the next){which}",
+        f"mean {loss}",
+        run_dir / "loss_by_segment.png",
+        made,
+    )
 
 
 def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
-    hours = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour).groupby(["hour", "strategy"], observed=True)["value"].mean()
+    hours = (
+        t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour)
+        .groupby(["hour", "strategy"], observed=True)["value"]
+        .mean()
+    )
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
         ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", **styles[str(name)])
     ax.set_xlabel("hour of day (UTC)")
     ax.set_xticks(range(0, 24, 2))
-    _finish(fig, ax, f"Mean {loss} by hour of day of the target bar (UTC)", f"mean {loss}", run_dir / "loss_by_hour.png",
-            made)
+    _finish(
+        fig,
+        ax,
+        f"Mean {loss} by hour of day of the target bar (UTC)",
+        f"mean {loss}",
+        run_dir / "loss_by_hour.png",
+        made,
+    )
 
 
 # --------------------------------------------------------------------------- HTML
@@ -260,11 +301,15 @@ def write_html(run_dir: Path, markdown: str = "report.md", figures: dict[str, st
         path = run_dir / name
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            body.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
-                        f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>')
+            body.append(
+                f"<figure><figcaption>{html.escape(caption)}</figcaption>"
+                f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"></figure>'
+            )
     title = md.splitlines()[0].lstrip("# ").replace("`", "") if md else "report"
-    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
     out = run_dir / "report.html"
     out.write_text(page)
     return out

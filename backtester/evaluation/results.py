@@ -36,12 +36,13 @@ from .report import write_figures, write_html
 from .verdict import seeds_needed
 
 if TYPE_CHECKING:
-    from ..config import RunConfig
     from ..assets import AssetRun
+    from ..config import RunConfig
 
 
-def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame, records: list[FitRecord],
-                  stage: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def write_results(
+    cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame, records: list[FitRecord], stage: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics).
 
     ``runs``: the run's assets (:class:`~backtester.assets.AssetRun`; one for a run on one
@@ -53,11 +54,20 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
     """
     retrains = retrain_frame(records)
     trials = read_trials(stage)
-    parts = {r.asset.label: evaluate_asset(r, _of(forecasts, r.asset.name), _of(retrains, r.asset.name), stage,
-                                           _of(trials, r.asset.name) if len(trials) else None)
-             for r in runs}
+    parts = {
+        r.asset.label: evaluate_asset(
+            r,
+            _of(forecasts, r.asset.name),
+            _of(retrains, r.asset.name),
+            stage,
+            _of(trials, r.asset.name) if len(trials) else None,
+        )
+        for r in runs
+    }
     # each table's per-asset parts are let go as soon as they are joined: one copy of the rows, not two
-    tables = {name: _with_asset({a: p.pop(name) for a, p in parts.items()}) for name in list(next(iter(parts.values())))}
+    tables = {
+        name: _with_asset({a: p.pop(name) for a, p in parts.items()}) for name in list(next(iter(parts.values())))
+    }
     if len(runs) > 1:
         pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
         tables["tests"] = pd.concat([tables["tests"], pooled], ignore_index=True)
@@ -65,16 +75,28 @@ def write_results(cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame,
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
         tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
-    for name in ("forecasts", "retrains", "tuning", "metrics", "losses", "scores", "breakdowns", "tests", "cost",
-                 "seeds", "wins"):
+    for name in (
+        "forecasts",
+        "retrains",
+        "tuning",
+        "metrics",
+        "losses",
+        "scores",
+        "breakdowns",
+        "tests",
+        "cost",
+        "seeds",
+        "wins",
+    ):
         if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins")):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
     write_report(cfg, runs, tables, stage)
     return tables["forecasts"], tables["retrains"], tables["metrics"]
 
 
-def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFrame, stage: Path,
-                   trials: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def evaluate_asset(
+    run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFrame, stage: Path, trials: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
     """One asset's evaluation tables (without an ``asset`` column): its seed ensembles, rows with actuals,
     losses, metrics, scores, breakdowns, tests (DM, MCS), cost (tuning from ``trials`` included), seed
     spread and coverage."""
@@ -84,9 +106,15 @@ def evaluate_asset(run: AssetRun, forecasts: pd.DataFrame, retrains: pd.DataFram
     losses = loss_table(rows)
     sizes = artifact_sizes(stage / "models" / run.asset.name if run.asset.name else stage / "models")
     return {
-        "forecasts": rows, "retrains": retrains, "metrics": scores, "losses": losses,
-        "scores": score_table(losses, rows, ev.benchmark), "breakdowns": breakdown_table(losses),
-        "tests": accuracy_tests(cfg, losses), "seeds": seed_spread(cfg, scores, losses), "coverage": coverage(rows),
+        "forecasts": rows,
+        "retrains": retrains,
+        "metrics": scores,
+        "losses": losses,
+        "scores": score_table(losses, rows, ev.benchmark),
+        "breakdowns": breakdown_table(losses),
+        "tests": accuracy_tests(cfg, losses),
+        "seeds": seed_spread(cfg, scores, losses),
+        "coverage": coverage(rows),
         "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles(), trials),
     }
 
@@ -111,7 +139,11 @@ def _with_asset(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     kept = {label: f for label, f in frames.items() if len(f)}
     if not kept:
         kept = {"": next(iter(frames.values()))}
-    out = pd.concat(list(kept.values()), ignore_index=True) if len(kept) > 1 else next(iter(kept.values())).reset_index(drop=True)
+    out = (
+        pd.concat(list(kept.values()), ignore_index=True)
+        if len(kept) > 1
+        else next(iter(kept.values())).reset_index(drop=True)
+    )
     labels = np.repeat(np.array(list(kept), dtype=object), [len(f) for f in kept.values()])
     out.insert(0, "asset", pd.array(labels, dtype="string"))
     return out
@@ -127,15 +159,33 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
         for r in runs:
             name = "forecast_vs_actual.png" if len(runs) == 1 else f"forecast_vs_actual_{r.asset.label}.png"
             mine = rows["asset"] == r.asset.label
-            plot_forecasts(rows[mine].drop(columns="asset"), tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
-                           stage / name, horizon=1, unit=cfg.output.plot_unit,
-                           title=r.asset.label if len(runs) > 1 else None, styles=styles)
-        plot_error_by_horizon(scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean()
-                              .reset_index(), stage / "error_by_horizon.png", styles)
+            plot_forecasts(
+                rows[mine].drop(columns="asset"),
+                tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
+                stage / name,
+                horizon=1,
+                unit=cfg.output.plot_unit,
+                title=r.asset.label if len(runs) > 1 else None,
+                styles=styles,
+            )
+        plot_error_by_horizon(
+            scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean().reset_index(),
+            stage / "error_by_horizon.png",
+            styles,
+        )
     if len(runs) == 1:
         r = runs[0]
-        text = run_report(cfg, r.prepared, r.plan, tables["retrains"], scores, tables["tests"], tables["coverage"],
-                          tables["cost"], tables["seeds"])
+        text = run_report(
+            cfg,
+            r.prepared,
+            r.plan,
+            tables["retrains"],
+            scores,
+            tables["tests"],
+            tables["coverage"],
+            tables["cost"],
+            tables["seeds"],
+        )
     else:
         text = universe_report(cfg, runs, tables)
     (stage / "report.md").write_text(text)
@@ -157,8 +207,12 @@ def add_ensembles(forecasts: pd.DataFrame, ensembles: dict[str, list[str]]) -> p
     for name, members in ensembles.items():
         m = forecasts[forecasts["strategy"].isin(members)]
         g = m.groupby(["issued_at", "target_time", "horizon"], observed=True)
-        ens = g.agg(forecast=("forecast", "mean"), model_version=("model_version", "max"),
-                    trained_through=("trained_through", "max"), members=("strategy", "nunique")).reset_index()
+        ens = g.agg(
+            forecast=("forecast", "mean"),
+            model_version=("model_version", "max"),
+            trained_through=("trained_through", "max"),
+            members=("strategy", "nunique"),
+        ).reset_index()
         ens = ens[ens["members"] == len(members)].drop(columns="members")  # only where every member forecast
         parts.append(ens.assign(strategy=name))
     return combine_rows(parts) if ensembles else forecasts
@@ -179,17 +233,29 @@ def seed_spread(cfg: RunConfig, scores: pd.DataFrame, losses: pd.DataFrame) -> p
             ens = per.loc[name, loss] if name in per.index else float("nan")
             gap = common_gap(losses, name, bench, loss) if bench in per.index and bench != name else float("nan")
             std = m[loss].std(ddof=1)
-            out.append({"strategy": name, "loss": loss, "seeds": len(m), "mean": m[loss].mean(), "std": std,
-                        "min": m[loss].min(), "max": m[loss].max(), "ensemble": ens, "gap": gap,
-                        "seeds_needed": seeds_needed(std, gap) if np.isfinite(gap) and np.isfinite(std) else np.nan})
+            out.append(
+                {
+                    "strategy": name,
+                    "loss": loss,
+                    "seeds": len(m),
+                    "mean": m[loss].mean(),
+                    "std": std,
+                    "min": m[loss].min(),
+                    "max": m[loss].max(),
+                    "ensemble": ens,
+                    "gap": gap,
+                    "seeds_needed": seeds_needed(std, gap) if np.isfinite(gap) and np.isfinite(std) else np.nan,
+                }
+            )
     return pd.DataFrame(out)
 
 
 def common_gap(losses: pd.DataFrame, a: str, b: str, loss: str) -> float:
     """``a``'s loss minus ``b``'s on the rows both forecast: per horizon, then averaged over horizons."""
     t = losses[(losses["loss"] == loss) & losses["strategy"].isin([a, b])]
-    wide = t.pivot_table(index=["issued_at", "target_time", "horizon"], columns="strategy", values="value",
-                         observed=True).dropna()
+    wide = t.pivot_table(
+        index=["issued_at", "target_time", "horizon"], columns="strategy", values="value", observed=True
+    ).dropna()
     if a not in wide or b not in wide or not len(wide):
         return float("nan")
     return float((wide[a] - wide[b]).groupby(level="horizon").mean().mean())
@@ -210,8 +276,22 @@ def accuracy_tests(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
     mcs = model_confidence_set(per_issue, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
     mcs = mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)
     return pd.concat([dm, mcs], ignore_index=True)[
-        ["test", "loss", "horizon", "model", "against", "statistic", "pvalue", "mean_diff", "n", "size", "mcs_pvalue",
-         "in_set", "note"]]
+        [
+            "test",
+            "loss",
+            "horizon",
+            "model",
+            "against",
+            "statistic",
+            "pvalue",
+            "mean_diff",
+            "n",
+            "size",
+            "mcs_pvalue",
+            "in_set",
+            "note",
+        ]
+    ]
 
 
 def pooled_tests(cfg: RunConfig, losses: pd.DataFrame, tests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -68,13 +68,16 @@ class Decider:
     def sentence(self, loss: str) -> str:
         when = f", retrained {self.retrain_time:%Y-%m-%d %H:%M}" if self.retrain_time is not None else ""
         where = f" on `{self.asset}`" if self.asset else ""
-        return (f"a single retrain segment decides it: `{self.strategy}`'s model {self.version}{where}{when} "
-                f"(mean {loss} {self.loss:.4g} over its {self.rows:,} rows); without it the difference would be "
-                f"{self.without:+.4g} instead of {self.with_all:+.4g}")
+        return (
+            f"a single retrain segment decides it: `{self.strategy}`'s model {self.version}{where}{when} "
+            f"(mean {loss} {self.loss:.4g} over its {self.rows:,} rows); without it the difference would be "
+            f"{self.without:+.4g} instead of {self.with_all:+.4g}"
+        )
 
 
-def decisive_segment(values: pd.DataFrame, versions: pd.DataFrame, a: str, b: str,
-                     retrain_times: dict | None = None) -> Decider | None:
+def decisive_segment(
+    values: pd.DataFrame, versions: pd.DataFrame, a: str, b: str, retrain_times: dict | None = None
+) -> Decider | None:
     """The retrain segment (of ``a`` or of ``b``) whose rows alone decide the mean difference ``a - b``.
 
     ``values`` and ``versions``: the loss and the model version of each strategy (columns) on the
@@ -100,7 +103,9 @@ def decisive_segment(values: pd.DataFrame, versions: pd.DataFrame, a: str, b: st
     assets = values.index.get_level_values("asset").astype(str)
     best = None
     for name in (a, b):
-        seg = pd.DataFrame({"asset": assets, "version": versions[name].to_numpy(), "d": d, "v": values[name].to_numpy()})[ok]
+        seg = pd.DataFrame(
+            {"asset": assets, "version": versions[name].to_numpy(), "d": d, "v": values[name].to_numpy()}
+        )[ok]
         if seg.groupby("asset")["version"].nunique().max() < 2:
             continue
         for (asset, version), part in seg.groupby(["asset", "version"], sort=False):
@@ -112,8 +117,10 @@ def decisive_segment(values: pd.DataFrame, versions: pd.DataFrame, a: str, b: st
             weight = moved * len(seg) / len(part)
             if decides and (best is None or weight > best[0]):
                 when = (retrain_times or {}).get((asset, name, int(version)))
-                best = (weight, Decider(name, asset, int(version), when, len(part), float(part["v"].mean()), total,
-                                       float(without)))
+                best = (
+                    weight,
+                    Decider(name, asset, int(version), when, len(part), float(part["v"].mean()), total, float(without)),
+                )
     return best[1] if best else None
 
 
@@ -123,8 +130,17 @@ def seed_spread(values: pd.DataFrame, ensembles: dict[str, list[str]]) -> pd.Dat
     rows = []
     for name, members in ensembles.items():
         m = means[[x for x in members if x in means.index]]
-        rows.append({"strategy": name, "seeds": len(m), "mean": m.mean(), "std": m.std(ddof=1) if len(m) > 1 else np.nan,
-                     "min": m.min(), "max": m.max(), "ensemble": means.get(name, np.nan)})
+        rows.append(
+            {
+                "strategy": name,
+                "seeds": len(m),
+                "mean": m.mean(),
+                "std": m.std(ddof=1) if len(m) > 1 else np.nan,
+                "min": m.min(),
+                "max": m.max(),
+                "ensemble": means.get(name, np.nan),
+            }
+        )
     return pd.DataFrame(rows, columns=["strategy", "seeds", "mean", "std", "min", "max", "ensemble"])
 
 
@@ -153,7 +169,9 @@ def dm_of(tests: pd.DataFrame, a: str, b: str, horizon: int = 0) -> tuple[float,
 
 
 def _p(p: float) -> str:
-    return f"p {_pvalue(p)}" if np.isfinite(p) and p < 1e-16 else f"p = {p:.3g}" if np.isfinite(p) else "DM not computed"
+    return (
+        f"p {_pvalue(p)}" if np.isfinite(p) and p < 1e-16 else f"p = {p:.3g}" if np.isfinite(p) else "DM not computed"
+    )
 
 
 def _seconds(cost: pd.DataFrame, name: str) -> float:
@@ -177,8 +195,14 @@ class Answer:
     ``tuning_seconds``; ``retrains``: the fit records (for when each segment began).
     """
 
-    def __init__(self, table: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str,
-                 retrains: pd.DataFrame | None = None):
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        tests: pd.DataFrame,
+        cost: pd.DataFrame,
+        loss: str,
+        retrains: pd.DataFrame | None = None,
+    ):
         t = table[table["loss"] == loss]
         self.loss, self.tests, self.cost = loss, tests, cost
         self.values = t.pivot_table(index=KEYS, columns="strategy", values="value", observed=True)
@@ -189,8 +213,9 @@ class Answer:
         self.times = {}
         if retrains is not None and len(retrains):
             ok = retrains[retrains["status"] == "ok"]
-            for asset, s, v, when in zip(ok["asset"].astype(str), ok["strategy"].astype(str), ok["model_version"],
-                                         ok["retrain_time"]):
+            for asset, s, v, when in zip(
+                ok["asset"].astype(str), ok["strategy"].astype(str), ok["model_version"], ok["retrain_time"]
+            ):
                 self.times[(asset, s, int(v))] = pd.Timestamp(when)
                 base = s.rpartition("#")[0]
                 if base:  # an ensemble's segments are its members'
@@ -214,9 +239,11 @@ class Answer:
         if spreads:
             name, std = max(spreads, key=lambda x: x[1])
             if abs(diff) < std:
-                out.append(f"the gap ({abs(diff):.4g}) is smaller than the spread between single seeds of `{name}` "
-                           f"(std {std:.4g}): another draw of seeds could reverse it; telling a gap this size apart "
-                           f"takes about {seeds_needed(std, diff)} seeds")
+                out.append(
+                    f"the gap ({abs(diff):.4g}) is smaller than the spread between single seeds of `{name}` "
+                    f"(std {std:.4g}): another draw of seeds could reverse it; telling a gap this size apart "
+                    f"takes about {seeds_needed(std, diff)} seeds"
+                )
         seg = decisive_segment(self.values, self.versions, a, b, self.times)
         if seg is not None:
             out.append(seg.sentence(self.loss))
@@ -229,15 +256,19 @@ def answer_lines(ans: Answer, benchmark: str | None, seeded: set[str]) -> list[s
     means = ans.means[[s for s in ans.means.index if not is_member(s)]].sort_values()
     if means.empty:
         return []
-    out = [f"- **Lowest {ans.loss}: `{means.index[0]}`** ({means.iloc[0]:.4f} on the common rows"
-           + (f"; next `{means.index[1]}` {means.iloc[1]:.4f})." if len(means) > 1 else ").")]
+    out = [
+        f"- **Lowest {ans.loss}: `{means.index[0]}`** ({means.iloc[0]:.4f} on the common rows"
+        + (f"; next `{means.index[1]}` {means.iloc[1]:.4f})." if len(means) > 1 else ").")
+    ]
     if benchmark is not None and benchmark in means.index:
         out += benchmark_table(ans, means, benchmark)
     out += scheme_lines(ans, means, seeded)
     single = [s for s in means.index if s in seeded and s not in ans.ensembles]
     for s in single:
-        out.append(f"- `{s}` ran with one seed: its loss is one draw of its initial weights and sample order; give it "
-                   "`repeats: 3` (or more) to see whether its differences are noise.")
+        out.append(
+            f"- `{s}` ran with one seed: its loss is one draw of its initial weights and sample order; give it "
+            "`repeats: 3` (or more) to see whether its differences are noise."
+        )
     return out
 
 
@@ -248,9 +279,12 @@ def benchmark_table(ans: Answer, means: pd.Series, benchmark: str) -> list[str]:
     mcs = mcs[mcs["asset"] != "all"] if "asset" in mcs else mcs
     inside = mcs.assign(yes=mcs["in_set"] == True).groupby("model")["yes"].agg(["sum", "size"])  # noqa: E712
     many = mcs["asset"].nunique() > 1 if "asset" in mcs else False
-    out = ["", f"| strategy | mean {ans.loss} | minus `{benchmark}` | DM p, all horizons | DM p, h=1 | "
-               f"in 90 % MCS{' (assets)' if many else ''} | retrains | training + tuning s |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        f"| strategy | mean {ans.loss} | minus `{benchmark}` | DM p, all horizons | DM p, h=1 | "
+        f"in 90 % MCS{' (assets)' if many else ''} | retrains | training + tuning s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s, m in means.items():
         cells = [f"{m:.4f}"]
         if s == benchmark:
@@ -261,8 +295,11 @@ def benchmark_table(ans: Answer, means: pd.Series, benchmark: str) -> list[str]:
             cells += [f"{ans.diff(s, benchmark):+.4f}", _pcell(p0), _pcell(p1)]
         seconds = _seconds(ans.cost, s)
         yes, n = inside.loc[s] if s in inside.index else (0, 0)
-        cells += ["–" if not n else f"{yes}/{n}" if many else "**yes**" if yes else "no",
-                  _retrains(ans.cost, s, ans.seeds(s)).split(" ")[0], "no training" if not seconds >= 0.01 else f"{seconds:.1f}"]
+        cells += [
+            "–" if not n else f"{yes}/{n}" if many else "**yes**" if yes else "no",
+            _retrains(ans.cost, s, ans.seeds(s)).split(" ")[0],
+            "no training" if not seconds >= 0.01 else f"{seconds:.1f}",
+        ]
         out.append(f"| {s} | " + " | ".join(cells) + " |")
     out.append("")
     for s in means.index:
@@ -294,10 +331,12 @@ def scheme_lines(ans: Answer, means: pd.Series, seeded: set[str]) -> list[str]:
         _, p = dm_of(ans.tests, dear, cheap, 0)
         extra = _seconds(ans.cost, dear) - _seconds(ans.cost, cheap)
         word = verdict_word(diff, p)
-        said = (f"- **`{dear}` over `{cheap}`: {word}.** {_retrains(ans.cost, dear, ans.seeds(dear))} instead of "
-                f"{_retrains(ans.cost, cheap, ans.seeds(cheap))}, {extra:+.1f} s of training and tuning, for a "
-                f"{ans.loss} difference of "
-                f"{diff:+.4f} ({_p(p)}, all horizons)")
+        said = (
+            f"- **`{dear}` over `{cheap}`: {word}.** {_retrains(ans.cost, dear, ans.seeds(dear))} instead of "
+            f"{_retrains(ans.cost, cheap, ans.seeds(cheap))}, {extra:+.1f} s of training and tuning, for a "
+            f"{ans.loss} difference of "
+            f"{diff:+.4f} ({_p(p)}, all horizons)"
+        )
         notes = ans.noise(dear, cheap, diff)
         out.append(said + ("; but " + "; and ".join(notes) if notes else "") + ".")
     return out

@@ -23,8 +23,15 @@ def baseline_forecasts(out_dir: Path):
     from backtester.config import load_config
     from backtester.runner import run
 
-    cfg = load_config(ROOT / "configs/smoke.yaml", [f"output.dir={out_dir}", "output.plots=false", "data.cache_dir=null",
-                                                    f"data.path={ROOT / 'data/sample_1m.parquet'}"])
+    cfg = load_config(
+        ROOT / "configs/smoke.yaml",
+        [
+            f"output.dir={out_dir}",
+            "output.plots=false",
+            "data.cache_dir=null",
+            f"data.path={ROOT / 'data/sample_1m.parquet'}",
+        ],
+    )
     cfg = cfg.model_copy(update={"strategies": {k: v for k, v in cfg.strategies.items() if v.type != "lstm"}})
     return run(cfg).forecasts  # with the asset column (the golden file predates it; the test drops it)
 
