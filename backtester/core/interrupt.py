@@ -40,16 +40,21 @@ def _handler(signum, frame) -> None:
     raise Interrupted(signum)
 
 
+def _redeliver(signum: int) -> None:
+    if not _settled:
+        os.kill(os.getpid(), signum)
+
+
 def _unraisable(hook):
     def drop_interrupts(info) -> None:
         if isinstance(info.exc_value, Interrupted):  # swallowed where it cannot propagate: deliver it again
             if not _settled:
                 signum = info.exc_value.signum
-                threading.Timer(0.05, lambda: _settled or os.kill(os.getpid(), signum)).start()
+                threading.Timer(0.05, _redeliver, (signum,)).start()
             return
         hook(info)
 
-    drop_interrupts.drops_interrupts = True
+    setattr(drop_interrupts, "drops_interrupts", True)  # noqa: B010  (a marker on a function)
     return drop_interrupts
 
 

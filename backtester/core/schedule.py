@@ -202,7 +202,11 @@ def _known_rule(value: Any) -> Any:
     return value
 
 
-RetrainRule = Annotated[Union[RULES], Field(discriminator="rule"), BeforeValidator(_known_rule)]
+RetrainRule = Annotated[
+    Union[WeeklyRule, MonthlyRule, DailyRule, EveryNBarsRule, DatesRule, NeverRule],  # RULES
+    Field(discriminator="rule"),
+    BeforeValidator(_known_rule),
+]
 """Any one of :data:`RULES`, chosen by its ``rule`` key."""
 
 
@@ -293,5 +297,6 @@ def training_window(window: WindowConfig, bars: pd.DatetimeIndex, at: pd.Timesta
     elif window.length is not None:
         start = int(bars.searchsorted(at - window.length, side="right"))
     else:
+        assert window.bars is not None  # a rolling window has a length or a bar count (WindowConfig checks)
         start = max(0, stop - window.bars)
     return TrainWindow(at, min(start, stop), stop)

@@ -109,7 +109,7 @@ def _is_model(x: Any) -> bool:
 def _tag(model: type[BaseModel]) -> str | None:
     """The value of a discriminated model's one-value Literal field (``MonthlyRule`` -> ``'monthly'``)."""
     for field in model.model_fields.values():
-        args = getattr(field.annotation, "__args__", ())
+        args: tuple[Any, ...] = getattr(field.annotation, "__args__", ())
         if len(args) == 1 and isinstance(args[0], str):
             return args[0]
     return None
