@@ -152,27 +152,7 @@ def parse_timestamps(
                 warnings.simplefilter("ignore", FutureWarning)
                 idx = pd.DatetimeIndex(pd.to_datetime(values, utc=False, format="mixed" if fmt is None else fmt))
     except (ValueError, TypeError, OverflowError) as exc:
-        mixed = mixed_offsets(values)
-        if mixed:
-            raise DataError(
-                f"{path}: column {column!r} has {mixed}; convert the timestamps to UTC (or one offset) "
-                "before loading, or write them without offsets and set data.timezone to the zone they "
-                "are in (e.g. 'Europe/Berlin')"
-            ) from None
-        what = str(exc).splitlines()[0]
-        if fmt is not None:
-            raise DataError(
-                f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
-                f"fix the format (e.g. '%d/%m/%Y %H:%M')"
-            ) from None
-        if pd.api.types.is_numeric_dtype(values):
-            raise DataError(
-                f"{path}: column {column!r} has epoch numbers out of range ({what}); "
-                "set data.epoch_unit (s, ms, us or ns)"
-            ) from None
-        raise DataError(
-            f"{path}: column {column!r} has unparseable timestamps ({what}); {_format_hint(values)}"
-        ) from None
+        raise _unparsed(exc, values, path, column, fmt) from None
     if idx.hasnans:
         row = int(np.flatnonzero(idx.isna())[0])
         raise DataError(f"{path}: column {column!r} has an empty or unparseable timestamp at row {row}")
@@ -185,6 +165,29 @@ def parse_timestamps(
                 "store UTC timestamps or set data.timezone"
             ) from None
     return idx.tz_convert("UTC").as_unit("ns")
+
+
+def _unparsed(exc: Exception, values: pd.Series, path: Path, column: str, fmt: str | None) -> DataError:
+    """The one-line error for timestamps pandas could not parse: mixed offsets, a format that does not
+    match, epoch numbers out of range, or text it cannot read (with the format that would work)."""
+    mixed = mixed_offsets(values)
+    if mixed:
+        return DataError(
+            f"{path}: column {column!r} has {mixed}; convert the timestamps to UTC (or one offset) "
+            "before loading, or write them without offsets and set data.timezone to the zone they "
+            "are in (e.g. 'Europe/Berlin')"
+        )
+    what = str(exc).splitlines()[0]
+    if fmt is not None:
+        return DataError(
+            f"{path}: column {column!r} does not match data.timestamp_format {fmt!r} ({what}); "
+            f"fix the format (e.g. '%d/%m/%Y %H:%M')"
+        )
+    if pd.api.types.is_numeric_dtype(values):
+        return DataError(
+            f"{path}: column {column!r} has epoch numbers out of range ({what}); set data.epoch_unit (s, ms, us or ns)"
+        )
+    return DataError(f"{path}: column {column!r} has unparseable timestamps ({what}); {_format_hint(values)}")
 
 
 _OFFSET = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")

@@ -164,23 +164,7 @@ def plot_forecasts(
         ax.plot(act.index, act, color="black", lw=1.6, alpha=0.6, label="realized volatility", zorder=1)
         for name in fc.columns:
             ax.plot(fc.index, fc[name], **styles[str(name)])
-        shown = times[(times >= fc.index[0]) & (times <= fc.index[-1])] if len(fc) else times[:0]
-        if len(shown) > 12:  # many retrains: ticks along the top edge instead of lines across the data
-            ax.plot(
-                shown,
-                np.ones(len(shown)),
-                ls="none",
-                marker="|",
-                ms=9,
-                color="grey",
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-            )
-            marks = "ticks on top: retrains"
-        else:
-            for t in shown:
-                ax.axvline(t, color="grey", lw=0.7, ls=":", alpha=0.8)
-            marks = "dotted: retrains"
+        marks = mark_retrains(ax, times, fc.index)
         ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility, {label} ({marks})", pad=10)
         ax.set_ylabel(UNITS[unit])
         ax.grid(alpha=0.25)
@@ -189,6 +173,27 @@ def plot_forecasts(
     if title:
         fig.suptitle(title, fontweight="bold")
     fig.savefig(path, dpi=110)
+
+
+def mark_retrains(ax, times: pd.DatetimeIndex, shown_index: pd.Index) -> str:
+    """Mark the retrain ``times`` that fall in the panel (dotted lines, or ticks along the top edge when
+    there are many); return the words the title uses for them."""
+    shown = times[(times >= shown_index[0]) & (times <= shown_index[-1])] if len(shown_index) else times[:0]
+    if len(shown) > 12:  # many retrains: ticks along the top edge instead of lines across the data
+        ax.plot(
+            shown,
+            np.ones(len(shown)),
+            ls="none",
+            marker="|",
+            ms=9,
+            color="grey",
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+        )
+        return "ticks on top: retrains"
+    for t in shown:
+        ax.axvline(t, color="grey", lw=0.7, ls=":", alpha=0.8)
+    return "dotted: retrains"
 
 
 def plot_error_by_horizon(metric_rows: pd.DataFrame, path, styles: dict[str, dict] | None = None) -> None:

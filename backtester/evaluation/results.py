@@ -29,10 +29,11 @@ from ..segment import FitRecord
 from ..tuning import read_trials
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
-from .markdown import run_report, universe_report
+from .markdown import run_report
 from .panel import panel_dm_table, win_table
 from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
+from .universe_report import universe_report
 from .verdict import seeds_needed
 
 if TYPE_CHECKING:

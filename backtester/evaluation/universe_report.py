@@ -1,0 +1,178 @@
+"""A universe's ``report.md``: the answer across assets (wins, the pooled DM test, the seeds), the pooled
+tests, then each asset's own report (:func:`backtester.evaluation.markdown.run_report`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .markdown import PLOTS, fmt_p, run_report
+
+if TYPE_CHECKING:
+    from ..assets import AssetRun
+    from ..config import RunConfig
+
+
+def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame]) -> str:
+    """``report.md`` of a universe: the answer across assets first (wins, pooled DM, the MCS on the
+    cross-sectional average loss, cost), the pooled tests, then each asset's own report."""
+    ev = cfg.evaluation
+    retrains, tests = tables["retrains"], tables["tests"]
+    lines = [
+        f"# Backtest `{cfg.name}`",
+        "",
+        f"- universe: {len(runs)} assets, horizons 1..{runs[0].plan.horizon}",
+        *[
+            f"- `{r.asset.label}`: `{r.cfg.data.path}` — {r.prepared.describe()}; test period "
+            f"{r.plan.issue_times[0]} .. {r.plan.issue_times[-1]}"
+            for r in runs
+        ],
+        f"- failed retrains: {int((retrains['status'] != 'ok').sum())}",
+        "",
+        "## The answer, across assets",
+        "",
+        *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs)),
+    ]
+    lines += pooled_lines(cfg, tests)
+    for r in runs:
+        mine = {k: v[v["asset"] == r.asset.label].drop(columns="asset") for k, v in tables.items() if "asset" in v}
+        part = run_report(
+            r.cfg,
+            r.prepared,
+            r.plan,
+            mine["retrains"],
+            mine["metrics"],
+            mine["tests"],
+            mine["coverage"],
+            mine["cost"],
+            mine["seeds"],
+        ).splitlines()
+        part = [line for line in part if not line.startswith("Plots: ")]
+        part[0] = f"## Asset `{r.asset.label}`"
+        lines += [""] + [("#" + line) if line.startswith("## ") else line for line in part]
+    lines += [
+        "",
+        PLOTS.replace("`forecast_vs_actual.png`", "`forecast_vs_actual_<asset>.png`").replace(
+            "all in", "`pooled_differentials.png`; all in"
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: str | None, assets: int) -> list[str]:
+    """The headline of a universe: per strategy against the benchmark, on how many assets it has the lower
+    loss (and significantly, by DM), and the pooled DM test, at h=1 and over all horizons."""
+    tests, wins = tables["tests"], tables.get("wins")
+    out = []
+    per = tables["metrics"][~tables["metrics"]["strategy"].astype(str).str.contains("#")]
+    avg = per.groupby(["asset", "strategy"], observed=True)[loss].mean().groupby(level="strategy").mean().sort_values()
+    if len(avg):
+        out.append(
+            f"- **Lowest {loss} averaged over assets and horizons: `{avg.index[0]}`** ({avg.iloc[0]:.4f}"
+            + (f"; next `{avg.index[1]}` {avg.iloc[1]:.4f})." if len(avg) > 1 else ").")
+        )
+    if benchmark is None or wins is None or not len(wins):
+        return out + ["- No benchmark: pairwise pooled tests only (below)."]
+    pooled = tests[(tests["test"] == "pooled_dm") & (tests["against"] == benchmark)]
+    cluster = tests[(tests["test"] == "cluster_dm") & (tests["against"] == benchmark)]
+    w = wins[(wins["against"] == benchmark) & (wins["loss"] == loss) & ~wins["model"].astype(str).str.contains("#")]
+    for model in sorted(w["model"].unique()):
+        said = []
+        for h, what in ((1, "at h = 1"), (0, "over all horizons")):
+            row = w[(w["model"] == model) & (w["horizon"] == h)]
+            if not len(row):
+                continue
+            row = row.iloc[0]
+            p = pooled[(pooled["model"] == model) & (pooled["horizon"] == h)]
+            c = cluster[(cluster["model"] == model) & (cluster["horizon"] == h)]
+            stat = p["statistic"].iloc[0] if len(p) else float("nan")
+            verdict = (
+                f"pooled DM {stat:+.2f} ({'lower' if stat < 0 else 'higher'} loss), p = {p['pvalue'].iloc[0]:.3g}"
+                if pd.notna(stat)
+                else "pooled DM not computed"
+            )
+            if len(c) and pd.notna(c["pvalue"].iloc[0]):
+                verdict += f"; time-clustered p = {c['pvalue'].iloc[0]:.3g}"
+            said.append(
+                f"{what} it beats `{benchmark}` on {int(row['wins'])} of {int(row['assets'])} assets "
+                f"({int(row['significant_wins'])} significantly; {verdict})"
+            )
+        if said:
+            out.append(f"- `{model}`: " + "; ".join(said) + ".")
+    mcs = tests[(tests["test"] == "mcs") & (tests["asset"] == "all") & (tests["size"] == 0.10)]
+    if len(mcs) and mcs["in_set"].notna().any():
+        inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
+        out.append(
+            f"- 90 % model confidence set on the cross-sectional average loss: {', '.join(f'`{m}`' for m in inside)}."
+        )
+    out += across_assets_seeds(tables.get("seeds"), loss, benchmark)
+    cost = tables["cost"].groupby("strategy", sort=False)["train_seconds"].sum()
+    if len(cost):
+        out.append(
+            "- Training cost over all assets: "
+            + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items() if "#" not in str(k))
+            + "."
+        )
+    return out
+
+
+def across_assets_seeds(seeds: pd.DataFrame | None, loss: str, benchmark: str | None) -> list[str]:
+    """Per seed ensemble of a universe: the most seeds any asset's gap to the benchmark needs, and where.
+
+    >>> s = pd.DataFrame({"asset": ["btc", "eth"], "strategy": "lstm", "loss": "qlike", "seeds": 3,
+    ...                   "gap": [-0.1, -0.01], "seeds_needed": [1, 12]})
+    >>> across_assets_seeds(s, "qlike", "har")
+    ['- Seeds: `lstm` ran with 3; its gap to `har` needs about 12 on `eth` (the most of any asset): **too few** there.']
+    """
+    if seeds is None or not len(seeds) or "seeds_needed" not in seeds:
+        return []
+    out = []
+    rows = seeds[(seeds["loss"] == loss) & seeds["seeds_needed"].notna()]
+    for name, part in rows.groupby("strategy", sort=True):
+        worst = part.loc[part["seeds_needed"].idxmax()]
+        need, ran = int(worst["seeds_needed"]), int(worst["seeds"])
+        verdict = "enough everywhere" if need <= ran else "**too few** there"
+        shown = f"about {need}" if need <= 100 else "more than 100"
+        out.append(
+            f"- Seeds: `{name}` ran with {ran}; its gap to `{benchmark}` needs {shown} on `{worst['asset']}` "
+            f"(the most of any asset): {verdict}."
+        )
+    return out
+
+
+def pooled_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
+    """Section: the pooled (Qu–Timmermann–Zhu) and time-clustered DM tests, every pair, all horizons and h=1."""
+    ev = cfg.evaluation
+    pooled = tests[tests["test"].isin(["pooled_dm", "cluster_dm"])]
+    if not len(pooled):
+        return []
+    out = [
+        "",
+        f"## Pooled tests across assets ({ev.loss}; the loss differential averaged over assets at each "
+        "time, HAC variance, robust to any dependence across assets; time-clustered: block means, "
+        "Student t; negative = the model's loss is lower)",
+        "",
+        "| model | against | horizon | pooled DM | p | clustered p | assets | mean difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    wide = pooled.pivot_table(
+        index=["model", "against", "horizon"],
+        columns="test",
+        values=["statistic", "pvalue", "mean_diff", "assets"],
+        aggfunc="first",
+    )
+    for (model, against, h), r in wide.iterrows():
+        if h not in (0, 1) or "#" in str(model) or "#" in str(against):
+            continue
+        stat = r.get(("statistic", "pooled_dm"))
+        cells = [
+            f"{stat:+.2f}" if pd.notna(stat) else "–",
+            fmt_p(r.get(("pvalue", "pooled_dm"))),
+            fmt_p(r.get(("pvalue", "cluster_dm"))),
+            f"{r.get(('assets', 'pooled_dm'), float('nan')):.0f}",
+            f"{r.get(('mean_diff', 'pooled_dm'), float('nan')):+.4g}",
+        ]
+        out.append(f"| {model} | {against} | {'all' if h == 0 else h} | " + " | ".join(cells) + " |")
+    return out
