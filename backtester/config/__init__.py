@@ -240,7 +240,7 @@ def parse_config(
         for name, params in cfg.strategies.items()
     }
     specs = link_residuals(specs, source)
-    universe = universe_specs(cfg, assets, specs, source)
+    universe = universe_specs(cfg.strategies, cfg.backtest, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation
     if (

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,9 +24,6 @@ from ..core.types import fmt_duration
 from ..core.validation import describe_validation_error, did_you_mean
 from .sections import BacktestConfig, DataConfig
 from .specs import StrategySpec, link_residuals, parse_strategy
-
-if TYPE_CHECKING:
-    from . import RunConfig
 
 
 @dataclass(frozen=True)
@@ -191,10 +188,15 @@ def _asset_options(assets: dict[str, Any] | str, name: str) -> dict[str, Any]:
 
 
 def universe_specs(
-    cfg: RunConfig, assets: dict[str, DataConfig], specs: dict[str, StrategySpec], source: str
+    raw: dict[str, Any],
+    backtest: BacktestConfig,
+    assets: dict[str, DataConfig],
+    specs: dict[str, StrategySpec],
+    source: str,
 ) -> dict[str, tuple[DataConfig, dict[str, StrategySpec]]]:
     """Per asset: its data block and the strategies that run on it, parsed against its data (a
-    strategy's defaults may depend on the asset's calendar). Empty for a run on one ``data.path``."""
+    strategy's defaults may depend on the asset's calendar) from their ``raw`` entries. Empty for a run
+    on one ``data.path``."""
     for name, spec in specs.items():
         if spec.assets is None:
             continue
@@ -219,7 +221,7 @@ def universe_specs(
     out = {}
     for asset, data in assets.items():
         mine = {
-            name: parse_strategy(name, cfg.strategies[name], cfg.backtest, source, bar=data.bar, data=data)
+            name: parse_strategy(name, raw[name], backtest, source, bar=data.bar, data=data)
             for name, spec in specs.items()
             if spec.assets is None or asset in spec.assets
         }
