@@ -20,7 +20,8 @@ from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
 from backtester.runner import run
 from backtester.rv import prepare_bars
-from strategies.keras_tuning import TuningConfig, tune, tuning_points
+from strategies.keras.search import tune
+from strategies.keras.tuning import TuningConfig, tuning_points
 from strategies.lstm import LstmParams
 
 from .conftest import TINY_LSTM, base_config
@@ -138,7 +139,7 @@ def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
 
 
 def test_warm_start_continues_from_the_previous_weights(minute_bars, tmp_path, monkeypatch):
-    import strategies.keras_model as km
+    import strategies.keras.forecaster as km
 
     starts = []
     real = km.train_epochs
@@ -218,8 +219,8 @@ def test_a_bad_tuning_block_is_one_line(minute_file, tmp_path, tuning, message):
 def test_tuning_config_defaults_are_the_notebooks_space():
     import keras_tuner as kt
 
-    from strategies.keras_model import fixed_hyperparameters  # noqa: F401  (keras imported)
-    from strategies.keras_tuning import declare_space
+    from strategies.keras.builder import fixed_hyperparameters  # noqa: F401  (keras imported)
+    from strategies.keras.tuning import declare_space
     from strategies.lstm import build_lstm
 
     params = LstmParams(tuning=TuningConfig())
