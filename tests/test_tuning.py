@@ -233,3 +233,25 @@ def test_tuning_config_defaults_are_the_notebooks_space():
     assert (spaces["dropout_1"]["min_value"], spaces["dropout_1"]["max_value"]) == (0.0, 0.3)
     assert spaces["learning_rate"]["sampling"] == "log"
     assert (spaces["learning_rate"]["min_value"], spaces["learning_rate"]["max_value"]) == (1e-3, 1e-2)
+
+
+@pytest.mark.parametrize("loss", [None, "qlike"])
+def test_a_tuned_hybrid_searches_the_hybrid_it_trains(tmp_path, loss):
+    """The search builds and scores the model the fit trains: for a hybrid (``residual_of``) its objective on a
+    trial whose values are all fixed equals the validation loss of the fit with those values (the residual
+    targets, the config's loss, the zero start; not a plain MSE model of the plain target)."""
+    fixed = {"units": 4, "num_layers": 1, "dropout": 0.0, "learning_rate": 0.003}
+    params = LstmParams.model_validate(
+        {
+            **TINY_LSTM,
+            "loss": loss,
+            "residual_of": "har",
+            "residual_params": {"type": "har", "lags": [1, 6, 24]},
+            "tuning": {"max_trials": 1, "epochs": 1, "space": fixed},
+        }
+    )
+    series = series_of(400)
+    best, trials = tune(params, series, 1, seed=5, directory=tmp_path / "t")  # horizon 1: no purge gap
+    assert len(trials) == 1 and trials["status"].iloc[0] == "COMPLETED"
+    info = params.with_hyperparameters(best).build(5).fit(series, 1)
+    assert trials["score"].iloc[0] == pytest.approx(info.val_loss, rel=1e-6, abs=0)
