@@ -30,11 +30,10 @@ def measure(models: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from strategies.keras.runtime import private_python_random as _private_python_random
     from strategies.keras.builder import fixed_hyperparameters
     from strategies.keras.runtime import keras_module
-    from strategies.keras.training import train_epochs
-    from strategies.keras.training import train_stacked
+    from strategies.keras.runtime import private_python_random as _private_python_random
+    from strategies.keras.training import train_epochs, train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
     keras = keras_module()

@@ -23,9 +23,9 @@ def _samples(rng, n, memory, steps, n_val):
 
 
 def test_each_stacked_model_equals_the_model_trained_alone():
-    from strategies.keras.runtime import private_python_random as _private_python_random
     from strategies.keras.builder import fixed_hyperparameters
     from strategies.keras.runtime import keras_module
+    from strategies.keras.runtime import private_python_random as _private_python_random
     from strategies.keras.training import train_epochs, train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
@@ -263,8 +263,7 @@ TRIAL_SPACE = {
 def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_path, objective):
     """Trials of one architecture (units and lookback alike, learning rates apart) train in one program; the
     trials, their statuses, scores and the choice equal the one-by-one search's, a failing trial included."""
-    from strategies.keras.search import WindowedHyperModel
-    from strategies.keras.search import tune
+    from strategies.keras.search import WindowedHyperModel, tune
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -353,8 +352,8 @@ def test_trials_share_a_program_only_where_they_compile_alike():
     another key; a model whose config cannot be read (a subclassed model) trains alone."""
     from types import SimpleNamespace
 
-    from strategies.keras.runtime import keras_module
     from strategies.keras.builder import fixed_hyperparameters
+    from strategies.keras.runtime import keras_module
     from strategies.keras.search import WindowedHyperModel
     from strategies.lstm import LstmParams, build_lstm
 
