@@ -52,7 +52,9 @@ def check(cfg) -> None:
     """Refuse to run ``cfg`` in a process whose Keras backend is another one (where a strategy uses Keras)."""
     if not any(spec.params.needs_backend() for spec in cfg.strategies.values()):
         return
-    current = loaded_backend() or os.environ.get("KERAS_BACKEND", "jax")  # keras_core imports Keras on jax by default
+    current = loaded_backend() or os.environ.get(
+        "KERAS_BACKEND", "jax"
+    )  # strategies.keras.runtime imports Keras on jax by default
     if current != cfg.backend:
         raise ConfigError(
             f"backend: the config asks for {cfg.backend!r} but this process uses {current!r}; call "

@@ -7,7 +7,7 @@ assets), and warm-start chains of equally many segments (a strategy's seed membe
 group, ordered by training-window length and cut into runs of at most N, is one :class:`StackJob`. Its
 chains go through their segments in lockstep: at each retrain the members' windows are prepared one by
 one (a warm member continuing its own last good model), trained together (``fit_stacked`` of the
-strategy class; :mod:`strategies.keras_stack`), and then each member issues its forecasts and is
+strategy class; :mod:`strategies.keras.stacked`), and then each member issues its forecasts and is
 written as a segment of its own (:func:`backtester.segment.run_segment` with its ``prefit``), under its
 own store key, exactly as if it had run alone.
 
@@ -16,7 +16,7 @@ the groups are a matter of speed, never of results beyond that rounding. They de
 plan and N, not on the number of workers. A resumed run trains only a group's unfinished members
 (together), so those may differ from an uninterrupted run's by that rounding. A member whose
 preparation fails fails alone; a group whose program runs out of memory is halved until it fits
-(:func:`strategies.keras_stack.train_fitting`); if it fails otherwise, each member trains alone.
+(:func:`strategies.keras.training.train_fitting`); if it fails otherwise, each member trains alone.
 
 ``stack: auto`` on a CPU groups only chains whose windows have one length (``equal_windows``): there a
 stacked program masks no step (bench/README.md, "Stacked training").

@@ -24,7 +24,9 @@ def main() -> None:
     from backtester.core.series import BarSeries
     from backtester.plan import make_plan
     from backtester.rv import prepare_bars
-    from strategies.keras_model import fixed_hyperparameters, keras_module, windows
+    from strategies.keras.builder import fixed_hyperparameters
+    from strategies.keras.runtime import keras_module
+    from strategies.keras.windows import windows
     from strategies.lstm import build_lstm
 
     cfg = load_config(

@@ -4,8 +4,8 @@
 
 For each M: M models of W1's architecture (LSTM(32), dropout 0.1, Dense(24), Adam 3e-3, MSE, batch 16,
 lookback 60) on random windows of equal length, trained together by
-:func:`strategies.keras_stack.train_stacked` for 2 epochs after one epoch of warm-up (compilation); and,
-as the reference, one model trained alone by :func:`strategies.keras_model.train_epochs` (the path of
+:func:`strategies.keras.training.train_stacked` for 2 epochs after one epoch of warm-up (compilation); and,
+as the reference, one model trained alone by :func:`strategies.keras.training.train_epochs` (the path of
 ``stack: off``). Prints ms per stacked step and per model-step. ``--threads 1`` runs each measurement in
 a process pinned to one core with XLA's thread pool off (what a ``--jobs 2`` worker on 2 cores has);
 ``0`` uses every core. Each M runs in a fresh process, so ``peak_rss_mib`` (the process's peak resident
@@ -30,9 +30,10 @@ def measure(models: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from strategies.keras_core import _private_python_random
-    from strategies.keras_model import fixed_hyperparameters, keras_module, train_epochs
-    from strategies.keras_stack import train_stacked
+    from strategies.keras.builder import fixed_hyperparameters
+    from strategies.keras.runtime import keras_module
+    from strategies.keras.runtime import private_python_random as _private_python_random
+    from strategies.keras.training import train_epochs, train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
     keras = keras_module()

@@ -34,10 +34,10 @@ from .combination import MeanOfParams
 from .ewma import EwmaParams
 from .garch import GarchParams
 from .har import HarParams
-from .imported import ImportedParams
-from .keras_import import inspect_model, summary_lines
-from .keras_model import KerasParams, refuse_standard_library
-from .loading import import_object
+from .keras.imported import ImportedParams
+from .keras.inspection import inspect_model, summary_lines
+from .keras.params import KerasParams
+from .loading import import_object, refuse_standard_library
 from .lstm import LstmParams
 from .naive import NaiveParams, RollingMeanParams
 

@@ -1,6 +1,6 @@
 """The notebook's LSTM: lookback window of scaled RV -> 1-2 LSTM layers (+ dropout) -> Dense head.
 
-``lstm`` is one Keras builder among others (:mod:`strategies.keras_model` does the
+``lstm`` is one Keras builder among others (:mod:`strategies.keras` does the
 windows, scaling, training and artifacts): :func:`build_lstm` reads its sizes from
 ``hp`` like a keras-tuner ``build(hp)``, with the notebook's search space as the
 ranges (1-2 layers, 16-64 units, dropout 0-0.3, learning rate 1e-3..1e-2) and the
@@ -19,9 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .keras_model import HyperValue, KerasForecaster, WindowedKerasParams, keras_module, windows
+from .keras.forecaster import KerasForecaster
+from .keras.params import WindowedKerasParams
+from .keras.runtime import keras_module
+from .keras.tuning import HyperValue
 
-__all__ = ["LayerSpec", "LstmParams", "Lstm", "build_lstm", "windows"]
+__all__ = ["LayerSpec", "LstmParams", "Lstm", "build_lstm"]
 
 Lstm = KerasForecaster
 

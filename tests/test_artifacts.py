@@ -16,7 +16,7 @@ from backtester.core.errors import ConfigError
 from backtester.process import choose_backend
 from backtester.runner import run
 from strategies import validate_params
-from strategies.keras_core import keras_module
+from strategies.keras.runtime import keras_module
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from backtester.cli import main
 from backtester.config import parse_config
 from backtester.runner import run
-from strategies.keras_features import channels, raw_channels
-from strategies.keras_tuning import tune
+from strategies.keras.features import channels, raw_channels
+from strategies.keras.search import tune
 from strategies.lstm import LstmParams
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
@@ -42,7 +42,7 @@ def test_a_channel_at_a_bar_depends_only_on_bars_closed_by_then(n, cut, target):
 def test_the_garch_channels_at_a_bar_depend_only_on_bars_closed_by_then_and_are_garchs_own_forecast():
     from backtester.core.series import BarSeries
     from strategies.garch import GarchParams
-    from strategies.keras_features import garch_channels
+    from strategies.keras.features import garch_channels
 
     def series():
         rng = np.random.default_rng(7)

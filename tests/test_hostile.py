@@ -334,7 +334,7 @@ def keras_files(work):
     one on values in [0.002, 0.995] as the notebook's was."""
     from sklearn.preprocessing import MinMaxScaler
 
-    from strategies.keras_model import keras_module
+    from strategies.keras.runtime import keras_module
 
     keras = keras_module()
     model = keras.Sequential([keras.Input((12, 1)), keras.layers.LSTM(2), keras.layers.Dense(1)])

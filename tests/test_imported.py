@@ -17,8 +17,9 @@ from backtester.artifacts import load_artifact
 from backtester.cli import main
 from backtester.config import parse_config
 from backtester.runner import run
-from strategies.keras_import import load_model_file, load_scaler, scaler_from_json
-from strategies.keras_model import keras_module
+from strategies.keras.archive import scaler_from_json
+from strategies.keras.notebook import load_model_file, load_scaler
+from strategies.keras.runtime import keras_module
 
 from .conftest import TINY_LSTM, base_config
 from .test_keras_import import NOTEBOOK
@@ -87,7 +88,7 @@ def test_as_is_forecasts_with_the_saved_weights_and_scaler(notebook, minute_file
 
 
 def test_warm_start_from_the_saved_weights_then_from_each_retrain(notebook, minute_file, tmp_path, monkeypatch):
-    import strategies.keras_model as km
+    import strategies.keras.forecaster as km
 
     starts = []
     real = km.train_epochs
@@ -103,7 +104,7 @@ def test_warm_start_from_the_saved_weights_then_from_each_retrain(notebook, minu
 
 
 def test_architecture_retrains_cold_with_the_saved_hyperparameters(notebook, minute_file, tmp_path, monkeypatch):
-    import strategies.keras_model as km
+    import strategies.keras.forecaster as km
 
     starts = []
     real = km.train_epochs

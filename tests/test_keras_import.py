@@ -21,14 +21,10 @@ from click.testing import CliRunner
 
 from backtester.cli import main
 from backtester.core.errors import ModelFileError
-from strategies.keras_import import (
-    describe_model,
-    load_model_file,
-    load_scaler,
-    scaler_from_json,
-    translate_config,
-)
-from strategies.keras_model import keras_module
+from strategies.keras.archive import scaler_from_json
+from strategies.keras.inspection import describe_model
+from strategies.keras.notebook import load_model_file, load_scaler, translate_config
+from strategies.keras.runtime import keras_module
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tf_keras") is None, reason="needs tf-keras (the test extra) to write a Keras 2 .h5"

@@ -54,7 +54,7 @@ STRATEGIES = {
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory):
     """A small saved Keras model (lookback 12, 4 steps) for ``type: imported``."""
-    from strategies.keras_model import keras_module
+    from strategies.keras.runtime import keras_module
 
     keras = keras_module()
     keras.utils.set_random_seed(0)

@@ -12,7 +12,7 @@ from backtester.config import parse_config
 from backtester.core.targets import from_target, to_target
 from backtester.evaluation.losses import qlike
 from backtester.runner import run
-from strategies.keras_losses import training_loss, with_scale
+from strategies.keras.losses import training_loss, with_scale
 
 from .conftest import TINY_LSTM, assert_run_refused, base_config
 
@@ -20,7 +20,7 @@ from .conftest import TINY_LSTM, assert_run_refused, base_config
 @pytest.mark.parametrize("target", ["rv", "log", "variance"])
 @pytest.mark.parametrize("kind", ["qlike", "mse_log"])
 def test_the_keras_loss_is_the_evaluations_loss_on_the_unscaled_variance(kind, target):
-    from strategies.keras_core import keras_module
+    from strategies.keras.runtime import keras_module
 
     ops = keras_module().ops
     rng = np.random.default_rng(0)

@@ -23,9 +23,10 @@ def _samples(rng, n, memory, steps, n_val):
 
 
 def test_each_stacked_model_equals_the_model_trained_alone():
-    from strategies.keras_core import _private_python_random
-    from strategies.keras_model import fixed_hyperparameters, keras_module
-    from strategies.keras_stack import train_epochs, train_stacked
+    from strategies.keras.builder import fixed_hyperparameters
+    from strategies.keras.runtime import keras_module
+    from strategies.keras.runtime import private_python_random as _private_python_random
+    from strategies.keras.training import train_epochs, train_stacked
     from strategies.lstm import LstmParams, build_lstm
 
     keras = keras_module()
@@ -60,7 +61,7 @@ def test_each_stacked_model_equals_the_model_trained_alone():
 
 def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
     """The strategy's own seam, with features, a QLIKE loss (extra target columns) and validation samples."""
-    from strategies.keras_model import KerasForecaster
+    from strategies.keras.forecaster import KerasForecaster
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -92,8 +93,8 @@ def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
 def test_a_group_too_big_for_memory_is_halved_not_trained_alone(monkeypatch):
     """A stacked program that runs out of memory (XLA's RESOURCE_EXHAUSTED) is split in halves until it fits;
     each model still gets its own fit's forecasts, and its record says the size of the program that trained it."""
-    import strategies.keras_stack as ks
-    from strategies.keras_model import KerasForecaster
+    import strategies.keras.training as ks
+    from strategies.keras.forecaster import KerasForecaster
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -157,7 +158,7 @@ def test_groups_are_equal_params_in_runs_of_at_most_n_by_window_length(minute_fi
     for job in equal:  # a retrain's two seeds, nothing masked; another architecture or retrain never joins
         assert len(job.members) == 2 and all(s.strategy.startswith("lstm#") for s in job.segments)
         assert len({s.window.stop - s.window.start for s in job.segments}) == 1
-    from strategies.imported import ImportedParams
+    from strategies.keras.imported import ImportedParams
     from strategies.lstm import LstmParams
 
     assert LstmParams().stacks() and not LstmParams(jit_compile=False).stacks()
@@ -262,8 +263,7 @@ TRIAL_SPACE = {
 def test_a_random_search_stacked_gives_the_trials_and_scores_of_one_by_one(tmp_path, objective):
     """Trials of one architecture (units and lookback alike, learning rates apart) train in one program; the
     trials, their statuses, scores and the choice equal the one-by-one search's, a failing trial included."""
-    from strategies.keras_search import WindowedHyperModel
-    from strategies.keras_tuning import tune
+    from strategies.keras.search import WindowedHyperModel, tune
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -292,7 +292,7 @@ def test_a_stacked_search_draws_from_the_space_each_build_adds_to(tmp_path):
     """The notebook's default space: a 2-layer trial's build adds ``units_1`` and ``dropout_1`` to the space,
     and the one-by-one search draws every later trial from the grown space. The stacked search records each
     build before drawing the next trial, so it draws the same trials."""
-    from strategies.keras_tuning import tune
+    from strategies.keras.search import tune
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -311,7 +311,7 @@ def test_a_stacked_search_draws_from_the_space_each_build_adds_to(tmp_path):
 def test_bayesian_and_hyperband_run_trial_by_trial_under_stack(tmp_path, tuner):
     """Each of their trials depends on the ones before it (scores; checkpoints): asked to stack, they run one by
     one, with the same trials as unstacked."""
-    from strategies.keras_tuning import tune
+    from strategies.keras.search import tune
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -352,9 +352,9 @@ def test_trials_share_a_program_only_where_they_compile_alike():
     another key; a model whose config cannot be read (a subclassed model) trains alone."""
     from types import SimpleNamespace
 
-    from strategies.keras_core import keras_module
-    from strategies.keras_model import fixed_hyperparameters
-    from strategies.keras_search import WindowedHyperModel
+    from strategies.keras.builder import fixed_hyperparameters
+    from strategies.keras.runtime import keras_module
+    from strategies.keras.search import WindowedHyperModel
     from strategies.lstm import LstmParams, build_lstm
 
     stub = SimpleNamespace(params=LstmParams())

@@ -125,7 +125,7 @@ def test_reusing_a_compiled_model_gives_the_rebuild_paths_forecasts():
 
 
 def test_padded_batches_keep_each_batch_mean_and_the_validation_mean():
-    from strategies.keras_stack import padded_batches
+    from strategies.keras.training import padded_batches
 
     loss = np.arange(1.0, 38.0)  # 37 per-sample losses
     x, y, w = padded_batches(loss[:, None], loss[:, None], 16, "batch")

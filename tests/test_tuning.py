@@ -20,7 +20,8 @@ from backtester.engine import Settings, run_engine
 from backtester.plan import make_plan
 from backtester.runner import run
 from backtester.rv import prepare_bars
-from strategies.keras_tuning import TuningConfig, tune, tuning_points
+from strategies.keras.search import tune
+from strategies.keras.tuning import TuningConfig, tuning_points
 from strategies.lstm import LstmParams
 
 from .conftest import TINY_LSTM, base_config
@@ -138,7 +139,7 @@ def test_tuning_never_sees_bars_after_the_retrain_time(minute_bars, tmp_path):
 
 
 def test_warm_start_continues_from_the_previous_weights(minute_bars, tmp_path, monkeypatch):
-    import strategies.keras_model as km
+    import strategies.keras.forecaster as km
 
     starts = []
     real = km.train_epochs
@@ -218,8 +219,8 @@ def test_a_bad_tuning_block_is_one_line(minute_file, tmp_path, tuning, message):
 def test_tuning_config_defaults_are_the_notebooks_space():
     import keras_tuner as kt
 
-    from strategies.keras_model import fixed_hyperparameters  # noqa: F401  (keras imported)
-    from strategies.keras_tuning import declare_space
+    from strategies.keras.builder import fixed_hyperparameters  # noqa: F401  (keras imported)
+    from strategies.keras.tuning import declare_space
     from strategies.lstm import build_lstm
 
     params = LstmParams(tuning=TuningConfig())
@@ -232,3 +233,25 @@ def test_tuning_config_defaults_are_the_notebooks_space():
     assert (spaces["dropout_1"]["min_value"], spaces["dropout_1"]["max_value"]) == (0.0, 0.3)
     assert spaces["learning_rate"]["sampling"] == "log"
     assert (spaces["learning_rate"]["min_value"], spaces["learning_rate"]["max_value"]) == (1e-3, 1e-2)
+
+
+@pytest.mark.parametrize("loss", [None, "qlike"])
+def test_a_tuned_hybrid_searches_the_hybrid_it_trains(tmp_path, loss):
+    """The search builds and scores the model the fit trains: for a hybrid (``residual_of``) its objective on a
+    trial whose values are all fixed equals the validation loss of the fit with those values (the residual
+    targets, the config's loss, the zero start; not a plain MSE model of the plain target)."""
+    fixed = {"units": 4, "num_layers": 1, "dropout": 0.0, "learning_rate": 0.003}
+    params = LstmParams.model_validate(
+        {
+            **TINY_LSTM,
+            "loss": loss,
+            "residual_of": "har",
+            "residual_params": {"type": "har", "lags": [1, 6, 24]},
+            "tuning": {"max_trials": 1, "epochs": 1, "space": fixed},
+        }
+    )
+    series = series_of(400)
+    best, trials = tune(params, series, 1, seed=5, directory=tmp_path / "t")  # horizon 1: no purge gap
+    assert len(trials) == 1 and trials["status"].iloc[0] == "COMPLETED"
+    info = params.with_hyperparameters(best).build(5).fit(series, 1)
+    assert trials["score"].iloc[0] == pytest.approx(info.val_loss, rel=1e-6, abs=0)

@@ -212,23 +212,16 @@ def train_stacked(
     """Train ``models`` (same architecture, each built and compiled, in its initial state) together on
     their own ``samples`` ``(x_train, y_train, x_val, y_val)``, ``epochs`` epochs of ``batch`` with each
     model's shuffle seeded by its ``seeds`` entry. Each model's variables end as if it had been trained
-    alone by :func:`train_epochs`; returns each one's history (``loss``,
-    ``val_loss`` when it has validation samples).
+    alone by :func:`train_epochs`; returns each one's history (``loss``, ``val_loss`` when it has
+    validation samples).
 
     ``epoch_end(histories)``, if given, is called after each epoch with every model holding its weights
     of that epoch (what a Keras callback's ``on_epoch_end`` sees); it may add to the histories."""
     import jax.numpy as jnp
 
     template = models[0]
-    for m in models:
-        if not m.optimizer.built:
-            m.optimizer.build(m.trainable_variables)
-    x0, y0 = samples[0][0], samples[0][1]
-    first = (x0[:1] if x0.ndim == 3 else x0[:1, :, None], y0[:1], np.ones(1, "float32"))
-    for m in models:
-        m._symbolic_build(data_batch=first)
-        m.reset_metrics()
-    x_all, y_all, pad = _packed(samples, first[0].shape[1:])
+    x_shape = _built(models, samples)
+    x_all, y_all, pad = _packed(samples, x_shape)
     train_chunk, test_chunk = _programs(template, chunk, program_key)
     state = (
         _stack([[v.value for v in m.trainable_variables] for m in models]),
@@ -245,7 +238,6 @@ def train_stacked(
         else (np.zeros((0, batch), "int32"), np.zeros((0, batch), "float32"))
         for s in samples
     ]
-    has_val = any(len(s[2]) for s in samples)
     histories: list[dict[str, list[float]]] = [{} for _ in models]
     for _ in range(epochs):
         state = (*state[:3], [jnp.array(v) for v in fresh_metrics])  # fit resets the loss tracker each epoch
@@ -254,19 +246,37 @@ def train_stacked(
             state = train_chunk(state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
         for h, loss in zip(histories, _mean_loss(state[3], total, count)):
             h.setdefault("loss", []).append(float(loss))
-        if has_val:
+        if any(len(s[2]) for s in samples):
             test_state = (state[0], state[1], [jnp.array(v) for v in fresh_metrics])
             for I, W, A in _chunks([v[0] for v in val], [v[1] for v in val], chunk):
                 test_state = test_chunk(test_state, x_all, y_all, jnp.asarray(I), jnp.asarray(W), jnp.asarray(A))
-            for h, s, loss in zip(histories, samples, _mean_loss(test_state[2], total, count)):
-                if len(s[2]):
-                    h.setdefault("val_loss", []).append(float(loss))
+            _add_val_loss(histories, samples, _mean_loss(test_state[2], total, count))
             state = (test_state[0], test_state[1], state[2], state[3])
         if epoch_end is not None:
             _assign(models, *state[:2])
             epoch_end(histories)
     _assign(models, *state[:2])  # the optimizer's state stays initial: only the weights are kept
     return histories
+
+
+def _built(models: list, samples: list) -> tuple:
+    """Build every model's optimizer, variables and metrics on a first batch; the shape of one input sample."""
+    for m in models:
+        if not m.optimizer.built:
+            m.optimizer.build(m.trainable_variables)
+    x0, y0 = samples[0][0], samples[0][1]
+    first = (x0[:1] if x0.ndim == 3 else x0[:1, :, None], y0[:1], np.ones(1, "float32"))
+    for m in models:
+        m._symbolic_build(data_batch=first)
+        m.reset_metrics()
+    return first[0].shape[1:]
+
+
+def _add_val_loss(histories: list[dict[str, list[float]]], samples: list, losses: np.ndarray) -> None:
+    """Each model's validation loss of the epoch (models without validation samples get none)."""
+    for h, s, loss in zip(histories, samples, losses):
+        if len(s[2]):
+            h.setdefault("val_loss", []).append(float(loss))
 
 
 def _packed(samples: list, x_shape: tuple) -> tuple:

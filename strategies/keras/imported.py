@@ -45,10 +45,15 @@ from pydantic import Field, model_validator
 from backtester.core.errors import BuilderError, ModelFileError
 from backtester.core.series import BarSeries
 
-from .base import FitInfo, positive_floor
-from .keras_core import keras_module
-from .keras_import import check_scaler_file, describe_model, file_kind, load_model_file, load_scaler, scaler_from_json
-from .keras_model import KerasForecaster, WindowedKerasParams
+from ..base import FitInfo, positive_floor
+from .archive import scaler_from_json
+from .fitted import Fitted
+from .forecaster import KerasForecaster, build_fixed
+from .inspection import describe_model
+from .notebook import check_scaler_file, file_kind, load_model_file, load_scaler
+from .params import WindowedKerasParams
+from .runtime import keras_module
+from .windows import Channels, Scaling
 
 _LOADED: dict[str, Any] = {}  # path -> the loaded Keras model (weights kept), once per process
 
@@ -283,36 +288,42 @@ class _Saved:
     def __init__(self, path: str):
         self.path = path
 
-    def _live_model(self):
-        return _loaded(self.path)
+    def trained_weights(self) -> list:
+        return _loaded(self.path).get_weights()
 
 
 class ImportedForecaster(KerasForecaster):
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
-        p: ImportedParams = self.params  # type: ignore[assignment]
-        if p.use == "warm_start" and getattr(self, "_start", None) is None:
-            self._start = (_Saved(p.model), f"imported {p.model}")
+        p: ImportedParams = self.params
+        if p.use == "warm_start" and self.start is None:
+            self.start_from(_Saved(p.model), f"imported {p.model}")
         if p.use != "as_is":
             return super().fit(train, horizon)
+        return self._as_is(train, horizon)
+
+    def _as_is(self, train: BarSeries, horizon: int) -> FitInfo:
+        """The saved weights and scaler as they are: nothing trains."""
         from sklearn.preprocessing import MinMaxScaler
 
+        p: ImportedParams = self.params
         p.check_training_data(train)
-        self.model = self.build_model(self.steps(horizon))
-        self.model.set_weights(_loaded(p.model).get_weights())
+        model, hp_values = build_fixed(p, self.seed, self.steps(horizon))
+        model.set_weights(_loaded(p.model).get_weights())
         state = p.scaler_state()
-        self.floor = positive_floor(train.rv)
-        if state is not None:
-            self.scaler = scaler_from_json(state)
-        else:
-            self.scaler = MinMaxScaler(feature_range=(0, 1)).fit(train.rv.reshape(-1, 1))
-        self._weights = self.model.get_weights()
-        object.__setattr__(self.model, "_backtester_owner", self)
-        self.history, self.samples, self.started_from = {}, 0, f"imported {p.model} (as is)"
+        floor = positive_floor(train.rv)
+        scaler = (
+            scaler_from_json(state)
+            if state is not None
+            else MinMaxScaler(feature_range=(0, 1)).fit(train.rv.reshape(-1, 1))
+        )
+        started_from = f"imported {p.model} (as is)"
+        channels = Channels(p.features, p.target, p.session_timezone)
+        self.adopt(Fitted(model, model.get_weights(), Scaling(scaler, floor), channels, hp_values, {}, 0, started_from))
         return FitInfo(
             samples=0,
             extra={
-                "hyperparameters": self.hp_values,
-                "started_from": self.started_from,
+                "hyperparameters": hp_values,
+                "started_from": started_from,
                 "scaler": "saved" if state is not None else "fitted on the training window",
             },
         )

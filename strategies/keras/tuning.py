@@ -1,4 +1,4 @@
-"""keras-tuner inside the walk-forward: a search at a retrain, on that retrain's training window only.
+"""The ``tuning`` block of a Keras strategy: the tuner, its budget, objective, cadence and space.
 
 A Keras strategy with a ``tuning`` block is tuned at its first retrain and then on
 its own cadence (``every``: ``first``, ``each``, every K retrains, or a calendar rule
@@ -8,10 +8,7 @@ as training does, over the config's ``space`` (default: the ranges the builder
 declares, for ``lstm`` the notebook's: 1-2 layers, 16-64 units step 16, dropout
 0-0.3 step 0.1, learning rate 1e-3..1e-2 log-sampled).
 
-Validation is the most recent ``validation_split`` of the window's samples, in time
-order and never shuffled; the training samples stop ``steps - 1`` samples earlier so
-that no training target falls in the validation period (a purge gap). Every trial
-starts from the same seed, so trials differ by their hyperparameters, not by luck.
+The search itself is :mod:`strategies.keras.search`.
 
 Examples
 --------
@@ -30,18 +27,12 @@ space
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backtester.core.errors import BacktestError, FailedRetrain
-from backtester.core.series import BarSeries
-
-from .base import positive_floor
-from .keras_core import HyperValue, from_target, to_target
+HyperValue = int | float | str | bool
 
 
 class Range(BaseModel):
@@ -191,76 +182,3 @@ def declare_space(hp, params) -> None:
     for name, value in params.tuning_fixed().items():
         if name not in names:
             hp.Fixed(name, value)
-
-
-def tune(
-    params, train: BarSeries, horizon: int, seed: int, directory: Path, stack: int = 1
-) -> tuple[dict[str, HyperValue], pd.DataFrame]:
-    """Search ``params.tuning.space`` on the training window ``train``; return the best values and every trial.
-
-    The tuner's state lives in ``directory`` (a fresh search each time). Seeded: the same
-    window, params and seed give the same trials and the same choice. With ``stack`` > 1 a random
-    search trains up to ``stack`` trials at once, those whose models compile alike in one program
-    (:func:`strategies.keras_search.search_stacked`): the same trials, the same scores to float32 rounding,
-    so the same choice unless two trials' scores tie within that rounding.
-    A Bayesian search (each trial chosen from the scores before it) and Hyperband (trials continue
-    earlier ones) run trial by trial.
-    """
-    from sklearn.preprocessing import MinMaxScaler
-
-    from .keras_search import Window, WindowedHyperModel, best_and_trials, kt, make_tuner, search_stacked
-
-    cfg = params.tuning
-    floor = positive_floor(train.rv)
-    target = to_target(train.rv, params.target, floor).reshape(-1, 1)
-    scaler = MinMaxScaler(feature_range=(0, 1)).fit(target)
-
-    def to_vol(v: np.ndarray) -> np.ndarray:
-        back = scaler.inverse_transform(np.asarray(v, "float64").reshape(-1, 1)).reshape(np.shape(v))
-        return np.maximum(from_target(back, params.target), floor)
-
-    window = Window(
-        scaler.transform(target)[:, 0].astype("float32"),
-        train.rv,
-        horizon if params.multistep == "direct" else 1,
-        cfg.validation_split or params.validation_split or 0.2,
-        to_vol,
-        feature_inputs(params, train, scaler, floor, seed),
-    )
-    hp = kt.HyperParameters()
-    declare_space(hp, params)
-    tuner = make_tuner(cfg, WindowedHyperModel(params, window, seed), hp, seed, directory)
-    try:
-        if stack > 1 and cfg.tuner == "random":
-            tuner.oracle.verbose = 0
-            search_stacked(tuner, stack)
-        else:
-            tuner.search(epochs=cfg.epochs, verbose=0)
-    except BacktestError:
-        raise
-    except Exception as exc:  # keras-tuner gives up (e.g. every trial failed): this tuning failed, the run goes on
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FailedRetrain(f"tuning: {text}") from None
-    best, trials = best_and_trials(tuner)
-    if best is None:
-        raise FailedRetrain("tuning: no trial finished")
-    return best, trials
-
-
-def feature_inputs(params, train: BarSeries, scaler, floor: float, seed: int) -> np.ndarray | None:
-    """The window's input channels, scaled as training scales them (None for the single RV channel)."""
-    if params.features == ["rv"]:
-        return None
-    from sklearn.preprocessing import MinMaxScaler
-
-    from .keras_features import needs_garch, scaled_columns
-    from .keras_model import garch_feature
-
-    forecaster = params.build(seed)
-    if needs_garch(params.features):  # the GARCH channels' model, fitted on the tuning window as training does
-        forecaster.garch = garch_feature(params, seed)
-        forecaster.garch.fit(train, 1)
-    raw = forecaster._raw_inputs(train, floor)
-    cols = scaled_columns(params.features)
-    features = MinMaxScaler().fit(raw[:, cols]) if len(cols) else None
-    return forecaster._scaled_inputs(raw, scaler, features)

@@ -57,7 +57,7 @@ def training_loss(kind: str, target: str) -> Callable | str:
     """The loss to compile: ``"mse"``, or a function of (targets with scale columns, scaled forecasts)."""
     if kind not in VARIANCE_LOSSES:
         return "mse"
-    from .keras_core import keras_module
+    from .runtime import keras_module
 
     ops = keras_module().ops
 
