@@ -24,12 +24,11 @@ from pydantic import Field, model_validator
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, Params
+from .registry import strategy_class
 
 
 def baseline_params(raw: dict[str, Any]) -> Params:
     """A hybrid's baseline parameters (``residual_params``: its type and fields)."""
-    from . import strategy_class
-
     fields = dict(raw)
     return strategy_class(fields.pop("type")).model_validate(fields)
 
