@@ -199,6 +199,18 @@ class Params(BaseModel):
         its window as ``fit`` would and returns, per strategy, its ``FitInfo`` or the ``FailedRetrain`` it met."""
         return False
 
+    LINKS_FIELD: ClassVar[str] = ""  # the config key that names the strategies it links (error messages)
+
+    def links(self) -> list[str]:
+        """The run's strategies this one is built on, by name (a hybrid's baselines, a combination's
+        members): the config checks that each is a baseline of the run and hands their type and
+        parameters to :meth:`with_links`. None by default."""
+        return []
+
+    def with_links(self, linked: list[dict[str, Any]]) -> Params:
+        """These params with the type and parameters of each of :meth:`links` filled in (in that order)."""
+        return self
+
     def schedule_asset(self) -> str | None:
         """For a pooled model: the asset whose retrain times every asset follows (None: they must agree)."""
         return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -110,6 +110,14 @@ class MeanOfParams(Params):
         if self.members is not None and len(self.members) != len(self.of):
             raise ValueError("members: is filled in from of (one per baseline); remove it")
         return self
+
+    LINKS_FIELD: ClassVar[str] = "of"
+
+    def links(self) -> list[str]:
+        return list(self.of)
+
+    def with_links(self, linked: list[dict[str, Any]]) -> MeanOfParams:
+        return self.model_copy(update={"members": linked})
 
     def member_params(self) -> list[dict[str, Any]]:
         return self.members if self.members is not None else [{"type": name} for name in self.of]

@@ -78,55 +78,49 @@ class StrategySpec:
 
 
 def link_residuals(specs: dict[str, StrategySpec], source: str, asset: str | None = None) -> dict[str, StrategySpec]:
-    """A hybrid (``residual_of: har``) gets its baseline's type and parameters (``residual_params``; a list
-    for several, ``residual_of: [har, garch]``), and a forecast combination (``type: mean_of``, ``of: [har,
-    garch]``) its members' (``members``), so it fits the same baselines on its own training window, and its
-    results change when theirs do. Each must be a strategy of the run (on this asset) that does not depend
-    on a seed (and is not itself a combination)."""
+    """Each strategy that links others (:meth:`strategies.base.Params.links`: a hybrid's ``residual_of:
+    har``, a combination's ``of: [har, garch]``) gets their type and parameters
+    (:meth:`~strategies.base.Params.with_links`), so it fits the same baselines on its own training window,
+    and its results change when theirs do. Each must be a strategy of the run (on this asset) that does
+    not depend on a seed and links none itself."""
     out = dict(specs)
     for name, spec in specs.items():
-        combined = spec.type == "mean_of"  # a forecast combination: its members, by name
-        names = (
-            list(spec.params.of)
-            if combined
-            else spec.params.residual_names()
-            if hasattr(spec.params, "residual_names")
-            else []
-        )
-        where = f"{source}: strategies.{name}.{'of' if combined else 'residual_of'}"
-        linked = []
-        for base_name in names:
-            if base_name not in specs:
-                if asset is not None:
-                    raise ConfigError(
-                        f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
-                        f"or restrict {name} to the assets {base_name} runs on"
-                    )
-                others = [
-                    n
-                    for n, o in specs.items()
-                    if n != name and not o.params.seeded() and o.repeats == 1 and o.type != "mean_of"
-                ]  # the baselines it can name
-                raise ConfigError(
-                    f"{where}: {base_name!r} is not a strategy of this run"
-                    f"{did_you_mean(base_name, others)}; name one of its baselines: "
-                    f"{', '.join(others) or 'none (add one, e.g. har: {type: har})'}"
-                )
-            base = specs[base_name]
-            if base.type == "mean_of":
-                raise ConfigError(f"{where}: {base_name!r} is a combination itself; name its members instead")
-            if base.params.seeded() or base.repeats > 1 or base_name == name:
-                raise ConfigError(
-                    f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline "
-                    "such as har, garch or ewma"
-                )
-            linked.append({"type": base.type, **base.params.model_dump(mode="json")})
-        if linked and combined:
-            out[name] = replace(spec, params=spec.params.model_copy(update={"members": linked}))
-        elif linked:
-            params = {"residual_params": linked[0] if isinstance(spec.params.residual_of, str) else linked}
-            out[name] = replace(spec, params=spec.params.model_copy(update=params))
+        names = spec.params.links()
+        where = f"{source}: strategies.{name}.{spec.params.LINKS_FIELD}"
+        linked = [linked_params(specs, name, base, where, asset) for base in names]
+        if linked:
+            out[name] = replace(spec, params=spec.params.with_links(linked))
     return out
+
+
+def linked_params(
+    specs: dict[str, StrategySpec], name: str, base_name: str, where: str, asset: str | None
+) -> dict[str, Any]:
+    """The type and parameters of ``base_name``, a baseline strategy ``name`` links (or a one-line error)."""
+    if base_name not in specs:
+        if asset is not None:
+            raise ConfigError(
+                f"{where}: {base_name!r} does not run on asset {asset}; give it that asset too, "
+                f"or restrict {name} to the assets {base_name} runs on"
+            )
+        others = [
+            n
+            for n, o in specs.items()
+            if n != name and not o.params.seeded() and o.repeats == 1 and not o.params.links()
+        ]  # the baselines it can name
+        raise ConfigError(
+            f"{where}: {base_name!r} is not a strategy of this run"
+            f"{did_you_mean(base_name, others)}; name one of its baselines: "
+            f"{', '.join(others) or 'none (add one, e.g. har: {type: har})'}"
+        )
+    base = specs[base_name]
+    if base.params.links() and not base.params.seeded():
+        raise ConfigError(f"{where}: {base_name!r} is a combination itself; name its members instead")
+    if base.params.seeded() or base.repeats > 1 or base_name == name:
+        raise ConfigError(
+            f"{where}: {base_name!r} is not a baseline (it depends on a seed); name a baseline such as har, garch or ewma"
+        )
+    return {"type": base.type, **base.params.model_dump(mode="json")}
 
 
 def check_numbers(raw: Any, source: str = "config", where: str = "") -> None:

@@ -99,6 +99,14 @@ class WindowedKerasParams(Params):
             )
         return v[0] if isinstance(v, list) and len(v) == 1 else v
 
+    LINKS_FIELD: ClassVar[str] = "residual_of"
+
+    def links(self) -> list[str]:
+        return self.residual_names()
+
+    def with_links(self, linked: list[dict[str, Any]]) -> WindowedKerasParams:
+        return self.model_copy(update={"residual_params": linked[0] if isinstance(self.residual_of, str) else linked})
+
     def residual_names(self) -> list[str]:
         """The baselines a hybrid corrects (``[]`` if it is not one)."""
         return (
