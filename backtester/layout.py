@@ -60,6 +60,7 @@ MODELS = "models"
 TUNING = "tuning"
 ARTIFACT = "artifact.json"
 ARTIFACT_FORMAT = "backtester-artifact/1"
+BEST = "best.json"  # a finished tuning's choice, written last (backtester.tuning)
 STORED = (SEGMENTS, MODELS, TUNING)  # what a staging directory keeps between runs (backtester.store)
 
 
