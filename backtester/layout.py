@@ -61,6 +61,7 @@ TUNING = "tuning"
 ARTIFACT = "artifact.json"
 ARTIFACT_FORMAT = "backtester-artifact/1"
 BEST = "best.json"  # a finished tuning's choice, written last (backtester.tuning)
+TRIALS = "trials.parquet"  # a tuning's trials, beside its best.json
 STORED = (SEGMENTS, MODELS, TUNING)  # what a staging directory keeps between runs (backtester.store)
 
 
@@ -245,7 +246,8 @@ class Manifest:
     @property
     def complete(self) -> bool:
         """A finished run's manifest: status ``complete`` and a data fingerprint."""
-        return self.status == "complete" and bool(self.data)
+        data = self.raw.get("data") or {}
+        return self.status == "complete" and ("sha256" in data or "assets" in data)
 
     @property
     def assets(self) -> list[str]:

@@ -4,12 +4,19 @@ the run recorded, and a folder that is not a run or not an artifact is one error
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from backtester.artifacts import load_artifact, predict
 from backtester.cli import main
+from backtester.core.errors import ArtifactError, RunError
+from backtester.core.names import Member, Owner
+from backtester.layout import MANIFEST, ArtifactHome, RunDir, locate_artifact, read_artifact, read_manifest
 from backtester.synth import synth_bars
 
 from .conftest import TINY_LSTM, base_config
@@ -51,3 +58,40 @@ def test_model_predict_reproduces_a_universe_artifact(universe_run, tmp_path, as
     rows = pd.read_parquet(out)
     assert len(want) > 0
     pd.testing.assert_frame_equal(rows, want, check_exact=True)
+
+
+def test_a_universe_artifact_knows_its_run_asset_and_strategy(universe_run):
+    folder = universe_run / "models" / "bbb" / "lstm#1" / "1"
+    home = locate_artifact(folder)
+    assert home == ArtifactHome(universe_run, Owner("bbb", "lstm#1"), 1)
+    assert str(home.owner) == "bbb/lstm#1" and home.owner.member == Member("lstm", 1)
+    meta = read_artifact(folder)
+    assert (meta.strategy, meta.model_version, meta.restorable) == ("lstm#1", 1, True)
+    assert meta.sha256 == read_manifest(universe_run).data_of("bbb").sha256
+    assert RunDir(universe_run).artifact_dir(home.owner, 1) == folder
+    assert load_artifact(folder).run_dir == universe_run
+
+
+def test_the_manifest_reads_back_as_written(universe_run):
+    m = read_manifest(universe_run)
+    assert m.complete and m.universe and m.assets == ["aaa", "bbb"] and m.kind == "run"
+    assert m.seeded() == {"lstm", "g"} and m.segments()["total"] == m.raw["plan"]["segments"]
+    assert (universe_run / MANIFEST).read_text() == json.dumps(m.to_dict(), indent=2)
+
+
+def test_not_a_run_and_not_an_artifact_are_one_error_class(universe_run, tmp_path):
+    assert issubclass(ArtifactError, RunError)
+    with pytest.raises(RunError, match=r"nope: no such run directory"):
+        read_manifest(tmp_path / "nope")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(RunError, match=r"half: not a finished run \(no manifest.json\)"):
+        read_manifest(tmp_path / "half")
+    (tmp_path / "half" / MANIFEST).write_text("{")
+    with pytest.raises(RunError, match=r"manifest.json: not valid JSON"):
+        read_manifest(tmp_path / "half")
+    moved = tmp_path / "elsewhere" / "bbb" / "har"
+    shutil.copytree(universe_run / "models" / "bbb" / "har" / "1", moved / "1")
+    with pytest.raises(ArtifactError, match=r"no config.yaml beside the models folder"):
+        predict(moved / "1")
+    res = CliRunner().invoke(main, ["model", "predict", str(moved / "1")], catch_exceptions=False)
+    assert res.exit_code == 2 and res.output.startswith("error: ") and res.output.count("\n") == 1
