@@ -71,7 +71,7 @@ def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
     """The retrain times of each global model (``scope: global``) of a universe: one schedule for all its
     assets. Where the assets' own schedules differ (their calendars do), the config must name the asset to
     follow (``schedule_of``); returns the strategies to re-plan, with the times they follow."""
-    out = {}
+    out: dict[str, pd.DatetimeIndex] = {}
     if len(runs) < 2:
         return out
     for name, spec in cfg.run_strategies().items():

@@ -36,8 +36,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
 from .core.errors import OutputError
+from .core.version import __version__
 from .layout import (
     RunDir,
     aside_dir,
