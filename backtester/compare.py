@@ -178,33 +178,29 @@ def compare(
     if block_size is None:
         block_size = run_evaluation(runs[0]).get("block_size")
     align_assets(runs)
-    parts = labelled(runs)
-    forecasts = pd.concat([p[0] for p in parts], ignore_index=True)
-    retrains = pd.concat([p[1] for p in parts], ignore_index=True)
-    tuning = pd.concat([p[2] for p in parts], ignore_index=True)
-    seeded = set().union(*(p[3] for p in parts))
+    forecasts, retrains, tuning, seeded = combined(runs)
     strategies = list(dict.fromkeys(forecasts["strategy"]))
-    if benchmark is not None and benchmark not in strategies:
-        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
-    if benchmark is None and "har" in strategies:
-        benchmark = "har"
-    rows = common_rows(forecasts)
-    if rows.empty:
-        spans = "; ".join(
-            f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs
-        )
-        raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
+    benchmark = chosen_benchmark(benchmark, strategies)
+    rows = shared_rows(forecasts, runs)
     out = checked_out(Path(out_dir), runs, force)
     table = loss_table(rows)
     comparison = mean_losses(table, ("asset", "strategy", "horizon"))
     tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
     cost = cost_table(retrains, table, loss, benchmark, ensembles=members_of(strategies), tuning=tuning)
-    order = {name: i for i, name in enumerate(strategies)}  # each ensemble just before its seeds
-    cost = cost.sort_values(
-        "strategy", key=lambda c: c.map(lambda n: (order.get(base_name(n), 0), is_seed_member(n))), kind="stable"
-    ).reset_index(drop=True)
+    cost = ensembles_first(cost, strategies)
     answer = Answer(table, tests, cost, loss, retrains)
-    styles = strategy_styles(sorted(map(str, strategies)))
+    text = markdown(
+        runs,
+        rows,
+        comparison,
+        tests,
+        cost,
+        loss,
+        benchmark,
+        answer_lines(answer, benchmark, seeded),
+        answer.spread,
+        seeded,
+    )
     stage = scratch_dir(out, os.getpid())
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -213,30 +209,7 @@ def compare(
         table.to_parquet(stage / "losses.parquet", index=False)
         tests.to_parquet(stage / "tests.parquet", index=False)
         cost.to_parquet(stage / "cost.parquet", index=False)
-        plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
-        plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
-        (stage / "compare.md").write_text(
-            markdown(
-                runs,
-                rows,
-                comparison,
-                tests,
-                cost,
-                loss,
-                benchmark,
-                answer_lines(answer, benchmark, seeded),
-                answer.spread,
-                seeded,
-            )
-        )
-        write_html(
-            stage,
-            "compare.md",
-            {
-                "loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
-                "cost_vs_accuracy.png": "Accuracy against training cost",
-            },
-        )
+        write_report(stage, comparison, cost, loss, strategy_styles(sorted(map(str, strategies))), text)
         if out.exists():
             shutil.rmtree(out)
         os.replace(stage, out)
@@ -244,6 +217,59 @@ def compare(
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return CompareResult(out, comparison, tests, cost, len(rows))
+
+
+def combined(runs: list[RunData]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, set[str]]:
+    """The runs' forecasts, retrains and tuning trials in one frame each (strategies labelled), and their seeded
+    strategies."""
+    parts = labelled(runs)
+    forecasts = pd.concat([p[0] for p in parts], ignore_index=True)
+    retrains = pd.concat([p[1] for p in parts], ignore_index=True)
+    tuning = pd.concat([p[2] for p in parts], ignore_index=True)
+    return forecasts, retrains, tuning, set().union(*(p[3] for p in parts))
+
+
+def chosen_benchmark(benchmark: str | None, strategies: list[str]) -> str | None:
+    """``--benchmark`` if it is a compared strategy (refused otherwise); without it ``har`` where there is one."""
+    if benchmark is not None and benchmark not in strategies:
+        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
+    if benchmark is None and "har" in strategies:
+        return "har"
+    return benchmark
+
+
+def ensembles_first(cost: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
+    """The cost table in the strategies' order, each seed ensemble just before its seeds."""
+    order = {name: i for i, name in enumerate(strategies)}
+    return cost.sort_values(
+        "strategy", key=lambda c: c.map(lambda n: (order.get(base_name(n), 0), is_seed_member(n))), kind="stable"
+    ).reset_index(drop=True)
+
+
+def shared_rows(forecasts: pd.DataFrame, runs: list[RunData]) -> pd.DataFrame:
+    """:func:`common_rows`, refused when there are none."""
+    rows = common_rows(forecasts)
+    if rows.empty:
+        spans = "; ".join(
+            f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs
+        )
+        raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
+    return rows
+
+
+def write_report(stage: Path, comparison: pd.DataFrame, cost: pd.DataFrame, loss: str, styles, text: str) -> None:
+    """The comparison's figures, ``compare.md`` and ``report.html`` into ``stage``."""
+    plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
+    plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
+    (stage / "compare.md").write_text(text)
+    write_html(
+        stage,
+        "compare.md",
+        {
+            "loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
+            "cost_vs_accuracy.png": "Accuracy against training cost",
+        },
+    )
 
 
 def checked_out(out: Path, runs: list[RunData], force: bool) -> Path:
