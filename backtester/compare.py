@@ -34,7 +34,7 @@ from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
 from .evaluation.report import write_html
-from .evaluation.verdict import Answer, answer_lines, members_of
+from .evaluation.verdict import Answer, answer_lines, members_of, seed_rows
 from .layout import FORECASTS, RETRAINS, TUNING_TABLE, Manifest, RunDir, read_manifest, scratch_dir
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
@@ -136,11 +136,6 @@ def labelled(runs: list[RunData]) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.D
         seeded = {label[s] for s in label if base_name(s) in r.seeded}
         out.append((*frames, seeded))
     return out
-
-
-def seed_rows(names: pd.Series) -> pd.Series:
-    """Which of ``names`` are seed members (``lstm#2``): draws, judged by their ensemble."""
-    return names.astype(str).map(is_seed_member).astype(bool)
 
 
 def common_rows(forecasts: pd.DataFrame) -> pd.DataFrame:

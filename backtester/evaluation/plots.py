@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.names import base_name, is_seed_member
+from ..core.names import base_name
+from .verdict import seed_rows
 
 UNITS = {"bar": "volatility per bar", "percent": "volatility per bar, %", "annualized": "annualized volatility, %"}
 
@@ -346,7 +347,7 @@ def plot_pooled_differentials(
     Seed members are left out. Returns False (and draws nothing) without a benchmark."""
     from matplotlib.figure import Figure
 
-    t = losses[(losses["loss"] == loss) & ~losses["strategy"].astype(str).map(is_seed_member).astype(bool)]
+    t = losses[(losses["loss"] == loss) & ~seed_rows(losses["strategy"])]
     if benchmark is None or benchmark not in set(t["strategy"]):
         return False
     means = t.groupby(["strategy", "asset", "horizon"], observed=True)["value"].mean().unstack("strategy")

@@ -47,6 +47,15 @@ def is_member(name) -> bool:
     return is_seed_member(name)
 
 
+def seed_rows(names: pd.Series) -> pd.Series:
+    """Which of ``names`` are seed members (``lstm#2``): draws, judged by their ensemble.
+
+    >>> seed_rows(pd.Series(["lstm", "lstm#1", "har"])).tolist()
+    [False, True, False]
+    """
+    return names.astype(str).map(is_seed_member).astype(bool)
+
+
 def verdict_word(diff: float, p: float) -> str:
     """A dearer strategy against a cheaper one: ``diff`` = dearer's loss minus cheaper's, ``p`` its DM p-value."""
     if np.isfinite(p) and p < SIGNIFICANT:
