@@ -1,7 +1,7 @@
 """Reload a retrain's artifact and reproduce its forecasts.
 
 Every retrain of a run with ``output.save_models: true`` leaves
-``results/<name>/models/<strategy>/<model_version>/``: ``artifact.json`` (what it
+``results/<name>/models/[<asset>/]<strategy>/<model_version>/``: ``artifact.json`` (what it
 is, its training window, the data fingerprint, the issue times it served) and
 what the strategy saves (a Keras model: ``model.keras``, ``scaler.json``,
 ``config.json``, ``history.json``, ``summary.txt``; a baseline: ``params.json``).
@@ -17,7 +17,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester.core.errors import ArtifactError
-
-from .core.errors import BacktestError
+from .core.errors import ArtifactError, BacktestError
+from .layout import ARTIFACT, ArtifactHome, locate_artifact, read_artifact_json
 from .recorder import ForecastRecorder
 from .segment import Segment, segment_forecasts
 
@@ -44,32 +42,19 @@ class Artifact:
         return int(self.meta["horizon"])
 
     @property
+    def home(self) -> ArtifactHome:
+        """The run and the owner (asset, strategy) of the artifact (``models/[<asset>/]<strategy>/<version>/``)."""
+        return locate_artifact(self.folder)
+
+    @property
     def run_dir(self) -> Path:
-        """``results/<name>/`` (the artifact lives in ``models/<strategy>/<version>/`` under it)."""
-        return self.folder.parents[2]
+        """``results/<name>/`` (the artifact lives in ``models/[<asset>/]<strategy>/<version>/`` under it)."""
+        return self.home.run_dir
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
-    meta_path = folder / "artifact.json"
-    if not folder.is_dir():
-        raise ArtifactError(
-            f"{folder}: no such folder; pass an artifact folder such as results/<run>/models/<strategy>/<version>"
-        )
-    if not meta_path.is_file():
-        raise ArtifactError(
-            f"{folder}: not a model artifact (no artifact.json); pass a folder such as "
-            "results/<run>/models/<strategy>/<version>"
-        )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(
-            f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the artifact is damaged"
-        ) from None
-    if not str(meta.get("format", "")).startswith("backtester-artifact/"):
-        raise ArtifactError(f"{meta_path}: not a backtester artifact (format {meta.get('format')!r})")
-    return meta
+    """``artifact.json`` of ``folder`` (:func:`backtester.layout.read_artifact_json`)."""
+    return read_artifact_json(Path(folder))
 
 
 def load_artifact(folder: str | Path) -> Artifact:
@@ -79,7 +64,7 @@ def load_artifact(folder: str | Path) -> Artifact:
     folder = Path(folder)
     meta = read_meta(folder)
     _, params = validate_params(
-        meta["strategy"], {"type": meta["type"], **meta["params"]}, source=str(folder / "artifact.json")
+        meta["strategy"], {"type": meta["type"], **meta["params"]}, source=str(folder / ARTIFACT)
     )
     if not meta.get("restorable", False):
         raise ArtifactError(
@@ -99,20 +84,25 @@ def load_artifact(folder: str | Path) -> Artifact:
     return Artifact(folder, meta, strategy, params)
 
 
-def run_bars(run_dir: Path, data_path: str | Path | None = None, backend: str | None = None):
-    """The run's RV bars, rebuilt from its config (and checked against the recorded fingerprint)."""
+def run_bars(home: ArtifactHome, data_path: str | Path | None = None, backend: str | None = None):
+    """The RV bars of the artifact's asset, rebuilt from its run's config (``data_path``: that asset's file)."""
     from .config import load_config
     from .rv import prepare_bars
 
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise ArtifactError(
-            f"{run_dir}: no config.yaml beside the models folder; the artifact must stay inside its run directory"
-        )
-    overrides = [f"data.path={data_path}"] if data_path is not None else []
+    run, asset = home.run, home.owner.asset
+    overrides = [f"data.path={data_path}"] if data_path is not None and not asset else []
     overrides += [f"backend={backend}"] if backend is not None else []
-    cfg = load_config(config, overrides)
-    return prepare_bars(cfg.data), cfg.data.path
+    cfg = load_config(run.config, overrides)
+    if not asset:
+        return prepare_bars(cfg.data), cfg.data.path
+    found = {a.name: a.cfg.data for a in cfg.universe()}
+    if asset not in found:
+        raise ArtifactError(
+            f"{run.config}: the run has no asset {asset!r} (its assets: {', '.join(found)}); "
+            "the artifact must stay inside its run directory"
+        )
+    data = found[asset] if data_path is None else found[asset].model_copy(update={"path": Path(data_path)})
+    return prepare_bars(data), data.path
 
 
 def predict(folder: str | Path, data_path: str | Path | None = None, backend: str | None = None) -> pd.DataFrame:
@@ -126,7 +116,8 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
 
     folder = Path(folder)
     read_meta(folder)  # a bad folder is named before any data is read
-    prepared, path = run_bars(folder.parents[2], data_path, backend)  # the CLI chose the backend before Keras loaded
+    home = locate_artifact(folder)
+    prepared, path = run_bars(home, data_path, backend)  # the CLI chose the backend before Keras loaded
     art = load_artifact(folder)
     if prepared.fingerprint != art.meta["data"]["sha256"]:
         raise ArtifactError(
@@ -151,11 +142,12 @@ def predict(folder: str | Path, data_path: str | Path | None = None, backend: st
         first,
         last + 1,
         art.horizon,
+        asset=home.owner.asset,
     )
     for i, values in zip(range(first, last + 1), segment_forecasts(seg, art.strategy, series.upto(last + 1))):
         recorder.add(art.meta["strategy"], i, values, int(art.meta["model_version"]), trained)
     rows = recorder.frame()
-    recorded = recorded_rows(art, rows)
+    recorded = recorded_rows(art, rows, home)
     rows.attrs["recorded"] = len(recorded)
     rows.attrs["max_abs_diff"] = _max_abs_diff(rows, recorded)
     return rows
@@ -183,18 +175,22 @@ def _future_rows(art: Artifact, series, bars: pd.DatetimeIndex, at: int) -> pd.D
     return rows
 
 
-def recorded_rows(art: Artifact, rows: pd.DataFrame) -> pd.DataFrame:
-    path = art.run_dir / "forecasts.parquet"
+def recorded_rows(art: Artifact, rows: pd.DataFrame, home: ArtifactHome | None = None) -> pd.DataFrame:
+    """The rows the run recorded for this model over the period of ``rows`` (of its asset, in a universe)."""
+    home = home or art.home
+    path = home.run.forecasts
     if not path.is_file() or rows.empty:
         return rows.iloc[:0]
     f = pd.read_parquet(path)
+    if home.owner.asset and "asset" in f:
+        f = f[f["asset"] == home.owner.asset]
     sel = f[
         (f["strategy"] == art.meta["strategy"])
         & (f["model_version"] == int(art.meta["model_version"]))
         & (f["issued_at"] >= rows["issued_at"].min())
         & (f["issued_at"] <= rows["issued_at"].max())
     ]
-    return sel.drop(columns=["actual"], errors="ignore").reset_index(drop=True)
+    return sel.drop(columns=["actual", "asset"], errors="ignore").reset_index(drop=True)
 
 
 def _max_abs_diff(rows: pd.DataFrame, recorded: pd.DataFrame) -> float:

@@ -1,7 +1,7 @@
 """One asset of a run, prepared: what the engine, the evaluation and the report share about it.
 
 A run on one ``data.path`` has one :class:`AssetRun` (its asset named ``""``); a universe
-(``data.assets``) has one per asset (:func:`backtester.runner.plan_universe`).
+(``data.assets``) has one per asset (:func:`backtester.prepare.plan_universe`).
 """
 
 from __future__ import annotations

@@ -16,20 +16,14 @@ from pathlib import Path
 
 import click
 
-from .core.errors import BacktestError, ConfigError, FatalError
+from .cli_common import _DEBUG, _fail, _load, backend_option, set_option
+from .cli_model import model
+from .cli_output import ProgressBar, _interrupted, _print_plan, _summary_table
+from .core.errors import BacktestError, ConfigError
 from .core.interrupt import exit_code
 from .core.interrupt import install as install_signals
 
-EXIT_USAGE = 2
-EXIT_STOPPED = 3
-_DEBUG = [os.environ.get("BACKTEST_DEBUG", "") not in ("", "0")]
-
-
-def _fail(exc: BacktestError, overrides: tuple[str, ...] = ()) -> None:
-    if _DEBUG[0]:
-        traceback.print_exception(exc)
-    click.echo(f"error: {_blame(str(exc), overrides)}", err=True)
-    sys.exit(EXIT_STOPPED if isinstance(exc, FatalError) else EXIT_USAGE)
+__all__ = ["entry", "main"]
 
 
 def entry() -> None:
@@ -79,50 +73,6 @@ def _hard_exit(code: int) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
-
-
-def _blame(message: str, overrides: tuple[str, ...]) -> str:
-    """Name the ``--set`` behind an error found after loading (e.g. ``backtest.start`` after the last bar).
-
-    >>> _blame("backtest.start: 2030-01-01 is after the last bar", ("backtest.start=2030-01-01",))
-    '--set backtest.start=2030-01-01: backtest.start: 2030-01-01 is after the last bar'
-    >>> _blame("backtest.start: too early", ("seed=1",))
-    'backtest.start: too early'
-    """
-    if message.startswith("--set "):
-        return message
-    key = message.split(":", 1)[0].strip()
-    hits = [o for o in overrides if o.split("=", 1)[0].strip() == key]
-    return f"--set {hits[-1]}: {message}" if hits else message
-
-
-def _load(config: str, overrides: tuple[str, ...], train: bool = False, on_workers: bool = False):
-    """The config, with this process set up for it (its backend chosen before any strategy is read;
-    with ``train``, each strategy type's set-up done now, e.g. Keras imported). ``on_workers``: the command
-    trains on the config's workers where it has any (``run`` with ``execution.jobs`` > 1 or a scheduler),
-    so then this process, which only hands out jobs, is not set up to train."""
-    from .config import load_config
-    from .process import choose_backend, setup
-
-    cfg = load_config(config, overrides, before_strategies=choose_backend)
-    elsewhere = on_workers and (cfg.execution.jobs > 1 or cfg.execution.scheduler is not None)
-    setup(cfg, strategies=train and not elsewhere)
-    return cfg
-
-
-set_option = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set backtest.horizon=6 (repeatable).",
-)
-backend_option = click.option(
-    "--backend",
-    type=click.Choice(["tensorflow", "jax"]),
-    default=None,
-    help="Keras backend (overrides the config's 'backend').",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,123 +157,6 @@ def run(
         )
     elif quiet == 1:
         click.echo(f"wrote {result.out_dir}/")
-
-
-def _interrupted(cfg) -> str:
-    """What an interrupted run kept, and that the same command continues it."""
-    if cfg is None:
-        return "interrupted: nothing was written"
-    from .rundir import finished_segments, stage_dir
-    from .runner import target_dir
-
-    out, stage = target_dir(cfg), stage_dir(target_dir(cfg))
-    kept = finished_segments(stage) if stage.is_dir() else 0
-    earlier = " (the earlier run there is untouched)" if (out / "manifest.json").is_file() else ""
-    if kept == 0:
-        return f"interrupted: nothing was written to {out}/{earlier}; run the same command again to start over"
-    return (
-        f"interrupted: kept {kept} finished segment{'s' * (kept != 1)} in {stage}/; nothing was written to "
-        f"{out}/{earlier}; run the same command again to continue"
-    )
-
-
-class ProgressBar:
-    """A progress bar over a run's retrains, its time left estimated from the fits' expected cost.
-
-    The run calls it as ``progress(plan, None, False)`` once the plan is known, then ``progress(plan,
-    segment, reused)`` as each segment is done (a reused one leaves the time estimate alone); in a
-    universe ``plan`` is the list of the assets' plans.
-    """
-
-    def __init__(self, cfg):
-        self.specs = cfg.run_strategies()
-        self.bar = None
-
-    def __call__(self, plan, segment, reused: bool = False) -> None:
-        if segment is None:
-            self._start(plan)
-        elif self.bar is not None:
-            self._advance(segment, reused)
-
-    def _start(self, plan) -> None:
-        from tqdm import tqdm
-
-        self.costs = {}
-        for seg in [s for p in (plan if isinstance(plan, list) else [plan]) for s in p.segments()]:
-            params = self.specs[seg.strategy].params
-            bars = seg.window.stop - seg.window.start
-            cost = params.fit_cost(bars) + 1e-4 * seg.issues  # forecasting: cheap
-            if seg.tune:
-                trials, epochs = params.tuning_budget()
-                cost += trials * epochs * bars
-            self.costs[seg.key] = cost
-        self.total = sum(self.costs.values()) or 1.0
-        self.done = 0.0
-        self.bar = tqdm(
-            total=len(self.costs),
-            unit="retrain",
-            desc="walk-forward",
-            file=sys.stderr,
-            mininterval=0.5,
-            leave=False,
-            bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}",
-        )
-
-    def _advance(self, seg, reused: bool = False) -> None:
-        bar = self.bar
-        if reused:  # found finished: nothing ran, so it tells nothing about the time left
-            self.total -= self.costs.get(seg.key, 0.0)
-        else:
-            self.done += self.costs.get(seg.key, 0.0)
-        elapsed = bar.format_dict["elapsed"]
-        left = elapsed * (self.total - self.done) / self.done if self.done > 0 else float("nan")
-        eta = f", about {_seconds(left)} left" if left == left and bar.n + 1 < bar.total else ""
-        bar.set_postfix_str(f"{seg.owner} {seg.retrain_time:%Y-%m-%d %H:%M}{eta}", refresh=False)
-        bar.update(1)
-        if bar.n == bar.total:
-            bar.close()
-
-
-def _seconds(secs: float) -> str:
-    return f"{secs:.0f} s" if secs < 90 else f"{secs / 60:.0f} min" if secs < 5400 else f"{secs / 3600:.1f} h"
-
-
-def _summary_table(result) -> str:
-    """The run's scores, one format per column, saying what they average over."""
-    from .evaluation import summary
-
-    table = summary(result.metrics)
-    m = result.metrics
-    horizons = f"{int(m['horizon'].min())}..{int(m['horizon'].max())}" if len(m) else "-"
-    over = (
-        f"mean over {m['asset'].nunique()} assets and horizons"
-        if "asset" in m and m["asset"].nunique() > 1
-        else "mean over horizons"
-    )
-    lines = [
-        f"{over} {horizons} of each horizon's mean over its forecasts with an actual; best QLIKE first",
-        f"  {'strategy':<16} {'QLIKE':>8} {'MSE (vol)':>11} {'MAE (vol)':>11}",
-    ]
-    for name, row in table.iterrows():
-        lines.append(f"  {name!s:<16} {row['qlike']:>8.4f} {row['mse']:>11.3e} {row['mae']:>11.3e}")
-    return "\n".join(lines)
-
-
-def _print_plan(cfg, estimate: bool = False) -> None:
-    from .estimate import estimate_table, format_table
-    from .runner import plan_universe
-
-    runs = plan_universe(cfg)
-    for k, r in enumerate(runs):
-        if r.asset.name:
-            click.echo(f"{chr(10) if k else ''}asset {r.asset.name} ({k + 1} of {len(runs)})")
-        click.echo(f"data: {r.prepared.describe()}")
-        click.echo(r.plan.describe())
-        click.echo("")
-        click.echo("cost per strategy:")
-        if estimate:
-            click.echo("  timing one small fit per strategy ...", err=True)
-        click.echo(format_table(estimate_table(r.cfg, r.plan, r.series, estimate)))
 
 
 @main.command()
@@ -532,15 +365,14 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
     path = Path(arg)
     if path.is_dir() or path.suffix not in (".yaml", ".yml"):
         return path
-    import json
-
+    from .layout import peek_manifest
     from .runner import run as run_backtest
     from .runner import target_dir
 
     cfg = _load(arg, (), train=True, on_workers=True)  # run as `run` runs it
     out = target_dir(cfg)
-    manifest = out / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("config_id") == cfg.config_id():
+    manifest = peek_manifest(out)
+    if manifest is not None and manifest.config_id == cfg.config_id():
         if not quiet:
             click.echo(f"{arg}: reusing the finished run in {out}/", err=True)
         return out
@@ -553,16 +385,16 @@ def _run_dir_for(arg: str, force: bool, quiet: bool) -> Path:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def report(run_dir: str) -> None:
     """Redraw the figures of RUN_DIR and write its self-contained report.html."""
-    import yaml
-
+    from .core.errors import RunError
     from .evaluation.report import write_figures, write_html
+    from .layout import LOSSES, REPORT, RunDir
 
-    path = Path(run_dir)
+    path, run = Path(run_dir), RunDir(run_dir)
     try:
-        if not (path / "manifest.json").is_file() or not (path / "report.md").is_file():
-            raise BacktestError(f"{path}: not a finished run (no manifest.json or report.md); pass results/<name>")
-        ev = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("evaluation") or {}
-        if (path / "losses.parquet").is_file():
+        if not run.is_finished() or not run.file(REPORT).is_file():
+            raise RunError(f"{path}: not a finished run (no manifest.json or report.md); pass results/<name>")
+        ev = run.config_block("evaluation")
+        if run.file(LOSSES).is_file():
             write_figures(path, ev.get("loss", "qlike"), ev.get("benchmark"))
         out = write_html(path)
     except BacktestError as exc:
@@ -598,95 +430,7 @@ def audit(run_dir: str, sample: int, only: tuple[str, ...], backend: str | None)
         sys.exit(1)
 
 
-@main.group()
-def model() -> None:
-    """Saved models: reload a retrain's artifact (results/<run>/models/<strategy>/<version>/) or inspect a .h5/.keras file."""
-
-
-@model.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="The run's data file, if it has moved since the run.",
-)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the forecasts to this Parquet file.")
-@backend_option
-def predict(model_dir: str, data_path: str | None, out: str | None, backend: str | None) -> None:
-    """Reload MODEL_DIR and forecast every issue time it served; compare with the run's rows."""
-    try:
-        from .artifacts import predict as predict_artifact
-        from .artifacts import read_meta
-        from .backend import select_backend
-
-        select_backend(backend or read_meta(model_dir).get("backend") or "tensorflow")  # the run's, by default
-
-        rows = predict_artifact(model_dir, data_path=data_path, backend=backend)
-    except BacktestError as exc:
-        _fail(exc)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        rows.to_parquet(out, index=False)
-    first, last = rows["issued_at"].min(), rows["issued_at"].max()
-    click.echo(f"{len(rows):,} forecasts issued {first} .. {last}")
-    if (
-        len(rows)
-        and rows["target_time"].max() > rows["trained_through"].max()
-        and rows.attrs["recorded"] == 0
-        and first == last
-    ):  # a `backtest train` model: show its forecast
-        for r in rows.itertuples():
-            click.echo(f"  h={r.horizon:<3} {r.target_time}  {r.forecast:.6g}")
-    recorded, diff = rows.attrs["recorded"], rows.attrs["max_abs_diff"]
-    scale = float(rows["forecast"].abs().max()) if len(rows) else 1.0
-    if recorded == 0:
-        click.echo("no recorded forecasts to compare with (forecasts.parquet not found)")
-    elif diff != diff:  # NaN: different row sets
-        click.echo(f"recorded: {recorded:,} rows, a different set of rows")
-        sys.exit(1)
-    elif diff == 0:
-        click.echo(f"identical to the {recorded:,} recorded forecasts of this model")
-    elif diff <= 1e-5 * scale:  # another backend or machine: float rounding only
-        click.echo(f"equal to the {recorded:,} recorded forecasts within float rounding (max abs diff {diff:.3g})")
-    else:
-        click.echo(f"differs from the {recorded:,} recorded forecasts by up to {diff:.3g}")
-        sys.exit(1)
-    if out:
-        click.echo(f"wrote {out}")
-
-
-@model.command()
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the description to this model_config.json (and, with --scaler, scaler.json beside it); "
-    "without --out nothing is written.",
-)
-@click.option(
-    "--scaler",
-    "scaler_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="A pickled scikit-learn MinMaxScaler to describe (and convert to scaler.json beside --out).",
-)
-@click.option("--trust-pickle", is_flag=True, help="Allow unpickling --scaler (unpickling runs code from the file).")
-def inspect(path: str, out: str | None, scaler_path: str | None, trust_pickle: bool) -> None:
-    """Describe a .h5 (Keras 2 or 3) or .keras model file; with --out, write its model_config.json."""
-    from strategies import inspect_model, summary_lines
-
-    try:
-        found = inspect_model(path, out=out, scaler_path=scaler_path, trust_pickle=trust_pickle)
-    except BacktestError as exc:
-        _fail(exc)
-    for line in summary_lines(found.info, found.scaler):
-        click.echo(line)
-    for written in found.written:
-        click.echo(f"wrote {written}")
-
+main.add_command(model)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

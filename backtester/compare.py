@@ -19,7 +19,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,14 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtester.core.errors import CompareError
-
+from .core.errors import CompareError, RunError
+from .core.names import base_name, is_seed_member
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
 from .evaluation.report import write_html
-from .evaluation.verdict import Answer, answer_lines, members_of
+from .evaluation.verdict import Answer, answer_lines, members_of, seed_rows
+from .layout import FORECASTS, RETRAINS, TUNING_TABLE, Manifest, RunDir, read_manifest, scratch_dir
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
 
@@ -44,7 +44,7 @@ KEYS = ["asset", "issued_at", "target_time", "horizon"]
 class RunData:
     name: str
     path: Path
-    manifest: dict
+    manifest: Manifest
     forecasts: pd.DataFrame
     retrains: pd.DataFrame
     tuning: pd.DataFrame
@@ -63,56 +63,42 @@ class CompareResult:
 def read_run(path: str | Path) -> RunData:
     path = Path(path)
     if not path.is_dir():
-        raise CompareError(f"{path}: no such run directory; pass results/<name> of a finished run, or a config to run")
-    manifest = path / "manifest.json"
-    if not manifest.is_file():
-        raise CompareError(f"{path}: not a finished run (no manifest.json); run it again with backtest run --force")
-    meta = json.loads(manifest.read_text())
-    forecasts, retrains = pd.read_parquet(path / "forecasts.parquet"), pd.read_parquet(path / "retrains.parquet")
+        raise RunError(f"{path}: no such run directory; pass results/<name> of a finished run, or a config to run")
+    meta, run = read_manifest(path), RunDir(path)
+    forecasts, retrains = run.read_table(FORECASTS), run.read_table(RETRAINS)
     tuning = (
-        pd.read_parquet(path / "tuning.parquet")
-        if (path / "tuning.parquet").is_file()
+        run.read_table(TUNING_TABLE)
+        if run.file(TUNING_TABLE).is_file()
         else pd.DataFrame({"asset": pd.Series(dtype="string"), "strategy": pd.Series(dtype="string")})
     )
     for frame in (forecasts, retrains, tuning):  # a run from before universes: one asset, named after its file
         if "asset" not in frame:
-            frame.insert(0, "asset", Path(meta["data"]["path"]).stem)
+            frame.insert(0, "asset", Path(meta.data_of("").path).stem)
     if len(forecasts) and (tuning["asset"] == "").any():
         tuning["asset"] = forecasts["asset"].iloc[0]
-    return RunData(meta["name"], path, meta, forecasts, retrains, tuning, seeded_strategies(path, meta))
+    return RunData(meta.name, path, meta, forecasts, retrains, tuning, seeded_strategies(path, meta))
 
 
-def seeded_strategies(path: Path, manifest: dict) -> set[str]:
+def seeded_strategies(path: Path, manifest: Manifest) -> set[str]:
     """The run's strategies whose forecasts depend on the seed, seed members and ensembles included: from
     the manifest, or for a run from before it recorded them, from the strategy types in its config.yaml."""
-    kinds = manifest.get("strategies")
-    if kinds is None:
-        import yaml
+    seeded = manifest.seeded()
+    if seeded is not None:
+        return seeded
+    from strategies import REGISTRY
 
-        from strategies import REGISTRY
-
-        try:
-            raw = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("strategies") or {}
-        except (OSError, yaml.YAMLError):
-            raw = {}
-        kinds = {
-            name: {"seeded": REGISTRY[k].seeded() if (k := (spec or {}).get("type", name)) in REGISTRY else False}
-            for name, spec in raw.items()
-        }
-    return {name for name, k in kinds.items() if k.get("seeded")}
+    raw = RunDir(path).config_block("strategies")
+    kinds = {name: (spec or {}).get("type", name) for name, spec in raw.items()}
+    return {name for name, k in kinds.items() if k in REGISTRY and REGISTRY[k].seeded()}
 
 
 def asset_data(run: RunData) -> dict[str, str]:
     """Each asset of a run (by its name in the tables) and what identifies its bars: the data file's sha256
     and the bars' cache key (the same file read with other options makes other bars)."""
-    data = run.manifest["data"]
-
-    def ident(d: dict) -> str:
-        return f"{d['sha256']}:{d.get('bars_key', '')}"
-
-    if "assets" in data:
-        return {name: ident(d) for name, d in data["assets"].items()}
-    return {str(run.forecasts["asset"].iloc[0]) if len(run.forecasts) else Path(data["path"]).stem: ident(data)}
+    if run.manifest.universe:
+        return {name: d.ident for name, d in run.manifest.data.items()}
+    data = run.manifest.data_of("")
+    return {str(run.forecasts["asset"].iloc[0]) if len(run.forecasts) else Path(data.path).stem: data.ident}
 
 
 def align_assets(runs: list[RunData]) -> None:
@@ -147,7 +133,7 @@ def labelled(runs: list[RunData]) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.D
         label = {s: (f"{r.name}:{s}" if seen[s] > 1 and len(runs) > 1 else s) for s in r.forecasts["strategy"].unique()}
         frames = [frame[frame["strategy"].isin(label)] for frame in (r.forecasts, r.retrains, r.tuning)]
         frames = [frame.assign(strategy=frame["strategy"].map(label).astype("string")) for frame in frames]
-        seeded = {label[s] for s in label if s.rpartition("#")[0] in r.seeded or s in r.seeded}
+        seeded = {label[s] for s in label if base_name(s) in r.seeded}
         out.append((*frames, seeded))
     return out
 
@@ -183,38 +169,34 @@ def compare(
     if loss not in LOSSES:
         raise CompareError(f"--loss: unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
     runs = [read_run(p) for p in run_dirs]
-    seed = runs[0].manifest.get("seed", 0) if seed is None else seed
+    seed = runs[0].manifest.raw.get("seed", 0) if seed is None else seed
     if block_size is None:
         block_size = run_evaluation(runs[0]).get("block_size")
     align_assets(runs)
-    parts = labelled(runs)
-    forecasts = pd.concat([p[0] for p in parts], ignore_index=True)
-    retrains = pd.concat([p[1] for p in parts], ignore_index=True)
-    tuning = pd.concat([p[2] for p in parts], ignore_index=True)
-    seeded = set().union(*(p[3] for p in parts))
+    forecasts, retrains, tuning, seeded = combined(runs)
     strategies = list(dict.fromkeys(forecasts["strategy"]))
-    if benchmark is not None and benchmark not in strategies:
-        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
-    if benchmark is None and "har" in strategies:
-        benchmark = "har"
-    rows = common_rows(forecasts)
-    if rows.empty:
-        spans = "; ".join(
-            f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs
-        )
-        raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
+    benchmark = chosen_benchmark(benchmark, strategies)
+    rows = shared_rows(forecasts, runs)
     out = checked_out(Path(out_dir), runs, force)
     table = loss_table(rows)
     comparison = mean_losses(table, ("asset", "strategy", "horizon"))
     tests = compare_tests(table, loss, benchmark, seed, mcs_reps, block_size)
     cost = cost_table(retrains, table, loss, benchmark, ensembles=members_of(strategies), tuning=tuning)
-    order = {name: i for i, name in enumerate(strategies)}  # each ensemble just before its seeds
-    cost = cost.sort_values(
-        "strategy", key=lambda c: c.map(lambda n: (order.get(n.rpartition("#")[0] or n, 0), "#" in n)), kind="stable"
-    ).reset_index(drop=True)
+    cost = ensembles_first(cost, strategies)
     answer = Answer(table, tests, cost, loss, retrains)
-    styles = strategy_styles(sorted(map(str, strategies)))
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    text = markdown(
+        runs,
+        rows,
+        comparison,
+        tests,
+        cost,
+        loss,
+        benchmark,
+        answer_lines(answer, benchmark, seeded),
+        answer.spread,
+        seeded,
+    )
+    stage = scratch_dir(out, os.getpid())
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
@@ -222,30 +204,7 @@ def compare(
         table.to_parquet(stage / "losses.parquet", index=False)
         tests.to_parquet(stage / "tests.parquet", index=False)
         cost.to_parquet(stage / "cost.parquet", index=False)
-        plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
-        plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
-        (stage / "compare.md").write_text(
-            markdown(
-                runs,
-                rows,
-                comparison,
-                tests,
-                cost,
-                loss,
-                benchmark,
-                answer_lines(answer, benchmark, seeded),
-                answer.spread,
-                seeded,
-            )
-        )
-        write_html(
-            stage,
-            "compare.md",
-            {
-                "loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
-                "cost_vs_accuracy.png": "Accuracy against training cost",
-            },
-        )
+        write_report(stage, comparison, cost, loss, strategy_styles(sorted(map(str, strategies))), text)
         if out.exists():
             shutil.rmtree(out)
         os.replace(stage, out)
@@ -253,6 +212,59 @@ def compare(
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return CompareResult(out, comparison, tests, cost, len(rows))
+
+
+def combined(runs: list[RunData]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, set[str]]:
+    """The runs' forecasts, retrains and tuning trials in one frame each (strategies labelled), and their seeded
+    strategies."""
+    parts = labelled(runs)
+    forecasts = pd.concat([p[0] for p in parts], ignore_index=True)
+    retrains = pd.concat([p[1] for p in parts], ignore_index=True)
+    tuning = pd.concat([p[2] for p in parts], ignore_index=True)
+    return forecasts, retrains, tuning, set().union(*(p[3] for p in parts))
+
+
+def chosen_benchmark(benchmark: str | None, strategies: list[str]) -> str | None:
+    """``--benchmark`` if it is a compared strategy (refused otherwise); without it ``har`` where there is one."""
+    if benchmark is not None and benchmark not in strategies:
+        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
+    if benchmark is None and "har" in strategies:
+        return "har"
+    return benchmark
+
+
+def ensembles_first(cost: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
+    """The cost table in the strategies' order, each seed ensemble just before its seeds."""
+    order = {name: i for i, name in enumerate(strategies)}
+    return cost.sort_values(
+        "strategy", key=lambda c: c.map(lambda n: (order.get(base_name(n), 0), is_seed_member(n))), kind="stable"
+    ).reset_index(drop=True)
+
+
+def shared_rows(forecasts: pd.DataFrame, runs: list[RunData]) -> pd.DataFrame:
+    """:func:`common_rows`, refused when there are none."""
+    rows = common_rows(forecasts)
+    if rows.empty:
+        spans = "; ".join(
+            f"{r.path}: {r.forecasts['issued_at'].min()} .. {r.forecasts['issued_at'].max()}" for r in runs
+        )
+        raise CompareError(f"the runs share no forecast rows (same issue time, target and horizon): {spans}")
+    return rows
+
+
+def write_report(stage: Path, comparison: pd.DataFrame, cost: pd.DataFrame, loss: str, styles, text: str) -> None:
+    """The comparison's figures, ``compare.md`` and ``report.html`` into ``stage``."""
+    plot_loss_by_horizon(comparison, loss, stage / "loss_by_horizon.png", styles)
+    plot_cost_vs_accuracy(cost, loss, stage / "cost_vs_accuracy.png", styles)
+    (stage / "compare.md").write_text(text)
+    write_html(
+        stage,
+        "compare.md",
+        {
+            "loss_by_horizon.png": f"Mean {loss} by horizon on the common rows",
+            "cost_vs_accuracy.png": "Accuracy against training cost",
+        },
+    )
 
 
 def checked_out(out: Path, runs: list[RunData], force: bool) -> Path:
@@ -267,13 +279,7 @@ def checked_out(out: Path, runs: list[RunData], force: bool) -> Path:
 
 def run_evaluation(run: RunData) -> dict:
     """The ``evaluation`` block of a run's ``config.yaml`` (empty if it has none)."""
-    import yaml
-
-    path = run.path / "config.yaml"
-    try:
-        return (yaml.safe_load(path.read_text()) or {}).get("evaluation") or {} if path.is_file() else {}
-    except yaml.YAMLError:
-        return {}
+    return RunDir(run.path).config_block("evaluation")
 
 
 def compare_tests(
@@ -371,7 +377,7 @@ def dm_markdown(
     tests.parquet)."""
     many = tests["asset"].nunique() > 1
     dm = tests[tests["test"].isin(["dm", "pooled_dm"]) & (tests["horizon"] == 0)]
-    dm = dm[~dm["model"].astype(str).str.contains("#") & ~dm["against"].astype(str).str.contains("#")]
+    dm = dm[~seed_rows(dm["model"]) & ~seed_rows(dm["against"])]
     if benchmark is not None:
         seeded = seeded or set()
         dm = dm[
@@ -408,7 +414,7 @@ def mcs_markdown(tests: pd.DataFrame) -> list[str]:
         ("| asset " if many else "") + "| strategy | MCS p-value | in 90 % set | in 75 % set |",
         ("|---" if many else "") + "|---|---|---|---|",
     ]
-    mcs = tests[(tests["test"] == "mcs") & ~tests["model"].astype(str).str.contains("#")]  # seeds: tests.parquet
+    mcs = tests[(tests["test"] == "mcs") & ~seed_rows(tests["model"])]  # seeds: tests.parquet
     for asset, part in mcs.groupby("asset", sort=True):
         mcs = part.pivot(index="model", columns="size", values="in_set")
         pv = part.groupby("model")["mcs_pvalue"].first()

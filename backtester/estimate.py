@@ -11,7 +11,6 @@ machine gives a high estimate.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,22 +18,23 @@ import numpy as np
 import pandas as pd
 
 from .core.series import BarSeries
+from .layout import RETRAINS, TUNING_TABLE, RunDir, peek_manifest
 
 SLICE = 3000  # bars beyond the strategy's minimum in the larger timing fit
 
 
 def earlier_run(cfg) -> dict[str, float] | None:
     """Seconds per strategy (fits + tuning) of the last finished run of this very config, if any."""
-    run_dir = Path(cfg.output.dir) / cfg.name
+    run = RunDir(Path(cfg.output.dir) / cfg.name)
+    manifest = peek_manifest(run.path)
+    if manifest is None or manifest.config_id != cfg.config_id():
+        return None
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-        if manifest.get("config_id") != cfg.config_id():
-            return None
-        retrains = pd.read_parquet(run_dir / "retrains.parquet")
+        retrains = run.read_table(RETRAINS)
     except (OSError, ValueError):
         return None
     out = retrains.groupby("strategy")["seconds"].sum().astype(float).to_dict()
-    tuning = run_dir / "tuning.parquet"
+    tuning = run.file(TUNING_TABLE)
     if tuning.is_file():
         t = pd.read_parquet(tuning).drop_duplicates(["strategy", "model_version"])
         for name, secs in t.groupby("strategy")["tuning_seconds"].sum().items():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .core.errors import ConfigError
+from .core.names import base_name
 from .core.schedule import TrainWindow, retrain_times, training_window
 from .core.types import fmt_duration
 from .segment import Segment
@@ -205,7 +206,7 @@ def check_plan(cfg, plan: Plan) -> None:
     if short:
         parts = []
         for (where, what), names in short.items():
-            bases = dict.fromkeys((n.rpartition("#")[0] or n, k) for n, k in names)  # seed members: their strategy
+            bases = dict.fromkeys((base_name(n), k) for n, k in names)  # seed members: their strategy
             listed = ", ".join(f"strategy {n!r} needs {k}" for n, k in bases)
             parts.append(f"{where}: {what} ({listed}); {fixes[(where, what)]}")
         raise ConfigError("; ".join(parts))

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_meta
-from .segment import LiveModel, Segment, StoredSegment, artifact_dir, call, read_segment
+from .layout import RunDir, has_artifact, read_artifact
+from .segment import LiveModel, Segment, StoredSegment, call, read_segment
 from .store import is_stored
 
 
@@ -24,7 +24,7 @@ def resume_point(job, keys: tuple[str | None, ...]) -> tuple[int, LiveModel | No
     for k in range(n - 1, -1, -1):
         stored = read_segment(job.stage, job.segments[k])
         if stored.ok:
-            folder = artifact_dir(job.stage, job.segments[k].owner, job.segments[k].model_version)
+            folder = RunDir(job.stage).artifact_dir(job.segments[k].owner, job.segments[k].model_version)
             live = reload_model(folder, stored, job.segments[k], job.params[k])
             return (n, live) if live is not None else (0, None)
     return n, None
@@ -32,9 +32,7 @@ def resume_point(job, keys: tuple[str | None, ...]) -> tuple[int, LiveModel | No
 
 def reload_model(folder: Path, stored: StoredSegment, seg: Segment, params: Any) -> LiveModel | None:
     """The model a finished segment saved in ``folder``, or None if it saved none it can reload."""
-    if not (folder / "artifact.json").is_file():
-        return None
-    if not read_meta(folder).get("restorable", False):
+    if not has_artifact(folder) or not read_artifact(folder).restorable:
         return None
     strategy = call(seg.strategy, "build()", params.build, stored.record.seed)
     call(seg.strategy, "load()", strategy.load, folder)

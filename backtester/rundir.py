@@ -12,9 +12,10 @@ it fails.
 Examples
 --------
 >>> import tempfile
+>>> from backtester.layout import write_manifest
 >>> out = Path(tempfile.mkdtemp()) / "demo"
 >>> with staging(out) as stage:
-...     _ = (stage / "manifest.json").write_text("{}")
+...     write_manifest(stage, {})
 ...     swap_in(stage, out)
 >>> sorted(p.name for p in out.iterdir())
 ['manifest.json']
@@ -35,8 +36,17 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
 from .core.errors import OutputError
+from .core.version import __version__
+from .layout import (
+    RunDir,
+    aside_dir,
+    aside_pattern,
+    lock_path,
+    scratch_dir,
+    scratch_pattern,
+    stage_dir,
+)
 
 PACKAGES = (
     "numpy",
@@ -56,7 +66,7 @@ PACKAGES = (
 def guard_output(out: Path, force: bool) -> None:
     """Refuse to replace ``out`` without ``force``."""
     if out.exists() and not force:
-        finished = (out / "manifest.json").is_file()
+        finished = RunDir(out).is_finished()
         what = "a finished run" if finished else "a directory"
         raise OutputError(f"{out}: {what} is already there; pass --force to replace it, or change 'name' in the config")
 
@@ -66,7 +76,7 @@ def staging(out: Path) -> Iterator[Path]:
     """A fresh, empty staging directory for ``out`` (absolute: workers may run elsewhere); removed if the
     block fails or is interrupted, and left to :func:`swap_in` if it succeeds."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent.resolve() / f".{out.name}.partial-{os.getpid()}"
+    stage = scratch_dir(out, os.getpid())
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
@@ -77,11 +87,6 @@ def staging(out: Path) -> Iterator[Path]:
         raise
 
 
-def stage_dir(out: Path) -> Path:
-    """Where ``backtest run`` builds ``out``: ``.<name>.partial/`` beside it (absolute: workers may run elsewhere)."""
-    return Path(out).parent.resolve() / f".{Path(out).name}.partial"
-
-
 @contextmanager
 def run_stage(out: Path, fresh: bool = False) -> Iterator[Path]:
     """The staging directory of ``out``, kept from an interrupted run unless ``fresh`` (call it holding
@@ -90,12 +95,12 @@ def run_stage(out: Path, fresh: bool = False) -> Iterator[Path]:
     (``.<name>.old-<pid>/`` with no ``<name>/``) is put back."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
-        if not out.exists() and (old / "manifest.json").is_file():
+    for old in sorted(out.parent.glob(aside_pattern(out))):
+        if not out.exists() and RunDir(old).is_finished():
             os.replace(old, out)
         else:
             shutil.rmtree(old, ignore_errors=True)
-    for old in out.parent.glob(f".{out.name}.partial-*"):
+    for old in out.parent.glob(scratch_pattern(out)):
         shutil.rmtree(old, ignore_errors=True)
     stage = stage_dir(out)
     if fresh and stage.exists():
@@ -106,7 +111,7 @@ def run_stage(out: Path, fresh: bool = False) -> Iterator[Path]:
 
 def finished_segments(stage: Path) -> int:
     """How many finished segments a staging directory holds."""
-    return sum(1 for _ in (Path(stage) / "segments").rglob("*.json"))
+    return RunDir(stage).finished_segments()
 
 
 @contextmanager
@@ -116,7 +121,7 @@ def run_lock(out: Path, log=lambda msg: None) -> Iterator[None]:
     it with the process) and is taken over, with a note."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f".{out.name}.lock"
+    path = lock_path(out)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,7 +167,7 @@ def swap_in(stage: Path, out: Path) -> None:
     """Move the finished staging directory to ``out``; an old ``out`` is removed only after."""
     old = None
     if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        old = aside_dir(out, os.getpid())
         os.replace(out, old)
     os.replace(stage, out)
     if old is not None:

@@ -15,10 +15,8 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,20 +24,19 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .assets import AssetRun
-from .core.errors import BacktestError, ConfigError
 from .core.interrupt import check as check_interrupt
-from .core.series import BarSeries
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, make_executor, worker_threads
-from .plan import Plan, check_plan, make_plan
+from .layout import RunDir, write_config, write_manifest
+from .plan import Plan
+from .prepare import describe_run, make_manifest, plan_universe, prepare_universe, segment_context, target_dir
 from .process import check
-from .rundir import data_record, git_commit, guard_output, run_lock, run_stage, swap_in, versions
-from .rv import PreparedBars, prepare_bars
-from .segment import RunContext, Segment
+from .rundir import guard_output, run_lock, run_stage, swap_in
+from .segment import Segment
+
+__all__ = ["RunResult", "plan_universe", "prepare_universe", "run", "target_dir"]  # plan_universe: the audit's
 
 
 @dataclass
@@ -49,53 +46,6 @@ class RunResult:
     retrains: pd.DataFrame
     metrics: pd.DataFrame
     manifest: dict
-
-
-def prepare(cfg, asset: str = "") -> tuple[PreparedBars, Plan]:
-    """Load the data, build RV bars and resolve the plan (no training); ``cfg`` as one asset sees it."""
-    prepared = prepare_bars(cfg.data)
-    plan = make_plan(cfg, prepared.bars.index, asset)
-    check_plan(cfg, plan)
-    return prepared, plan
-
-
-def prepare_universe(cfg) -> list[AssetRun]:
-    """Every asset's bars and plan (:func:`plan_universe`), and the checks that need no training (a bad
-    builder, an imported scaler unlike the data)."""
-    runs = plan_universe(cfg)
-    for spec in cfg.strategies.values():  # members share their params: one preflight each
-        spec.params.preflight(cfg.backtest.horizon)  # a bad builder fails before anything trains
-    for r in runs:
-        for spec in r.cfg.strategies.values():  # e.g. an imported scaler fitted on values unlike the data
-            members = {m.name for m in spec.members()}
-            first = min((s for s in r.plan.segments() if s.strategy in members), key=lambda s: s.retrain_time)
-            spec.params.check_training_data(r.series.slice(first.window.start, first.window.stop))
-    return runs
-
-
-def plan_universe(cfg) -> list[AssetRun]:
-    """Every asset's bars and plan, a global model's retrains on the one schedule it follows
-    (:func:`pooled_schedules`); a bad file or an impossible plan names its asset."""
-    runs = []
-    for asset in cfg.universe():
-        try:
-            prepared, plan = prepare(asset.cfg, asset.name)
-        except BacktestError as exc:
-            if not asset.name:
-                raise
-            exc.args = (f"data.assets.{asset.name}: {exc}",)
-            raise
-        runs.append(AssetRun(asset, prepared, plan, BarSeries.from_frame(prepared.bars)))
-    follow = pooled_schedules(cfg, runs)
-    for r in runs:
-        if any(name in r.plan.schedules for name in follow):
-            r.plan = make_plan(r.cfg, r.prepared.bars.index, r.asset.name, follow)
-            check_plan(r.cfg, r.plan)
-    return runs
-
-
-def target_dir(cfg) -> Path:
-    return Path(cfg.output.dir) / cfg.name
 
 
 def run(
@@ -141,6 +91,54 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
     describe_execution(cfg, sum(len(p.segments()) for p in plans), log)
     shown = plans[0] if len(plans) == 1 else plans
     settings = engine_settings(cfg)
+    describe_stacking(cfg, settings, log)
+    with run_lock(out, log), run_stage(out, fresh) as stage:
+        if progress is not None:
+            progress(shown, None, False)
+        t0 = time.perf_counter()
+        legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
+        engine = run_universe(
+            legs,
+            settings,
+            stage=stage,
+            executor=executor,
+            on_segment=partial(progress, shown) if progress else None,
+            resume=not fresh,
+            previous=None if fresh else out,
+        )
+        total = sum(len(p.segments()) for p in plans)
+        if engine.reused:
+            found = f", {engine.adopted} from the finished run in {out}/" if engine.adopted else ""
+            log(f"reused {engine.reused} of {total} segments{found}, computed {total - engine.reused}")
+        timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
+        write_config(stage, cfg.resolved())
+        t0 = time.perf_counter()
+        rows, retrains, scores = write_results(cfg, runs, engine.forecasts, engine.records, stage)
+        timings["evaluate"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        manifest = make_manifest(cfg, runs, rows, retrains, timings)
+        manifest["execution"] = execution_record(cfg, settings)
+        manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
+        write_manifest(stage, manifest)
+        if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
+            shutil.rmtree(RunDir(stage).models, ignore_errors=True)
+        check_interrupt()
+        swap_in(stage, out)
+    return RunResult(out, rows, retrains, scores, manifest)
+
+
+def execution_record(cfg, settings: Settings) -> dict:
+    """The manifest's ``execution``: how the segments were run."""
+    return {
+        "jobs": cfg.execution.jobs,
+        "stack": settings.stack,
+        "stack_equal_windows": settings.stack_equal,
+        "trial_stack": settings.trial_stack,
+    }
+
+
+def describe_stacking(cfg, settings: Settings, log: Callable[[str], None]) -> None:
+    """The run log's lines on stacked training and stacked random-search trials."""
     if settings.stack > 1:
         stacking = sorted(
             n
@@ -170,102 +168,6 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
             f"execution: the trials of {', '.join(searching)}'s random search trained together where their models "
             f"compile alike, up to {settings.trial_stack} per program"
         )
-    with run_lock(out, log), run_stage(out, fresh) as stage:
-        if progress is not None:
-            progress(shown, None, False)
-        t0 = time.perf_counter()
-        legs = [Leg(r.plan, r.cfg.run_strategies(), r.series, segment_context(r.cfg, r.prepared, r.plan)) for r in runs]
-        engine = run_universe(
-            legs,
-            settings,
-            stage=stage,
-            executor=executor,
-            on_segment=partial(progress, shown) if progress else None,
-            resume=not fresh,
-            previous=None if fresh else out,
-        )
-        total = sum(len(p.segments()) for p in plans)
-        if engine.reused:
-            found = f", {engine.adopted} from the finished run in {out}/" if engine.adopted else ""
-            log(f"reused {engine.reused} of {total} segments{found}, computed {total - engine.reused}")
-        timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
-        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
-        t0 = time.perf_counter()
-        rows, retrains, scores = write_results(cfg, runs, engine.forecasts, engine.records, stage)
-        timings["evaluate"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_start
-        manifest = make_manifest(cfg, runs, rows, retrains, timings)
-        manifest["execution"] = {
-            "jobs": cfg.execution.jobs,
-            "stack": settings.stack,
-            "stack_equal_windows": settings.stack_equal,
-            "trial_stack": settings.trial_stack,
-        }
-        manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if not cfg.output.save_models:  # only warm-start chains kept their models, to resume from
-            shutil.rmtree(stage / "models", ignore_errors=True)
-        check_interrupt()
-        swap_in(stage, out)
-    return RunResult(out, rows, retrains, scores, manifest)
-
-
-def pooled_schedules(cfg, runs: list[AssetRun]) -> dict[str, pd.DatetimeIndex]:
-    """The retrain times of each global model (``scope: global``) of a universe: one schedule for all its
-    assets. Where the assets' own schedules differ (their calendars do), the config must name the asset to
-    follow (``schedule_of``); returns the strategies to re-plan, with the times they follow."""
-    out = {}
-    if len(runs) < 2:
-        return out
-    for name, spec in cfg.run_strategies().items():
-        if not spec.params.pools_assets():
-            continue
-        times = {r.asset.name: r.plan.schedules[name].retrains for r in runs if name in r.plan.schedules}
-        periods = {r.asset.name: (r.cfg.backtest.start, r.cfg.backtest.end) for r in runs if name in r.plan.schedules}
-        if len(set(periods.values())) > 1:
-            odd = next(a for a, p in periods.items() if p != cfg.backtest_period())
-            same = [a for a, p in periods.items() if p == cfg.backtest_period()]
-            raise ConfigError(
-                f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
-                f"asset, but {odd} has its own test period ({periods[odd][0]} .. {periods[odd][1] or 'its data end'}); "
-                f"give the global model the assets that share one, e.g. assets: [{', '.join(same)}]"
-            )
-        chosen = spec.params.schedule_asset()
-        if chosen is not None:
-            late = [r for r in runs if name in r.plan.schedules and r.plan.issue_times[0] < times[chosen][0]]
-            if late:
-                raise ConfigError(
-                    f"strategies.{name.split('#')[0]}.schedule_of: {chosen}'s first retrain "
-                    f"({times[chosen][0]}) comes after {late[0].asset.name}'s first forecast "
-                    f"({late[0].plan.issue_times[0]}), which no global model could serve; follow "
-                    "the asset whose market opens first, or start the backtest later"
-                )
-            out[name] = times[chosen]
-            continue
-        first = next(iter(times.values()))
-        differ = [a for a, t in times.items() if not t.equals(first)]
-        if differ:
-            a0 = next(iter(times))
-            sample = "; ".join(f"{a}: {len(t)} retrains, {t[0]} .. {t[-1]}" for a, t in list(times.items())[:3])
-            raise ConfigError(
-                f"strategies.{name.split('#')[0]}: scope: global trains one model per retrain for every "
-                f"asset, but the assets' retrain times differ ({sample}); name the asset whose "
-                f"times every asset follows, e.g. schedule_of: {a0}"
-            )
-    return out
-
-
-def describe_run(cfg, prepared: PreparedBars, plan: Plan, log: Callable[[str], None], asset: str = "") -> None:
-    """The run log's opening lines for one asset (data, strategies' notes, plan)."""
-    who = f"{asset}: " if asset else ""
-    log(f"{who}data: {prepared.describe()}{' (cached)' if prepared.from_cache else ''}")
-    for name, spec in cfg.strategies.items():
-        for note in spec.params.notes(plan.issue_times[0]):
-            log(f"{who}note: {name} {note}")
-    log(
-        f"{who}plan: {len(plan.issue_times):,} issue times, horizons 1..{plan.horizon}, "
-        f"{plan.retrain_count} retrains in {len(plan.segments())} segments"
-    )
 
 
 def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
@@ -336,43 +238,3 @@ def engine_timings(cfg, engine, seconds: float) -> dict[str, float]:
     tuning_wall = out.get("tuning", 0.0) / max(1, min(cfg.execution.jobs, len(engine.tunings) or 1))
     out["engine_overhead"] = seconds - engine.compute_seconds - tuning_wall
     return out
-
-
-def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
-    """What every segment's artifact records about the run."""
-    return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
-
-
-def make_manifest(
-    cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.DataFrame, timings: dict[str, float]
-) -> dict:
-    plans = [r.plan for r in runs]
-    data = {
-        r.asset.name: {**data_record(r.cfg, r.prepared), "missing_bars": [str(t) for t in r.prepared.missing]}
-        for r in runs
-    }
-    return {
-        "name": cfg.name,
-        "config_id": cfg.config_id(),
-        "seed": cfg.seed,
-        "backend": cfg.backend,
-        "created": pd.Timestamp.now(tz="UTC").isoformat(),
-        "command": " ".join(sys.argv),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "data": data[""] if "" in data else {"assets": data},
-        "strategies": {
-            name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats}
-            for name, spec in cfg.strategies.items()
-        },
-        "plan": {
-            "retrains": sum(p.retrain_count for p in plans),
-            "segments": sum(len(p.segments()) for p in plans),
-            "issue_times": sum(len(p.issue_times) for p in plans),
-            "horizon": plans[0].horizon,
-        },
-        "rows": len(rows),
-        "failed_retrains": int((retrains["status"] != "ok").sum()),
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
-        "status": "complete",
-    }

@@ -45,7 +45,8 @@ import numpy as np
 
 from .core.atomic import atomic_write_text
 from .core.series import BarSeries
-from .segment import Segment, artifact_dir, segment_paths
+from .layout import BEST, STORED, RunDir, has_artifact
+from .segment import Segment
 
 # where a segment's computation starts: the code digest covers these and every module of ours they import
 SEGMENT_ROOTS = ("backtester.segment", "backtester.stacking", "backtester.pooled", "backtester.tuning", "strategies")
@@ -245,6 +246,11 @@ def tuning_key(base: RunKeyBase, seg: Segment, type_name: str, params: Any, seri
 # --------------------------------------------------------------------------- finding and adopting
 
 
+def segment_paths(stage: Path, seg: Segment) -> tuple[Path, Path]:
+    """(rows part, fit record) of ``seg`` under ``stage`` (:meth:`backtester.layout.RunDir.segment_paths`)."""
+    return RunDir(stage).segment_paths(seg.key)
+
+
 def stored_key(stage: Path, seg: Segment) -> str | None:
     """The key recorded for ``seg`` under ``stage`` if the segment is complete there, else None."""
     rows, record = segment_paths(stage, seg)
@@ -254,7 +260,7 @@ def stored_key(stage: Path, seg: Segment) -> str | None:
         payload = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    if payload.get("artifact") and not (Path(stage) / payload["artifact"] / "artifact.json").is_file():
+    if payload.get("artifact") and not has_artifact(Path(stage) / payload["artifact"]):
         return None
     return payload.get("key")
 
@@ -309,22 +315,23 @@ def prune(
     has or that were made from something else."""
     stage = Path(stage)
     stage.mkdir(parents=True, exist_ok=True)
+    run = RunDir(stage)
     wanted, models = set(), set()
     for seg in segments:
         if is_stored(stage, seg, keys[seg.key], need_artifact):
             wanted.update(segment_paths(stage, seg))
-            models.add(artifact_dir(stage, seg.owner, seg.model_version))  # saved, or kept for a chain
+            models.add(run.artifact_dir(seg.owner, seg.model_version))  # saved, or kept for a chain
     for p in stage.iterdir():
-        if p.name not in ("segments", "models", "tuning"):
+        if p.name not in STORED:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    _keep_only(stage / "segments", wanted)
-    _keep_only(stage / "models", models)
+    _keep_only(run.segments, wanted)
+    _keep_only(run.models, models)
     tuned = {
         p
-        for p in (stage / "tuning").rglob("best.json")
-        if stored_tuning_key(p.parent) == tunings.get(str(p.parent.relative_to(stage / "tuning")))
+        for p in run.tuning.rglob(BEST)
+        if stored_tuning_key(p.parent) == tunings.get(str(p.parent.relative_to(run.tuning)))
     }
-    _keep_only(stage / "tuning", {p.parent for p in tuned})
+    _keep_only(run.tuning, {p.parent for p in tuned})
 
 
 def _keep_only(root: Path, keep: set[Path]) -> None:
@@ -346,13 +353,13 @@ def _keep_only(root: Path, keep: set[Path]) -> None:
 def stored_tuning_key(folder: Path) -> str | None:
     """The key of the finished tuning in ``folder`` (its ``best.json``, written last), else None."""
     try:
-        return json.loads((Path(folder) / "best.json").read_text()).get("key")
+        return json.loads((Path(folder) / BEST).read_text()).get("key")
     except (OSError, ValueError):
         return None
 
 
 def adopt_tuning(stage: Path, source: Path, seg: Segment) -> None:
     """Link (or copy) a finished tuning's folder from ``source`` (a finished run) into ``stage``."""
-    dst = Path(stage) / "tuning" / seg.key
+    dst = RunDir(stage).tuning_dir(seg.key)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _copy_tree(Path(source) / "tuning" / seg.key, dst)
+    _copy_tree(RunDir(source).tuning_dir(seg.key), dst)

@@ -15,18 +15,17 @@ any retrain's artifact. Nothing is written unless every strategy trained.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .core.errors import ConfigError, FatalError
 from .core.schedule import training_window
 from .core.series import BarSeries
+from .layout import TUNING_TABLE, RunDir, write_config, write_manifest
 from .process import check
 from .rundir import data_record, guard_output, staging, swap_in, versions
 from .rv import prepare_bars
@@ -71,11 +70,11 @@ def train(
         models = {
             name: out_dir / train_one(cfg, name, spec, series, at, stage, context, log) for name, spec in specs.items()
         }
-        shutil.rmtree(stage / "segments", ignore_errors=True)  # no forecasts: only the fit matters here
+        shutil.rmtree(RunDir(stage).segments, ignore_errors=True)  # no forecasts: only the fit matters here
         trials = read_trials(stage)
         if len(trials):
-            trials.to_parquet(stage / "tuning.parquet", index=False)
-        (stage / "config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
+            trials.to_parquet(RunDir(stage).file(TUNING_TABLE), index=False)
+        write_config(stage, cfg.resolved())
         manifest = {
             "kind": "train",
             "name": cfg.name,
@@ -88,7 +87,7 @@ def train(
             "versions": context.versions,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        write_manifest(stage, manifest)
         swap_in(stage, out_dir)
     return Trained(out_dir, at, models, time.perf_counter() - t0)
 

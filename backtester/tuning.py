@@ -25,6 +25,7 @@ import pandas as pd
 from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import FailedRetrain
 from .core.series import BarSeries
+from .layout import BEST, TRIALS, RunDir
 from .segment import Segment, retrain_seed
 
 TRIAL_COLUMNS = [
@@ -51,7 +52,8 @@ class TuneResult:
 
 
 def tuning_dir(stage: Path, seg: Segment) -> Path:
-    return Path(stage) / "tuning" / seg.key
+    """``tuning/[<asset>/]<strategy>/<version>/`` under ``stage`` (:meth:`backtester.layout.RunDir.tuning_dir`)."""
+    return RunDir(stage).tuning_dir(seg.key)
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,12 @@ def read_tuning(stage: Path, seg: Segment, key: str) -> TuneResult | None:
     """The finished search of ``seg`` under ``stage`` if its key is ``key``, else None."""
     folder = tuning_dir(stage, seg)
     try:
-        done = json.loads((folder / "best.json").read_text())
+        done = json.loads((folder / BEST).read_text())
     except (OSError, ValueError):
         return None
-    if done.get("key") != key or not (folder / "trials.parquet").is_file():
+    if done.get("key") != key or not (folder / TRIALS).is_file():
         return None
-    trials = pd.read_parquet(folder / "trials.parquet")
+    trials = pd.read_parquet(folder / TRIALS)
     return TuneResult(
         seg,
         done["best"],
@@ -127,9 +129,9 @@ def tune_segment(
     if stage is not None:
         buffer = io.BytesIO()
         trials.to_parquet(buffer, index=False)
-        atomic_write_bytes(folder / "trials.parquet", buffer.getvalue())
+        atomic_write_bytes(folder / TRIALS, buffer.getvalue())
         atomic_write_text(
-            folder / "best.json",
+            folder / BEST,
             json.dumps({"status": status, "best": best, "seconds": seconds, "key": key}, indent=2, default=str),
         )
     else:
@@ -150,9 +152,9 @@ def params_by_segment(params, segments: list[Segment], tunings: dict[str, TuneRe
 
 def read_trials(stage: Path) -> pd.DataFrame:
     """Every tuning's trials under a run directory, in (strategy, version, trial) order."""
-    root = Path(stage) / "tuning"
+    root = RunDir(stage).tuning
     parts = []
-    for path in sorted(root.rglob("trials.parquet")):
+    for path in sorted(root.rglob(TRIALS)):
         rel = path.relative_to(root).parts  # <strategy>/<NNNN>/ or <asset>/<strategy>/<NNNN>/
         frame = pd.read_parquet(path)
         if len(frame):

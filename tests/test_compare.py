@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from backtester.cli import main
 from backtester.compare import compare
 from backtester.config import parse_config
-from backtester.core.errors import CompareError
+from backtester.core.errors import CompareError, RunError
 from backtester.runner import run
 
 from .conftest import base_config
@@ -70,11 +70,11 @@ def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):
     tmp, a, b = two_runs
     with pytest.raises(CompareError, match=r"--benchmark: 'garch' is not among the compared strategies: har, a:naive"):
         compare([a.out_dir, b.out_dir], tmp / "c2", benchmark="garch")
-    with pytest.raises(CompareError, match=r"nope: no such run directory"):
+    with pytest.raises(RunError, match=r"nope: no such run directory"):
         compare([a.out_dir, tmp / "nope"], tmp / "c3")
     unfinished = tmp / "results" / "half"
     unfinished.mkdir(parents=True)
-    with pytest.raises(CompareError, match=r"half: not a finished run \(no manifest.json\)"):
+    with pytest.raises(RunError, match=r"half: not a finished run \(no manifest.json\)"):
         compare([a.out_dir, unfinished], tmp / "c4")
     other = tmp / "other.parquet"
     minute_bars.iloc[:-10].to_parquet(other, index=False)

@@ -44,7 +44,12 @@ class FatalError(BacktestError):
     """The run cannot go on (for example, too many consecutive failed retrains)."""
 
 
-class ArtifactError(BacktestError):
+class RunError(BacktestError):
+    """A folder that is not a run, or not an artifact of one (missing, unfinished, damaged, moved out of its
+    run); :mod:`backtester.layout` raises it for every reader of a results folder."""
+
+
+class ArtifactError(RunError):
     """A model folder that is not a usable artifact."""
 
 

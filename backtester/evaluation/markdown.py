@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .losses import summary
+from .verdict import seed_rows
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -89,8 +90,8 @@ def headline(
         loss_col = "qlike"
     else:
         loss_col = loss
-    scores = scores[~scores["strategy"].astype(str).str.contains("#")]  # seed members are draws: judge their ensemble
-    tests = tests[~tests["model"].astype(str).str.contains("#") & ~tests["against"].astype(str).str.contains("#")]
+    scores = scores[~seed_rows(scores["strategy"])]  # seed members are draws: judge their ensemble
+    tests = tests[~seed_rows(tests["model"]) & ~seed_rows(tests["against"])]
     wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
     overall = wide.mean().sort_values()
     best = str(overall.index[0])

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.names import base_name
+from .verdict import seed_rows
+
 UNITS = {"bar": "volatility per bar", "percent": "volatility per bar, %", "annualized": "annualized volatility, %"}
 
 # the standard baselines keep one colour everywhere; other strategies take the palette in name order
@@ -48,7 +51,7 @@ def strategy_styles(names) -> dict[str, dict]:
     True
     """
     names = [str(n) for n in dict.fromkeys(names)]
-    base = {n: (n.rpartition("#")[0] if "#" in n else n) for n in names}
+    base = {n: base_name(n) for n in names}
     members: dict[str, int] = {}
     for n, b in base.items():
         if b != n:
@@ -344,7 +347,7 @@ def plot_pooled_differentials(
     Seed members are left out. Returns False (and draws nothing) without a benchmark."""
     from matplotlib.figure import Figure
 
-    t = losses[(losses["loss"] == loss) & ~losses["strategy"].astype(str).str.contains("#")]
+    t = losses[(losses["loss"] == loss) & ~seed_rows(losses["strategy"])]
     if benchmark is None or benchmark not in set(t["strategy"]):
         return False
     means = t.groupby(["strategy", "asset", "horizon"], observed=True)["value"].mean().unstack("strategy")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..layout import COST, LOSSES, RETRAINS, RunDir
 from .plots import plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
 
 FIGURES = {
@@ -71,7 +72,7 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     universe the losses over time are the cross-sectional average (each time's mean over the assets
     scored then), the cost is summed over assets, and the segments are the first asset's."""
     run_dir = Path(run_dir)
-    losses = pd.read_parquet(run_dir / "losses.parquet")
+    losses = RunDir(run_dir).read_table(LOSSES)
     t = losses[losses["loss"] == loss]
     if t.empty:
         return []
@@ -81,7 +82,7 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     _rolling_loss(per_time, loss, run_dir, made, styles)
     if benchmark is not None and benchmark in per_time:
         _cumulative_difference(per_time, loss, benchmark, run_dir, made, styles)
-    retrains = pd.read_parquet(run_dir / "retrains.parquet")
+    retrains = RunDir(run_dir).read_table(RETRAINS)
     if "asset" in t and t["asset"].nunique() > 1:
         first = sorted(t["asset"].unique())[0]
         t_first, retrains = t[t["asset"] == first], retrains[retrains["asset"] == first]
@@ -89,7 +90,7 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     else:
         _loss_by_segment(t, retrains, loss, run_dir, made, styles)
     _loss_by_hour(t, loss, run_dir, made, styles)
-    cost_path = run_dir / "cost.parquet"
+    cost_path = RunDir(run_dir).file(COST)
     if cost_path.is_file():
         cost = pd.read_parquet(cost_path)
         if "asset" in cost and cost["asset"].nunique() > 1:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..layout import REPORT, RunDir
 from ..recorder import combine_rows
 from ..segment import FitRecord
 from ..tuning import read_trials
@@ -105,7 +106,7 @@ def evaluate_asset(
     rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), run.prepared.bars)
     scores = metrics(rows)
     losses = loss_table(rows)
-    sizes = artifact_sizes(stage / "models" / run.asset.name if run.asset.name else stage / "models")
+    sizes = artifact_sizes(RunDir(stage).models_of(run.asset.name))
     return {
         "forecasts": rows,
         "retrains": retrains,
@@ -189,7 +190,7 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
         )
     else:
         text = universe_report(cfg, runs, tables)
-    (stage / "report.md").write_text(text)
+    RunDir(stage).file(REPORT).write_text(text)
     if plots:
         write_figures(stage, ev.loss, ev.benchmark)  # from the Parquet files above
     write_html(stage)

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..core.names import is_seed_member
 from .markdown import PLOTS, fmt_p, run_report
+from .verdict import seed_rows
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
@@ -66,7 +68,7 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
     loss (and significantly, by DM), and the pooled DM test, at h=1 and over all horizons."""
     tests, wins = tables["tests"], tables.get("wins")
     out = []
-    per = tables["metrics"][~tables["metrics"]["strategy"].astype(str).str.contains("#")]
+    per = tables["metrics"][~seed_rows(tables["metrics"]["strategy"])]
     avg = per.groupby(["asset", "strategy"], observed=True)[loss].mean().groupby(level="strategy").mean().sort_values()
     if len(avg):
         out.append(
@@ -77,7 +79,7 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
         return out + ["- No benchmark: pairwise pooled tests only (below)."]
     pooled = tests[(tests["test"] == "pooled_dm") & (tests["against"] == benchmark)]
     cluster = tests[(tests["test"] == "cluster_dm") & (tests["against"] == benchmark)]
-    w = wins[(wins["against"] == benchmark) & (wins["loss"] == loss) & ~wins["model"].astype(str).str.contains("#")]
+    w = wins[(wins["against"] == benchmark) & (wins["loss"] == loss) & ~seed_rows(wins["model"])]
     for model in sorted(w["model"].unique()):
         said = []
         for h, what in ((1, "at h = 1"), (0, "over all horizons")):
@@ -112,7 +114,7 @@ def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: s
     if len(cost):
         out.append(
             "- Training cost over all assets: "
-            + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items() if "#" not in str(k))
+            + ", ".join(f"`{k}` {v:.1f} s" for k, v in cost.items() if not is_seed_member(k))
             + "."
         )
     return out
@@ -164,7 +166,7 @@ def pooled_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
         aggfunc="first",
     )
     for (model, against, h), r in wide.iterrows():
-        if h not in (0, 1) or "#" in str(model) or "#" in str(against):
+        if h not in (0, 1) or is_seed_member(model) or is_seed_member(against):
             continue
         stat = r.get(("statistic", "pooled_dm"))
         cells = [

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core.names import Member, is_seed_member
+
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
 SIGNIFICANT = 0.05
 
@@ -35,14 +37,23 @@ def members_of(names) -> dict[str, list[str]]:
     names = [str(n) for n in names]
     out: dict[str, list[str]] = {}
     for n in names:
-        base, sep, _ = n.rpartition("#")
-        if sep and base in names:
-            out.setdefault(base, []).append(n)
+        m = Member.parse(n)
+        if m.is_seed and m.base in names:
+            out.setdefault(m.base, []).append(n)
     return out
 
 
 def is_member(name) -> bool:
-    return "#" in str(name)
+    return is_seed_member(name)
+
+
+def seed_rows(names: pd.Series) -> pd.Series:
+    """Which of ``names`` are seed members (``lstm#2``): draws, judged by their ensemble.
+
+    >>> seed_rows(pd.Series(["lstm", "lstm#1", "har"])).tolist()
+    [False, True, False]
+    """
+    return names.astype(str).map(is_seed_member).astype(bool)
 
 
 def verdict_word(diff: float, p: float) -> str:
@@ -217,9 +228,9 @@ class Answer:
                 ok["asset"].astype(str), ok["strategy"].astype(str), ok["model_version"], ok["retrain_time"]
             ):
                 self.times[(asset, s, int(v))] = pd.Timestamp(when)
-                base = s.rpartition("#")[0]
-                if base:  # an ensemble's segments are its members'
-                    self.times.setdefault((asset, base, int(v)), pd.Timestamp(when))
+                m = Member.parse(s)
+                if m.is_seed:  # an ensemble's segments are its members'
+                    self.times.setdefault((asset, m.base, int(v)), pd.Timestamp(when))
 
     def diff(self, a: str, b: str) -> float:
         both = self.values[[a, b]].dropna()
