@@ -158,11 +158,7 @@ def describe_stacking(cfg, settings: Settings, log: Callable[[str], None]) -> No
                 else f"up to {settings.stack} fits per compiled program"
             )
             log(f"execution: stacked training of {', '.join(stacking)}: {how}")
-    searching = sorted(
-        n
-        for n, s in cfg.strategies.items()
-        if s.params.stacks() and getattr(s.params, "tuning", None) is not None and s.params.tuning.tuner == "random"
-    )
+    searching = sorted(n for n, s in cfg.strategies.items() if s.params.stacks_trials())
     if settings.trial_stack > 1 and searching:
         log(
             f"execution: the trials of {', '.join(searching)}'s random search trained together where their models "

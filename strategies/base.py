@@ -228,6 +228,11 @@ class Params(BaseModel):
         ``stack``: the most trials it may train together (``execution.stack``), where it can."""
         raise NotImplementedError(f"{type(self).__name__} does not tune")
 
+    def stacks_trials(self) -> bool:
+        """Whether its tuning trains several trials together where their models compile alike (a random
+        search's trials; ``tune``'s ``stack``). No, by default."""
+        return False
+
     def with_hyperparameters(self, values: dict[str, Any]) -> Params:
         """These params with tuned hyperparameter values fixed."""
         return self

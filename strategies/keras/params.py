@@ -231,6 +231,11 @@ class WindowedKerasParams(Params):
         forecaster), a global model or ``jit_compile: false`` train alone."""
         return self.scope == "local" and self.jit_compile is not False and type(self).build is WindowedKerasParams.build
 
+    def stacks_trials(self) -> bool:
+        """A random search's trials train together (Bayesian search and Hyperband choose each trial from
+        the ones before it)."""
+        return self.stacks() and self.tuning is not None and self.tuning.tuner == "random"
+
     def pools_assets(self) -> bool:
         return self.scope == "global"
 
