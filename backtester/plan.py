@@ -29,7 +29,7 @@ import pandas as pd
 from .core.errors import ConfigError
 from .core.schedule import TrainWindow, retrain_times, training_window
 from .core.types import fmt_duration
-from .segment import Segment
+from .work import Segment
 
 
 @dataclass(frozen=True)
