@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..recorder import combine_rows
-from ..work import FitRecord
 from ..tuning import read_trials
+from ..work import FitRecord
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report, universe_report
