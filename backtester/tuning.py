@@ -25,7 +25,7 @@ import pandas as pd
 from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import FailedRetrain
 from .core.series import BarSeries
-from .segment import Segment, retrain_seed
+from .work import Segment, retrain_seed
 
 TRIAL_COLUMNS = [
     "strategy",
