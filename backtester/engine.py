@@ -8,9 +8,11 @@ retrain as one :class:`PooledJob` over its segment on every asset (:mod:`backtes
 
 2. **Chains.** A strategy that continues its previous model (``Params.chains()``, a warm start)
    is one chain of all its segments, run in order in one worker; every other segment is a chain
-   of one. A :class:`ChainJob` is a frozen value: its segments, their params, the bars, the run's
-   settings and where to write.
-3. **Executor.** :mod:`backtester.executors` runs :func:`run_chain` for every chain (longest
+   of one. A job (:mod:`backtester.jobs`: a :class:`ChainJob`, a :class:`PooledJob`, or a
+   :class:`~backtester.stacking.StackJob` of chains trained together) is a frozen value: its segments,
+   their params, the bars, the run's settings and where to write; it runs itself through the one chain
+   loop (:func:`backtester.chain.run_chains`), which the audit runs too.
+3. **Executor.** :mod:`backtester.executors` runs :func:`~backtester.jobs.run_job` for every job (longest
    first) in this process, on local worker processes or on a Dask cluster; each finished segment
    is written to the staging directory at once (its rows, fit record and artifact).
 4. **Assemble.** :func:`assemble` reads every segment back from disk in time order, strategy by
@@ -25,15 +27,14 @@ warm-start chain goes on from its last saved model.
 
 The engine keeps no fitted model between segments that it could not reload from disk, so where
 a segment ran (and whether it ran in this process at all, or in an earlier run) never changes a number. It owns no
-calendar logic and knows nothing of Keras. The event semantics are those of
-:func:`~backtester.clock.clock`: a retrain at T sees the bars closed at or before T and comes
+calendar logic and knows nothing of Keras. The event semantics are those of the reference clock
+(``tests/clock.py``): a retrain at T sees the bars closed at or before T and comes
 before the forecast issued at T; a segment starts with its retrain event and holds every
 forecast event until the next retrain of its strategy (``tests/test_segment.py``).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -45,31 +46,17 @@ from typing import Any
 
 import pandas as pd
 
-from .core.errors import FatalError
+from .chain import previous_good
 from .core.interrupt import check as check_interrupt
 from .core.series import BarSeries
 from .executors import Executor, InProcess, cost_order
+from .jobs import ChainJob, PooledJob, run_job
 from .plan import Plan
-from .pooled import run_pooled_segment
 from .recorder import combine_rows
-from .resume import reload_model, resume_point
+from .resume import reload_model
 from .rundir import versions
-from .segment import (
-    ChainDone,
-    FitRecord,
-    LiveModel,
-    RunContext,
-    Segment,
-    SegmentResult,
-    StoredSegment,
-    artifact_dir,
-    check_failures,
-    issue_forecasts,
-    read_segment,
-    run_segment,
-    write_segment,
-)
-from .stacking import StackJob, run_stack, stack_jobs
+from .segment import artifact_dir, check_failures, issue_forecasts, read_segment, write_segment
+from .stacking import StackJob, stack_jobs
 from .store import (
     RunKeyBase,
     adopt,
@@ -83,19 +70,9 @@ from .store import (
     tuning_key,
 )
 from .tuning import TuneJob, TuneResult, params_by_segment, run_tuning, tuning_dir
+from .work import ChainDone, FitRecord, LiveModel, RunContext, Segment, SegmentResult, Settings, StoredSegment
 
-
-@dataclass(frozen=True)
-class Settings:
-    """How a run's segments are fitted and written."""
-
-    run_seed: int
-    max_failed: int = 3  # more failed fits in a row than this, for one strategy, stop the run
-    batched: bool = True  # one forecast_batch call per segment (False: the per-bar reference path)
-    save_models: bool = False  # an artifact folder per retrain
-    stack: int = 1  # Keras fits trained together per compiled program (backtester.stacking); 1: each alone
-    stack_equal: bool = False  # only fits on training windows of one length stack (stack: auto on a CPU)
-    trial_stack: int = 1  # trials of a random search trained together
+__all__ = ["ChainJob", "EngineResult", "Leg", "PooledJob", "Settings", "StackJob", "Walk", "run_job", "run_universe"]
 
 
 @dataclass(frozen=True)
@@ -109,115 +86,6 @@ class Walk:
     settings: Settings
     stage: Path
     context: RunContext | None = None
-
-
-@dataclass(frozen=True)
-class ChainJob:
-    """Segments of one strategy, run in order in one worker, each written to ``stage`` when done."""
-
-    segments: tuple[Segment, ...]
-    params: tuple[Any, ...]  # each segment's params (tuned values fixed)
-    spec: Any  # the StrategySpec (its type and window go into the artifacts)
-    series: BarSeries
-    bars: pd.DatetimeIndex
-    settings: Settings
-    stage: Path
-    context: RunContext | None = None
-    keys: tuple[str | None, ...] = ()  # each segment's store key (backtester.store); () : compute all
-
-
-def run_chain(job: ChainJob) -> ChainDone:
-    """Fit and forecast the chain's segments in order; write each under ``job.stage``.
-
-    In a chain of several (a warm start) each fit continues the last good model, and a failed
-    fit's forecasts come from it; a chain of one leaves a failed fit without forecasts for
-    :func:`assemble` to fill in. Segments already finished under the same key are skipped; a chain
-    resumes after the last of them whose model it can reload from its artifact (else from its start).
-    """
-    keys = job.keys or (None,) * len(job.segments)
-    start, live = resume_point(job, keys)
-    done = []
-    for k, (seg, params, key) in enumerate(zip(job.segments, job.params, keys)):
-        if k < start:
-            record = read_segment(job.stage, seg).record
-            done.append((seg.key, 0.0, record.status, True))
-            continue
-        check_interrupt()
-        chained = params.chains()
-        res = run_segment(
-            seg,
-            params,
-            job.series,
-            job.bars,
-            job.settings.run_seed,
-            fallback=live,
-            batched=job.settings.batched,
-            start_from=live if chained else None,
-        )
-        write_segment(
-            job.stage,
-            res,
-            replace(job.spec, params=params),
-            job.context,
-            job.settings.save_models,
-            key,
-            keep_model=chained and len(job.segments) > 1,
-        )
-        if res.ok:
-            live = res.model
-        done.append((seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
-    return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done))
-
-
-@dataclass(frozen=True)
-class PooledJob:
-    """One retrain of a global model (``scope: global``): its segment on every asset, fitted as one model
-    (:mod:`backtester.pooled`), each asset's segment written to ``stage`` when done."""
-
-    segments: tuple[Segment, ...]  # one per asset, the same retrain
-    params: Any
-    spec: Any
-    series: tuple[BarSeries, ...]
-    bars: tuple[pd.DatetimeIndex, ...]
-    settings: Settings
-    stage: Path
-    contexts: tuple[RunContext | None, ...]
-    key: str | None = None  # the store key every member is written with (None: compute)
-
-
-def run_pooled(job: PooledJob) -> ChainDone:
-    """Fit and forecast one global retrain (unless finished in the store under its key); write each asset's segment."""
-    worker = f"{os.uname().nodename}:{os.getpid()}"
-    need = job.settings.save_models and all(c is not None for c in job.contexts)
-    if job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments):
-        return ChainDone(
-            worker, tuple((s.key, 0.0, read_segment(job.stage, s).record.status, True) for s in job.segments)
-        )
-    check_interrupt()
-    results = run_pooled_segment(
-        job.segments, job.params, job.series, job.bars, job.settings.run_seed, job.settings.batched
-    )
-    done = []
-    for res, context in zip(results, job.contexts):  # the model is kept: a later failed fit falls back on it
-        write_segment(
-            job.stage,
-            res,
-            replace(job.spec, params=job.params),
-            context,
-            job.settings.save_models,
-            job.key,
-            keep_model=True,
-        )
-        done.append((res.segment.key, res.fit_seconds + res.predict_seconds, res.record.status, False))
-    return ChainDone(worker, tuple(done))
-
-
-def run_job(job: ChainJob | PooledJob | StackJob) -> ChainDone:
-    """What an executor runs: a chain (:func:`run_chain`), a global model's retrain (:func:`run_pooled`) or
-    fits trained together (:func:`backtester.stacking.run_stack`)."""
-    if isinstance(job, StackJob):
-        return run_stack(job)
-    return run_pooled(job) if isinstance(job, PooledJob) else run_chain(job)
 
 
 @dataclass
@@ -236,42 +104,6 @@ class EngineResult:
     def compute_seconds(self) -> float:
         """Seconds of fitting and forecasting on the critical path: the busiest worker's."""
         return max(self.workers.values()) if self.workers else self.fit_seconds + self.predict_seconds
-
-
-def run_engine(
-    plan: Plan,
-    specs: dict[str, Any],
-    series: BarSeries,
-    settings: Settings,
-    stage: Path | None = None,
-    context: RunContext | None = None,
-    executor: Executor | None = None,
-    on_segment: Callable[[Segment, bool], None] | None = None,
-    resume: bool = False,
-    previous: Path | None = None,
-) -> EngineResult:
-    """Run every segment of ``plan`` on ``executor`` (default: this process), writing each to ``stage``
-    (default: a temporary directory), and assemble the result. Artifacts are written only with
-    ``settings.save_models`` and a ``context`` (what they record about the run).
-
-    ``resume``: ``stage`` may hold an interrupted run's segments; every segment and tuning finished
-    there or in ``previous`` (the finished run this one replaces) under the same key
-    (:mod:`backtester.store`) is reused, and everything else in ``stage`` is removed first.
-    ``on_segment(segment, reused)`` is called as each segment is done. Several assets in one run:
-    :func:`run_universe`.
-
-    >>> import numpy as np, pandas as pd
-    >>> from backtester.config import parse_config
-    >>> from backtester.plan import make_plan
-    >>> cfg = parse_config({"name": "d", "data": {"path": "x.parquet"},
-    ...                     "backtest": {"start": "2024-01-03", "horizon": 2}, "strategies": {"naive": {}}})
-    >>> bars = pd.date_range("2024-01-01 01:00", periods=96, freq="h", tz="UTC")
-    >>> series = BarSeries(bars.asi8, np.linspace(1.0, 2.0, 96), np.zeros(96), np.ones(96, bool))
-    >>> res = run_engine(make_plan(cfg, bars), cfg.run_strategies(), series, Settings(run_seed=0))
-    >>> len(res.forecasts), [r.status for r in res.records]
-    (95, ['ok'])
-    """
-    return run_universe([Leg(plan, specs, series, context)], settings, stage, executor, on_segment, resume, previous)
 
 
 @dataclass(frozen=True)
@@ -293,9 +125,28 @@ def run_universe(
     resume: bool = False,
     previous: Path | None = None,
 ) -> EngineResult:
-    """:func:`run_engine` over several assets at once: every asset's chains go to ``executor`` together
-    (longest first), so assets spread over workers like any other segments. The forecasts get an ``asset``
-    column when the legs are assets of a universe (``plan.asset`` set)."""
+    """Run every segment of every leg's plan on ``executor`` (default: this process), writing each to
+    ``stage`` (default: a temporary directory), and assemble the result. Every asset's jobs go to
+    ``executor`` together (longest first), so assets spread over workers like any other segments; the
+    forecasts get an ``asset`` column when the legs are assets of a universe (``plan.asset`` set).
+    Artifacts are written only with ``settings.save_models`` and a leg's ``context``.
+
+    ``resume``: ``stage`` may hold an interrupted run's segments; every segment and tuning finished
+    there or in ``previous`` (the finished run this one replaces) under the same key
+    (:mod:`backtester.store`) is reused, and everything else in ``stage`` is removed first.
+    ``on_segment(segment, reused)`` is called as each segment is done.
+
+    >>> import numpy as np, pandas as pd
+    >>> from backtester.config import parse_config
+    >>> from backtester.plan import make_plan
+    >>> cfg = parse_config({"name": "d", "data": {"path": "x.parquet"},
+    ...                     "backtest": {"start": "2024-01-03", "horizon": 2}, "strategies": {"naive": {}}})
+    >>> bars = pd.date_range("2024-01-01 01:00", periods=96, freq="h", tz="UTC")
+    >>> series = BarSeries(bars.asi8, np.linspace(1.0, 2.0, 96), np.zeros(96), np.ones(96, bool))
+    >>> res = run_universe([Leg(make_plan(cfg, bars), cfg.run_strategies(), series)], Settings(run_seed=0))
+    >>> len(res.forecasts), [r.status for r in res.records]
+    (95, ['ok'])
+    """
     executor = executor or InProcess()
     with _staging(stage) as where:
         walks = [Walk(leg.plan, leg.specs, leg.series, settings, where, leg.context) for leg in legs]
@@ -310,52 +161,66 @@ def run_universe(
                 part.update(got)
         pooled = pooled_jobs(walks, params, keys)
         adopted = reuse(walks, keys, tuning_keys, previous) if resume else set()
-        workers: dict[str, float] = {}
-        segments = {s.key: s for w in walks for s in w.plan.segments()}
-        in_order = {(w.plan.asset, name): [s.key for s in w.plan.segments(name)] for w in walks for name in w.specs}
-        statuses: dict[str, str] = {}
-        reused: set[str] = set()
-
-        def finished(job: ChainJob, done: ChainDone) -> None:
-            for key, seconds, status, was_reused in done.segments:
-                workers[done.worker] = workers.get(done.worker, 0.0) + seconds
-                statuses[key] = status
-                if was_reused:
-                    reused.add(key)
-                if on_segment is not None:
-                    on_segment(segments[key], was_reused)
-            for seg in {(s.asset, s.strategy): s for s in job.segments}.values():
-                stop_early(seg.owner, in_order[seg.asset, seg.strategy], statuses, settings.max_failed, segments)
-            check_interrupt()
-
-        skip = {job.segments[0].strategy for job in pooled}
-        jobs = [job for w in walks for job in chains(w, params, longest_first=executor.parallel, keys=keys, skip=skip)]
-        jobs = stack_jobs(jobs, settings.stack, settings.stack_equal) + pooled
-        if executor.parallel and (len(walks) > 1 or settings.stack > 1):
-            jobs = cost_order(
-                (job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments)) for job in jobs
-            )
-        done = [job for job in jobs if finished_already(job)]  # read back here: no worker needed for them
-        InProcess().run(run_job, done, finished)
-        executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], finished)
-        out = merge([assemble(w, params, reused) for w in walks], universe=any(w.plan.asset for w in walks))
-    out.workers, out.tunings = workers, tunings
-    out.reused, out.adopted = len(reused), len(adopted & reused)
+        progress = Progress(walks, settings.max_failed, on_segment)
+        jobs = all_jobs(walks, params, keys, pooled, settings, executor.parallel)
+        done = [job for job in jobs if job.finished()]  # read back here: no worker needed for them
+        InProcess().run(run_job, done, progress)
+        executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], progress)
+        out = merge([assemble(w, params, progress.reused) for w in walks], universe=any(w.plan.asset for w in walks))
+    out.workers, out.tunings = progress.workers, tunings
+    out.reused, out.adopted = len(progress.reused), len(adopted & progress.reused)
     return out
 
 
-def finished_already(job: ChainJob | PooledJob | StackJob) -> bool:
-    """Whether every segment of ``job`` is finished in the store under its key (then running it only reads
-    their records back)."""
-    if isinstance(job, StackJob):
-        return all(finished_already(m) for m in job.members)
-    if isinstance(job, PooledJob):
-        need = job.settings.save_models and all(c is not None for c in job.contexts)
-        return job.key is not None and all(is_stored(job.stage, s, job.key, need) for s in job.segments)
-    need = job.settings.save_models and job.context is not None
-    return bool(job.keys) and all(
-        k is not None and is_stored(job.stage, s, k, need) for s, k in zip(job.segments, job.keys)
-    )
+Job = ChainJob | PooledJob | StackJob
+
+
+class Progress:
+    """What the engine learns as jobs finish: each worker's busy seconds, each segment's status, the
+    segments reused; it stops the run once a strategy failed too many fits in a row (:func:`stop_early`)."""
+
+    def __init__(self, walks: list[Walk], max_failed: int, on_segment: Callable[[Segment, bool], None] | None):
+        self.segments = {s.key: s for w in walks for s in w.plan.segments()}
+        self.in_order = {
+            (w.plan.asset, name): [s.key for s in w.plan.segments(name)] for w in walks for name in w.specs
+        }
+        self.max_failed, self.on_segment = max_failed, on_segment
+        self.workers: dict[str, float] = {}
+        self.statuses: dict[str, str] = {}
+        self.reused: set[str] = set()
+
+    def __call__(self, job: Job, done: ChainDone) -> None:
+        for key, seconds, status, was_reused in done.segments:
+            self.workers[done.worker] = self.workers.get(done.worker, 0.0) + seconds
+            self.statuses[key] = status
+            if was_reused:
+                self.reused.add(key)
+            if self.on_segment is not None:
+                self.on_segment(self.segments[key], was_reused)
+        for seg in {(s.asset, s.strategy): s for s in job.segments}.values():
+            order = self.in_order[seg.asset, seg.strategy]
+            stop_early(seg.owner, order, self.statuses, self.max_failed, self.segments)
+        check_interrupt()
+
+
+def all_jobs(
+    walks: list[Walk],
+    params: dict[str, Any],
+    keys: dict[str, str],
+    pooled: list[PooledJob],
+    settings: Settings,
+    parallel: bool,
+) -> list[Job]:
+    """Every job of the run: each walk's chains (fits that stack gathered into stacked jobs), then the global
+    models' retrains; for executors that run jobs at once (``parallel``), costliest first."""
+    skip = {job.segments[0].strategy for job in pooled}
+    jobs = [job for w in walks for job in chains(w, params, longest_first=parallel, keys=keys, skip=skip)]
+    jobs = stack_jobs(jobs, settings.stack, settings.stack_equal) + pooled
+    if parallel and (len(walks) > 1 or settings.stack > 1):
+        jobs = cost_order(
+            (job, sum(params[s.key].fit_cost(s.window.stop - s.window.start) for s in job.segments)) for job in jobs
+        )
+    return jobs
 
 
 def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str]) -> list[PooledJob]:
@@ -593,22 +458,13 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
 
 def previous_model(walk: Walk, seg: Segment, stored: StoredSegment, params: Any) -> LiveModel:
     """The model a finished segment fitted: reloaded from its artifact, else fitted again (deterministic)."""
-    live = reload_model(artifact_dir(walk.stage, seg.owner, seg.model_version), stored, seg, params)
-    if live is not None:
-        return live
-    if params.pools_assets() and seg.asset:
-        raise FatalError(
-            f"strategy {seg.strategy!r} ({seg.asset}): the global model of the retrain at "
-            f"{seg.retrain_time} left no artifact to fall back on; run it again with --fresh"
-        )
-    fit_only = replace(seg, first=seg.window.stop, stop=seg.window.stop)  # the same window, no forecasts
-    refit = run_segment(fit_only, params, walk.series, walk.plan.bars, walk.settings.run_seed)
-    if refit.model is None or refit.model.model_version != seg.model_version:
-        raise FatalError(
-            f"strategy {seg.strategy!r}: the retrain at {seg.retrain_time} fitted once but not when "
-            f"fitted again ({refit.record.status}); its fit is not deterministic"
-        )
-    return refit.model
+
+    def reload(s: Segment, p: Any) -> LiveModel | None:
+        return reload_model(artifact_dir(walk.stage, s.owner, s.model_version), stored, s, p)
+
+    live = previous_good([(seg, params)], walk.series, walk.plan.bars, walk.settings.run_seed, reload, known_good=True)
+    assert live is not None  # known_good: a refit that fails raised
+    return live
 
 
 def fall_back(walk: Walk, seg: Segment, stored: StoredSegment, live: LiveModel, params: Any) -> StoredSegment:

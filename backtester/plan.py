@@ -30,7 +30,7 @@ from .core.errors import ConfigError
 from .core.names import base_name
 from .core.schedule import TrainWindow, retrain_times, training_window
 from .core.types import fmt_duration
-from .segment import Segment
+from .work import Segment
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Global models: one model per retrain trained on every asset of a universe at once (``scope: global``).
 
 A global strategy's retrain ``k`` is one job over its segments ``k`` on every asset (a
-:class:`~backtester.engine.PooledJob`): the model is fitted on all the assets' training windows
+:class:`~backtester.jobs.PooledJob`): the model is fitted on all the assets' training windows
 (each ending at the retrain time: :meth:`strategies.base.PooledFit.fit_assets`), then forecasts each
 asset over that asset's own issue times (:meth:`~strategies.base.PooledFit.for_asset`). Every asset's
 segment is written as usual, with the same model in each asset's artifact folder; a failed fit fails
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,8 @@ from strategies.base import PooledFit
 
 from .core.errors import FailedRetrain
 from .core.series import BarSeries
-from .segment import FitRecord, LiveModel, Segment, SegmentResult, attempt, call, issue_forecasts, retrain_seed
+from .segment import attempt, call, issue_forecasts
+from .work import FitRecord, LiveModel, Segment, SegmentResult, retrain_seed
 
 
 def run_pooled_segment(
@@ -69,38 +71,57 @@ def run_pooled_segment(
     except FailedRetrain as exc:
         strategy, info, status = None, None, f"failed: {exc}"
     fit_seconds = (time.perf_counter() - t0) / len(segments)  # each asset's share of the one fit
-    out = []
-    for seg, k, grid in zip(segments, known, bars):
-        train = trains[seg.asset]
-        # trained_through: the asset's own last training bar (every asset's window ends at or before the
-        # retrain time, so no window reaches past it; a model reloaded from its artifact says the same)
-        model = (
-            LiveModel(strategy.for_asset(seg.asset), seg.model_version, int(train.time[-1]))
-            if strategy is not None
-            else None
-        )
-        t1 = time.perf_counter()
-        try:
-            rows = issue_forecasts(seg, model, k, grid, batched)
-        except FailedRetrain as exc:  # non-finite forecasts on this asset: the retrain failed here
-            model, status_here, rows = None, f"failed: {exc}", issue_forecasts(seg, None, k, grid, batched)
-        else:
-            status_here = status
-        record = FitRecord(
-            strategy=seg.strategy,
-            model_version=seg.model_version,
-            retrain_time=seg.retrain_time,
-            window_start=pd.Timestamp(int(train.time[0]), tz="UTC") if len(train) else None,
-            window_end=pd.Timestamp(int(train.time[-1]), tz="UTC") if len(train) else None,
-            train_bars=len(train),
-            samples=int(info.samples) if info and model else 0,
-            train_loss=float(info.train_loss) if info and model else float("nan"),
-            val_loss=float(info.val_loss) if info and model else float("nan"),
-            seconds=fit_seconds,
-            status=status_here,
-            seed=seed,
-            details=json.dumps({**(info.extra if info else {}), "scope": "global"}, default=float),
-            asset=seg.asset,
-        )
-        out.append(SegmentResult(seg, record, rows, model, fit_seconds, time.perf_counter() - t1))
-    return out
+    fitted = Fitted(strategy, info, status, seed, fit_seconds)
+    return [
+        asset_result(seg, k, grid, trains[seg.asset], fitted, batched) for seg, k, grid in zip(segments, known, bars)
+    ]
+
+
+@dataclass
+class Fitted:
+    """A global retrain's fit: the model (None if it failed), what its fit returned, its status, seed and
+    each asset's share of its seconds."""
+
+    strategy: Any
+    info: Any
+    status: str
+    seed: int
+    seconds: float
+
+
+def asset_result(
+    seg: Segment, known: BarSeries, grid: pd.DatetimeIndex, train: BarSeries, fitted: Fitted, batched: bool
+) -> SegmentResult:
+    """One asset's segment of a global retrain: its forecasts from the global model, and its fit record."""
+    # trained_through: the asset's own last training bar (every asset's window ends at or before the
+    # retrain time, so no window reaches past it; a model reloaded from its artifact says the same)
+    strategy, info = fitted.strategy, fitted.info
+    model = (
+        LiveModel(strategy.for_asset(seg.asset), seg.model_version, int(train.time[-1]))
+        if strategy is not None
+        else None
+    )
+    t1 = time.perf_counter()
+    try:
+        rows = issue_forecasts(seg, model, known, grid, batched)
+    except FailedRetrain as exc:  # non-finite forecasts on this asset: the retrain failed here
+        model, status, rows = None, f"failed: {exc}", issue_forecasts(seg, None, known, grid, batched)
+    else:
+        status = fitted.status
+    record = FitRecord(
+        strategy=seg.strategy,
+        model_version=seg.model_version,
+        retrain_time=seg.retrain_time,
+        window_start=pd.Timestamp(int(train.time[0]), tz="UTC") if len(train) else None,
+        window_end=pd.Timestamp(int(train.time[-1]), tz="UTC") if len(train) else None,
+        train_bars=len(train),
+        samples=int(info.samples) if info and model else 0,
+        train_loss=float(info.train_loss) if info and model else float("nan"),
+        val_loss=float(info.val_loss) if info and model else float("nan"),
+        seconds=fitted.seconds,
+        status=status,
+        seed=fitted.seed,
+        details=json.dumps({**(info.extra if info else {}), "scope": "global"}, default=float),
+        asset=seg.asset,
+    )
+    return SegmentResult(seg, record, rows, model, fitted.seconds, time.perf_counter() - t1)

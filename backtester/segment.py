@@ -31,13 +31,12 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,93 +48,9 @@ from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
 
 from .core.atomic import atomic_write_bytes, atomic_write_text, fsync_tree
 from .core.errors import BacktestError, FailedRetrain, FatalError
-from .core.schedule import TrainWindow
 from .core.series import BarSeries
 from .recorder import ForecastRecorder
-
-
-def retrain_seed(seed: int, strategy: str, at: pd.Timestamp) -> int:
-    """Deterministic per-retrain seed from (run seed, strategy name, retrain time).
-
-    >>> retrain_seed(0, "lstm", pd.Timestamp("2024-01-01", tz="UTC")) == retrain_seed(0, "lstm", pd.Timestamp("2024-01-01", tz="UTC"))
-    True
-    """
-    digest = hashlib.sha256(f"{seed}|{strategy}|{at.value}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Strategy ``strategy``'s ``model_version``-th retrain at ``retrain_time`` (training bars
-    ``window.start .. window.stop - 1``) and its forecasts issued at bars ``first .. stop - 1``."""
-
-    strategy: str
-    model_version: int
-    retrain_time: pd.Timestamp
-    window: TrainWindow
-    first: int
-    stop: int
-    horizon: int
-    tune: bool = False  # a tuning retrain: search hyperparameters on this window first (backtester.tuning)
-    asset: str = ""  # the asset of a universe (data.assets); "" for a run on one data.path
-
-    @property
-    def issues(self) -> int:
-        return self.stop - self.first
-
-    @property
-    def owner(self) -> str:
-        """Whose segment this is: ``<strategy>``, or ``<asset>/<strategy>`` in a universe (its seeds and paths)."""
-        return f"{self.asset}/{self.strategy}" if self.asset else self.strategy
-
-    @property
-    def key(self) -> str:
-        """File stem of the segment's part: ``<strategy>/<version>`` (``<asset>/<strategy>/<version>``)."""
-        return f"{self.owner}/{self.model_version:04d}"
-
-
-@dataclass(frozen=True)
-class FitRecord:
-    """One retrain, as written to ``retrains.parquet``."""
-
-    strategy: str
-    model_version: int  # the model serving this segment's forecasts (the previous one if this fit failed)
-    retrain_time: pd.Timestamp
-    window_start: pd.Timestamp | None
-    window_end: pd.Timestamp | None
-    train_bars: int
-    samples: int
-    train_loss: float
-    val_loss: float
-    seconds: float
-    status: str
-    seed: int
-    details: str  # JSON of what the fit reported beyond the losses (coefficients, loss history, ...)
-    artifact: str | None = None  # models/<strategy>/<version>, relative to the run directory
-    asset: str = ""  # the asset of a universe; "" for a run on one data.path
-
-
-@dataclass
-class LiveModel:
-    """A fitted strategy and where it came from (what a failed retrain falls back on)."""
-
-    strategy: Any
-    model_version: int
-    trained_through: int  # ns of the last bar close the model saw
-
-
-@dataclass
-class SegmentResult:
-    segment: Segment
-    record: FitRecord
-    rows: pd.DataFrame
-    model: LiveModel | None  # the model that made the rows (None if no model exists yet)
-    fit_seconds: float
-    predict_seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.record.status == "ok"
+from .work import ALONE, FitRecord, LiveModel, Prefit, RunContext, Segment, SegmentResult, StoredSegment, retrain_seed
 
 
 def call(strategy_name: str, what: str, fn, *args):
@@ -230,25 +145,6 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
-@dataclass(frozen=True)
-class ChainDone:
-    """What a worker sends back: who ran the chain, and per segment its busy seconds, fit status and
-    whether it was found finished in the store (then nothing ran)."""
-
-    worker: str
-    segments: tuple[tuple[str, float, str, bool], ...]  # (segment key, fit + forecast seconds, status, reused)
-
-
-@dataclass
-class Prefit:
-    """A segment's fit made before :func:`run_segment` (trained together with others: :mod:`backtester.stacking`):
-    the fitted strategy, what its fit returned (a ``FitInfo``) or raised (a ``FailedRetrain``), and its seconds."""
-
-    strategy: Any
-    info: Any
-    seconds: float
-
-
 def run_segment(
     seg: Segment,
     params,
@@ -269,46 +165,74 @@ def run_segment(
     ``prefit``: the fit was made already (stacked training); only its forecasts are issued here.
     """
     known = series.upto(seg.stop)
-    w: TrainWindow = seg.window
-    train = known.slice(w.start, w.stop)
+    train = known.slice(seg.window.start, seg.window.stop)
     seed = retrain_seed(run_seed, seg.owner, seg.retrain_time)
+    before = prefit.seconds if prefit is not None else 0.0  # the prefit's share of its group's training
     t0 = time.perf_counter()
-    info, model, status, rows = None, None, "ok", None
-    fit_seconds = predict_seconds = 0.0
+    info, status, fit_seconds = None, "ok", 0.0
     try:
-        need = params.min_train_bars(seg.horizon)
-        if len(train) < need:
-            raise FailedRetrain(f"{len(train)} training bars, need {need}")
-        if prefit is not None:
-            if isinstance(prefit.info, BaseException):
-                raise prefit.info
-            strategy, info = prefit.strategy, prefit.info
-        else:
-            strategy = call(seg.strategy, "build()", params.build, seed)
-            if not isinstance(strategy, Strategy):
-                raise StrategyError(
-                    f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
-                    f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy"
-                )
-            if start_from is not None and isinstance(strategy, WarmStartable):
-                strategy.start_from(start_from.strategy, start_from.model_version)
-            info = attempt("fit()", strategy.fit, train, seg.horizon)
-        if info is not None and np.isinf(float(info.train_loss)):  # NaN: no loss reported (a baseline)
-            raise FailedRetrain(f"training loss is {info.train_loss}")
+        strategy, info = fit_model(seg, params, train, seed, start_from, prefit)
         model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
-        fit_seconds = time.perf_counter() - t0 + (prefit.seconds if prefit is not None else 0.0)
+        fit_seconds = time.perf_counter() - t0 + before
         t0 = time.perf_counter()
         rows = issue_forecasts(seg, model, known, bars, batched, users_own(params))
-        predict_seconds = time.perf_counter() - t0
     except FailedRetrain as exc:
         status = f"failed: {exc}"
         model, info = fallback, None
-        fit_seconds = fit_seconds or time.perf_counter() - t0 + (prefit.seconds if prefit is not None else 0.0)
+        fit_seconds = fit_seconds or time.perf_counter() - t0 + before
         t0 = time.perf_counter()
         rows = issue_forecasts(seg, model, known, bars, batched)
-        predict_seconds = time.perf_counter() - t0
+    predict_seconds = time.perf_counter() - t0
+    stacked = prefit.stacked if prefit is not None and info is not None else ALONE
+    record = fit_record(seg, train, info, model, fit_seconds, status, seed, stacked)
+    return SegmentResult(seg, record, rows, model, fit_seconds, predict_seconds)
 
-    record = FitRecord(
+
+def fit_model(
+    seg: Segment, params, train: BarSeries, seed: int, start_from: LiveModel | None, prefit: Prefit | None
+) -> tuple[Any, Any]:
+    """The segment's fitted strategy and what its fit returned (its ``FitInfo``, or None); raises
+    :class:`FailedRetrain` for a window too short, a failed fit or an infinite training loss."""
+    need = params.min_train_bars(seg.horizon)
+    if len(train) < need:
+        raise FailedRetrain(f"{len(train)} training bars, need {need}")
+    if prefit is not None:
+        if isinstance(prefit.info, BaseException):
+            raise prefit.info
+        strategy, info = prefit.strategy, prefit.info
+    else:
+        strategy = build(seg, params, seed)
+        if start_from is not None and isinstance(strategy, WarmStartable):
+            strategy.start_from(start_from.strategy, start_from.model_version)
+        info = attempt("fit()", strategy.fit, train, seg.horizon)
+    if info is not None and np.isinf(float(info.train_loss)):  # NaN: no loss reported (a baseline)
+        raise FailedRetrain(f"training loss is {info.train_loss}")
+    return strategy, info
+
+
+def build(seg: Segment, params, seed: int):
+    """A fresh strategy for the segment (``params.build(seed)``), refused unless it is a :class:`Strategy`."""
+    strategy = call(seg.strategy, "build()", params.build, seed)
+    if not isinstance(strategy, Strategy):
+        raise StrategyError(
+            f"strategy {seg.strategy!r}: {type(params).__name__}.build() returned "
+            f"{type(strategy).__name__}, which has no fit/forecast methods; return a Strategy"
+        )
+    return strategy
+
+
+def fit_record(
+    seg: Segment,
+    train: BarSeries,
+    info,
+    model: LiveModel | None,
+    seconds: float,
+    status: str,
+    seed: int,
+    stacked: int = ALONE,
+) -> FitRecord:
+    """The segment's :class:`FitRecord` (``info``: what its fit returned; None for a failed fit)."""
+    return FitRecord(
         strategy=seg.strategy,
         model_version=model.model_version if model is not None else seg.model_version,
         retrain_time=seg.retrain_time,
@@ -318,13 +242,13 @@ def run_segment(
         samples=int(info.samples) if info else 0,  # plain numbers: the record goes to JSON and back
         train_loss=float(info.train_loss) if info else float("nan"),
         val_loss=float(info.val_loss) if info else float("nan"),
-        seconds=fit_seconds,
+        seconds=seconds,
         status=status,
         seed=seed,
         details=json.dumps(info.extra if info else {}, default=float),
         asset=seg.asset,
+        stacked=stacked,
     )
-    return SegmentResult(seg, record, rows, model, fit_seconds, predict_seconds)
 
 
 def users_own(params) -> bool:
@@ -361,17 +285,6 @@ def segment_paths(stage: Path, seg: Segment) -> tuple[Path, Path]:
 
 def artifact_dir(run_dir: Path, strategy: str, model_version: int) -> Path:
     return Path(run_dir) / "models" / strategy / str(model_version)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every segment's artifact records about the run it belongs to."""
-
-    run: str
-    bars: pd.DatetimeIndex  # the bar grid (issue and target times)
-    data: dict[str, Any]  # the data fingerprint
-    backend: str | None = None
-    versions: dict[str, str] | None = None
 
 
 def write_segment(
@@ -460,20 +373,6 @@ def artifact_meta(result: SegmentResult, spec, context: RunContext) -> dict[str,
     }
 
 
-@dataclass(frozen=True)
-class StoredSegment:
-    """A finished segment as read back from the staging directory."""
-
-    record: FitRecord
-    rows: pd.DataFrame
-    fit_seconds: float
-    predict_seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.record.status == "ok"
-
-
 _TIMES = ("window_start", "window_end")
 
 
@@ -487,11 +386,6 @@ def read_segment(stage: Path, seg: Segment) -> StoredSegment:
     for key in _TIMES:
         payload[key] = pd.Timestamp(payload[key]).tz_convert(seg.retrain_time.tz) if payload[key] else None
     return StoredSegment(FitRecord(**payload), pd.read_parquet(rows_path), fit_seconds, predict_seconds)
-
-
-def read_records(stage: Path) -> list[dict[str, Any]]:
-    """The fit records of every finished segment under ``stage``, in key order."""
-    return [json.loads(p.read_text()) for p in sorted((Path(stage) / "segments").rglob("*.json"))]
 
 
 def check_failures(strategy: str, statuses: list[str], max_failed: int, times: list | None = None) -> None:

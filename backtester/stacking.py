@@ -30,17 +30,17 @@ Examples
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from strategies.base import WarmStartable
 
+from .chain import Chain, link
 from .core.errors import BacktestError, FailedRetrain
-from .core.interrupt import check as check_interrupt
-from .resume import resume_point
-from .segment import ChainDone, Prefit, call, read_segment, retrain_seed, run_segment, write_segment
+from .jobs import ChainJob, run_members
+from .segment import call
+from .work import ALONE, ChainDone, LiveModel, Prefit, SegmentResult, retrain_seed
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,20 @@ class StackJob:
     """Fits of one architecture, trained together: each member a chain of one cold segment, or a
     warm-start chain (its members then have as many segments, and go through them in lockstep)."""
 
-    members: tuple[Any, ...]  # ChainJob
+    members: tuple[ChainJob, ...]
 
     @property
     def segments(self) -> tuple:
         return tuple(s for m in self.members for s in m.segments)
+
+    def run(self) -> ChainDone:
+        """Run the group's chains in lockstep (:func:`stacked`): at each retrain the members the store does
+        not hold are trained together (each warm chain continuing its own last good model), then each issues
+        its forecasts and is written as a segment of its own, exactly as its :class:`ChainJob` alone would."""
+        return run_members(self.members, stacked)
+
+    def finished(self) -> bool:
+        return all(m.finished() for m in self.members)
 
 
 def split_even(items: list, parts: int) -> list[list]:
@@ -78,7 +87,7 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     groups: dict[tuple, list] = {}
     out: list = []
     for job in jobs:
-        first = job.params[0] if type(job).__name__ == "ChainJob" else None
+        first = job.params[0] if isinstance(job, ChainJob) else None
         if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
             key = (
                 type(first).__module__,
@@ -108,18 +117,25 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     return result
 
 
-def fit_together(members: list, index: int = 0, starts: list | None = None) -> list[Prefit | None]:
-    """Each member's strategy for its segment ``index`` built (continuing its ``starts`` model, for a warm
+def stacked(chains: list[Chain], i: int, live: list[LiveModel | None]) -> Iterable[SegmentResult]:
+    """The step of :mod:`backtester.chain` that trains segment ``i`` of every chain together
+    (:func:`fit_together`), then issues each segment's forecasts alone."""
+    for chain, model, prefit in zip(chains, live, fit_together(chains, i, live)):
+        yield link(chain, i, model, prefit)
+
+
+def fit_together(chains: list[Chain], index: int = 0, starts: list | None = None) -> list[Prefit | None]:
+    """Each chain's strategy for its segment ``index`` built (continuing its ``starts`` model, for a warm
     start) and fitted, all trained together; None where the window is too short (:func:`run_segment` then
     fails that retrain as it would alone)."""
-    out: list[Prefit | None] = [None] * len(members)
+    out: list[Prefit | None] = [None] * len(chains)
     strategies, trains, where = [], [], []
-    for k, m in enumerate(members):
-        seg, params = m.segments[index], m.params[index]
-        train = m.series.upto(seg.stop).slice(seg.window.start, seg.window.stop)
+    for k, c in enumerate(chains):
+        seg, params = c.segments[index], c.params[index]
+        train = c.series.upto(seg.stop).slice(seg.window.start, seg.window.stop)
         if len(train) < params.min_train_bars(seg.horizon):
             continue
-        seed = retrain_seed(m.settings.run_seed, seg.owner, seg.retrain_time)
+        seed = retrain_seed(c.run_seed, seg.owner, seg.retrain_time)
         strategy = call(seg.strategy, "build()", params.build, seed)
         live = starts[k] if starts is not None else None
         if live is not None and params.chains() and isinstance(strategy, WarmStartable):
@@ -130,65 +146,32 @@ def fit_together(members: list, index: int = 0, starts: list | None = None) -> l
     if not strategies:
         return out
     t0 = time.perf_counter()
+    infos = train_together(strategies, trains, chains[0].segments[index].horizon)
+    each = (time.perf_counter() - t0) / len(strategies)  # the group's training, shared out
+    for k, strategy, info in zip(where, strategies, infos):
+        out[k] = Prefit(strategy, info, each, program_size(info))
+    return out
+
+
+def train_together(strategies: list, trains: list, horizon: int) -> list:
+    """What each strategy's fit returned or raised, trained together (``fit_stacked`` of their class)."""
     try:
-        infos = type(strategies[0]).fit_stacked(strategies, trains, members[0].segments[index].horizon)
+        return type(strategies[0]).fit_stacked(strategies, trains, horizon)
     except (FailedRetrain, BacktestError, KeyboardInterrupt):
         raise
     except Exception as exc:  # what a lone fit would record as a failed retrain, for every member
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        infos = [
+        return [
             FailedRetrain(
                 f"fit() raised {type(exc).__name__}: {text}" if text else f"fit() raised {type(exc).__name__}"
             )
         ] * len(strategies)
-    each = (time.perf_counter() - t0) / len(strategies)  # the group's training, shared out
-    for k, strategy, info in zip(where, strategies, infos):
-        out[k] = Prefit(strategy, info, each)
-    return out
 
 
-def run_stack(job: StackJob):
-    """Run the group's chains in lockstep: at each retrain, the members the store does not hold are trained
-    together (each warm chain continuing its own last good model), then each issues its forecasts and is
-    written as a segment of its own, exactly as :func:`backtester.engine.run_chain` would."""
-    n = len(job.members[0].segments)
-    keys = [m.keys or (None,) * len(m.segments) for m in job.members]
-    points = [resume_point(m, k) for m, k in zip(job.members, keys)]
-    live = [p[1] for p in points]
-    done: dict[str, tuple] = {}
-    for i in range(n):
-        check_interrupt()
-        todo = []
-        for k, m in enumerate(job.members):
-            seg = m.segments[i]
-            if i < points[k][0]:
-                done[seg.key] = (seg.key, 0.0, read_segment(m.stage, seg).record.status, True)
-            else:
-                todo.append(k)
-        prefits = fit_together([job.members[k] for k in todo], i, [live[k] for k in todo]) if todo else []
-        for k, prefit in zip(todo, prefits):
-            m = job.members[k]
-            seg, params = m.segments[i], m.params[i]
-            res = run_segment(
-                seg,
-                params,
-                m.series,
-                m.bars,
-                m.settings.run_seed,
-                fallback=live[k],
-                batched=m.settings.batched,
-                prefit=prefit,
-            )
-            write_segment(
-                m.stage,
-                res,
-                replace(m.spec, params=params),
-                m.context,
-                m.settings.save_models,
-                keys[k][i],
-                keep_model=params.chains() and n > 1,
-            )
-            if res.ok:
-                live[k] = res.model
-            done[seg.key] = (seg.key, res.fit_seconds + res.predict_seconds, res.record.status, False)
-    return ChainDone(f"{os.uname().nodename}:{os.getpid()}", tuple(done[s.key] for s in job.segments))
+def program_size(info) -> int:
+    """How many models the program that trained a fit held (:attr:`~backtester.work.FitRecord.stacked`),
+    as its ``FitInfo`` reports it (``extra["stacked"]``); :data:`~backtester.work.ALONE` for a fit that
+    failed or trained alone (a group whose program failed)."""
+    if info is None or isinstance(info, BaseException):
+        return ALONE
+    return int(info.extra.get("stacked", ALONE))

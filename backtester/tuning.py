@@ -26,7 +26,7 @@ from .core.atomic import atomic_write_bytes, atomic_write_text
 from .core.errors import FailedRetrain
 from .core.series import BarSeries
 from .layout import BEST, TRIALS, RunDir
-from .segment import Segment, retrain_seed
+from .work import Segment, retrain_seed
 
 TRIAL_COLUMNS = [
     "strategy",

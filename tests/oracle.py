@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backtester.clock import clock
 from backtester.core.errors import FailedRetrain
 from backtester.core.schedule import training_window
 from backtester.recorder import ForecastRecorder
 from backtester.segment import retrain_seed
+
+from .clock import clock
 
 
 def oracle_forecasts(plan, specs, series, run_seed: int) -> pd.DataFrame:

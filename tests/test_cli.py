@@ -41,6 +41,7 @@ RETRAIN_COLUMNS = [
     "seed",
     "details",
     "artifact",
+    "stacked",
 ]
 
 

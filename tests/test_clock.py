@@ -1,6 +1,6 @@
 import pandas as pd
 
-from backtester.clock import Event, clock
+from .clock import Event, clock
 
 BARS = pd.date_range("2024-01-01 01:00", periods=6, freq="h", tz="UTC")
 

@@ -13,13 +13,14 @@ from backtester.config import parse_config
 from backtester.core.errors import FailedRetrain, FatalError, StrategyError
 from backtester.core.schedule import WindowConfig, training_window
 from backtester.core.series import BarSeries
-from backtester.engine import Settings, run_engine
+from backtester.engine import Settings
 from backtester.plan import Plan, Schedule
 from backtester.runner import run
 from backtester.segment import retrain_seed
 from strategies.base import FitInfo, Params
 
 from .conftest import base_config
+from .harness import run_engine
 
 BARS = pd.date_range("2024-01-01 01:00", periods=100, freq="h", tz="UTC")
 SERIES = BarSeries(BARS.asi8, np.linspace(1, 2, 100), np.zeros(100), np.ones(100, dtype=bool))

@@ -9,13 +9,14 @@ import pytest
 from backtester.config import parse_config
 from backtester.core.errors import FatalError, LookAheadError
 from backtester.core.series import BarSeries
-from backtester.engine import Settings, run_engine
+from backtester.engine import Settings
 from backtester.plan import make_plan
 from backtester.recorder import ForecastRecorder
 from backtester.rv import prepare_bars
 from strategies import REGISTRY
 
 from .conftest import TINY_GRU, TINY_LSTM, base_config
+from .harness import run_engine
 
 CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
 

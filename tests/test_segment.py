@@ -9,17 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtester.clock import clock
 from backtester.config import parse_config
 from backtester.core.schedule import DatesRule, EveryNBarsRule, WindowConfig, retrain_times, training_window
 from backtester.core.series import BarSeries
-from backtester.engine import Settings, run_engine
+from backtester.engine import Settings
 from backtester.plan import Plan, Schedule, make_plan
 from backtester.runner import run
 from backtester.rv import prepare_bars
-from backtester.segment import read_records, run_segment
+from backtester.segment import run_segment
 
+from .clock import clock
 from .conftest import TINY_GRU, TINY_LSTM, base_config
+from .harness import read_records, run_engine
 from .oracle import oracle_forecasts
 
 EVERY_TYPE = {

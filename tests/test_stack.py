@@ -200,8 +200,56 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
 
     details = stacked.retrains[stacked.retrains["strategy"] == "warm#1"]["details"].map(json.loads)
     assert [d.get("started_from") for d in details] == [None, 1, 2] and all(d["stacked"] == 2 for d in details)
+    assert stacked.retrains[stacked.retrains["strategy"] == "warm#1"]["stacked"].tolist() == [2, 2, 2]
+    assert (alone.retrains["stacked"] == 0).all() and (
+        stacked.retrains[stacked.retrains["strategy"] == "har"]["stacked"] == 0
+    ).all()
     report = audit(stacked.out_dir, sample=1, only=["lstm", "warm"])  # recomputed alone: equal to float32 rounding
     assert report.ok, "\n".join(report.lines())
+
+
+def test_the_audit_reads_how_a_fit_was_stacked_from_its_typed_field(tmp_path):
+    """FitRecord.stacked, not a search of the JSON details; a record written before the field reads as alone."""
+    from backtester.audit.run import AuditedRun
+    from backtester.core.schedule import TrainWindow
+    from backtester.segment import read_segment, segment_paths
+    from backtester.work import ALONE, Segment
+
+    def run_with(retrains: pd.DataFrame) -> AuditedRun:
+        return AuditedRun(tmp_path, None, {}, None, None, None, pd.DataFrame(), retrains, {})
+
+    details = json.dumps({"stacked": 2})
+    assert run_with(
+        pd.DataFrame({"strategy": ["a", "b"], "details": [details] * 2, "stacked": [2, 0]})
+    ).trained_stacked("a")
+    assert not run_with(pd.DataFrame({"strategy": ["b"], "details": [details], "stacked": [0]})).trained_stacked("b")
+    assert not run_with(pd.DataFrame({"strategy": ["a"], "details": [details]})).trained_stacked("a")  # older run
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    seg = Segment("a", 1, t, TrainWindow(t, 0, 1), 1, 1, 1)
+    rows, record = segment_paths(tmp_path, seg)
+    rows.parent.mkdir(parents=True)
+    pd.DataFrame({"x": []}).to_parquet(rows)
+    old = {
+        "strategy": "a",
+        "model_version": 1,
+        "retrain_time": str(t),
+        "window_start": None,
+        "window_end": None,
+        "train_bars": 0,
+        "samples": 0,
+        "train_loss": 0.0,
+        "val_loss": 0.0,
+        "seconds": 0.0,
+        "status": "ok",
+        "seed": 1,
+        "details": details,
+        "artifact": None,
+        "asset": "",
+        "fit_seconds": 0.0,
+        "predict_seconds": 0.0,
+    }
+    record.write_text(json.dumps(old))
+    assert read_segment(tmp_path, seg).record.stacked == ALONE
 
 
 def test_stack_auto_is_measured_per_device_and_threads():

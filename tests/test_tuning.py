@@ -16,7 +16,7 @@ from backtester.cli import main
 from backtester.compare import compare
 from backtester.config import parse_config
 from backtester.core.series import BarSeries
-from backtester.engine import Settings, run_engine
+from backtester.engine import Settings
 from backtester.plan import make_plan
 from backtester.runner import run
 from backtester.rv import prepare_bars
@@ -25,6 +25,7 @@ from strategies.keras.tuning import TuningConfig, tuning_points
 from strategies.lstm import LstmParams
 
 from .conftest import TINY_LSTM, base_config
+from .harness import run_engine
 
 SPACE = {
     "units": {"values": [3, 5]},

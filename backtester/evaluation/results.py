@@ -26,8 +26,8 @@ import pandas as pd
 
 from ..layout import REPORT, RunDir
 from ..recorder import combine_rows
-from ..segment import FitRecord
 from ..tuning import read_trials
+from ..work import FitRecord
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report
@@ -50,7 +50,7 @@ def write_results(
     ``runs``: the run's assets (:class:`~backtester.assets.AssetRun`; one for a run on one
     ``data.path``); ``forecasts``: the origin-aligned forecast rows of every strategy that ran (columns
     of :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe); ``records``: one
-    :class:`~backtester.segment.FitRecord` per retrain; ``stage``: the run's directory (it already
+    :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory (it already
     holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column; each asset is evaluated
     on its own, and a universe of several also across assets (:func:`pooled_tests`).
     """
@@ -197,7 +197,7 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
 
 
 def retrain_frame(records: list[FitRecord]) -> pd.DataFrame:
-    """One row per retrain, with the fields of :class:`~backtester.segment.FitRecord` as columns."""
+    """One row per retrain, with the fields of :class:`~backtester.work.FitRecord` as columns."""
     retrains = pd.DataFrame([asdict(r) for r in records], columns=[f.name for f in fields(FitRecord)])
     retrains["strategy"] = retrains["strategy"].astype("string")
     return retrains
