@@ -29,6 +29,7 @@ from backtester.core.errors import StrategyError
 from strategies.base import PooledFit
 
 from .core.errors import FailedRetrain
+from .core.names import Owner
 from .core.series import BarSeries
 from .segment import attempt, call, issue_forecasts
 from .work import FitRecord, LiveModel, Segment, SegmentResult, retrain_seed
@@ -51,7 +52,7 @@ def run_pooled_segment(
     first = segments[0]
     known = [s.upto(seg.stop) for s, seg in zip(series, segments)]
     trains = {seg.asset: k.slice(seg.window.start, seg.window.stop) for seg, k in zip(segments, known)}
-    seed = retrain_seed(run_seed, f"global/{first.strategy}", first.retrain_time)
+    seed = retrain_seed(run_seed, str(Owner("global", first.strategy)), first.retrain_time)
     t0 = time.perf_counter()
     strategy, info, status = None, None, "ok"
     try:

@@ -49,6 +49,7 @@ from strategies.base import BatchForecaster, Restorable, Strategy, WarmStartable
 from .core.atomic import atomic_write_bytes, atomic_write_text, fsync_tree
 from .core.errors import BacktestError, FailedRetrain, FatalError
 from .core.series import BarSeries
+from .layout import RunDir, artifact_files, write_artifact
 from .recorder import ForecastRecorder
 from .work import ALONE, FitRecord, LiveModel, Prefit, RunContext, Segment, SegmentResult, StoredSegment, retrain_seed
 
@@ -252,9 +253,9 @@ def fit_record(
 
 
 def users_own(params) -> bool:
-    """Whether ``params`` is a strategy class of the user's (ours are proven leak-free by the tests; a
-    user's ``forecast_batch`` is spot-checked against per-bar ``forecast`` in every segment)."""
-    return not type(params).__module__.startswith("strategies.")
+    """Whether ``params``' batch forecasts are spot-checked against per-bar ``forecast`` in every segment:
+    those of a class that does not declare them proven (:meth:`strategies.base.Params.proven_batch`)."""
+    return not params.proven_batch()
 
 
 def issue_forecasts(
@@ -278,13 +279,13 @@ def issue_forecasts(
 
 
 def segment_paths(stage: Path, seg: Segment) -> tuple[Path, Path]:
-    """(rows part, fit record) of a segment under a run directory."""
-    base = Path(stage) / "segments" / seg.key
-    return base.with_suffix(".parquet"), base.with_suffix(".json")
+    """(rows part, fit record) of a segment under a run directory (:meth:`backtester.layout.RunDir.segment_paths`)."""
+    return RunDir(stage).segment_paths(seg.key)
 
 
 def artifact_dir(run_dir: Path, strategy: str, model_version: int) -> Path:
-    return Path(run_dir) / "models" / strategy / str(model_version)
+    """A retrain's artifact folder (:meth:`backtester.layout.RunDir.artifact_dir`; ``strategy`` may be an owner)."""
+    return RunDir(run_dir).artifact_dir(strategy, model_version)
 
 
 def write_segment(
@@ -315,8 +316,8 @@ def write_segment(
         if saved:
             call(seg.strategy, "save()", strategy.save, tmp)
         meta["restorable"] = saved
-        meta["files"] = sorted(p.name for p in tmp.iterdir()) + ["artifact.json"]
-        (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=str))
+        meta["files"] = artifact_files(tmp)
+        write_artifact(tmp, meta)
         fsync_tree(tmp)
         if folder.exists():
             shutil.rmtree(folder)

@@ -6,8 +6,8 @@ training loop): chains of one cold segment (the retrains of a strategy, its seed
 assets), and warm-start chains of equally many segments (a strategy's seed members and assets). Each
 group, ordered by training-window length and cut into runs of at most N, is one :class:`StackJob`. Its
 chains go through their segments in lockstep: at each retrain the members' windows are prepared one by
-one (a warm member continuing its own last good model), trained together (``fit_stacked`` of the
-strategy class; :mod:`strategies.keras.stacked`), and then each member issues its forecasts and is
+one (a warm member continuing its own last good model), trained together (the params'
+``stacked_fitter()``; :mod:`strategies.keras.stacked`), and then each member issues its forecasts and is
 written as a segment of its own (:func:`backtester.segment.run_segment` with its ``prefit``), under its
 own store key, exactly as if it had run alone.
 
@@ -34,10 +34,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from strategies.base import WarmStartable
+from strategies.base import StackedFit, WarmStartable
 
 from .chain import Chain, link
-from .core.errors import BacktestError, FailedRetrain
+from .core.errors import BacktestError, FailedRetrain, FatalError
 from .jobs import ChainJob, run_members
 from .segment import call
 from .work import ALONE, ChainDone, LiveModel, Prefit, SegmentResult, retrain_seed
@@ -90,8 +90,7 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
         first = job.params[0] if isinstance(job, ChainJob) else None
         if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
             key = (
-                type(first).__module__,
-                type(first).__name__,
+                type(first),
                 tuple(p.model_dump_json() for p in job.params),
                 job.segments[0].horizon,
                 len(job.segments),
@@ -146,17 +145,21 @@ def fit_together(chains: list[Chain], index: int = 0, starts: list | None = None
     if not strategies:
         return out
     t0 = time.perf_counter()
-    infos = train_together(strategies, trains, chains[0].segments[index].horizon)
+    fitter = chains[where[0]].params[index].stacked_fitter()
+    infos = train_together(fitter, strategies, trains, chains[0].segments[index].horizon)
     each = (time.perf_counter() - t0) / len(strategies)  # the group's training, shared out
     for k, strategy, info in zip(where, strategies, infos):
         out[k] = Prefit(strategy, info, each, program_size(info))
     return out
 
 
-def train_together(strategies: list, trains: list, horizon: int) -> list:
-    """What each strategy's fit returned or raised, trained together (``fit_stacked`` of their class)."""
+def train_together(fitter: StackedFit | None, strategies: list, trains: list, horizon: int) -> list:
+    """What each strategy's fit returned or raised, trained together by ``fitter`` (their params'
+    :meth:`~strategies.base.Params.stacked_fitter`)."""
+    if fitter is None:
+        raise FatalError(f"{type(strategies[0]).__name__}: stacked, but its params declare no stacked_fitter()")
     try:
-        return type(strategies[0]).fit_stacked(strategies, trains, horizon)
+        return fitter(strategies, trains, horizon)
     except (FailedRetrain, BacktestError, KeyboardInterrupt):
         raise
     except Exception as exc:  # what a lone fit would record as a failed retrain, for every member

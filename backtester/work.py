@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from .core.names import Owner
 from .core.schedule import TrainWindow
 
 
@@ -58,7 +59,7 @@ class Segment:
     @property
     def owner(self) -> str:
         """Whose segment this is: ``<strategy>``, or ``<asset>/<strategy>`` in a universe (its seeds and paths)."""
-        return f"{self.asset}/{self.strategy}" if self.asset else self.strategy
+        return str(Owner(self.asset, self.strategy))
 
     @property
     def key(self) -> str:

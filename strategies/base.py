@@ -83,6 +83,10 @@ class PooledFit(Protocol):
         ...
 
 
+StackedFit = Callable[[list[Any], list[BarSeries], int], list[Any]]
+"""``fit(strategies, trains, horizon) -> [FitInfo | FailedRetrain, ...]``: :meth:`Params.stacked_fitter`."""
+
+
 def forecast_each(strategy, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
     """The per-bar reference for ``forecast_batch``: one ``forecast`` call per issue time.
 
@@ -194,10 +198,15 @@ class Params(BaseModel):
 
     def stacks(self) -> bool:
         """Whether its fits can be trained together, several in one compiled program (``execution.stack``; a
-        warm-start chain's with those of the chains beside it, in lockstep):
-        its strategy class then has ``fit_stacked(strategies, trains, horizon)``, which fits each strategy on
-        its window as ``fit`` would and returns, per strategy, its ``FitInfo`` or the ``FailedRetrain`` it met."""
+        warm-start chain's with those of the chains beside it, in lockstep), by :meth:`stacked_fitter`."""
         return False
+
+    def stacked_fitter(self) -> StackedFit | None:
+        """The function that trains several of its freshly built strategies together where :meth:`stacks`:
+        ``fit(strategies, trains, horizon)`` fits each on its window as ``fit`` would and returns, per
+        strategy, its ``FitInfo`` (``extra["stacked"]``: how many models its program held) or the
+        ``FailedRetrain`` it met. None: each fits alone."""
+        return None
 
     LINKS_FIELD: ClassVar[str] = ""  # the config key that names the strategies it links (error messages)
 
@@ -252,6 +261,17 @@ class Params(BaseModel):
     def timing_copy(self) -> Params:
         """A cheap variant (one epoch, no tuning) that ``backtest plan --estimate`` times."""
         return self
+
+    def proven_batch(self) -> bool:
+        """Whether its strategy's ``forecast_batch`` is proven equal to per-bar ``forecast`` by this package's
+        own tests, so the engine need not spot-check it in every segment. A class says so in its own body
+        (``PROVEN_BATCH = True``); a subclass of it, which may forecast otherwise, is checked again.
+
+        >>> from strategies.har import HarParams
+        >>> HarParams().proven_batch(), type("Mine", (HarParams,), {})().proven_batch()
+        (True, False)
+        """
+        return bool(type(self).__dict__.get("PROVEN_BATCH", False))
 
     def needs_backend(self) -> bool:
         """Whether it runs on the config's ``backend`` (a Keras model does; a baseline does not)."""

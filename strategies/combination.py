@@ -96,6 +96,8 @@ class MeanOfParams(Params):
     """``of``: the baselines whose forecasts are averaged, strategies of the run (their parameters are
     filled in as ``members``); built without a run, each name is a baseline type with its defaults."""
 
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
+
     type: Literal["mean_of"] = "mean_of"
     of: list[str] = Field(default_factory=lambda: ["har", "garch"])
     members: list[dict[str, Any]] | None = None  # each baseline's type and parameters (filled in from ``of``)

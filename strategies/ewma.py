@@ -15,7 +15,7 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -53,6 +53,7 @@ class Ewma(JsonState):
 
 
 class EwmaParams(Params):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["ewma"] = "ewma"
     lam: float = Field(default=0.94, gt=0, lt=1)
 

@@ -26,7 +26,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -156,6 +156,7 @@ def backcast(eps2: np.ndarray) -> float:
 
 
 class GarchParams(Params):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["garch"] = "garch"
     dist: Literal["normal", "t"] = "normal"
     seasonal: bool = True

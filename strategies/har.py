@@ -104,6 +104,7 @@ class Har(JsonState):
 
 
 class HarParams(Params):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["har"] = "har"
     lags: list[int] = Field(default_factory=lambda: [1, 24, 168], min_length=1)
     mode: Literal["direct", "iterated"] = "direct"

@@ -15,7 +15,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -55,6 +55,7 @@ class LayerSpec(BaseModel):
 
 
 class LstmParams(WindowedKerasParams):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["lstm"] = "lstm"
     layers: list[LayerSpec] = Field(default_factory=lambda: [LayerSpec()], min_length=1, max_length=2)
     learning_rate: float = Field(default=3e-3, gt=0, le=1)

@@ -41,6 +41,7 @@ class Naive(JsonState):
 
 
 class NaiveParams(Params):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["naive"] = "naive"
     bars: int = Field(default=1, ge=1)
 
@@ -52,6 +53,7 @@ class NaiveParams(Params):
 
 
 class RollingMeanParams(NaiveParams):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["rolling_mean"] = "rolling_mean"  # type: ignore[assignment]
     bars: int = Field(default=24, ge=1)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.targets import to_target
+from ..layout import ARTIFACT, read_artifact_json
 from ..work import Segment
 from .report import Check, outcome
 from .run import AuditedRun
@@ -21,8 +22,8 @@ def _models(run: AuditedRun, name: str) -> dict[int, dict[str, Any]] | None:
     if not run.cfg.output.save_models:
         return None
     out: dict[int, dict[str, Any]] = {}  # a missing folder: every fit of the strategy lacks its artifact
-    for meta_path in sorted(folder.glob("*/artifact.json")):
-        meta = json.loads(meta_path.read_text())
+    for meta_path in sorted(folder.glob(f"*/{ARTIFACT}")):
+        meta = read_artifact_json(meta_path.parent)
         meta["_folder"] = meta_path.parent
         out[int(meta["model_version"])] = meta
     return out
@@ -76,8 +77,7 @@ def _artifact_problems(
 ) -> int:
     """Add each artifact's window problems to ``problems`` and its scaler's to ``scaler``; returns how many
     scalers were checked."""
-    data = run.manifest["data"]
-    sha = data["assets"][run.asset]["sha256"] if run.asset else data["sha256"]
+    sha = run.manifest.data_of(run.asset).sha256
     checked = 0
     for v, meta in models.items():
         seg = segs.get(v)

@@ -152,7 +152,7 @@ def _probe(run: AuditedRun, seg: Segment, at: int, kind: str, junk: BarSeries | 
 def tolerance(run: AuditedRun, name: str, rtol: float) -> float:
     """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
     (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
-    execution = run.manifest.get("execution", {})
+    execution = run.manifest.raw.get("execution", {})
     size = execution.get("stack", 1)  # the run's resolved execution.stack
     stacked = run.trained_stacked(name) or (  # a fit record says so; or a run that may have (older)
         size > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows")

@@ -11,8 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.errors import AuditError
+from ..core.errors import AuditError, RunError
+from ..core.names import base_name
 from ..core.series import BarSeries
+from ..layout import BEST, CONFIG, FORECASTS, RETRAINS, Manifest, RunDir
+from ..layout import read_manifest as read_run_manifest
 from ..tuning import TuneResult, params_by_segment, tune_segment, tuning_dir
 from ..work import ALONE
 
@@ -23,7 +26,7 @@ class AuditedRun:
 
     path: Path
     cfg: Any
-    manifest: dict
+    manifest: Manifest
     series: BarSeries
     bars: pd.DatetimeIndex
     plan: Any
@@ -39,7 +42,7 @@ class AuditedRun:
     @property
     def models(self) -> Path:
         """Where this asset's artifact folders are: ``models/`` (``models/<asset>/`` in a universe)."""
-        return self.path / "models" / self.asset if self.asset else self.path / "models"
+        return RunDir(self.path).models_of(self.asset)
 
     def trained_stacked(self, strategy: str) -> bool:
         """Whether a fit record of ``strategy`` says it trained in a stacked program (:attr:`FitRecord.stacked
@@ -63,22 +66,18 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def read_manifest(run_dir: Path) -> dict:
-    """The ``manifest.json`` of a complete run in ``run_dir`` (else an :class:`AuditError` that says why)."""
+def read_manifest(run_dir: Path) -> Manifest:
+    """The manifest of a complete run in ``run_dir`` (else an :class:`AuditError` that says why)."""
     if not run_dir.is_dir():
         raise AuditError(f"{run_dir}: no such directory; pass results/<name> of a finished `backtest run`")
-    manifest_path = _need(run_dir / "manifest.json", "no manifest.json")
+    manifest_path = _need(RunDir(run_dir).manifest, "no manifest.json")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = read_run_manifest(run_dir)
+    except RunError as exc:
+        raise AuditError(str(exc)) from None
+    if not manifest.complete:
         raise AuditError(
-            f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run is damaged, run it again"
-        ) from None
-    data = manifest.get("data", {})
-    if manifest.get("status") != "complete" or not ("sha256" in data or "assets" in data):
-        raise AuditError(
-            f"{manifest_path}: not the manifest of a complete run (status {manifest.get('status')!r}); "
-            "run the backtest again"
+            f"{manifest_path}: not the manifest of a complete run (status {manifest.status!r}); run the backtest again"
         )
     return manifest
 
@@ -92,26 +91,24 @@ def load_run(run_dir: Path, backend: str | None = None, only: Iterable[str] = ()
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    data = manifest["data"]
-    for name in ("config.yaml", "forecasts.parquet", "retrains.parquet"):
-        _need(run_dir / name, f"no {name}")
-    _known_names(run_dir / "config.yaml", only)  # before the data is read
-    cfg = load_config(
-        run_dir / "config.yaml", [f"backend={backend}"] if backend else [], before_strategies=choose_backend
-    )
-    forecasts = pd.read_parquet(run_dir / "forecasts.parquet")
+    folder = RunDir(run_dir)
+    for name in (CONFIG, FORECASTS, RETRAINS):
+        _need(folder.file(name), f"no {name}")
+    _known_names(folder.config, only)  # before the data is read
+    cfg = load_config(folder.config, [f"backend={backend}"] if backend else [], before_strategies=choose_backend)
+    forecasts = folder.read_table(FORECASTS)
     forecasts["strategy"] = forecasts["strategy"].astype("string")
-    retrains = pd.read_parquet(run_dir / "retrains.parquet")
+    retrains = folder.read_table(RETRAINS)
     for asset in cfg.universe():
         if not Path(asset.cfg.data.path).is_file():
             where = f"data.assets.{asset.name}.path" if asset.name else "data.path"
             raise AuditError(
-                f"{asset.cfg.data.path}: the run's data file ({where} in {run_dir / 'config.yaml'}) is "
+                f"{asset.cfg.data.path}: the run's data file ({where} in {folder.config}) is "
                 "missing; put the original file back at that path"
             )
     runs = []
     for r in plan_universe(cfg):  # the run's plans, a global model's retrains on the schedule it followed
-        recorded = data["assets"][r.asset.name]["sha256"] if r.asset.name else data["sha256"]
+        recorded = manifest.data_of(r.asset.name).sha256
         if r.prepared.fingerprint != recorded:
             raise AuditError(
                 f"{r.cfg.data.path}: not the data this run used (sha256 {r.prepared.fingerprint[:12]} vs "
@@ -146,7 +143,7 @@ def _tunings(run: AuditedRun, name: str) -> dict[str, TuneResult]:
     for seg in run.plan.segments(name):
         if not seg.tune:
             continue
-        path = tuning_dir(run.path, seg) / "best.json"
+        path = tuning_dir(run.path, seg) / BEST
         if path.is_file():
             rec = json.loads(path.read_text())
             out[seg.key] = TuneResult(
@@ -168,7 +165,7 @@ def _known_names(config: Path, only: list[str]) -> None:
     except yaml.YAMLError:
         return  # load_config names the problem
     for name in only:
-        if name not in names and name.split("#")[0] not in names:
+        if name not in names and base_name(name) not in names:
             raise AuditError(
                 f"--strategy {name}: no such strategy in {config} (its strategies: {', '.join(names)}); "
                 "pass one of those"
@@ -189,7 +186,7 @@ def select(run: AuditedRun, only: list[str]) -> list[str]:
         else:
             known = ", ".join(list(run.cfg.strategies))
             raise AuditError(
-                f"--strategy {name}: no such strategy in {run.path / 'config.yaml'} (its strategies: "
+                f"--strategy {name}: no such strategy in {RunDir(run.path).config} (its strategies: "
                 f"{known}); pass one of those"
             )
     return [n for n in run.specs if n in chosen]

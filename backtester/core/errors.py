@@ -53,7 +53,7 @@ class ArtifactError(RunError):
     """A model folder that is not a usable artifact."""
 
 
-class AuditError(BacktestError):
+class AuditError(RunError):
     """The run directory cannot be audited (not a finished run, its data changed, an unknown strategy)."""
 
 

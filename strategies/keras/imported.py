@@ -37,7 +37,7 @@ import json
 import math
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -164,6 +164,7 @@ def build_imported(hp, memory: int, steps: int, path: str, learning_rate: float)
 
 
 class ImportedParams(WindowedKerasParams):
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
     type: Literal["imported"] = "imported"
     model: str  # .h5 (Keras 2 or 3) or .keras
     scaler: str | None = None  # pickled scikit-learn scaler (.pkl) or our scaler.json

@@ -30,7 +30,7 @@ from backtester.core.errors import ConfigError
 from backtester.core.schedule import retrain_times
 from backtester.core.series import BarSeries
 
-from ..base import Params, session_zone
+from ..base import Params, StackedFit, session_zone
 from ..combination import baseline_min_bars
 from ..loading import check_builder_signature, import_object, refuse_standard_library
 from .features import check_features, needs_garch
@@ -38,6 +38,7 @@ from .forecaster import KerasForecaster, build_fixed
 from .losses import check_pair
 from .runtime import keras_module
 from .search import tune
+from .stacked import fit_stacked
 from .tuning import HyperValue, TuningConfig, tuning_points
 
 
@@ -50,6 +51,8 @@ class WarmStart(BaseModel):
 
 class WindowedKerasParams(Params):
     """What every Keras strategy shares: lookback, training loop, multi-step scheme."""
+
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
 
     memory: int = Field(default=60, ge=1, le=100_000)  # lookback in bars (or a duration such as 60h, 5D in a config)
     batch_size: int = Field(default=16, ge=1, le=1_000_000)
@@ -231,6 +234,9 @@ class WindowedKerasParams(Params):
         forecaster), a global model or ``jit_compile: false`` train alone."""
         return self.scope == "local" and self.jit_compile is not False and type(self).build is WindowedKerasParams.build
 
+    def stacked_fitter(self) -> StackedFit | None:
+        return fit_stacked if self.stacks() else None
+
     def stacks_trials(self) -> bool:
         """A random search's trials train together (Bayesian search and Hyperband choose each trial from
         the ones before it)."""
@@ -286,6 +292,8 @@ class WindowedKerasParams(Params):
 
 class KerasParams(WindowedKerasParams):
     """``type: keras``: your own builder, ``"package.module:function"``."""
+
+    PROVEN_BATCH: ClassVar[bool] = True  # forecast_batch equals per-bar forecast: tests/test_strategies.py
 
     type: Literal["keras"] = "keras"
     builder: str
