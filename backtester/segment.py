@@ -173,7 +173,7 @@ def run_segment(
     info, status, fit_seconds = None, "ok", 0.0
     try:
         strategy, info = fit_model(seg, params, train, seed, start_from, prefit)
-        model = LiveModel(strategy, seg.model_version, int(train.time[-1]))
+        model: LiveModel | None = LiveModel(strategy, seg.model_version, int(train.time[-1]))
         fit_seconds = time.perf_counter() - t0 + before
         t0 = time.perf_counter()
         rows = issue_forecasts(seg, model, known, bars, batched, users_own(params))
@@ -311,6 +311,7 @@ def write_segment(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         meta = artifact_meta(result, spec, context)
+        assert result.model is not None  # an ok result has its model
         strategy = result.model.strategy
         saved = isinstance(strategy, Restorable)
         if saved:
@@ -343,6 +344,7 @@ def artifact_meta(result: SegmentResult, spec, context: RunContext) -> dict[str,
     """``artifact.json``: what the model is, what it saw, and which forecasts it made."""
     seg, rec = result.segment, result.record
     bars = context.bars
+    assert result.model is not None  # only an ok fit's model has an artifact
     return {
         "format": "backtester-artifact/1",
         "run": context.run,

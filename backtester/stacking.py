@@ -89,7 +89,7 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     for job in jobs:
         first = job.params[0] if isinstance(job, ChainJob) else None
         if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
-            key = (
+            key: tuple = (
                 type(first),
                 tuple(p.model_dump_json() for p in job.params),
                 job.segments[0].horizon,
