@@ -21,16 +21,15 @@ mse_log    (ln f - ln a)**2                       a > 0 and f > 0
 
 QLIKE is the variance loss of Patton (2011), robust to a noisy volatility proxy; it
 is 0 for a perfect forecast. Rows where a loss is undefined are left out of that
-loss and counted (:func:`coverage`), never turned into inf or NaN means.
+loss and counted (:func:`coverage`), never turned into inf or NaN means. The per-row losses
+themselves live in the kernel (:mod:`backtester.core.scores`), where strategies score tuning trials with
+them too.
 
 Examples
 --------
->>> import numpy as np
->>> row_losses(np.array([2.0, 0.0]), np.array([1.0, 1.0]))["qlike"].round(4).tolist()
-[1.6137, nan]
->>> qlike(np.array([2.0, 1.0]), np.array([2.0, 0.0])).tolist()
-[0.0, nan]
->>> round(mean_qlike(np.array([2.0, 1.0, 0.0]), np.array([1.0, 1.0, 1.0])), 4)
+>>> import numpy as np, pandas as pd
+>>> rows = pd.DataFrame({"strategy": ["a", "a"], "horizon": [1, 1], "actual": [2.0, 1.0], "forecast": [1.0, 1.0]})
+>>> round(float(metrics(rows)["qlike"].iloc[0]), 4)
 0.8069
 """
 
