@@ -34,7 +34,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from strategies.base import StackedFit, WarmStartable
+from strategies.base import WarmStartable
+from strategies.capabilities import StackedFit
 
 from .chain import Chain, link
 from .core.errors import BacktestError, FailedRetrain, FatalError

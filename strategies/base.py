@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict
 
 from backtester.core.series import BarSeries
 
+from .capabilities import Costs, Links, Scheduling, Stacking, Tuning
+
 
 @dataclass(frozen=True)
 class FitInfo:
@@ -83,10 +85,6 @@ class PooledFit(Protocol):
         ...
 
 
-StackedFit = Callable[[list[Any], list[BarSeries], int], list[Any]]
-"""``fit(strategies, trains, horizon) -> [FitInfo | FailedRetrain, ...]``: :meth:`Params.stacked_fitter`."""
-
-
 def forecast_each(strategy, history: BarSeries, ends: np.ndarray, horizon: int) -> np.ndarray:
     """The per-bar reference for ``forecast_batch``: one ``forecast`` call per issue time.
 
@@ -142,8 +140,9 @@ class JsonState:
             )
 
 
-class Params(BaseModel):
-    """Base for strategy parameters: strict, frozen, and a factory for fresh strategies."""
+class Params(BaseModel, Scheduling, Tuning, Stacking, Links, Costs):
+    """Base for strategy parameters: strict, frozen, a factory for fresh strategies, and the
+    capabilities the engine asks about (:mod:`strategies.capabilities`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -172,95 +171,12 @@ class Params(BaseModel):
         """The fewest training bars this strategy can fit on."""
         return 2
 
-    def fit_cost(self, train_bars: int) -> float:
-        """A rough relative cost of one fit (to start the slowest segments first)."""
-        return train_bars * 1e-3
-
     def preflight(self, horizon: int) -> None:
         """Cheap checks before the run starts (a Keras builder is built once); raise a BacktestError."""
 
     def check_training_data(self, train: BarSeries) -> None:
         """Checks against the bars of this strategy's first training window (only bars known at that retrain),
         before anything trains; raise a BacktestError (e.g. an imported scaler fitted on values unlike the data)."""
-
-    # What the engine asks a strategy about itself. The defaults describe a plain baseline:
-    # refitted from scratch at every retrain, never tuned, nothing to set up in a worker.
-
-    def chains(self) -> bool:
-        """Whether each retrain continues the previous retrain's model (a warm start): the
-        strategy's segments then run in order, as one chain, in one worker."""
-        return False
-
-    def pools_assets(self) -> bool:
-        """Whether one model per retrain is trained on every asset of a universe at once (``scope:
-        global``; its strategy is :class:`PooledFit`) instead of one model per asset."""
-        return False
-
-    def stacks(self) -> bool:
-        """Whether its fits can be trained together, several in one compiled program (``execution.stack``; a
-        warm-start chain's with those of the chains beside it, in lockstep), by :meth:`stacked_fitter`."""
-        return False
-
-    def stacked_fitter(self) -> StackedFit | None:
-        """The function that trains several of its freshly built strategies together where :meth:`stacks`:
-        ``fit(strategies, trains, horizon)`` fits each on its window as ``fit`` would and returns, per
-        strategy, its ``FitInfo`` (``extra["stacked"]``: how many models its program held) or the
-        ``FailedRetrain`` it met. None: each fits alone."""
-        return None
-
-    LINKS_FIELD: ClassVar[str] = ""  # the config key that names the strategies it links (error messages)
-
-    def links(self) -> list[str]:
-        """The run's strategies this one is built on, by name (a hybrid's baselines, a combination's
-        members): the config checks that each is a baseline of the run and hands their type and
-        parameters to :meth:`with_links`. None by default."""
-        return []
-
-    def with_links(self, linked: list[dict[str, Any]]) -> Params:
-        """These params with the type and parameters of each of :meth:`links` filled in (in that order)."""
-        return self
-
-    def schedule_asset(self) -> str | None:
-        """For a pooled model: the asset whose retrain times every asset follows (None: they must agree)."""
-        return None
-
-    def tuning_points(self, retrains: Any, bars: Any, start: Any, end: Any) -> list[bool]:
-        """Per retrain time in ``retrains`` (on the bar grid ``bars``, test period ``start .. end``):
-        does it search hyperparameters on its training window first? Never, by default."""
-        return [False] * len(retrains)
-
-    def tune(
-        self, train: BarSeries, horizon: int, seed: int, folder: Path, stack: int = 1
-    ) -> tuple[dict[str, Any], Any]:
-        """Search hyperparameters on ``train`` (state under ``folder``); return the best values and a
-        frame of trials (``trial, status, score, hyperparameters``). Raise FailedRetrain if it fails.
-        ``stack``: the most trials it may train together (``execution.stack``), where it can."""
-        raise NotImplementedError(f"{type(self).__name__} does not tune")
-
-    def stacks_trials(self) -> bool:
-        """Whether its tuning trains several trials together where their models compile alike (a random
-        search's trials; ``tune``'s ``stack``). No, by default."""
-        return False
-
-    def with_hyperparameters(self, values: dict[str, Any]) -> Params:
-        """These params with tuned hyperparameter values fixed."""
-        return self
-
-    def tuning_budget(self) -> tuple[int, int]:
-        """(trials, epochs per trial) of one tuning: what a tuning costs next to a fit."""
-        return (0, 0)
-
-    def train_samples(self, train_bars: int, horizon: int) -> int:
-        """Training samples a window of ``train_bars`` bars gives (shown by ``backtest plan``)."""
-        return train_bars
-
-    def fit_epochs(self) -> int | None:
-        """Epochs of one fit for an iterative learner (None: a closed-form or one-shot fit)."""
-        return None
-
-    def timing_copy(self) -> Params:
-        """A cheap variant (one epoch, no tuning) that ``backtest plan --estimate`` times."""
-        return self
 
     def proven_batch(self) -> bool:
         """Whether its strategy's ``forecast_batch`` is proven equal to per-bar ``forecast`` by this package's

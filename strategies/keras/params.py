@@ -30,7 +30,8 @@ from backtester.core.errors import ConfigError
 from backtester.core.schedule import retrain_times
 from backtester.core.series import BarSeries
 
-from ..base import Params, StackedFit, session_zone
+from ..base import Params, session_zone
+from ..capabilities import StackedFit
 from ..combination import baseline_min_bars
 from ..loading import check_builder_signature, import_object, refuse_standard_library
 from .features import check_features, needs_garch
