@@ -14,9 +14,9 @@ function that a worker, a test or another program calls, so it happens here:
 Every process also computes on one thread (:func:`pin_threads`): XLA's CPU matrix products (Eigen), BLAS
 and OpenMP split a sum among their threads, so the thread count decides the order in which floats are
 added, and with it the last bits of every GARCH fit and of every LSTM weight after a few epochs
-(measured on ``configs/weekly.yaml``: two threads against one moved the seeds' forecasts by up to 1e-2
-relative, the seasonal GARCH's by 2e-8). One thread everywhere makes this process, ``--jobs N`` workers
-and Dask workers give the same bits, whatever the machine's cores; a run on N cores still uses them
+(measured on ``configs/weekly.yaml``: two threads against one moved the GARCH fit by 2e-8 and, through
+the hybrid LSTM that starts from it, its seeds by up to 5e-2 relative). One thread everywhere makes this
+process, ``--jobs N`` workers and Dask workers give the same bits, whatever the machine's cores; a run on N cores still uses them
 all through ``--jobs N``. The console script pins before anything loads NumPy (:mod:`backtester.console`),
 :func:`setup` pins again for the Python API (BLAS already loaded is limited through threadpoolctl), and
 the worker set-ups of :mod:`backtester.executors` pin each worker.
