@@ -2,11 +2,13 @@
 
 The engine hands an executor a list of frozen jobs and one pure function; the executor only
 decides where each ``fn(job)`` runs and calls ``on_done(job, result)`` in this process as each
-finishes. So the same loop serves every executor and results do not depend on where or in how
-many workers they ran (tested). Local workers are ``spawn``-ed processes, each with its own
-Keras and one compute thread per core it is given; a Dask cluster's workers need this package
-installed and the results directory on a path they share with the client (``--scheduler
-tcp://host:8786``).
+finishes. So the same loop serves every executor, and results do not depend on where or in how
+many workers they ran: every process, this one included, computes on one thread
+(:func:`backtester.process.pin_threads`), so sums are added in one order everywhere (tested on
+``configs/weekly.yaml``'s models). Local workers are ``spawn``-ed processes, each with its own Keras
+and its own core; a Dask cluster's workers need this package installed and the results directory on
+a path they share with the client (``--scheduler tcp://host:8786``), and are pinned before their
+first job.
 
 Examples
 --------
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 
 from .backend import select_backend
 from .core.errors import BacktestError, ConfigError
+from .process import THREADS, pin_threads
 
 RETRIES = 2  # a lost worker's jobs are run again this many times
 CONNECT_TIMEOUT = "10s"  # how long to try a Dask scheduler before saying it cannot be reached
@@ -178,17 +181,25 @@ def make_executor(
 
 
 def worker_threads(jobs: int, cores: int | None = None) -> int:
-    """Compute threads per local worker: the machine's cores shared out, at least one."""
-    return max(1, (cores or os.cpu_count() or 1) // jobs)
+    """Compute threads per process, whatever the jobs and cores: :data:`backtester.process.THREADS` (one),
+    in this process and in every worker alike, so that the thread count never decides a result."""
+    return THREADS
 
 
 _SET_UP: list[WorkerSetup] = []  # what this (Dask worker) process has set up
 
 
 def _set_up_first(setup: WorkerSetup, fn: Callable[[Any], Any], job: Any) -> Any:
-    """``fn(job)`` on a Dask worker, after the run's backend and the strategies' set-up (once per process)."""
+    """``fn(job)`` on a Dask worker, after the run's backend, one compute thread and the strategies' set-up
+    (once per process)."""
     if setup not in _SET_UP:
         select_backend(setup.backend)  # refused if this worker already has Keras on another backend
+        if not pin_threads():
+            raise ConfigError(
+                "execution.scheduler: this Dask worker already runs JAX on several threads, so its numbers would "
+                "differ from every other executor's; start the workers with XLA_FLAGS=--xla_cpu_multi_thread_eigen"
+                "=false, or use fresh ones"
+            )
         for params in setup.params:
             params.worker_setup()
         _SET_UP.append(setup)
@@ -220,7 +231,7 @@ def _exit_with_parent(poll: float = 0.5) -> None:
 
 
 def _init_worker(setup: WorkerSetup, counter) -> None:
-    """A local worker's start: its core, its thread budget and backend, then each strategy's set-up.
+    """A local worker's start: its core, one compute thread and its backend, then each strategy's set-up.
     It ignores Ctrl-C (the parent stops it) and exits by itself when the parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -233,11 +244,7 @@ def _init_worker(setup: WorkerSetup, counter) -> None:
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[index % len(cores)]})
     os.environ["KERAS_BACKEND"] = setup.backend
-    os.environ["BACKTESTER_THREADS"] = str(setup.threads)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(setup.threads)
-    if setup.threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    pin_threads()  # inherited from the parent already; again for BLAS loaded while the set-up was unpickled
     for params in setup.params:
         params.worker_setup()
 
