@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from strategies.base import WarmStartable
 from strategies.capabilities import StackedFit
@@ -41,7 +42,7 @@ from .chain import Chain, link
 from .core.errors import BacktestError, FailedRetrain, FatalError
 from .jobs import ChainJob, run_members
 from .segment import call
-from .work import ALONE, ChainDone, LiveModel, Prefit, SegmentResult, retrain_seed
+from .work import ALONE, ChainDone, LiveModel, Prefit, Segment, SegmentResult, retrain_seed
 
 
 @dataclass(frozen=True)
@@ -76,45 +77,82 @@ def split_even(items: list, parts: int) -> list[list]:
     return out
 
 
-def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
-    """``jobs`` with every chain whose fits stack gathered into :class:`StackJob` groups of at most ``size``
-    members of equal params and horizon (ordered by training-window length, so a group's windows are alike
-    and few of its steps are masked): chains of one segment, and warm-start chains of equally many
-    segments (seed members and assets of one strategy). With ``equal_windows`` only chains whose
-    windows have the same lengths group (no masked steps: seed members and assets at one retrain). A
-    group of one stays as it was; other jobs keep their place."""
+def stack_key(segments: Sequence[Segment], params: Sequence[Any], equal_windows: bool) -> tuple | None:
+    """What a chain's fits stack with: chains of the same key (equal params, horizon and length; with
+    ``equal_windows`` also equal window lengths) train together. None: it trains alone (its strategy does
+    not stack, or the chain is several segments of a strategy that does not chain)."""
+    first = params[0]
+    if not (first.stacks() and (len(segments) == 1 or first.chains())):
+        return None
+    key: tuple = (type(first), tuple(p.model_dump_json() for p in params), segments[0].horizon, len(segments))
+    if equal_windows:
+        key += tuple(s.window.stop - s.window.start for s in segments)
+    return key
+
+
+def stack_groups(chains: Sequence[tuple[Sequence[Segment], Sequence[Any]]], size: int, equal_windows: bool) -> list:
+    """Which of ``chains`` (each its segments and params) train together: a list with, in the order each
+    kind first appears, an ``int`` (a chain that trains alone) or a list of ints (a group of at most
+    ``size``, ordered by training-window length, so a group's windows are alike and few steps are masked).
+    The engine (:func:`stack_jobs`) and the audit's recomputation group with it alike.
+
+    >>> from backtester.core.schedule import TrainWindow
+    >>> import pandas as pd
+    >>> t = pd.Timestamp(0)
+    >>> segs = [(Segment(f"x#{k}", 1, t, TrainWindow(t, 0, 5 + k), 9, 10, 1),) for k in range(3)]
+    >>> class P:  # params that stack
+    ...     def stacks(self): return True
+    ...     def chains(self): return False
+    ...     def model_dump_json(self): return "{}"
+    >>> stack_groups([(s, (P(),)) for s in segs], 2, False)
+    [[0, 1], [2]]
+    """
     if size <= 1:
-        return list(jobs)
-    groups: dict[tuple, list] = {}
+        return list(range(len(chains)))
+    groups: dict[tuple, list[int]] = {}
     out: list = []
-    for job in jobs:
-        first = job.params[0] if isinstance(job, ChainJob) else None
-        if first is not None and first.stacks() and (len(job.segments) == 1 or first.chains()):
-            key: tuple = (
-                type(first),
-                tuple(p.model_dump_json() for p in job.params),
-                job.segments[0].horizon,
-                len(job.segments),
-            )
-            if equal_windows:
-                key += tuple(s.window.stop - s.window.start for s in job.segments)
-            if key not in groups:
-                groups[key] = []
-                out.append(key)
-            groups[key].append(job)
-        else:
-            out.append(job)
-    result = []
+    for k, (segments, params) in enumerate(chains):
+        key = stack_key(segments, params, equal_windows)
+        if key is None:
+            out.append(k)
+            continue
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(k)
+    result: list = []
     for item in out:
         if not isinstance(item, tuple):
             result.append(item)
             continue
-        members = sorted(
-            groups[item], key=lambda j: (j.segments[0].window.stop - j.segments[0].window.start, j.segments[0].key)
-        )
-        for part in split_even(members, math.ceil(len(members) / size)):
-            result.append(part[0] if len(part) == 1 else StackJob(tuple(part)))
+        window = lambda k: chains[k][0][0].window.stop - chains[k][0][0].window.start  # noqa: E731
+        members = sorted(groups[item], key=lambda k: (window(k), chains[k][0][0].key))
+        result.extend(split_even(members, math.ceil(len(members) / size)))
     return result
+
+
+def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
+    """``jobs`` with every chain whose fits stack gathered into :class:`StackJob` groups of at most ``size``
+    members (:func:`stack_groups`): chains of one segment, and warm-start chains of equally many segments
+    (seed members and assets of one strategy). With ``equal_windows`` only chains whose windows have the
+    same lengths group (no masked steps: seed members and assets at one retrain). A group of one stays as
+    it was; other jobs keep their place."""
+    chains = [(j.segments, j.params) if isinstance(j, ChainJob) else ((), ()) for j in jobs]
+    out = []
+    for item in stack_groups([c if c[0] else _ALONE for c in chains], size, equal_windows):
+        if isinstance(item, int):
+            out.append(jobs[item])
+        else:
+            out.append(jobs[item[0]] if len(item) == 1 else StackJob(tuple(jobs[k] for k in item)))
+    return out
+
+
+class _NoStack:
+    def stacks(self) -> bool:
+        return False
+
+
+_ALONE: tuple = ((None,), (_NoStack(),))  # a job that is not a chain: never stacks
 
 
 def stacked(chains: list[Chain], i: int, live: list[LiveModel | None]) -> Iterable[SegmentResult]:

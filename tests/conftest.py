@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from backtester.process import pin_threads
 from backtester.synth import synth_bars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # One JAX compilation cache for the whole suite: every test process and every `backtest` subprocess
 # (they inherit the variable) reuses the train and predict steps compiled by the first to need them.
 os.environ.setdefault("BACKTESTER_XLA_CACHE", str(ROOT / ".cache" / "test-xla"))
+# One compute thread in the test processes too, as in every process the CLI starts (backtester.process)
+pin_threads()
 
 TINY_LSTM = {"type": "lstm", "memory": 12, "layers": [{"units": 4, "dropout": 0.0}], "epochs": 1, "batch_size": 16}
 TINY_GRU = {

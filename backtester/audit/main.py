@@ -150,14 +150,14 @@ def _probe(run: AuditedRun, seg: Segment, at: int, kind: str, junk: BarSeries | 
 
 
 def tolerance(run: AuditedRun, name: str, rtol: float) -> float:
-    """The tolerance for a recomputation (trained alone) of a strategy the run may have trained stacked
-    (``execution.stack``): float32 rounding over training, :data:`STACK_RTOL`; else ``rtol``."""
+    """The tolerance for a recomputation. A strategy a fit record says trained stacked is recomputed in its
+    stacked group, as the run trained it: ``rtol``. A run from before fit records said so, which may have
+    stacked it (``execution.stack``), is recomputed alone: float32 rounding over training, :data:`STACK_RTOL`."""
     execution = run.manifest.raw.get("execution", {})
-    size = execution.get("stack", 1)  # the run's resolved execution.stack
-    stacked = run.trained_stacked(name) or (  # a fit record says so; or a run that may have (older)
-        size > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows")
+    older = "stacked" not in run.retrains and (
+        execution.get("stack", 1) > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows")
     )
-    return max(rtol, STACK_RTOL) if stacked else rtol
+    return max(rtol, STACK_RTOL) if older else rtol
 
 
 def _batch_rtol(run: AuditedRun, name: str) -> float:

@@ -13,7 +13,8 @@ from ..chain import Chain, alone, pooled, previous_good, run_chains
 from ..core.series import BarSeries
 from ..recorder import COLUMNS
 from ..segment import issue_forecasts
-from ..work import LiveModel, Segment
+from ..stacking import stack_groups, stacked
+from ..work import LiveModel, Segment, SegmentResult
 from .run import AuditedRun
 
 
@@ -72,6 +73,7 @@ def poisoned(series: BarSeries, at: int) -> BarSeries:
 class Recomputed:
     rows: pd.DataFrame
     model: LiveModel | None
+    stacked: bool = False  # recomputed in the stacked group the run trained it in
 
 
 def recompute(run: AuditedRun, seg: Segment, at: int, series: BarSeries, batched: bool | None = None) -> Recomputed:
@@ -84,6 +86,10 @@ def recompute(run: AuditedRun, seg: Segment, at: int, series: BarSeries, batched
     batched = run.cfg.execution.batched if batched is None else batched
     if params.pools_assets() and run.asset:
         return _recompute_pooled(run, target, series, batched)
+    if run.trained_stacked(seg.strategy):
+        together = _recompute_stacked(run, seg, target, series, batched)
+        if together is not None:
+            return together
     earlier = tuple(s for s in run.plan.segments(seg.strategy) if s.model_version < seg.model_version)
     links = (*earlier, target) if params.chains() else (target,)
     chain = Chain(links, tuple(run.params[s.key] for s in links), series, run.bars, run.cfg.seed, batched)
@@ -120,6 +126,62 @@ def _recompute_pooled(run: AuditedRun, target: Segment, series: BarSeries, batch
     run_chains(chains, pooled, lambda k, i, res: got.append(res))
     mine = next(r for r in got if r.segment.asset == run.asset)
     return Recomputed(mine.rows, mine.model)
+
+
+def _recompute_stacked(
+    run: AuditedRun, seg: Segment, target: Segment, series: BarSeries, batched: bool
+) -> Recomputed | None:
+    """``target`` recomputed as the run trained it: in its stacked group (:func:`backtester.stacking.stack_groups`
+    with the run's ``execution`` settings), every member through the engine's stacked step. The other
+    members see their bars as ``series`` treats the target's (cut at T, junk after T, or whole); a member
+    whose window reaches past T gets junk after T instead (its program keeps its shape, and the target's
+    fit must not depend on it). None if the run put it in no group (it trained alone)."""
+    execution = run.manifest.raw.get("execution", {})
+    entries = [
+        (peer, segs, tuple(peer.params[s.key] for s in segs))
+        for peer in run.peers or [run]
+        for name, spec in peer.specs.items()
+        if not spec.params.pools_assets()
+        for segs in _chains_of(peer, name, spec.params.chains())
+    ]
+    groups = stack_groups(
+        [(e[1], e[2]) for e in entries], int(execution.get("stack", 1)), bool(execution.get("stack_equal_windows"))
+    )
+    group = next((g for g in groups if isinstance(g, list) and any(seg in entries[k][1] for k in g)), None)
+    if group is None or len(group) == 1:
+        return None
+    index = next(entries[k][1].index(seg) for k in group if seg in entries[k][1])  # the target's segment
+    t, cut = run.bars[target.stop - 1], len(series) < len(run.series)
+    junk = not cut and not np.array_equal(series.rv, run.series.rv, equal_nan=True)
+    chains, mine = [], -1
+    for k in group:
+        peer, segs, params = entries[k]
+        links = segs[: index + 1]
+        if seg in segs:
+            mine = len(chains)
+            chains.append(Chain((*links[:-1], target), params[: index + 1], series, run.bars, run.cfg.seed, batched))
+            continue
+        upto = int(peer.bars.searchsorted(t, side="right"))  # the member's bars closed at or before T
+        last = links[-1]
+        if (cut or junk) and last.window.stop > upto:
+            member, links = poisoned(peer.series, upto - 1), segs[: index + 1]
+        elif cut:
+            member = peer.series.upto(upto)
+            links = (*links[:-1], replace(last, stop=max(min(last.stop, upto), last.window.stop)))
+        else:
+            member = poisoned(peer.series, upto - 1) if junk else peer.series
+        chains.append(Chain(links, params[: index + 1], member, peer.bars, run.cfg.seed, batched))
+    got: dict[int, SegmentResult] = {}
+    run_chains(chains, stacked, lambda k, i, res: got.__setitem__(k, res) if i == index else None)
+    res = got[mine]
+    return Recomputed(res.rows, res.model, stacked=True)
+
+
+def _chains_of(run: AuditedRun, name: str, chains: bool) -> list[tuple[Segment, ...]]:
+    """A strategy's chains as the engine makes them (:func:`backtester.engine.chains`): all its segments in
+    one for a warm start, else each segment alone."""
+    segs = tuple(run.plan.segments(name))
+    return [segs] if chains else [(s,) for s in segs]
 
 
 def compare_rows(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0) -> tuple[float, pd.Timestamp | None, str]:
