@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .core.errors import ArtifactError, BacktestError
-from .layout import ARTIFACT, ArtifactHome, locate_artifact, read_artifact_json
+from .layout import ARTIFACT, ArtifactHome, locate_artifact, read_artifact
 from .recorder import ForecastRecorder
 from .segment import Segment, segment_forecasts
 
@@ -53,8 +53,13 @@ class Artifact:
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
-    """``artifact.json`` of ``folder`` (:func:`backtester.layout.read_artifact_json`)."""
-    return read_artifact_json(Path(folder))
+    """``artifact.json`` of ``folder``, checked whole (:func:`backtester.layout.read_artifact`): a field
+    missing or of the wrong kind is an :class:`ArtifactError` naming the file."""
+    meta = read_artifact(Path(folder)).raw
+    for key in ("data", "issued"):
+        if not isinstance(meta.get(key), dict):
+            raise ArtifactError(f"{Path(folder) / ARTIFACT}: incomplete (no {key!r}); the artifact is damaged")
+    return meta
 
 
 def load_artifact(folder: str | Path) -> Artifact:

@@ -283,9 +283,14 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise RunError(
             f"{run.manifest}: not valid JSON ({exc.msg}, line {exc.lineno}); the run is damaged, run it again"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{run.manifest}: cannot be read ({exc}); the run is damaged, run it again") from None
     if not isinstance(raw, dict):
         raise RunError(f"{run.manifest}: not a run's manifest; the run is damaged, run it again")
-    return Manifest.from_dict(raw)
+    try:
+        return Manifest.from_dict(raw)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{run.manifest}: not a run's manifest ({exc}); the run is damaged, run it again") from None
 
 
 def peek_manifest(run_dir: Path) -> Manifest | None:
@@ -366,6 +371,8 @@ def read_artifact_json(folder: Path) -> dict[str, Any]:
         raise ArtifactError(
             f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno}); the artifact is damaged"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: cannot be read ({exc}); the artifact is damaged") from None
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("backtester-artifact/"):
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ArtifactError(f"{meta_path}: not a backtester artifact (format {found!r})")

@@ -41,7 +41,7 @@ from .core.errors import ConfigError
 XLA_CACHE = "BACKTESTER_XLA_CACHE"  # where JAX keeps compiled steps across processes and runs
 THREADS = 1  # compute threads in every process that trains or fits (see pin_threads)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
-THREADS_VAR = "BACKTESTER_THREADS"  # TensorFlow's intra- and inter-op pools (strategies.keras_core)
+THREADS_VAR = "BACKTESTER_THREADS"  # TensorFlow's intra- and inter-op pools (strategies.keras.runtime)
 XLA_EIGEN = "--xla_cpu_multi_thread_eigen"  # XLA's CPU dots and convolutions on Eigen's thread pool, or not
 
 log = logging.getLogger(__name__)

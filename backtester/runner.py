@@ -58,7 +58,7 @@ def run(
     """Run the walk-forward backtest of ``cfg`` and write ``results/<name>/``.
 
     Steps: prepare (data, plan, preflight) -> segments (each written to the staging directory when
-    done; :func:`backtester.engine.run_engine`) -> evaluate -> manifest -> swap in. Every segment
+    done; :func:`backtester.engine.run_universe`) -> evaluate -> manifest -> swap in. Every segment
     finished earlier under the same key, by an interrupted run of this name or by the finished run
     being replaced, is reused (:mod:`backtester.store`), unless ``fresh``. ``progress(plan, None,
     False)`` is called once the plan is known, ``progress(plan, segment, reused)`` as each segment is done.

@@ -61,7 +61,7 @@ def test_each_stacked_model_equals_the_model_trained_alone():
 
 def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
     """The strategy's own seam, with features, a QLIKE loss (extra target columns) and validation samples."""
-    from strategies.keras.forecaster import KerasForecaster
+    from strategies.keras.stacked import fit_stacked
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -80,13 +80,13 @@ def test_fit_stacked_gives_each_forecaster_the_forecasts_of_its_own_fit():
     alone = [params.build(seed) for seed in (1, 2, 3)]
     infos = [f.fit(w, 4) for f, w in zip(alone, windows)]
     stacked = [params.build(seed) for seed in (1, 2, 3)]
-    got = KerasForecaster.fit_stacked(stacked, windows, 4)
+    got = fit_stacked(stacked, windows, 4)
     ends = np.arange(340, 400)
     for a, b, info, info_b in zip(alone, stacked, infos, got):
         np.testing.assert_allclose(b.forecast_batch(series, ends, 4), a.forecast_batch(series, ends, 4), rtol=1e-5)
         assert info_b.samples == info.samples
         np.testing.assert_allclose(info_b.val_loss, info.val_loss, rtol=1e-4)
-    short = KerasForecaster.fit_stacked([params.build(9)], [series.slice(0, 15)], 4)  # too few samples: its own failure
+    short = fit_stacked([params.build(9)], [series.slice(0, 15)], 4)  # too few samples: its own failure
     assert type(short[0]).__name__ == "FailedRetrain"
 
 
@@ -94,7 +94,7 @@ def test_a_group_too_big_for_memory_is_halved_not_trained_alone(monkeypatch):
     """A stacked program that runs out of memory (XLA's RESOURCE_EXHAUSTED) is split in halves until it fits;
     each model still gets its own fit's forecasts, and its record says the size of the program that trained it."""
     import strategies.keras.training as ks
-    from strategies.keras.forecaster import KerasForecaster
+    from strategies.keras.stacked import fit_stacked
     from strategies.lstm import LstmParams
 
     from .test_tuning import series_of
@@ -115,7 +115,7 @@ def test_a_group_too_big_for_memory_is_halved_not_trained_alone(monkeypatch):
 
     monkeypatch.setattr(ks, "train_stacked", small_device)
     stacked = [params.build(seed) for seed in range(5)]
-    got = KerasForecaster.fit_stacked(stacked, windows, 4)
+    got = fit_stacked(stacked, windows, 4)
     assert tried == [5, 2, 3, 1, 2] and [g.extra["stacked"] for g in got] == [2, 2, 1, 2, 2]
     ends = np.arange(240, 300)
     for a, b in zip(alone, stacked):
@@ -211,7 +211,8 @@ def test_a_stacked_run_equals_the_unstacked_run_and_does_not_depend_on_workers(m
 
 
 def test_the_audit_reads_how_a_fit_was_stacked_from_its_typed_field(tmp_path):
-    """FitRecord.stacked, not a search of the JSON details; a record written before the field reads as alone."""
+    """FitRecord.stacked, not a search of the JSON details; a run from before the field: its details' "stacked";
+    a segment record written before the field reads as alone."""
     from backtester.audit.run import AuditedRun
     from backtester.core.schedule import TrainWindow
     from backtester.segment import read_segment, segment_paths
@@ -221,11 +222,13 @@ def test_the_audit_reads_how_a_fit_was_stacked_from_its_typed_field(tmp_path):
         return AuditedRun(tmp_path, None, {}, None, None, None, pd.DataFrame(), retrains, {})
 
     details = json.dumps({"stacked": 2})
-    assert run_with(
-        pd.DataFrame({"strategy": ["a", "b"], "details": [details] * 2, "stacked": [2, 0]})
-    ).trained_stacked("a")
-    assert not run_with(pd.DataFrame({"strategy": ["b"], "details": [details], "stacked": [0]})).trained_stacked("b")
-    assert not run_with(pd.DataFrame({"strategy": ["a"], "details": [details]})).trained_stacked("a")  # older run
+    two = run_with(
+        pd.DataFrame({"strategy": ["a", "b"], "model_version": 1, "details": [details] * 2, "stacked": [2, 0]})
+    )
+    assert two.trained_stacked("a") and two.program_sizes("a") == {1: 2}
+    assert not two.trained_stacked("b")  # the typed field, not the details, says how it trained
+    older = run_with(pd.DataFrame({"strategy": ["a", "c"], "model_version": 1, "details": [details, "{}"]}))
+    assert older.trained_stacked("a") and not older.trained_stacked("c")  # a run from before the field: details
     t = pd.Timestamp("2024-01-01", tz="UTC")
     seg = Segment("a", 1, t, TrainWindow(t, 0, 1), 1, 1, 1)
     rows, record = segment_paths(tmp_path, seg)

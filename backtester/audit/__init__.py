@@ -57,8 +57,11 @@ segment gets the hyperparameters of the latest tuning at or before it (:func:`pa
 read from the run (``tuning/<strategy>/<NNNN>/best.json``; a tuning with no record is searched
 again on its window); the searches themselves are not re-run on cut data. A fit that failed in the
 run takes the forecasts of the previous good model, refitted (:func:`backtester.chain.previous_good`,
-the function the engine uses), as in the run. A recomputation trains each fit alone; a fit the run
-trained in a stacked program (its record's ``stacked``) is held to :data:`STACK_RTOL`.
+the function the engine uses), as in the run. A fit the run trained in a stacked program (its record's
+``stacked``) is recomputed in the same group (the engine's grouping and stacked step; the other members'
+bars cut or poisoned as the target's are) and held exactly; where the group cannot be rebuilt (a
+resumed run's remainder, a group halved to fit in memory) it is trained alone and held to
+:data:`STACK_RTOL`.
 
 Modules: :mod:`.run` (the finished run rebuilt), :mod:`.recompute` (sampling, poisoning, recomputing
 through the chain loop, comparing rows), :mod:`.checks` (windows, scalers, rows), :mod:`.report`

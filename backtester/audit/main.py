@@ -12,9 +12,9 @@ import pandas as pd
 from strategies.base import BatchForecaster
 
 from ..core.series import BarSeries
-from ..work import Segment
+from ..work import ALONE, Segment
 from .checks import rows_check, window_checks
-from .recompute import Probe, compare_rows, poisoned, recompute, sample_issues, sample_segments
+from .recompute import Probe, Recomputed, compare_rows, poisoned, recompute, sample_issues, sample_segments
 from .report import BATCH_RTOL, BATCH_RTOL_FLOAT64, RECOMPUTE_RTOL, STACK_RTOL, AuditReport, Check
 from .run import AuditedRun, load_run, select
 
@@ -76,6 +76,7 @@ def audit_part(
                     name in found.batching,
                     found.worst.get((name, kind), 0.0),
                     found.counts.get((name, kind), 0),
+                    found.allowed.get((name, kind), 0.0),
                 )
             )
         checks.extend(window_checks(run, name))
@@ -92,9 +93,11 @@ class Findings:
     worst: dict[tuple[str, str], float] = field(default_factory=dict)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     batching: set[str] = field(default_factory=set)
+    allowed: dict[tuple[str, str], float] = field(default_factory=dict)  # the loosest tolerance applied
 
-    def add(self, key: tuple[str, str], diff: float, first: pd.Timestamp | None, why: str, n: int) -> None:
+    def add(self, key: tuple[str, str], diff: float, first: pd.Timestamp | None, why: str, n: int, rtol: float) -> None:
         self.worst[key] = max(self.worst.get(key, 0.0), diff)
+        self.allowed[key] = max(self.allowed.get(key, 0.0), rtol)
         self.counts[key] = self.counts.get(key, 0) + n
         if first is not None:
             self.failures.setdefault(key, []).append((first, diff, why))
@@ -116,9 +119,9 @@ def probe_at(
             log(f"audit: {who}{run.bars[at]} {name} model {seg.model_version}: {kind}")
             if kind == "poison" and junk is None:
                 junk = poisoned(run.series, at)
-            res, diff, first, why, n = _probe(run, seg, at, kind, junk)
+            res, diff, first, why, n, rtol = _probe(run, seg, at, kind, junk)
             report.recomputations += 1
-            found.add((name, kind), diff, first, why, n)
+            found.add((name, kind), diff, first, why, n, rtol)
             if (
                 kind == "truncation"
                 and last
@@ -134,30 +137,27 @@ def _probe(run: AuditedRun, seg: Segment, at: int, kind: str, junk: BarSeries | 
     segment's start up to ``at``: (result, max difference, first offending issue time, why, issue times)."""
     t = run.bars[at]
     if kind == "truncation":  # the segment cut at T, on the bars up to T
-        res, rtol = recompute(run, seg, at, run.series.upto(at + 1)), tolerance(run, seg.strategy, RECOMPUTE_RTOL)
+        res = recompute(run, seg, at, run.series.upto(at + 1))
+        rtol = tolerance(run, seg, RECOMPUTE_RTOL, res)
     elif kind == "poison":  # the whole segment on junk after T (its rows after T are not compared)
-        res, rtol = recompute(run, seg, seg.stop - 1, junk), tolerance(run, seg.strategy, RECOMPUTE_RTOL)
+        res = recompute(run, seg, seg.stop - 1, junk)
+        rtol = tolerance(run, seg, RECOMPUTE_RTOL, res)
     else:  # the per-bar reference path over the whole segment
-        res, rtol = (
-            recompute(run, seg, at, run.series, batched=False),
-            tolerance(run, seg.strategy, _batch_rtol(run, seg.strategy)),
-        )
+        res = recompute(run, seg, at, run.series, batched=False)
+        rtol = tolerance(run, seg, _batch_rtol(run, seg.strategy), res)
     got = res.rows[res.rows["issued_at"] <= t]
     want = run.rows(seg.strategy)
     want = want[(want["issued_at"] >= run.bars[seg.first]) & (want["issued_at"] <= t)]
     diff, first, why = compare_rows(got, want, rtol)
-    return res, diff, first, why, (want["issued_at"].nunique() if kind == "batch" else 1)
+    return res, diff, first, why, (want["issued_at"].nunique() if kind == "batch" else 1), rtol
 
 
-def tolerance(run: AuditedRun, name: str, rtol: float) -> float:
-    """The tolerance for a recomputation. A strategy a fit record says trained stacked is recomputed in its
-    stacked group, as the run trained it: ``rtol``. A run from before fit records said so, which may have
-    stacked it (``execution.stack``), is recomputed alone: float32 rounding over training, :data:`STACK_RTOL`."""
-    execution = run.manifest.raw.get("execution", {})
-    older = "stacked" not in run.retrains and (
-        execution.get("stack", 1) > 1 and run.specs[name].params.stacks() and not execution.get("stack_equal_windows")
-    )
-    return max(rtol, STACK_RTOL) if older else rtol
+def tolerance(run: AuditedRun, seg: Segment, rtol: float, res: Recomputed) -> float:
+    """The tolerance for a recomputation: ``rtol``, unless the run trained the fit stacked and the
+    recomputation could not rebuild its group (a resumed run's remainder trained in a smaller group, a
+    group halved to fit in memory) and so trained it alone: float32 rounding over training, :data:`STACK_RTOL`."""
+    stacked = run.program_sizes(seg.strategy).get(seg.model_version, ALONE) > ALONE
+    return max(rtol, STACK_RTOL) if stacked and not res.stacked else rtol
 
 
 def _batch_rtol(run: AuditedRun, name: str) -> float:
@@ -165,7 +165,7 @@ def _batch_rtol(run: AuditedRun, name: str) -> float:
 
 
 def _recompute_check(
-    run: AuditedRun, name: str, kind: str, failures: list, batching: bool, worst: float, count: int
+    run: AuditedRun, name: str, kind: str, failures: list, batching: bool, worst: float, count: int, allowed: float
 ) -> Check:
     if kind == "batch" and not batching:
         why = (
@@ -175,7 +175,7 @@ def _recompute_check(
         )
         return Check(name, kind, True, why, skipped=True)
     if not failures:
-        allowed = tolerance(run, name, _batch_rtol(run, name) if kind == "batch" else RECOMPUTE_RTOL)
+        allowed = max(allowed, _batch_rtol(run, name) if kind == "batch" else RECOMPUTE_RTOL)
         what = {
             "truncation": f"data cut at each of {count} sampled issue times",
             "poison": f"junk after each of {count} sampled issue times",

@@ -73,43 +73,60 @@ def poisoned(series: BarSeries, at: int) -> BarSeries:
 class Recomputed:
     rows: pd.DataFrame
     model: LiveModel | None
-    stacked: bool = False  # recomputed in the stacked group the run trained it in
+    stacked: bool = False  # recomputed in the stacked group the run trained it in (then held exactly)
+    ok: bool = True  # its fit succeeded
 
 
 def recompute(run: AuditedRun, seg: Segment, at: int, series: BarSeries, batched: bool | None = None) -> Recomputed:
     """Segment ``seg`` cut to end at bar ``at`` (inclusive), fitted and forecast on ``series`` by the engine's
     chain loop as the run did (``batched``: the run's ``execution.batched`` unless given): a warm chain from
-    its first segment on, a global model on every asset, a failed fit with the previous good model's
-    forecasts (:func:`backtester.chain.previous_good`, refitted)."""
+    its first segment on, a global model on every asset, a fit the run trained stacked in the same stacked
+    group, a failed fit with the previous good model's forecasts (refitted as the run fitted it)."""
     target = replace(seg, stop=at + 1)
     params = run.params[seg.key]
     batched = run.cfg.execution.batched if batched is None else batched
     if params.pools_assets() and run.asset:
         return _recompute_pooled(run, target, series, batched)
-    if run.trained_stacked(seg.strategy):
-        together = _recompute_stacked(run, seg, target, series, batched)
-        if together is not None:
-            return together
     earlier = tuple(s for s in run.plan.segments(seg.strategy) if s.model_version < seg.model_version)
+    res = _recompute_stacked(run, seg, target, series, batched) or _recompute_alone(
+        run, earlier, target, series, batched
+    )
+    if params.chains() or res.ok or len(res.rows):
+        return res
+    live = _previous_good(run, earlier, series, batched)
+    rows = issue_forecasts(target, live, series.upto(target.stop), run.bars, batched) if live else res.rows
+    return Recomputed(rows, live, res.stacked)
+
+
+def _recompute_alone(
+    run: AuditedRun, earlier: tuple[Segment, ...], target: Segment, series: BarSeries, batched: bool
+) -> Recomputed:
+    """``target`` (after the warm chain's ``earlier`` segments) through the chain loop's step alone."""
+    params = run.params[target.key]
     links = (*earlier, target) if params.chains() else (target,)
     chain = Chain(links, tuple(run.params[s.key] for s in links), series, run.bars, run.cfg.seed, batched)
-    last: list = [None]
-    run_chains([chain], alone, lambda k, i, res: last.__setitem__(0, res))
-    res = last[0]
-    if params.chains() or res.ok or len(res.rows):
-        return Recomputed(res.rows, res.model)
-    live = previous_good([(s, run.params[s.key]) for s in earlier], series, run.bars, run.cfg.seed)
-    rows = issue_forecasts(target, live, series.upto(target.stop), run.bars, batched) if live else res.rows
-    return Recomputed(rows, live)
+    last: list[SegmentResult] = []
+    run_chains([chain], alone, lambda k, i, res: last.append(res))
+    return Recomputed(last[-1].rows, last[-1].model, ok=last[-1].ok)
+
+
+def _previous_good(run: AuditedRun, earlier: tuple[Segment, ...], series: BarSeries, batched: bool) -> LiveModel | None:
+    """The model a failed fit keeps: the latest earlier fit that succeeds, refitted as the run fitted it (in
+    its stacked group where it trained in one; :func:`backtester.chain.previous_good` otherwise)."""
+    for s in reversed(earlier):
+        together = _recompute_stacked(run, s, s, series, batched)
+        if together is None:
+            break
+        if together.ok:
+            return together.model
+    return previous_good([(s, run.params[s.key]) for s in earlier], series, run.bars, run.cfg.seed)
 
 
 def _recompute_pooled(run: AuditedRun, target: Segment, series: BarSeries, batched: bool) -> Recomputed:
     """A global model's retrain recomputed on every asset's bars treated as ``series`` treats this asset's:
     cut at the same time T (the last issue time of ``target``), or junk after T (the bars after T differ
     from the run's), or whole. Only this asset's rows are compared."""
-    t = run.bars[target.stop - 1]
-    cut = len(series) < len(run.series)
-    junk = not cut and not np.array_equal(series.rv, run.series.rv, equal_nan=True)
+    t, cut, junk = cut_point(run, target, series)
     params, chains = run.params[target.key], []
     for peer in run.peers:
         mine = [s for s in peer.plan.segments(target.strategy) if s.model_version == target.model_version]
@@ -148,11 +165,10 @@ def _recompute_stacked(
         [(e[1], e[2]) for e in entries], int(execution.get("stack", 1)), bool(execution.get("stack_equal_windows"))
     )
     group = next((g for g in groups if isinstance(g, list) and any(seg in entries[k][1] for k in g)), None)
-    if group is None or len(group) == 1:
-        return None
+    if group is None or len(group) != run.program_sizes(seg.strategy).get(seg.model_version):
+        return None  # trained alone, or in another group than the run's plan makes (a resumed run's remainder)
     index = next(entries[k][1].index(seg) for k in group if seg in entries[k][1])  # the target's segment
-    t, cut = run.bars[target.stop - 1], len(series) < len(run.series)
-    junk = not cut and not np.array_equal(series.rv, run.series.rv, equal_nan=True)
+    t, cut, junk = cut_point(run, target, series)
     chains, mine = [], -1
     for k in group:
         peer, segs, params = entries[k]
@@ -174,7 +190,19 @@ def _recompute_stacked(
     got: dict[int, SegmentResult] = {}
     run_chains(chains, stacked, lambda k, i, res: got.__setitem__(k, res) if i == index else None)
     res = got[mine]
-    return Recomputed(res.rows, res.model, stacked=True)
+    return Recomputed(res.rows, res.model, stacked=True, ok=res.ok)
+
+
+def cut_point(run: AuditedRun, target: Segment, series: BarSeries) -> tuple[pd.Timestamp, bool, bool]:
+    """(T, cut, junk): how ``series`` differs from the run's bars, for the other assets or members of a
+    recomputation to see theirs alike: cut after T (the target's last bar), junk after T (T: the last bar
+    before the first that differs), or neither (T: the target's last bar)."""
+    if len(series) < len(run.series):
+        return run.bars[len(series) - 1], True, False
+    differ = np.flatnonzero(~np.isclose(series.rv, run.series.rv, rtol=0, atol=0, equal_nan=True))
+    if len(differ):
+        return run.bars[int(differ[0]) - 1], False, True
+    return run.bars[target.stop - 1], False, False
 
 
 def _chains_of(run: AuditedRun, name: str, chains: bool) -> list[tuple[Segment, ...]]:

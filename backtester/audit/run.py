@@ -44,13 +44,20 @@ class AuditedRun:
         """Where this asset's artifact folders are: ``models/`` (``models/<asset>/`` in a universe)."""
         return RunDir(self.path).models_of(self.asset)
 
-    def trained_stacked(self, strategy: str) -> bool:
-        """Whether a fit record of ``strategy`` says it trained in a stacked program (:attr:`FitRecord.stacked
-        <backtester.work.FitRecord.stacked>`; a run written before that field has none that says so)."""
-        if "stacked" not in self.retrains:
-            return False
+    def program_sizes(self, strategy: str) -> dict[int, int]:
+        """Per model version of ``strategy``: how many models the program that trained it held
+        (:attr:`FitRecord.stacked <backtester.work.FitRecord.stacked>`; ``ALONE`` for a fit alone). A run
+        written before that field says it in each record's ``details`` JSON (``"stacked"``)."""
         mine = self.retrains[self.retrains["strategy"] == strategy]
-        return bool((mine["stacked"] > ALONE).any())
+        if "stacked" in mine:
+            sizes = mine["stacked"].astype(int)
+        else:
+            sizes = mine["details"].map(lambda d: int(json.loads(d or "{}").get("stacked", ALONE)))
+        return dict(zip(mine["model_version"].astype(int), sizes))
+
+    def trained_stacked(self, strategy: str) -> bool:
+        """Whether a fit record of ``strategy`` says it trained in a stacked program."""
+        return any(size > ALONE for size in self.program_sizes(strategy).values())
 
     def rows(self, strategy: str) -> pd.DataFrame:
         f = self.forecasts

@@ -22,7 +22,7 @@ from ..core.types import Duration, Strict, Timestamp, TimeZone, fmt_duration
 class DataConfig(Strict):
     """Where the bars come from and how realized-volatility bars are built: one file (``path``), or a
     universe of assets (``assets``: name -> file or {path, options it overrides}, or a glob whose file
-    names name the assets; see :mod:`backtester.universe`)."""
+    names name the assets; see :mod:`backtester.config.universe`)."""
 
     path: Path | None = None
     assets: dict[str, Any] | str | None = None

@@ -35,7 +35,6 @@ from .builder import build_model, fixed_hyperparameters
 from .cache import MODELS, program_key
 from .features import channels
 from .fitted import Fitted, Start
-from .stacked import fit_stacked
 from .training import train_epochs
 from .windows import Samples, TrainingWindow, hybrid_volatility, inference_windows
 
@@ -169,8 +168,6 @@ class KerasForecaster:
         scaling, ch = self._state().per_asset[asset]
         view.fitted = replace(self._state(), scaling=scaling, channels=ch)
         return view
-
-    fit_stacked = staticmethod(fit_stacked)
 
     def start_from(self, previous: Any, version: Any) -> None:
         """Warm start: the next ``fit`` continues ``previous``'s weights (model ``version``) for
