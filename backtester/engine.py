@@ -310,6 +310,7 @@ def key_base(walk: Walk) -> RunKeyBase:
         ctx.backend if ctx is not None else None,
         walk.settings.run_seed,
         walk.settings.batched,
+        (walk.settings.stack, walk.settings.stack_equal),
     )
 
 

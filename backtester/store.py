@@ -175,17 +175,25 @@ def data_keys(series: BarSeries, stops: Iterable[tuple[int, int]]) -> dict[tuple
 
 @dataclass(frozen=True)
 class RunKeyBase:
-    """What every key of a run shares: code, versions, backend, seed, batching."""
+    """What every key of a run shares: code, versions, backend, seed, batching; and how fits stack (the
+    models per program and the equal-windows rule of ``execution.stack``), which only the keys of strategies
+    that stack include: a fit trained in another group is another fit."""
 
     code: str
     versions: tuple[tuple[str, str], ...]
     backend: str | None
     run_seed: int
     batched: bool
+    stack: tuple[int, bool] = (1, False)
 
     @classmethod
-    def current(cls, versions: dict[str, str], backend: str | None, run_seed: int, batched: bool) -> RunKeyBase:
-        return cls(code_digest(), tuple(sorted(versions.items())), backend, run_seed, batched)
+    def current(
+        cls, versions: dict[str, str], backend: str | None, run_seed: int, batched: bool, stack: tuple[int, bool]
+    ) -> RunKeyBase:
+        return cls(code_digest(), tuple(sorted(versions.items())), backend, run_seed, batched, stack)
+
+    def shared(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "stack"}
 
 
 def segment_key(
@@ -194,7 +202,8 @@ def segment_key(
     """The key of ``seg`` run with ``params`` (see the module docstring)."""
     return digest(
         {
-            "base": base.__dict__,
+            "base": base.shared(),
+            "stack": list(base.stack) if params.stacks() else None,
             "strategy": seg.owner,
             "type": type_name,
             "params": params.model_dump(mode="json"),

@@ -62,3 +62,22 @@ def test_editing_a_module_a_segment_imports_changes_the_digest(tree, module):
 @pytest.mark.parametrize("module", ["backtester/evaluation/markdown.py", "backtester/cli.py"])
 def test_editing_a_module_no_segment_imports_keeps_the_digest(tree, module):
     assert edited(tree, module) == digest(tree)
+
+
+def test_how_fits_stack_is_in_the_keys_of_strategies_that_stack_only():
+    """A fit trained in another stacked group is another fit (README: stacked is not bit-identical to alone)."""
+    import pandas as pd
+
+    from backtester.core.schedule import TrainWindow
+    from backtester.store import RunKeyBase, segment_key
+    from backtester.work import Segment
+    from strategies.har import HarParams
+    from strategies.lstm import LstmParams
+
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    seg = Segment("x", 1, t, TrainWindow(t, 0, 10), 10, 12, 1)
+    alone = RunKeyBase("code", (), "jax", 0, True, (1, False))
+    stacked = RunKeyBase("code", (), "jax", 0, True, (16, True))
+    lstm, har = LstmParams(), HarParams()
+    assert segment_key(alone, seg, "lstm", lstm, "d") != segment_key(stacked, seg, "lstm", lstm, "d")
+    assert segment_key(alone, seg, "har", har, "d") == segment_key(stacked, seg, "har", har, "d")
