@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from strategies import Params, strategy_class, validate_params
 
 from ..core.errors import ConfigError
+from ..core.names import SEED_MARK, Member
 from ..core.schedule import RetrainRule, WindowConfig
 from ..core.types import Strict, fmt_duration, to_timedelta
 from ..core.validation import describe_validation_error, did_you_mean
@@ -58,7 +59,7 @@ class StrategySpec:
         """The strategies that actually run: itself, or its ``repeats`` seed members ``name#k``."""
         if self.repeats == 1:
             return [self]
-        return [replace(self, name=f"{self.name}#{k}", repeats=1) for k in range(1, self.repeats + 1)]
+        return [replace(self, name=str(Member(self.name, k)), repeats=1) for k in range(1, self.repeats + 1)]
 
     def resolved(self) -> dict[str, Any]:
         out = {"type": self.type, **self.params.model_dump(mode="json")}
@@ -221,7 +222,7 @@ def parse_strategy(
         raise ConfigError(
             f"{source}: strategies.{name}.repeats: must be a whole number of seeds from 1 to 100 (got {repeats!r})"
         )
-    if "#" in name:
+    if SEED_MARK in name:
         raise ConfigError(f"{source}: strategies.{name}: '#' is reserved for seed members (name#1); rename it")
     try:
         own = StrategySchedule.model_validate(schedule)
