@@ -130,7 +130,7 @@ def run(
 
     Interrupted (Ctrl-C, kill) or edited, the same command again reuses every segment already
     finished under the same key and computes only the rest."""
-    cfg = None
+    cfg, bar = None, None
     try:
         extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
         extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
@@ -141,11 +141,14 @@ def run(
         from .runner import run as run_backtest
 
         log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-        result = run_backtest(cfg, force=force, progress=None if quiet else ProgressBar(cfg), log=log, fresh=fresh)
+        bar = None if quiet else ProgressBar(cfg)
+        result = run_backtest(cfg, force=force, progress=bar, log=log, fresh=fresh)
     except BacktestError as exc:
+        if bar is not None:
+            bar.close()  # the error on a line of its own, not after the bar's "elapsed"
         _fail(exc, overrides)
     except KeyboardInterrupt as exc:
-        click.echo(f"\n{_interrupted(cfg)}", err=True)
+        click.echo(f"\n{_interrupted(cfg, fresh)}", err=True)
         sys.exit(exit_code(exc))
     if not quiet:
         click.echo(_summary_table(result))

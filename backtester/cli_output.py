@@ -8,8 +8,9 @@ import sys
 import click
 
 
-def _interrupted(cfg) -> str:
-    """What an interrupted run kept, and that the same command continues it."""
+def _interrupted(cfg, fresh: bool = False) -> str:
+    """What an interrupted run kept, and the command that continues it (without ``--fresh``, which would
+    compute every segment again)."""
     if cfg is None:
         return "interrupted: nothing was written"
     from .layout import RunDir, stage_dir
@@ -20,9 +21,14 @@ def _interrupted(cfg) -> str:
     earlier = " (the earlier run there is untouched)" if RunDir(out).is_finished() else ""
     if kept == 0:
         return f"interrupted: nothing was written to {out}/{earlier}; run the same command again to start over"
+    how = (
+        "run the same command without --fresh to continue (with --fresh it computes every segment again)"
+        if fresh
+        else "run the same command again to continue"
+    )
     return (
         f"interrupted: kept {kept} finished segment{'s' * (kept != 1)} in {stage}/; nothing was written to "
-        f"{out}/{earlier}; run the same command again to continue"
+        f"{out}/{earlier}; {how}"
     )
 
 
@@ -67,6 +73,12 @@ class ProgressBar:
             leave=False,
             bar_format="{desc}: {n_fmt}/{total_fmt} retrains |{bar}| {elapsed} elapsed{postfix}",
         )
+
+    def close(self) -> None:
+        """End the bar on its own line, so that what is printed next (an error) starts a line of its own."""
+        if self.bar is not None and not self.bar.disable:
+            self.bar.close()
+            self.bar = None
 
     def _advance(self, seg, reused: bool = False) -> None:
         bar = self.bar

@@ -37,8 +37,11 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_table(path: Path, fmt: str, columns: list, separator: str = ",", header: bool = True) -> pd.DataFrame:
-    """Read the named columns (positions when ``header`` is False) of a CSV or Parquet file."""
+def read_table(
+    path: Path, fmt: str, columns: list, separator: str = ",", header: bool = True, decimal: str = "."
+) -> pd.DataFrame:
+    """Read the named columns (positions when ``header`` is False) of a CSV or Parquet file (CSV numbers with
+    ``decimal`` as their decimal mark: ``,`` for ``1234,5``)."""
     path = Path(path)
     fmt = source_format(path, fmt)
     try:
@@ -51,10 +54,10 @@ def read_table(path: Path, fmt: str, columns: list, separator: str = ",", header
         if not header:
             first = pd.read_csv(path, sep=separator, header=None, nrows=1)
             _check_positions(path, first.shape[1], columns)
-            return pd.read_csv(path, sep=separator, header=None, usecols=columns)
+            return pd.read_csv(path, sep=separator, header=None, usecols=columns, decimal=decimal)
         head = pd.read_csv(path, sep=separator, nrows=1)
         _check_columns(path, head.columns.tolist(), columns, csv=separator, first_row=head)
-        return pd.read_csv(path, sep=separator, usecols=columns)
+        return pd.read_csv(path, sep=separator, usecols=columns, decimal=decimal)
     except DataError:
         raise
     except Exception as exc:  # unreadable file: name it, keep one line
@@ -281,7 +284,7 @@ def validate_prices(
     try:
         prices = pd.to_numeric(df[price_col], errors="raise").to_numpy(dtype="float64")
     except (ValueError, TypeError):
-        raise DataError(f"{path}: column {price_col!r} has non-numeric prices") from None
+        raise DataError(f"{path}: column {price_col!r} has non-numeric prices{_decimal_hint(df[price_col])}") from None
     bad = ~np.isfinite(prices) | (prices <= 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -292,9 +295,19 @@ def validate_prices(
     return pd.Series(prices, index=idx, name="price")
 
 
+def _decimal_hint(values: pd.Series) -> str:
+    """``; ...set data.decimal`` where the text looks like numbers with a decimal comma (``1234,5``)."""
+    sample = values.dropna().astype(str).head(20)
+    if len(sample) and sample.str.fullmatch(r"\s*-?[\d.]*\d,\d+\s*").all():
+        return f" (e.g. {sample.iloc[0].strip()!r}: a decimal comma); set data.decimal: ',' (and data.separator: ';')"
+    return "; clean the column or point data.price_column at the price"
+
+
 def load_prices(cfg) -> pd.Series:
     """Load N-minute bars from ``cfg`` (a DataConfig) as a price Series keyed by bar open time (UTC)."""
-    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.price_column], cfg.separator, cfg.header)
+    df = read_table(
+        cfg.path, cfg.format, [cfg.timestamp_column, cfg.price_column], cfg.separator, cfg.header, cfg.decimal
+    )
     if len(df) < 2:
         raise DataError(f"{cfg.path}: only {len(df)} row(s); need at least two bars")
     prices = validate_prices(
@@ -361,7 +374,7 @@ def _read_batches(source, path: Path, batch_rows: int, columns: list[str]) -> It
 
 def load_rv_bars(cfg) -> pd.DataFrame:
     """Load ready-made volatility bars (``data.kind: rv``), keyed by bar close time."""
-    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.rv_column], cfg.separator, cfg.header)
+    df = read_table(cfg.path, cfg.format, [cfg.timestamp_column, cfg.rv_column], cfg.separator, cfg.header, cfg.decimal)
     idx = parse_timestamps(
         df[cfg.timestamp_column], cfg.timezone, cfg.path, cfg.timestamp_column, cfg.epoch_unit, cfg.timestamp_format
     )

@@ -49,7 +49,8 @@ def _fit_seconds(params, series: BarSeries, start: int, stop: int, horizon: int)
 
 
 def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.DataFrame:
-    """One row per strategy: retrains, tunings, training samples, estimated seconds and where the figure comes from."""
+    """One row per strategy: retrains, tunings, training samples, estimated seconds and where the figure comes from:
+    a timing of small fits now (``estimate``), else the last finished run of the same config, else none."""
     past = earlier_run(cfg)
     rows = []
     for name, spec in cfg.run_strategies().items():
@@ -63,9 +64,7 @@ def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.D
             "seconds": float("nan"),
             "from": "",
         }
-        if past is not None and name in past:
-            row["seconds"], row["from"] = past[name], "last run"
-        elif estimate:
+        if estimate:  # asked for: a timing now, whatever an earlier run took
             try:
                 row["seconds"], row["from"] = (
                     _quick_estimate(spec.params, sched, n_samples, series, plan.horizon),
@@ -73,6 +72,8 @@ def estimate_table(cfg, plan, series: BarSeries, estimate: bool = False) -> pd.D
                 )
             except Exception as exc:  # a fit that fails here fails in the run too; the plan still prints
                 row["from"] = f"no estimate: the timing fit failed ({type(exc).__name__})"
+        elif past is not None and name in past:
+            row["seconds"], row["from"] = past[name], "last run"
         rows.append(row)
     return pd.DataFrame(rows)
 

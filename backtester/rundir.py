@@ -136,7 +136,7 @@ def run_lock(out: Path, log=lambda msg: None) -> Iterator[None]:
     try:
         before = _holder(fd)
         if before.get("pid") not in (None, os.getpid()) and not _alive(before["pid"]):
-            log(f"note: took over the lock of {out} from pid {before['pid']}, which is gone")
+            log(f"note: an earlier backtest of {out} (pid {before['pid']}) stopped without finishing; continuing")
         me = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)

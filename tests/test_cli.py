@@ -304,3 +304,77 @@ def test_debug_shows_the_traceback_behind_an_error(tmp_path):
     assert res.exit_code == 2
     assert "Traceback (most recent call last)" in res.output and "error: " in res.output
     assert "Traceback" not in CliRunner().invoke(main, ["run", str(tmp_path / "missing.yaml")]).output
+
+
+def test_ctrl_c_of_a_fresh_run_says_to_continue_without_fresh(tmp_path, minute_file, monkeypatch):
+    raw = base_config(minute_file, tmp_path, naive={})
+    stage = tmp_path / "results" / ".t.partial" / "segments" / "naive"
+
+    def interrupted(*args, **kwargs):  # one segment finished, then Ctrl-C
+        stage.mkdir(parents=True, exist_ok=True)
+        (stage / "0001.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("backtester.runner.run_universe", interrupted)
+    res = invoke("run", write_config(tmp_path, raw), "-q", "--fresh")
+    assert res.exit_code == 130
+    assert res.output.strip().endswith(
+        "run the same command without --fresh to continue (with --fresh it computes every segment again)"
+    )
+    res = invoke("run", write_config(tmp_path, raw), "-q")
+    assert res.output.strip().endswith("; run the same command again to continue")
+
+
+def test_an_error_after_the_progress_bar_starts_on_its_own_line(tmp_path, minute_file, monkeypatch):
+    from backtester import cli_output
+    from backtester.core.errors import FatalError
+
+    raw = base_config(minute_file, tmp_path, naive={})
+
+    def failing(*args, **kwargs):
+        raise FatalError("naive: every retrain failed")
+
+    monkeypatch.setattr("backtester.runner.run_universe", failing)
+    monkeypatch.setattr(cli_output.ProgressBar, "_start", lambda self, plan: setattr(self, "bar", _Bar()))
+    res = invoke("run", write_config(tmp_path, raw))
+    assert _Bar.closed, res.output  # the bar ended its line before the error was printed
+    assert res.output.splitlines()[-1] == "error: naive: every retrain failed"
+
+
+class _Bar:
+    """A stand-in for the tqdm bar: closing it ends its line."""
+
+    closed = False
+    disable = False
+
+    def close(self) -> None:
+        _Bar.closed = True
+
+
+def test_an_empty_glob_under_data_suggests_making_synthetic_assets(tmp_path):
+    path = tmp_path / "u.yaml"
+    path.write_text(
+        'name: u\ndata: {assets: data/nothing_here/syn*.parquet}\nbacktest: {start: "2024-01-03"}\nstrategies: {naive: {}}\n'
+    )
+    res = invoke("plan", str(path))
+    assert res.exit_code == 2
+    assert "to make synthetic assets there: backtest data synth --out data/nothing_here --assets 3" in res.output
+
+
+def test_a_decimal_comma_csv_is_named_and_read_with_data_decimal(tmp_path, minute_bars):
+    from backtester.config import DataConfig
+    from backtester.data import load_prices
+
+    frame = minute_bars.head(3000).copy()
+    frame["timestamp"] = frame["timestamp"].astype(str)
+    path = tmp_path / "komma.csv"
+    frame.to_csv(path, index=False, sep=";", decimal=",")
+    raw = base_config(path, tmp_path, naive={})
+    raw["data"]["separator"] = ";"
+    res = invoke("data", "prepare", write_config(tmp_path, raw))
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "has non-numeric prices (e.g. " in res.output and "a decimal comma); set data.decimal: ','" in res.output
+    plain = tmp_path / "plain.csv"
+    frame.to_csv(plain, index=False)
+    got = load_prices(DataConfig(path=path, separator=";", decimal=","))
+    pd.testing.assert_series_equal(got, load_prices(DataConfig(path=plain)))

@@ -352,7 +352,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(minute_file, 
     (out.parent / ".locked.lock").write_text(json.dumps({"pid": dead.pid, "started": "earlier"}))
     taken = subprocess.run([BACKTEST, "run", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert taken.returncode == 0, taken.stderr
-    assert f"note: took over the lock of {out} from pid {dead.pid}, which is gone" in taken.stderr
+    assert f"note: an earlier backtest of {out} (pid {dead.pid}) stopped without finishing; continuing" in taken.stderr
 
 
 def test_a_swap_cut_between_its_renames_is_repaired_and_old_staging_folders_are_removed(tmp_path):

@@ -308,6 +308,9 @@ def test_plan_shows_retrains_samples_and_an_estimated_time_per_strategy(tmp_path
         assert len(qlike.split(".")[1]) == 4 and "e-" in mse and "e-" in mae
     proc = backtest("plan", "configs/smoke.yaml", *sets)
     assert proc.stdout.count("(last run)") == 6  # an earlier run of the same config gives the figures
+    proc = backtest("plan", "configs/smoke.yaml", "--estimate", *sets)  # asked for: timed now, and says so
+    assert proc.stdout.count("(timing)") == 6 and "(last run)" not in proc.stdout
+    assert "timing one small fit per strategy" in proc.stderr
 
 
 # --------------------------------------------------------------------------- FX days (item 11)

@@ -34,6 +34,7 @@ class DataConfig(Strict):
     timestamp_format: str | None = None  # strftime format of text timestamps, e.g. '%d/%m/%Y %H:%M' (default: ISO-like)
     epoch_unit: Literal["s", "ms", "us", "ns"] | None = None  # numeric timestamps (default: from their magnitude)
     separator: str = Field(default=",", min_length=1)  # CSV field separator, e.g. ';' or '\t'
+    decimal: Literal[".", ","] = "."  # CSV decimal mark: ',' for numbers written 1234,5 (then often separator ';')
     header: bool = True  # false: the CSV has no header row; name columns by position
     timezone: TimeZone = "UTC"
     timestamp_is: Literal["open", "close"] = "open"

@@ -135,9 +135,15 @@ def _glob_assets(pattern: str, source: str, config_path: str | Path | None) -> l
         found = [f for f in found if Path(f).is_file()]
         if found:
             return [os.path.normpath(f) for f in found]
+    folder = os.path.dirname(os.path.normpath(pattern))
+    hint = (  # a pattern under data/: the synthetic universe is made, not shipped
+        f"; to make synthetic assets there: backtest data synth --out {folder} --assets 3"
+        if Path(folder).parts[:1] == ("data",)
+        else "; check the pattern"
+    )
     raise ConfigError(
         f"{source}: data.assets: no file matches {pattern!r} (looked from the working directory"
-        f"{' and beside the config file' if len(bases) > 1 else ''}); check the pattern"
+        f"{' and beside the config file' if len(bases) > 1 else ''}){hint}"
     )
 
 
