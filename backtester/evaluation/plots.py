@@ -199,6 +199,48 @@ def mark_retrains(ax, times: pd.DatetimeIndex, shown_index: pd.Index) -> str:
     return "dotted: retrains"
 
 
+OFF_SCALE = 2.0  # a curve whose typical level is this many times the curves' typical level is drawn off scale
+
+
+def focus(ax, curves: dict[str, np.ndarray], styles: dict[str, dict], also: tuple[np.ndarray, ...] = ()) -> list[str]:
+    """Fit ``ax``'s y-range to the strategies that matter. A curve whose median is more than
+    :data:`OFF_SCALE` times the median of all curves' medians (a baseline far worse than the rest, such as
+    naive's QLIKE) would flatten every other line: the range then covers only the rest (and ``also``, e.g.
+    the realized volatility), the outlier runs off the top, and its legend entry says so. Returns the names
+    drawn off scale.
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = Figure().subplots()
+    >>> curves = {"a": np.array([1.0, 1.2]), "b": np.array([1.1, 0.9]), "naive": np.array([9.0, 30.0])}
+    >>> st = {n: {"label": n} for n in curves}
+    >>> for n, v in curves.items(): _ = ax.plot(v, label=n)
+    >>> focus(ax, curves, st), [round(float(y), 3) for y in ax.get_ylim()], ax.get_lines()[2].get_label()
+    (['naive'], [0.885, 1.215], 'naive (off scale: 9 to 30)')
+    """
+    finite = {n: np.asarray(v, "float64") for n, v in curves.items()}
+    finite = {n: v[np.isfinite(v)] for n, v in finite.items()}
+    finite = {n: v for n, v in finite.items() if len(v)}
+    if len(finite) < 3:
+        return []
+    levels = {n: float(np.median(np.abs(v))) for n, v in finite.items()}
+    typical = float(np.median(list(levels.values())))
+    off = [n for n, level in levels.items() if typical > 0 and level > OFF_SCALE * typical]
+    if not off:
+        return []
+    kept = [v for n, v in finite.items() if n not in off] + [np.asarray(a)[np.isfinite(a)] for a in also]
+    values = np.concatenate(kept)
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.05 * (hi - lo or abs(hi) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    labels = {styles[n]["label"]: n for n in off if n in styles}
+    for line in ax.get_lines():
+        name = labels.get(line.get_label())
+        if name is not None:
+            v = finite[name]
+            line.set_label(f"{line.get_label()} (off scale: {v.min():.3g} to {v.max():.3g})")
+    return off
+
+
 def plot_error_by_horizon(metric_rows: pd.DataFrame, path, styles: dict[str, dict] | None = None) -> None:
     """MSE and QLIKE against horizon, one line per strategy."""
     from matplotlib.figure import Figure
@@ -206,9 +248,14 @@ def plot_error_by_horizon(metric_rows: pd.DataFrame, path, styles: dict[str, dic
     fig = Figure(figsize=(12, 4.5))
     axes = fig.subplots(1, 2)
     styles = styled(styles, metric_rows["strategy"].unique())
+    curves: dict[str, dict[str, np.ndarray]] = {"mse": {}, "qlike": {}}
     for name, part in metric_rows.groupby("strategy", observed=True):
         axes[0].plot(part["horizon"], part["mse"], marker=".", **styles[str(name)])
         axes[1].plot(part["horizon"], part["qlike"], marker=".", **styles[str(name)])
+        for col in curves:
+            curves[col][str(name)] = part[col].to_numpy()
+    focus(axes[0], curves["mse"], styles)
+    focus(axes[1], curves["qlike"], styles)
     axes[0].set_title("MSE of volatility by horizon")
     axes[1].set_title("QLIKE of variance by horizon")
     for ax in axes:
@@ -232,6 +279,7 @@ def plot_loss_by_horizon(
     styles = styled(styles, means["strategy"].unique())
     for name, part in means.groupby("strategy", observed=True):
         ax.plot(part["horizon"], part[loss], marker=".", ms=4, **styles[str(name)])
+    focus(ax, {str(n): g[loss].to_numpy() for n, g in means.groupby("strategy", observed=True)}, styles)
     ax.set_title(f"Mean {loss} by horizon, on the common rows")
     ax.set_xlabel("horizon (bars)")
     ax.set_ylabel(f"mean {loss}")

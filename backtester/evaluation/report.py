@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..layout import COST, LOSSES, RETRAINS, RunDir
-from .plots import plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
+from .plots import focus, plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
 
 FIGURES = {
     "forecast_vs_actual.png": "Forecasts against realized volatility (retrains dotted)",
@@ -153,9 +153,12 @@ def _over_time(frame: pd.DataFrame, draw, title: str, ylabel: str, path: Path, m
 
 
 def _rolling_loss(per_time: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
+    rolled = per_time.rolling("7D", min_periods=24).mean()
+
     def draw(ax, part):
         for name in part:
-            ax.plot(part.index, part[name].rolling("7D", min_periods=24).mean(), **styles[str(name)])
+            ax.plot(part.index, rolled.loc[part.index, name], **styles[str(name)])
+        focus(ax, {str(n): rolled[n].to_numpy() for n in rolled}, styles)  # one scale for every panel
 
     _over_time(
         per_time,
@@ -207,6 +210,7 @@ def _loss_by_segment(
         st = styles[str(name)]
         ax.step(x, y, where="post", **st)
         ax.plot(part["retrain_time"], part["value"], "o", ms=3, color=st["color"], alpha=st["alpha"])
+    focus(ax, {str(n): g["value"].to_numpy() for n, g in seg.groupby("strategy", observed=True)}, styles)
     _dates(ax)
     _finish(
         fig,
@@ -227,6 +231,7 @@ def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str], st
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
         ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", **styles[str(name)])
+    focus(ax, {str(n): g.to_numpy() for n, g in hours.groupby(level="strategy")}, styles)
     ax.set_xlabel("hour of day (UTC)")
     ax.set_xticks(range(0, 24, 2))
     _finish(
