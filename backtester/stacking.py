@@ -90,7 +90,9 @@ def stack_key(segments: Sequence[Segment], params: Sequence[Any], equal_windows:
     return key
 
 
-def stack_groups(chains: Sequence[tuple[Sequence[Segment], Sequence[Any]]], size: int, equal_windows: bool) -> list:
+def stack_groups(
+    chains: Sequence[tuple[Sequence[Segment], Sequence[Any]] | None], size: int, equal_windows: bool
+) -> list:
     """Which of ``chains`` (each its segments and params) train together: a list with, in the order each
     kind first appears, an ``int`` (a chain that trains alone) or a list of ints (a group of at most
     ``size``, ordered by training-window length, so a group's windows are alike and few steps are masked).
@@ -111,8 +113,8 @@ def stack_groups(chains: Sequence[tuple[Sequence[Segment], Sequence[Any]]], size
         return list(range(len(chains)))
     groups: dict[tuple, list[int]] = {}
     out: list = []
-    for k, (segments, params) in enumerate(chains):
-        key = stack_key(segments, params, equal_windows)
+    for k, chain in enumerate(chains):
+        key = stack_key(*chain, equal_windows) if chain is not None else None  # None: a job that is no chain
         if key is None:
             out.append(k)
             continue
@@ -125,8 +127,8 @@ def stack_groups(chains: Sequence[tuple[Sequence[Segment], Sequence[Any]]], size
         if not isinstance(item, tuple):
             result.append(item)
             continue
-        window = lambda k: chains[k][0][0].window.stop - chains[k][0][0].window.start  # noqa: E731
-        members = sorted(groups[item], key=lambda k: (window(k), chains[k][0][0].key))
+        first = {k: chains[k][0][0] for k in groups[item]}  # type: ignore[index]
+        members = sorted(groups[item], key=lambda k: (first[k].window.stop - first[k].window.start, first[k].key))
         result.extend(split_even(members, math.ceil(len(members) / size)))
     return result
 
@@ -137,22 +139,14 @@ def stack_jobs(jobs: list, size: int, equal_windows: bool = False) -> list:
     (seed members and assets of one strategy). With ``equal_windows`` only chains whose windows have the
     same lengths group (no masked steps: seed members and assets at one retrain). A group of one stays as
     it was; other jobs keep their place."""
-    chains = [(j.segments, j.params) if isinstance(j, ChainJob) else ((), ()) for j in jobs]
+    chains = [(j.segments, j.params) if isinstance(j, ChainJob) else None for j in jobs]
     out = []
-    for item in stack_groups([c if c[0] else _ALONE for c in chains], size, equal_windows):
+    for item in stack_groups(chains, size, equal_windows):
         if isinstance(item, int):
             out.append(jobs[item])
         else:
             out.append(jobs[item[0]] if len(item) == 1 else StackJob(tuple(jobs[k] for k in item)))
     return out
-
-
-class _NoStack:
-    def stacks(self) -> bool:
-        return False
-
-
-_ALONE: tuple = ((None,), (_NoStack(),))  # a job that is not a chain: never stacks
 
 
 def stacked(chains: list[Chain], i: int, live: list[LiveModel | None]) -> Iterable[SegmentResult]:

@@ -100,7 +100,8 @@ def module_file(name: str) -> Path | None:
 
 
 def module_imports(name: str, file: Path) -> set[str]:
-    """Every module of ours that ``file`` (module ``name``) imports anywhere in its body."""
+    """Every module of ours that ``file`` (module ``name``) imports anywhere in its body (deferred and
+    type-only imports too); ``tools/check_layers.py`` reads the import graph with it."""
     import ast
 
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
@@ -112,9 +113,9 @@ def module_imports(name: str, file: Path) -> set[str]:
             parts = package.split(".")
             base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
             mod = ".".join(x for x in (base, node.module or "") if x)
-            found.add(mod)
-            found.update(f"{mod}.{a.name}" for a in node.names)
-    return {m for m in found if m.split(".")[0] in OURS and module_file(m) is not None}
+            subs = {f"{mod}.{a.name}" for a in node.names if module_file(f"{mod}.{a.name}") is not None}
+            found.update(subs or {mod})  # ``from pkg import module``: the module, not the package
+    return {m for m in found if m.split(".")[0] in OURS and m != name and module_file(m) is not None}
 
 
 @lru_cache(maxsize=8)

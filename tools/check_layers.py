@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backtester.store import module_imports  # noqa: E402
+
 PACKAGES = ("backtester", "strategies")
 MAX_MODULE, MAX_FUNCTION = 500, 60
 
@@ -30,19 +34,8 @@ def modules() -> dict[str, Path]:
 
 
 def imports(name: str, file: Path, known: dict[str, Path]) -> set[str]:
-    """Our modules that ``file`` imports anywhere (a name imported from a package counts as its module)."""
-    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(), str(file))):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
-            mod = ".".join(x for x in (base, node.module or "") if x)
-            subs = {f"{mod}.{a.name}" for a in node.names} & known.keys()
-            found.update(subs or {mod})
-    return {m for m in found if m in known and m != name}
+    """Our modules that ``file`` imports anywhere (the store key's reader: :func:`backtester.store.module_imports`)."""
+    return module_imports(name, file) & known.keys()
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
