@@ -148,8 +148,9 @@ def run(
             bar.close()  # the error on a line of its own, not after the bar's "elapsed"
         _fail(exc, overrides)
     except KeyboardInterrupt as exc:
+        code = exit_code(exc)  # handled from here on: a signal delivered again cannot cut the message short
         click.echo(f"\n{_interrupted(cfg, fresh)}", err=True)
-        sys.exit(exit_code(exc))
+        sys.exit(code)
     if not quiet:
         click.echo(_summary_table(result))
         secs = result.manifest["seconds"]
