@@ -30,11 +30,14 @@ import pandas as pd
 from .core.errors import CompareError, RunError
 from .core.names import base_name, is_seed_member
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
+from .evaluation.answer import answer_lines, benchmark_table, pairs_table
 from .evaluation.losses import LOSSES, cost_table, loss_table, mean_losses
+from .evaluation.markdown import seed_label
 from .evaluation.panel import panel_dm_table
 from .evaluation.plots import plot_cost_vs_accuracy, plot_loss_by_horizon, strategy_styles
+from .evaluation.profiles import Profile, profiles_from_manifest
 from .evaluation.report import write_html
-from .evaluation.verdict import Answer, answer_lines, members_of, seed_rows
+from .evaluation.verdict import Answer, is_member, members_of, seed_rows
 from .layout import FORECASTS, RETRAINS, TUNING_TABLE, Manifest, RunDir, read_manifest, scratch_dir
 
 KEYS = ["asset", "issued_at", "target_time", "horizon"]
@@ -124,17 +127,41 @@ def align_assets(runs: list[RunData]) -> None:
 def labelled(runs: list[RunData]) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, set[str]]]:
     """Each run's forecasts, retrains, tuning trials and seeded strategies, with strategies labelled uniquely
     across runs (``<run>:<strategy>`` where several runs use a name)."""
-    seen: dict[str, int] = {}
-    for r in runs:
-        for s in r.forecasts["strategy"].unique():
-            seen[s] = seen.get(s, 0) + 1
     out = []
     for r in runs:
-        label = {s: (f"{r.name}:{s}" if seen[s] > 1 and len(runs) > 1 else s) for s in r.forecasts["strategy"].unique()}
+        label = labels_of(runs, r)
         frames = [frame[frame["strategy"].isin(label)] for frame in (r.forecasts, r.retrains, r.tuning)]
         frames = [frame.assign(strategy=frame["strategy"].map(label).astype("string")) for frame in frames]
         seeded = {label[s] for s in label if base_name(s) in r.seeded}
         out.append((*frames, seeded))
+    return out
+
+
+def labels_of(runs: list[RunData], run: RunData) -> dict[str, str]:
+    """The labels of ``run``'s strategies: ``<run>:<strategy>`` where another run has a strategy of that
+    name, a seed ensemble's members with it (``weekly:lstm#2``), else the name itself."""
+    names = {r.name: {base_name(s) for s in r.forecasts["strategy"].unique()} for r in runs}
+    for r in runs:
+        names[r.name] |= set(r.manifest.strategies or {})
+    shared = {b for r in runs for b in names[r.name] if sum(b in names[o.name] for o in runs) > 1}
+    return {
+        s: (f"{run.name}:{s}" if base_name(s) in shared and len(runs) > 1 else s)
+        for s in [*run.forecasts["strategy"].unique(), *(run.manifest.strategies or {})]
+    }
+
+
+def run_profiles(runs: list[RunData]) -> dict[str, Profile]:
+    """What each compared strategy is (:mod:`~backtester.evaluation.profiles`), by its label, from each run's
+    manifest; links to another strategy of the same run follow its label."""
+    out = {}
+    for r in runs:
+        label = labels_of(runs, r)
+        found = profiles_from_manifest(r.manifest.strategies or {})
+        for name in {base_name(s) for s in r.forecasts["strategy"].unique()} - set(found):  # a run before profiles
+            seeds = sum(base_name(s) == name and is_member(s) for s in r.forecasts["strategy"].unique())
+            found[name] = Profile(name, f"a strategy of run `{r.name}`", name in r.seeded, (), (), name, "", seeds or 1)
+        for name, p in found.items():
+            out[label.get(name, name)] = p.renamed(label)
     return out
 
 
@@ -175,7 +202,8 @@ def compare(
     align_assets(runs)
     forecasts, retrains, tuning, seeded = combined(runs)
     strategies = list(dict.fromkeys(forecasts["strategy"]))
-    benchmark = chosen_benchmark(benchmark, strategies)
+    benchmark = chosen_benchmark(benchmark, strategies, [r.name for r in runs])
+    profiles = run_profiles(runs)
     rows = shared_rows(forecasts, runs)
     out = checked_out(Path(out_dir), runs, force)
     table = loss_table(rows)
@@ -184,18 +212,11 @@ def compare(
     cost = cost_table(retrains, table, loss, benchmark, ensembles=members_of(strategies), tuning=tuning)
     cost = ensembles_first(cost, strategies)
     answer = Answer(table, tests, cost, loss, retrains)
-    text = markdown(
-        runs,
-        rows,
-        comparison,
-        tests,
-        cost,
-        loss,
-        benchmark,
-        answer_lines(answer, benchmark, seeded),
-        answer.spread,
-        seeded,
-    )
+    words = answer_lines(answer, benchmark, profiles)
+    if benchmark is not None and benchmark in answer.means.index:
+        words += benchmark_table(answer, answer.means[[s for s in answer.means.index if not is_member(s)]], benchmark)
+    words += pairs_table(answer, benchmark, profiles)
+    text = markdown(runs, rows, comparison, tests, cost, loss, benchmark, words, answer.spread, seeded)
     stage = scratch_dir(out, os.getpid())
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -224,13 +245,24 @@ def combined(runs: list[RunData]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return forecasts, retrains, tuning, set().union(*(p[3] for p in parts))
 
 
-def chosen_benchmark(benchmark: str | None, strategies: list[str]) -> str | None:
-    """``--benchmark`` if it is a compared strategy (refused otherwise); without it ``har`` where there is one."""
-    if benchmark is not None and benchmark not in strategies:
-        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies: {', '.join(strategies)}")
-    if benchmark is None and "har" in strategies:
-        return "har"
-    return benchmark
+def chosen_benchmark(benchmark: str | None, strategies: list[str], runs: list[str] | None = None) -> str | None:
+    """``--benchmark`` (default ``har``) among the compared strategies: the name itself, or where several runs
+    have it, the first run's (``weekly:har``). An explicit name that is neither is refused, listing the names
+    that can be chosen; without one and without ``har``, no benchmark.
+
+    >>> chosen_benchmark(None, ["weekly:har", "custom:har", "lstm"], ["weekly", "custom"])
+    'weekly:har'
+    """
+    want = "har" if benchmark is None else benchmark
+    if want in strategies:
+        return want
+    prefixed = [f"{r}:{want}" for r in runs or [] if f"{r}:{want}" in strategies]
+    if prefixed:
+        return prefixed[0]
+    if benchmark is not None:
+        names = ", ".join(s for s in strategies if not is_member(s))
+        raise CompareError(f"--benchmark: {benchmark!r} is not among the compared strategies; choose one of: {names}")
+    return None
 
 
 def ensembles_first(cost: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
@@ -319,7 +351,7 @@ def markdown(
         "",
         *answer,
         "",
-        f"## Mean {loss}, averaged over horizons (best first)",
+        f"## Mean {loss}, averaged over horizons (best first; a seed member is one draw, never a candidate)",
         "",
         f"| strategy | {loss} | h=1 | h={comparison['horizon'].max()} |",
         "|---|---|---|---|",
@@ -327,7 +359,7 @@ def markdown(
     hmax = comparison["horizon"].max()
     wide = comparison.pivot_table(index="strategy", columns="horizon", values=loss)  # mean over assets
     for name, row in per.iterrows():
-        lines.append(f"| {name} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
+        lines.append(f"| {seed_label(name)} | {row[loss]:.4f} | {wide.loc[name, 1]:.4f} | {wide.loc[name, hmax]:.4f} |")
     if len(spread):
         lines += [
             "",
@@ -351,20 +383,20 @@ def cost_markdown(cost: pd.DataFrame, loss: str, benchmark: str | None) -> list[
     gain = [c for c in cost.columns if c.startswith("gain_vs_")][0]
     lines = [
         "",
-        f"## Cost and gains (gain = `{benchmark}`'s mean {loss} minus the strategy's; an ensemble costs all its seeds)"
+        f"## Cost and gains (gain = `{benchmark}`'s mean {loss} minus the strategy's; retrains per seed, an "
+        "ensemble's seconds all its seeds'; gain per minute only for a gain)"
         if benchmark
-        else "## Cost",
+        else "## Cost (retrains per seed, an ensemble's seconds all its seeds')",
         "",
-        "| strategy | retrains | training s | tuning s | s per retrain | gain | gain per minute |",
-        "|---|---|---|---|---|---|---|",
+        "| strategy | retrains | seeds | training s | tuning s | s per fit | gain | gain per minute |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in cost.itertuples(index=False):
-        d = r._asdict()
+    for d in cost.to_dict("records"):  # (a column named after `run:har` is no attribute name)
         g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
         per_min = f"{d['gain_per_train_minute']:+.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
         lines.append(
-            f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.tuning_seconds:.1f} | "
-            f"{r.seconds_per_retrain:.2f} | {g} | {per_min} |"
+            f"| {d['strategy']} | {d['retrains']} | {d.get('seeds', 1)} | {d['train_seconds']:.1f} | "
+            f"{d['tuning_seconds']:.1f} | {d['seconds_per_retrain']:.2f} | {g} | {per_min} |"
         )
     return lines
 

@@ -18,6 +18,7 @@ from .assets import AssetRun
 from .core.errors import BacktestError, ConfigError
 from .core.names import base_name
 from .core.series import BarSeries
+from .evaluation.profiles import profiles_of
 from .plan import Plan, check_plan, make_plan
 from .rundir import data_record, git_commit, versions
 from .rv import PreparedBars, prepare_bars
@@ -153,8 +154,8 @@ def make_manifest(
         "git_commit": git_commit(),
         "data": data[""] if "" in data else {"assets": data},
         "strategies": {
-            name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats}
-            for name, spec in cfg.strategies.items()
+            name: {"type": spec.type, "seeded": spec.params.seeded(), "repeats": spec.repeats, **profile.record()}
+            for (name, spec), profile in zip(cfg.strategies.items(), profiles_of(cfg).values())
         },
         "plan": {
             "retrains": sum(p.retrain_count for p in plans),

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backtester.core.series import BarSeries
 
-from .capabilities import Costs, Links, Scheduling, Stacking, Tuning
+from .capabilities import Costs, Describing, Links, Scheduling, Stacking, Tuning
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class JsonState:
             )
 
 
-class Params(BaseModel, Scheduling, Tuning, Stacking, Links, Costs):
+class Params(BaseModel, Scheduling, Tuning, Stacking, Links, Costs, Describing):
     """Base for strategy parameters: strict, frozen, a factory for fresh strategies, and the
     capabilities the engine asks about (:mod:`strategies.capabilities`)."""
 

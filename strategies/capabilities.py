@@ -9,7 +9,8 @@ strategy's fields):
 - :class:`Tuning`: whether and how it searches hyperparameters;
 - :class:`Stacking`: whether several of its fits train together, and the function that does it;
 - :class:`Links`: the run's strategies it is built on (a hybrid's baselines, a combination's members);
-- :class:`Costs`: what a fit costs, for ordering work and for ``backtest plan``.
+- :class:`Costs`: what a fit costs, for ordering work and for ``backtest plan``;
+- :class:`Describing`: what it is, in words, for the report's answer.
 
 Examples
 --------
@@ -17,6 +18,8 @@ Examples
 >>> p = NaiveParams()
 >>> p.chains(), p.stacks(), p.links(), p.tuning_budget()
 (False, False, [], (0, 0))
+>>> p.describe(), p.starts_from(), p.averages()
+("the last bar's RV carried forward (the naive forecast)", [], [])
 """
 
 from __future__ import annotations
@@ -113,6 +116,17 @@ class Links:
         """These params with the type and parameters of each of :meth:`links` filled in (in that order)."""
         return self
 
+    def starts_from(self) -> list[str]:
+        """The linked strategies whose mean forecast this one starts from, untrained, and learns to correct
+        (a hybrid's baselines): what its training adds is its loss against that start's. Empty: it starts
+        from nothing of the run."""
+        return []
+
+    def averages(self) -> list[str]:
+        """The linked strategies whose equal-weight mean forecast this one is (a combination); empty
+        otherwise. A combination of a hybrid's baselines is that hybrid's untrained start."""
+        return []
+
 
 class Costs:
     """What a fit costs: for starting the slowest work first, and for ``backtest plan``."""
@@ -132,3 +146,13 @@ class Costs:
     def timing_copy(self) -> Self:
         """A cheap variant (one epoch, no tuning) that ``backtest plan --estimate`` times."""
         return self
+
+
+class Describing:
+    """What a strategy is, in words: the report's answer opens with it."""
+
+    def describe(self) -> str:
+        """One phrase that says what the strategy is, e.g. ``HAR-RV: least squares on ...``; by default
+        the first line of the params class's docstring."""
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        return doc[0].rstrip(".") if doc else type(self).__name__

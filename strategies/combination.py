@@ -118,6 +118,12 @@ class MeanOfParams(Params):
     def links(self) -> list[str]:
         return list(self.of)
 
+    def averages(self) -> list[str]:
+        return list(self.of)
+
+    def describe(self) -> str:
+        return f"the equal-weight mean of {_names(self.of)}'s forecasts (a forecast combination; nothing learned)"
+
     def with_links(self, linked: list[dict[str, Any]]) -> MeanOfParams:
         return self.model_copy(update={"members": linked})
 
@@ -129,3 +135,9 @@ class MeanOfParams(Params):
 
     def min_train_bars(self, horizon: int) -> int:
         return baseline_min_bars(self.member_params(), horizon)
+
+
+def _names(names: list[str]) -> str:
+    """```har` and `garch``, ```a`, `b` and `c``."""
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]

@@ -57,5 +57,8 @@ class EwmaParams(Params):
     type: Literal["ewma"] = "ewma"
     lam: float = Field(default=0.94, gt=0, lt=1)
 
+    def describe(self) -> str:
+        return f"EWMA (RiskMetrics): an exponentially weighted mean of squared RV, decay {self.lam:g}; nothing fitted"
+
     def build(self, seed: int) -> Ewma:
         return Ewma(self.lam)

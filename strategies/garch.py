@@ -162,6 +162,11 @@ class GarchParams(Params):
     seasonal: bool = True
     session_timezone: str = "UTC"  # bar of day for the profile in this zone (default: the data calendar's)
 
+    def describe(self) -> str:
+        errors = "Student-t" if self.dist == "t" else "normal"
+        shape = " times an intraday profile (the hour of day's mean RV)" if self.seasonal else ""
+        return f"GARCH(1,1) of the bars' returns{shape}, {errors} errors, fitted by maximum likelihood"
+
     @staticmethod
     def data_defaults(data) -> dict[str, Any]:
         """The profile follows session time: New York for ``fx``, the exchange's zone for an exchange calendar."""

@@ -111,6 +111,11 @@ class HarParams(Params):
 
     DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("lags",)  # lags: [1h, 1D, 7D] as well as bar counts
 
+    def describe(self) -> str:
+        lags = ", ".join(str(k) for k in self.lags)
+        way = "one regression per horizon" if self.mode == "direct" else "iterated one bar at a time"
+        return f"HAR-RV: least squares of RV on its means over the last {lags} bars, {way}"
+
     @staticmethod
     def bar_defaults(bar, data=None) -> dict[str, Any]:
         """Default lags: the last bar, the last trading day and the last trading week, on any bar size and

@@ -63,6 +63,14 @@ class LstmParams(WindowedKerasParams):
     def builder_path(self) -> str:
         return "strategies.lstm:build_lstm"
 
+    def net_words(self) -> str:
+        units = " and ".join(f"{layer.units}" for layer in self.layers)
+        drop = sorted({layer.dropout for layer in self.layers})
+        n = len(self.layers)
+        return (
+            f"an LSTM of {n} layer{'s' if n > 1 else ''} of {units} units (dropout {'/'.join(f'{d:g}' for d in drop)})"
+        )
+
     @model_validator(mode="after")
     def _space_fits_layers(self) -> LstmParams:
         """A tuning space for ``units``/``dropout`` must stay within what a layer takes (1..1024 units, dropout < 1)."""

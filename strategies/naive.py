@@ -45,6 +45,11 @@ class NaiveParams(Params):
     type: Literal["naive"] = "naive"
     bars: int = Field(default=1, ge=1)
 
+    def describe(self) -> str:
+        if self.bars == 1:
+            return "the last bar's RV carried forward (the naive forecast)"
+        return f"the mean RV of the last {self.bars} bars carried forward (a naive forecast)"
+
     def build(self, seed: int) -> Naive:
         return Naive(self.bars)
 
@@ -58,6 +63,9 @@ class RollingMeanParams(NaiveParams):
     bars: int = Field(default=24, ge=1)
 
     DURATION_FIELDS: ClassVar[tuple[str, ...]] = ("bars",)  # bars: 1D as well as 24
+
+    def describe(self) -> str:
+        return f"the mean RV of the last {self.bars} bars carried forward"
 
     @staticmethod
     def bar_defaults(bar, data=None) -> dict[str, Any]:

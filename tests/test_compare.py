@@ -165,16 +165,27 @@ def answer_table(n=300):
     return pd.concat(frames, ignore_index=True)
 
 
+def scheme_profiles(**schedules):
+    """Profiles of one learned model under several schedules, and HAR."""
+    from backtester.evaluation.profiles import Profile
+
+    out = {"har": Profile("har", "HAR-RV", False, (), (), "h", "weekly", 1)}
+    for name, (schedule, seeds) in schedules.items():
+        out[name] = Profile(name, "the notebook's LSTM", True, (), (), "lstm", schedule, seeds)
+    return out
+
+
 def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decides():
     from backtester.evaluation.accuracy import dm_table
-    from backtester.evaluation.verdict import Answer, answer_lines
+    from backtester.evaluation.answer import answer_lines, benchmark_table
+    from backtester.evaluation.verdict import Answer
 
     table = answer_table()
     tests = dm_table(table, "qlike", "har").assign(test="dm", asset="X")
     cost = pd.DataFrame(
         {
             "strategy": ["har", "m", "w", "d"],
-            "retrains": [1, 18, 9, 30],
+            "retrains": [1, 6, 3, 30],  # per seed
             "train_seconds": [0.001, 10.0, 25.0, 100.0],
             "tuning_seconds": [0.0, 0.0, 5.0, 0.0],
         }
@@ -188,12 +199,18 @@ def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decide
             "retrain_time": pd.date_range("2024-01-01", periods=6, freq="50h", tz="UTC"),
         }
     )
-    lines = answer_lines(Answer(table, tests, cost, "qlike", retrains), "har", {"w", "m", "d"})
+    profiles = scheme_profiles(w=("weekly", 3), m=("monthly", 3), d=("daily", 1))
+    ans = Answer(table, tests, cost, "qlike", retrains)
+    lines = answer_lines(ans, "har", profiles)
     text = "\n".join(lines)
-    assert lines[0].startswith("- **Lowest qlike: `w`**")
-    assert "**`w` over `m`: worth it.** 3 retrains x 3 seeds instead of 6 retrains x 3 seeds, +20.0 s" in text
+    assert "- **Lowest qlike: `w`**" in text
+    assert (
+        "**`w` over `m` (the same model, weekly instead of monthly): worth it.** 3 retrains x 3 seeds instead of "
+        "6 retrains x 3 seeds, +20.0 s" in text
+    )
     assert re.search(
-        r"\*\*`d` over `w`: no significant difference\.\*\* 30 retrains instead of 3 retrains x 3 seeds.*"
+        r"\*\*`d` over `w` \(the same model, daily instead of weekly\): not told apart\.\*\* 30 retrains instead of "
+        r"3 retrains x 3 seeds.*one seed against 3: the ensemble alone can make a difference.*"
         r"smaller than the spread between single seeds of `w` \(std 0\.0\d+\): another draw of seeds "
         r"could reverse it; telling a gap this size apart takes about \d+ seeds\.$",
         text,
@@ -201,14 +218,15 @@ def test_the_answer_says_which_step_up_in_cost_is_worth_it_and_when_noise_decide
     )
     # (and no segment decides a gap within noise: the sentence ends there)
     assert "`d` ran with one seed" in text and "`w` ran with one seed" not in text
+    table_lines = benchmark_table(ans, ans.means[["har", "m", "w", "d"]], "har")
+    row = next(line for line in table_lines if line.startswith("| har |"))
+    assert "benchmark" in row and "no training" in row  # 1 ms of fitting is no training
     # m's 6th segment (a sixth of the rows, loss +3) alone makes it lose to har: said, with its retrain time
     assert re.search(
         r"`m` against `har`: a single retrain segment decides it: `m`'s model 6 on `X`, retrained "
         r"2024-01-11 10:00 \(mean qlike [\d.]+ over its 50 rows\); without it the difference would be",
-        text,
+        "\n".join(table_lines),
     )
-    row = next(line for line in lines if line.startswith("| har |"))
-    assert "benchmark" in row and "no training" in row  # 1 ms of fitting is no training
 
 
 def test_a_segment_with_half_the_rows_or_a_single_segment_decides_nothing():

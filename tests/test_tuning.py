@@ -186,7 +186,11 @@ def test_a_run_with_tuning_and_warm_starts_writes_tuning_parquet_and_artifacts(m
     assert cost.loc["warm", "tuning_seconds"] == 0
     assert "| tuning s |" in (result.out_dir / "report.md").read_text()
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
-    assert manifest["strategies"]["lstm"] == {"type": "lstm", "seeded": True, "repeats": 1}
+    assert {k: manifest["strategies"]["lstm"][k] for k in ("type", "seeded", "repeats")} == {
+        "type": "lstm",
+        "seeded": True,
+        "repeats": 1,
+    }
     compared = compare([result.out_dir], tmp_path / "cmp", mcs_reps=50)
     assert compared.cost.set_index("strategy").loc["lstm", "tuning_seconds"] == cost.loc["lstm", "tuning_seconds"]
     text = (compared.out_dir / "compare.md").read_text()

@@ -195,10 +195,11 @@ def cost_table(
     ensembles: dict[str, list[str]] | None = None,
     tuning: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """What each strategy cost and what it bought: retrains, training seconds, tuning seconds (its
-    hyperparameter searches, from ``tuning``: the trials table), artifact size, mean loss, the gain over
-    the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored) and that gain per
-    minute of training and tuning."""
+    """What each strategy cost and what it bought: retrains (per seed: a seed ensemble's are those of
+    one member; ``seeds`` members, ``fits`` in all), training seconds and tuning seconds (its hyperparameter
+    searches, from ``tuning``: the trials table; an ensemble's are all its members'), artifact size, mean
+    loss, the gain over the benchmark (benchmark's mean loss minus the strategy's, on the rows both scored)
+    and, for a positive gain, that gain per minute of training and tuning."""
     searches = tuning_seconds(tuning)
     t = table[table["loss"] == loss]
     index = ["asset"] * ("asset" in t) + ["target_time", "horizon"]  # several assets: compared asset by asset
@@ -223,7 +224,9 @@ def cost_table(
         rows.append(
             {
                 "strategy": str(strategy),
-                "retrains": int(len(part)),
+                "retrains": int(len(part)) // len(members),  # one convention everywhere: per seed
+                "seeds": len(members),
+                "fits": int(len(part)),
                 "failed": int((part["status"] != "ok").sum()),
                 "train_seconds": seconds,
                 "seconds_per_retrain": seconds / len(part),
@@ -231,9 +234,12 @@ def cost_table(
                 "artifact_bytes": int(artifact_bytes.get(str(strategy), 0)),
                 f"mean_{loss}": mean,
                 f"gain_vs_{benchmark}" if benchmark else "gain_vs_benchmark": gain,
-                # per minute of training and tuning, for strategies that train for at least a second (else it means nothing)
+                # per minute of training and tuning, for a gain by strategies that train for at least a second
+                # (else it means nothing; a loss bought with training is no rate of return)
                 "gain_per_train_minute": (
-                    gain / ((seconds + tuned) / 60) if seconds + tuned >= 1.0 and np.isfinite(gain) else np.nan
+                    gain / ((seconds + tuned) / 60)
+                    if seconds + tuned >= 1.0 and np.isfinite(gain) and gain > 0
+                    else np.nan
                 ),
             }
         )

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..core.names import is_seed_member
+from .answer import answer_lines, pairs_table
 from .losses import summary
-from .verdict import seed_rows
+from .profiles import profiles_of
+from .verdict import Answer, seed_rows
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -45,9 +48,18 @@ def run_report(
     cover: pd.DataFrame | None = None,
     cost: pd.DataFrame | None = None,
     spread: pd.DataFrame | None = None,
+    losses: pd.DataFrame | None = None,
 ) -> str:
-    """A short Markdown report of the run; a section whose frame is None or empty is left out."""
+    """A short Markdown report of the run; a section whose frame is None or empty is left out. With
+    ``losses`` (the tidy loss table), the answer opens with what each learned strategy is and adds
+    (:func:`~.answer.answer_lines`) and the DM table of the pairs that matter."""
     ev = cfg.evaluation
+    words: list[str] = []
+    pairs: list[str] = []
+    if losses is not None and tests is not None and cost is not None and len(losses):
+        ans = Answer(losses, tests, cost, ev.loss, retrains)
+        profiles = profiles_of(cfg)
+        words, pairs = answer_lines(ans, ev.benchmark, profiles), pairs_table(ans, ev.benchmark, profiles)
     lines = [
         f"# Backtest `{cfg.name}`",
         "",
@@ -57,16 +69,18 @@ def run_report(
         "",
         "## The answer",
         "",
-        *(headline(scores, tests, cost, ev.loss, ev.benchmark) if tests is not None and cost is not None else []),
+        *words,
+        *(headline(scores, tests, ev.loss, ev.benchmark, bool(words)) if tests is not None else []),
     ]
     lines += seeds_lines(spread, ev.loss, ev.benchmark)
-    lines += [
-        f"- `{name}` ran with one seed: its loss is one draw of its initial weights and sample order; "
-        "`repeats: 3` (or more) says whether its gaps are noise."
-        for name, spec in cfg.strategies.items()
-        if spec.repeats == 1 and spec.params.seeded()
-    ]
-    lines += schedule_lines(cfg, plan) + loss_lines(scores)
+    if not words:
+        lines += [
+            f"- `{name}` ran with one seed: its loss is one draw of its initial weights and sample order; "
+            "`repeats: 3` (or more) says whether its gaps are noise."
+            for name, spec in cfg.strategies.items()
+            if spec.repeats == 1 and spec.params.seeded()
+        ]
+    lines += pairs + schedule_lines(cfg, plan) + loss_lines(scores)
     if spread is not None and len(spread):
         lines += spread_lines(spread, ev.benchmark)
     if tests is not None:
@@ -80,9 +94,10 @@ def run_report(
 
 
 def headline(
-    scores: pd.DataFrame, tests: pd.DataFrame, cost: pd.DataFrame, loss: str, benchmark: str | None
+    scores: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None, said: bool = False
 ) -> list[str]:
-    """A few sentences that answer the run's question, for the top of the report.
+    """The sentences after the answer's words (``said``: they name the lowest loss already): who wins at
+    which horizon, who beats the benchmark significantly, the model confidence set.
 
     Seed members (``lstm#2``) are left out: one seed is one draw, their mean forecast speaks for them.
     """
@@ -95,12 +110,16 @@ def headline(
     wide = scores.pivot(index="horizon", columns="strategy", values=loss_col)
     overall = wide.mean().sort_values()
     best = str(overall.index[0])
-    out = [
-        f"- **Best overall: `{best}`** (mean {loss_col} over horizons {overall.iloc[0]:.4f}; "
-        f"next `{overall.index[1]}` {overall.iloc[1]:.4f})."
-        if len(overall) > 1
-        else f"- Only strategy: `{best}`."
-    ]
+    out = (
+        []
+        if said
+        else [
+            f"- **Lowest {loss_col}: `{best}`** (mean over horizons {overall.iloc[0]:.4f}; "
+            f"next `{overall.index[1]}` {overall.iloc[1]:.4f})."
+            if len(overall) > 1
+            else f"- Only strategy: `{best}`."
+        ]
+    )
     winners = wide.idxmin(axis=1)
     spans = []
     for name, group in winners.groupby(winners, sort=False):
@@ -124,14 +143,6 @@ def headline(
     if len(mcs) and mcs["in_set"].notna().any():
         inside = mcs[mcs["in_set"] == True]["model"].tolist()  # noqa: E712 - object column
         out.append(f"- 90 % model confidence set: {', '.join(f'`{m}`' for m in inside)}.")
-    if len(cost) and "train_seconds" in cost:
-        c = cost.set_index("strategy")
-        if best in c.index:
-            tuned = float(c.loc[best, "tuning_seconds"]) if "tuning_seconds" in c else 0.0
-            out.append(
-                f"- Cost of `{best}`: {c.loc[best, 'retrains']} retrains, {c.loc[best, 'train_seconds']:.1f} s of "
-                f"training" + (f" and {tuned:.1f} s of tuning." if tuned else ".")
-            )
     return out
 
 
@@ -166,14 +177,15 @@ def loss_lines(scores: pd.DataFrame) -> list[str]:
     h1 = scores[scores["horizon"] == 1].set_index("strategy")[["mse", "qlike"]]
     out = [
         "",
-        "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility)",
+        "## Losses, mean over horizons (QLIKE of variance, MSE/MAE of volatility; a seed member is one draw, "
+        "never a candidate: its ensemble speaks for it)",
         "",
         "| strategy | QLIKE | MSE | MAE | QLIKE h=1 | MSE h=1 |",
         "|---|---|---|---|---|---|",
     ]
     for name, row in s.iterrows():
         out.append(
-            f"| {name} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | "
+            f"| {seed_label(name)} | {row.qlike:.4f} | {row.mse:.3e} | {row.mae:.3e} | {h1.loc[name, 'qlike']:.4f} | "
             f"{h1.loc[name, 'mse']:.3e} |"
         )
     return out
@@ -257,18 +269,19 @@ def cost_lines(cfg: RunConfig, cost: pd.DataFrame) -> list[str]:
     out = [
         "",
         f"## Cost and accuracy ({ev.loss} averaged over every scored row; gain = benchmark's loss minus the "
-        "strategy's, on common rows)",
+        "strategy's, on common rows; retrains per seed, a seed ensemble's seconds all its seeds'; gain per "
+        "minute only for a gain)",
         "",
-        f"| strategy | retrains | training s | s per retrain | tuning s | artifacts kB | mean {ev.loss} | "
+        f"| strategy | retrains | seeds | training s | s per fit | tuning s | artifacts kB | mean {ev.loss} | "
         f"{gain.replace('_', ' ')} | gain per minute of training and tuning |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cost.itertuples(index=False):
         d = r._asdict()
         per_min = f"{d['gain_per_train_minute']:.4f}" if pd.notna(d["gain_per_train_minute"]) else "–"
         g = f"{d[gain]:+.4f}" if pd.notna(d[gain]) else "–"
         out.append(
-            f"| {r.strategy} | {r.retrains} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
+            f"| {r.strategy} | {r.retrains} | {d.get('seeds', 1)} | {r.train_seconds:.1f} | {r.seconds_per_retrain:.2f} | "
             f"{d.get('tuning_seconds', 0.0):.1f} | {r.artifact_bytes / 1000:.0f} | {d[f'mean_{ev.loss}']:.4f} | {g} | {per_min} |"
         )
     return out
@@ -359,3 +372,12 @@ def coverage_lines(cover: pd.DataFrame) -> list[str]:
 
 def fmt_p(value) -> str:
     return f"{value:.3g}" if value is not None and pd.notna(value) else "–"
+
+
+def seed_label(name) -> str:
+    """A strategy's name in a loss table: a seed member says it is one (``lstm#1 (one seed)``).
+
+    >>> seed_label("lstm#1"), seed_label("lstm")
+    ('lstm#1 (one seed)', 'lstm')
+    """
+    return f"{name} (one seed)" if is_seed_member(name) else str(name)

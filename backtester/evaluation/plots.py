@@ -318,7 +318,8 @@ def plot_cost_vs_accuracy(cost: pd.DataFrame, loss: str, path: Path, styles: dic
             zorder=st["zorder"],
         )
         if not member:
-            labels.append((getattr(r, col), f"{r.strategy} ({r.retrains} fits, {r.total:.1f} s)", st["color"], r.total))
+            fits = getattr(r, "fits", r.retrains)
+            labels.append((getattr(r, col), f"{r.strategy} ({fits} fits, {r.total:.1f} s)", st["color"], r.total))
     for r in flat.itertuples():
         st = styles[str(r.strategy)]
         ax.axhline(getattr(r, col), color=st["color"], ls="--", lw=1.0, alpha=0.8)

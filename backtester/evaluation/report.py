@@ -95,10 +95,11 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
         cost = pd.read_parquet(cost_path)
         if "asset" in cost and cost["asset"].nunique() > 1:
             cost = (
-                cost.assign(tuning_seconds=cost.get("tuning_seconds", 0.0))
+                cost.assign(tuning_seconds=cost.get("tuning_seconds", 0.0), fits=cost.get("fits", cost["retrains"]))
                 .groupby("strategy", sort=False)
                 .agg(
                     retrains=("retrains", "sum"),
+                    fits=("fits", "sum"),
                     train_seconds=("train_seconds", "sum"),
                     tuning_seconds=("tuning_seconds", "sum"),
                     **{f"mean_{loss}": (f"mean_{loss}", "mean")},

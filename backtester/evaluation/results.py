@@ -187,6 +187,7 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
             tables["coverage"],
             tables["cost"],
             tables["seeds"],
+            tables["losses"],
         )
     else:
         text = universe_report(cfg, runs, tables)

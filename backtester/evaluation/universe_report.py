@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..core.names import is_seed_member
+from .answer import answer_lines, pairs_table
 from .markdown import PLOTS, fmt_p, run_report
-from .verdict import seed_rows
+from .profiles import profiles_of
+from .verdict import Answer, seed_rows
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
@@ -21,6 +23,9 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
     cross-sectional average loss, cost), the pooled tests, then each asset's own report."""
     ev = cfg.evaluation
     retrains, tests = tables["retrains"], tables["tests"]
+    ans = Answer(tables["losses"], tests, tables["cost"], ev.loss, retrains)  # pooled tests across assets
+    profiles = profiles_of(cfg)
+    words, pairs = answer_lines(ans, ev.benchmark, profiles), pairs_table(ans, ev.benchmark, profiles)
     lines = [
         f"# Backtest `{cfg.name}`",
         "",
@@ -34,9 +39,10 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
         "",
         "## The answer, across assets",
         "",
-        *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs)),
+        *words,
+        *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs), said=bool(words)),
     ]
-    lines += pooled_lines(cfg, tests)
+    lines += pairs + pooled_lines(cfg, tests)
     for r in runs:
         mine = {k: v[v["asset"] == r.asset.label].drop(columns="asset") for k, v in tables.items() if "asset" in v}
         part = run_report(
@@ -49,6 +55,7 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
             mine["coverage"],
             mine["cost"],
             mine["seeds"],
+            mine["losses"],
         ).splitlines()
         part = [line for line in part if not line.startswith("Plots: ")]
         part[0] = f"## Asset `{r.asset.label}`"
@@ -63,14 +70,17 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
     return "\n".join(lines)
 
 
-def across_assets_lines(tables: dict[str, pd.DataFrame], loss: str, benchmark: str | None, assets: int) -> list[str]:
+def across_assets_lines(
+    tables: dict[str, pd.DataFrame], loss: str, benchmark: str | None, assets: int, said: bool = False
+) -> list[str]:
     """The headline of a universe: per strategy against the benchmark, on how many assets it has the lower
-    loss (and significantly, by DM), and the pooled DM test, at h=1 and over all horizons."""
+    loss (and significantly, by DM), and the pooled DM test, at h=1 and over all horizons (``said``: the
+    answer's words above name the lowest loss already)."""
     tests, wins = tables["tests"], tables.get("wins")
     out = []
     per = tables["metrics"][~seed_rows(tables["metrics"]["strategy"])]
     avg = per.groupby(["asset", "strategy"], observed=True)[loss].mean().groupby(level="strategy").mean().sort_values()
-    if len(avg):
+    if len(avg) and not said:
         out.append(
             f"- **Lowest {loss} averaged over assets and horizons: `{avg.index[0]}`** ({avg.iloc[0]:.4f}"
             + (f"; next `{avg.index[1]}` {avg.iloc[1]:.4f})." if len(avg) > 1 else ").")

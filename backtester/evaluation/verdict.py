@@ -1,12 +1,9 @@
-"""The comparison's answer in words, and when noise decides it.
+"""The facts a comparison's answer is made of, and when noise decides it.
 
-:func:`answer_lines` turns a comparison's loss table, tests and cost into the sentences at the top
-of ``compare.md``: the lowest loss; each strategy against the benchmark (loss difference, DM p,
-model confidence set, cost with tuning included); each step up in training cost among the
-strategies that depend on a seed (once -> monthly -> weekly -> daily: is the dearer one worth
-it?); and the warnings that say when the answer is noise: a seeded strategy that ran with one seed,
-a gap smaller than the spread between seeds, and a difference that one retrain segment decides
-(:func:`decisive_segment`).
+:class:`Answer` holds a comparison's loss table on its common rows, its tests and its cost; the
+sentences made of them are :mod:`.answer`'s. The warnings that say when an answer is noise: a gap
+smaller than the spread between seeds (:func:`seed_spread`, :func:`seeds_needed`) and a difference
+that one retrain segment decides (:func:`decisive_segment`).
 
 Seed members are labelled ``name#k`` and their mean forecast ``name`` (the ensemble); the
 members are draws, the ensemble speaks for them.
@@ -16,7 +13,7 @@ Examples
 >>> members_of(["lstm", "lstm#1", "lstm#2", "har"])
 {'lstm': ['lstm#1', 'lstm#2']}
 >>> verdict_word(-0.02, 0.01), verdict_word(0.02, 0.01), verdict_word(-0.02, 0.4)
-('worth it', 'not worth it', 'no significant difference')
+('worth it', 'not worth it', 'not told apart')
 """
 
 from __future__ import annotations
@@ -60,7 +57,7 @@ def verdict_word(diff: float, p: float) -> str:
     """A dearer strategy against a cheaper one: ``diff`` = dearer's loss minus cheaper's, ``p`` its DM p-value."""
     if np.isfinite(p) and p < SIGNIFICANT:
         return "worth it" if diff < 0 else "not worth it"
-    return "no significant difference"
+    return "not told apart"
 
 
 @dataclass(frozen=True)
@@ -179,27 +176,8 @@ def dm_of(tests: pd.DataFrame, a: str, b: str, horizon: int = 0) -> tuple[float,
     return float("nan"), float("nan")
 
 
-def _p(p: float) -> str:
-    return (
-        f"p {_pvalue(p)}" if np.isfinite(p) and p < 1e-16 else f"p = {p:.3g}" if np.isfinite(p) else "DM not computed"
-    )
-
-
-def _seconds(cost: pd.DataFrame, name: str) -> float:
-    c = cost[cost["strategy"] == name]
-    return float(c["train_seconds"].sum() + c.get("tuning_seconds", pd.Series([0.0])).sum()) if len(c) else float("nan")
-
-
-def _retrains(cost: pd.DataFrame, name: str, seeds: int = 1) -> str:
-    """``14 retrains``, or for a seed ensemble ``2 retrains x 3 seeds``."""
-    n = int(cost.loc[cost["strategy"] == name, "retrains"].sum())
-    k = n // seeds if seeds > 1 else n
-    word = "retrain" if k == 1 else "retrains"
-    return f"{k} {word} x {seeds} seeds" if seeds > 1 else f"{k} {word}"
-
-
 class Answer:
-    """The facts the answer's sentences are made of (see :func:`answer_lines`).
+    """The facts the answer's sentences are made of (see :func:`.answer.answer_lines`).
 
     ``table``: the tidy loss table on the common rows; ``tests``: DM tests (``dm`` per asset, ``pooled_dm``
     across assets) and MCS; ``cost``: one row per strategy with ``retrains``, ``train_seconds`` and
@@ -215,15 +193,20 @@ class Answer:
         retrains: pd.DataFrame | None = None,
     ):
         t = table[table["loss"] == loss]
+        if "asset" not in t:  # one asset's own table
+            t = t.assign(asset="")
         self.loss, self.tests, self.cost = loss, tests, cost
         self.values = t.pivot_table(index=KEYS, columns="strategy", values="value", observed=True)
         self.versions = t.pivot_table(index=KEYS, columns="strategy", values="model_version", observed=True)
-        self.means = self.values.mean()
+        # each horizon (and asset) weighs the same, as in every table of the report and the comparison
+        self.means = self.values.groupby(level=["asset", "horizon"]).mean().mean()
         self.ensembles = members_of(self.values.columns)
         self.spread = seed_spread(self.values, self.ensembles)
         self.times = {}
         if retrains is not None and len(retrains):
             ok = retrains[retrains["status"] == "ok"]
+            if "asset" not in ok:  # one asset's own records
+                ok = ok.assign(asset="")
             for asset, s, v, when in zip(
                 ok["asset"].astype(str), ok["strategy"].astype(str), ok["model_version"], ok["retrain_time"]
             ):
@@ -232,12 +215,41 @@ class Answer:
                 if m.is_seed:  # an ensemble's segments are its members'
                     self.times.setdefault((asset, m.base, int(v)), pd.Timestamp(when))
 
-    def diff(self, a: str, b: str) -> float:
+    def diff(self, a: str, b: str, horizon: int = 0) -> float:
+        """The mean loss of ``a`` minus ``b``'s on the rows both scored: every horizon (0) or one."""
         both = self.values[[a, b]].dropna()
-        return float((both[a] - both[b]).mean())
+        if horizon:
+            both = both[both.index.get_level_values("horizon") == horizon]
+        return float((both[a] - both[b]).groupby(level=["asset", "horizon"]).mean().mean())
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the DM tests are pooled across assets (a universe, or a comparison of several)."""
+        return bool((self.tests["test"] == "pooled_dm").any())
 
     def seeds(self, name: str) -> int:
         return len(self.ensembles.get(name, [name]))
+
+    def seconds(self, name: str) -> float:
+        """Training and tuning seconds of ``name`` (an ensemble: all its seeds), over every asset."""
+        c = self.cost[self.cost["strategy"] == name]
+        if not len(c):
+            return float("nan")
+        return float(c["train_seconds"].sum() + c.get("tuning_seconds", pd.Series([0.0])).sum())
+
+    def cost_key(self, name: str) -> tuple[int, float, str]:
+        """What orders schemes of one model from cheap to dear: retrains per seed, then seconds."""
+        c = self.cost[self.cost["strategy"] == name]
+        return int(c["retrains"].sum()), self.seconds(name), name
+
+    def retrains(self, name: str) -> str:
+        """``14 retrains``, ``2 retrains x 3 seeds``, ``68 retrains over 4 assets x 3 seeds``: per seed, the
+        convention of every table."""
+        c = self.cost[self.cost["strategy"] == name]
+        n, seeds = int(c["retrains"].sum()), self.seeds(name)
+        many = self.values.index.get_level_values("asset").nunique()
+        assets = f" over {many} assets" if many > 1 else ""
+        return f"{n} retrain{'' if n == 1 else 's'}{assets}" + (f" x {seeds} seeds" if seeds > 1 else "")
 
     def std(self, name: str) -> float:
         row = self.spread[self.spread["strategy"] == name]
@@ -259,95 +271,3 @@ class Answer:
         if seg is not None:
             out.append(seg.sentence(self.loss))
         return out
-
-
-def answer_lines(ans: Answer, benchmark: str | None, seeded: set[str]) -> list[str]:
-    """The comparison's answer: lines of Markdown (see the module docstring); ``seeded``: the strategies
-    whose forecasts depend on the seed."""
-    means = ans.means[[s for s in ans.means.index if not is_member(s)]].sort_values()
-    if means.empty:
-        return []
-    out = [
-        f"- **Lowest {ans.loss}: `{means.index[0]}`** ({means.iloc[0]:.4f} on the common rows"
-        + (f"; next `{means.index[1]}` {means.iloc[1]:.4f})." if len(means) > 1 else ").")
-    ]
-    if benchmark is not None and benchmark in means.index:
-        out += benchmark_table(ans, means, benchmark)
-    out += scheme_lines(ans, means, seeded)
-    single = [s for s in means.index if s in seeded and s not in ans.ensembles]
-    for s in single:
-        out.append(
-            f"- `{s}` ran with one seed: its loss is one draw of its initial weights and sample order; give it "
-            "`repeats: 3` (or more) to see whether its differences are noise."
-        )
-    return out
-
-
-def benchmark_table(ans: Answer, means: pd.Series, benchmark: str) -> list[str]:
-    """Each strategy against the benchmark: loss difference, DM p (all horizons and h=1), MCS, cost."""
-    mcs = ans.tests[ans.tests["test"] == "mcs"]
-    mcs = mcs[mcs["size"] == 0.10] if "size" in mcs else mcs.assign(model="", in_set=False)
-    mcs = mcs[mcs["asset"] != "all"] if "asset" in mcs else mcs
-    inside = mcs.assign(yes=mcs["in_set"] == True).groupby("model")["yes"].agg(["sum", "size"])  # noqa: E712
-    many = mcs["asset"].nunique() > 1 if "asset" in mcs else False
-    out = [
-        "",
-        f"| strategy | mean {ans.loss} | minus `{benchmark}` | DM p, all horizons | DM p, h=1 | "
-        f"in 90 % MCS{' (assets)' if many else ''} | retrains | training + tuning s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for s, m in means.items():
-        cells = [f"{m:.4f}"]
-        if s == benchmark:
-            cells += ["benchmark", "", ""]
-        else:
-            _, p0 = dm_of(ans.tests, s, benchmark, 0)
-            _, p1 = dm_of(ans.tests, s, benchmark, 1)
-            cells += [f"{ans.diff(s, benchmark):+.4f}", _pcell(p0), _pcell(p1)]
-        seconds = _seconds(ans.cost, s)
-        yes, n = inside.loc[s] if s in inside.index else (0, 0)
-        cells += [
-            "–" if not n else f"{yes}/{n}" if many else "**yes**" if yes else "no",
-            _retrains(ans.cost, s, ans.seeds(s)).split(" ")[0],
-            "no training" if not seconds >= 0.01 else f"{seconds:.1f}",
-        ]
-        out.append(f"| {s} | " + " | ".join(cells) + " |")
-    out.append("")
-    for s in means.index:
-        if s != benchmark:
-            notes = ans.noise(s, benchmark, ans.diff(s, benchmark))
-            if notes:
-                out.append(f"- `{s}` against `{benchmark}`: " + "; and ".join(notes) + ".")
-    return out
-
-
-def _pcell(p: float) -> str:
-    if not np.isfinite(p):
-        return "–"
-    return f"**{_pvalue(p)}**" if p < SIGNIFICANT else _pvalue(p)
-
-
-def _pvalue(p: float) -> str:
-    """``0.0123``; below 1e-16 (where the t distribution's tail underflows) ``< 1e-16``."""
-    return "< 1e-16" if p < 1e-16 else f"{p:.3g}"
-
-
-def scheme_lines(ans: Answer, means: pd.Series, seeded: set[str]) -> list[str]:
-    """Each step up in training cost among the seeded strategies: is the dearer one worth it?"""
-    trained = [s for s in means.index if s in seeded and _seconds(ans.cost, s) > 0]
-    trained.sort(key=lambda s: (_seconds(ans.cost, s), s))
-    out = []
-    for cheap, dear in zip(trained, trained[1:]):
-        diff = ans.diff(dear, cheap)
-        _, p = dm_of(ans.tests, dear, cheap, 0)
-        extra = _seconds(ans.cost, dear) - _seconds(ans.cost, cheap)
-        word = verdict_word(diff, p)
-        said = (
-            f"- **`{dear}` over `{cheap}`: {word}.** {_retrains(ans.cost, dear, ans.seeds(dear))} instead of "
-            f"{_retrains(ans.cost, cheap, ans.seeds(cheap))}, {extra:+.1f} s of training and tuning, for a "
-            f"{ans.loss} difference of "
-            f"{diff:+.4f} ({_p(p)}, all horizons)"
-        )
-        notes = ans.noise(dear, cheap, diff)
-        out.append(said + ("; but " + "; and ".join(notes) if notes else "") + ".")
-    return out

@@ -172,6 +172,14 @@ class ImportedParams(WindowedKerasParams):
     use: Literal["as_is", "warm_start", "architecture"] = "as_is"
     learning_rate: float | None = Field(default=None, gt=0, le=1)  # default: the one saved with the model
 
+    def net_words(self) -> str:
+        how = {
+            "as_is": "used as saved, never retrained",
+            "warm_start": "retrained from its saved weights",
+            "architecture": "its architecture retrained from scratch",
+        }[self.use]
+        return f"the imported model `{Path(self.model).name}` ({how})"
+
     @model_validator(mode="before")
     @classmethod
     def _from_file(cls, data: Any) -> Any:

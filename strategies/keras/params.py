@@ -111,6 +111,33 @@ class WindowedKerasParams(Params):
     def with_links(self, linked: list[dict[str, Any]]) -> WindowedKerasParams:
         return self.model_copy(update={"residual_params": linked[0] if isinstance(self.residual_of, str) else linked})
 
+    def starts_from(self) -> list[str]:
+        return self.residual_names()
+
+    def net_words(self) -> str:
+        """What the network is, e.g. ``an LSTM of 1 layer of 32 units (dropout 0.1)``."""
+        return "a Keras network"
+
+    def describe(self) -> str:
+        """What the model is in words: the network, its inputs and training, and for a hybrid what it corrects.
+
+        >>> from strategies.lstm import LstmParams
+        >>> LstmParams(epochs=2).describe()
+        "the notebook's LSTM: an LSTM of 1 layer of 32 units (dropout 0.1) on the last 60 bars of RV, trained on MSE, 2 epochs"
+        """
+        words = [_feature_words(k, v) for item in self.features for k, v in _items(item)]
+        inputs = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+        net = (
+            f"{self.net_words()} on the last {self.memory} bars of {inputs}, trained on "
+            f"{(self.loss or 'mse').upper().replace('_LOG', ' of log RV')}, {self.epochs} epoch{'s' if self.epochs > 1 else ''}"
+        )
+        names = self.residual_names()
+        if not names:
+            plain = self.features == ["rv"] and self.net_words().startswith("an LSTM")
+            return f"the notebook's LSTM: {net}" if plain else net
+        start = f"`{names[0]}`" if len(names) == 1 else "the mean of " + " and ".join(f"`{n}`" for n in names)
+        return f"a hybrid: {start} plus a learned correction by {net}"
+
     def residual_names(self) -> list[str]:
         """The baselines a hybrid corrects (``[]`` if it is not one)."""
         return (
@@ -326,3 +353,16 @@ class KerasParams(WindowedKerasParams):
         base = super().with_hyperparameters(values)
         hp = {**self.hyperparameters, **{k: v for k, v in values.items() if k != "memory"}}
         return base.model_copy(update={"hyperparameters": hp})
+
+
+def _items(item: str | dict[str, list[int]]) -> list[tuple[str, list[int]]]:
+    """A ``features`` entry as (name, bar counts) pairs: ``rv`` -> ``[("rv", [])]``."""
+    return [(item, [])] if isinstance(item, str) else [(k, list(v)) for k, v in item.items()]
+
+
+FEATURE_WORDS = {"rv": "RV", "log_rv": "log RV", "rv_mean": "RV's means over {} bars", "hour_of_day": "the hour of day"}
+
+
+def _feature_words(name: str, bars: list[int]) -> str:
+    """``rv_mean``, [24, 168] -> ``RV's means over 24/168 bars``."""
+    return FEATURE_WORDS.get(name, name.replace("_", " ")).format("/".join(str(b) for b in bars))
