@@ -93,7 +93,7 @@ def test_a_hybrid_is_judged_by_what_its_net_adds_over_its_untrained_start():
     assert re.search(
         r"  - Over its untrained start `har_garch` \(0\.1 s of fitting\): qlike [\d.]+ against [\d.]+", text
     )
-    assert re.search(r"  - Over the benchmark `har`: qlike [\d.]+ against [\d.]+ \(-[\d.]+, lower\); DM p [=<] ", text)
+    assert re.search(r"  - Over the benchmark `har`: qlike [\d.]+ against [\d.]+ \(-[\d.]+, lower; DM p [=<] ", text)
     assert re.search(
         r"\*\*Not told apart\*\* from its untrained start `har_garch` over all horizons \(p = [\d.]+\): its 30\.0 s of "
         r"training buy no gain DM can tell from noise; what beats `har` is its start, `har_garch`, with no training",

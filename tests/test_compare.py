@@ -68,7 +68,9 @@ def test_compare_aligns_on_common_rows_and_labels_shared_names(two_runs):
 
 def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):
     tmp, a, b = two_runs
-    with pytest.raises(CompareError, match=r"--benchmark: 'garch' is not among the compared strategies: har, a:naive"):
+    with pytest.raises(
+        CompareError, match=r"--benchmark: 'garch' is not among the compared strategies; choose one of: har, a:naive"
+    ):
         compare([a.out_dir, b.out_dir], tmp / "c2", benchmark="garch")
     with pytest.raises(RunError, match=r"nope: no such run directory"):
         compare([a.out_dir, tmp / "nope"], tmp / "c3")

@@ -229,7 +229,7 @@ def test_html_report_embeds_every_figure_and_renders_offline(minute_file, tmp_pa
     page = (res.out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert "<h2>The answer</h2>" in page and "Best overall" in page
+    assert "<h2>The answer</h2>" in page and "Lowest qlike" in page
     (res.out_dir / "report.html").unlink()
     out = CliRunner().invoke(main, ["report", str(res.out_dir)], catch_exceptions=False)
     assert out.exit_code == 0 and (res.out_dir / "report.html").read_text() == page
@@ -289,7 +289,9 @@ def test_repeats_run_seed_members_and_their_ensemble(minute_file, tmp_path):
     report = (res.out_dir / "report.md").read_text()
     assert "## Seed spread" in report and f"- Seeds: `lstm`'s gap to `har` ({gap:+.4g}) is " in report
     cost = pd.read_parquet(res.out_dir / "cost.parquet").set_index("strategy")
-    assert cost.loc["lstm", "retrains"] == cost.loc["lstm#1", "retrains"] + cost.loc["lstm#2", "retrains"]
+    # retrains per seed in every table; an ensemble's fits and seconds are all its seeds'
+    assert cost.loc["lstm", "retrains"] == cost.loc["lstm#1", "retrains"] and cost.loc["lstm", "seeds"] == 2
+    assert cost.loc["lstm", "fits"] == cost.loc["lstm#1", "fits"] + cost.loc["lstm#2", "fits"]
     for bad, pattern in (({"repeats": 0}, r"strategies.lstm.repeats: must be a whole number"),):
         raw2 = base_config(minute_file, tmp_path, lstm={**TINY_LSTM, **bad})
         with pytest.raises(ConfigError, match=pattern):

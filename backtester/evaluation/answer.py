@@ -100,8 +100,8 @@ def _against(ans: Answer, a: str, b: str) -> str:
     _, p1 = dm_of(ans.tests, a, b, 1)
     way = "lower" if d < 0 else "higher"
     return (
-        f"{ans.loss} {ans.means[a]:.4f} against {ans.means[b]:.4f} ({d:+.4f}, {way}); {_dm(ans)} {_p(p0)} over all "
-        f"horizons; at h = 1 {d1:+.4f}, {_p(p1)}."
+        f"{ans.loss} {ans.means[a]:.4f} against {ans.means[b]:.4f} ({d:+.4f}, {way}; {_dm(ans)} {_p(p0)} over all "
+        f"horizons); at h = 1: {d1:+.4f} ({_p(p1)})."
     )
 
 
@@ -272,7 +272,8 @@ def benchmark_table(ans: Answer, means: pd.Series, benchmark: str) -> list[str]:
         f"in 90 % MCS{' (assets)' if many else ''} | retrains (per seed) | training + tuning s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for s, m in means.items():
+    for key, m in means.items():
+        s = str(key)
         cells = [f"{m:.4f}"]
         if s == benchmark:
             cells += ["benchmark", "", ""]

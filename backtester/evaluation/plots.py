@@ -17,9 +17,10 @@ BASELINE_COLOURS = {
     "har": "#1f77b4",
     "garch": "#ff7f0e",
     "ewma": "#2ca02c",
-    "naive": "#7f7f7f",
+    "naive": "#a0a0a0",  # light grey, dashed (:data:`DASHED`): never mistaken for realized volatility
     "rolling_mean": "#bcbd22",
 }
+DASHED = {"naive"}  # the naive forecast is realized volatility one bar late: dashed beside the actual line
 PALETTE = [
     "#d62728",
     "#9467bd",
@@ -73,6 +74,8 @@ def strategy_styles(names) -> dict[str, dict]:
             }
         else:
             out[n] = {"color": colours[b], "lw": 1.3, "alpha": 0.95, "label": n, "zorder": 2}
+        if b in DASHED:
+            out[n]["ls"] = "--"
     return out
 
 
@@ -164,9 +167,10 @@ def plot_forecasts(
     times = pd.DatetimeIndex(retrains["retrain_time"].drop_duplicates())
     styles = styled(styles, wide.columns)
     for ax, fc, act, label in panels:
-        ax.plot(act.index, act, color="black", lw=1.6, alpha=0.6, label="realized volatility", zorder=1)
+        ax.plot(act.index, act, color="black", lw=1.4, alpha=0.8, label="realized volatility", zorder=1)
         for name in fc.columns:
             ax.plot(fc.index, fc[name], **styles[str(name)])
+        clip_peaks(ax, fc, act)
         marks = mark_retrains(ax, times, fc.index)
         ax.set_title(f"{horizon}-step-ahead forecasts vs realized volatility, {label} ({marks})", pad=10)
         ax.set_ylabel(UNITS[unit])
@@ -176,6 +180,41 @@ def plot_forecasts(
     if title:
         fig.suptitle(title, fontweight="bold")
     fig.savefig(path, dpi=110)
+
+
+CLIP = 1.5  # peaks more than this many times the robust top of a panel are clipped, and marked
+
+
+def clip_peaks(ax, forecasts: pd.DataFrame, actual: pd.Series) -> str | None:
+    """Keep a few spikes from flattening a forecast panel: the y-range tops out at the 99.5th percentile
+    of the forecasts or the 99th of realized volatility (whichever is higher, plus a margin); where the
+    data reach more than :data:`CLIP` times that, they run off the top, each clipped point of realized
+    volatility is marked with a triangle at the top edge, and a note in the panel's corner says how many
+    and how high. Returns the note where it clipped, else None.
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = Figure().subplots()
+    >>> t = pd.date_range("2024-01-01", periods=200, freq="h")
+    >>> act = pd.Series(np.r_[np.ones(199), 50.0], index=t)
+    >>> clip_peaks(ax, pd.DataFrame({"har": np.ones(200)}, index=t), act), round(float(ax.get_ylim()[1]), 2)
+    ('▲ 1 value above the top, up to 50', 1.08)
+    """
+    f = forecasts.to_numpy(dtype="float64").ravel()
+    a = actual.to_numpy(dtype="float64")
+    f, a = f[np.isfinite(f)], a[np.isfinite(a)]
+    if not len(f) or not len(a):
+        return None
+    top = 1.08 * max(float(np.quantile(f, 0.995)), float(np.quantile(a, 0.99)))
+    peak = max(float(f.max()), float(a.max()))
+    if not top > 0 or peak <= CLIP * top:
+        return None
+    ax.set_ylim(top=top)
+    high = actual[actual > top]
+    ax.plot(high.index, np.full(len(high), 0.985 * top), ls="none", marker="^", ms=5, color="black", zorder=4)
+    n = int((f > top).sum() + len(high))
+    note = f"▲ {n} value{'s' if n > 1 else ''} above the top, up to {peak:.3g}"
+    ax.text(0.005, 0.97, note, transform=ax.transAxes, va="top", fontsize=8, color="#333")
+    return note
 
 
 def mark_retrains(ax, times: pd.DatetimeIndex, shown_index: pd.Index) -> str:

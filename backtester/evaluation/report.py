@@ -254,9 +254,21 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+def _item(text: str, subs: list[str]) -> str:
+    inner = "<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in subs) + "</ul>" if subs else ""
+    return f"<li>{_inline(text)}{inner}</li>"
+
+
 def md_to_html(md: str) -> str:
-    """The Markdown subset our reports use: headings, bullet lists, pipe tables, paragraphs."""
-    out, table, items = [], [], []
+    """The Markdown subset our reports use: headings, bullet lists (one level nested), pipe tables,
+    paragraphs.
+
+    >>> md_to_html("- a\\n  - b")
+    '<ul><li>a<ul><li>b</li></ul></li></ul>'
+    """
+    out: list[str] = []
+    table: list[str] = []
+    items: list[tuple[str, list[str]]] = []
 
     def flush():
         if table:
@@ -267,7 +279,7 @@ def md_to_html(md: str) -> str:
             out.append("<table>" + "\n".join([head] + body) + "</table>")
             table.clear()
         if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            out.append("<ul>" + "".join(_item(text, subs) for text, subs in items) + "</ul>")
             items.clear()
 
     for line in md.splitlines():
@@ -275,7 +287,10 @@ def md_to_html(md: str) -> str:
             table.append(line)
             continue
         if line.startswith("- "):
-            items.append(line[2:])
+            items.append((line[2:], []))
+            continue
+        if line.startswith("  - ") and items:  # one level of nesting
+            items[-1][1].append(line[4:])
             continue
         flush()
         m = re.match(r"(#{1,4}) (.*)", line)

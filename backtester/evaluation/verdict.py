@@ -237,10 +237,10 @@ class Answer:
             return float("nan")
         return float(c["train_seconds"].sum() + c.get("tuning_seconds", pd.Series([0.0])).sum())
 
-    def cost_key(self, name: str) -> tuple[int, float, str]:
-        """What orders schemes of one model from cheap to dear: retrains per seed, then seconds."""
+    def cost_key(self, name: str) -> tuple[float, int, str]:
+        """What orders schemes of one model from cheap to dear: seconds of training and tuning, then retrains."""
         c = self.cost[self.cost["strategy"] == name]
-        return int(c["retrains"].sum()), self.seconds(name), name
+        return self.seconds(name), int(c["retrains"].sum()), name
 
     def retrains(self, name: str) -> str:
         """``14 retrains``, ``2 retrains x 3 seeds``, ``68 retrains over 4 assets x 3 seeds``: per seed, the
