@@ -49,7 +49,13 @@ class ScaledMedian:
 
 
 class ScaledMedianParams(Params):
+    """The median RV of the last ``bars`` bars times a bias factor fitted on the training window (the
+    report's answer says what a strategy is with ``describe()``, by default its docstring's first line)."""
+
     bars: int = 24
+
+    def describe(self):
+        return f"the median RV of the last {self.bars} bars times a bias factor fitted on the training window"
 
     def build(self, seed):
         return ScaledMedian(self.bars)
