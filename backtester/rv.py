@@ -38,6 +38,7 @@ import pandas as pd
 
 from .core.errors import ConfigError, DataError
 from .data import file_fingerprint, load_prices, load_rv_bars, price_batches, source_format
+from .measures import COARSE, bar_sums, measures_frame
 
 NS_MIN = 60 * 10**9
 
@@ -111,6 +112,7 @@ def realized_volatility(
     min_returns: int | None = None,
     max_gap: pd.Timedelta = pd.Timedelta("15min"),
     anchor: tuple[str, int] | None = None,
+    jump_level: float = 0.999,
 ) -> pd.DataFrame:
     """Build RV bars from prices keyed by input-bar open time (UTC).
 
@@ -118,22 +120,16 @@ def realized_volatility(
     bars at 17:00 New York, see :func:`bar_anchor`) instead of on the UTC grid.
 
     Returns a frame indexed by bar close time (``time``) with columns ``rv``,
-    ``ret`` (sum of the bar's returns) and ``n_returns``; missing bars have NaN
-    ``rv`` and ``ret``.
+    ``ret`` (sum of the bar's returns), ``n_returns`` and the realized measures of
+    :mod:`backtester.measures` (``jump_level``: the jump test's); missing bars have NaN
+    in every column but ``n_returns``.
     """
     t, logp, keys = _in_session(prices, calendar)
     if len(t) < 2:
         raise DataError(TOO_FEW)
-    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
-    r, close = r[keep], close[keep]
-
+    r, close, keep, slot = _returns(t, logp, keys, interval, bar, max_gap, anchor)
     grid, expected = _bar_grid(t, interval, bar, calendar, anchor)
-    pos, inside = _on_grid(grid, close)
-    pos, r = pos[inside], r[inside]
-    n = np.bincount(pos, minlength=len(grid))
-    ss = np.bincount(pos, weights=r * r, minlength=len(grid))
-    total = np.bincount(pos, weights=r, minlength=len(grid))
-    return _frame(grid, expected, n, ss, total, min_returns)
+    return _frame(grid, expected, bar_sums(r, close, keep, slot, _coarse(interval)), min_returns, jump_level)
 
 
 def realized_volatility_batches(
@@ -144,6 +140,7 @@ def realized_volatility_batches(
     min_returns: int | None = None,
     max_gap: pd.Timedelta = pd.Timedelta("15min"),
     anchor: tuple[str, int] | None = None,
+    jump_level: float = 0.999,
 ) -> pd.DataFrame:
     """:func:`realized_volatility` of prices that arrive in time-ordered batches: the same frame, bit for bit.
 
@@ -156,29 +153,26 @@ def realized_volatility_batches(
     logp = np.zeros(0)
     keys = np.zeros(0, dtype="int64")
     first = None
-    parts: list[tuple[np.ndarray, ...]] = []  # per batch: bar closes, n, sum r^2, sum r of its finished bars
+    parts: list[dict[str, np.ndarray]] = []  # per batch: the per-bar sums of its finished bars
+    coarse = _coarse(interval)
     for prices in batches:
         bt, blogp, bkeys = _in_session(prices, calendar)
         t, logp, keys = np.concatenate([t, bt]), np.concatenate([logp, blogp]), np.concatenate([keys, bkeys])
         if len(t) < 2:
             continue
         first = t[0] if first is None else first
-        r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
+        r, close, keep, slot = _returns(t, logp, keys, interval, bar, max_gap, anchor)
         done = int(np.searchsorted(close, close[-1]))  # returns before the last bar's first one
-        parts.append(_bar_sums(r[:done], close[:done], keep[:done]))
+        parts.append(bar_sums(r[:done], close[:done], keep[:done], slot[:done], coarse))
         t, logp, keys = t[done:], logp[done:], keys[done:]  # row done starts return done
     if first is None:
         raise DataError(TOO_FEW)
-    r, close, keep = _returns(t, logp, keys, interval, bar, max_gap, anchor)
-    parts.append(_bar_sums(r, close, keep))
+    r, close, keep, slot = _returns(t, logp, keys, interval, bar, max_gap, anchor)
+    parts.append(bar_sums(r, close, keep, slot, coarse))
 
     grid, expected = _bar_grid(np.array([first, t[-1]]), interval, bar, calendar, anchor)
-    close, count, square, total = (np.concatenate(col) for col in zip(*parts))
-    pos, inside = _on_grid(grid, close)
-    n = np.zeros(len(grid), dtype="int64")
-    ss, tot = np.zeros(len(grid)), np.zeros(len(grid))
-    n[pos[inside]], ss[pos[inside]], tot[pos[inside]] = count[inside], square[inside], total[inside]
-    return _frame(grid, expected, n, ss, tot, min_returns)
+    sums = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _frame(grid, expected, sums, min_returns, jump_level)
 
 
 TOO_FEW = "fewer than two input bars fall inside the calendar's sessions; check data.calendar"
@@ -236,25 +230,19 @@ def _returns(
     max_gap: pd.Timedelta,
     anchor: tuple[str, int] | None = None,
 ):
-    """Log returns between consecutive input bars, the close of the bar each ends in, and whether it counts."""
+    """Log returns between consecutive input bars, the close of the bar each ends in, whether it counts, and
+    its input-bar slot within that bar (0 for a return that ends at the bar's first input bar)."""
     r = np.diff(logp)
     keep = (keys[1:] == keys[:-1]) & (np.diff(t) <= max_gap.value)
     end = t[1:] + interval.value  # a return ends at the close of its later bar
     close = bar_close(end, bar.value, anchor)
-    return r, close, keep
+    slot = np.maximum((end - (close - bar.value)) // interval.value - 1, 0)
+    return r, close, keep, slot
 
 
-def _bar_sums(r: np.ndarray, close: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per distinct bar close: number of counted returns, sum of their squares, their sum."""
-    r, close = r[keep], close[keep]
-    closes, idx = np.unique(close, return_inverse=True)
-    m = len(closes)
-    return (
-        closes,
-        np.bincount(idx, minlength=m),
-        np.bincount(idx, weights=r * r, minlength=m),
-        np.bincount(idx, weights=r, minlength=m),
-    )
+def _coarse(interval: pd.Timedelta) -> int:
+    """Input bars per step of the subsampled RV's coarse grid (:data:`~backtester.measures.COARSE`)."""
+    return max(1, int(pd.Timedelta(COARSE) // interval))
 
 
 def _on_grid(grid: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,17 +251,29 @@ def _on_grid(grid: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pos, inside
 
 
-def _frame(grid, expected, n, ss, total, min_returns: int | None) -> pd.DataFrame:
+def _frame(grid, expected, sums: dict[str, np.ndarray], min_returns: int | None, jump_level: float) -> pd.DataFrame:
+    """The bars on ``grid``: RV, return, count and every realized measure from the per-bar ``sums``
+    (:func:`~backtester.measures.bar_sums`); a bar with fewer returns than the threshold is missing."""
+    pos, inside = _on_grid(grid, sums["close"])
+    on_grid = {}
+    for k, v in sums.items():
+        if k != "close":
+            full = np.zeros(len(grid), dtype=v.dtype)
+            full[pos[inside]] = v[inside]
+            on_grid[k] = full
+    n = on_grid["n"]
     threshold = np.maximum(1, expected // 2) if min_returns is None else min_returns
     missing = n < threshold
+    columns = {
+        "rv": np.sqrt(on_grid["ss"]),
+        "ret": on_grid["total"],
+        **measures_frame(on_grid, jump_level),
+    }
     out = pd.DataFrame(
-        {
-            "rv": np.where(missing, np.nan, np.sqrt(ss)),
-            "ret": np.where(missing, np.nan, total),
-            "n_returns": n.astype("int64"),
-        },
+        {k: np.where(missing, np.nan, v) for k, v in columns.items()},
         index=pd.DatetimeIndex(grid, tz="UTC", name="time"),
     )
+    out.insert(2, "n_returns", n.astype("int64"))
     return out
 
 
@@ -357,7 +357,8 @@ def _params_key(cfg) -> dict:
         "bar": str(cfg.bar),
         "min_returns": cfg.min_returns,
         "max_gap": str(cfg.max_gap),
-        "version": 1,
+        "version": 2,  # 2: every realized measure beside RV
+        "jump_level": getattr(cfg, "jump_level", 0.999),
         **(
             {"anchor": list(bar_anchor(cfg.calendar, cfg.bar, cfg.anchor))}
             if bar_anchor(cfg.calendar, cfg.bar, cfg.anchor)
@@ -427,6 +428,7 @@ def minute_rv_bars(cfg, batch_rows: int = 1 << 16) -> pd.DataFrame:
         cfg.min_returns,
         cfg.max_gap,
         bar_anchor(cfg.calendar, cfg.bar, cfg.anchor),
+        getattr(cfg, "jump_level", 0.999),
     )
     if source_format(cfg.path, cfg.format) == "parquet":
         try:

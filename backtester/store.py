@@ -152,6 +152,7 @@ def data_keys(series: BarSeries, stops: Iterable[tuple[int, int]]) -> dict[tuple
     """
     stops = sorted(set(stops))
     arrays = {"rv": series.rv, "ret": series.ret, "observed": series.observed}
+    arrays.update({name: series.measures[name] for name in sorted(series.measures)})  # realized measures too
     out = {}
     value_h = {k: hashlib.blake2b(digest_size=16) for k in arrays}
     time_h = hashlib.blake2b(digest_size=16)

@@ -16,7 +16,7 @@ Examples
 >>> validate_params("x", {"type": "lsmt"})
 Traceback (most recent call last):
 ...
-backtester.core.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path 'package.module:ParamsClass'
+backtester.core.errors.ConfigError: config: strategies.x.type: unknown strategy 'lsmt' (did you mean 'lstm'?); valid names: ewma, garch, har, har_cj, har_j, har_periodic, har_rv, harq, imported, keras, log_har, lstm, mean_of, naive, rolling_mean, shar, wls_har, or a path 'package.module:ParamsClass'
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ strategy's fields):
 - :class:`Stacking`: whether several of its fits train together, and the function that does it;
 - :class:`Links`: the run's strategies it is built on (a hybrid's baselines, a combination's members);
 - :class:`Costs`: what a fit costs, for ordering work and for ``backtest plan``;
-- :class:`Describing`: what it is, in words, for the report's answer.
+- :class:`Describing`: what it is, in words, for the report's answer, and the realized measures it reads.
 
 Examples
 --------
@@ -156,3 +156,8 @@ class Describing:
         the first line of the params class's docstring."""
         doc = (type(self).__doc__ or "").strip().splitlines()
         return doc[0].rstrip(".") if doc else type(self).__name__
+
+    def measures(self) -> list[str]:
+        """The realized measures besides RV it reads from the bars (:mod:`backtester.measures`, e.g. ``bpv``):
+        the config refuses data that cannot give them. None by default."""
+        return []

@@ -25,6 +25,7 @@ from .conftest import ROOT, TINY_LSTM, base_config
 HONEST = {
     "naive": {"type": "naive"},
     "har": {"type": "har"},
+    "harq": {"type": "harq", "periodic": True},  # realized measures and a window-fitted factor
     "garch": {"type": "garch"},
     "lstm": TINY_LSTM,
     "median": {"type": "tests.user_models:MedianParams", "bars": 5},

@@ -266,7 +266,8 @@ def test_data_prepare_and_synth(tmp_path):
     assert res.exit_code == 0, res.output
     assert "72 bars" in res.output and "1 missing" in res.output
     bars = pd.read_parquet(tmp_path / "rv.parquet")
-    assert list(bars.columns) == ["rv", "ret", "n_returns"] and len(bars) == 72
+    assert list(bars.columns[:3]) == ["rv", "ret", "n_returns"] and len(bars) == 72
+    assert {"bpv", "rq", "rs_plus", "rs_minus", "jump"} <= set(bars.columns)  # every realized measure beside RV
 
 
 def test_quiet_prints_where_the_results_went_and_qq_nothing(tmp_path, minute_file):

@@ -87,7 +87,7 @@ def test_unknown_strategy_lists_names():
     raw["strategies"] = {"m": {"type": "lsmt"}}
     fails(
         raw,
-        r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, imported, keras, lstm, mean_of, naive, rolling_mean, or a path",
+        r"strategies.m.type: unknown strategy 'lsmt' \(did you mean 'lstm'\?\); valid names: ewma, garch, har, har_cj, har_j, har_periodic, har_rv, harq, imported, keras, log_har, lstm, mean_of, naive, rolling_mean, shar, wls_har, or a path",
     )
 
 

@@ -34,6 +34,11 @@ STRATEGIES = {
             "weekday",
             "garch_variance",
             "seasonal_profile",
+            "bpv",  # realized measures of each bar, known at its close
+            "rs_minus",
+            "sj",
+            "rq",
+            "jump",
         ],
     },
     "lstm_hybrid": {**TINY_LSTM, "residual_of": "har", "loss": "qlike"},  # HAR fitted on the same window
@@ -42,6 +47,16 @@ STRATEGIES = {
     "user_params": {"type": "tests.user_models:MedianParams", "bars": 5},
     "har": {"type": "har"},
     "har_iterated": {"type": "har", "mode": "iterated"},
+    # the HAR family: realized measures of each bar (known at its close), a window-fitted periodic factor
+    "har_rv": {"type": "har_rv"},
+    "log_har": {"type": "log_har"},
+    "wls_har": {"type": "wls_har"},
+    "harq": {"type": "harq"},
+    "har_j": {"type": "har_j"},
+    "har_cj": {"type": "har_cj"},
+    "shar": {"type": "shar"},
+    "har_periodic": {"type": "har_periodic"},
+    "har_all": {"type": "har", "target": "variance", "quarticity": True, "semivariance": True, "periodic": True},
     "garch": {"type": "garch"},
     "ewma": {"type": "ewma"},
     "naive": {"type": "naive"},

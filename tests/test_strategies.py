@@ -16,7 +16,16 @@ def series(n: int, seed: int = 0, start: str = "2024-01-01 01:00") -> BarSeries:
     vol = np.exp(np.cumsum(rng.normal(0, 0.05, n)) * 0.3) * 0.01
     ret = vol * rng.standard_normal(n)
     t = pd.date_range(start, periods=n, freq="h", tz="UTC").asi8
-    return BarSeries(t, np.abs(ret) + vol * 0.5, ret, np.ones(n, dtype=bool))
+    rv = np.abs(ret) + vol * 0.5
+    up = rng.uniform(0.2, 0.8, n)
+    measures = {  # realized measures in plausible proportions to RV (the HAR family reads them)
+        "rs_plus": rv**2 * up,
+        "rs_minus": rv**2 * (1 - up),
+        "bpv": rv**2 * rng.uniform(0.6, 1.0, n),
+        "rq": rv**4 * rng.uniform(1.0, 3.0, n),
+        "jump": (rng.random(n) < 0.05).astype(float),
+    }
+    return BarSeries(t, rv, ret, np.ones(n, dtype=bool), measures)
 
 
 def test_har_direct_equals_pandas_ols():

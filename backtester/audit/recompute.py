@@ -66,7 +66,12 @@ def poisoned(series: BarSeries, at: int) -> BarSeries:
     rv[at + 1 :] = scale * rng.uniform(10.0, 1000.0, n)
     ret[at + 1 :] = scale * rng.normal(0.0, 100.0, n)
     observed[at + 1 :] = True
-    return BarSeries(series.time, rv, ret, observed)
+    measures = {}
+    for name, values in series.measures.items():  # every realized measure poisoned alike
+        junk = values.copy()
+        junk[at + 1 :] = float(np.nanmax(np.abs(values[: at + 1]), initial=1.0)) * rng.uniform(-1000.0, 1000.0, n)
+        measures[name] = junk
+    return BarSeries(series.time, rv, ret, observed, measures)
 
 
 @dataclass

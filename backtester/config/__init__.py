@@ -23,11 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from ..core.errors import ConfigError
-from ..core.types import Strict
+from ..core.types import Strict, fmt_duration
 from ..core.validation import describe_validation_error, did_you_mean
 from ..overrides import blame_overrides, load_yaml, override_key, with_overrides
 from .sections import (
@@ -209,6 +210,38 @@ def load_config(
     return cfg
 
 
+def check_measures(specs: dict[str, StrategySpec], datas: dict[str, Any], source: str, proxy: str = "rv") -> None:
+    """Each realized measure a strategy reads (:meth:`~strategies.base.Params.measures`), and the proxy the
+    forecasts are scored against, is one the data can give: minute bars (not ``kind: rv``) with enough
+    returns within a bar."""
+    from ..measures import MEASURES, NEEDS_RETURNS
+
+    wanted = [(f"strategies.{name}", spec.type, m) for name, spec in specs.items() for m in spec.params.measures()]
+    if proxy != "rv":
+        wanted.append(("evaluation.proxy", "the proxy", proxy))
+    for key, kind, m in wanted:
+        if m not in MEASURES:
+            raise ConfigError(
+                f"{source}: {key}: unknown realized measure {m!r}{did_you_mean(m, list(MEASURES))}; "
+                f"valid: {', '.join(MEASURES)}"
+            )
+        for asset, d in datas.items():
+            where = f"data.assets.{asset}" if asset else "data"
+            if d.kind == "rv":
+                raise ConfigError(
+                    f"{source}: {key}: {kind} reads the realized measure {m!r}, made from intrabar returns; "
+                    f"{where}.kind: rv gives RV alone: give minute bars (kind: minute) or use RV alone"
+                )
+            per_bar = int(pd.Timedelta(d.bar) // pd.Timedelta(d.interval))
+            need = NEEDS_RETURNS.get(m, 1)
+            if per_bar < need:
+                raise ConfigError(
+                    f"{source}: {key}: {kind} reads {m!r}, which needs {need} or more returns within a bar; "
+                    f"{where}.bar {fmt_duration(d.bar)} from {where}.interval {fmt_duration(d.interval)} "
+                    f"gives {per_bar}: use shorter input bars or a longer bar"
+                )
+
+
 def parse_config(
     raw: dict[str, Any],
     source: str = "config",
@@ -240,6 +273,7 @@ def parse_config(
         for name, params in cfg.strategies.items()
     }
     specs = link_residuals(specs, source)
+    check_measures(specs, assets or {"": cfg.data}, source, cfg.evaluation.proxy)
     universe = universe_specs(cfg.strategies, cfg.backtest, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation

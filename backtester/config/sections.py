@@ -46,9 +46,17 @@ class DataConfig(Strict):
         default=None, ge=1, le=10_000_000
     )  # default: half the input bars a bar holds in session
     max_gap: Duration = pd.Timedelta("15min")
+    jump_level: float = 0.999  # the jump test's level (backtester.measures): a bar jumps where z > the normal quantile
     start: Timestamp | None = None  # keep only bars closing at or after this time
     end: Timestamp | None = None  # keep only bars closing at or before this time
     cache_dir: Path | None = Path(".cache/backtester")
+
+    @field_validator("jump_level")
+    @classmethod
+    def _a_level(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError(f"{v} is no level; give one between 0 and 1, e.g. 0.999 (ABD 2007) or 0.99")
+        return v
 
     @field_validator("path", mode="before")
     @classmethod
@@ -208,6 +216,17 @@ class EvaluationConfig(Strict):
     mcs_sizes: list[float] = Field(default_factory=lambda: [0.10, 0.25], min_length=1)  # 0.10 = the 90 % set
     mcs_reps: int = Field(default=1000, ge=100, le=1_000_000)
     block_size: int | None = Field(default=None, ge=1, le=100_000)  # MCS bootstrap block; default: arch's choice
+    proxy: str = "rv"  # what forecasts are scored against: rv, or a jump- or noise-robust measure (bpv, medrv, ...)
+
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        from ..core.series import PROXIES
+        from ..core.validation import did_you_mean
+
+        if v not in PROXIES:
+            raise ValueError(f"unknown proxy {v!r}{did_you_mean(v, list(PROXIES))}; valid: {', '.join(PROXIES)}")
+        return v
 
     @field_validator("mcs_sizes")
     @classmethod

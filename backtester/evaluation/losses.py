@@ -43,9 +43,10 @@ from ..core.scores import LOSSES, mean_qlike, qlike, row_losses
 __all__ = ["LOSSES", "mean_qlike", "qlike", "row_losses"]
 
 
-def join_actuals(forecasts: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
-    """Add ``actual`` (RV at ``target_time``) to origin-aligned forecast rows."""
-    actual = bars["rv"]
+def join_actuals(forecasts: pd.DataFrame, bars: pd.DataFrame, proxy: str = "rv") -> pd.DataFrame:
+    """Add ``actual`` to origin-aligned forecast rows: RV at ``target_time``, or with ``proxy`` (``evaluation.proxy``)
+    the square root of that realized variance measure (``bpv``, ``medrv``, ``trv``, ``rv_ss``)."""
+    actual = bars["rv"] if proxy == "rv" else np.sqrt(bars[proxy])
     out = forecasts.copy()
     out["actual"] = actual.reindex(pd.DatetimeIndex(out["target_time"])).to_numpy()
     return out

@@ -103,7 +103,7 @@ def evaluate_asset(
     losses, metrics, scores, breakdowns, tests (DM, MCS), cost (tuning from ``trials`` included), seed
     spread and coverage."""
     cfg, ev = run.cfg, run.cfg.evaluation
-    rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), run.prepared.bars)
+    rows = join_actuals(add_ensembles(forecasts, cfg.ensembles()), run.prepared.bars, ev.proxy)
     scores = metrics(rows)
     losses = loss_table(rows)
     sizes = artifact_sizes(RunDir(stage).models_of(run.asset.name))

@@ -17,10 +17,14 @@ sees nothing after it:
   each bar from the bars closed by then, with its parameters and intraday profile fitted on the training
   window (what the seasonal GARCH baseline knows);
 - ``seasonal_profile``: that GARCH's intraday volatility profile (mean RV² by bar of day on the training
-  window, normalised) at the next bar: the time of day as the data's own volatility pattern.
+  window, normalised) at the next bar: the time of day as the data's own volatility pattern;
+- the realized measures of :mod:`backtester.measures`, each one channel at its bar (known at its close):
+  ``rs_plus``, ``rs_minus``, ``bpv``, ``medrv``, ``trv``, ``rv_ss`` as log variances, ``rq``, ``tpq`` as
+  log quarticities, ``sj`` relative to the bar's variance, ``jump_z`` and ``jump`` as they are.
 
-``log_rv``, the ``rv_mean`` and the two GARCH channels are min-max scaled on the training window (one scaler per
-channel, saved with the model); the time and asset codes are bounded already and pass as they are.
+``log_rv``, the ``rv_mean``, the two GARCH channels and the measures (but ``jump``) are min-max scaled on the
+training window (one scaler per channel, saved with the model); the time and asset codes and the jump
+indicator are bounded already and pass as they are.
 
 Examples
 --------
@@ -37,11 +41,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester.core.series import MEASURES
 from backtester.core.targets import to_target
 
-NAMES = ("rv", "log_rv", "rv_mean", "hour_of_day", "weekday", "asset", "garch_variance", "seasonal_profile")
+NAMES = (
+    "rv",
+    "log_rv",
+    "rv_mean",
+    "hour_of_day",
+    "weekday",
+    "asset",
+    "garch_variance",
+    "seasonal_profile",
+    *MEASURES,
+)
 FITTED = ("garch_variance", "seasonal_profile")  # channels from a GARCH fitted on the training window
-SCALED = ("log_rv", "rv_mean", *FITTED)  # channels min-max scaled on the training window (rv: by the target's scaler)
+LOG_VARIANCE = ("rs_plus", "rs_minus", "bpv", "medrv", "trv", "rv_ss")  # realized variances: as logs
+LOG_QUARTICITY = ("rq", "tpq")
+SCALED = ("log_rv", "rv_mean", *FITTED, *(m for m in MEASURES if m != "jump"))  # min-max scaled on the window
 
 
 def check_features(items: list[Any]) -> list[Any]:
@@ -124,6 +141,7 @@ def raw_channels(
     assets: list[str] | None = None,
     asset: str | None = None,
     fitted: dict[str, np.ndarray] | None = None,
+    measures: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The unscaled channels (bars x channels) of a window of bars: ``rv`` (filled RV), ``time_ns`` (close
     times, UTC ns); ``floor``: the training window's smallest positive RV; ``fitted``: the GARCH channels
@@ -150,13 +168,33 @@ def raw_channels(
                 cols.append(np.full(len(rv), 1.0 if a == asset else 0.0))
         elif item in FITTED:
             cols.append(np.asarray(fitted[item], dtype="float64"))
+        elif item in MEASURES:
+            cols.append(measure_channel(item, (measures or {})[item], rv, floor))
     return np.column_stack(cols) if cols else np.empty((len(rv), 0))
+
+
+def measure_channel(name: str, values: np.ndarray, rv: np.ndarray, floor: float) -> np.ndarray:
+    """A realized measure as an input channel: a variance as its log (floored at the window's smallest
+    positive variance), a quarticity as its log, the signed jump variation relative to the bar's variance
+    (in -1 .. 1), the jump statistic and indicator as they are.
+
+    >>> measure_channel("sj", np.array([0.5, -1.0]), np.array([1.0, 1.0]), 0.1).tolist()
+    [0.5, -1.0]
+    """
+    x = np.asarray(values, dtype="float64")
+    if name in LOG_VARIANCE:
+        return np.log(np.maximum(x, floor**2))
+    if name in LOG_QUARTICITY:
+        return np.log(np.maximum(x, floor**4))
+    if name == "sj":
+        return x / np.maximum(rv**2, floor**2)
+    return np.nan_to_num(x)
 
 
 def scaled_columns(items: list[Any], assets: list[str] | None = None) -> np.ndarray:
     """Indices of the channels min-max scaled by the feature scaler (``log_rv``, ``rv_mean``, the GARCH ones)."""
     names = channels(items, assets)
-    return np.array([k for k, n in enumerate(names) if n in ("log_rv", *FITTED) or n.startswith("rv_mean_")], dtype=int)
+    return np.array([k for k, n in enumerate(names) if n in SCALED or n.startswith("rv_mean_")], dtype=int)
 
 
 def rv_column(items: list[Any], assets: list[str] | None = None) -> int | None:

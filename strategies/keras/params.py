@@ -114,6 +114,12 @@ class WindowedKerasParams(Params):
     def starts_from(self) -> list[str]:
         return self.residual_names()
 
+    def measures(self) -> list[str]:
+        """The realized measures among its ``features`` (the config checks that the data give them)."""
+        from backtester.core.series import MEASURES
+
+        return [f for f in self.features if isinstance(f, str) and f in MEASURES]
+
     def net_words(self) -> str:
         """What the network is, e.g. ``an LSTM of 1 layer of 32 units (dropout 0.1)``."""
         return "a Keras network"

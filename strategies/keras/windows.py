@@ -99,7 +99,16 @@ class Channels:
         """The unscaled input channels of ``series`` (bars x channels)."""
         fitted = garch_channels(self.garch, series, floor) if needs_garch(self.features) else None
         return raw_channels(
-            self.features, series.rv, series.time, self.target, floor, self.timezone, self.assets, self.asset, fitted
+            self.features,
+            series.rv,
+            series.time,
+            self.target,
+            floor,
+            self.timezone,
+            self.assets,
+            self.asset,
+            fitted,
+            dict(series.measures),
         )
 
     def scaled(self, raw: np.ndarray, scaling: Scaling) -> np.ndarray:
