@@ -112,6 +112,15 @@ def align_assets(runs: list[RunData]) -> None:
     for r in runs[1:]:
         common &= set(asset_data(r).values())
     if not common:
+        files = [{ident.split(":")[0] for ident in asset_data(r).values()} for r in runs]
+        if set.intersection(*files):  # the same file, bars built otherwise
+            what = ", ".join(
+                f"{r.path} (bars {', '.join(i.split(':')[1][:12] for i in asset_data(r).values())})" for r in runs
+            )
+            raise CompareError(
+                f"the runs read the same data file but built their bars with other data options or another "
+                f"version of backtester: {what}; run the older one again (backtest run CONFIG --force)"
+            )
         what = ", ".join(
             f"{r.path} ({', '.join(f'{a} sha256 {s[:12]}' for a, s in asset_data(r).items())})" for r in runs
         )

@@ -257,3 +257,14 @@ def test_profiles_come_from_the_config_and_name_a_model_apart_from_its_schedule(
     assert p["weekly"].model == p["monthly"].model != p["wider"].model
     assert p["weekly"].schedule != p["monthly"].schedule and p["weekly"].learned and not p["har"].learned
     assert p["weekly"].about.startswith("the notebook's LSTM: an LSTM of 1 layer of 4 units")
+
+
+def test_runs_of_one_file_with_bars_built_otherwise_are_named_as_such(hybrid_runs):
+    from backtester.core.errors import CompareError
+
+    tmp, (w, _) = hybrid_runs
+    raw = base_config(tmp / "bars.parquet", tmp, naive={})
+    raw["name"], raw["data"]["bar"], raw["evaluation"] = "two_hour", "2h", {"mcs_reps": 100}
+    other = run(parse_config(raw))
+    with pytest.raises(CompareError, match=r"the runs read the same data file but built their bars with other data "):
+        compare([w.out_dir, other.out_dir], tmp / "cmp2")
