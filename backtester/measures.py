@@ -68,7 +68,10 @@ def bar_sums(
     (sum r), ``pos`` (sum r^2 of positive r), ``quart`` (sum r^4), ``bp``/``n2`` (sum of neighbour
     products and their count), ``tp``/``med``/``n3`` (tri-power and MedRV sums and their count), ``trunc``
     (truncated sum r^2) and ``coarse`` (the subsampled sum of squared coarse returns)."""
-    closes, idx_all = np.unique(close[keep], return_inverse=True)
+    ck = close[keep]  # in time order, so each bar's returns are one run: no sort needed
+    new_bar = np.r_[True, ck[1:] != ck[:-1]] if len(ck) else np.zeros(0, bool)
+    closes = ck[new_bar]
+    idx_all = np.cumsum(new_bar) - 1
     m = len(closes)
     rk = r[keep]
 
@@ -77,44 +80,50 @@ def bar_sums(
             return np.bincount(idx_all, weights=values, minlength=m)
         return np.bincount(idx_all[where], weights=values[where], minlength=m)
 
+    sq = rk * rk
     out = {
         "close": closes,
         "n": np.bincount(idx_all, minlength=m),
-        "ss": per_bar(rk * rk),
+        "ss": per_bar(sq),
         "total": per_bar(rk),
-        "pos": per_bar(rk * rk, rk > 0),
-        "quart": per_bar(rk**4),
+        "pos": per_bar(np.where(rk > 0, sq, 0.0)),
+        "quart": per_bar(sq * sq),
     }
-    # neighbours: consecutive returns, both counted, in one bar
+    # neighbours: consecutive returns, both counted, in one bar (shifted views, no gathers)
     a = np.abs(r)
-    pair = np.zeros(len(r), bool)  # return i and i - 1
+    n_all = len(r)
+    pair = np.zeros(n_all, bool)  # return i and i - 1
     pair[1:] = (close[1:] == close[:-1]) & keep[1:] & keep[:-1]
-    triple = np.zeros(len(r), bool)  # returns i, i - 1 and i - 2
+    triple = np.zeros(n_all, bool)  # returns i, i - 1 and i - 2
     triple[1:] = pair[1:] & pair[:-1]
-    bar_of = np.full(len(r), -1, dtype="int64")  # each counted return's bar (its index in ``closes``)
+    bar_of = np.zeros(n_all, dtype="int64")  # each counted return's bar (weight 0 where not counted)
     bar_of[keep] = idx_all
-    i2 = np.flatnonzero(pair)
-    out["bp"] = np.bincount(bar_of[i2], weights=a[i2] * a[i2 - 1], minlength=m)
-    out["n2"] = np.bincount(bar_of[i2], minlength=m)
-    i3 = np.flatnonzero(triple)
-    p43 = a ** (4 / 3)
-    out["tp"] = np.bincount(bar_of[i3], weights=p43[i3] * p43[i3 - 1] * p43[i3 - 2], minlength=m)
-    med = np.median(np.stack([a[i3], a[i3 - 1], a[i3 - 2]]), axis=0) if len(i3) else np.zeros(0)
-    out["med"] = np.bincount(bar_of[i3], weights=med * med, minlength=m)
-    out["n3"] = np.bincount(bar_of[i3], minlength=m)
+    prod2 = np.zeros(n_all)
+    prod2[1:] = a[1:] * a[:-1]
+    out["bp"] = np.bincount(bar_of, weights=np.where(pair, prod2, 0.0), minlength=m)
+    out["n2"] = np.bincount(bar_of[pair], minlength=m)
+    prod3 = np.zeros(n_all)
+    prod3[2:] = prod2[2:] * a[:-2]
+    out["tp"] = np.bincount(bar_of, weights=np.where(triple, prod3 * np.cbrt(prod3), 0.0), minlength=m)
+    med = np.zeros(n_all)  # the middle of three: their sum less the largest and the smallest
+    x1, x2, x3 = a[2:], a[1:-1], a[:-2]
+    med[2:] = x1 + x2 + x3 - np.maximum(np.maximum(x1, x2), x3) - np.minimum(np.minimum(x1, x2), x3)
+    out["med"] = np.bincount(bar_of, weights=np.where(triple, med * med, 0.0), minlength=m)
+    out["n3"] = np.bincount(bar_of[triple], minlength=m)
     # truncated RV: each return against its bar's local scale sqrt(bpv / n)
     bpv = _scaled(out["bp"], out["n2"], out["n"] - 1) * (math.pi / 2)
     scale = np.sqrt(np.where(out["n"] > 0, bpv / np.maximum(out["n"], 1), 0.0))
     small = np.abs(rk) <= TRUNCATION * np.nan_to_num(scale)[idx_all]
-    out["trunc"] = per_bar(rk * rk, small)
+    out["trunc"] = per_bar(np.where(small, sq, 0.0))
     # subsampled RV: the mean over the coarse grid's offsets of the sum of squared coarse returns
     slot_k = slot[keep]
     width = int(slot_k.max(initial=0)) // coarse + 2  # coarse blocks a bar can hold, and one to spare
+    base = idx_all * width + slot_k // coarse  # each return's (bar, block) cell on offset 0
+    rem = slot_k % coarse
     sub = np.zeros(m)
-    for k in range(coarse):
-        keys, inv = np.unique(idx_all.astype("int64") * width + (slot_k + k) // coarse, return_inverse=True)
-        block = np.bincount(inv, weights=rk, minlength=len(keys))
-        sub += np.bincount(keys // width, weights=block * block, minlength=m)
+    for k in range(coarse):  # on offset k a return moves one block on where rem + k reaches the next block
+        cells = np.bincount(base + (rem >= coarse - k), weights=rk, minlength=m * width)
+        sub += (cells * cells).reshape(m, width).sum(axis=1)
     out["coarse"] = sub / coarse
     return out
 
@@ -128,7 +137,7 @@ def _scaled(total: np.ndarray, have: np.ndarray, full: np.ndarray) -> np.ndarray
 def measures_frame(sums: dict[str, np.ndarray], jump_level: float) -> dict[str, np.ndarray]:
     """The measures (:data:`MEASURES`) of each bar from its :func:`bar_sums` (a bar whose returns are too
     few for a measure gets NaN)."""
-    from scipy.stats import norm
+    from statistics import NormalDist
 
     n = sums["n"].astype("float64")
     ss = sums["ss"]
@@ -150,6 +159,6 @@ def measures_frame(sums: dict[str, np.ndarray], jump_level: float) -> dict[str, 
         "tpq": np.where(n >= 3, tpq, np.nan),
         "rv_ss": np.where(n >= 2, sums["coarse"], np.nan),
         "jump_z": z,
-        "jump": np.where(np.isfinite(z), (z > norm.ppf(jump_level)).astype("float64"), np.nan),
+        "jump": np.where(np.isfinite(z), (z > NormalDist().inv_cdf(jump_level)).astype("float64"), np.nan),
     }
     return out

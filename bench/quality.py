@@ -1,7 +1,9 @@
-"""Forecast quality of LSTM variants against HAR-RV and the seasonal GARCH on real data (issue 17).
+"""Forecast quality of LSTM variants against HAR-RV and the seasonal GARCH on real data (issue 17), and the
+HAR family ranked (issue 28).
 
     python bench/quality.py choose [--seeds 3] [--variants default,features,features_qlike] [--jobs 2]
     python bench/quality.py report [--seeds 3] [--variants ...]
+    python bench/quality.py choose --family --variants ''      # the HAR family alone: which is strongest?
 
 Each stage is one universe run (``backtest run``, ``--jobs N``) over the shared real data, every asset on
 its own test period, weekly retrains (Monday 00:00 UTC), expanding windows, H = 24:
@@ -14,7 +16,10 @@ Every variant runs with ``--seeds`` seeds (``repeats``; its mean forecast is the
 and variant, the mean QLIKE over horizons and at
 h = 1, the DM statistic and p-value against HAR and against GARCH (horizon-averaged and h = 1), the
 training seconds per retrain, and the pooled DM across assets; writes the table as Markdown to
-``bench/quality_<stage>.md``.
+``bench/quality_<stage>.md``. With ``--family`` the run adds every member of the HAR family (``FAMILY``) and
+a second table ranks the baselines per asset and pooled: QLIKE over horizons, at h = 1 and h = 24, MSE, and
+the DM test against the strongest HAR variant (the lowest pooled QLIKE); it is written to
+``bench/quality_<stage>_family.md``.
 """
 
 from __future__ import annotations
@@ -94,7 +99,21 @@ VARIANTS = {
 }
 
 
-def config(stage: str, variants: list[str], seeds: int, out: Path) -> dict:
+FAMILY = {
+    "har_rv": {"type": "har_rv"},
+    "log_har": {"type": "log_har"},
+    "wls_har": {"type": "wls_har"},
+    "harq": {"type": "harq"},
+    "har_j": {"type": "har_j"},
+    "har_cj": {"type": "har_cj"},
+    "shar": {"type": "shar"},
+    "har_periodic": {"type": "har_periodic"},
+    "log_har_periodic": {"type": "log_har", "periodic": True},
+    "harq_periodic": {"type": "harq", "periodic": True},
+}
+
+
+def config(stage: str, variants: list[str], seeds: int, out: Path, family: bool = False) -> dict:
     assets = {}
     for name, (data_start, start, end) in STAGES[stage].items():
         entry = {"path": str(REAL / FILES[name]), "start": data_start, "backtest": {"start": start, "end": end}}
@@ -105,6 +124,8 @@ def config(stage: str, variants: list[str], seeds: int, out: Path) -> dict:
         f"lstm_{v}": {**BASE_LSTM, **VARIANTS[v], **({"repeats": seeds} if seeds > 1 else {})} for v in variants
     }
     strategies |= {"har": {}, "garch": {}, "har_garch": {"type": "mean_of", "of": ["har", "garch"]}}
+    if family:
+        strategies |= FAMILY
     first = min(s for _, s, _ in STAGES[stage].values())
     return {
         "name": f"quality_{stage}",
@@ -164,6 +185,49 @@ def table(run: Path, variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def family_table(run: Path) -> str:
+    """The baselines ranked per asset and pooled: QLIKE over horizons, at h = 1 and h = 24, MSE over horizons,
+    and DM (statistic, p; pooled across assets on row ``all``) against the strongest HAR variant."""
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    tests = pd.read_parquet(run / "tests.parquet")
+    metrics = metrics[~metrics["strategy"].astype(str).str.contains("#|lstm", regex=True)]
+    hmax = int(metrics["horizon"].max())
+    pooled = metrics.groupby(["asset", "strategy"])["qlike"].mean().groupby(level="strategy").mean()
+    hars = [s for s in pooled.index if "har" in s and s != "har_garch"]
+    best = pooled[hars].idxmin()
+    dm = tests[tests["test"].isin(["dm", "pooled_dm"]) & (tests["horizon"] == 0)]
+
+    def vs(asset, model):
+        if model == best:
+            return "strongest"
+        t = dm[(dm["asset"] == asset)]
+        for m, a, sign in ((model, best, 1), (best, model, -1)):
+            row = t[(t["model"] == m) & (t["against"] == a)]
+            if len(row):
+                return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
+        return "–"
+
+    lines = [
+        f"Strongest HAR variant (lowest QLIKE over horizons, averaged over assets): `{best}`",
+        "",
+        f"| asset | strategy | QLIKE all h | QLIKE h=1 | QLIKE h={hmax} | MSE all h | DM vs {best}, all h (p) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for asset in sorted(metrics["asset"].unique()) + ["all"]:
+        m = metrics if asset == "all" else metrics[metrics["asset"] == asset]
+        mean = m.groupby(["asset", "strategy"])[["qlike", "mse"]].mean().groupby(level="strategy").mean()
+        at = {
+            h: m[m["horizon"] == h].groupby(["asset", "strategy"])["qlike"].mean().groupby(level="strategy").mean()
+            for h in (1, hmax)
+        }
+        for s in mean.sort_values("qlike").index:
+            lines.append(
+                f"| {asset} | {s} | {mean.loc[s, 'qlike']:.4f} | {at[1][s]:.4f} | {at[hmax][s]:.4f} | "
+                f"{mean.loc[s, 'mse']:.3e} | {vs(asset, s)} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("stage", choices=sorted(STAGES))
@@ -171,21 +235,27 @@ def main() -> None:
     ap.add_argument("--variants", default="default,features,features_qlike")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep", default=None, help="folder for the run (default: a temporary one)")
+    ap.add_argument("--family", action="store_true", help="add the HAR family and rank the baselines")
     args = ap.parse_args()
-    variants = args.variants.split(",")
+    variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) if args.keep else Path(tmp)
         path = Path(tmp) / "quality.yaml"
-        path.write_text(yaml.safe_dump(config(args.stage, variants, args.seeds, out), sort_keys=False))
+        path.write_text(yaml.safe_dump(config(args.stage, variants, args.seeds, out, args.family), sort_keys=False))
         subprocess.run([BACKTEST, "run", str(path), "--force", "-q", "--jobs", str(args.jobs)], check=True, cwd=ROOT)
-        text = table(out / f"quality_{args.stage}", variants)
-    print(text)
-    (ROOT / f"bench/quality_{args.stage}.md").write_text(
-        f"`python bench/quality.py {args.stage} --seeds {args.seeds} --variants {args.variants}`\n\n{text}\n"
-    )
+        text = table(out / f"quality_{args.stage}", variants) if variants else ""
+        ranked = family_table(out / f"quality_{args.stage}") if args.family else ""
+    command = f"python bench/quality.py {args.stage} --seeds {args.seeds} --variants '{args.variants}'"
+    command += " --family" * args.family
+    if text:
+        print(text)
+        (ROOT / f"bench/quality_{args.stage}.md").write_text(f"`{command}`\n\n{text}\n")
+    if ranked:
+        print(ranked)
+        (ROOT / f"bench/quality_{args.stage}_family.md").write_text(f"`{command}`\n\n{ranked}\n")
 
 
 if __name__ == "__main__":
