@@ -366,25 +366,45 @@ class HarParams(Params):
 HarParams.NAMES.update({"har": "HAR-RV"})
 
 
-def preset(type_name: str, label: str, doc: str, **defaults: Any) -> type[HarParams]:
-    """A named member of the family: ``type: <type_name>`` is ``type: har`` with these ``defaults``."""
+def preset(class_name: str, type_name: str, label: str, doc: str, **defaults: Any) -> type[HarParams]:
+    """A named member of the family, ``class_name`` in this module: ``type: <type_name>`` is ``type: har``
+    with these ``defaults`` (picklable, so it runs on worker processes and Dask)."""
     from pydantic import create_model
 
     fields: dict[str, Any] = {"type": (Literal[type_name], type_name)}
     fields.update({k: (HarParams.model_fields[k].annotation, v) for k, v in defaults.items()})
-    cls = create_model(f"{type_name.title().replace('_', '')}Params", __base__=HarParams, __doc__=doc, **fields)
+    cls = create_model(class_name, __base__=HarParams, __doc__=doc, __module__=__name__, **fields)
     cls.PROVEN_BATCH = True  # the same forecast_batch as har's (tests/test_strategies.py runs every preset)
     HarParams.NAMES[type_name] = label
     return cls
 
 
-HarVarianceParams = preset("har_rv", "HAR-RV", "HAR-RV on realized variance (Corsi 2009).", target="variance")
-LogHarParams = preset("log_har", "log-HAR", "log-HAR with the bias correction back to levels.", target="log")
-WlsHarParams = preset("wls_har", "WLS-HAR", "HAR-RV by weighted least squares.", target="variance", weights="wls")
-HarqParams = preset("harq", "HARQ", "HARQ (Bollerslev, Patton & Quaedvlieg 2016).", target="variance", quarticity=True)
-HarJParams = preset("har_j", "HAR-J", "HAR-J (Andersen, Bollerslev & Diebold 2007).", target="variance", jumps="j")
-HarCjParams = preset("har_cj", "HAR-CJ", "HAR-CJ (Andersen, Bollerslev & Diebold 2007).", target="variance", jumps="cj")
-SharParams = preset("shar", "SHAR", "SHAR (Patton & Sheppard 2015).", target="variance", semivariance=True)
+HarVarianceParams = preset(
+    "HarVarianceParams", "har_rv", "HAR-RV", "HAR-RV on realized variance (Corsi 2009).", target="variance"
+)
+LogHarParams = preset(
+    "LogHarParams", "log_har", "log-HAR", "log-HAR with the bias correction back to levels.", target="log"
+)
+WlsHarParams = preset(
+    "WlsHarParams", "wls_har", "WLS-HAR", "HAR-RV by weighted least squares.", target="variance", weights="wls"
+)
+HarqParams = preset(
+    "HarqParams", "harq", "HARQ", "HARQ (Bollerslev, Patton & Quaedvlieg 2016).", target="variance", quarticity=True
+)
+HarJParams = preset(
+    "HarJParams", "har_j", "HAR-J", "HAR-J (Andersen, Bollerslev & Diebold 2007).", target="variance", jumps="j"
+)
+HarCjParams = preset(
+    "HarCjParams", "har_cj", "HAR-CJ", "HAR-CJ (Andersen, Bollerslev & Diebold 2007).", target="variance", jumps="cj"
+)
+SharParams = preset(
+    "SharParams", "shar", "SHAR", "SHAR (Patton & Sheppard 2015).", target="variance", semivariance=True
+)
 PeriodicHarParams = preset(
-    "har_periodic", "periodic HAR", "HAR-RV after removing the intraday pattern.", target="variance", periodic=True
+    "PeriodicHarParams",
+    "har_periodic",
+    "periodic HAR",
+    "HAR-RV after removing the intraday pattern.",
+    target="variance",
+    periodic=True,
 )

@@ -178,3 +178,14 @@ def test_garch_forecasts_inside_its_window_are_archs_fitted_volatility():
     path = g.forecast_batch(series, np.array([n]), 24)[0]
     h = np.arange(24)
     np.testing.assert_allclose(path, np.sqrt(g.next_var + g.omega * h) / 100, rtol=1e-9)  # ~ integrated GARCH
+
+
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"keras", "imported"}))
+def test_every_builtin_pickles_for_worker_processes(name):
+    """Params and fresh strategies go to worker processes and Dask by pickle (the HAR presets are made by
+    pydantic.create_model: they must be found under their own names)."""
+    import pickle
+
+    params = validate_params(name, {})[1]
+    assert pickle.loads(pickle.dumps(params)) == params
+    assert type(pickle.loads(pickle.dumps(params.build(0)))) is type(params.build(0))
