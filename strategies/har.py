@@ -148,7 +148,7 @@ class Har(JsonState):
                 if lag == 1 and self.p.semivariance:
                     cols += [x["rs_plus"], x["rs_minus"]]
                 elif self.p.target == "log":
-                    cols.append(np.log(np.maximum(trailing_mean(v, lag), 1e-300)))
+                    cols.append(np.log(np.maximum(trailing_mean(v, lag), self.floor)))
                 else:
                     cols.append(trailing_mean(self._base(v), lag))
         if self.p.quarticity:
@@ -160,17 +160,18 @@ class Har(JsonState):
         return out
 
     def _target(self, v: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(v, 1e-300)) if self.p.target == "log" else self._base(v)
+        # a bar of zero variance (no price change) would be log 0: the logs are of variances at least the floor
+        return np.log(np.maximum(v, self.floor)) if self.p.target == "log" else self._base(v)
 
     # ----------------------------------------------------------------------------- fit and forecast
 
     def fit(self, train: BarSeries, horizon: int) -> FitInfo:
         self._fit_profile(train)
-        x = self.design(train)
         v = self._series(train)["v"]
-        y = self._target(v)
         positive = v[np.isfinite(v) & (v > 0)]
         self.floor = float(np.quantile(positive, self.p.floor)) if len(positive) else 1e-24
+        x = self.design(train)  # (a log-HAR's logs are of variances floored at the floor)
+        y = self._target(v)
         self.low, self.high, self.mean = (
             (float(positive.min()), float(positive.max()), float(positive.mean())) if len(positive) else (0.0, 0.0, 0.0)
         )
@@ -184,7 +185,10 @@ class Har(JsonState):
             xs, ys = x[rows], y[rows + h]
             beta = _lstsq(xs, ys)
             if self.p.weights == "wls":
-                fitted = np.maximum(xs @ beta, self.floor if self.p.target == "variance" else 1e-300)
+                # weights 1 / fitted^2, the fit floored at the window's 5 % quantile of variance: a fitted
+                # value near zero would give one row all the weight
+                low = float(np.quantile(positive, 0.05)) if len(positive) else self.floor
+                fitted = np.maximum(xs @ beta, self._base(np.array(low)))
                 w = 1.0 / fitted**2 if self.p.target != "log" else np.ones(len(ys))
                 beta = _lstsq(xs * np.sqrt(w)[:, None], ys * np.sqrt(w))
             if not np.all(np.isfinite(beta)):
