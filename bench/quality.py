@@ -90,6 +90,11 @@ VARIANTS = {
         "loss": "qlike",
         "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
     },
+    "hybrid_periodic_features": {  # issue 28: the hybrid on the strongest HAR variant (run with --family)
+        "residual_of": "har_periodic",
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
     "hybrid_garch_features_slow": {
         "residual_of": "garch",
         "loss": "qlike",
