@@ -95,6 +95,16 @@ VARIANTS = {
         "loss": "qlike",
         "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
     },
+    "hybrid_measures": {  # issue 28: the default hybrid with realized measures as inputs
+        "residual_of": ["har", "garch"],
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday", "bpv", "rs_minus", "rq"],
+    },
+    "hybrid_harq_periodic_garch": {  # issue 28: started from the strongest HAR variant and GARCH
+        "residual_of": ["harq_periodic", "garch"],
+        "loss": "qlike",
+        "features": ["rv", {"rv_mean": ["1D", "7D"]}, "hour_of_day", "weekday"],
+    },
     "hybrid_garch_features_slow": {
         "residual_of": "garch",
         "loss": "qlike",
