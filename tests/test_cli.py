@@ -159,12 +159,12 @@ def test_plan_prints_retrains_before_training():
         "backend=jax",
     )  # this test process has Keras on jax
     assert res.exit_code == 0, res.output
-    assert "retrains: 72 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output  # lstm: 3 seeds
+    assert "retrains: 80 in all" in res.output and "2024-03-25 00:00:00+00:00" in res.output  # lstm: 3 seeds
     assert (
-        "lstm#1, lstm#2, lstm#3, har, garch, har_garch, ewma, naive, rolling_mean: 8 retrains (weekly mon 00:00 UTC; "
-        "window expanding)"
+        "lstm#1, lstm#2, lstm#3, har, harq_periodic, garch, har_garch, ewma, naive, rolling_mean: 8 retrains (weekly "
+        "mon 00:00 UTC; window expanding)"
     ) in res.output
-    assert "forecast rows: 282,636" in res.output
+    assert "forecast rows: 314,040" in res.output
 
 
 def write_config(tmp_path, raw) -> str:
