@@ -30,7 +30,9 @@ def test_set_switches_the_retrain_rule_of_a_weekly_config(rule, label):
     # was: error: configs/weekly.yaml: backtest.retrain.weekday: unknown key (did you mean 'day'?)
     proc = plan(f"backtest.retrain.rule={rule}")
     assert proc.returncode == 0, proc.stderr
-    assert "lstm#1, lstm#2, lstm#3, har, garch, har_garch, ewma, naive, rolling_mean: " in proc.stdout  # 3 seeds
+    assert (
+        "lstm#1, lstm#2, lstm#3, har, harq_periodic, garch, har_garch, ewma, naive, rolling_mean: " in proc.stdout
+    )  # 3 seeds
     assert f"({label}; window expanding)" in proc.stdout
 
 
@@ -144,12 +146,12 @@ def test_a_rolling_window_too_short_says_by_how_much_for_every_strategy_at_once(
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: backtest.window: a rolling window of 50 bars is too short (strategy 'lstm' needs 241, "
-        "strategy 'har' needs 197, strategy 'garch' needs 100, strategy 'har_garch' needs 197); set bars: 241 or more"
+        "strategy 'har' needs 197, strategy 'harq_periodic' needs 198, strategy 'garch' needs 100, strategy 'har_garch' needs 197); set bars: 241 or more"
     )
     proc = plan("backtest.window.kind=rolling", "backtest.window.length=2D")
     assert proc.stderr.strip() == (
         "error: backtest.window: a rolling window of 2D holds 48 bars, too few (strategy 'lstm' needs 241, "
-        "strategy 'har' needs 197, strategy 'garch' needs 100, strategy 'har_garch' needs 197); set length: 11D or more"
+        "strategy 'har' needs 197, strategy 'harq_periodic' needs 198, strategy 'garch' needs 100, strategy 'har_garch' needs 197); set length: 11D or more"
     )
 
 
@@ -159,7 +161,7 @@ def test_a_start_too_early_lists_every_strategy_and_the_first_start_that_works()
     assert proc.stderr.strip() == (
         "error: --set backtest.start=2024-01-03 00:00: backtest.start: the first training window "
         "(2024-01-01 01:00:00+00:00 .. 2024-01-03 00:00:00+00:00) "
-        "has 48 bars, too few (strategy 'lstm' needs 241, strategy 'har' needs 197, strategy 'garch' needs 100, strategy 'har_garch' needs 197); "
+        "has 48 bars, too few (strategy 'lstm' needs 241, strategy 'har' needs 197, strategy 'harq_periodic' needs 198, strategy 'garch' needs 100, strategy 'har_garch' needs 197); "
         "start at 2024-01-11 01:00:00+00:00 or later, or shrink the lookback/lags"
     )
 
