@@ -89,7 +89,21 @@ def bar_sums(
         "pos": per_bar(np.where(rk > 0, sq, 0.0)),
         "quart": per_bar(sq * sq),
     }
-    # neighbours: consecutive returns, both counted, in one bar (shifted views, no gathers)
+    out.update(_neighbours(r, close, keep, idx_all, m))
+    # truncated RV: each return against its bar's local scale sqrt(bpv / n)
+    bpv = _scaled(out["bp"], out["n2"], out["n"] - 1) * (math.pi / 2)
+    scale = np.sqrt(np.where(out["n"] > 0, bpv / np.maximum(out["n"], 1), 0.0))
+    small = np.abs(rk) <= TRUNCATION * np.nan_to_num(scale)[idx_all]
+    out["trunc"] = per_bar(np.where(small, sq, 0.0))
+    out["coarse"] = _subsampled(rk, idx_all, slot[keep], coarse, m)
+    return out
+
+
+def _neighbours(r: np.ndarray, close: np.ndarray, keep: np.ndarray, idx_all: np.ndarray, m: int) -> dict:
+    """Per bar: the sums of products of neighbouring returns (consecutive, both counted, in one bar) that
+    bipower variation, tri-power quarticity and MedRV are made of, and how many pairs and triples there are."""
+    out = {}
+    # shifted views, no gathers
     a = np.abs(r)
     n_all = len(r)
     pair = np.zeros(n_all, bool)  # return i and i - 1
@@ -110,13 +124,11 @@ def bar_sums(
     med[2:] = x1 + x2 + x3 - np.maximum(np.maximum(x1, x2), x3) - np.minimum(np.minimum(x1, x2), x3)
     out["med"] = np.bincount(bar_of, weights=np.where(triple, med * med, 0.0), minlength=m)
     out["n3"] = np.bincount(bar_of[triple], minlength=m)
-    # truncated RV: each return against its bar's local scale sqrt(bpv / n)
-    bpv = _scaled(out["bp"], out["n2"], out["n"] - 1) * (math.pi / 2)
-    scale = np.sqrt(np.where(out["n"] > 0, bpv / np.maximum(out["n"], 1), 0.0))
-    small = np.abs(rk) <= TRUNCATION * np.nan_to_num(scale)[idx_all]
-    out["trunc"] = per_bar(np.where(small, sq, 0.0))
-    # subsampled RV: the mean over the coarse grid's offsets of the sum of squared coarse returns
-    slot_k = slot[keep]
+    return out
+
+
+def _subsampled(rk: np.ndarray, idx_all: np.ndarray, slot_k: np.ndarray, coarse: int, m: int) -> np.ndarray:
+    """Per bar: the mean over the coarse grid's offsets of the sum of squared coarse returns."""
     width = int(slot_k.max(initial=0)) // coarse + 2  # coarse blocks a bar can hold, and one to spare
     base = idx_all * width + slot_k // coarse  # each return's (bar, block) cell on offset 0
     rem = slot_k % coarse
@@ -124,8 +136,7 @@ def bar_sums(
     for k in range(coarse):  # on offset k a return moves one block on where rem + k reaches the next block
         cells = np.bincount(base + (rem >= coarse - k), weights=rk, minlength=m * width)
         sub += (cells * cells).reshape(m, width).sum(axis=1)
-    out["coarse"] = sub / coarse
-    return out
+    return sub / coarse
 
 
 def _scaled(total: np.ndarray, have: np.ndarray, full: np.ndarray) -> np.ndarray:
