@@ -211,7 +211,8 @@ def compare(
     align_assets(runs)
     forecasts, retrains, tuning, seeded = combined(runs)
     strategies = list(dict.fromkeys(forecasts["strategy"]))
-    benchmark = chosen_benchmark(benchmark, strategies, [r.name for r in runs])
+    default = run_evaluation(runs[0]).get("benchmark") or "har"  # the first run's own benchmark, else har
+    benchmark = chosen_benchmark(benchmark, strategies, [r.name for r in runs], default)
     profiles = run_profiles(runs)
     rows = shared_rows(forecasts, runs)
     out = checked_out(Path(out_dir), runs, force)
@@ -254,14 +255,23 @@ def combined(runs: list[RunData]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return forecasts, retrains, tuning, set().union(*(p[3] for p in parts))
 
 
-def chosen_benchmark(benchmark: str | None, strategies: list[str], runs: list[str] | None = None) -> str | None:
-    """``--benchmark`` (default ``har``) among the compared strategies: the name itself, or where several runs
-    have it, the first run's (``weekly:har``). An explicit name that is neither is refused, listing the names
-    that can be chosen; without one and without ``har``, no benchmark.
+def chosen_benchmark(
+    benchmark: str | None, strategies: list[str], runs: list[str] | None = None, default: str = "har"
+) -> str | None:
+    """``--benchmark`` (without it ``default``: the first run's ``evaluation.benchmark``, else ``har``) among the
+    compared strategies: the name itself, or where several runs have it, the first run's (``weekly:har``). An
+    explicit name that is neither is refused, listing the names that can be chosen; a default that is
+    neither falls back to ``har``, then to no benchmark.
 
     >>> chosen_benchmark(None, ["weekly:har", "custom:har", "lstm"], ["weekly", "custom"])
     'weekly:har'
+    >>> chosen_benchmark(None, ["harq_periodic", "har", "lstm"], ["compare"], "harq_periodic")
+    'harq_periodic'
     """
+    if benchmark is None and default != "har":
+        for name in [default, *(f"{r}:{default}" for r in runs or [])]:
+            if name in strategies:
+                return name
     want = "har" if benchmark is None else benchmark
     if want in strategies:
         return want

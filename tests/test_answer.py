@@ -268,3 +268,13 @@ def test_runs_of_one_file_with_bars_built_otherwise_are_named_as_such(hybrid_run
     other = run(parse_config(raw))
     with pytest.raises(CompareError, match=r"the runs read the same data file but built their bars with other data "):
         compare([w.out_dir, other.out_dir], tmp / "cmp2")
+
+
+def test_compare_takes_the_runs_own_benchmark(hybrid_runs):
+    tmp, _ = hybrid_runs
+    raw = base_config(tmp / "bars.parquet", tmp, naive={}, har={"type": "har"}, harq={"type": "harq", "periodic": True})
+    raw["name"], raw["evaluation"] = "own_benchmark", {"benchmark": "harq", "mcs_reps": 100}
+    raw["backtest"]["start"] = "2024-01-15 00:00"
+    done = run(parse_config(raw))
+    res = compare([done.out_dir], tmp / "cmp_own", mcs_reps=100)
+    assert "gain_vs_harq" in res.cost and "minus `harq`" in (res.out_dir / "compare.md").read_text()
