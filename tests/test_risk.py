@@ -1,0 +1,86 @@
+"""VaR/ES from volatility and their backtests, each against a long-hand implementation on hand-made hits
+(issue 29, item 1: the building blocks; not yet wired into a run)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from backtester.evaluation.risk import christoffersen, dynamic_quantile, fz0, kupiec, traffic_light, var_es
+
+
+def test_var_and_es_of_a_normal_and_a_unit_variance_t():
+    v, e = var_es(np.array([0.02]), 0.01)
+    assert v[0] == pytest.approx(0.02 * stats.norm.ppf(0.01))
+    # ES is the mean below VaR: integrate the density long-hand
+    tail, _ = integrate.quad(lambda x: x * stats.norm.pdf(x, scale=0.02), -np.inf, v[0])
+    assert e[0] == pytest.approx(tail / 0.01, rel=1e-6)
+    nu = 5.0
+    v, e = var_es(np.array([1.0]), 0.05, "t", nu)
+    dist = stats.t(nu, scale=math.sqrt((nu - 2) / nu))  # unit variance
+    assert dist.var() == pytest.approx(1.0) and v[0] == pytest.approx(dist.ppf(0.05))
+    tail, _ = integrate.quad(lambda x: x * dist.pdf(x), -np.inf, v[0])
+    assert e[0] == pytest.approx(tail / 0.05, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown distribution 'normall'"):
+        var_es(1.0, 0.01, "normall")
+
+
+def test_kupiec_is_the_likelihood_ratio_written_out():
+    hits = np.zeros(500, bool)
+    hits[[3, 50, 51, 200, 201, 202, 400, 480, 481, 499]] = True  # 10 of 500 against 1 %: too many
+    x, n, p = 10, 500, 0.01
+    lr = -2 * ((n - x) * math.log(1 - p) + x * math.log(p) - (n - x) * math.log(1 - x / n) - x * math.log(x / n))
+    got = kupiec(hits, 0.01)
+    assert got.statistic == pytest.approx(lr) and got.pvalue == pytest.approx(stats.chi2.sf(lr, 1))
+    assert kupiec(np.zeros(100, bool), 0.01).statistic == pytest.approx(-2 * 100 * math.log(0.99))
+
+
+def test_christoffersen_counts_transitions_and_clustered_hits_fail():
+    hits = np.zeros(500, bool)
+    hits[[3, 50, 51, 200, 201, 202, 400, 480, 481, 499]] = True
+    prev, now = hits[:-1], hits[1:]
+    n = {(a, b): int(((prev == a) & (now == b)).sum()) for a in (0, 1) for b in (0, 1)}
+    p01 = n[0, 1] / (n[0, 0] + n[0, 1])
+    p11 = n[1, 1] / (n[1, 0] + n[1, 1])
+    p = (n[0, 1] + n[1, 1]) / sum(n.values())
+    l0 = (n[0, 0] + n[1, 0]) * math.log(1 - p) + (n[0, 1] + n[1, 1]) * math.log(p)
+    l1 = n[0, 0] * math.log(1 - p01) + n[0, 1] * math.log(p01) + n[1, 0] * math.log(1 - p11) + n[1, 1] * math.log(p11)
+    ind, cc = christoffersen(hits, 0.01)
+    assert ind.statistic == pytest.approx(-2 * (l0 - l1)) and ind.pvalue < 0.01  # hits come in clusters
+    assert cc.statistic == pytest.approx(kupiec(hits, 0.01).statistic + ind.statistic) and cc.df == 2
+
+
+def test_dynamic_quantile_regression_written_out():
+    rng = np.random.default_rng(0)
+    var = -np.abs(rng.normal(2, 0.3, 400))
+    hits = rng.random(400) < 0.05
+    h = hits - 0.05
+    x = np.column_stack([np.ones(396), h[3:399], h[2:398], h[1:397], h[0:396], var[4:]])
+    b = np.linalg.lstsq(x, h[4:], rcond=None)[0]
+    want = b @ x.T @ x @ b / (0.05 * 0.95)
+    got = dynamic_quantile(hits, var, 0.05)
+    assert got.statistic == pytest.approx(want) and got.df == 6 and got.pvalue > 0.01  # a correct VaR passes
+    clustered = np.zeros(400, bool)
+    clustered[100:120] = True  # 20 hits in a row
+    assert dynamic_quantile(clustered, var, 0.05).pvalue < 1e-6
+
+
+def test_basel_traffic_light_zones_for_250_days_at_one_percent():
+    assert [traffic_light(k, 250, 0.01) for k in range(12)] == ["green"] * 5 + ["yellow"] * 5 + ["red"] * 2
+
+
+def test_fz0_is_lowest_at_the_true_var_and_es():
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal(200_000)
+    losses = {}
+    for s in (0.8, 1.0, 1.25):
+        v, e = var_es(np.full(len(r), s), 0.05)
+        losses[s] = float(fz0(r, v, e, 0.05).mean())
+    assert losses[1.0] < losses[0.8] and losses[1.0] < losses[1.25]
+    # one row long-hand
+    v, e = var_es(np.array([1.0]), 0.05)
+    y = -2.0
+    assert fz0(np.array([y]), v, e, 0.05)[0] == pytest.approx(
+        -(v[0] - y) / (0.05 * e[0]) + v[0] / e[0] + math.log(-e[0]) - 1
+    )
