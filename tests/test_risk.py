@@ -84,3 +84,39 @@ def test_fz0_is_lowest_at_the_true_var_and_es():
     assert fz0(np.array([y]), v, e, 0.05)[0] == pytest.approx(
         -(v[0] - y) / (0.05 * e[0]) + v[0] / e[0] + math.log(-e[0]) - 1
     )
+
+
+def test_duration_test_finds_clustered_and_passes_memoryless_hits():
+    from backtester.evaluation.risk import duration
+
+    rng = np.random.default_rng(3)
+    memoryless = rng.random(4000) < 0.02
+    assert duration(memoryless).pvalue > 0.01
+    clustered = np.zeros(4000, bool)
+    for start in rng.choice(3900, 16, replace=False):
+        clustered[start : start + 5] = True  # 80 hits in bursts of five
+    got = duration(clustered)
+    assert got.pvalue < 1e-6 and got.statistic > 0 and got.df == 1
+    # the restricted model is the exponential: its log-likelihood written out, censored ends included
+    at = np.flatnonzero(memoryless)
+    d = np.r_[at[0] + 1, np.diff(at), len(memoryless) - at[-1]].astype(float)
+    k = len(d) - 2
+    lam = k / d.sum()
+    ll_exp = (np.log(lam) - lam * d[1:-1]).sum() - lam * (d[0] + d[-1])
+    assert np.isfinite(ll_exp) and duration(memoryless).statistic >= 0
+
+
+def test_acerbi_szekely_z2_is_near_zero_for_a_correct_es_and_negative_for_a_thin_one():
+    from backtester.evaluation.risk import acerbi_szekely
+
+    rng = np.random.default_rng(4)
+    sigma = np.full(3000, 0.01)
+    right = acerbi_szekely(sigma * rng.standard_normal(3000), sigma, 0.025, sims=500)
+    assert abs(right.statistic) < 0.2 and right.pvalue > 0.05
+    fat = sigma * rng.standard_t(3, 3000)  # fatter tails than the normal ES says
+    wrong = acerbi_szekely(fat, sigma, 0.025, sims=500)
+    assert wrong.statistic < right.statistic and wrong.pvalue < 0.05
+    # Z2 written out
+    v, e = var_es(sigma, 0.025)
+    z2 = np.sum(fat * (fat < v) / (3000 * 0.025 * np.abs(e))) + 1
+    assert wrong.statistic == pytest.approx(z2)

@@ -11,6 +11,8 @@ Backtests of a hit sequence ``hits[t] = r[t] < VaR[t]``:
   coverage, their sum (Christoffersen 1998), chi2(1) and chi2(2);
 - :func:`dynamic_quantile` — the DQ test of Engle & Manganelli (2004): demeaned hits regressed on a
   constant, their last four values and the VaR, chi2(6);
+- :func:`duration` — the Christoffersen–Pelletier duration test (are the bars between hits memoryless?);
+- :func:`acerbi_szekely` — the Z2 test of the ES (Acerbi & Székely 2014), p-value by simulation;
 - :func:`traffic_light` — the Basel zone of the exception count (green below the binomial 95 % point,
   red from the 99.99 % point);
 - :func:`fz0` — the FZ0 joint loss of (VaR, ES) (Fissler & Ziegel 2016, Patton, Ziegel & Chen 2019),
@@ -140,3 +142,56 @@ def fz0(returns: np.ndarray, var: np.ndarray, es: np.ndarray, level: float) -> n
     r, v, e = (np.asarray(a, dtype="float64") for a in (returns, var, es))
     hit = (r <= v).astype("float64")
     return -hit * (v - r) / (level * e) + v / e + np.log(-e) - 1
+
+
+def duration(hits: np.ndarray) -> Backtest:
+    """Christoffersen & Pelletier's (2004) duration test: the bars between hits are memoryless (exponential)
+    under a correct VaR; a Weibull with shape ``b`` ≠ 1 says hits cluster (b < 1) or repel. LR of the Weibull
+    against the exponential, the first and the last duration censored, chi2(1).
+
+    >>> round(duration(np.tile([True, False, False, False], 50)).pvalue, 6)  # evenly spaced: far from memoryless
+    0.0
+    """
+    from scipy.optimize import minimize_scalar
+
+    hits = np.asarray(hits, dtype=bool)
+    at = np.flatnonzero(hits)
+    if len(at) < 2:
+        return Backtest(float("nan"), float("nan"), 1)
+    # durations: to the first hit (censored: the spell began before the data), between hits, after the last
+    d = np.r_[at[0] + 1, np.diff(at), len(hits) - at[-1]].astype("float64")
+    censored = np.zeros(len(d), bool)
+    censored[0] = True
+    censored[-1] = True
+    if d[-1] == 0:
+        d, censored = d[:-1], censored[:-1]
+
+    def loglik(b: float) -> float:
+        # for a given shape b the scale's MLE is closed-form: a^b = (uncensored count) / sum(d^b)
+        db = d**b
+        k = int((~censored).sum())
+        ab = k / db.sum()
+        log_f = np.log(ab) + np.log(b) + (b - 1) * np.log(d) - ab * db
+        log_s = -ab * db
+        return float(np.where(censored, log_s, log_f).sum())
+
+    fit = minimize_scalar(lambda b: -loglik(b), bounds=(0.05, 20.0), method="bounded")
+    lr = max(2 * (loglik(float(fit.x)) - loglik(1.0)), 0.0)
+    return Backtest(lr, _chi2_sf(lr, 1), 1)
+
+
+def acerbi_szekely(returns: np.ndarray, sigma: np.ndarray, level: float, sims: int = 2000, seed: int = 0) -> Backtest:
+    """Acerbi & Székely's (2014) Z2 test of the ES of normal returns with volatility ``sigma``:
+    ``Z2 = sum(r 1{r < VaR} / (T level |ES|)) + 1``, zero under a correct ES and negative when the tail is
+    worse; its p-value from ``sims`` draws of returns from the forecasts themselves (one-sided)."""
+    r = np.asarray(returns, dtype="float64")
+    s = np.asarray(sigma, dtype="float64")
+    v, e = var_es(s, level)
+
+    def z2(x: np.ndarray) -> float:
+        return float(np.sum(x * (x < v) / (len(x) * level * np.abs(e)))) + 1
+
+    observed = z2(r)
+    rng = np.random.default_rng(seed)
+    null = np.array([z2(s * rng.standard_normal(len(r))) for _ in range(sims)])
+    return Backtest(observed, float((null <= observed).mean()), 0)
