@@ -159,6 +159,17 @@ def config(stage: str, variants: list[str], seeds: int, out: Path, family: bool 
     }
 
 
+def dm_cell(dm: pd.DataFrame, asset: str, model: str, against: str, horizon: int) -> str:
+    """``+1.23 (0.0456)``: the DM statistic of ``model`` against ``against`` (negative: ``model`` has the lower
+    loss) and its p-value, on ``asset`` (``all``: pooled) at ``horizon`` (0: over horizons); ``–`` if untested."""
+    t = dm[(dm["asset"] == asset) & (dm["horizon"] == horizon)]
+    for m, a, sign in ((model, against, 1), (against, model, -1)):
+        row = t[(t["model"] == m) & (t["against"] == a)]
+        if len(row):
+            return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
+    return "–"
+
+
 def table(run: Path, variants: list[str]) -> str:
     metrics = pd.read_parquet(run / "metrics.parquet")
     tests = pd.read_parquet(run / "tests.parquet")
@@ -167,12 +178,7 @@ def table(run: Path, variants: list[str]) -> str:
     dm = tests[tests["test"].isin(["dm", "pooled_dm"])]
 
     def p(asset, model, against, h):
-        t = dm[(dm["asset"] == asset) & (dm["horizon"] == h)]
-        for m, a, sign in ((model, against, 1), (against, model, -1)):
-            row = t[(t["model"] == m) & (t["against"] == a)]
-            if len(row):
-                return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
-        return "–"
+        return dm_cell(dm, asset, model, against, h)
 
     lines = [
         "| asset | strategy | QLIKE all h | QLIKE h=1 | DM vs har, all h (p) | DM vs har, h=1 (p) | "
@@ -213,14 +219,7 @@ def family_table(run: Path) -> str:
     dm = tests[tests["test"].isin(["dm", "pooled_dm"]) & (tests["horizon"] == 0)]
 
     def vs(asset, model):
-        if model == best:
-            return "strongest"
-        t = dm[(dm["asset"] == asset)]
-        for m, a, sign in ((model, best, 1), (best, model, -1)):
-            row = t[(t["model"] == m) & (t["against"] == a)]
-            if len(row):
-                return f"{sign * row['statistic'].iloc[0]:+.2f} ({row['pvalue'].iloc[0]:.3g})"
-        return "–"
+        return "strongest" if model == best else dm_cell(dm, asset, model, best, 0)
 
     lines = [
         f"Strongest HAR variant (lowest QLIKE over horizons, averaged over assets): `{best}`",

@@ -50,6 +50,7 @@ from backtester.core.errors import FailedRetrain
 from backtester.core.series import BarSeries
 
 from .base import FitInfo, JsonState, Params, session_zone, trailing_windows
+from .garch import bar_of_day  # the periodic factor's bar of day is GARCH's seasonal profile's
 
 DAY_NS = 86400 * 10**9
 
@@ -71,13 +72,6 @@ def trailing_mean(x: np.ndarray, lag: int) -> np.ndarray:
     idx = np.arange(lag - 1, len(x))
     out[idx] = (csum[idx + 1] - csum[idx + 1 - lag]) / lag
     return out
-
-
-def bar_of_day(time_ns: np.ndarray, bar_ns: int, tz: str = "UTC") -> np.ndarray:
-    """Position of each bar within its day in ``tz`` (see :func:`strategies.garch.bar_of_day`)."""
-    from .garch import bar_of_day as of_day
-
-    return of_day(time_ns, bar_ns, tz)
 
 
 class Har(JsonState):

@@ -45,14 +45,10 @@ def answer_lines(ans: Answer, benchmark: str | None, profiles: dict[str, Profile
             out += learned_lines(ans, p, benchmark, profiles)
     out += lowest_lines(ans, means)
     others = [n for n in means.index if n in profiles and not profiles[n].learned]
-    if others:
-        out.append(
-            "- The others: " + "; ".join(f"`{n}` is {profiles[n].about}" for n in others) + "."
-            if len(others) < 3
-            else "- The others:"
-        )
-        if len(others) >= 3:
-            out += [f"  - `{n}`: {profiles[n].about}." for n in others]
+    if 0 < len(others) < 3:
+        out.append("- The others: " + "; ".join(f"`{n}` is {profiles[n].about}" for n in others) + ".")
+    elif others:
+        out += ["- The others:", *(f"  - `{n}`: {profiles[n].about}." for n in others)]
     out += scheme_lines(ans, profiles, present)
     for s in means.index:
         p = profiles.get(s)
