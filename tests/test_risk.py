@@ -103,7 +103,8 @@ def test_duration_test_finds_clustered_and_passes_memoryless_hits():
 
     for hits in (memoryless, clustered):
         at = np.flatnonzero(hits)
-        d = np.r_[at[0] + 1, np.diff(at), len(hits) - at[-1]].astype(float)
+        assert not hits[0] and not hits[-1]  # both ends censored (rugarch's convention)
+        d = np.r_[at[0] + 1, np.diff(at), len(hits) - at[-1] - 1].astype(float)
         inner = d[1:-1]
 
         def loglik(a, b, d=d, inner=inner):
@@ -126,12 +127,28 @@ def test_acerbi_szekely_z2_is_near_zero_for_a_correct_es_and_negative_for_a_thin
 
     rng = np.random.default_rng(4)
     sigma = np.full(3000, 0.01)
-    right = acerbi_szekely(sigma * rng.standard_normal(3000), sigma, 0.025, sims=500)
+    v, e = var_es(sigma, 0.025)
+    null = sigma * rng.standard_normal((500, 3000))  # returns drawn from the forecast distribution itself
+    right = acerbi_szekely(sigma * rng.standard_normal(3000), v, e, 0.025, null)
     assert abs(right.statistic) < 0.2 and right.pvalue > 0.05
     fat = sigma * rng.standard_t(3, 3000)  # fatter tails than the normal ES says
-    wrong = acerbi_szekely(fat, sigma, 0.025, sims=500)
+    wrong = acerbi_szekely(fat, v, e, 0.025, null)
     assert wrong.statistic < right.statistic and wrong.pvalue < 0.05
     # Z2 written out
-    v, e = var_es(sigma, 0.025)
     z2 = np.sum(fat * (fat < v) / (3000 * 0.025 * np.abs(e))) + 1
     assert wrong.statistic == pytest.approx(z2)
+
+
+def test_kupiec_and_duration_agree_with_vartests():
+    vartests = pytest.importorskip("vartests")  # test-only: the published port of rugarch's tests
+    from backtester.evaluation.risk import duration
+
+    rng = np.random.default_rng(11)
+    for p, n in ((0.01, 800), (0.05, 500), (0.05, 1500)):
+        for hits in (rng.random(n) < p * 1.4, np.repeat(rng.random(n // 4) < p * 2, 4)):  # too many; clustered
+            want = vartests.kupiec_test(hits.astype(int), risk_conf_level=1 - p)
+            assert kupiec(hits, p).statistic == pytest.approx(want["statistic"], rel=1e-9)
+            assert kupiec(hits, p).pvalue == pytest.approx(want["p-value"], rel=1e-9)
+            want = vartests.duration_test(hits.astype(int))
+            assert duration(hits).statistic == pytest.approx(want["statistic"], rel=1e-3, abs=1e-6)
+            assert duration(hits).pvalue == pytest.approx(want["p-value"], rel=1e-3, abs=1e-6)

@@ -242,6 +242,24 @@ def check_measures(specs: dict[str, StrategySpec], datas: dict[str, Any], source
                 )
 
 
+def check_economic(cfg: RunConfig, datas: dict[str, Any], source: str) -> None:
+    """``evaluation.economic`` asked of data without returns (``kind: rv``), or rebalancing beyond the horizon."""
+    eco = cfg.evaluation.economic
+    rv_only = [a for a, d in datas.items() if d.kind == "rv"]
+    if eco.enabled and rv_only:
+        where = f"data.assets.{rv_only[0]}" if rv_only[0] else "data"
+        raise ConfigError(
+            f"{source}: evaluation.economic.enabled: VaR, ES and volatility targeting need the bars' returns, and "
+            f"{where}.kind: rv gives RV alone: give minute bars (kind: minute) or set enabled: false"
+        )
+    if eco.rebalance > cfg.backtest.horizon:
+        raise ConfigError(
+            f"{source}: evaluation.economic.rebalance: {eco.rebalance} bars is beyond backtest.horizon "
+            f"({cfg.backtest.horizon}): a position is sized from the forecasts of the bars it is held; "
+            f"give at most {cfg.backtest.horizon}"
+        )
+
+
 def parse_config(
     raw: dict[str, Any],
     source: str = "config",
@@ -274,6 +292,7 @@ def parse_config(
     }
     specs = link_residuals(specs, source)
     check_measures(specs, assets or {"": cfg.data}, source, cfg.evaluation.proxy)
+    check_economic(cfg, assets or {"": cfg.data}, source)
     universe = universe_specs(cfg.strategies, cfg.backtest, assets, specs, source)
     check_numbers(raw, source)  # after each field's own range check, which words it better
     ev = cfg.evaluation

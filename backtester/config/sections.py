@@ -208,6 +208,61 @@ class ExecutionConfig(Strict):
         return self.stack_size(backend, accelerator)[0]
 
 
+class EconomicConfig(Strict):
+    """What a forecast is worth (``evaluation.economic``, :mod:`backtester.evaluation.economic`): VaR and ES
+    backtests, volatility targeting and realized utility from each strategy's forecasts and the bars' returns."""
+
+    enabled: bool | None = None  # default: on where the data gives returns (minute bars), off for RV bars
+    levels: list[float] = Field(default_factory=lambda: [0.01, 0.05], min_length=1)  # VaR/ES tail levels
+    dist: list[str] = Field(default_factory=lambda: ["t"], min_length=1)  # normal, t or fhs: the standardized returns
+    min_history: int = Field(default=250, ge=20, le=10_000_000)  # standardized returns t and fhs need, else normal
+    refit: int = Field(default=168, ge=1, le=10_000_000)  # bars between refits of t's nu / fhs's sample (168: a week)
+    target_vol: float = 0.10  # volatility targeting: the annualized target
+    max_leverage: float = Field(default=2.0, gt=0, le=1000)  # the position's cap (times capital)
+    rebalance: int = Field(default=1, ge=1, le=1000)  # bars between rebalances (<= backtest.horizon)
+    cost_bp: float = 2.0  # transaction cost per unit of turnover, in basis points
+    sharpe: float = Field(default=0.4, gt=0, le=10)  # realized utility (BHHP 2018): the assumed annual Sharpe ratio
+    gamma: float = Field(default=2.0, gt=0, le=1000)  # ... and risk aversion
+    sims: int = Field(default=1000, ge=100, le=100_000)  # draws of the ES test's null distribution
+
+    @field_validator("dist", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("dist")
+    @classmethod
+    def _known_dist(cls, v: list[str]) -> list[str]:
+        from ..core.validation import did_you_mean
+
+        known = ["normal", "t", "fhs"]
+        for d in v:
+            if d not in known:
+                raise ValueError(f"unknown distribution {d!r}{did_you_mean(d, known)}; valid: {', '.join(known)}")
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _tail_levels(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x < 0.5 for x in v):
+            raise ValueError("levels are tail probabilities between 0 and 0.5, e.g. [0.01, 0.05] for 99 % and 95 % VaR")
+        return v
+
+    @field_validator("target_vol")
+    @classmethod
+    def _positive_target(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"{v} is no volatility target; give an annualized volatility above 0, e.g. 0.10")
+        return v
+
+    @field_validator("cost_bp")
+    @classmethod
+    def _costs(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"{v} bp: costs cannot be negative; give 0 for none, e.g. 2 for 2 bp per unit traded")
+        return v
+
+
 class EvaluationConfig(Strict):
     """Tests of predictive accuracy run at the end of every run."""
 
@@ -217,6 +272,8 @@ class EvaluationConfig(Strict):
     mcs_reps: int = Field(default=1000, ge=100, le=1_000_000)
     block_size: int | None = Field(default=None, ge=1, le=100_000)  # MCS bootstrap block; default: arch's choice
     proxy: str = "rv"  # what forecasts are scored against: rv, or a jump- or noise-robust measure (bpv, medrv, ...)
+    patton_b: list[float] = Field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0])  # Patton's robust losses (-2: QLIKE)
+    economic: EconomicConfig = Field(default_factory=EconomicConfig)
 
     @field_validator("proxy")
     @classmethod

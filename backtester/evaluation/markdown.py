@@ -49,8 +49,10 @@ def run_report(
     cost: pd.DataFrame | None = None,
     spread: pd.DataFrame | None = None,
     losses: pd.DataFrame | None = None,
+    worth: list[str] | None = None,
 ) -> str:
-    """A short Markdown report of the run; a section whose frame is None or empty is left out. With
+    """A short Markdown report of the run; a section whose frame is None or empty is left out. ``worth``: the
+    lines of "What it is worth" and "The tests referees ask for" (:mod:`.worth_report`). With
     ``losses`` (the tidy loss table), the answer opens with what each learned strategy is and adds
     (:func:`~.answer.answer_lines`) and the DM table of the pairs that matter."""
     ev = cfg.evaluation
@@ -80,7 +82,7 @@ def run_report(
             for name, spec in cfg.strategies.items()
             if spec.repeats == 1 and spec.params.seeded()
         ]
-    lines += pairs + schedule_lines(cfg, plan) + loss_lines(scores)
+    lines += pairs + list(worth or []) + schedule_lines(cfg, plan) + loss_lines(scores)
     if spread is not None and len(spread):
         lines += spread_lines(spread, ev.benchmark)
     if tests is not None:

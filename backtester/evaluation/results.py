@@ -29,6 +29,7 @@ from ..recorder import combine_rows
 from ..tuning import read_trials
 from ..work import FitRecord
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
+from .economic import bars_per_year
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report
 from .panel import panel_dm_table, win_table
@@ -36,6 +37,9 @@ from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
 from .universe_report import universe_report
 from .verdict import seeds_needed
+from .worth import ECONOMIC_LOSSES, _tidy, has_returns, portfolio, referee_tests, worth_of
+from .worth_plots import worth_figures
+from .worth_report import focus_of, worth_sections
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
@@ -67,12 +71,11 @@ def write_results(
         for r in runs
     }
     # each table's per-asset parts are let go as soon as they are joined: one copy of the rows, not two
-    tables = {
-        name: _with_asset({a: p.pop(name) for a, p in parts.items()}) for name in list(next(iter(parts.values())))
-    }
+    names = list(dict.fromkeys(n for p in parts.values() for n in p))  # economic tables: where the bars give returns
+    tables = {name: _with_asset({a: p.pop(name, pd.DataFrame()) for a, p in parts.items()}) for name in names}
     if len(runs) > 1:
         pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
-        tables["tests"] = pd.concat([tables["tests"], pooled], ignore_index=True)
+        tables["tests"] = pd.concat([tables["tests"], pooled, pooled_worth(cfg, tables)], ignore_index=True)
         tables["wins"] = wins
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
@@ -89,8 +92,11 @@ def write_results(
         "cost",
         "seeds",
         "wins",
+        "economic",
+        "positions",
+        "var",
     ):
-        if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins")):
+        if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins", "positions", "var")):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
     write_report(cfg, runs, tables, stage)
     return tables["forecasts"], tables["retrains"], tables["metrics"]
@@ -107,18 +113,39 @@ def evaluate_asset(
     scores = metrics(rows)
     losses = loss_table(rows)
     sizes = artifact_sizes(RunDir(stage).models_of(run.asset.name))
-    return {
+    worth = economic_tables(cfg, run.prepared.bars, rows, losses)
+    return worth | {
         "forecasts": rows,
         "retrains": retrains,
         "metrics": scores,
         "losses": losses,
         "scores": score_table(losses, rows, ev.benchmark),
         "breakdowns": breakdown_table(losses),
-        "tests": accuracy_tests(cfg, losses),
+        "tests": pd.concat([accuracy_tests(cfg, losses), worth.pop("tests")], ignore_index=True),
         "seeds": seed_spread(cfg, scores, losses),
         "coverage": coverage(rows),
         "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles(), trials),
     }
+
+
+def economic_tables(cfg: RunConfig, bars: pd.DataFrame, rows: pd.DataFrame, losses: pd.DataFrame) -> dict:
+    """What the forecasts are worth (:func:`~.worth.worth_of`, where economic evaluation is on and the bars
+    give returns) and the tests referees ask for (:func:`~.worth.referee_tests`): ``economic``, ``positions``,
+    ``var``, ``economic_losses`` and the test rows (``tests``)."""
+    ev = cfg.evaluation
+    figures, tests = referee_tests(rows, losses, bars, ev, cfg.backtest.window.kind == "expanding")
+    out = {"economic": figures, "tests": tests}
+    if ev.economic.enabled is not False and has_returns(bars):
+        economic, more, eco_losses, positions, var = worth_of(rows, bars, ev, cfg.backtest.horizon, cfg.seed)
+        out["economic"] = pd.concat([economic, figures], ignore_index=True)
+        out["tests"] = pd.concat([more, tests], ignore_index=True)
+        out["economic_losses"] = eco_losses
+        out["positions"] = pd.concat([p.assign(strategy=s) for s, p in positions.items()], ignore_index=True)
+        out["var"] = var
+        out["economic"] = pd.concat(
+            [out["economic"], _tidy([("target", "", "", "", np.nan, 0, "", "bars_per_year", bars_per_year(bars))])]
+        )
+    return out
 
 
 def _of(frame: pd.DataFrame, asset: str) -> pd.DataFrame:
@@ -188,12 +215,14 @@ def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.Data
             tables["cost"],
             tables["seeds"],
             tables["losses"],
+            worth_sections(cfg, tables.get("economic"), tables["tests"]),
         )
     else:
         text = universe_report(cfg, runs, tables)
     RunDir(stage).file(REPORT).write_text(text)
     if plots:
         write_figures(stage, ev.loss, ev.benchmark)  # from the Parquet files above
+        worth_figures(stage, focus_of(cfg), ev.benchmark, ev.economic.target_vol, ev.economic.levels[0])
     write_html(stage)
 
 
@@ -308,6 +337,27 @@ def pooled_tests(cfg: RunConfig, losses: pd.DataFrame, tests: pd.DataFrame) -> t
     wins = win_table(tests[tests["test"] == "dm"])
     wins.insert(0, "asset", "all")
     return pooled, wins
+
+
+def pooled_worth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Across a universe: the equal-risk portfolio's figures (into ``economic``, asset ``all``) and the pooled
+    DM tests on the economic losses (returned, asset ``all``)."""
+    if "positions" not in tables or not len(tables["positions"]):
+        return pd.DataFrame()
+    ev, pos = cfg.evaluation, tables["positions"]
+    per = {a: {str(s): p for s, p in part.groupby("strategy", observed=True)} for a, part in pos.groupby("asset")}
+    years = tables["economic"]
+    per_year = float(years.loc[years["metric"] == "bars_per_year", "value"].median())
+    pooled = portfolio(per, ev, per_year)
+    pooled.insert(0, "asset", "all")
+    tables["economic"] = pd.concat([tables["economic"], pooled], ignore_index=True)
+    eco = tables["economic_losses"]
+    parts = [
+        panel_dm_table(eco, loss, ev.benchmark, pairwise=False).assign(test=lambda t: t["test"] + "_economic")
+        for loss in ECONOMIC_LOSSES
+        if (eco["loss"] == loss).any()
+    ]
+    return pd.concat(parts, ignore_index=True).assign(asset="all") if parts else pd.DataFrame()
 
 
 def mcs_across_assets(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:

@@ -158,13 +158,16 @@ def duration(hits: np.ndarray) -> Backtest:
     at = np.flatnonzero(hits)
     if len(at) < 2:
         return Backtest(float("nan"), float("nan"), 1)
-    # durations: to the first hit (censored: the spell began before the data), between hits, after the last
-    d = np.r_[at[0] + 1, np.diff(at), len(hits) - at[-1]].astype("float64")
+    # durations (as rugarch's VaRDurTest): to the first hit, censored unless the data open with one; between
+    # hits; after the last, censored, unless the data close with one
+    d = np.diff(at).astype("float64")
     censored = np.zeros(len(d), bool)
-    censored[0] = True
-    censored[-1] = True
-    if d[-1] == 0:
-        d, censored = d[:-1], censored[:-1]
+    if not hits[0]:
+        d, censored = np.r_[at[0] + 1.0, d], np.r_[True, censored]
+    if not hits[-1]:
+        d, censored = np.r_[d, float(len(hits) - at[-1] - 1)], np.r_[censored, True]
+    if (~censored).sum() < 1:
+        return Backtest(float("nan"), float("nan"), 1)
 
     def loglik(b: float) -> float:
         # for a given shape b the scale's MLE is closed-form: a^b = (uncensored count) / sum(d^b)
@@ -176,22 +179,22 @@ def duration(hits: np.ndarray) -> Backtest:
         return float(np.where(censored, log_s, log_f).sum())
 
     fit = minimize_scalar(lambda b: -loglik(b), bounds=(0.05, 20.0), method="bounded")
-    lr = max(2 * (loglik(float(fit.x)) - loglik(1.0)), 0.0)
+    lr = max(2 * (max(loglik(float(fit.x)), loglik(1.0)) - loglik(1.0)), 0.0)
     return Backtest(lr, _chi2_sf(lr, 1), 1)
 
 
-def acerbi_szekely(returns: np.ndarray, sigma: np.ndarray, level: float, sims: int = 2000, seed: int = 0) -> Backtest:
-    """Acerbi & Székely's (2014) Z2 test of the ES of normal returns with volatility ``sigma``:
-    ``Z2 = sum(r 1{r < VaR} / (T level |ES|)) + 1``, zero under a correct ES and negative when the tail is
-    worse; its p-value from ``sims`` draws of returns from the forecasts themselves (one-sided)."""
-    r = np.asarray(returns, dtype="float64")
-    s = np.asarray(sigma, dtype="float64")
-    v, e = var_es(s, level)
+def acerbi_szekely(
+    returns: np.ndarray, var: np.ndarray, es: np.ndarray, level: float, null_returns: np.ndarray
+) -> Backtest:
+    """Acerbi & Székely's (2014) Z2 test of an ES forecast: ``Z2 = sum(r 1{r < VaR} / (T level |ES|)) + 1``,
+    zero under a correct ES and negative when the tail is worse; its one-sided p-value from ``null_returns``
+    (sims x T draws of the returns from the forecast distribution itself, :func:`var_es`'s VaR and ES)."""
+    r, v, e = (np.asarray(a, dtype="float64") for a in (returns, var, es))
+    scale = len(r) * level * np.abs(e)
 
-    def z2(x: np.ndarray) -> float:
-        return float(np.sum(x * (x < v) / (len(x) * level * np.abs(e)))) + 1
+    def z2(x: np.ndarray) -> np.ndarray:
+        return np.sum(x * (x < v) / scale, axis=-1) + 1
 
-    observed = z2(r)
-    rng = np.random.default_rng(seed)
-    null = np.array([z2(s * rng.standard_normal(len(r))) for _ in range(sims)])
+    observed = float(z2(r))
+    null = z2(np.asarray(null_returns, dtype="float64"))
     return Backtest(observed, float((null <= observed).mean()), 0)

@@ -12,6 +12,7 @@ from .answer import answer_lines, pairs_table
 from .markdown import PLOTS, fmt_p, run_report
 from .profiles import profiles_of
 from .verdict import Answer, seed_rows
+from .worth_report import focus_of, pct, target_sentence, test_p, value, worth_sections
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
@@ -42,7 +43,7 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
         *words,
         *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs), said=bool(words)),
     ]
-    lines += pairs + pooled_lines(cfg, tests)
+    lines += pairs + pooled_lines(cfg, tests) + universe_worth_lines(cfg, tables)
     for r in runs:
         mine = {k: v[v["asset"] == r.asset.label].drop(columns="asset") for k, v in tables.items() if "asset" in v}
         part = run_report(
@@ -56,6 +57,7 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
             mine["cost"],
             mine["seeds"],
             mine["losses"],
+            worth_sections(r.cfg, mine.get("economic"), mine["tests"]),
         ).splitlines()
         part = [line for line in part if not line.startswith("Plots: ")]
         part[0] = f"## Asset `{r.asset.label}`"
@@ -187,4 +189,61 @@ def pooled_lines(cfg: RunConfig, tests: pd.DataFrame) -> list[str]:
             f"{r.get(('mean_diff', 'pooled_dm'), float('nan')):+.4g}",
         ]
         out.append(f"| {model} | {against} | {'all' if h == 0 else h} | " + " | ".join(cells) + " |")
+    return out
+
+
+def universe_worth_lines(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """ "What it is worth, across assets": the equal-risk portfolio, the pooled DM tests of the economic losses,
+    and each asset's figures for the strategies the words are about and the benchmark."""
+    eco, tests = tables.get("economic"), tables["tests"]
+    if eco is None or not (eco["section"] == "portfolio").any():
+        return []
+    e, bench = cfg.evaluation.economic, cfg.evaluation.benchmark
+    focus = focus_of(cfg)
+    assets = eco.loc[eco["section"] == "portfolio", "key"].iloc[0]
+    lines = [
+        "",
+        "## What it is worth, across assets",
+        "",
+        f"The equal-risk portfolio ({assets}, each asset's position sized to a {pct(e.target_vol, 0)} volatility "
+        f"target from its own forecast, capped at {e.max_leverage:g}x, {e.cost_bp:g} bp per unit traded, averaged; "
+        "the average is less volatile than the target where the assets do not move together):",
+        "",
+    ]
+    pooled = tests[(tests["asset"] == "all") & (tests["test"] == "pooled_dm_economic") & (tests["horizon"] == 1)]
+    for name in focus:
+        lines.append(f"- {target_sentence(eco, tests, name, bench, section='portfolio')}.")
+        for loss, what in (
+            ("utility", "realized utility's shortfall"),
+            ("fz0", f"FZ0 of the {pct(e.levels[0], 0)} VaR and ES"),
+        ):
+            r = pooled[(pooled["model"] == name) & (pooled["loss"] == loss)]
+            if len(r):
+                side = "lower (better)" if r["mean_diff"].iloc[0] < 0 else "higher (worse)"
+                lines.append(
+                    f"  - pooled over assets, its {what} is {side} than `{bench}`'s (pooled DM p = {fmt_p(r['pvalue'].iloc[0])})."
+                )
+    lines += ["", *asset_worth_table(eco, tests, [*focus, *([bench] if bench and bench not in focus else [])], e)]
+    return lines
+
+
+def asset_worth_table(eco: pd.DataFrame, tests: pd.DataFrame, names: list[str], e) -> list[str]:
+    level, dist = e.levels[0], e.dist[0]
+    out = [
+        f"| asset | strategy | realized vol | Sharpe | utility | {pct(level, 0)} VaR hits | Kupiec p | CC p | zone | ES Z2 p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for asset in sorted(a for a in eco["asset"].unique() if a != "all"):
+        ea, ta = eco[eco["asset"] == asset], tests[tests["asset"] == asset]
+        for s in names:
+            k = ta[(ta["test"] == "var_kupiec") & (ta["model"] == s) & (ta["horizon"] == 1) & (ta["dist"] == dist)]
+            k = k[k["level"].astype(float).sub(level).abs() < 1e-12]
+            out.append(
+                f"| {asset} | {s} | {pct(value(ea, 'target', s, 'realized_vol'))} | {value(ea, 'target', s, 'sharpe'):.2f} | "
+                f"{value(ea, 'utility', s, 'utility'):.2f} % | "
+                f"{pct(value(ea, 'risk', s, 'exceeded', level=level, dist=dist, horizon=1), 2)} | "
+                f"{fmt_p(k['pvalue'].iloc[0]) if len(k) else 'n/a'} | "
+                f"{fmt_p(test_p(ta, 'var_cc', s, level=level, dist=dist, horizon=1))} | {k['note'].iloc[0] if len(k) else ''} | "
+                f"{fmt_p(test_p(ta, 'es_z2', s, level=level, dist=dist, horizon=1))} |"
+            )
     return out
