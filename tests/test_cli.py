@@ -91,7 +91,17 @@ def test_smoke_run_writes_every_output(smoke_run):
         "loss_by_segment.png",
         "loss_by_hour.png",
         "cost_vs_accuracy.png",
+        "economic.parquet",  # what the forecasts are worth (issue 29)
+        "positions.parquet",
+        "var.parquet",
+        "var_exceedances.png",
+        "target_vol.png",
+        "equity.png",
+        "when.png",
     }
+    report = (smoke_run / "report.md").read_text()
+    assert "## What it is worth" in report and "## The tests referees ask for" in report
+    assert "sizing by `lstm` gave" in report and "its 1 % VaR was exceeded in" in report
     f = pd.read_parquet(smoke_run / "forecasts.parquet")
     assert list(f.columns) == FORECAST_COLUMNS
     assert (f["trained_through"] <= f["issued_at"]).all()

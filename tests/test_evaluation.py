@@ -225,11 +225,12 @@ def test_html_report_embeds_every_figure_and_renders_offline(minute_file, tmp_pa
     raw["evaluation"] = {"mcs_reps": 200}
     res = run(parse_config(raw))
     pngs = sorted(p.name for p in res.out_dir.glob("*.png"))
-    assert len(pngs) == 7
+    assert len(pngs) == 11  # 7, and issue 29's VaR exceedances, target volatility, equity and "when"
     page = (res.out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "<h2>The answer</h2>" in page and "Lowest qlike" in page
+    assert "<h2>What it is worth</h2>" in page and "<h2>The tests referees ask for</h2>" in page
     (res.out_dir / "report.html").unlink()
     out = CliRunner().invoke(main, ["report", str(res.out_dir)], catch_exceptions=False)
     assert out.exit_code == 0 and (res.out_dir / "report.html").read_text() == page

@@ -194,9 +194,15 @@ def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(univers
     for name in ("forecasts", "retrains", "metrics", "losses", "scores", "breakdowns", "tests", "cost", "wins"):
         frame = pd.read_parquet(out / f"{name}.parquet")
         assert frame.columns[0] == "asset", name
+    for name in ("economic", "positions", "var"):  # what the forecasts are worth (issue 29)
+        assert pd.read_parquet(out / f"{name}.parquet").columns[0] == "asset", name
     tests = pd.read_parquet(out / "tests.parquet")
     pooled = tests[tests["asset"] == "all"]
-    assert set(pooled["test"]) == {"pooled_dm", "cluster_dm", "mcs"}
+    assert set(pooled["test"]) == {"pooled_dm", "cluster_dm", "mcs", "pooled_dm_economic", "cluster_dm_economic"}
+    economic = pd.read_parquet(out / "economic.parquet")
+    portfolio = economic[economic["section"] == "portfolio"]
+    assert (portfolio["asset"] == "all").all() and "ewma" not in set(portfolio["strategy"])  # ewma: on 2 assets of 3
+    assert {"har", "naive"} <= set(portfolio["strategy"])
     naive = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "naive") & (pooled["against"] == "har")]
     assert sorted(naive["horizon"]) == [0, 1, 2, 3, 4] and (naive["assets"] == 3).all()
     ewma = pooled[(pooled["test"] == "pooled_dm") & (pooled["model"] == "ewma") & (pooled["against"] == "har")]

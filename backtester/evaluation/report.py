@@ -31,6 +31,10 @@ FIGURES = {
     "loss_by_segment.png": "Loss per retrain segment",
     "loss_by_hour.png": "Loss by hour of day",
     "cost_vs_accuracy.png": "Accuracy against training cost",
+    "var_exceedances.png": "VaR from each forecast and its exceedances",
+    "target_vol.png": "Realized volatility of the volatility-targeted positions against the target",
+    "equity.png": "Equity of the volatility-targeted positions, net of costs",
+    "when.png": "When the model beats the benchmark: by volatility regime and hour of day",
 }
 UNIVERSE_FIGURES = {
     "pooled_differentials.png": "Loss differentials against the benchmark: each asset and the pooled mean"

@@ -37,7 +37,7 @@ from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
 from .universe_report import universe_report
 from .verdict import seeds_needed
-from .worth import ECONOMIC_LOSSES, _tidy, has_returns, portfolio, referee_tests, worth_of
+from .worth import ECONOMIC_LOSSES, _tidy, has_returns, portfolio, referee_tests, stack, worth_of
 from .worth_plots import worth_figures
 from .worth_report import focus_of, worth_sections
 
@@ -75,7 +75,7 @@ def write_results(
     tables = {name: _with_asset({a: p.pop(name, pd.DataFrame()) for a, p in parts.items()}) for name in names}
     if len(runs) > 1:
         pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
-        tables["tests"] = pd.concat([tables["tests"], pooled, pooled_worth(cfg, tables)], ignore_index=True)
+        tables["tests"] = stack([tables["tests"], pooled, pooled_worth(cfg, tables)])
         tables["wins"] = wins
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
@@ -121,7 +121,7 @@ def evaluate_asset(
         "losses": losses,
         "scores": score_table(losses, rows, ev.benchmark),
         "breakdowns": breakdown_table(losses),
-        "tests": pd.concat([accuracy_tests(cfg, losses), worth.pop("tests")], ignore_index=True),
+        "tests": stack([accuracy_tests(cfg, losses), worth.pop("tests")]),
         "seeds": seed_spread(cfg, scores, losses),
         "coverage": coverage(rows),
         "cost": cost_table(retrains, losses, ev.loss, ev.benchmark, sizes, cfg.ensembles(), trials),
@@ -137,12 +137,12 @@ def economic_tables(cfg: RunConfig, bars: pd.DataFrame, rows: pd.DataFrame, loss
     out = {"economic": figures, "tests": tests}
     if ev.economic.enabled is not False and has_returns(bars):
         economic, more, eco_losses, positions, var = worth_of(rows, bars, ev, cfg.backtest.horizon, cfg.seed)
-        out["economic"] = pd.concat([economic, figures], ignore_index=True)
-        out["tests"] = pd.concat([more, tests], ignore_index=True)
+        out["economic"] = stack([economic, figures])
+        out["tests"] = stack([more, tests])
         out["economic_losses"] = eco_losses
         out["positions"] = pd.concat([p.assign(strategy=s) for s, p in positions.items()], ignore_index=True)
         out["var"] = var
-        out["economic"] = pd.concat(
+        out["economic"] = stack(
             [out["economic"], _tidy([("target", "", "", "", np.nan, 0, "", "bars_per_year", bars_per_year(bars))])]
         )
     return out
@@ -350,7 +350,7 @@ def pooled_worth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> pd.DataFram
     per_year = float(years.loc[years["metric"] == "bars_per_year", "value"].median())
     pooled = portfolio(per, ev, per_year)
     pooled.insert(0, "asset", "all")
-    tables["economic"] = pd.concat([tables["economic"], pooled], ignore_index=True)
+    tables["economic"] = stack([tables["economic"], pooled])
     eco = tables["economic_losses"]
     parts = [
         panel_dm_table(eco, loss, ev.benchmark, pairwise=False).assign(test=lambda t: t["test"] + "_economic")

@@ -44,6 +44,16 @@ ECONOMIC_LOSSES = ("fz0", "utility")
 EXPANDING = "windows expand: GW's theory assumes rolling ones, so read it as a DM test with instruments"
 
 
+def stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one under the other, empty ones left out (the first, if all are empty)."""
+    kept = [f for f in frames if len(f)]
+    if not kept:
+        return frames[0]
+    columns = list(dict.fromkeys(c for f in kept for c in f.columns))
+    out = pd.concat([f.dropna(axis=1, how="all") for f in kept], ignore_index=True)  # pandas 3's rule, today
+    return out.reindex(columns=columns)
+
+
 def returns_of(bars: pd.DataFrame) -> pd.Series:
     """The bars' returns, NaN where a bar is missing (none at all for RV bars)."""
     if "ret" not in bars:
@@ -100,7 +110,7 @@ def worth_of(rows: pd.DataFrame, bars: pd.DataFrame, ev: EvaluationConfig, horiz
     losses = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["strategy", "loss", "value"])
     tests_frame = pd.DataFrame(tests, columns=TEST_COLUMNS)
     if len(losses):
-        tests_frame = pd.concat([tests_frame, loss_tests(losses, ev, seed)], ignore_index=True)
+        tests_frame = stack([tests_frame, loss_tests(losses, ev, seed)])
     return _tidy(figures), tests_frame, losses, positions, var
 
 
@@ -158,8 +168,8 @@ def referee_tests(
         tests += gw_tests(losses, bars, ev.loss, bench, names, expanding)
         figures += when_rows(losses, bars, ev.loss, bench, names)
     patton, patton_dm = patton_tables(rows, ev, bench, names)
-    frame = pd.concat([pd.DataFrame(tests, columns=TEST_COLUMNS), patton_dm], ignore_index=True)
-    return pd.concat([_tidy(figures), patton], ignore_index=True), frame
+    frame = stack([pd.DataFrame(tests, columns=TEST_COLUMNS), patton_dm])
+    return stack([_tidy(figures), patton]), frame
 
 
 def mz_tests(part: pd.DataFrame, name: str, figures: list[tuple]) -> list[dict]:
