@@ -113,7 +113,7 @@ def test_an_honest_run_without_artifacts_passes(honest_run):
     assert not (run_dir / "models").exists()
     for name in HONEST:
         checks = lines_of(res.stdout, name)
-        assert {"truncation", "poison", "batch", "windows", "rows"} <= set(checks), res.stdout
+        assert {"truncation", "poison", "batch", "windows", "rows", "economic"} <= set(checks), res.stdout
         assert all(line.startswith(("PASS", "SKIP")) for line in checks.values()), res.stdout
         assert "retrains.parquet (no artifacts)" in checks["windows"]
     assert lines_of(res.stdout, "lstm")["batch"].startswith("PASS")  # a Keras batch against its per-bar path
@@ -121,12 +121,28 @@ def test_an_honest_run_without_artifacts_passes(honest_run):
     assert "audit: " in res.stderr  # progress goes to stderr
 
 
+def test_a_var_that_is_not_the_forecasts_fails_the_economic_check(honest_run, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    run_dir, _ = honest_run
+    copy = tmp_path / "honest"
+    shutil.copytree(run_dir, copy)
+    var = pd.read_parquet(copy / "var.parquet")
+    var.loc[(var["strategy"] == "naive") & (var.index % 50 == 7), "var"] *= 1.01  # as if it had seen later returns
+    var.to_parquet(copy / "var.parquet")
+    res = backtest("audit", copy, "--sample", "1", "--strategy", "naive")
+    assert res.returncode == 1 and lines_of(res.stdout, "naive")["economic"].startswith("FAIL"), res.stdout
+    assert "VaR/ES issued before T differ" in lines_of(res.stdout, "naive")["economic"]
+
+
 def test_honest_strategies_pass_beside_leaky_ones_with_artifacts(leaky_run):
     run_dir, res = leaky_run
     assert (run_dir / "models" / "lstm" / "1" / "scaler.json").is_file()
     for name in [*HONEST, "spy"]:
         checks = lines_of(res.stdout, name)
-        assert {"truncation", "poison", "batch", "windows", "rows"} <= set(checks), res.stdout
+        assert {"truncation", "poison", "batch", "windows", "rows", "economic"} <= set(checks), res.stdout
         assert all(line.startswith(("PASS", "SKIP")) for line in checks.values()), res.stdout
         assert "artifacts" in checks["windows"]
     assert lines_of(res.stdout, "lstm")["scaler"].startswith("PASS  lstm")

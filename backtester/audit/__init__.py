@@ -33,6 +33,10 @@ one; users' own strategies like the built-ins):
     Every row of ``forecasts.parquet``: its ``model_version`` exists (an artifact, else an ok fit in
     ``retrains.parquet``), its ``trained_through`` is that model's, and both the model's retrain
     time and ``trained_through`` are at or before ``issued_at``; every issue time has its rows.
+``economic``
+    Each strategy's VaR and ES (``var.parquet``, issue 29; a seed ensemble's from its mean forecast) before
+    every sampled issue time T, recomputed from its forecasts issued by T on the bars cut at T, then on the
+    bars poisoned after T: both must equal the run's (the distribution's refits see only returns known then).
 
 Recomputations run in this one process in order of T across all strategies (at each T: every
 truncation in config order, then every poisoning, then the per-bar references), so a strategy that

@@ -185,3 +185,46 @@ def rows_check(run: AuditedRun, name: str) -> Check:
         f"{len(rows):,} rows: model versions and trained_through agree with the "
         f"{source}, none trained after its issue time",
     )
+
+
+def economic_check(run: AuditedRun, name: str, times: list[pd.Timestamp]) -> Check | None:
+    """The run's VaR and ES (``var.parquet``) and targeted positions of ``name`` issued up to each T in ``times``,
+    recomputed (:func:`~backtester.evaluation.worth.worth_of`) from its forecasts issued by T on the bars cut at T,
+    then poisoned after T: both must equal the run's. None where the run has no ``var.parquet``."""
+    from ..evaluation.worth import worth_of
+
+    path = run.path / "var.parquet"
+    if not path.is_file():
+        return None
+    stored = pd.read_parquet(path)
+    if "asset" in stored:
+        stored = stored[stored["asset"] == (run.asset or stored["asset"].iloc[0])].drop(columns="asset")
+    stored = stored[stored["strategy"] == name]
+    if not len(stored):
+        return None
+    ev = run.cfg.evaluation.model_copy(update={"benchmark": None, "mcs_reps": 100})
+    ev = ev.model_copy(update={"economic": ev.economic.model_copy(update={"sims": 100})})
+    s = run.series
+    bars = pd.DataFrame(
+        {"rv": np.where(s.observed, s.rv, np.nan), "ret": np.where(s.observed, s.ret, np.nan)}, index=run.bars
+    )
+    rows = run.rows(name)
+    problems: list[tuple[pd.Timestamp, str]] = []
+    checked = 0
+    for t in times:
+        if int((rows["issued_at"] < t).sum()) < 20 * rows["horizon"].nunique():
+            continue  # VaR needs 20 one-bar rows (a run's first hours)
+        checked += 1
+        cut = bars[bars.index <= t]
+        junk = bars.copy()
+        junk.loc[junk.index > t, ["rv", "ret"]] = np.random.default_rng(0).normal(
+            0, 5, (int((junk.index > t).sum()), 2)
+        )
+        for kind, frame in (("cut", cut), ("poisoned", junk)):
+            _, _, _, _, var = worth_of(rows[rows["issued_at"] <= t], frame, ev, run.cfg.backtest.horizon, run.cfg.seed)
+            mine = stored[stored["time"] <= t].reset_index(drop=True)  # the bars forecast before T (issued < T)
+            got = var[var["time"] <= t].reset_index(drop=True)
+            if len(got) != len(mine) or not np.allclose(got[["var", "es"]], mine[["var", "es"]], rtol=1e-12, atol=0):
+                problems.append((t, f"VaR/ES issued before T differ when the data are {kind} at T"))
+    passed = f"VaR and ES before {checked} issue times equal on data cut and poisoned there"
+    return outcome(name, "economic", problems, passed)

@@ -11,9 +11,10 @@ import pandas as pd
 
 from strategies.base import BatchForecaster
 
+from ..core.names import base_name
 from ..core.series import BarSeries
 from ..work import ALONE, Segment
-from .checks import rows_check, window_checks
+from .checks import economic_check, rows_check, window_checks
 from .recompute import Probe, Recomputed, compare_rows, poisoned, recompute, sample_issues, sample_segments
 from .report import BATCH_RTOL, BATCH_RTOL_FLOAT64, RECOMPUTE_RTOL, STACK_RTOL, AuditReport, Check
 from .run import AuditedRun, load_run, select
@@ -81,6 +82,11 @@ def audit_part(
             )
         checks.extend(window_checks(run, name))
         checks.append(rows_check(run, name))
+    times = sorted({run.plan.bars[p.at] for p in probes})
+    for name in dict.fromkeys(base_name(n) for n in names):  # a seed ensemble's VaR is its mean forecast's
+        eco = economic_check(run, name, times)
+        if eco is not None:
+            checks.append(eco)
     return checks
 
 

@@ -12,7 +12,7 @@ BATCH_RTOL = 1e-5  # float32 (Keras) models: batched vs one-row predictions
 BATCH_RTOL_FLOAT64 = 1e-9  # everything else: vectorised vs per-bar float64 arithmetic
 RECOMPUTE_RTOL = 1e-12  # truncated and poisoned recomputations vs the run's rows (float64 rounding only)
 STACK_RTOL = 1e-4  # a model trained alone vs its stacked twin in the run (float32 rounding over training)
-CHECKS = ("truncation", "poison", "batch", "windows", "scaler", "rows")
+CHECKS = ("truncation", "poison", "batch", "windows", "scaler", "rows", "economic")
 
 
 @dataclass(frozen=True)
