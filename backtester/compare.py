@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .compare_worth import compare_worth
 from .core.errors import CompareError, RunError
 from .core.names import base_name, is_seed_member
 from .evaluation.accuracy import dm_table, horizon_averaged, model_confidence_set
@@ -226,7 +227,10 @@ def compare(
     if benchmark is not None and benchmark in answer.means.index:
         words += benchmark_table(answer, answer.means[[s for s in answer.means.index if not is_member(s)]], benchmark)
     words += pairs_table(answer, benchmark, profiles)
+    economic, worth_tests, worth = compare_worth(runs[0].path, rows, benchmark, profiles, seed)
     text = markdown(runs, rows, comparison, tests, cost, loss, benchmark, words, answer.spread, seeded)
+    text = text.replace("\n## Mean ", "\n".join([*worth, "", "## Mean "]), 1) if worth else text
+    tests = pd.concat([tests, worth_tests], ignore_index=True) if len(worth_tests) else tests
     stage = scratch_dir(out, os.getpid())
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -235,6 +239,8 @@ def compare(
         table.to_parquet(stage / "losses.parquet", index=False)
         tests.to_parquet(stage / "tests.parquet", index=False)
         cost.to_parquet(stage / "cost.parquet", index=False)
+        if len(economic):
+            economic.to_parquet(stage / "economic.parquet", index=False)
         write_report(stage, comparison, cost, loss, strategy_styles(sorted(map(str, strategies))), text)
         if out.exists():
             shutil.rmtree(out)

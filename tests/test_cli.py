@@ -92,6 +92,7 @@ def test_smoke_run_writes_every_output(smoke_run):
         "loss_by_hour.png",
         "cost_vs_accuracy.png",
         "economic.parquet",  # what the forecasts are worth (issue 29)
+        "returns.parquet",
         "positions.parquet",
         "var.parquet",
         "var_exceedances.png",

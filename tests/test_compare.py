@@ -64,6 +64,12 @@ def test_compare_aligns_on_common_rows_and_labels_shared_names(two_runs):
     } <= {p.name for p in res.out_dir.iterdir()}
     assert (res.out_dir / "report.html").read_text().count("data:image/png;base64,") == 2
     assert "## Model Confidence Set" in (res.out_dir / "compare.md").read_text()
+    # what the forecasts are worth, on the common rows: the same naive model gives the same figures in both runs
+    assert "## What it is worth" in (res.out_dir / "compare.md").read_text()
+    eco = pd.read_parquet(res.out_dir / "economic.parquet")
+    target = eco[eco["section"] == "target"].pivot_table(index="metric", columns="strategy", values="value")
+    pd.testing.assert_series_equal(target["a:naive"], target["b:naive"], check_names=False)
+    assert {"var_kupiec", "es_z2", "dm_economic"} <= set(res.tests["test"])
 
 
 def test_compare_names_what_cannot_be_compared(two_runs, minute_bars):

@@ -152,3 +152,13 @@ def test_kupiec_and_duration_agree_with_vartests():
             want = vartests.duration_test(hits.astype(int))
             assert duration(hits).statistic == pytest.approx(want["statistic"], rel=1e-3, abs=1e-6)
             assert duration(hits).pvalue == pytest.approx(want["p-value"], rel=1e-3, abs=1e-6)
+
+
+def test_kupiec_non_rejection_region_is_the_published_one():
+    # Kupiec (1995)'s non-rejection regions at 5 %, as tabulated by Jorion (Value at Risk, "Model verification"):
+    # a 99 % VaR over 510 days: 1 < N < 11; over 1,000 days: 4 < N < 17; a 95 % VaR over 1,000 days: 37 < N < 65
+    for n, level, low, high in ((510, 0.01, 1, 11), (1000, 0.01, 4, 17), (1000, 0.05, 37, 65)):
+        kept = [x for x in range(0, 100) if kupiec(np.arange(n) < x, level).pvalue > 0.05]
+        assert kept == list(range(low + 1, high)), (n, level)
+    # 250 days at 99 %: 1 to 6 (Giambiagi, table 10.1, as vartests' documentation quotes it)
+    assert [x for x in range(12) if kupiec(np.arange(250) < x, 0.01).pvalue > 0.05] == [1, 2, 3, 4, 5, 6]

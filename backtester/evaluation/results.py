@@ -98,6 +98,9 @@ def write_results(
     ):
         if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins", "positions", "var")):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
+    if "economic" in tables and (tables["economic"]["section"] == "target").any():  # compare's economics
+        returns = [r.prepared.bars[["rv", "ret"]].assign(asset=r.asset.label) for r in runs if "ret" in r.prepared.bars]
+        pd.concat(returns).rename_axis("time").reset_index().to_parquet(stage / "returns.parquet", index=False)
     write_report(cfg, runs, tables, stage)
     return tables["forecasts"], tables["retrains"], tables["metrics"]
 

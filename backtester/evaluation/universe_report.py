@@ -212,7 +212,10 @@ def universe_worth_lines(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> lis
     ]
     pooled = tests[(tests["asset"] == "all") & (tests["test"] == "pooled_dm_economic") & (tests["horizon"] == 1)]
     for name in focus:
-        lines.append(f"- {target_sentence(eco, tests, name, bench, section='portfolio')}.")
+        if value(eco, "portfolio", name, "realized_vol") == value(eco, "portfolio", name, "realized_vol"):
+            lines.append(f"- {target_sentence(eco, tests, name, bench, section='portfolio')}.")
+        else:
+            lines.append(f"- `{name}` does not run on every asset: it has no portfolio of them all (per asset below).")
         for loss, what in (
             ("utility", "realized utility's shortfall"),
             ("fz0", f"FZ0 of the {pct(e.levels[0], 0)} VaR and ES"),
@@ -236,6 +239,8 @@ def asset_worth_table(eco: pd.DataFrame, tests: pd.DataFrame, names: list[str], 
     for asset in sorted(a for a in eco["asset"].unique() if a != "all"):
         ea, ta = eco[eco["asset"] == asset], tests[tests["asset"] == asset]
         for s in names:
+            if not ((ea["strategy"] == s) & (ea["section"] == "target")).any():
+                continue  # not run on this asset
             k = ta[(ta["test"] == "var_kupiec") & (ta["model"] == s) & (ta["horizon"] == 1) & (ta["dist"] == dist)]
             k = k[k["level"].astype(float).sub(level).abs() < 1e-12]
             out.append(

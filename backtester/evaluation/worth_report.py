@@ -33,7 +33,8 @@ def worth_sections(cfg, eco: pd.DataFrame | None, tests: pd.DataFrame) -> list[s
         return []
     focus = focus_of(cfg)
     bench = cfg.evaluation.benchmark
-    return worth_lines(cfg, eco, tests, focus, bench) + referee_lines(cfg, eco, tests, focus, bench)
+    words = worth_lines(cfg.evaluation, cfg.backtest.horizon, eco, tests, focus, bench)
+    return words + referee_lines(cfg.evaluation.loss, eco, tests, focus, bench)
 
 
 def pct(x: float, digits: int = 1) -> str:
@@ -116,12 +117,14 @@ def var_sentence(eco: pd.DataFrame, tests: pd.DataFrame, name: str, level: float
     return text
 
 
-def worth_lines(cfg, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], bench: str | None) -> list[str]:
-    """The section "What it is worth" of a run on one asset."""
+def worth_lines(
+    ev, horizon: int, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], bench: str | None
+) -> list[str]:
+    """The section "What it is worth" of a run on one asset (``ev``: its ``evaluation`` config)."""
     if not len(eco) or not (eco["section"] == "target").any():
         return []
-    e = cfg.evaluation.economic
-    dist, horizon = e.dist[0], cfg.backtest.horizon
+    e = ev.economic
+    dist = e.dist[0]
     per_year = value(eco, "target", "", "bars_per_year")
     lines = [
         "",
@@ -130,7 +133,7 @@ def worth_lines(cfg, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], b
         f"At a {pct(e.target_vol, 0)} volatility target (annualized over {per_year:,.0f} bars a year; the position "
         f"is the target over the forecast, capped at {e.max_leverage:g}x, rebalanced "
         f"{'every bar' if e.rebalance == 1 else f'every {e.rebalance} bars'}, "
-        f"{e.cost_bp:g} bp per unit traded), and with VaR and ES from a {describe_dist(eco, dist, focus)}:",
+        f"{e.cost_bp:g} bp per unit traded), and with VaR and ES from a {describe_dist(eco, dist, focus, e.refit)}:",
         "",
     ]
     for name in focus:
@@ -158,12 +161,13 @@ def worth_lines(cfg, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], b
     return lines
 
 
-def describe_dist(eco: pd.DataFrame, dist: str, focus: list[str]) -> str:
+def describe_dist(eco: pd.DataFrame, dist: str, focus: list[str], refit: int) -> str:
     if dist == "t":
         nu = value(eco, "risk", focus[0], "nu_last", dist="t") if focus else float("nan")
-        return f"Student-t (degrees of freedom refitted weekly on past standardized returns; `{focus[0]}`'s last ν = {nu:.1f})"
+        last = f"; `{focus[0]}`'s last ν = {nu:.1f}" if np.isfinite(nu) else ""
+        return f"Student-t (degrees of freedom refitted every {refit} bars on past standardized returns{last})"
     if dist == "fhs":
-        return "filtered historical simulation (past standardized returns, refitted weekly)"
+        return f"filtered historical simulation (past standardized returns, refitted every {refit} bars)"
     return "normal distribution"
 
 
@@ -190,9 +194,8 @@ def worth_table(eco: pd.DataFrame, tests: pd.DataFrame, e, dist: str) -> list[st
     return out
 
 
-def referee_lines(cfg, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], bench: str | None) -> list[str]:
+def referee_lines(loss: str, eco: pd.DataFrame, tests: pd.DataFrame, focus: list[str], bench: str | None) -> list[str]:
     """The section "The tests referees ask for": GW, Patton's losses, MZ with HAC, and when each model wins."""
-    loss = cfg.evaluation.loss
     lines = ["", "## The tests referees ask for", ""]
     for name in (f for f in focus if bench is not None and f != bench):
         lines += (
@@ -228,18 +231,26 @@ def patton_lines(eco: pd.DataFrame, tests: pd.DataFrame, name: str, bench: str) 
     p = eco[(eco["section"] == "patton") & eco["strategy"].isin([name, bench])]
     if not len(p):
         return []
-    parts = []
+    parts, sides, ps = [], set(), []
     for b, part in p.groupby("key", sort=False):
         mine = part.loc[part["strategy"] == name, "value"]
         theirs = part.loc[part["strategy"] == bench, "value"]
         if not len(mine) or not len(theirs):
             continue
         pv = test_p(tests, "dm_patton", name, loss=f"patton_b{b}", horizon=0)
-        parts.append(f"b = {b}: {'lower' if mine.iloc[0] < theirs.iloc[0] else 'higher'} (p = {fmt_p(pv)})")
-    same = len({s.split(":")[1].split(" (")[0] for s in parts}) == 1
-    verdict = "the ranking is the same for every b" if same else "the ranking depends on b: no one loss settles it"
+        side = "lower" if mine.iloc[0] < theirs.iloc[0] else "higher"
+        sides.add(side)
+        ps.append(pv)
+        parts.append(f"b = {b}: {side} (p = {fmt_p(pv)})")
+    if len(sides) == 1:
+        verdict = f"{'lower' if 'lower' in sides else 'higher'} for every b: the ranking does not hinge on the loss"
+    elif all(not (x < 0.05) for x in ps):
+        verdict = "the ranking changes with b, and no member tells them apart (every p above 0.05)"
+    else:
+        verdict = "the ranking changes with b: no one loss settles it"
     return [
-        f"- **Patton's robust losses** (`{name}` against `{bench}`; −2 is QLIKE, 0 the MSE of the variance): {'; '.join(parts)} — {verdict}."
+        f"- **Patton's robust losses** (`{name}` against `{bench}`; −2 is QLIKE, 0 the MSE of the variance): "
+        f"{'; '.join(parts)} — {verdict}."
     ]
 
 
