@@ -183,3 +183,26 @@ def test_economic_evaluation_of_rv_bars_is_refused_and_off_by_default(tmp_path):
     assert_run_refused(
         raw, tmp_path, "evaluation.economic.enabled: VaR, ES and volatility targeting need the bars' returns"
     )
+
+
+def test_gw_finds_a_model_better_only_when_volatility_is_high():
+    from backtester.evaluation.worth import gw_tests
+
+    rng = np.random.default_rng(5)
+    t = pd.date_range("2024-01-01 01:00", periods=800, freq="h", tz="UTC")
+    rv = pd.Series(np.exp(np.sin(np.arange(800) / 40) + 0.1 * rng.standard_normal(800)), index=t)
+    high = (rv > rv.expanding().median()).to_numpy()
+    d = np.where(high, -0.5, 0.5) + 0.3 * rng.standard_normal(800)  # better when volatile, worse when calm
+    d -= d.mean()  # on average no better: DM and the unconditional GW see nothing
+    losses = pd.concat(
+        [
+            pd.DataFrame({"strategy": "a", "issued_at": t, "horizon": 1, "loss": "qlike", "value": 1 + d}),
+            pd.DataFrame({"strategy": "b", "issued_at": t, "horizon": 1, "loss": "qlike", "value": np.ones(800)}),
+        ]
+    )
+    bars = pd.DataFrame({"rv": rv})
+    got = {(r["test"], "regime" in r["note"]): r for r in gw_tests(losses, bars, "qlike", "b", ["a", "b"], True)}
+    assert got["gw_unconditional", False]["pvalue"] > 0.5 and got["gw_conditional", True]["pvalue"] < 1e-6
+    assert "windows expand" in got["gw_unconditional", False]["note"]
+    plain = gw_tests(losses, bars, "qlike", "b", ["a", "b"], False, regime=False)
+    assert all("regime" not in r["note"] and "expand" not in r["note"] for r in plain)

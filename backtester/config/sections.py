@@ -273,6 +273,7 @@ class EvaluationConfig(Strict):
     block_size: int | None = Field(default=None, ge=1, le=100_000)  # MCS bootstrap block; default: arch's choice
     proxy: str = "rv"  # what forecasts are scored against: rv, or a jump- or noise-robust measure (bpv, medrv, ...)
     patton_b: list[float] = Field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0])  # Patton's robust losses (-2: QLIKE)
+    gw_regime: bool = True  # GW's conditional test also on the volatility regime (RV above its median so far)
     economic: EconomicConfig = Field(default_factory=EconomicConfig)
 
     @field_validator("proxy")

@@ -165,7 +165,7 @@ def referee_tests(
     for name in names:
         tests += mz_tests(rows[rows["strategy"] == name], name, figures)
     if bench is not None:
-        tests += gw_tests(losses, bars, ev.loss, bench, names, expanding)
+        tests += gw_tests(losses, bars, ev.loss, bench, names, expanding, ev.gw_regime)
         figures += when_rows(losses, bars, ev.loss, bench, names)
     patton, patton_dm = patton_tables(rows, ev, bench, names)
     frame = stack([pd.DataFrame(tests, columns=TEST_COLUMNS), patton_dm])
@@ -211,9 +211,9 @@ def differentials(losses: pd.DataFrame, loss: str, bench: str) -> dict[tuple[str
     return out
 
 
-def gw_tests(losses, bars, loss: str, bench: str, names: list[str], expanding: bool) -> list[dict]:
+def gw_tests(losses, bars, loss: str, bench: str, names: list[str], expanding: bool, regime: bool = True) -> list[dict]:
     """GW against ``bench`` per horizon: unconditional, and conditional on the last known differential and
-    the volatility regime."""
+    (``regime``) the volatility regime."""
     out = []
     diffs = differentials(losses, loss, bench)
     high = regime_of(bars)
@@ -222,12 +222,15 @@ def gw_tests(losses, bars, loss: str, bench: str, names: list[str], expanding: b
             d = diffs.get((name, int(h)))
             if d is None:
                 continue
-            regime = high.reindex(pd.DatetimeIndex(d["issued_at"])).to_numpy()
+            high_now = high.reindex(pd.DatetimeIndex(d["issued_at"])).to_numpy() if regime else None
             for kind, r in (
                 ("gw_unconditional", giacomini_white(d["d"].to_numpy(), int(h))),
-                ("gw_conditional", giacomini_white(d["d"].to_numpy(), int(h), True, regime)),
+                ("gw_conditional", giacomini_white(d["d"].to_numpy(), int(h), True, high_now)),
             ):
-                share = f"; the instruments predict {name} better in {r.model_better_share:.0%} of rows"
+                share = (
+                    f"; instruments: a constant, the last known differential{', the volatility regime' if regime else ''}"
+                    f"; the instruments predict {name} better in {r.model_better_share:.0%} of rows"
+                )
                 note = (EXPANDING if expanding else "") + (share if kind == "gw_conditional" else "")
                 out.append(
                     dict(test=kind, loss=loss, horizon=int(h), model=name, against=bench, statistic=r.statistic,

@@ -209,6 +209,7 @@ def referee_lines(loss: str, eco: pd.DataFrame, tests: pd.DataFrame, focus: list
 
 
 def gw_lines(tests: pd.DataFrame, name: str, bench: str, loss: str) -> list[str]:
+    """GW at h = 1 (unconditional, conditional) and over every horizon, in one bullet."""
     u = _row(tests, "gw_unconditional", name, horizon=1, against=bench)
     c = _row(tests, "gw_conditional", name, horizon=1, against=bench)
     if u is None or c is None:
@@ -218,7 +219,8 @@ def gw_lines(tests: pd.DataFrame, name: str, bench: str, loss: str) -> list[str]
     share = c["note"].split("predict ")[-1] if "predict" in str(c["note"]) else ""
     text = (
         f"- **Giacomini–White** ({loss}, `{name}` against `{bench}`): at h = 1 unconditional p = {fmt_p(u['pvalue'])}, "
-        f"conditional on the last known differential and the volatility regime p = {fmt_p(c['pvalue'])}"
+        f"conditional on the last known differential{' and the volatility regime' if 'regime' in str(c['note']) else ''} "
+        f"p = {fmt_p(c['pvalue'])}"
         + (f" (the instruments predict {share.replace(name, f'`{name}`', 1)})" if share else "")
         + f"; equal conditional ability rejected at {rejected} of {len(cond)} horizons (5 %)."
     )
