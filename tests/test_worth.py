@@ -58,6 +58,19 @@ def test_mincer_zarnowitz_hac_wald_written_out():
     assert got.statistic == pytest.approx(r @ np.linalg.solve(v, r), rel=1e-6) and got.pvalue < 0.01
     unbiased = mincer_zarnowitz(f * np.exp(0.1 * rng.standard_normal(800) - 0.005), f, logs=False)
     assert unbiased.pvalue > 0.01
+    # and statsmodels' HAC Wald test (installed with arch), in levels and logs
+    import statsmodels.api as sm
+
+    keep = a > 0
+    for logs in (False, True):
+        y, z = (np.log(a[keep]), np.log(f[keep])) if logs else (a, f)
+        hac = {"maxlags": int(4 * (len(y) / 100) ** (2 / 9))}
+        fit = sm.OLS(y, sm.add_constant(z)).fit(cov_type="HAC", cov_kwds=hac)
+        wald = fit.wald_test((np.eye(2), np.array([0.0, 1.0])), scalar=True, use_f=False)
+        mine = mincer_zarnowitz(a, f, logs=logs)
+        assert mine.statistic == pytest.approx(float(wald.statistic), rel=1e-9) and mine.slope == pytest.approx(
+            fit.params[1]
+        )
 
 
 def test_patton_family_contains_qlike_and_mse_and_is_robust_to_a_noisy_proxy():

@@ -26,7 +26,7 @@ Examples
 --------
 >>> import numpy as np
 >>> round(fit_tail(np.random.default_rng(0).standard_t(4, 4000) / np.sqrt(2), "t", 250).nu, 1)
-4.1
+3.8
 >>> fit_tail(np.zeros(10), "fhs", 250).dist  # too little history: the normal
 'normal'
 """

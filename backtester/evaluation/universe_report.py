@@ -12,7 +12,7 @@ from .answer import answer_lines, pairs_table
 from .markdown import PLOTS, fmt_p, run_report
 from .profiles import profiles_of
 from .verdict import Answer, seed_rows
-from .worth_report import focus_of, pct, target_sentence, test_p, value, worth_sections
+from .worth_report import focus_of, p_of, pct, target_sentence, value, worth_sections
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
@@ -248,7 +248,7 @@ def asset_worth_table(eco: pd.DataFrame, tests: pd.DataFrame, names: list[str], 
                 f"{value(ea, 'utility', s, 'utility'):.2f} % | "
                 f"{pct(value(ea, 'risk', s, 'exceeded', level=level, dist=dist, horizon=1), 2)} | "
                 f"{fmt_p(k['pvalue'].iloc[0]) if len(k) else 'n/a'} | "
-                f"{fmt_p(test_p(ta, 'var_cc', s, level=level, dist=dist, horizon=1))} | {k['note'].iloc[0] if len(k) else ''} | "
-                f"{fmt_p(test_p(ta, 'es_z2', s, level=level, dist=dist, horizon=1))} |"
+                f"{fmt_p(p_of(ta, 'var_cc', s, level=level, dist=dist, horizon=1))} | {k['note'].iloc[0] if len(k) else ''} | "
+                f"{fmt_p(p_of(ta, 'es_z2', s, level=level, dist=dist, horizon=1))} |"
             )
     return out

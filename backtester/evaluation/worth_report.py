@@ -50,7 +50,7 @@ def value(eco: pd.DataFrame, section: str, strategy: str, metric: str, **where) 
     return float(got.iloc[0]) if len(got) else float("nan")
 
 
-def test_p(tests: pd.DataFrame, test: str, model: str, **where) -> float:
+def p_of(tests: pd.DataFrame, test: str, model: str, **where) -> float:
     m = (tests["test"] == test) & (tests["model"] == model)
     for k, v in where.items():
         m &= np.isclose(tests[k].astype(float), v) if isinstance(v, float) else tests[k] == v
@@ -86,7 +86,7 @@ def target_sentence(
         u_mine = value(eco, "utility", name, "utility")
         u_bench = value(eco, "utility", bench, "utility") if bench and bench != name else float("nan")
         u = f"{u_mine:.2f} %" + (f" (`{bench}` {u_bench:.2f} %)" if np.isfinite(u_bench) else "")
-        p = test_p(tests, "dm_economic", name, loss="utility", horizon=1)
+        p = p_of(tests, "dm_economic", name, loss="utility", horizon=1)
         text += f"; realized utility {u} a year" + (f" (DM p = {fmt_p(p)})" if np.isfinite(p) else "")
     return text
 
@@ -97,7 +97,7 @@ def var_sentence(eco: pd.DataFrame, tests: pd.DataFrame, name: str, level: float
     if not np.isfinite(ex):
         return ""
     p = {
-        t: test_p(tests, t, name, level=level, dist=dist, horizon=1)
+        t: p_of(tests, t, name, level=level, dist=dist, horizon=1)
         for t in ("var_kupiec", "var_cc", "var_duration", "var_dq", "es_z2")
     }
     k = _row(tests, "var_kupiec", name, level=level, dist=dist, horizon=1)
@@ -112,7 +112,7 @@ def var_sentence(eco: pd.DataFrame, tests: pd.DataFrame, name: str, level: float
     block = value(eco, "risk", name, "exceeded", level=level, dist=dist, horizon=horizon)
     if horizon > 1 and np.isfinite(block):
         n = value(eco, "risk", name, "n", level=level, dist=dist, horizon=horizon)
-        pb = test_p(tests, "var_kupiec", name, level=level, dist=dist, horizon=horizon)
+        pb = p_of(tests, "var_kupiec", name, level=level, dist=dist, horizon=horizon)
         text += f"; over {horizon}-bar blocks {pct(block, 1)} of {n:.0f} (Kupiec p = {fmt_p(pb)})"
     return text
 
@@ -188,8 +188,8 @@ def worth_table(eco: pd.DataFrame, tests: pd.DataFrame, e, dist: str) -> list[st
             f"{value(eco, 'target', s, 'turnover'):.0f}x | {pct(value(eco, 'target', s, 'max_drawdown'))} | "
             f"{value(eco, 'utility', s, 'utility'):.2f} % | {pct(value(eco, 'risk', s, 'exceeded', level=level, dist=dist, horizon=1), 2)} | "
             f"{fmt_p(k['pvalue']) if k is not None else 'n/a'} | "
-            f"{fmt_p(test_p(tests, 'var_cc', s, level=level, dist=dist, horizon=1))} | {k['note'] if k is not None else ''} | "
-            f"{fmt_p(test_p(tests, 'es_z2', s, level=level, dist=dist, horizon=1))} |"
+            f"{fmt_p(p_of(tests, 'var_cc', s, level=level, dist=dist, horizon=1))} | {k['note'] if k is not None else ''} | "
+            f"{fmt_p(p_of(tests, 'es_z2', s, level=level, dist=dist, horizon=1))} |"
         )
     return out
 
@@ -239,7 +239,7 @@ def patton_lines(eco: pd.DataFrame, tests: pd.DataFrame, name: str, bench: str) 
         theirs = part.loc[part["strategy"] == bench, "value"]
         if not len(mine) or not len(theirs):
             continue
-        pv = test_p(tests, "dm_patton", name, loss=f"patton_b{b}", horizon=0)
+        pv = p_of(tests, "dm_patton", name, loss=f"patton_b{b}", horizon=0)
         side = "lower" if mine.iloc[0] < theirs.iloc[0] else "higher"
         sides.add(side)
         ps.append(pv)
