@@ -100,7 +100,8 @@ def main(debug: bool) -> None:
     "--scheduler",
     default=None,
     metavar="ADDRESS",
-    help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (overrides execution.scheduler).",
+    help="Run segments on the Dask scheduler at ADDRESS, e.g. tcp://host:8786, or on local:N, a Dask cluster of N "
+    "worker processes started here (overrides execution.scheduler).",
 )
 @click.option(
     "--force",

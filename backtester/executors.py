@@ -157,7 +157,15 @@ class DaskCluster:
         pending = list(jobs)
         if not pending:
             return
-        client = dask_client(self.address)
+        workers = local_workers(self.address)
+        if workers is not None:  # local:N: a cluster of N worker processes on this machine, for this run
+            with local_cluster(workers) as cluster:
+                self._run(cluster.scheduler_address, fn, pending, on_done)
+        else:
+            self._run(self.address, fn, pending, on_done)
+
+    def _run(self, address: str, fn: Callable[[Any], Any], pending: list, on_done: OnDone) -> None:
+        client = dask_client(address)
         executor = client.get_executor()
         try:
             _drain(executor, pending, partial(_set_up_first, self.setup, fn), on_done)
@@ -263,6 +271,35 @@ def _drain(executor: _FuturesExecutor, pending: list, fn: Callable, on_done: OnD
                 on_done(pending[k], result)
     finally:
         pending[:] = [job for k, job in enumerate(pending) if k not in finished]
+
+
+def local_workers(address: str) -> int | None:
+    """N of a ``local:N`` scheduler (a Dask cluster of N worker processes started here), else None.
+
+    >>> local_workers("local:4"), local_workers("tcp://10.0.0.5:8786")
+    (4, None)
+    """
+    if not address.startswith("local:"):
+        return None
+    n = address.removeprefix("local:")
+    if not n.isdigit() or int(n) < 1:
+        raise ConfigError(
+            f"execution.scheduler: {address} starts no workers; give local:N with N 1 or more (e.g. local:2), "
+            "or a scheduler's address such as tcp://host:8786"
+        )
+    return int(n)
+
+
+def local_cluster(workers: int):
+    """A ``distributed.LocalCluster`` of ``workers`` processes of one thread each (no dashboard): the cluster
+    path on one machine. Its workers are Dask's own processes, restarted by their nannies if one dies."""
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        raise ConfigError(
+            "execution.scheduler: Dask is not installed; pip install -e '.[dask]' (on the workers too)"
+        ) from None
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
 def dask_client(address: str):

@@ -28,7 +28,7 @@ import pandas as pd
 from .core.interrupt import check as check_interrupt
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
-from .executors import Executor, dask_client, make_executor, worker_threads
+from .executors import Executor, dask_client, local_workers, make_executor, worker_threads
 from .layout import RunDir, write_config, write_manifest
 from .plan import Plan
 from .prepare import describe_run, make_manifest, plan_universe, prepare_universe, segment_context, target_dir
@@ -169,7 +169,9 @@ def describe_stacking(cfg, settings: Settings, log: Callable[[str], None]) -> No
 def describe_execution(cfg, segments: int, log: Callable[[str], None]) -> None:
     """Where segments run; an unreachable Dask scheduler is reported here, before anything starts."""
     ex = cfg.execution
-    if ex.scheduler:
+    if ex.scheduler and local_workers(ex.scheduler) is not None:
+        log(f"execution: segments on a local Dask cluster of {local_workers(ex.scheduler)} worker processes")
+    elif ex.scheduler:
         dask_client(ex.scheduler).close()
         log(f"execution: segments on the Dask scheduler at {ex.scheduler}")
     elif ex.jobs > 1:

@@ -105,6 +105,9 @@ def test_bad_jobs_and_unreachable_scheduler_are_one_line_and_write_nothing(minut
     runner = CliRunner()
     res = runner.invoke(main, ["run", str(cfg), "--jobs", "0"])
     assert res.exit_code == 2 and "execution.jobs" in res.output and "greater than or equal to 1" in res.output
+    res = runner.invoke(main, ["run", str(cfg), "--scheduler", "local:0"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "execution.scheduler: local:0 starts no workers; give local:N with N 1 or more" in res.output
     res = runner.invoke(main, ["run", str(cfg), "--scheduler", "tcp://127.0.0.1:9"])
     assert res.exit_code == 2, res.output
     error = res.output.strip().splitlines()[-1]
@@ -114,3 +117,24 @@ def test_bad_jobs_and_unreachable_scheduler_are_one_line_and_write_nothing(minut
     res = runner.invoke(main, ["run", str(cfg), "--jobs", "64"])
     assert res.exit_code == 0, res.output
     assert "jobs: 64 asked, but there are only" in res.output
+
+
+def test_a_local_dask_cluster_started_by_the_run_gives_the_same_results(sequential):
+    pytest.importorskip("distributed")
+    path, tmp, one = sequential
+    local = run_with(path, tmp, "local", scheduler="local:2")  # --scheduler local:2: the cluster path, here
+    same_results(one, local)
+
+
+def test_a_dask_worker_killed_mid_segment_is_replaced_and_the_result_is_identical(minute_file, tmp_path):
+    pytest.importorskip("distributed")
+    raw = base_config(minute_file, tmp_path, level=LEVEL, naive={"type": "naive"})
+    one = run(parse_config({**raw, "name": "one"}))
+    marker = tmp_path / "died"
+    raw["strategies"]["level"] = {**LEVEL, "die_marker": str(marker)}  # its first fit kills its worker (os._exit)
+    two = run(parse_config({**raw, "name": "two", "execution": {"scheduler": "local:2"}}))
+    assert marker.exists()  # a Dask worker did die; its nanny started another and the scheduler ran the task again
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts, check_exact=True)
+    pd.testing.assert_frame_equal(
+        one.retrains.drop(columns="seconds"), two.retrains.drop(columns="seconds"), check_exact=True
+    )

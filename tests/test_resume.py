@@ -310,6 +310,26 @@ def test_kill_9_at_several_points_then_the_same_command_gives_the_identical_run(
     assert_same_run(results / "reference", out)
 
 
+def test_a_dask_client_killed_mid_run_then_the_same_command_resumes_from_the_store(killed_runs, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    raw, results = killed_runs
+    path = write_config(tmp_path, raw)
+    out, stage = results / raw["name"], stage_dir(results / raw["name"])
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        proc = start(path, "--scheduler", cluster.scheduler_address)
+        wait_for(lambda: finished(stage) >= 2 or proc.poll() is not None)
+        proc.send_signal(signal.SIGKILL)  # the client, mid-run; the cluster drops its tasks
+        proc.wait()
+        assert not out.exists()
+        before = finished(stage)
+        assert before >= 2  # killed mid-run, with segments on disk
+        done = run_cli(path, "--scheduler", cluster.scheduler_address)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["segments"]["reused"] >= before - 1  # at most a segment cut mid-write is recomputed
+    assert_same_run(results / "reference", out)
+
+
 @pytest.mark.parametrize(
     "sig, code, jobs", [(signal.SIGINT, 130, "1"), (signal.SIGINT, 130, "2"), (signal.SIGTERM, 143, "2")]
 )

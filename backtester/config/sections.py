@@ -166,7 +166,18 @@ class ExecutionConfig(Strict):
     """Where segments run: ``jobs`` local worker processes, or the Dask scheduler at ``scheduler``."""
 
     jobs: int = Field(default=1, ge=1, le=1024)  # 1: in this process
-    scheduler: str | None = None  # e.g. tcp://10.0.0.5:8786; the results dir must be on a path the workers share
+    scheduler: str | None = None  # tcp://10.0.0.5:8786 (the results dir on a path the workers share), or local:N
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("local:") and (not v[6:].isdigit() or int(v[6:]) < 1):
+            raise ValueError(
+                f"{v} starts no workers; give local:N with N 1 or more (e.g. local:2), or a scheduler's address "
+                "such as tcp://host:8786"
+            )
+        return v
+
     batched: bool = True  # one model call per segment; false: one per issue time (the slow reference path)
     stack: Literal["auto", "off"] | int = "auto"  # Keras fits trained together per compiled program (jax only)
 
