@@ -115,6 +115,9 @@ def main(debug: bool) -> None:
     "interrupted run or by the run being replaced.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop before training.")
+@click.option(
+    "--track", is_flag=True, help="Log the finished run to MLflow (as tracking: mlflow; pip install -e '.[mlflow]')."
+)
 @click.option("-q", "--quiet", count=True, help="No progress bar or tables, only where the results went; -qq: nothing.")
 def run(
     config: str,
@@ -122,6 +125,7 @@ def run(
     backend: str | None,
     jobs: int | None,
     scheduler: str | None,
+    track: bool,
     force: bool,
     fresh: bool,
     dry_run: bool,
@@ -135,6 +139,7 @@ def run(
     try:
         extra = ((f"backend={backend}",) if backend else ()) + ((f"execution.jobs={jobs}",) if jobs is not None else ())
         extra += (f"execution.scheduler={scheduler}",) if scheduler else ()
+        extra += ("tracking.to=mlflow",) if track else ()  # keeps a uri the config gives
         cfg = _load(config, overrides + extra, train=not dry_run, on_workers=True)
         if dry_run:
             _print_plan(cfg)
@@ -431,6 +436,9 @@ def audit(run_dir: str, sample: int, only: tuple[str, ...], backend: str | None)
         _fail(exc)
     for line in report.lines():
         click.echo(line)
+    from .tracking import tag_audit
+
+    tag_audit(Path(run_dir), "PASS" if report.ok else "FAIL", lambda msg: click.echo(msg, err=True))
     if not report.ok:
         sys.exit(1)
 

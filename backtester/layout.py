@@ -55,6 +55,7 @@ TUNING_TABLE = "tuning.parquet"
 LOSSES = "losses.parquet"
 COST = "cost.parquet"
 REPORT = "report.md"
+TRACKING = "tracking.json"  # where a tracked run was logged (backtester.tracking): uri, experiment, run_id
 SEGMENTS = "segments"
 MODELS = "models"
 TUNING = "tuning"

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import tracking
+from .core.errors import ConfigError
 from .core.interrupt import check as check_interrupt
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
@@ -65,12 +67,13 @@ def run(
     """
     t_start = time.perf_counter()
     check(cfg)
+    store = tracking.preflight(cfg, log)  # MLflow missing, or an unreachable store with strict: refused here
     executor = executor_for(cfg)
     start = getattr(executor, "start", None)
     if start is not None:
         start()  # local workers start up (a process each, Keras imported) while the bars are prepared
     try:
-        return _run(cfg, executor, t_start, force, progress, log, fresh)
+        result = _run(cfg, executor, t_start, force, progress, log, fresh)
     except BaseException:
         if start is not None:
             executor.close(abort=True)
@@ -78,6 +81,20 @@ def run(
     finally:
         if start is not None:
             executor.close()
+    if store is not None:
+        track_finished(cfg, result.out_dir, store, log)
+    return result
+
+
+def track_finished(cfg, out: Path, store: str, log: Callable[[str], None]) -> None:
+    """Log the finished run to MLflow; a failure is said in one line (the run's results stand), or raised with
+    ``tracking.strict``."""
+    try:
+        tracking.track(cfg, out, store, log)
+    except Exception as exc:
+        if cfg.tracking.strict:
+            raise ConfigError(f"tracking: the run is in {out}/, but logging it to {store} failed: {exc}") from None
+        log(f"tracking skipped: logging to {store} failed ({type(exc).__name__}: {exc}); the run is in {out}/")
 
 
 def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fresh: bool) -> RunResult:

@@ -29,7 +29,7 @@ def readme_commands() -> list[str]:
     for line in re.findall(r"^    (backtest .+?)\s*(?:#.*)?$", README, flags=re.M):
         if re.search(r"\b[A-Z_]{3,}\b", line.replace("SCHEDULER_HOST", "")) or "[" in line:
             continue
-        if not any(skip in line for skip in NEEDS_OTHER_DATA):
+        if not any(skip in line for skip in NEEDS_OTHER_DATA) and line not in found:  # a repeat tests nothing new
             found.append(line)
     return found
 

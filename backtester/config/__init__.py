@@ -39,6 +39,7 @@ from .sections import (
     EvaluationConfig,
     ExecutionConfig,
     OutputConfig,
+    TrackingConfig,
 )
 from .specs import MAX_NUMBER, StrategySchedule, StrategySpec, bars_in, check_numbers, link_residuals, parse_strategy
 from .universe import (
@@ -91,8 +92,20 @@ class RunConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    tracking: TrackingConfig | None = None  # mlflow: log every finished run (backtester.tracking)
     _universe: dict[str, tuple[DataConfig, dict[str, StrategySpec]]] = PrivateAttr(default_factory=dict)
     _tests: dict[str, BacktestConfig] = PrivateAttr(default_factory=dict)  # an asset's own test period
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking(cls, v: Any) -> Any:
+        if v is True or v == "mlflow":
+            return {"to": "mlflow"}
+        if v is False or v in ("none", "off"):
+            return None
+        if isinstance(v, str):
+            raise ValueError(f"unknown tracking {v!r}; give mlflow (or a mapping: to, uri, experiment, strict)")
+        return v
 
     @field_validator("name", mode="before")
     @classmethod
@@ -114,6 +127,7 @@ class RunConfig(Strict):
             name: s.resolved() if isinstance(s, StrategySpec) else s for name, s in self.strategies.items()
         }
         order = ["name", "seed", "backend", "data", "backtest", "strategies", "output", "evaluation", "execution"]
+        order += ["tracking"] if self.tracking is not None else []
         out = {k: out[k] for k in order}
         return out
 
@@ -156,7 +170,8 @@ class RunConfig(Strict):
 
     def config_id(self) -> str:
         """sha256 of the resolved config: two runs with the same id ran the same thing."""
-        blob = json.dumps(self.resolved(), sort_keys=True, default=str).encode()
+        what = {k: v for k, v in self.resolved().items() if k != "tracking"}  # where it is logged changes nothing
+        blob = json.dumps(what, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -219,6 +219,15 @@ class ExecutionConfig(Strict):
         return self.stack_size(backend, accelerator)[0]
 
 
+class TrackingConfig(Strict):
+    """Where a finished run is logged (:mod:`backtester.tracking`): ``tracking: mlflow``, or this mapping."""
+
+    to: Literal["mlflow"] = "mlflow"
+    uri: str | None = None  # default: sqlite:///<output.dir>/mlflow.db
+    experiment: str | None = None  # default: the config's name
+    strict: bool = False  # true: refuse to start when the store cannot be reached (else: run untracked, said)
+
+
 class EconomicConfig(Strict):
     """What a forecast is worth (``evaluation.economic``, :mod:`backtester.evaluation.economic`): VaR and ES
     backtests, volatility targeting and realized utility from each strategy's forecasts and the bars' returns."""
