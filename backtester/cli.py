@@ -397,14 +397,14 @@ def report(run_dir: str) -> None:
     """Redraw the figures of RUN_DIR and write its self-contained report.html."""
     from .core.errors import RunError
     from .evaluation.report import write_figures, write_html
-    from .layout import LOSSES, REPORT, RunDir
+    from .layout import FORECASTS, REPORT, RunDir
 
     path, run = Path(run_dir), RunDir(run_dir)
     try:
         if not run.is_finished() or not run.file(REPORT).is_file():
             raise RunError(f"{path}: not a finished run (no manifest.json or report.md); pass results/<name>")
         ev = run.config_block("evaluation")
-        if run.file(LOSSES).is_file():
+        if run.file(FORECASTS).is_file():
             write_figures(path, ev.get("loss", "qlike"), ev.get("benchmark"))
         out = write_html(path)
     except BacktestError as exc:

@@ -52,7 +52,6 @@ MANIFEST = "manifest.json"
 FORECASTS = "forecasts.parquet"
 RETRAINS = "retrains.parquet"
 TUNING_TABLE = "tuning.parquet"
-LOSSES = "losses.parquet"
 COST = "cost.parquet"
 REPORT = "report.md"
 TRACKING = "tracking.json"  # where a tracked run was logged (backtester.tracking): uri, experiment, run_id

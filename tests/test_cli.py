@@ -80,7 +80,6 @@ def test_smoke_run_writes_every_output(smoke_run):
         "error_by_horizon.png",
         "models",
         "segments",
-        "losses.parquet",
         "tests.parquet",
         "cost.parquet",
         "report.html",

@@ -185,7 +185,8 @@ def test_a_run_writes_losses_and_tests_and_checks_the_benchmark(minute_file, tmp
     raw = base_config(minute_file, tmp_path, har={"type": "har"}, naive={}, ewma={"type": "ewma"})
     raw["evaluation"] = {"mcs_reps": 200}
     res = run(parse_config(raw))
-    losses = pd.read_parquet(res.out_dir / "losses.parquet")
+    assert not (res.out_dir / "losses.parquet").exists()  # not stored: rebuilt from the forecast rows
+    losses = loss_table(pd.read_parquet(res.out_dir / "forecasts.parquet"))
     tests = pd.read_parquet(res.out_dir / "tests.parquet")
     assert set(losses["loss"]) == {"mse", "mae", "mse_var", "qlike", "mse_log"}
     dm = tests[tests["test"] == "dm"]

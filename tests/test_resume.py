@@ -26,7 +26,7 @@ from .conftest import TINY_LSTM, base_config
 
 BACKTEST = str(Path(sys.executable).with_name("backtest"))
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = ("forecasts.parquet", "retrains.parquet", "metrics.parquet", "losses.parquet", "scores.parquet")
+FRAMES = ("forecasts.parquet", "retrains.parquet", "metrics.parquet", "scores.parquet", "economic.parquet")
 VOLATILE = {"seconds"}  # wall-clock seconds of a fit differ between runs; every other column must not
 
 

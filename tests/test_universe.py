@@ -191,7 +191,7 @@ def test_a_seed_ensemble_averages_within_an_asset_never_across(universe_run):
 
 def test_every_table_has_the_asset_column_and_the_pooled_tests_are_there(universe_run):
     out = universe_run.out_dir
-    for name in ("forecasts", "retrains", "metrics", "losses", "scores", "breakdowns", "tests", "cost", "wins"):
+    for name in ("forecasts", "retrains", "metrics", "scores", "breakdowns", "tests", "cost", "wins"):
         frame = pd.read_parquet(out / f"{name}.parquet")
         assert frame.columns[0] == "asset", name
     for name in ("economic", "positions", "var"):  # what the forecasts are worth (issue 29)

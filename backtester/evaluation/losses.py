@@ -79,8 +79,10 @@ def loss_matrix(rows: pd.DataFrame, loss: str = "qlike", horizon: int = 1) -> pd
     return scored.pivot(index="target_time", columns="strategy", values=loss)
 
 
-def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The tidy loss table: one row per (target_time, strategy, horizon, loss) where the loss is defined.
+def loss_table(rows: pd.DataFrame, only: tuple[str, ...] = LOSSES) -> pd.DataFrame:
+    """The tidy loss table: one row per (target_time, strategy, horizon, loss) where the loss is defined;
+    ``only`` those losses. It is not written with a run (every loss is a function of a forecast row and its
+    actual): ``loss_table(pd.read_parquet("results/weekly/forecasts.parquet"))`` rebuilds it.
 
     Columns: ``strategy, issued_at, target_time, horizon, model_version, loss, value`` (and ``asset``
     first, where ``rows`` has it).
@@ -89,7 +91,7 @@ def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
     keys = rows[["asset"] * ("asset" in rows) + ["strategy", "issued_at", "target_time", "horizon", "model_version"]]
     keys = keys.reset_index(drop=True)
     parts = []
-    for name in LOSSES:
+    for name in only:
         values = losses[name]
         ok = np.isfinite(values)
         part = keys[ok].copy()

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..layout import COST, LOSSES, RETRAINS, RunDir
+from ..layout import COST, FORECASTS, RETRAINS, RunDir
+from .losses import loss_table
 from .plots import focus, plot_cost_vs_accuracy, plot_pooled_differentials, strategy_styles
 
 FIGURES = {
@@ -76,8 +77,8 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     universe the losses over time are the cross-sectional average (each time's mean over the assets
     scored then), the cost is summed over assets, and the segments are the first asset's."""
     run_dir = Path(run_dir)
-    losses = RunDir(run_dir).read_table(LOSSES)
-    t = losses[losses["loss"] == loss]
+    losses = loss_table(RunDir(run_dir).read_table(FORECASTS), (loss,))  # not stored: rebuilt from the rows
+    t = losses
     if t.empty:
         return []
     made = []

@@ -4,7 +4,8 @@
 strategy of its own, joins the actuals, scores every row (:mod:`.losses`), runs the
 tests of predictive accuracy (:mod:`.accuracy`) and writes into a run's directory:
 
-- ``forecasts``, ``retrains``, ``tuning`` (if any), ``metrics``, ``losses``, ``scores``,
+- ``forecasts``, ``retrains``, ``tuning`` (if any), ``metrics``, ``scores`` (the tidy loss table is not
+  written: :func:`~.losses.loss_table` rebuilds it from ``forecasts``),
   ``breakdowns``, ``tests``, ``cost`` and ``seeds`` (if any seed ensemble) as Parquet;
 - the figures (if ``output.plots``), ``report.md`` (:mod:`.markdown`) and ``report.html``.
 
@@ -85,7 +86,6 @@ def write_results(
         "retrains",
         "tuning",
         "metrics",
-        "losses",
         "scores",
         "breakdowns",
         "tests",
