@@ -260,7 +260,7 @@ def data() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
     "--assets",
-    type=click.IntRange(1, 100),
+    type=click.IntRange(1, 1000),
     default=None,
     help="Write this many assets (seeds SEED, SEED+1, ...; their volatilities share a market factor) as "
     "OUT/syn1.parquet, OUT/syn2.parquet, ...",
