@@ -68,10 +68,9 @@ def test_two_worker_processes_give_the_same_results(sequential):
 
 
 def test_dask_workers_give_the_same_results(sequential):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     path, tmp, one = sequential
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        dask = run_with(path, tmp, "dask", scheduler=cluster.scheduler_address)
+    dask = run_with(path, tmp, "dask", scheduler="local:2")  # --scheduler local:2: a LocalCluster the run starts
     same_results(one, dask)
 
 
@@ -117,13 +116,6 @@ def test_bad_jobs_and_unreachable_scheduler_are_one_line_and_write_nothing(minut
     res = runner.invoke(main, ["run", str(cfg), "--jobs", "64"])
     assert res.exit_code == 0, res.output
     assert "jobs: 64 asked, but there are only" in res.output
-
-
-def test_a_local_dask_cluster_started_by_the_run_gives_the_same_results(sequential):
-    pytest.importorskip("distributed")
-    path, tmp, one = sequential
-    local = run_with(path, tmp, "local", scheduler="local:2")  # --scheduler local:2: the cluster path, here
-    same_results(one, local)
 
 
 def test_a_dask_worker_killed_mid_segment_is_replaced_and_the_result_is_identical(minute_file, tmp_path):

@@ -20,6 +20,7 @@ NEEDS_OTHER_DATA = (
     "configs/universe.yaml",
     "notebook/",
     "SCHEDULER_HOST",
+    "local:",  # a Dask cluster of its own: tests/test_parallel.py runs the same path (--scheduler local:2)
 )  # real data, a user's files, a cluster
 
 

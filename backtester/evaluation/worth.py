@@ -73,7 +73,7 @@ def _tidy(rows: list[tuple]) -> pd.DataFrame:
 def worth_of(rows: pd.DataFrame, bars: pd.DataFrame, ev: EvaluationConfig, horizon: int, seed: int):
     """``(economic, tests, losses, positions, var)`` of one asset: the figures, the backtests and the DM/MCS on
     ``fz0`` and ``utility``, those losses per row (loss-table columns, horizon 1), each strategy's targeted
-    position (``time, w, net``, for the figures and the portfolio) and its one-bar VaR and ES rows."""
+    position (``time, w, gross, net``, for the figures and the portfolio) and its one-bar VaR and ES rows."""
     eco, ret = ev.economic, returns_of(bars)
     per_year = bars_per_year(bars)
     figures: list[tuple] = []
@@ -105,7 +105,7 @@ def worth_of(rows: pd.DataFrame, bars: pd.DataFrame, ev: EvaluationConfig, horiz
             if values is not None:
                 ok = np.isfinite(values)
                 parts.append(keys[ok].assign(loss=loss, value=values[ok]))
-        positions[name] = pos[["time", "w", "net"]]
+        positions[name] = pos[["time", "w", "gross", "net"]]
     var = pd.concat(series, ignore_index=True) if series else pd.DataFrame(columns=["strategy", "time", "level"])
     losses = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["strategy", "loss", "value"])
     tests_frame = pd.DataFrame(tests, columns=TEST_COLUMNS)
@@ -135,14 +135,14 @@ def portfolio(positions: dict[str, dict[str, pd.DataFrame]], ev: EvaluationConfi
     rows = []
     names = sorted({s for per in positions.values() for s in per})
     for name in names:
-        nets = [per[name].set_index("time")[["net", "w"]] for per in positions.values() if name in per]
+        nets = [per[name].set_index("time")[["net", "gross", "w"]] for per in positions.values() if name in per]
         if len(nets) < len(positions):
             continue  # not run on every asset: its average would be over others
         both = pd.concat(nets, axis=1, keys=range(len(nets)))
         pos = pd.DataFrame(
             {
                 "net": both.xs("net", axis=1, level=1).mean(axis=1).to_numpy(),
-                "gross": both.xs("net", axis=1, level=1).mean(axis=1).to_numpy(),
+                "gross": both.xs("gross", axis=1, level=1).mean(axis=1).to_numpy(),
                 "w": both.xs("w", axis=1, level=1).mean(axis=1).to_numpy(),
                 "trade": both.xs("w", axis=1, level=1).diff().abs().mean(axis=1).fillna(0).to_numpy(),
             }
