@@ -121,7 +121,8 @@ def evaluate_asset(
         "forecasts": rows,
         "retrains": retrains,
         "metrics": scores,
-        "losses": losses,
+        # the tests' loss only, from here on (the answer, the pooled tests): the other four were used above
+        "losses": losses[losses["loss"] == ev.loss].reset_index(drop=True),
         "scores": score_table(losses, rows, ev.benchmark),
         "breakdowns": breakdown_table(losses),
         "tests": stack([accuracy_tests(cfg, losses), worth.pop("tests")]),
