@@ -13,7 +13,7 @@ from backtester.core.errors import ConfigError
 from backtester.runner import run
 from backtester.synth import synth_bars
 
-from .conftest import TINY_LSTM, base_config
+from .conftest import TINY_LSTM, assert_run_refused, base_config
 
 CUT = pd.Timestamp("2024-01-17 09:00", tz="UTC")  # mid-week, between retrains
 
@@ -548,3 +548,12 @@ def test_an_asset_can_have_its_own_test_period(universe_files, tmp_path):
         r"\(2024-01-16 00:00:00\+00:00 \.\. its data end\); .* assets: \[aaa\]",
     ):
         run(parse_config(raw))
+
+
+def test_a_universe_too_large_for_free_memory_is_refused_before_it_runs(minute_file, tmp_path, monkeypatch):
+    raw = base_config(minute_file, tmp_path, har={"type": "har"}, naive={})
+    raw["data"] = {"assets": {"a": str(minute_file), "b": str(minute_file)}, "cache_dir": str(tmp_path / "cache")}
+    monkeypatch.setattr("backtester.runner.free_memory", lambda: 800 * 2**20)  # 800 MiB free
+    assert_run_refused(raw, tmp_path, "data.assets: this run's evaluation needs about 0.8 GiB (2 assets, ")
+    raw["execution"] = {"memory_guard": False}  # the user's call: it runs
+    assert (run(parse_config(raw)).out_dir / "report.md").is_file()

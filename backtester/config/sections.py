@@ -167,6 +167,7 @@ class ExecutionConfig(Strict):
 
     jobs: int = Field(default=1, ge=1, le=1024)  # 1: in this process
     scheduler: str | None = None  # tcp://10.0.0.5:8786 (the results dir on a path the workers share), or local:N
+    memory_guard: bool = True  # refuse a run whose evaluation would not fit in this machine's free memory
 
     @field_validator("scheduler")
     @classmethod
