@@ -254,13 +254,9 @@ class EconomicConfig(Strict):
     @field_validator("dist")
     @classmethod
     def _known_dist(cls, v: list[str]) -> list[str]:
-        from ..core.validation import did_you_mean
+        from ..core.validation import one_of
 
-        known = ["normal", "t", "fhs"]
-        for d in v:
-            if d not in known:
-                raise ValueError(f"unknown distribution {d!r}{did_you_mean(d, known)}; valid: {', '.join(known)}")
-        return v
+        return [one_of(d, ["normal", "t", "fhs"], "distribution") for d in v]
 
     @field_validator("levels")
     @classmethod
@@ -301,11 +297,9 @@ class EvaluationConfig(Strict):
     @classmethod
     def _known_proxy(cls, v: str) -> str:
         from ..core.series import PROXIES
-        from ..core.validation import did_you_mean
+        from ..core.validation import one_of
 
-        if v not in PROXIES:
-            raise ValueError(f"unknown proxy {v!r}{did_you_mean(v, list(PROXIES))}; valid: {', '.join(PROXIES)}")
-        return v
+        return one_of(v, PROXIES, "proxy")
 
     @field_validator("mcs_sizes")
     @classmethod

@@ -34,6 +34,18 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def one_of(value: str, choices: list[str] | tuple[str, ...], what: str) -> str:
+    """``value`` where it is one of ``choices``, else a ``ValueError`` naming the closest and every valid one.
+
+    >>> one_of("normall", ["normal", "t"], "distribution")
+    Traceback (most recent call last):
+    ValueError: unknown distribution 'normall' (did you mean 'normal'?); valid: normal, t
+    """
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, list(choices))}; valid: {', '.join(choices)}")
+    return value
+
+
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     """One line for the first error in ``exc``, naming the key path (and the valid keys for an unknown one)."""
     err = exc.errors()[0]

@@ -51,14 +51,13 @@ def value(eco: pd.DataFrame, section: str, strategy: str, metric: str, **where) 
 
 
 def p_of(tests: pd.DataFrame, test: str, model: str, **where) -> float:
-    m = (tests["test"] == test) & (tests["model"] == model)
-    for k, v in where.items():
-        m &= np.isclose(tests[k].astype(float), v) if isinstance(v, float) else tests[k] == v
-    got = tests.loc[m, "pvalue"]
-    return float(got.iloc[0]) if len(got) else float("nan")
+    """One test's p-value (NaN where the test is not there)."""
+    row = _row(tests, test, model, **where)
+    return float(row["pvalue"]) if row is not None else float("nan")
 
 
 def _row(tests: pd.DataFrame, test: str, model: str, **where) -> pd.Series | None:
+    """The first row of ``test`` for ``model`` where every ``where`` column matches (floats within rounding)."""
     m = (tests["test"] == test) & (tests["model"] == model)
     for k, v in where.items():
         m &= np.isclose(tests[k].astype(float), v) if isinstance(v, float) else tests[k] == v
