@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,16 @@ class EngineResult:
     tunings: dict[str, TuneResult] = field(default_factory=dict)  # by segment key
     reused: int = 0  # segments found finished in the store (nothing ran)
     adopted: int = 0  # of those, taken from the finished run being replaced
+    rows_of: dict[str, Callable[[], pd.DataFrame]] = field(default_factory=dict)  # ``keep_rows=False``: per asset
+
+    def asset_rows(self, asset: str) -> pd.DataFrame:
+        """One asset's forecast rows (with its ``asset`` column in a universe): read back from the stage
+        where the run was started with ``keep_rows=False``, else taken from :attr:`forecasts`."""
+        if asset in self.rows_of:
+            return self.rows_of[asset]()
+        if "asset" not in self.forecasts:
+            return self.forecasts
+        return self.forecasts[self.forecasts["asset"] == asset].reset_index(drop=True)
 
     @property
     def compute_seconds(self) -> float:
@@ -124,6 +135,7 @@ def run_universe(
     on_segment: Callable[[Segment, bool], None] | None = None,
     resume: bool = False,
     previous: Path | None = None,
+    keep_rows: bool = True,
 ) -> EngineResult:
     """Run every segment of every leg's plan on ``executor`` (default: this process), writing each to
     ``stage`` (default: a temporary directory), and assemble the result. Every asset's jobs go to
@@ -134,7 +146,9 @@ def run_universe(
     ``resume``: ``stage`` may hold an interrupted run's segments; every segment and tuning finished
     there or in ``previous`` (the finished run this one replaces) under the same key
     (:mod:`backtester.store`) is reused, and everything else in ``stage`` is removed first.
-    ``on_segment(segment, reused)`` is called as each segment is done.
+    ``on_segment(segment, reused)`` is called as each segment is done. ``keep_rows=False`` (a universe
+    evaluated asset by asset; needs ``stage``): the forecasts are not held, :meth:`EngineResult.asset_rows`
+    reads each asset's back from ``stage`` when asked.
 
     >>> import numpy as np, pandas as pd
     >>> from backtester.config import parse_config
@@ -166,7 +180,11 @@ def run_universe(
         done = [job for job in jobs if job.finished()]  # read back here: no worker needed for them
         InProcess().run(run_job, done, progress)
         executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], progress)
-        out = merge([assemble(w, params, progress.reused) for w in walks], universe=any(w.plan.asset for w in walks))
+        lazy = not keep_rows and stage is not None
+        parts = [assemble(w, params, progress.reused, rows=not lazy) for w in walks]
+        out = merge(parts, universe=any(w.plan.asset for w in walks))
+        if lazy:
+            out.rows_of = {w.plan.asset: partial(stored_rows, w) for w in walks}
     out.workers, out.tunings = progress.workers, tunings
     out.reused, out.adopted = len(progress.reused), len(adopted & progress.reused)
     return out
@@ -417,11 +435,19 @@ def chains(
     ]
 
 
-def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset()) -> EngineResult:
+def stored_rows(walk: Walk) -> pd.DataFrame:
+    """One walk's forecast rows, read back from its stage (after :func:`assemble` filled in fallbacks)."""
+    rows = combine_rows([read_segment(walk.stage, seg).rows for name in walk.specs for seg in walk.plan.segments(name)])
+    if walk.plan.asset:
+        rows.insert(0, "asset", walk.plan.asset)
+    return rows
+
+
+def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset(), rows: bool = True) -> EngineResult:
     """Read every finished segment back from the staging directory, strategy by strategy in time order;
     give a failed fit without forecasts those of the strategy's previous good model; stop the run once
     more than ``max_failed`` fits in a row failed. Seconds count the segments computed in this run
-    (not those in ``reused``)."""
+    (not those in ``reused``). Without ``rows`` the forecasts are not kept (:func:`stored_rows` reads them)."""
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
     parts = []
     for name in walk.specs:
@@ -445,14 +471,15 @@ def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset())
             check_failures(
                 seg.owner, [r.status for r in records], walk.settings.max_failed, [r.retrain_time for r in records]
             )
-            parts.append(stored.rows)
+            if rows:
+                parts.append(stored.rows)
             if seg.key not in reused:
                 out.fit_seconds += stored.fit_seconds
                 out.predict_seconds += stored.predict_seconds
             out.segments += 1
         out.records.extend(records)
     out.forecasts = combine_rows(parts)
-    if walk.plan.asset:
+    if walk.plan.asset and rows:
         out.forecasts.insert(0, "asset", walk.plan.asset)
     return out
 

@@ -38,6 +38,7 @@ ArtifactHome(run_dir=..., owner=Owner(asset='', strategy='har'), version=1)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,21 @@ class RunDir:
     def read_table(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(self.path / name)
 
+    def table_rows(self, name: str) -> int:
+        """How many rows a table has (from its Parquet footer; nothing else is read)."""
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(self.path / name).num_rows
+
+    def table_parts(self, name: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """A table one row group at a time (a universe's tables hold one or more per asset, written by
+        :class:`TableWriter`): what a reader of a large run streams instead of :meth:`read_table`."""
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.path / name) as f:
+            for k in range(f.num_row_groups):
+                yield f.read_row_group(k, columns=columns, use_pandas_metadata=True).to_pandas()
+
     def config_block(self, key: str) -> dict[str, Any]:
         """One top-level block of ``config.yaml`` as written (empty if the file or the block is missing or bad)."""
         import yaml
@@ -177,6 +193,56 @@ class RunDir:
         except (OSError, yaml.YAMLError):
             return {}
         return block or {}
+
+
+class TableWriter:
+    """Parquet tables written a part (an asset's rows) at a time, so that no reader or writer holds every
+    asset's rows at once: each part is appended as its own row groups, in the schema of the first part (a
+    later part is cast to it). The files read back as one table (:meth:`RunDir.read_table`) or part by part
+    (:meth:`RunDir.table_parts`). Close it (or use it as a context manager) to finish the files.
+
+    >>> import tempfile
+    >>> where = Path(tempfile.mkdtemp())
+    >>> with TableWriter(where) as w:
+    ...     w.append("t.parquet", pd.DataFrame({"asset": ["a", "a"], "x": [1.0, 2.0]}))
+    ...     w.append("t.parquet", pd.DataFrame({"asset": ["b"], "x": [3.0]}))
+    >>> RunDir(where).read_table("t.parquet")["x"].tolist(), len(list(RunDir(where).table_parts("t.parquet")))
+    ([1.0, 2.0, 3.0], 2)
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.writers: dict[str, Any] = {}  # file name -> its pyarrow ParquetWriter
+        self.empty: dict[str, pd.DataFrame] = {}  # a table with no rows yet: written as it is, if none come
+
+    def append(self, name: str, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(frame):
+            self.empty.setdefault(name, frame)
+            return
+        w = self.writers.get(name)
+        if w is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self.writers[name] = w = pq.ParquetWriter(self.folder / name, table.schema)
+        else:
+            table = pa.Table.from_pandas(frame, schema=w.schema, preserve_index=False)
+        w.write_table(table)
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+        for name, frame in self.empty.items():
+            if name not in self.writers:
+                frame.to_parquet(self.folder / name, index=False)
+        self.writers, self.empty = {}, {}
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_config(stage: Path, resolved: dict[str, Any]) -> None:

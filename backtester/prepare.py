@@ -135,9 +135,7 @@ def segment_context(cfg, prepared: PreparedBars, plan: Plan) -> RunContext:
     return RunContext(cfg.name, plan.bars, data_record(cfg, prepared), cfg.backend, versions())
 
 
-def make_manifest(
-    cfg, runs: list[AssetRun], rows: pd.DataFrame, retrains: pd.DataFrame, timings: dict[str, float]
-) -> dict:
+def make_manifest(cfg, runs: list[AssetRun], rows: int, retrains: pd.DataFrame, timings: dict[str, float]) -> dict:
     plans = [r.plan for r in runs]
     data = {
         r.asset.name: {**data_record(r.cfg, r.prepared), "missing_bars": [str(t) for t in r.prepared.missing]}
@@ -163,7 +161,7 @@ def make_manifest(
             "issue_times": sum(len(p.issue_times) for p in plans),
             "horizon": plans[0].horizon,
         },
-        "rows": len(rows),
+        "rows": rows,
         "failed_retrains": int((retrains["status"] != "ok").sum()),
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "status": "complete",

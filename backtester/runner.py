@@ -31,7 +31,7 @@ from .core.interrupt import check as check_interrupt
 from .engine import Leg, Settings, run_universe
 from .evaluation.results import write_results
 from .executors import Executor, dask_client, local_workers, make_executor, worker_threads
-from .layout import RunDir, write_config, write_manifest
+from .layout import FORECASTS, RunDir, write_config, write_manifest
 from .plan import Plan
 from .prepare import describe_run, make_manifest, plan_universe, prepare_universe, segment_context, target_dir
 from .process import check
@@ -43,11 +43,20 @@ __all__ = ["RunResult", "plan_universe", "prepare_universe", "run", "target_dir"
 
 @dataclass
 class RunResult:
+    """A finished run: its folder, and its forecast rows (with actuals), fit records, metrics and manifest.
+    A universe's rows are read from ``forecasts.parquet`` when first asked for (never held by the run)."""
+
     out_dir: Path
-    forecasts: pd.DataFrame
+    rows: pd.DataFrame | None
     retrains: pd.DataFrame
     metrics: pd.DataFrame
     manifest: dict
+
+    @property
+    def forecasts(self) -> pd.DataFrame:
+        if self.rows is None:
+            self.rows = RunDir(self.out_dir).read_table(FORECASTS)
+        return self.rows
 
 
 def run(
@@ -160,6 +169,7 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
             on_segment=partial(progress, shown) if progress else None,
             resume=not fresh,
             previous=None if fresh else out,
+            keep_rows=len(runs) == 1,  # a universe's rows are read back asset by asset as it is evaluated
         )
         total = sum(len(p.segments()) for p in plans)
         if engine.reused:
@@ -168,10 +178,11 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
         timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
         write_config(stage, cfg.resolved())
         t0 = time.perf_counter()
-        rows, retrains, scores = write_results(cfg, runs, engine.forecasts, engine.records, stage)
+        rows, retrains, scores = write_results(cfg, runs, engine.asset_rows, engine.records, stage)
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        manifest = make_manifest(cfg, runs, rows, retrains, timings)
+        count = len(rows) if rows is not None else RunDir(stage).table_rows(FORECASTS)
+        manifest = make_manifest(cfg, runs, count, retrains, timings)
         manifest["execution"] = execution_record(cfg, settings)
         manifest["segments"] = {"total": total, "reused": engine.reused, "computed": total - engine.reused}
         write_manifest(stage, manifest)

@@ -127,7 +127,11 @@ def pooled_dm(diff: pd.DataFrame, lags: int) -> DMResult:
     >>> pooled_dm(pd.DataFrame({"A": np.ones(5)}), lags=0).note
     'not computed: 5 rows with an asset observed'
     """
-    dbar, assets = cross_section_mean(diff)
+    return pooled_of(*cross_section_mean(diff), lags)
+
+
+def pooled_of(dbar: np.ndarray, assets: int, lags: int) -> DMResult:
+    """:func:`pooled_dm` on the cross-sectional mean ``dbar`` (time order) of ``assets`` assets."""
     n, lags = len(dbar), int(lags)
     mean = float(dbar.mean()) if n else np.nan
     if n < max(MIN_ROWS, 2 * lags + 3):
@@ -154,7 +158,11 @@ def cluster_dm(diff: pd.DataFrame, clusters: int = 8) -> DMResult:
     >>> cluster_dm(pd.DataFrame({"A": np.ones(7)}), clusters=4).note
     'not computed: 7 rows for 4 time clusters'
     """
-    dbar, assets = cross_section_mean(diff)
+    return cluster_of(*cross_section_mean(diff), clusters)
+
+
+def cluster_of(dbar: np.ndarray, assets: int, clusters: int = 8) -> DMResult:
+    """:func:`cluster_dm` on the cross-sectional mean ``dbar`` (time order) of ``assets`` assets."""
     n, k = len(dbar), int(clusters)
     mean = float(dbar.mean()) if n else np.nan
     if k < 2 or n < 2 * k:
@@ -185,19 +193,115 @@ def _pairs(strategies: list[str], benchmark: str | None, pairwise: bool) -> list
     return pairs
 
 
-def _pair_diff(wide: pd.DataFrame, model: str, against: str) -> pd.DataFrame:
-    """Time x asset ``model - against`` over the assets both have, all-NaN assets dropped."""
-    a, b = wide[model], wide[against]
-    assets = a.columns.intersection(b.columns)
-    return (a[assets] - b[assets]).dropna(axis=1, how="all")
-
-
-def _tests(diff: pd.DataFrame, lags: int, clusters: int, key: tuple) -> list[tuple]:
+def _tests(dbar: np.ndarray, assets: int, lags: int, clusters: int, key: tuple) -> list[tuple]:
     """The pooled and the time-cluster row of one (loss, horizon, model, against)."""
-    assets = int(diff.notna().any(axis=0).sum())
     out = []
-    for test, r in (("pooled_dm", pooled_dm(diff, lags)), ("cluster_dm", cluster_dm(diff, clusters))):
+    for test, r in (("pooled_dm", pooled_of(dbar, assets, lags)), ("cluster_dm", cluster_of(dbar, assets, clusters))):
         out.append((test, *key, r.statistic, r.pvalue, r.mean_diff, r.n, assets, r.note))
+    return out
+
+
+def pair_of(x: str, y: str, benchmark: str | None) -> tuple[str, str]:
+    """The order a pair is tested in: against the benchmark where it is one of them, else by name.
+
+    >>> pair_of("har", "lstm", "har"), pair_of("lstm", "garch", None)
+    (('lstm', 'har'), ('garch', 'lstm'))
+    """
+    if x == benchmark or (y != benchmark and y < x):
+        return y, x
+    return x, y
+
+
+class CrossSection:
+    """The pooled tests' inputs, gathered asset by asset: per (loss, horizon) and pair, the sum and count of
+    the loss differentials over the assets at each time, and how many assets had any. Nothing grows with the
+    assets but the union of their times. :meth:`add` takes one asset's tidy loss rows; :meth:`table` gives
+    :func:`panel_dm_table`'s rows.
+
+    >>> t = pd.date_range("2024-01-01", periods=40, freq="h")
+    >>> rng = np.random.default_rng(0)
+    >>> def rows(asset): return pd.DataFrame({"strategy": np.repeat(["a", "b"], 40), "issued_at": np.tile(t, 2),
+    ...     "target_time": np.tile(t, 2) + pd.Timedelta(hours=1), "horizon": 1, "loss": "mse",
+    ...     "value": rng.uniform(size=80)})
+    >>> cs = CrossSection("mse", "b")
+    >>> cs.add(rows("X")); cs.add(rows("Y"))
+    >>> cs.table()[["test", "horizon", "model", "against", "n", "assets"]].iloc[:2]
+             test  horizon model against   n  assets
+    0   pooled_dm        1     a       b  40       2
+    1  cluster_dm        1     a       b  40       2
+    """
+
+    def __init__(self, loss: str, benchmark: str | None, pairwise: bool = True, clusters: int = 8):
+        self.loss, self.benchmark, self.pairwise, self.clusters = loss, benchmark, pairwise, clusters
+        self.sums: dict[int, pd.DataFrame] = {}  # horizon (0: averaged) -> time x pair
+        self.counts: dict[int, pd.DataFrame] = {}
+        self.assets: dict[int, pd.Series] = {}  # horizon -> pair -> assets with a differential
+        self.strategies: set[str] = set()
+
+    def add(self, rows: pd.DataFrame) -> None:
+        """One asset's tidy loss rows (``strategy, issued_at, target_time, horizon, loss, value``)."""
+        t = rows[rows["loss"] == self.loss]
+        if not len(t):
+            return
+        names = sorted(str(s) for s in t["strategy"].unique())
+        self.strategies.update(names)
+        pairs = [pair_of(x, y, self.benchmark) for x, y in _pairs(names, self.benchmark, self.pairwise)]
+        pairs = [(x, y) for x, y in pairs if x in names and y in names]
+        if not pairs:
+            return
+        horizons = sorted(int(h) for h in t["horizon"].unique())
+        wide = t.pivot_table(index=["horizon", "target_time"], columns="strategy", values="value", observed=True)
+        for h in horizons:
+            self._add(h, _differentials(wide.loc[h], pairs))
+        avg = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
+        counts = t.groupby(["issued_at", "strategy"], observed=True)["horizon"].size().unstack("strategy")
+        complete = counts.reindex(index=avg.index, columns=avg.columns).eq(len(horizons))  # every horizon scored
+        self._add(0, _differentials(avg.where(complete), pairs))
+        self.last = max(horizons)
+
+    def _add(self, h: int, d: pd.DataFrame) -> None:
+        seen = d.notna()
+        n = seen.astype("int64")
+        total = d.fillna(0.0)
+        if h in self.sums:
+            self.sums[h] = self.sums[h].add(total, fill_value=0.0)
+            self.counts[h] = self.counts[h].add(n, fill_value=0)
+            self.assets[h] = self.assets[h].add(seen.any(axis=0).astype("int64"), fill_value=0)
+        else:
+            self.sums[h], self.counts[h], self.assets[h] = total, n, seen.any(axis=0).astype("int64")
+
+    def mean(self, h: int, pair: tuple[str, str]) -> tuple[np.ndarray, int]:
+        """The cross-sectional mean ``dbar_t`` of ``pair`` at horizon ``h`` in time order (times with no asset
+        dropped), and how many assets it averages."""
+        if h not in self.sums or pair not in self.sums[h]:
+            return np.zeros(0), 0
+        n = self.counts[h][pair].sort_index()
+        s = self.sums[h][pair].sort_index()
+        seen = n.to_numpy() > 0
+        return s.to_numpy()[seen] / n.to_numpy()[seen], int(self.assets[h][pair])
+
+    def table(self) -> pd.DataFrame:
+        """The pooled and time-cluster rows of every pair, per horizon and on the horizon-averaged loss (the
+        columns of :data:`PANEL_COLUMNS`)."""
+        rows: list[tuple] = []
+        if not self.sums:
+            return pd.DataFrame(rows, columns=PANEL_COLUMNS)
+        horizons = sorted(h for h in self.sums if h > 0)
+        for model, against in _pairs(sorted(self.strategies), self.benchmark, self.pairwise):
+            pair = pair_of(model, against, self.benchmark)
+            if pair not in self.sums[horizons[0]] and pair not in self.sums[0]:
+                continue
+            for h in [*horizons, 0]:
+                dbar, assets = self.mean(h, pair)
+                rows += _tests(dbar, assets, h - 1 if h else self.last - 1, self.clusters, (self.loss, h, *pair))
+        return pd.DataFrame(rows, columns=PANEL_COLUMNS)
+
+
+def _differentials(wide: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Time x pair ``model - against`` of one asset (NaN where either is missing)."""
+    cols = {(x, y): wide[x] - wide[y] for x, y in pairs}
+    out = pd.DataFrame(cols, index=wide.index)
+    out.columns = pd.MultiIndex.from_tuples(list(cols), names=["model", "against"])
     return out
 
 
@@ -206,7 +310,8 @@ def panel_dm_table(
 ) -> pd.DataFrame:
     """Pooled and time-cluster tests across assets, per horizon and on the horizon-averaged loss.
 
-    ``table``: the tidy loss table with an ``asset`` column. Pairs as in ``accuracy.dm_table``; per
+    ``table``: the tidy loss table with an ``asset`` column (its assets go through a :class:`CrossSection`
+    one by one). Pairs as in ``accuracy.dm_table``; per
     horizon ``h`` the differential is indexed by ``target_time`` (lags ``h - 1``); ``horizon`` 0 averages
     each asset's losses over horizons by ``issued_at``, on the issue times where both strategies scored
     every horizon for that asset (lags ``H - 1``, ``H`` the largest horizon). Only assets where both
@@ -225,22 +330,11 @@ def panel_dm_table(
     2   pooled_dm        0     a       b  40       2
     3  cluster_dm        0     a       b  40       2
     """
+    cs = CrossSection(loss, benchmark, pairwise, clusters)
     t = table[table["loss"] == loss]
-    strategies = sorted(t["strategy"].unique())
-    horizons = sorted(int(h) for h in t["horizon"].unique())
-    wide = t.pivot_table(index=["horizon", "target_time"], columns=["strategy", "asset"], values="value", observed=True)
-    avg = t.pivot_table(index="issued_at", columns=["strategy", "asset"], values="value", aggfunc="mean", observed=True)
-    counts = t.groupby(["issued_at", "strategy", "asset"], observed=True)["horizon"].size()
-    complete = counts.unstack(["strategy", "asset"]).eq(len(horizons))  # issue times with every horizon
-    averaged = avg.where(complete.reindex(index=avg.index, columns=avg.columns, fill_value=False))
-    rows = []
-    for model, against in _pairs(strategies, benchmark, pairwise):
-        for h in horizons:
-            diff = _pair_diff(wide.loc[h], model, against)
-            rows += _tests(diff, h - 1, clusters, (loss, h, model, against))
-        diff = _pair_diff(averaged, model, against)
-        rows += _tests(diff, max(horizons) - 1, clusters, (loss, 0, model, against))
-    return pd.DataFrame(rows, columns=PANEL_COLUMNS)
+    for _, part in t.groupby("asset", observed=True, sort=True):
+        cs.add(part)
+    return cs.table()
 
 
 def win_table(per_asset_dm: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:

@@ -428,17 +428,17 @@ def _label_column(ax, labels: list[tuple]) -> None:
 
 
 def plot_pooled_differentials(
-    losses: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None, path: Path
+    means: pd.DataFrame, tests: pd.DataFrame, loss: str, benchmark: str | None, path: Path
 ) -> bool:
     """Per horizon, each asset's mean loss differential against the benchmark (dots) and their pooled
     mean with the pooled DM test's verdict (line; filled where p < 0.05); one panel per strategy.
-    Seed members are left out. Returns False (and draws nothing) without a benchmark."""
+    ``means``: each strategy's (columns) mean loss per (asset, horizon). Seed members are left out. Returns
+    False (and draws nothing) without a benchmark."""
     from matplotlib.figure import Figure
 
-    t = losses[(losses["loss"] == loss) & ~seed_rows(losses["strategy"])]
-    if benchmark is None or benchmark not in set(t["strategy"]):
+    means = means[[c for c in means.columns if not seed_rows(pd.Series([c])).iloc[0]]]
+    if benchmark is None or benchmark not in means:
         return False
-    means = t.groupby(["strategy", "asset", "horizon"], observed=True)["value"].mean().unstack("strategy")
     models = [m for m in means.columns if m != benchmark]
     if not models:
         return False

@@ -72,29 +72,87 @@ def _finish(fig, ax, title: str, ylabel: str, path: Path, made: list[str]) -> No
     made.append(path.name)
 
 
+class LossViews:
+    """What the loss figures are drawn from, as sums over a run's rows read a part (an asset) at a time: per
+    (target time, strategy), per (hour, strategy), per (asset, strategy, model version) with each asset's last
+    target time, and per (asset, horizon, strategy); :meth:`mean` turns a view's sums into means.
+
+    >>> t = pd.DataFrame({"asset": ["a", "a", "b"], "strategy": "x", "horizon": 1, "model_version": 1,
+    ...                   "target_time": pd.to_datetime(["2024-01-01 01:00"] * 3, utc=True), "value": [1.0, 2.0, 6.0]})
+    >>> v = LossViews(); v.add(t.iloc[:2]); v.add(t.iloc[2:])
+    >>> v.mean("time")["x"].tolist(), v.mean("cells")["x"].tolist()
+    ([3.0], [1.5, 6.0])
+    """
+
+    KEYS = {
+        "time": ["target_time"],
+        "hour": ["hour"],
+        "segment": ["asset", "strategy", "model_version"],
+        "cells": ["asset", "horizon"],
+    }
+
+    def __init__(self):
+        self.sums: dict[str, pd.DataFrame] = {}
+        self.ends: dict[str, pd.Timestamp] = {}  # asset -> its last target time
+
+    def add(self, t: pd.DataFrame) -> None:
+        """Loss rows (``strategy, target_time, horizon, model_version, value``, ``asset`` if any)."""
+        if not len(t):
+            return
+        t = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour, asset=t.get("asset", "").astype(str))
+        t["strategy"] = t["strategy"].astype(str)
+        for view, keys in self.KEYS.items():
+            cols = keys if view == "segment" else [*keys, "strategy"]
+            g = t.groupby(cols, observed=True)["value"].agg(["sum", "count"])
+            if view != "segment":
+                g = g.unstack("strategy")
+            self.sums[view] = g if view not in self.sums else self.sums[view].add(g, fill_value=0)
+        for asset, end in t.groupby("asset")["target_time"].max().items():
+            self.ends[asset] = max(end, self.ends.get(asset, end))
+
+    def mean(self, view: str) -> pd.DataFrame:
+        """The view's mean loss (rows: its keys; columns: strategies, but for ``segment``: ``value``)."""
+        g = self.sums[view].sort_index()
+        if view == "segment":
+            return (g["sum"] / g["count"]).rename("value").to_frame()
+        return g["sum"] / g["count"].where(g["count"] > 0)
+
+    @property
+    def assets(self) -> list[str]:
+        return sorted(self.ends)
+
+
+def loss_views(run_dir: Path, loss: str) -> LossViews:
+    """The run's :class:`LossViews` of ``loss``, from ``forecasts.parquet`` one row group (at most an asset's
+    rows) at a time (the loss table is not stored: it is rebuilt from the rows)."""
+    views = LossViews()
+    for part in RunDir(run_dir).table_parts(FORECASTS):
+        views.add(loss_table(part, (loss,)))
+    return views
+
+
 def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
     """Draw the evaluation figures of a finished run from its Parquet files; return their names. In a
     universe the losses over time are the cross-sectional average (each time's mean over the assets
     scored then), the cost is summed over assets, and the segments are the first asset's."""
     run_dir = Path(run_dir)
-    losses = loss_table(RunDir(run_dir).read_table(FORECASTS), (loss,))  # not stored: rebuilt from the rows
-    t = losses
-    if t.empty:
+    views = loss_views(run_dir, loss)
+    if not views.sums:
         return []
-    made = []
-    styles = strategy_styles(sorted(t["strategy"].astype(str).unique()))  # one colour per strategy in every figure
-    per_time = t.groupby(["target_time", "strategy"], observed=True)["value"].mean().unstack("strategy")
+    made: list[str] = []
+    per_time = views.mean("time")
+    styles = strategy_styles(sorted(str(c) for c in per_time.columns))  # one colour per strategy in every figure
     _rolling_loss(per_time, loss, run_dir, made, styles)
     if benchmark is not None and benchmark in per_time:
         _cumulative_difference(per_time, loss, benchmark, run_dir, made, styles)
     retrains = RunDir(run_dir).read_table(RETRAINS)
-    if "asset" in t and t["asset"].nunique() > 1:
-        first = sorted(t["asset"].unique())[0]
-        t_first, retrains = t[t["asset"] == first], retrains[retrains["asset"] == first]
-        _loss_by_segment(t_first, retrains, loss, run_dir, made, styles, f" ({first})")
-    else:
-        _loss_by_segment(t, retrains, loss, run_dir, made, styles)
-    _loss_by_hour(t, loss, run_dir, made, styles)
+    first = views.assets[0]
+    seg = views.mean("segment").loc[first].reset_index()
+    several = len(views.assets) > 1
+    if several:
+        retrains = retrains[retrains["asset"] == first]
+    _loss_by_segment(seg, views.ends[first], retrains, loss, run_dir, made, styles, f" ({first})" if several else "")
+    _loss_by_hour(views.mean("hour"), loss, run_dir, made, styles)
     cost_path = RunDir(run_dir).file(COST)
     if cost_path.is_file():
         cost = pd.read_parquet(cost_path)
@@ -114,10 +172,9 @@ def write_figures(run_dir: Path, loss: str, benchmark: str | None) -> list[str]:
         plot_cost_vs_accuracy(cost, loss, run_dir / "cost_vs_accuracy.png", styles)
         made.append("cost_vs_accuracy.png")
     tests_path = run_dir / "tests.parquet"
-    if "asset" in t and t["asset"].nunique() > 1 and tests_path.is_file():
-        if plot_pooled_differentials(
-            losses, pd.read_parquet(tests_path), loss, benchmark, run_dir / "pooled_differentials.png"
-        ):
+    if several and tests_path.is_file():
+        tests = pd.read_parquet(tests_path)
+        if plot_pooled_differentials(views.mean("cells"), tests, loss, benchmark, run_dir / "pooled_differentials.png"):
             made.append("pooled_differentials.png")
     return made
 
@@ -198,9 +255,16 @@ def _cumulative_difference(
 
 
 def _loss_by_segment(
-    t: pd.DataFrame, retrains: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict, which: str = ""
+    seg: pd.DataFrame,
+    end: pd.Timestamp,
+    retrains: pd.DataFrame,
+    loss: str,
+    run_dir: Path,
+    made: list[str],
+    styles: dict,
+    which: str = "",
 ) -> None:
-    seg = t.groupby(["strategy", "model_version"], observed=True)["value"].mean().reset_index()
+    """``seg``: each (strategy, model_version)'s mean loss (``value``); ``end``: the last target time."""
     ok = retrains[retrains["status"] == "ok"]
     when = dict(zip(zip(ok["strategy"].astype(str), ok["model_version"]), ok["retrain_time"]))
     # a seed ensemble's segments are those of its first member
@@ -208,7 +272,7 @@ def _loss_by_segment(
         when.get((s, v), when.get((f"{s}#1", v))) for s, v in zip(seg["strategy"].astype(str), seg["model_version"])
     ]
     seg = seg.dropna(subset=["retrain_time"])
-    end = pd.Timestamp(t["target_time"].max())
+    end = pd.Timestamp(end)
     fig, ax = _figure()
     for name, part in seg.groupby("strategy", observed=True):
         x = list(part["retrain_time"]) + [end]  # the last segment runs to the end of the test period
@@ -228,12 +292,12 @@ def _loss_by_segment(
     )
 
 
-def _loss_by_hour(t: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
+def _loss_by_hour(by_hour: pd.DataFrame, loss: str, run_dir: Path, made: list[str], styles: dict) -> None:
+    """``by_hour``: hour x strategy mean loss."""
     hours = (
-        t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour)
-        .groupby(["hour", "strategy"], observed=True)["value"]
-        .mean()
-    )
+        by_hour.stack(future_stack=True).dropna().swaplevel().sort_index()
+    )  # (strategy, hour), as the groupby had it
+    hours.index.names = ["strategy", "hour"]
     fig, ax = _figure()
     for name, part in hours.groupby(level="strategy"):
         ax.plot(part.index.get_level_values("hour"), part.to_numpy(), marker=".", **styles[str(name)])

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,20 +26,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..layout import REPORT, RunDir
+from ..layout import REPORT, RunDir, TableWriter
 from ..recorder import combine_rows
 from ..tuning import read_trials
 from ..work import FitRecord
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
+from .across import Across
 from .economic import bars_per_year
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report
-from .panel import panel_dm_table, win_table
 from .plots import plot_error_by_horizon, plot_forecasts, strategy_styles
 from .report import write_figures, write_html
 from .universe_report import universe_report
 from .verdict import seeds_needed
-from .worth import ECONOMIC_LOSSES, _tidy, has_returns, portfolio, referee_tests, stack, worth_of
+from .worth import _tidy, has_returns, referee_tests, stack, worth_of
 from .worth_plots import worth_figures
 from .worth_report import focus_of, worth_sections
 
@@ -47,62 +48,119 @@ if TYPE_CHECKING:
     from ..config import RunConfig
 
 
+STREAMED = ("forecasts", "positions", "var", "returns")  # written asset by asset, never held together
+KEPT = ("retrains", "metrics", "scores", "breakdowns", "tests", "cost", "seeds", "economic")
+OPTIONAL = ("seeds", "tuning", "wins", "positions", "var")  # written only where they have rows
+
+
 def write_results(
-    cfg: RunConfig, runs: list[AssetRun], forecasts: pd.DataFrame, records: list[FitRecord], stage: Path
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics).
+    cfg: RunConfig,
+    runs: list[AssetRun],
+    rows_of: Callable[[str], pd.DataFrame],
+    records: list[FitRecord],
+    stage: Path,
+) -> tuple[pd.DataFrame | None, pd.DataFrame, pd.DataFrame]:
+    """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics); the rows
+    are None in a universe of several assets (read them from ``forecasts.parquet``).
 
     ``runs``: the run's assets (:class:`~backtester.assets.AssetRun`; one for a run on one
-    ``data.path``); ``forecasts``: the origin-aligned forecast rows of every strategy that ran (columns
-    of :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe); ``records``: one
-    :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory (it already
-    holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column; each asset is evaluated
-    on its own, and a universe of several also across assets (:func:`pooled_tests`).
+    ``data.path``); ``rows_of(asset)``: an asset's origin-aligned forecast rows (columns of
+    :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe), asked for once per asset;
+    ``records``: one :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory (it
+    already holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column. Each asset is
+    evaluated on its own, one at a time: its large tables (:data:`STREAMED`) are appended to their files,
+    its report section and figure made, and only its small tables and what the tests across assets need
+    (:class:`~.across.Across`) kept.
     """
     retrains = retrain_frame(records)
     trials = read_trials(stage)
-    parts = {
-        r.asset.label: evaluate_asset(
-            r,
-            _of(forecasts, r.asset.name),
-            _of(retrains, r.asset.name),
-            stage,
-            _of(trials, r.asset.name) if len(trials) else None,
-        )
-        for r in runs
-    }
-    # each table's per-asset parts are let go as soon as they are joined: one copy of the rows, not two
-    names = list(dict.fromkeys(n for p in parts.values() for n in p))  # economic tables: where the bars give returns
-    tables = {name: _with_asset({a: p.pop(name, pd.DataFrame()) for a, p in parts.items()}) for name in names}
-    if len(runs) > 1:
-        pooled, wins = pooled_tests(cfg, tables["losses"], tables["tests"])
-        tables["tests"] = stack([tables["tests"], pooled, pooled_worth(cfg, tables)])
+    several = len(runs) > 1
+    across = Across(cfg) if several else None
+    kept: dict[str, dict[str, pd.DataFrame]] = {}
+    sections: list[str] = []
+    rows = None
+    styles = strategy_styles(sorted({*cfg.run_strategies(), *cfg.ensembles()}))
+    with TableWriter(stage) as writer:
+        for r in runs:
+            label = r.asset.label
+            part = evaluate_asset(
+                r,
+                rows_of(r.asset.name).drop(columns="asset", errors="ignore"),
+                _of(retrains, r.asset.name),
+                stage,
+                _of(trials, r.asset.name) if len(trials) else None,
+            )
+            if "ret" in r.prepared.bars and (part.get("economic", pd.DataFrame()).get("section") == "target").any():
+                part["returns"] = r.prepared.bars[["rv", "ret"]].rename_axis("time").reset_index()
+            sections.append(asset_report(r, part))
+            plot_asset(cfg, r, part, stage, several, styles)
+            if across is not None:
+                across.add(label, part["losses"], part.get("economic_losses"), part.get("positions"))
+            for name in STREAMED:
+                if name in part:
+                    frame = _with_asset({label: part.pop(name)})
+                    writer.append(f"{name}.parquet", frame)
+                    if name == "forecasts" and not several:
+                        rows = frame  # a run on one file returns its rows
+            for name in KEPT:
+                kept.setdefault(name, {})[label] = part.get(name, pd.DataFrame())
+            del part
+    tables = {name: _with_asset(parts) for name, parts in kept.items()}
+    if across is not None:
+        pooled, wins = across.tests(tables["tests"])
+        figures, eco_tests = across.worth(_per_year(tables["economic"]))
+        tables["tests"] = stack([tables["tests"], pooled, eco_tests])
+        tables["economic"] = stack([tables["economic"], figures])
         tables["wins"] = wins
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
         tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
-    for name in (
-        "forecasts",
-        "retrains",
-        "tuning",
-        "metrics",
-        "scores",
-        "breakdowns",
-        "tests",
-        "cost",
-        "seeds",
-        "wins",
-        "economic",
-        "positions",
-        "var",
-    ):
-        if name in tables and (len(tables[name]) or name not in ("seeds", "tuning", "wins", "positions", "var")):
+    for name in ("retrains", "tuning", "metrics", "scores", "breakdowns", "tests", "cost", "seeds", "wins", "economic"):
+        if name in tables and (len(tables[name]) or name not in OPTIONAL):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
-    if "economic" in tables and (tables["economic"]["section"] == "target").any():  # compare's economics
-        returns = [r.prepared.bars[["rv", "ret"]].assign(asset=r.asset.label) for r in runs if "ret" in r.prepared.bars]
-        pd.concat(returns).rename_axis("time").reset_index().to_parquet(stage / "returns.parquet", index=False)
-    write_report(cfg, runs, tables, stage)
-    return tables["forecasts"], tables["retrains"], tables["metrics"]
+    text = sections[0] if not several else universe_report(cfg, runs, tables, across.summary(), sections)
+    write_report(cfg, stage, text, tables["metrics"], styles, several)
+    return rows, tables["retrains"], tables["metrics"]
+
+
+def _per_year(economic: pd.DataFrame) -> float:
+    """Bars a year, the assets' median (from their ``economic`` rows)."""
+    if not len(economic):
+        return float("nan")
+    return float(economic.loc[economic["metric"] == "bars_per_year", "value"].median())
+
+
+def asset_report(r: AssetRun, part: dict[str, pd.DataFrame]) -> str:
+    """The asset's own ``report.md`` (:func:`~.markdown.run_report`): a run's whole report, a universe's section."""
+    return run_report(
+        r.cfg,
+        r.prepared,
+        r.plan,
+        part["retrains"],
+        part["metrics"],
+        part["tests"],
+        part["coverage"],
+        part["cost"],
+        part["seeds"],
+        part["losses"],
+        worth_sections(r.cfg, part.get("economic"), part["tests"]),
+    )
+
+
+def plot_asset(cfg: RunConfig, r: AssetRun, part: dict[str, pd.DataFrame], stage: Path, several: bool, styles) -> None:
+    """The asset's forecasts against realized volatility (``forecast_vs_actual[_<asset>].png``)."""
+    if not cfg.output.plots or not len(part["forecasts"]):
+        return
+    name = f"forecast_vs_actual_{r.asset.label}.png" if several else "forecast_vs_actual.png"
+    plot_forecasts(
+        part["forecasts"],
+        part["retrains"],
+        stage / name,
+        horizon=1,
+        unit=cfg.output.plot_unit,
+        title=r.asset.label if several else None,
+        styles=styles,
+    )
 
 
 def evaluate_asset(
@@ -182,47 +240,17 @@ def _with_asset(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def write_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame], stage: Path) -> None:
-    """The figures (if ``output.plots``), ``report.md`` and ``report.html``."""
+def write_report(cfg: RunConfig, stage: Path, text: str, scores: pd.DataFrame, styles: dict, several: bool) -> None:
+    """The run's figures (if ``output.plots``; each asset's forecast figure is drawn as it is evaluated),
+    ``report.md`` and ``report.html``."""
     ev = cfg.evaluation
-    rows, scores = tables["forecasts"], tables["metrics"]
-    plots = cfg.output.plots and len(rows)
+    plots = cfg.output.plots and len(scores)
     if plots:
-        styles = strategy_styles(sorted(rows["strategy"].astype(str).unique()))
-        for r in runs:
-            name = "forecast_vs_actual.png" if len(runs) == 1 else f"forecast_vs_actual_{r.asset.label}.png"
-            mine = rows["asset"] == r.asset.label
-            plot_forecasts(
-                rows[mine].drop(columns="asset"),
-                tables["retrains"][tables["retrains"]["asset"] == r.asset.label],
-                stage / name,
-                horizon=1,
-                unit=cfg.output.plot_unit,
-                title=r.asset.label if len(runs) > 1 else None,
-                styles=styles,
-            )
         plot_error_by_horizon(
             scores.groupby(["strategy", "horizon"], observed=True)[["mse", "mae", "qlike"]].mean().reset_index(),
             stage / "error_by_horizon.png",
             styles,
         )
-    if len(runs) == 1:
-        r = runs[0]
-        text = run_report(
-            cfg,
-            r.prepared,
-            r.plan,
-            tables["retrains"],
-            scores,
-            tables["tests"],
-            tables["coverage"],
-            tables["cost"],
-            tables["seeds"],
-            tables["losses"],
-            worth_sections(cfg, tables.get("economic"), tables["tests"]),
-        )
-    else:
-        text = universe_report(cfg, runs, tables)
     RunDir(stage).file(REPORT).write_text(text)
     if plots:
         write_figures(stage, ev.loss, ev.benchmark)  # from the Parquet files above
@@ -328,50 +356,3 @@ def accuracy_tests(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
             "note",
         ]
     ]
-
-
-def pooled_tests(cfg: RunConfig, losses: pd.DataFrame, tests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Across the assets of a universe: the pooled and time-clustered DM tests (:mod:`.panel`) per horizon
-    and on the horizon-averaged loss, the MCS on the cross-sectional average loss (``asset`` = ``all``),
-    and the win table (on how many assets each strategy beats each other, and significantly)."""
-    ev = cfg.evaluation
-    panel = panel_dm_table(losses, ev.loss, ev.benchmark)
-    mcs = mcs_across_assets(cfg, losses)
-    pooled = pd.concat([panel, mcs], ignore_index=True).assign(asset="all")
-    wins = win_table(tests[tests["test"] == "dm"])
-    wins.insert(0, "asset", "all")
-    return pooled, wins
-
-
-def pooled_worth(cfg: RunConfig, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Across a universe: the equal-risk portfolio's figures (into ``economic``, asset ``all``) and the pooled
-    DM tests on the economic losses (returned, asset ``all``)."""
-    if "positions" not in tables or not len(tables["positions"]):
-        return pd.DataFrame()
-    ev, pos = cfg.evaluation, tables["positions"]
-    per = {a: {str(s): p for s, p in part.groupby("strategy", observed=True)} for a, part in pos.groupby("asset")}
-    years = tables["economic"]
-    per_year = float(years.loc[years["metric"] == "bars_per_year", "value"].median())
-    pooled = portfolio(per, ev, per_year)
-    pooled.insert(0, "asset", "all")
-    tables["economic"] = stack([tables["economic"], pooled])
-    eco = tables["economic_losses"]
-    parts = [
-        panel_dm_table(eco, loss, ev.benchmark, pairwise=False).assign(test=lambda t: t["test"] + "_economic")
-        for loss in ECONOMIC_LOSSES
-        if (eco["loss"] == loss).any()
-    ]
-    return pd.concat(parts, ignore_index=True).assign(asset="all") if parts else pd.DataFrame()
-
-
-def mcs_across_assets(cfg: RunConfig, losses: pd.DataFrame) -> pd.DataFrame:
-    """The MCS on the cross-sectional average loss: per issue time, each strategy's loss averaged over
-    horizons, then over the assets with a forecast at that time; strategies that do not run on every
-    asset are left out (their average would be over other assets)."""
-    ev = cfg.evaluation
-    t = losses[losses["loss"] == ev.loss]
-    per = [horizon_averaged(part) for _, part in t.groupby("asset", observed=True)]  # each asset's DM/MCS rows
-    everywhere = [s for s in per[0].columns if all(s in p.columns for p in per)]
-    wide = pd.concat([p[everywhere] for p in per]).groupby(level="issued_at").mean()
-    mcs = model_confidence_set(wide, tuple(ev.mcs_sizes), ev.mcs_reps, ev.block_size, seed=cfg.seed)
-    return mcs.rename(columns={"strategy": "model"}).assign(test="mcs", loss=ev.loss, horizon=0)

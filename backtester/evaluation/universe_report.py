@@ -9,22 +9,26 @@ import pandas as pd
 
 from ..core.names import is_seed_member
 from .answer import answer_lines, pairs_table
-from .markdown import PLOTS, fmt_p, run_report
+from .markdown import PLOTS, fmt_p
 from .profiles import profiles_of
-from .verdict import Answer, seed_rows
-from .worth_report import focus_of, p_of, pct, target_sentence, value, worth_sections
+from .verdict import Answer, LossSummary, seed_rows
+from .worth_report import focus_of, p_of, pct, target_sentence, value
 
 if TYPE_CHECKING:
     from ..assets import AssetRun
     from ..config import RunConfig
 
 
-def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame]) -> str:
+def universe_report(
+    cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.DataFrame], summary: LossSummary, sections: list[str]
+) -> str:
     """``report.md`` of a universe: the answer across assets first (wins, pooled DM, the MCS on the
-    cross-sectional average loss, cost), the pooled tests, then each asset's own report."""
+    cross-sectional average loss, cost), the pooled tests, then each asset's own report (``sections``: each
+    asset's :func:`~.markdown.run_report`, in the order of ``runs``). ``summary``: the answer's sums over
+    the assets (:class:`~.verdict.LossSummary`)."""
     ev = cfg.evaluation
     retrains, tests = tables["retrains"], tables["tests"]
-    ans = Answer(tables["losses"], tests, tables["cost"], ev.loss, retrains)  # pooled tests across assets
+    ans = Answer(summary, tests, tables["cost"], ev.loss, retrains)  # pooled tests across assets
     profiles = profiles_of(cfg)
     words, pairs = answer_lines(ans, ev.benchmark, profiles), pairs_table(ans, ev.benchmark, profiles)
     lines = [
@@ -44,21 +48,8 @@ def universe_report(cfg: RunConfig, runs: list[AssetRun], tables: dict[str, pd.D
         *across_assets_lines(tables, ev.loss, ev.benchmark, len(runs), said=bool(words)),
     ]
     lines += pairs + pooled_lines(cfg, tests) + universe_worth_lines(cfg, tables)
-    for r in runs:
-        mine = {k: v[v["asset"] == r.asset.label].drop(columns="asset") for k, v in tables.items() if "asset" in v}
-        part = run_report(
-            r.cfg,
-            r.prepared,
-            r.plan,
-            mine["retrains"],
-            mine["metrics"],
-            mine["tests"],
-            mine["coverage"],
-            mine["cost"],
-            mine["seeds"],
-            mine["losses"],
-            worth_sections(r.cfg, mine.get("economic"), mine["tests"]),
-        ).splitlines()
+    for r, section in zip(runs, sections):
+        part = section.splitlines()
         part = [line for line in part if not line.startswith("Plots: ")]
         part[0] = f"## Asset `{r.asset.label}`"
         lines += [""] + [("#" + line) if line.startswith("## ") else line for line in part]

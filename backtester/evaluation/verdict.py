@@ -94,47 +94,190 @@ def decisive_segment(
     than twice the mean's standard error (a change within noise decides nothing); of those, the one whose
     rows weigh most (the change per share of rows). A segment with half the rows always moves the mean a
     lot, which says nothing, so strategies with fewer than three segments are not judged this way.
+    Computed from :class:`LossSummary`'s sums (:meth:`LossSummary.decisive`).
 
-    >>> idx = pd.MultiIndex.from_product([["X"], range(30)], names=["asset", "t"])
+    >>> idx = pd.MultiIndex.from_product([["X"], range(30)], names=["asset", "horizon"])
     >>> vals = pd.DataFrame({"a": [1.0] * 25 + [9.0] * 5, "b": [2.0] * 30}, index=idx)
     >>> vers = pd.DataFrame({"a": [1] * 13 + [2] * 12 + [3] * 5, "b": [1] * 30}, index=idx)
     >>> d = decisive_segment(vals, vers, "a", "b")
     >>> d.strategy, d.version, d.rows, round(d.with_all, 3), d.without
     ('a', 3, 5, 0.333, -1.0)
     """
-    d = (values[a] - values[b]).to_numpy()
-    ok = np.isfinite(d)
-    if ok.sum() < 2:
-        return None
-    total = float(d[ok].mean())
-    noise = 2 * float(d[ok].std(ddof=1)) / np.sqrt(ok.sum())
-    assets = values.index.get_level_values("asset").astype(str)
-    best = None
-    for name in (a, b):
-        seg = pd.DataFrame(
-            {"asset": assets, "version": versions[name].to_numpy(), "d": d, "v": values[name].to_numpy()}
-        )[ok]
-        if seg.groupby("asset")["version"].nunique().max() < 2:
-            continue
-        for (asset, version), part in seg.groupby(["asset", "version"], sort=False):
-            if 3 * len(part) > len(seg):
-                continue
-            without = (seg["d"].sum() - part["d"].sum()) / (len(seg) - len(part))
-            moved = abs(without - total)
-            decides = (np.sign(without) != np.sign(total) or abs(without) < 0.5 * abs(total)) and moved > noise
-            weight = moved * len(seg) / len(part)
-            if decides and (best is None or weight > best[0]):
-                when = (retrain_times or {}).get((asset, name, int(version)))
-                best = (
-                    weight,
-                    Decider(name, asset, int(version), when, len(part), float(part["v"].mean()), total, float(without)),
+    return LossSummary.of_wide(values, versions).decisive(a, b, retrain_times)
+
+
+def _sums(codes: np.ndarray, size: int, *columns: np.ndarray) -> list[np.ndarray]:
+    """Each column's sum per group (``codes``: each row's group, ``0 .. size - 1``)."""
+    return [np.bincount(codes, weights=c, minlength=size) for c in columns]
+
+
+class LossSummary:
+    """What the answer needs of a loss table, as sums that add up over assets: each strategy's mean loss per
+    (asset, horizon) and its rows' sum and count; per pair of strategies on their common rows, the count,
+    sum and sum of squares of the difference per (asset, horizon), and per retrain segment of either the
+    count, the difference's sum and the strategy's loss sum. One asset's summary is a few thousand numbers
+    whatever its rows; a universe's answer concatenates its assets' (:meth:`concat`).
+
+    >>> idx = pd.MultiIndex.from_product([["X"], [1, 2]], names=["asset", "horizon"])
+    >>> s = LossSummary.of_wide(pd.DataFrame({"a": [1.0, 3.0], "b": [2.0, 2.0]}, index=idx))
+    >>> s.diff("a", "b"), s.diff("b", "a", 2), s.means().to_dict()
+    (0.0, -1.0, {'a': 2.0, 'b': 2.0})
+    """
+
+    def __init__(self, cells: pd.DataFrame, totals: pd.DataFrame, pairs: pd.DataFrame, segments: pd.DataFrame):
+        self.cells, self.totals, self.pairs, self.segments = cells, totals, pairs, segments
+
+    @classmethod
+    def of_wide(cls, values: pd.DataFrame, versions: pd.DataFrame | None = None) -> LossSummary:
+        """From the loss (and model version) of each strategy (columns) per row (index: ``asset`` and
+        ``horizon`` among its levels; without ``horizon``, one cell per asset)."""
+        assets = values.index.get_level_values("asset").astype(str)
+        levels = values.index.names
+        horizons = (
+            values.index.get_level_values("horizon").astype("int64")
+            if "horizon" in levels
+            else pd.Index(np.zeros(len(values), dtype="int64"))
+        )
+        cells = values.groupby([assets, horizons]).mean().rename_axis(["asset", "horizon"])
+        totals = pd.DataFrame({"sum": values.sum(), "n": values.notna().sum()})
+        cell = pd.MultiIndex.from_arrays([assets, horizons], names=["asset", "horizon"])
+        codes, uniq = pd.factorize(cell)
+        names = sorted(str(c) for c in values.columns)
+        pairs, segments = [], []
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                d = (values[a] - values[b]).to_numpy(dtype="float64")
+                ok = np.isfinite(d)
+                if not ok.any():
+                    continue
+                dd = np.where(ok, d, 0.0)
+                n, s1, s2 = _sums(codes, len(uniq), ok.astype("float64"), dd, dd * dd)
+                keep = n > 0
+                pairs.append(
+                    pd.DataFrame(
+                        {
+                            "a": a,
+                            "b": b,
+                            "asset": uniq.get_level_values(0)[keep],
+                            "horizon": uniq.get_level_values(1)[keep],
+                            "n": n[keep],
+                            "sum": s1[keep],
+                            "sq": s2[keep],
+                        }
+                    )
                 )
-    return best[1] if best else None
+                if versions is None:
+                    continue
+                for name in (a, b):
+                    seg = pd.DataFrame(
+                        {
+                            "asset": assets[ok],
+                            "version": versions[name].to_numpy()[ok],
+                            "d": d[ok],
+                            "v": values[name].to_numpy(dtype="float64")[ok],
+                        }
+                    )
+                    g = seg.groupby(["asset", "version"], sort=False).agg(
+                        n=("d", "size"), sum=("d", "sum"), v=("v", "sum")
+                    )
+                    segments.append(g.reset_index().assign(a=a, b=b, name=name))
+        pair_cols = ["a", "b", "asset", "horizon", "n", "sum", "sq"]
+        seg_cols = ["a", "b", "name", "asset", "version", "n", "sum", "v"]
+        return cls(
+            cells,
+            totals,
+            pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=pair_cols),
+            pd.concat(segments, ignore_index=True)[seg_cols] if segments else pd.DataFrame(columns=seg_cols),
+        )
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, loss: str) -> LossSummary:
+        """From a tidy loss table (``asset`` optional) for ``loss``."""
+        t = table[table["loss"] == loss]
+        if "asset" not in t:  # one asset's own table
+            t = t.assign(asset="")
+        values = t.pivot_table(index=KEYS, columns="strategy", values="value", observed=True)
+        versions = t.pivot_table(index=KEYS, columns="strategy", values="model_version", observed=True)
+        values.columns = values.columns.astype(str)
+        versions.columns = versions.columns.astype(str)
+        return cls.of_wide(values, versions)
+
+    @classmethod
+    def concat(cls, parts: list[LossSummary]) -> LossSummary:
+        """The summary of the assets of ``parts`` together (each asset in one part)."""
+        totals = pd.concat([p.totals for p in parts]).groupby(level=0, sort=False).sum()
+        return cls(
+            pd.concat([p.cells for p in parts]),
+            totals,
+            pd.concat([p.pairs for p in parts], ignore_index=True),
+            pd.concat([p.segments for p in parts], ignore_index=True),
+        )
+
+    @property
+    def strategies(self) -> list[str]:
+        return [str(c) for c in self.cells.columns]
+
+    @property
+    def assets(self) -> int:
+        return self.cells.index.get_level_values("asset").nunique()
+
+    def means(self) -> pd.Series:
+        """Each strategy's loss, each (asset, horizon) weighing the same."""
+        return self.cells.mean()
+
+    def row_means(self) -> pd.Series:
+        """Each strategy's mean loss over its rows."""
+        return self.totals["sum"] / self.totals["n"]
+
+    def _pair(self, a: str, b: str) -> tuple[pd.DataFrame, float]:
+        lo, hi = sorted((a, b))
+        sign = 1.0 if (lo, hi) == (a, b) else -1.0
+        p = self.pairs
+        return p[(p["a"] == lo) & (p["b"] == hi)], sign
+
+    def diff(self, a: str, b: str, horizon: int = 0) -> float:
+        """The mean loss of ``a`` minus ``b``'s on the rows both scored: every horizon (0) or one; each
+        (asset, horizon) weighs the same."""
+        p, sign = self._pair(a, b)
+        if horizon:
+            p = p[p["horizon"] == horizon]
+        return sign * float((p["sum"] / p["n"]).mean()) if len(p) else float("nan")
+
+    def decisive(self, a: str, b: str, retrain_times: dict | None = None) -> Decider | None:
+        """:func:`decisive_segment` of ``a - b``, from the sums."""
+        p, sign = self._pair(a, b)
+        n = float(p["n"].sum())
+        if n < 2:
+            return None
+        s1, s2 = sign * float(p["sum"].sum()), float(p["sq"].sum())
+        total = s1 / n
+        noise = 2 * np.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)) / np.sqrt(n)
+        segs = self.segments
+        segs = segs[(segs["a"] == min(a, b)) & (segs["b"] == max(a, b))]
+        best = None
+        for name in (a, b):
+            seg = segs[segs["name"] == name]
+            if not len(seg) or seg.groupby("asset")["version"].nunique().max() < 2:
+                continue
+            for asset, version, rows, part_sum, v in zip(seg["asset"], seg["version"], seg["n"], seg["sum"], seg["v"]):
+                if 3 * rows > n:
+                    continue
+                without = (s1 - sign * part_sum) / (n - rows)
+                moved = abs(without - total)
+                decides = (np.sign(without) != np.sign(total) or abs(without) < 0.5 * abs(total)) and moved > noise
+                weight = moved * n / rows
+                if decides and (best is None or weight > best[0]):
+                    when = (retrain_times or {}).get((asset, name, int(version)))
+                    best = (
+                        weight,
+                        Decider(name, asset, int(version), when, int(rows), v / rows, total, float(without)),
+                    )
+        return best[1] if best else None
 
 
-def seed_spread(values: pd.DataFrame, ensembles: dict[str, list[str]]) -> pd.DataFrame:
-    """Per seed ensemble, on the common rows: its members' mean losses (mean, std, min, max) and its own."""
-    means = values.mean()
+def seed_spread(means: pd.Series, ensembles: dict[str, list[str]]) -> pd.DataFrame:
+    """Per seed ensemble, from each strategy's mean loss on the common rows: its members' mean losses (mean,
+    std, min, max) and its own."""
     rows = []
     for name, members in ensembles.items():
         m = means[[x for x in members if x in means.index]]
@@ -179,29 +322,25 @@ def dm_of(tests: pd.DataFrame, a: str, b: str, horizon: int = 0) -> tuple[float,
 class Answer:
     """The facts the answer's sentences are made of (see :func:`.answer.answer_lines`).
 
-    ``table``: the tidy loss table on the common rows; ``tests``: DM tests (``dm`` per asset, ``pooled_dm``
+    ``table``: the tidy loss table on the common rows, or its :class:`LossSummary`; ``tests``: DM tests (``dm`` per asset, ``pooled_dm``
     across assets) and MCS; ``cost``: one row per strategy with ``retrains``, ``train_seconds`` and
     ``tuning_seconds``; ``retrains``: the fit records (for when each segment began).
     """
 
     def __init__(
         self,
-        table: pd.DataFrame,
+        table: pd.DataFrame | LossSummary,
         tests: pd.DataFrame,
         cost: pd.DataFrame,
         loss: str,
         retrains: pd.DataFrame | None = None,
     ):
-        t = table[table["loss"] == loss]
-        if "asset" not in t:  # one asset's own table
-            t = t.assign(asset="")
         self.loss, self.tests, self.cost = loss, tests, cost
-        self.values = t.pivot_table(index=KEYS, columns="strategy", values="value", observed=True)
-        self.versions = t.pivot_table(index=KEYS, columns="strategy", values="model_version", observed=True)
+        self.summary = table if isinstance(table, LossSummary) else LossSummary.of(table, loss)
         # each horizon (and asset) weighs the same, as in every table of the report and the comparison
-        self.means = self.values.groupby(level=["asset", "horizon"]).mean().mean()
-        self.ensembles = members_of(self.values.columns)
-        self.spread = seed_spread(self.values, self.ensembles)
+        self.means = self.summary.means()
+        self.ensembles = members_of(self.summary.strategies)
+        self.spread = seed_spread(self.summary.row_means(), self.ensembles)
         self.times = {}
         if retrains is not None and len(retrains):
             ok = retrains[retrains["status"] == "ok"]
@@ -217,10 +356,7 @@ class Answer:
 
     def diff(self, a: str, b: str, horizon: int = 0) -> float:
         """The mean loss of ``a`` minus ``b``'s on the rows both scored: every horizon (0) or one."""
-        both = self.values[[a, b]].dropna()
-        if horizon:
-            both = both[both.index.get_level_values("horizon") == horizon]
-        return float((both[a] - both[b]).groupby(level=["asset", "horizon"]).mean().mean())
+        return self.summary.diff(a, b, horizon)
 
     @property
     def pooled(self) -> bool:
@@ -247,7 +383,7 @@ class Answer:
         convention of every table."""
         c = self.cost[self.cost["strategy"] == name]
         n, seeds = int(c["retrains"].sum()), self.seeds(name)
-        many = self.values.index.get_level_values("asset").nunique()
+        many = self.summary.assets
         assets = f" over {many} assets" if many > 1 else ""
         return f"{n} retrain{'' if n == 1 else 's'}{assets}" + (f" x {seeds} seeds" if seeds > 1 else "")
 
@@ -267,7 +403,7 @@ class Answer:
                     f"(std {std:.4g}): another draw of seeds could reverse it; telling a gap this size apart "
                     f"takes about {seeds_needed(std, diff)} seeds"
                 )
-        seg = decisive_segment(self.values, self.versions, a, b, self.times)
+        seg = self.summary.decisive(a, b, self.times)
         if seg is not None:
             out.append(seg.sentence(self.loss))
         return out

@@ -129,28 +129,65 @@ def loss_tests(losses: pd.DataFrame, ev: EvaluationConfig, seed: int) -> pd.Data
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=TEST_COLUMNS)
 
 
+class Book:
+    """The equal-risk portfolio, gathered asset by asset: per strategy and bar, the sums over the assets holding
+    a position of their net and gross returns, positions and trades (``|Δw|``, each asset on its own bars),
+    and how many assets each sum has. :meth:`add` takes one asset's positions; :meth:`figures` the portfolio's.
+    """
+
+    COLUMNS = ("net", "gross", "w", "trade")
+
+    def __init__(self):
+        self.sums: dict[str, pd.DataFrame] = {}
+        self.counts: dict[str, pd.DataFrame] = {}
+        self.held: dict[str, int] = {}  # strategy -> assets it ran on
+        self.assets = 0
+
+    def add(self, per: dict[str, pd.DataFrame]) -> None:
+        """One asset's positions by strategy (each: ``time, w, gross, net``)."""
+        self.assets += 1
+        for name, p in per.items():
+            f = p.set_index("time")[["net", "gross", "w"]].astype("float64")
+            f["trade"] = f["w"].diff().abs()
+            seen = f.notna().astype("int64")
+            if name in self.sums:
+                self.sums[name] = self.sums[name].add(f.fillna(0.0), fill_value=0.0)
+                self.counts[name] = self.counts[name].add(seen, fill_value=0)
+            else:
+                self.sums[name], self.counts[name] = f.fillna(0.0), seen
+            self.held[name] = self.held.get(name, 0) + 1
+
+    def positions(self, name: str) -> pd.DataFrame:
+        """The portfolio of ``name`` per bar (time order): mean net and gross return, position and trade."""
+        mean = (self.sums[name] / self.counts[name].where(self.counts[name] > 0)).sort_index()
+        mean["trade"] = mean["trade"].fillna(0.0)
+        return mean[list(self.COLUMNS)]
+
+    def net(self) -> pd.DataFrame:
+        """Time x strategy: the portfolio's net return of every strategy run on every asset."""
+        return pd.DataFrame({n: self.positions(n)["net"] for n in sorted(self.sums) if self.held[n] == self.assets})
+
+    def figures(self, ev: EvaluationConfig, per_year: float) -> pd.DataFrame:
+        """The portfolio's figures per strategy run on every asset (others would average over other assets),
+        as ``section`` portfolio rows."""
+        rows = []
+        eco = ev.economic
+        for name in sorted(self.sums):
+            if self.held[name] < self.assets:
+                continue
+            pos = self.positions(name).reset_index(drop=True)
+            for m, v in target_figures(pos, eco, per_year).items():
+                rows.append(("portfolio", name, "", "", np.nan, eco.rebalance, f"{self.assets} assets", m, v))
+        return _tidy(rows)
+
+
 def portfolio(positions: dict[str, dict[str, pd.DataFrame]], ev: EvaluationConfig, per_year: float) -> pd.DataFrame:
     """The equal-risk portfolio of a universe per strategy: each asset's targeted net return averaged over the
-    assets with a position in that bar; its figures as ``section`` portfolio rows."""
-    rows = []
-    names = sorted({s for per in positions.values() for s in per})
-    for name in names:
-        nets = [per[name].set_index("time")[["net", "gross", "w"]] for per in positions.values() if name in per]
-        if len(nets) < len(positions):
-            continue  # not run on every asset: its average would be over others
-        both = pd.concat(nets, axis=1, keys=range(len(nets)))
-        pos = pd.DataFrame(
-            {
-                "net": both.xs("net", axis=1, level=1).mean(axis=1).to_numpy(),
-                "gross": both.xs("gross", axis=1, level=1).mean(axis=1).to_numpy(),
-                "w": both.xs("w", axis=1, level=1).mean(axis=1).to_numpy(),
-                "trade": both.xs("w", axis=1, level=1).diff().abs().mean(axis=1).fillna(0).to_numpy(),
-            }
-        )
-        eco = ev.economic
-        for m, v in target_figures(pos, eco, per_year).items():
-            rows.append(("portfolio", name, "", "", np.nan, eco.rebalance, f"{len(nets)} assets", m, v))
-    return _tidy(rows)
+    assets with a position in that bar; its figures as ``section`` portfolio rows (:class:`Book`)."""
+    book = Book()
+    for per in positions.values():
+        book.add(per)
+    return book.figures(ev, per_year)
 
 
 def referee_tests(

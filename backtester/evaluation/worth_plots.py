@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..layout import RunDir
 from .plots import strategy_styles
 from .report import _dates, _figure, _finish
 
@@ -28,20 +29,39 @@ def _read(run_dir: Path, name: str) -> pd.DataFrame | None:
 def worth_figures(run_dir: Path, focus: list[str], bench: str | None, target: float, level: float) -> list[str]:
     """Every figure the tables allow; returns their names. In a universe, the portfolio's (positions averaged)."""
     made: list[str] = []
-    var, pos, eco = (_read(run_dir, n) for n in ("var", "positions", "economic"))
+    eco = _read(run_dir, "economic")
+    net, several = portfolio_net(run_dir)
     shown = [*focus, *([bench] if bench and bench not in focus else [])]
-    several = pos is not None and "asset" in pos and pos["asset"].nunique() > 1
-    if var is not None and len(var) and not several:
+    var = None if several else _read(run_dir, "var")
+    if var is not None and len(var):
         _exceedances(var, shown, level, run_dir / "var_exceedances.png", made)
-    if pos is not None and len(pos) and eco is not None:
+    if net is not None and len(net) and eco is not None:
         per_year = float(eco.loc[eco["metric"] == "bars_per_year", "value"].median())
-        net = pos.pivot_table(index="time", columns="strategy", values="net", aggfunc="mean")  # the portfolio's
         styles = strategy_styles(sorted(net.columns))
         _target(net, target, per_year, run_dir / "target_vol.png", made, styles, several)
         _equity(net, run_dir / "equity.png", made, styles, several)
     if eco is not None and (eco["section"] == "when").any() and not several:
         _when(eco, focus, run_dir / "when.png", made)
     return made
+
+
+def portfolio_net(run_dir: Path) -> tuple[pd.DataFrame | None, bool]:
+    """Time x strategy: the net return of each bar averaged over the assets holding a position (an asset's
+    own, in a run on one), read from ``positions.parquet`` an asset at a time; and whether there were several
+    assets. ``(None, False)`` without positions."""
+    if not (run_dir / "positions.parquet").is_file():
+        return None, False
+    sums, counts, assets = None, None, set()
+    for part in RunDir(run_dir).table_parts("positions.parquet", ["asset", "time", "strategy", "net"]):
+        assets.update(part["asset"].astype(str).unique())
+        part["strategy"] = part["strategy"].astype(str)
+        s = part.pivot_table(index="time", columns="strategy", values="net", aggfunc="sum")
+        n = part.pivot_table(index="time", columns="strategy", values="net", aggfunc="count")
+        sums = s if sums is None else sums.add(s, fill_value=0.0)
+        counts = n if counts is None else counts.add(n, fill_value=0)
+    if sums is None or counts is None:
+        return None, False
+    return (sums / counts.where(counts > 0)).sort_index(), len(assets) > 1
 
 
 def _exceedances(var: pd.DataFrame, shown: list[str], level: float, path: Path, made: list[str]) -> None:
