@@ -56,7 +56,7 @@ from .plan import Plan
 from .recorder import combine_rows
 from .resume import reload_model
 from .rundir import versions
-from .segment import artifact_dir, check_failures, issue_forecasts, read_segment, write_segment
+from .segment import artifact_dir, check_failures, issue_forecasts, read_rows, read_segment, write_segment
 from .stacking import StackJob, stack_jobs
 from .store import (
     RunKeyBase,
@@ -103,13 +103,11 @@ class EngineResult:
     rows_of: dict[str, Callable[[], pd.DataFrame]] = field(default_factory=dict)  # ``keep_rows=False``: per asset
 
     def asset_rows(self, asset: str) -> pd.DataFrame:
-        """One asset's forecast rows (with its ``asset`` column in a universe): read back from the stage
-        where the run was started with ``keep_rows=False``, else taken from :attr:`forecasts`."""
+        """One asset's forecast rows: read back from the stage (``keep_rows=False``) or from :attr:`forecasts`."""
         if asset in self.rows_of:
             return self.rows_of[asset]()
-        if "asset" not in self.forecasts:
-            return self.forecasts
-        return self.forecasts[self.forecasts["asset"] == asset].reset_index(drop=True)
+        f = self.forecasts
+        return f if "asset" not in f else f[f["asset"] == asset].reset_index(drop=True)
 
     @property
     def compute_seconds(self) -> float:
@@ -180,11 +178,7 @@ def run_universe(
         done = [job for job in jobs if job.finished()]  # read back here: no worker needed for them
         InProcess().run(run_job, done, progress)
         executor.run(run_job, [job for job in jobs if not any(job is d for d in done)], progress)
-        lazy = not keep_rows and stage is not None
-        parts = [assemble(w, params, progress.reused, rows=not lazy) for w in walks]
-        out = merge(parts, universe=any(w.plan.asset for w in walks))
-        if lazy:
-            out.rows_of = {w.plan.asset: partial(stored_rows, w) for w in walks}
+        out = assemble_all(walks, params, progress.reused, keep_rows or stage is None)
     out.workers, out.tunings = progress.workers, tunings
     out.reused, out.adopted = len(progress.reused), len(adopted & progress.reused)
     return out
@@ -275,15 +269,21 @@ def pooled_jobs(walks: list[Walk], params: dict[str, Any], keys: dict[str, str])
     return jobs
 
 
-def merge(results: list[EngineResult], universe: bool) -> EngineResult:
-    """One result from the assets' (forecasts with an ``asset`` column in a universe)."""
-    if not universe and len(results) == 1:
-        return results[0]
-    out = EngineResult(forecasts=pd.DataFrame(), records=[r for res in results for r in res.records])
-    out.fit_seconds = sum(r.fit_seconds for r in results)
-    out.predict_seconds = sum(r.predict_seconds for r in results)
-    out.segments = sum(r.segments for r in results)
-    out.forecasts = pd.concat([r.forecasts for r in results], ignore_index=True)
+def assemble_all(walks: list[Walk], params: dict[str, Any], reused: set[str], rows: bool) -> EngineResult:
+    """Every walk assembled into one result (forecasts with an ``asset`` column in a universe); without
+    ``rows``, each asset's are read back when asked for."""
+    results = [assemble(w, params, reused, rows=rows) for w in walks]
+    if len(results) == 1 and not walks[0].plan.asset:
+        out = results[0]
+    else:
+        out = EngineResult(pd.concat([r.forecasts for r in results], ignore_index=True), [])
+        for r in results:
+            out.records += r.records
+            out.fit_seconds += r.fit_seconds
+            out.predict_seconds += r.predict_seconds
+            out.segments += r.segments
+    if not rows:
+        out.rows_of = {w.plan.asset: partial(read_rows, w.stage, w.plan, list(w.specs)) for w in walks}
     return out
 
 
@@ -435,19 +435,11 @@ def chains(
     ]
 
 
-def stored_rows(walk: Walk) -> pd.DataFrame:
-    """One walk's forecast rows, read back from its stage (after :func:`assemble` filled in fallbacks)."""
-    rows = combine_rows([read_segment(walk.stage, seg).rows for name in walk.specs for seg in walk.plan.segments(name)])
-    if walk.plan.asset:
-        rows.insert(0, "asset", walk.plan.asset)
-    return rows
-
-
 def assemble(walk: Walk, params: dict[str, Any], reused: set[str] = frozenset(), rows: bool = True) -> EngineResult:
     """Read every finished segment back from the staging directory, strategy by strategy in time order;
     give a failed fit without forecasts those of the strategy's previous good model; stop the run once
     more than ``max_failed`` fits in a row failed. Seconds count the segments computed in this run
-    (not those in ``reused``). Without ``rows`` the forecasts are not kept (:func:`stored_rows` reads them)."""
+    (not those in ``reused``). Without ``rows`` the forecasts are not kept (:func:`~backtester.segment.read_rows` reads them)."""
     out = EngineResult(forecasts=pd.DataFrame(), records=[])
     parts = []
     for name in walk.specs:

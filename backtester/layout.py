@@ -170,7 +170,7 @@ class RunDir:
         return pd.read_parquet(self.path / name)
 
     def table_rows(self, name: str) -> int:
-        """How many rows a table has (from its Parquet footer; nothing else is read)."""
+        """How many rows a table has (from its Parquet footer)."""
         import pyarrow.parquet as pq
 
         return pq.read_metadata(self.path / name).num_rows
@@ -196,22 +196,17 @@ class RunDir:
 
 
 class TableWriter:
-    """Parquet tables written a part (an asset's rows) at a time, so that no reader or writer holds every
-    asset's rows at once: each part is appended as its own row groups, in the schema of the first part (a
-    later part is cast to it). The files read back as one table (:meth:`RunDir.read_table`) or part by part
-    (:meth:`RunDir.table_parts`). Close it (or use it as a context manager) to finish the files.
+    """Parquet tables written a part (an asset's rows) at a time, each part its own row groups in the first
+    part's schema: read back whole (:meth:`RunDir.read_table`) or part by part (:meth:`RunDir.table_parts`).
 
-    >>> import tempfile
-    >>> where = Path(tempfile.mkdtemp())
-    >>> with TableWriter(where) as w:
-    ...     w.append("t.parquet", pd.DataFrame({"asset": ["a", "a"], "x": [1.0, 2.0]}))
-    ...     w.append("t.parquet", pd.DataFrame({"asset": ["b"], "x": [3.0]}))
+    >>> import tempfile; where = Path(tempfile.mkdtemp())
+    >>> with TableWriter(where) as w: w.append("t.parquet", pd.DataFrame({"x": [1.0, 2.0]})); w.append("t.parquet", pd.DataFrame({"x": [3.0]}))
     >>> RunDir(where).read_table("t.parquet")["x"].tolist(), len(list(RunDir(where).table_parts("t.parquet")))
     ([1.0, 2.0, 3.0], 2)
     """
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, optional: list[str] | tuple[str, ...] = ()):
+        self.folder, self.optional = Path(folder), set(optional)  # optional: not written without rows
         self.writers: dict[str, Any] = {}  # file name -> its pyarrow ParquetWriter
         self.empty: dict[str, pd.DataFrame] = {}  # a table with no rows yet: written as it is, if none come
 
@@ -234,7 +229,7 @@ class TableWriter:
         for w in self.writers.values():
             w.close()
         for name, frame in self.empty.items():
-            if name not in self.writers:
+            if name not in self.writers and name not in self.optional:
                 frame.to_parquet(self.folder / name, index=False)
         self.writers, self.empty = {}, {}
 

@@ -106,7 +106,8 @@ def track_finished(cfg, out: Path, store: str, log: Callable[[str], None]) -> No
         log(f"tracking skipped: logging to {store} failed ({type(exc).__name__}: {exc}); the run is in {out}/")
 
 
-ROW_BYTES = 900  # peak memory per forecast row of the evaluation (W3: about 110 MiB per asset of 132,000 rows)
+ROW_BYTES = 900  # peak memory per forecast row of the asset being evaluated (W3: about 110 MiB per 132,000 rows)
+ASSET_BYTES = 2 * 2**20  # kept per asset evaluated (its small tables, the sums across assets; W3: 1.2 MiB)
 BASE_BYTES = 800 * 2**20  # the parent's own: Python, pandas, the bars
 
 
@@ -122,24 +123,27 @@ def free_memory() -> int | None:
 
 
 def memory_guard(cfg, runs: list, free: int | None = None) -> None:
-    """Refuse, before anything runs, a run whose evaluation would need more memory than is free: an estimate
-    from its forecast rows (issue times x strategies, seed ensembles included, x horizons, per asset) at
-    :data:`ROW_BYTES` each (measured on W3, bench/README.md). ``execution.memory_guard: false`` runs it anyway."""
+    """Refuse, before anything runs, a run whose evaluation would need more memory than is free. Assets are
+    evaluated one at a time, so the estimate is the largest asset's forecast rows (issue times x strategies,
+    seed ensembles included, x horizons) at :data:`ROW_BYTES` each, plus :data:`ASSET_BYTES` for each asset
+    (measured on W3, bench/README.md). ``execution.memory_guard: false`` runs it anyway."""
     free = free_memory() if free is None else free
     if not cfg.execution.memory_guard or free is None:
         return
     per_asset = [
         len(r.plan.issue_times) * (len(r.cfg.run_strategies()) + len(r.cfg.ensembles())) * r.plan.horizon for r in runs
     ]
-    need = BASE_BYTES + sum(per_asset) * ROW_BYTES
+    need = BASE_BYTES + max(per_asset) * ROW_BYTES + len(runs) * ASSET_BYTES
     if need > 0.9 * free:
-        fits = max(int((0.9 * free - BASE_BYTES) / (ROW_BYTES * max(per_asset))), 0)
-        split = f"split the universe into runs of about {fits} asset{'s' * (fits != 1)}, " if len(runs) > 1 else ""
+        fits = max(int((0.9 * free - BASE_BYTES - max(per_asset) * ROW_BYTES) / ASSET_BYTES), 0)
+        split = (
+            f"split the universe into runs of about {fits} asset{'s' * (fits != 1)}, " if 1 < fits < len(runs) else ""
+        )
         raise ConfigError(
             f"{'data.assets' if len(runs) > 1 else 'backtest'}: this run's evaluation needs about "
-            f"{need / 2**30:.1f} GiB ({len(runs)} assets, {sum(per_asset):,} forecast rows) and "
-            f"{free / 2**30:.1f} GiB is free: {split}shorten the test period or the horizon, or set "
-            "execution.memory_guard: false to run it anyway"
+            f"{need / 2**30:.1f} GiB ({len(runs)} asset{'s' * (len(runs) != 1)}, the largest with "
+            f"{max(per_asset):,} forecast rows) and {free / 2**30:.1f} GiB is free: {split}shorten the test "
+            "period or the horizon, or set execution.memory_guard: false to run it anyway"
         )
 
 

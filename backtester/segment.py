@@ -38,7 +38,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -50,8 +50,11 @@ from .core.atomic import atomic_write_bytes, atomic_write_text, fsync_tree
 from .core.errors import BacktestError, FailedRetrain, FatalError
 from .core.series import BarSeries
 from .layout import RunDir, artifact_files, write_artifact
-from .recorder import ForecastRecorder
+from .recorder import ForecastRecorder, combine_rows
 from .work import ALONE, FitRecord, LiveModel, Prefit, RunContext, Segment, SegmentResult, StoredSegment, retrain_seed
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 def call(strategy_name: str, what: str, fn, *args):
@@ -389,6 +392,15 @@ def read_segment(stage: Path, seg: Segment) -> StoredSegment:
     for key in _TIMES:
         payload[key] = pd.Timestamp(payload[key]).tz_convert(seg.retrain_time.tz) if payload[key] else None
     return StoredSegment(FitRecord(**payload), pd.read_parquet(rows_path), fit_seconds, predict_seconds)
+
+
+def read_rows(stage: Path, plan: Plan, strategies: list[str]) -> pd.DataFrame:
+    """The forecast rows of ``strategies`` over every segment of ``plan``, read back from ``stage`` (with the
+    ``asset`` column in a universe): a universe's evaluation reads each asset's when it comes to it."""
+    rows = combine_rows([read_segment(stage, seg).rows for name in strategies for seg in plan.segments(name)])
+    if plan.asset:
+        rows.insert(0, "asset", plan.asset)
+    return rows
 
 
 def check_failures(strategy: str, statuses: list[str], max_failed: int, times: list | None = None) -> None:

@@ -5,7 +5,7 @@
 Each size N: ``backtest data synth --assets N --days D`` (volatilities sharing a market factor), then
 ``backtest run`` of one universe over them with HAR, GARCH, EWMA, naive and a tiny LSTM (4 units, 1 epoch,
 lookback 24), horizon 24, weekly retrains on a 14-day rolling window, ``--jobs J``, in a fresh process.
-Prints per N: wall seconds, seconds per asset, peak resident MiB of the largest process (the parent, where
+Prints per N: wall seconds, seconds per asset, the run's own seconds preparing, in the engine and evaluating, peak resident MiB of the largest process (the parent, where
 the evaluation runs), MiB per asset, the results folder's size (MiB, with the store's segments and models),
 its tables alone, and MB per asset × strategy × quarter of the whole folder.
 Goals (issue 30): peak memory under 3 GB at 200 assets and at most 5 MiB more per added asset; wall time
@@ -15,6 +15,7 @@ linear in assets (seconds per asset within 1.2x from 10 to 200); results under 2
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -61,7 +62,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     quarters = (args.days - 14) / 91.3
-    print("assets  wall_s  s/asset  peak_MiB  MiB/asset  results_MiB  tables_MiB  MB/asset-strategy-quarter")
+    print(
+        "assets  wall_s  s/asset  prepare_s  engine_s  evaluate_s  peak_MiB  MiB/asset  results_MiB  tables_MiB  "
+        "MB/asset-strategy-quarter"
+    )
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -75,9 +79,10 @@ def main() -> None:
             total = size_mib(results)  # with the store's segments and models
             kept = total - size_mib(results / "segments") - size_mib(results / "models")  # the evaluation's tables
             per = total * 2**20 / 1e6 / (n * len(STRATEGIES) * quarters)
+            t = json.loads((results / "manifest.json").read_text())["seconds"]
             print(
-                f"{n:6d}  {wall:6.1f}  {wall / n:7.2f}  {peak:8.0f}  {peak / n:9.1f}  {total:11.1f}  {kept:10.1f}  "
-                f"{per:10.3f}"
+                f"{n:6d}  {wall:6.1f}  {wall / n:7.2f}  {t['prepare']:9.1f}  {t['engine']:8.1f}  {t['evaluate']:10.1f}  "
+                f"{peak:8.0f}  {peak / n:9.1f}  {total:11.1f}  {kept:10.1f}  {per:10.3f}"
             )
 
 

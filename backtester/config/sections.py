@@ -158,7 +158,7 @@ class OutputConfig(Strict):
         return v
 
 
-STACK_AUTO_ACCELERATOR = 32  # stack: auto on a GPU/TPU
+STACK_AUTO_ACCELERATOR = 32  # stack: auto on a GPU/TPU: a guess, not measured (no GPU has been lent; issue 30)
 STACK_AUTO_CPU = 16  # stack: auto on a CPU, for fits of one window length (seeds, assets, a search's trials)
 
 

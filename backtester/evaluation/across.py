@@ -30,10 +30,17 @@ import pandas as pd
 from .accuracy import horizon_averaged, model_confidence_set
 from .panel import CrossSection, win_table
 from .verdict import LossSummary
-from .worth import ECONOMIC_LOSSES, Book
+from .worth import ECONOMIC_LOSSES, Book, stack
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+
+
+def per_year(economic: pd.DataFrame) -> float:
+    """Bars a year, the assets' median (from their ``economic`` rows)."""
+    if not len(economic):
+        return float("nan")
+    return float(economic.loc[economic["metric"] == "bars_per_year", "value"].median())
 
 
 class Across:
@@ -96,6 +103,15 @@ class Across:
         wins = win_table(tests[tests["test"] == "dm"])
         wins.insert(0, "asset", "all")
         return pooled, wins
+
+    def finish(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Add the tests across assets to the universe's ``tests`` (and the portfolio to its ``economic``), and
+        its ``wins``: ``tables`` holds every asset's small tables, with their ``asset`` column."""
+        pooled, wins = self.tests(tables["tests"])
+        figures, eco_tests = self.worth(per_year(tables["economic"]))
+        tables["tests"] = stack([tables["tests"], pooled, eco_tests])
+        tables["economic"] = stack([tables["economic"], figures])
+        tables["wins"] = wins
 
     def worth(self, per_year: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The equal-risk portfolio's figures (``economic`` rows, asset ``all``) and the pooled DM tests on the

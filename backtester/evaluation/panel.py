@@ -201,17 +201,6 @@ def _tests(dbar: np.ndarray, assets: int, lags: int, clusters: int, key: tuple) 
     return out
 
 
-def pair_of(x: str, y: str, benchmark: str | None) -> tuple[str, str]:
-    """The order a pair is tested in: against the benchmark where it is one of them, else by name.
-
-    >>> pair_of("har", "lstm", "har"), pair_of("lstm", "garch", None)
-    (('lstm', 'har'), ('garch', 'lstm'))
-    """
-    if x == benchmark or (y != benchmark and y < x):
-        return y, x
-    return x, y
-
-
 class CrossSection:
     """The pooled tests' inputs, gathered asset by asset: per (loss, horizon) and pair, the sum and count of
     the loss differentials over the assets at each time, and how many assets had any. Nothing grows with the
@@ -237,6 +226,7 @@ class CrossSection:
         self.counts: dict[int, pd.DataFrame] = {}
         self.assets: dict[int, pd.Series] = {}  # horizon -> pair -> assets with a differential
         self.strategies: set[str] = set()
+        self.last = 0  # the largest horizon
 
     def add(self, rows: pd.DataFrame) -> None:
         """One asset's tidy loss rows (``strategy, issued_at, target_time, horizon, loss, value``)."""
@@ -245,8 +235,8 @@ class CrossSection:
             return
         names = sorted(str(s) for s in t["strategy"].unique())
         self.strategies.update(names)
-        pairs = [pair_of(x, y, self.benchmark) for x, y in _pairs(names, self.benchmark, self.pairwise)]
-        pairs = [(x, y) for x, y in pairs if x in names and y in names]
+        # an asset's pairs are oriented as the universe's are (the benchmark second, else by name)
+        pairs = [(x, y) for x, y in _pairs(names, self.benchmark, self.pairwise) if x in names and y in names]
         if not pairs:
             return
         horizons = sorted(int(h) for h in t["horizon"].unique())
@@ -257,7 +247,7 @@ class CrossSection:
         counts = t.groupby(["issued_at", "strategy"], observed=True)["horizon"].size().unstack("strategy")
         complete = counts.reindex(index=avg.index, columns=avg.columns).eq(len(horizons))  # every horizon scored
         self._add(0, _differentials(avg.where(complete), pairs))
-        self.last = max(horizons)
+        self.last = max(self.last, *horizons)
 
     def _add(self, h: int, d: pd.DataFrame) -> None:
         seen = d.notna()
@@ -288,7 +278,7 @@ class CrossSection:
             return pd.DataFrame(rows, columns=PANEL_COLUMNS)
         horizons = sorted(h for h in self.sums if h > 0)
         for model, against in _pairs(sorted(self.strategies), self.benchmark, self.pairwise):
-            pair = pair_of(model, against, self.benchmark)
+            pair = (model, against)
             if pair not in self.sums[horizons[0]] and pair not in self.sums[0]:
                 continue
             for h in [*horizons, 0]:

@@ -99,7 +99,7 @@ class LossViews:
         """Loss rows (``strategy, target_time, horizon, model_version, value``, ``asset`` if any)."""
         if not len(t):
             return
-        t = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour, asset=t.get("asset", "").astype(str))
+        t = t.assign(hour=pd.DatetimeIndex(t["target_time"]).hour, asset=t["asset"].astype(str) if "asset" in t else "")
         t["strategy"] = t["strategy"].astype(str)
         for view, keys in self.KEYS.items():
             cols = keys if view == "segment" else [*keys, "strategy"]

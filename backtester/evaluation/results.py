@@ -13,7 +13,7 @@ It takes plain data (forecast rows, fit records), not the engine's result object
 
 Examples
 --------
->>> rows, retrains, scores = write_results(cfg, prepared, plan, forecasts, records, run_dir)  # doctest: +SKIP
+>>> rows, retrains, scores = write_results(cfg, runs, engine.asset_rows, engine.records, run_dir)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -60,18 +60,13 @@ def write_results(
     records: list[FitRecord],
     stage: Path,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame, pd.DataFrame]:
-    """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics); the rows
-    are None in a universe of several assets (read them from ``forecasts.parquet``).
-
-    ``runs``: the run's assets (:class:`~backtester.assets.AssetRun`; one for a run on one
-    ``data.path``); ``rows_of(asset)``: an asset's origin-aligned forecast rows (columns of
-    :data:`backtester.recorder.COLUMNS`, and ``asset`` in a universe), asked for once per asset;
-    ``records``: one :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory (it
-    already holds ``models/`` and ``tuning/``). Every table gets an ``asset`` column. Each asset is
-    evaluated on its own, one at a time: its large tables (:data:`STREAMED`) are appended to their files,
-    its report section and figure made, and only its small tables and what the tests across assets need
-    (:class:`~.across.Across`) kept.
-    """
+    """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics), the rows
+    None in a universe (read them from ``forecasts.parquet``). ``runs``: the assets (one for a run on one
+    ``data.path``); ``rows_of(asset)``: an asset's forecast rows (:data:`backtester.recorder.COLUMNS`), asked
+    for once; ``records``: one :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory.
+    Every table gets an ``asset`` column. The assets are evaluated one at a time: the large tables
+    (:data:`STREAMED`) appended to their files, the report section and figure made, and only the small tables
+    and what the tests across assets need (:class:`~.across.Across`) kept."""
     retrains = retrain_frame(records)
     trials = read_trials(stage)
     several = len(runs) > 1
@@ -80,69 +75,70 @@ def write_results(
     sections: list[str] = []
     rows = None
     styles = strategy_styles(sorted({*cfg.run_strategies(), *cfg.ensembles()}))
-    with TableWriter(stage) as writer:
+    with TableWriter(stage, optional=[f"{n}.parquet" for n in OPTIONAL]) as writer:
         for r in runs:
-            label = r.asset.label
+            label, mine = r.asset.label, _of(trials, r.asset.name) if len(trials) else None
             part = evaluate_asset(
                 r,
                 rows_of(r.asset.name).drop(columns="asset", errors="ignore"),
                 _of(retrains, r.asset.name),
                 stage,
-                _of(trials, r.asset.name) if len(trials) else None,
+                mine,
             )
-            if "ret" in r.prepared.bars and (part.get("economic", pd.DataFrame()).get("section") == "target").any():
-                part["returns"] = r.prepared.bars[["rv", "ret"]].rename_axis("time").reset_index()
-            sections.append(asset_report(r, part))
+            sections.append(asset_report(r, part, "" if several else label))
             plot_asset(cfg, r, part, stage, several, styles)
             if across is not None:
                 across.add(label, part["losses"], part.get("economic_losses"), part.get("positions"))
-            for name in STREAMED:
-                if name in part:
-                    frame = _with_asset({label: part.pop(name)})
-                    writer.append(f"{name}.parquet", frame)
-                    if name == "forecasts" and not several:
-                        rows = frame  # a run on one file returns its rows
+            streamed = write_streamed(writer, label, part)
+            rows = None if several else streamed  # a run on one file returns its rows
             for name in KEPT:
                 kept.setdefault(name, {})[label] = part.get(name, pd.DataFrame())
-            del part
+            del part, streamed
     tables = {name: _with_asset(parts) for name, parts in kept.items()}
     if across is not None:
-        pooled, wins = across.tests(tables["tests"])
-        figures, eco_tests = across.worth(_per_year(tables["economic"]))
-        tables["tests"] = stack([tables["tests"], pooled, eco_tests])
-        tables["economic"] = stack([tables["economic"], figures])
-        tables["wins"] = wins
+        across.finish(tables)
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
         tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
     for name in ("retrains", "tuning", "metrics", "scores", "breakdowns", "tests", "cost", "seeds", "wins", "economic"):
         if name in tables and (len(tables[name]) or name not in OPTIONAL):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
-    text = sections[0] if not several else universe_report(cfg, runs, tables, across.summary(), sections)
-    write_report(cfg, stage, text, tables["metrics"], styles, several)
+    write_report(
+        cfg,
+        stage,
+        sections[0] if across is None else universe_report(cfg, runs, tables, across.summary(), sections),
+        tables["metrics"],
+        styles,
+    )
     return rows, tables["retrains"], tables["metrics"]
 
 
-def _per_year(economic: pd.DataFrame) -> float:
-    """Bars a year, the assets' median (from their ``economic`` rows)."""
-    if not len(economic):
-        return float("nan")
-    return float(economic.loc[economic["metric"] == "bars_per_year", "value"].median())
+def write_streamed(writer: TableWriter, label: str, part: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Append (and take out of ``part``) the asset's large tables (:data:`STREAMED`); returns its forecast rows
+    with their ``asset`` column."""
+    rows = pd.DataFrame()
+    for name in STREAMED:
+        if name in part:
+            frame = _with_asset({label: part.pop(name)})
+            writer.append(f"{name}.parquet", frame)
+            rows = frame if name == "forecasts" else rows
+    return rows
 
 
-def asset_report(r: AssetRun, part: dict[str, pd.DataFrame]) -> str:
-    """The asset's own ``report.md`` (:func:`~.markdown.run_report`): a run's whole report, a universe's section."""
+def asset_report(r: AssetRun, part: dict[str, pd.DataFrame], label: str = "") -> str:
+    """The asset's own ``report.md`` (:func:`~.markdown.run_report`): a run's whole report, a universe's section
+    (``label``: the asset named in the answer's words, as a run on one file names its file)."""
     return run_report(
         r.cfg,
         r.prepared,
         r.plan,
-        part["retrains"],
+        part["retrains"].assign(asset=label) if label else part["retrains"],
         part["metrics"],
         part["tests"],
         part["coverage"],
         part["cost"],
         part["seeds"],
-        part["losses"],
+        part["losses"].assign(asset=label) if label else part["losses"],
         worth_sections(r.cfg, part.get("economic"), part["tests"]),
     )
 
@@ -204,6 +200,8 @@ def economic_tables(cfg: RunConfig, bars: pd.DataFrame, rows: pd.DataFrame, loss
         out["economic_losses"] = eco_losses
         out["positions"] = pd.concat([p.assign(strategy=s) for s, p in positions.items()], ignore_index=True)
         out["var"] = var
+        if (economic["section"] == "target").any():  # compare's economics: the bars' returns
+            out["returns"] = bars[["rv", "ret"]].rename_axis("time").reset_index()
         out["economic"] = stack(
             [out["economic"], _tidy([("target", "", "", "", np.nan, 0, "", "bars_per_year", bars_per_year(bars))])]
         )
@@ -240,7 +238,7 @@ def _with_asset(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def write_report(cfg: RunConfig, stage: Path, text: str, scores: pd.DataFrame, styles: dict, several: bool) -> None:
+def write_report(cfg: RunConfig, stage: Path, text: str, scores: pd.DataFrame, styles: dict) -> None:
     """The run's figures (if ``output.plots``; each asset's forecast figure is drawn as it is evaluated),
     ``report.md`` and ``report.html``."""
     ev = cfg.evaluation

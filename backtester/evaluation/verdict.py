@@ -111,9 +111,54 @@ def _sums(codes: np.ndarray, size: int, *columns: np.ndarray) -> list[np.ndarray
     return [np.bincount(codes, weights=c, minlength=size) for c in columns]
 
 
+def _pair_sums(
+    values: pd.DataFrame,
+    versions: pd.DataFrame | None,
+    a: str,
+    b: str,
+    assets: pd.Index,
+    codes: np.ndarray,
+    uniq: pd.Index,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]] | None:
+    """The pair ``a < b``'s sums per (asset, horizon) cell and per retrain segment of either (None: no common row)."""
+    d = (values[a] - values[b]).to_numpy(dtype="float64")
+    ok = np.isfinite(d)
+    if not ok.any():
+        return None
+    dd = np.where(ok, d, 0.0)
+    n, s1, s2 = _sums(codes, len(uniq), ok.astype("float64"), dd, dd * dd)
+    keep = n > 0
+    cells = pd.DataFrame(
+        {
+            "a": a,
+            "b": b,
+            "asset": uniq.get_level_values(0)[keep],
+            "horizon": uniq.get_level_values(1)[keep],
+            "n": n[keep],
+            "sum": s1[keep],
+            "sq": s2[keep],
+        }
+    )
+    segments = []
+    for name in (a, b):
+        if versions is None:
+            break
+        seg = pd.DataFrame(
+            {
+                "asset": assets[ok],
+                "version": versions[name].to_numpy()[ok],
+                "d": d[ok],
+                "v": values[name].to_numpy(dtype="float64")[ok],
+            }
+        )
+        g = seg.groupby(["asset", "version"], sort=False).agg(n=("d", "size"), sum=("d", "sum"), v=("v", "sum"))
+        segments.append(g.reset_index().assign(a=a, b=b, name=name))
+    return cells, segments
+
+
 class LossSummary:
     """What the answer needs of a loss table, as sums that add up over assets: each strategy's mean loss per
-    (asset, horizon) and its rows' sum and count; per pair of strategies on their common rows, the count,
+    (asset, horizon) and its rows' sum and count; per pair of strategies (seed members aside) on their common rows, the count,
     sum and sum of squares of the difference per (asset, horizon), and per retrain segment of either the
     count, the difference's sum and the strategy's loss sum. One asset's summary is a few thousand numbers
     whatever its rows; a universe's answer concatenates its assets' (:meth:`concat`).
@@ -142,45 +187,14 @@ class LossSummary:
         totals = pd.DataFrame({"sum": values.sum(), "n": values.notna().sum()})
         cell = pd.MultiIndex.from_arrays([assets, horizons], names=["asset", "horizon"])
         codes, uniq = pd.factorize(cell)
-        names = sorted(str(c) for c in values.columns)
+        names = sorted(str(c) for c in values.columns if not is_member(c))  # a seed member is one draw: never judged
         pairs, segments = [], []
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                d = (values[a] - values[b]).to_numpy(dtype="float64")
-                ok = np.isfinite(d)
-                if not ok.any():
-                    continue
-                dd = np.where(ok, d, 0.0)
-                n, s1, s2 = _sums(codes, len(uniq), ok.astype("float64"), dd, dd * dd)
-                keep = n > 0
-                pairs.append(
-                    pd.DataFrame(
-                        {
-                            "a": a,
-                            "b": b,
-                            "asset": uniq.get_level_values(0)[keep],
-                            "horizon": uniq.get_level_values(1)[keep],
-                            "n": n[keep],
-                            "sum": s1[keep],
-                            "sq": s2[keep],
-                        }
-                    )
-                )
-                if versions is None:
-                    continue
-                for name in (a, b):
-                    seg = pd.DataFrame(
-                        {
-                            "asset": assets[ok],
-                            "version": versions[name].to_numpy()[ok],
-                            "d": d[ok],
-                            "v": values[name].to_numpy(dtype="float64")[ok],
-                        }
-                    )
-                    g = seg.groupby(["asset", "version"], sort=False).agg(
-                        n=("d", "size"), sum=("d", "sum"), v=("v", "sum")
-                    )
-                    segments.append(g.reset_index().assign(a=a, b=b, name=name))
+                got = _pair_sums(values, versions, a, b, assets, codes, uniq)
+                if got is not None:
+                    pairs.append(got[0])
+                    segments += got[1]
         pair_cols = ["a", "b", "asset", "horizon", "n", "sum", "sq"]
         seg_cols = ["a", "b", "name", "asset", "version", "n", "sum", "v"]
         return cls(
