@@ -199,8 +199,8 @@ class TableWriter:
     """Parquet tables written a part (an asset's rows) at a time, each part its own row groups in the first
     part's schema: read back whole (:meth:`RunDir.read_table`) or part by part (:meth:`RunDir.table_parts`).
 
-    >>> import tempfile; where = Path(tempfile.mkdtemp())
-    >>> with TableWriter(where) as w: w.append("t.parquet", pd.DataFrame({"x": [1.0, 2.0]})); w.append("t.parquet", pd.DataFrame({"x": [3.0]}))
+    >>> import tempfile; from contextlib import closing; where = Path(tempfile.mkdtemp())
+    >>> with closing(TableWriter(where)) as w: w.append("t.parquet", pd.DataFrame({"x": [1.0, 2.0]})); w.append("t.parquet", pd.DataFrame({"x": [3.0]}))
     >>> RunDir(where).read_table("t.parquet")["x"].tolist(), len(list(RunDir(where).table_parts("t.parquet")))
     ([1.0, 2.0, 3.0], 2)
     """
@@ -210,34 +210,30 @@ class TableWriter:
         self.writers: dict[str, Any] = {}  # file name -> its pyarrow ParquetWriter
         self.empty: dict[str, pd.DataFrame] = {}  # a table with no rows yet: written as it is, if none come
 
-    def append(self, name: str, frame: pd.DataFrame) -> None:
+    def append(self, name: str, frame: Any) -> None:
+        """Append a part: a DataFrame, or a pyarrow Table (a part written to a file by a worker, read back)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not len(frame):
-            self.empty.setdefault(name, frame)
+            self.empty.setdefault(name, frame if isinstance(frame, pd.DataFrame) else frame.to_pandas())
             return
         w = self.writers.get(name)
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         if w is None:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
             self.writers[name] = w = pq.ParquetWriter(self.folder / name, table.schema)
-        else:
-            table = pa.Table.from_pandas(frame, schema=w.schema, preserve_index=False)
-        w.write_table(table)
+        elif not table.schema.equals(w.schema, check_metadata=False):
+            table = table.cast(w.schema)
+        w.write_table(table.replace_schema_metadata(w.schema.metadata))
 
     def close(self) -> None:
+        """Finish the files (use the writer in ``contextlib.closing``)."""
         for w in self.writers.values():
             w.close()
         for name, frame in self.empty.items():
             if name not in self.writers and name not in self.optional:
                 frame.to_parquet(self.folder / name, index=False)
         self.writers, self.empty = {}, {}
-
-    def __enter__(self) -> TableWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def write_config(stage: Path, resolved: dict[str, Any]) -> None:

@@ -182,7 +182,16 @@ def _run(cfg, executor: Executor, t_start: float, force: bool, progress, log, fr
         timings.update(engine_timings(cfg, engine, time.perf_counter() - t0))
         write_config(stage, cfg.resolved())
         t0 = time.perf_counter()
-        rows, retrains, scores = write_results(cfg, runs, engine.asset_rows, engine.records, stage)
+        several = len(runs) > 1  # a universe's assets are evaluated on the workers, one job each
+        rows, retrains, scores = write_results(
+            cfg,
+            runs,
+            engine.asset_rows,
+            engine.records,
+            stage,
+            executor if several else None,
+            engine.rows_of.__getitem__ if several else None,
+        )
         timings["evaluate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         count = len(rows) if rows is not None else RunDir(stage).table_rows(FORECASTS)

@@ -4,6 +4,8 @@ asset's forecasts see another's data or its own future, and the evaluation adds 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -314,12 +316,21 @@ def test_a_rerun_reuses_every_asset_and_a_new_asset_computes_only_its_own(univer
 
 
 def test_a_universe_on_two_workers_equals_one_process(universe_files, tmp_path):
+    """The segments and the evaluation (each asset a job on the workers, taken back in asset order) give the
+    same forecasts, tests across assets, economics and report on two workers as in one process."""
     raw = universe_config(universe_files, tmp_path, naive={}, har={})
-    one = run(parse_config(raw)).forecasts
+    one = run(parse_config(raw))
     raw["execution"] = {"jobs": 2}
     raw["name"] = "t2"
-    two = run(parse_config(raw)).forecasts
-    pd.testing.assert_frame_equal(one, two)
+    two = run(parse_config(raw))
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
+    for table in ("tests", "economic", "wins", "var", "positions"):
+        a, b = (pd.read_parquet(r.out_dir / f"{table}.parquet") for r in (one, two))
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
+    timing = re.compile(r"\d+\.\d+ s|\| [\d.]+ \|")  # seconds of training differ between runs
+    texts = [timing.sub("", (r.out_dir / "report.md").read_text()).splitlines()[1:] for r in (one, two)]  # not the name
+    assert texts[0] == texts[1]
+    assert not (two.out_dir / ".parts").exists()
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -43,6 +44,19 @@ def per_year(economic: pd.DataFrame) -> float:
     return float(economic.loc[economic["metric"] == "bars_per_year", "value"].median())
 
 
+@dataclass
+class Share:
+    """One asset's share of the tests across assets: its pair differentials for the pooled tests (per horizon)
+    on the tests' loss and on each economic loss, its horizon-averaged losses per issue time (the MCS), its
+    targeted positions by strategy (the portfolio) and its answer's sums. A few MiB whatever the rows."""
+
+    panel: dict[int, pd.DataFrame]
+    economic: dict[str, dict[int, pd.DataFrame]]
+    wide: pd.DataFrame
+    positions: dict[str, pd.DataFrame]
+    summary: LossSummary
+
+
 class Across:
     """The tests across a universe's assets, gathered asset by asset (see the module)."""
 
@@ -61,15 +75,33 @@ class Across:
         self, asset: str, losses: pd.DataFrame, economic_losses: pd.DataFrame | None, positions: pd.DataFrame | None
     ) -> None:
         """One asset's tidy losses (the tests' loss at least), economic losses and targeted positions."""
+        self.absorb(self.share(asset, losses, economic_losses, positions))
+
+    def share(
+        self, asset: str, losses: pd.DataFrame, economic_losses: pd.DataFrame | None, positions: pd.DataFrame | None
+    ) -> Share:
+        """What one asset adds (:meth:`absorb`), computed where the asset is evaluated (a worker, or here)."""
         ev = self.cfg.evaluation
-        self.panel.add(losses)
-        if economic_losses is not None and len(economic_losses):
-            for cs in self.economic.values():
-                cs.add(economic_losses)
-        if positions is not None and len(positions):
-            self.book.add({str(s): p for s, p in positions.groupby("strategy", observed=True)})
-        self.summaries.append(LossSummary.of(losses.assign(asset=asset), ev.loss))
-        wide = horizon_averaged(losses[losses["loss"] == ev.loss])  # each asset's DM/MCS rows
+        eco = economic_losses if economic_losses is not None and len(economic_losses) else None
+        return Share(
+            self.panel.parts(losses),
+            {loss: cs.parts(eco) for loss, cs in self.economic.items()} if eco is not None else {},
+            horizon_averaged(losses[losses["loss"] == ev.loss]),  # each asset's DM/MCS rows
+            {str(s): p for s, p in positions.groupby("strategy", observed=True)}
+            if positions is not None and len(positions)
+            else {},
+            LossSummary.of(losses.assign(asset=asset), ev.loss),
+        )
+
+    def absorb(self, share: Share) -> None:
+        """Add one asset's :class:`Share`; the assets in one order give the same sums, to the bit."""
+        self.panel.add_parts(share.panel)
+        for loss, parts in share.economic.items():
+            self.economic[loss].add_parts(parts)
+        if share.positions:
+            self.book.add(share.positions)
+        self.summaries.append(share.summary)
+        wide = share.wide
         names = {str(c) for c in wide.columns}
         self.everywhere = names if self.everywhere is None else self.everywhere & names
         n = wide.notna().astype("int64")

@@ -230,24 +230,32 @@ class CrossSection:
 
     def add(self, rows: pd.DataFrame) -> None:
         """One asset's tidy loss rows (``strategy, issued_at, target_time, horizon, loss, value``)."""
+        self.add_parts(self.parts(rows))
+
+    def parts(self, rows: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        """What one asset adds (:meth:`add_parts`), computed anywhere: its time x pair differentials per
+        horizon (0: the horizon-averaged loss, on the issue times where every horizon was scored)."""
         t = rows[rows["loss"] == self.loss]
-        if not len(t):
-            return
         names = sorted(str(s) for s in t["strategy"].unique())
-        self.strategies.update(names)
         # an asset's pairs are oriented as the universe's are (the benchmark second, else by name)
         pairs = [(x, y) for x, y in _pairs(names, self.benchmark, self.pairwise) if x in names and y in names]
         if not pairs:
-            return
+            return {}
         horizons = sorted(int(h) for h in t["horizon"].unique())
         wide = t.pivot_table(index=["horizon", "target_time"], columns="strategy", values="value", observed=True)
-        for h in horizons:
-            self._add(h, _differentials(wide.loc[h], pairs))
+        out = {h: _differentials(wide.loc[h], pairs) for h in horizons}
         avg = t.pivot_table(index="issued_at", columns="strategy", values="value", aggfunc="mean", observed=True)
         counts = t.groupby(["issued_at", "strategy"], observed=True)["horizon"].size().unstack("strategy")
         complete = counts.reindex(index=avg.index, columns=avg.columns).eq(len(horizons))  # every horizon scored
-        self._add(0, _differentials(avg.where(complete), pairs))
-        self.last = max(self.last, *horizons)
+        out[0] = _differentials(avg.where(complete), pairs)
+        return out
+
+    def add_parts(self, parts: dict[int, pd.DataFrame]) -> None:
+        """Add one asset's :meth:`parts` (assets in the same order give the same sums, to the bit)."""
+        for h, d in parts.items():
+            self.strategies.update(str(n) for pair in d.columns for n in pair)
+            self._add(h, d)
+            self.last = max(self.last, h)
 
     def _add(self, h: int, d: pd.DataFrame) -> None:
         seen = d.notna()

@@ -18,20 +18,25 @@ Examples
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from contextlib import closing
+from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from ..layout import REPORT, RunDir, TableWriter
+from ..executors import Executor, InProcess
+from ..layout import FORECASTS, REPORT, RunDir, TableWriter
 from ..recorder import combine_rows
 from ..tuning import read_trials
 from ..work import FitRecord
 from .accuracy import dm_table, horizon_averaged, model_confidence_set
-from .across import Across
+from .across import Across, Share
 from .economic import bars_per_year
 from .losses import breakdown_table, cost_table, coverage, join_actuals, loss_table, metrics, score_table
 from .markdown import run_report
@@ -48,9 +53,60 @@ if TYPE_CHECKING:
     from ..config import RunConfig
 
 
+PARTS = ".parts"  # where asset jobs leave their large tables for the parent to append
 STREAMED = ("forecasts", "positions", "var", "returns")  # written asset by asset, never held together
 KEPT = ("retrains", "metrics", "scores", "breakdowns", "tests", "cost", "seeds", "economic")
 OPTIONAL = ("seeds", "tuning", "wins", "positions", "var")  # written only where they have rows
+
+
+@dataclass(frozen=True)
+class AssetJob:
+    """One asset's evaluation, run where the executor puts it (a worker process, a Dask worker, or here): its
+    rows read back (``read``), evaluated, its report section and figure made, its share of the tests across
+    assets computed (``several``), and its large tables (:data:`STREAMED`) written to ``parts/<index>/`` for
+    the parent to append in asset order. Frozen and picklable, like the engine's jobs."""
+
+    cfg: RunConfig
+    asset: AssetRun
+    read: Callable[[], pd.DataFrame]
+    retrains: pd.DataFrame
+    trials: pd.DataFrame | None
+    stage: Path
+    index: int
+    several: bool
+    styles: dict
+
+    @property
+    def parts(self) -> Path:
+        return self.stage / PARTS / f"{self.index:06d}"
+
+    def run(self) -> AssetDone:
+        r, label = self.asset, self.asset.asset.label
+        part = evaluate_asset(
+            r, self.read().drop(columns="asset", errors="ignore"), self.retrains, self.stage, self.trials
+        )
+        section = asset_report(r, part, "" if self.several else label)
+        plot_asset(self.cfg, r, part, self.stage, self.several, self.styles)
+        share = Across(self.cfg).share(label, part["losses"], part.get("economic_losses"), part.get("positions"))
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for name in STREAMED:
+            if name in part:
+                _with_asset({label: part.pop(name)}).to_parquet(self.parts / f"{name}.parquet", index=False)
+        return AssetDone(section, {name: part.get(name, pd.DataFrame()) for name in KEPT}, share)
+
+
+@dataclass
+class AssetDone:
+    """What an :class:`AssetJob` sends back: the report section, the small tables and the share across assets."""
+
+    section: str
+    kept: dict[str, pd.DataFrame]
+    share: Share
+
+
+def run_asset(job: AssetJob) -> AssetDone:
+    """What an executor runs for an asset (a module-level function: it is pickled to the workers)."""
+    return job.run()
 
 
 def write_results(
@@ -59,70 +115,77 @@ def write_results(
     rows_of: Callable[[str], pd.DataFrame],
     records: list[FitRecord],
     stage: Path,
+    executor: Executor | None = None,
+    reader: Callable[[str], Callable[[], pd.DataFrame]] | None = None,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame, pd.DataFrame]:
     """Every evaluation file of the run into ``stage``; returns (rows with actuals, retrains, metrics), the rows
     None in a universe (read them from ``forecasts.parquet``). ``runs``: the assets (one for a run on one
     ``data.path``); ``rows_of(asset)``: an asset's forecast rows (:data:`backtester.recorder.COLUMNS`), asked
     for once; ``records``: one :class:`~backtester.work.FitRecord` per retrain; ``stage``: the run's directory.
-    Every table gets an ``asset`` column. The assets are evaluated one at a time: the large tables
-    (:data:`STREAMED`) appended to their files, the report section and figure made, and only the small tables
-    and what the tests across assets need (:class:`~.across.Across`) kept."""
+    Every table gets an ``asset`` column. A universe's assets are evaluated one at a time, each an
+    :class:`AssetJob` on ``executor`` (``reader(asset)``: a picklable reader of its rows): its large tables
+    appended to their files in asset order, and only the small tables and the shares of the tests across
+    assets (:class:`~.across.Across`) kept."""
     retrains = retrain_frame(records)
     trials = read_trials(stage)
-    several = len(runs) > 1
-    across = Across(cfg) if several else None
-    kept: dict[str, dict[str, pd.DataFrame]] = {}
-    sections: list[str] = []
-    rows = None
     styles = strategy_styles(sorted({*cfg.run_strategies(), *cfg.ensembles()}))
-    with TableWriter(stage, optional=[f"{n}.parquet" for n in OPTIONAL]) as writer:
-        for r in runs:
-            label, mine = r.asset.label, _of(trials, r.asset.name) if len(trials) else None
-            part = evaluate_asset(
-                r,
-                rows_of(r.asset.name).drop(columns="asset", errors="ignore"),
-                _of(retrains, r.asset.name),
-                stage,
-                mine,
-            )
-            sections.append(asset_report(r, part, "" if several else label))
-            plot_asset(cfg, r, part, stage, several, styles)
-            if across is not None:
-                across.add(label, part["losses"], part.get("economic_losses"), part.get("positions"))
-            streamed = write_streamed(writer, label, part)
-            rows = None if several else streamed  # a run on one file returns its rows
-            for name in KEPT:
-                kept.setdefault(name, {})[label] = part.get(name, pd.DataFrame())
-            del part, streamed
-    tables = {name: _with_asset(parts) for name, parts in kept.items()}
-    if across is not None:
-        across.finish(tables)
+    jobs = [
+        AssetJob(
+            cfg,
+            r,
+            (reader or (lambda name: partial(rows_of, name)))(r.asset.name),
+            _of(retrains, r.asset.name),
+            _of(trials, r.asset.name) if len(trials) else None,
+            stage,
+            k,
+            len(runs) > 1,
+            styles,
+        )
+        for k, r in enumerate(runs)
+    ]
+    tables, sections, across = evaluate_assets(cfg, jobs, stage, executor or InProcess())
     if len(trials):
         labels = {r.asset.name: r.asset.label for r in runs}
         tables["tuning"] = trials.assign(asset=trials["asset"].map(labels).astype("string"))
     for name in ("retrains", "tuning", "metrics", "scores", "breakdowns", "tests", "cost", "seeds", "wins", "economic"):
         if name in tables and (len(tables[name]) or name not in OPTIONAL):
             tables[name].to_parquet(stage / f"{name}.parquet", index=False)
-    write_report(
-        cfg,
-        stage,
-        sections[0] if across is None else universe_report(cfg, runs, tables, across.summary(), sections),
-        tables["metrics"],
-        styles,
-    )
-    return rows, tables["retrains"], tables["metrics"]
+    text = sections[0] if len(runs) == 1 else universe_report(cfg, runs, tables, across.summary(), sections)
+    write_report(cfg, stage, text, tables["metrics"], styles)
+    return (RunDir(stage).read_table(FORECASTS) if len(runs) == 1 else None), tables["retrains"], tables["metrics"]
 
 
-def write_streamed(writer: TableWriter, label: str, part: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Append (and take out of ``part``) the asset's large tables (:data:`STREAMED`); returns its forecast rows
-    with their ``asset`` column."""
-    rows = pd.DataFrame()
-    for name in STREAMED:
-        if name in part:
-            frame = _with_asset({label: part.pop(name)})
-            writer.append(f"{name}.parquet", frame)
-            rows = frame if name == "forecasts" else rows
-    return rows
+def evaluate_assets(
+    cfg: RunConfig, jobs: list[AssetJob], stage: Path, executor: Executor
+) -> tuple[dict[str, pd.DataFrame], list[str], Across]:
+    """Run the assets' jobs on ``executor`` and take their results in asset order as they come: the large
+    tables appended to their files, the shares added across assets, the small tables and sections kept."""
+    across, sections = Across(cfg), []
+    kept: dict[str, dict[str, pd.DataFrame]] = {}
+    waiting: dict[int, AssetDone] = {}
+    with closing(TableWriter(stage, optional=[f"{n}.parquet" for n in OPTIONAL])) as writer:
+
+        def take(job: AssetJob, done: AssetDone) -> None:
+            waiting[job.index] = done
+            while len(sections) in waiting:  # the next asset in order
+                k = len(sections)
+                got, first = waiting.pop(k), jobs[k]
+                sections.append(got.section)
+                across.absorb(got.share)
+                for name in STREAMED:
+                    path = first.parts / f"{name}.parquet"
+                    if path.is_file():
+                        writer.append(f"{name}.parquet", pq.read_table(path))
+                shutil.rmtree(first.parts)
+                for name, frame in got.kept.items():
+                    kept.setdefault(name, {})[first.asset.asset.label] = frame
+
+        executor.run(run_asset, jobs, take)
+    shutil.rmtree(stage / PARTS, ignore_errors=True)
+    tables = {name: _with_asset(parts) for name, parts in kept.items()}
+    if len(jobs) > 1:
+        across.finish(tables)
+    return tables, sections, across
 
 
 def asset_report(r: AssetRun, part: dict[str, pd.DataFrame], label: str = "") -> str:
