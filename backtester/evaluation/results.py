@@ -9,7 +9,10 @@ tests of predictive accuracy (:mod:`.accuracy`) and writes into a run's director
   ``breakdowns``, ``tests``, ``cost`` and ``seeds`` (if any seed ensemble) as Parquet;
 - the figures (if ``output.plots``), ``report.md`` (:mod:`.markdown`) and ``report.html``.
 
-It takes plain data (forecast rows, fit records), not the engine's result object.
+It takes plain data (a reader of each asset's forecast rows, fit records), not the engine's result object.
+Each asset is one :class:`AssetJob`, run on the run's executor (its workers, or this process): a universe
+of hundreds of assets is evaluated in the memory of one asset per worker, and its results are taken back
+in asset order, so that the numbers do not depend on where the jobs ran.
 
 Examples
 --------
