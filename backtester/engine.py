@@ -104,10 +104,8 @@ class EngineResult:
 
     def asset_rows(self, asset: str) -> pd.DataFrame:
         """One asset's forecast rows: read back from the stage (``keep_rows=False``) or from :attr:`forecasts`."""
-        if asset in self.rows_of:
-            return self.rows_of[asset]()
-        f = self.forecasts
-        return f if "asset" not in f else f[f["asset"] == asset].reset_index(drop=True)
+        f = self.rows_of[asset]() if asset in self.rows_of else self.forecasts
+        return f if "asset" not in f or asset in self.rows_of else f[f["asset"] == asset].reset_index(drop=True)
 
     @property
     def compute_seconds(self) -> float:

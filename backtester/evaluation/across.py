@@ -1,6 +1,6 @@
 """A universe's evaluation across assets, gathered one asset at a time.
 
-:class:`Across` takes each asset's evaluation tables as they are made (:meth:`Across.add`) and keeps only
+:class:`Across` takes each asset's evaluation tables as they are made (:meth:`Across.share`, :meth:`Across.absorb`) and keeps only
 what the tests across assets need, none of it growing with an asset's rows:
 
 - the pooled and time-cluster DM tests (:class:`~.panel.CrossSection`: per time, the sum and count of
@@ -17,7 +17,8 @@ memory of one (``bench/README.md``, W3).
 Examples
 --------
 >>> across = Across(cfg)                           # doctest: +SKIP
->>> for label, t in each_asset: across.add(label, t["losses"], t["economic_losses"], t["positions"])  # doctest: +SKIP
+>>> share = across.share(label, t["losses"], t["economic_losses"], t["positions"])  # where the asset ran  # doctest: +SKIP
+>>> across.absorb(share)                           # here, in asset order  # doctest: +SKIP
 >>> pooled, wins = across.tests(tests)             # doctest: +SKIP
 """
 
@@ -70,12 +71,6 @@ class Across:
         self.everywhere: set[str] | None = None  # the strategies every asset has
         self.book = Book()
         self.summaries: list[LossSummary] = []
-
-    def add(
-        self, asset: str, losses: pd.DataFrame, economic_losses: pd.DataFrame | None, positions: pd.DataFrame | None
-    ) -> None:
-        """One asset's tidy losses (the tests' loss at least), economic losses and targeted positions."""
-        self.absorb(self.share(asset, losses, economic_losses, positions))
 
     def share(
         self, asset: str, losses: pd.DataFrame, economic_losses: pd.DataFrame | None, positions: pd.DataFrame | None
